@@ -1,0 +1,93 @@
+//! The current-context slots: which host task and which guest run the thread is polling.
+//!
+//! Free functions such as `guest::sleep` and `host::sleep` find their loop here, the way trio
+//! and asyncio find the running loop. With `std` each slot is a thread-local. Without `std`
+//! there are no thread-locals: the slots are globals, and the kernel assumes one kernel
+//! thread (the bare-metal case); this is the one documented limitation of the `no_std` build.
+
+use core::cell::Cell;
+
+/// A slot holding one `Copy` value, read and replaced with a guard that restores it.
+pub(crate) struct Slot<T: Copy + 'static> {
+    #[cfg(feature = "std")]
+    key: &'static std::thread::LocalKey<Cell<T>>,
+    #[cfg(not(feature = "std"))]
+    cell: Global<T>,
+}
+
+#[cfg(not(feature = "std"))]
+pub(crate) struct Global<T>(Cell<T>);
+
+// SAFETY: without `std` the kernel is single-threaded by contract (module docs): the slot is only
+// ever read and written by the one kernel thread.
+#[cfg(not(feature = "std"))]
+unsafe impl<T> Sync for Global<T> {}
+
+impl<T: Copy + 'static> Slot<T> {
+    #[cfg(feature = "std")]
+    pub(crate) const fn new(key: &'static std::thread::LocalKey<Cell<T>>) -> Slot<T> {
+        Slot { key }
+    }
+
+    #[cfg(not(feature = "std"))]
+    pub(crate) const fn new(init: T) -> Slot<T> {
+        Slot { cell: Global(Cell::new(init)) }
+    }
+
+    pub(crate) fn get(&'static self) -> T {
+        #[cfg(feature = "std")]
+        {
+            self.key.with(Cell::get)
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            self.cell.0.get()
+        }
+    }
+
+    pub(crate) fn replace(&'static self, value: T) -> T {
+        #[cfg(feature = "std")]
+        {
+            self.key.with(|c| c.replace(value))
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            self.cell.0.replace(value)
+        }
+    }
+
+    /// Sets the slot until the guard drops, which restores the previous value (nesting works).
+    pub(crate) fn enter(&'static self, value: T) -> SlotGuard<T> {
+        let prev = self.replace(value);
+        SlotGuard { slot: self, prev }
+    }
+}
+
+pub(crate) struct SlotGuard<T: Copy + 'static> {
+    slot: &'static Slot<T>,
+    prev: T,
+}
+
+impl<T: Copy + 'static> Drop for SlotGuard<T> {
+    fn drop(&mut self) {
+        self.slot.replace(self.prev);
+    }
+}
+
+/// Declares a context slot: a thread-local with `std`, a global without.
+macro_rules! kernel_slot {
+    ($(#[$m:meta])* $vis:vis static $name:ident: $t:ty = $init:expr;) => {
+        $(#[$m])*
+        #[cfg(feature = "std")]
+        $vis static $name: $crate::cx::Slot<$t> = {
+            std::thread_local! {
+                static KEY: core::cell::Cell<$t> = const { core::cell::Cell::new($init) };
+            }
+            $crate::cx::Slot::new(&KEY)
+        };
+        $(#[$m])*
+        #[cfg(not(feature = "std"))]
+        $vis static $name: $crate::cx::Slot<$t> = $crate::cx::Slot::new($init);
+    };
+}
+pub(crate) use kernel_slot;

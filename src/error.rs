@@ -1,0 +1,205 @@
+//! The crate's one error type.
+//!
+//! Guest code unwinds with `?` the way trio code unwinds with exceptions, so every layer of the
+//! kernel speaks the same [`Error`]: cancellation ([`Error::Cancelled`]) is a value that a
+//! [`CancelScope`](crate::guest::CancelScope) catches on its way out, the cross-loop translation
+//! errors of [`to_host`](crate::to_host) are variants, and user errors ride in
+//! [`Error::User`]. [`Error::kind`] names each variant with a stable string, which is what
+//! crosses a process boundary as a remote error's boxed type.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// A cancellation delivered to a host task: why it was cancelled.
+///
+/// Host-aware awaits (`host::sleep`, link operations, fd readiness) return it once their task has
+/// been cancelled; it is sticky, so every later host-aware await returns it too.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("host task cancelled: {reason}")]
+pub struct Cancelled {
+    /// The reason given to [`JoinHandle::cancel`](crate::host::JoinHandle::cancel).
+    pub reason: String,
+}
+
+/// Several errors that happened independently (a nursery's children, or both sides of a linked
+/// task pair), in the order they happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorGroup(pub Vec<Error>);
+
+impl fmt::Display for ErrorGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} independent errors: [", self.0.len())?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {e}", e.kind())?;
+        }
+        f.write_str("]")
+    }
+}
+
+impl core::error::Error for ErrorGroup {}
+
+/// A user error, kept with its kind name so that it can be matched after it crossed a loop or a
+/// process boundary.
+#[derive(Debug, Clone)]
+pub struct UserError {
+    kind: String,
+    source: Arc<dyn core::error::Error + Send + Sync>,
+}
+
+impl UserError {
+    /// The name the error was given (its type name unless set with [`Error::user_kind`]).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The original error value.
+    pub fn inner(&self) -> &(dyn core::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+}
+
+impl PartialEq for UserError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && alloc::format!("{}", self.source) == alloc::format!("{}", other.source)
+    }
+}
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.source, f)
+    }
+}
+
+impl core::error::Error for UserError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        self.source.source()
+    }
+}
+
+/// A plain message used as an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+struct Message(String);
+
+/// Everything that can go wrong in `infect`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The guest task was inside a cancelled [`CancelScope`](crate::guest::CancelScope). The
+    /// innermost cancelled scope around the await catches it; code above sees nothing.
+    #[error("cancelled by an enclosing cancel scope")]
+    Cancelled,
+    /// A [`fail_after`](crate::guest::fail_after) deadline passed before its body finished.
+    #[error("deadline exceeded (fail_after)")]
+    TooSlow,
+    /// A host task was cancelled (see [`Cancelled`]).
+    #[error(transparent)]
+    HostTaskCancelled(#[from] Cancelled),
+    /// Seen by the guest: the linked host task was cancelled by itself or by a third party, not
+    /// by the guest side.
+    #[error("the linked host task was cancelled, not by the guest side: {reason}")]
+    HostCancelled {
+        /// The reason the host task was cancelled with.
+        reason: String,
+    },
+    /// Seen by the guest: the linked host task returned while the guest still held the link.
+    #[error("the linked host task exited while the guest side still held the link")]
+    HostTaskExited,
+    /// Seen by the host: the guest side was cancelled or failed, so the host task is torn down.
+    #[error("the linked guest task was cancelled or failed{}", match cause { Some(c) => alloc::format!(": {}: {c}", c.kind()), None => String::new() })]
+    GuestCancelled {
+        /// The guest's error, when it failed (`None` when it was only cancelled).
+        cause: Option<Box<Error>>,
+    },
+    /// Seen by the host: the guest side left the linked block normally while the host task ran.
+    #[error("the linked guest task exited while the host task was still running")]
+    GuestTaskExited,
+    /// Several independent errors.
+    #[error(transparent)]
+    Group(#[from] ErrorGroup),
+    /// A `to_host` call from a guest that is not riding a host.
+    #[error(
+        "to_host called outside an infected guest: start the guest with `Host::start_guest_run` \
+         (or spawn the actor with `infect_host(true)`) before linking host tasks"
+    )]
+    NotInfected,
+    /// The host stopped (or the run handle was dropped) before the guest run finished.
+    #[error(
+        "the host stopped before the guest run finished: keep the host running (and the \
+         GuestRun handle alive) until the guest's done callback has been called"
+    )]
+    GuestRunAbandoned,
+    /// `start_guest_run` while another guest run is active on the same host.
+    #[error("a guest run is already active on this host: one guest run per host at a time")]
+    GuestAlreadyRunning,
+    /// `Nursery::start` child returned without calling `started`.
+    #[error("the task passed to Nursery::start returned without calling task_status.started()")]
+    StartedNotCalled,
+    /// A guest-only API (a nursery) was used outside a guest task.
+    #[error("this needs a running guest task: call it from inside guest::run or start_guest_run")]
+    OutsideGuest,
+    /// A nursery that has already closed was asked to start a task.
+    #[error("the nursery is closed: start tasks while its block is still running")]
+    NurseryClosed,
+    /// A channel's other side is gone.
+    #[error("the channel is closed")]
+    Closed,
+    /// A user error.
+    #[error(transparent)]
+    User(UserError),
+}
+
+impl Error {
+    /// Wraps any error value as [`Error::User`], named after its type.
+    pub fn user<E: core::error::Error + Send + Sync + 'static>(e: E) -> Error {
+        let name = core::any::type_name::<E>();
+        let kind = name.rsplit("::").next().unwrap_or(name);
+        Error::user_kind(kind, e)
+    }
+
+    /// Wraps an error value as [`Error::User`] under an explicit kind name.
+    pub fn user_kind<E: core::error::Error + Send + Sync + 'static>(kind: &str, e: E) -> Error {
+        Error::User(UserError { kind: String::from(kind), source: Arc::new(e) })
+    }
+
+    /// A user error that is only a message, of kind `kind`.
+    pub fn msg(kind: &str, message: impl Into<String>) -> Error {
+        Error::user_kind(kind, Message(message.into()))
+    }
+
+    /// A stable name for this error's kind: the variant name, or the user error's kind.
+    pub fn kind(&self) -> &str {
+        match self {
+            Error::Cancelled => "Cancelled",
+            Error::TooSlow => "TooSlow",
+            Error::HostTaskCancelled(_) => "HostTaskCancelled",
+            Error::HostCancelled { .. } => "HostCancelled",
+            Error::HostTaskExited => "HostTaskExited",
+            Error::GuestCancelled { .. } => "GuestCancelled",
+            Error::GuestTaskExited => "GuestTaskExited",
+            Error::Group(_) => "ErrorGroup",
+            Error::NotInfected => "NotInfected",
+            Error::GuestRunAbandoned => "GuestRunAbandoned",
+            Error::GuestAlreadyRunning => "GuestAlreadyRunning",
+            Error::StartedNotCalled => "StartedNotCalled",
+            Error::NurseryClosed => "NurseryClosed",
+            Error::OutsideGuest => "OutsideGuest",
+            Error::Closed => "Closed",
+            Error::User(u) => u.kind(),
+        }
+    }
+
+    /// Whether this is a guest cancellation ([`Error::Cancelled`]).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! Fuzz logic that lives in the crate, so `cargo test` replays it on stable (tokio-style).

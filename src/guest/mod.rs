@@ -1,0 +1,309 @@
+//! The guest: a structured-concurrency runtime in trio's image, host-agnostic by construction
+//! (this module never imports [`host`](crate::host)).
+//!
+//! - Tasks live in nurseries ([`open_nursery`], [`Nursery::start_soon`], [`Nursery::start`]);
+//!   no task outlives its nursery, the first error cancels the siblings, several errors come
+//!   out as one [`ErrorGroup`](crate::ErrorGroup).
+//! - Cancellation is trio's: a cancelled [`CancelScope`] makes every cancellation-aware await
+//!   inside it ([`sleep`], [`checkpoint`], [`Event::wait`], channel operations, `to_host` link
+//!   operations) return [`Error::Cancelled`], so code unwinds with `?` and async clean-up still
+//!   runs; the scope catches the error on its way out. Dropping a future is the last resort.
+//! - One scheduler, two ways to run it: [`run`] (standalone, parking on the reactor) and
+//!   [`start_guest_run`] (riding any host through the [`Hooks`] trait, trio's guest mode).
+//!
+//! See [`sched`](self#scheduler) below for the task life cycle; each submodule's docs state its
+//! invariants.
+//!
+//! # Scheduler
+//! FIFO: tasks run in the order they were woken, one batch per tick, unless a seeded
+//! [`Policy`](crate::trace::Policy) permutes each batch. A tick never re-enters itself.
+
+mod nursery;
+mod sched;
+mod scope;
+mod sync;
+
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
+
+pub use nursery::{Nursery, TaskStatus, open_nursery};
+pub use sched::{GuestRun, GuestTick, Hooks};
+pub use scope::{CancelScope, fail_after, fail_at, move_on_after, move_on_at};
+pub use sync::{Event, Receiver, Sender, TrySendError, channel};
+
+pub(crate) use sched::with_local;
+pub(crate) use scope::check_cancel;
+
+use crate::time::{Clock, Instant, TimerKey};
+use crate::trace::{Policy, Trace};
+use crate::{Error, Result};
+
+/// How to run a guest: its clock, and the optional determinism tools.
+pub struct GuestConfig {
+    clock: Rc<dyn Clock>,
+    trace: Option<Trace>,
+    seed: Option<u64>,
+}
+
+impl core::fmt::Debug for GuestConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GuestConfig")
+            .field("now", &self.clock.now())
+            .field("trace", &self.trace.is_some())
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+impl GuestConfig {
+    /// A configuration reading time from `clock`.
+    pub fn new(clock: Rc<dyn Clock>) -> GuestConfig {
+        GuestConfig { clock, trace: None, seed: None }
+    }
+
+    /// Records the guest's events into `trace`.
+    pub fn trace(mut self, trace: Trace) -> GuestConfig {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// Permutes each batch of runnable tasks with a PRNG seeded with `seed`.
+    pub fn seed(mut self, seed: u64) -> GuestConfig {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Starts `main` as a guest riding the host behind `hooks`; see [`start_guest_run`].
+    pub fn start_guest_run<T: 'static>(
+        self,
+        main: impl Future<Output = Result<T>> + 'static,
+        hooks: impl Hooks,
+        done: impl FnOnce(Result<T>) + 'static,
+    ) -> Result<GuestRun> {
+        let setup = sched::Setup { clock: self.clock, trace: self.trace, policy: self.seed.map(Policy::seeded) };
+        Ok(sched::start(setup, main, Box::new(hooks), done))
+    }
+
+    /// Runs `main` standalone; see [`run`].
+    #[cfg(feature = "std")]
+    pub fn run<T: 'static>(self, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
+        standalone::run(self, main)
+    }
+}
+
+#[cfg(feature = "std")]
+impl Default for GuestConfig {
+    fn default() -> Self {
+        GuestConfig::new(Rc::new(crate::time::MonotonicClock::new()))
+    }
+}
+
+/// Starts `main` as a guest run riding a host (trio's `start_guest_run`), on the monotonic
+/// clock. The host keeps the returned [`GuestRun`] until `done` has been called, runs every
+/// [`GuestTick`] the hooks hand it on this thread, and honours `wake_at`. `done` is called
+/// exactly once, with what [`run`] would have returned. Errors in setting up come back from this
+/// call; everything else goes to `done`.
+///
+/// See `examples/guest_on_callback_loop.rs` for a host that is a plain callback loop.
+#[cfg(feature = "std")]
+pub fn start_guest_run<T: 'static>(
+    main: impl Future<Output = Result<T>> + 'static,
+    hooks: impl Hooks,
+    done: impl FnOnce(Result<T>) + 'static,
+) -> Result<GuestRun> {
+    GuestConfig::default().start_guest_run(main, hooks, done)
+}
+
+/// Runs `main` to completion on this thread, parking on the reactor when idle, on the
+/// monotonic clock.
+///
+/// ```
+/// use infect::guest;
+/// assert_eq!(guest::run(async { Ok(6 * 7) }), Ok(42));
+/// ```
+#[cfg(feature = "std")]
+pub fn run<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
+    GuestConfig::default().run(main)
+}
+
+/// The guest's current time; [`Instant::ZERO`] outside a guest task.
+pub fn current_time() -> Instant {
+    with_local(|l| l.now()).unwrap_or(Instant::ZERO)
+}
+
+/// Sleeps for `d` (cancellation-aware).
+pub async fn sleep(d: Duration) -> Result<()> {
+    sleep_until(current_time() + d).await
+}
+
+/// Sleeps until the guest clock reads `deadline` (cancellation-aware).
+pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
+    Sleep { deadline, key: None }
+}
+
+/// Sleeps until cancelled; always returns `Err(Cancelled)` (so `?` unwinds).
+pub async fn sleep_forever() -> Result<()> {
+    sleep_until(Instant::NEVER).await?;
+    Err(Error::Cancelled)
+}
+
+struct Sleep {
+    deadline: Instant,
+    key: Option<TimerKey>,
+}
+
+impl Future for Sleep {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if let Err(e) = check_cancel() {
+            self.disarm();
+            return Poll::Ready(Err(e));
+        }
+        let deadline = self.deadline;
+        let key = self.key;
+        let r = with_local(|local| {
+            if local.now() >= deadline {
+                return Poll::Ready(Ok(()));
+            }
+            if deadline == Instant::NEVER {
+                return Poll::Pending;
+            }
+            match key {
+                Some(k) if local.is_armed(k) => Poll::Pending,
+                _ => {
+                    let k = local.arm(deadline, sched::TimerTarget::Wake(cx.waker().clone()));
+                    Poll::Ready(Err(k))
+                }
+            }
+        });
+        match r {
+            None => Poll::Ready(Err(Error::OutsideGuest)),
+            Some(Poll::Ready(Ok(()))) => {
+                self.key = None;
+                Poll::Ready(Ok(()))
+            }
+            Some(Poll::Ready(Err(k))) => {
+                self.key = Some(k);
+                Poll::Pending
+            }
+            Some(Poll::Pending) => Poll::Pending,
+        }
+    }
+}
+
+impl Sleep {
+    fn disarm(&mut self) {
+        if let Some(k) = self.key.take() {
+            with_local(|l| l.disarm(k));
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
+/// A cancellation point that also yields to the other tasks (trio's `checkpoint`).
+pub async fn checkpoint() -> Result<()> {
+    check_cancel()?;
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(Ok(()))
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+#[cfg(feature = "std")]
+mod standalone {
+    //! `guest::run`: the guest on the smallest possible host, a tick queue parked on the reactor.
+    use super::*;
+    use crate::reactor::{Notifier, Reactor};
+    use alloc::sync::Arc;
+    use concurrent_queue::ConcurrentQueue;
+    use core::cell::RefCell;
+
+    struct Driver {
+        ticks: ConcurrentQueue<GuestTick>,
+        timer: ConcurrentQueue<(Instant, GuestTick)>,
+        notifier: Notifier,
+    }
+
+    struct DriverHooks(Arc<Driver>);
+
+    impl Hooks for DriverHooks {
+        fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
+            let _ = self.0.ticks.push(tick);
+            self.0.notifier.notify();
+        }
+
+        fn wake_at(&self, deadline: Instant, tick: GuestTick) {
+            let _ = self.0.timer.push((deadline, tick));
+        }
+    }
+
+    pub(super) fn run<T: 'static>(config: GuestConfig, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
+        let reactor = match Reactor::new() {
+            Ok(r) => r,
+            Err(e) => return Err(Error::user(e)),
+        };
+        let _enter = reactor.enter();
+        let driver = Arc::new(Driver {
+            ticks: ConcurrentQueue::unbounded(),
+            timer: ConcurrentQueue::unbounded(),
+            notifier: reactor.notifier(),
+        });
+        let clock = config.clock.clone();
+        let out: Rc<RefCell<Option<Result<T>>>> = Rc::new(RefCell::new(None));
+        let out2 = out.clone();
+        let run = config.start_guest_run(main, DriverHooks(driver.clone()), move |r| {
+            *out2.borrow_mut() = Some(r);
+        })?;
+        let mut wake: Option<(Instant, GuestTick)> = None;
+        loop {
+            if let Some(r) = out.borrow_mut().take() {
+                drop(run);
+                return r;
+            }
+            while let Ok((d, t)) = driver.timer.pop() {
+                wake = (d != Instant::NEVER).then_some((d, t));
+            }
+            let n = driver.ticks.len();
+            if n > 0 {
+                for _ in 0..n {
+                    if let Ok(t) = driver.ticks.pop() {
+                        t.run();
+                    }
+                }
+                continue;
+            }
+            let deadline = wake.as_ref().map(|w| w.0);
+            match deadline {
+                Some(d) if clock.now() >= d => {
+                    if let Some((_, t)) = wake.take() {
+                        t.run();
+                    }
+                }
+                Some(d) if !reactor.has_interests() && clock.autojump(d) => {}
+                Some(d) => {
+                    let _ = reactor.park(Some(d - clock.now()));
+                }
+                None => {
+                    let _ = reactor.park(None);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Nurseries: trio's structured concurrency.
+//!
+//! Invariants:
+//! - A nursery's block and its children run inside the nursery's own [`CancelScope`].
+//! - The first error (from the block or any child) cancels that scope, so every sibling unwinds
+//!   with [`Error::Cancelled`]; those consequential cancellations are caught by the nursery.
+//! - `open_nursery` returns only when the block *and* every child have finished: no child
+//!   outlives its nursery. Children are `'static` so that dropping a nursery future (the last
+//!   resort) can never leave a child holding a dangling borrow.
+//! - Result: no error → the block's value; one error → that error, bare; several independent
+//!   errors → one [`ErrorGroup`](crate::ErrorGroup) in the order they happened.
+
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::{Future, poll_fn};
+use core::task::{Poll, Waker};
+
+use super::CancelScope;
+use super::sched::{Local, with_local};
+use crate::{Error, ErrorGroup, Result};
+
+struct NurseryInner {
+    scope: CancelScope,
+    live: Cell<usize>,
+    errors: RefCell<Vec<Error>>,
+    waiter: RefCell<Option<Waker>>,
+    closed: Cell<bool>,
+    local: alloc::rc::Weak<Local>,
+}
+
+impl NurseryInner {
+    fn fail(&self, e: Error) {
+        let cancel = !e.is_cancelled();
+        self.errors.borrow_mut().push(e);
+        if cancel {
+            self.scope.cancel();
+        }
+    }
+
+    fn child_done(&self, r: Result<()>) {
+        if let Err(e) = r {
+            self.fail(e);
+        }
+        self.live.set(self.live.get() - 1);
+        if self.live.get() == 0 {
+            if let Some(w) = self.waiter.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// A handle to an open nursery: start child tasks in it, or cancel it. Cheap to clone; a
+/// child may keep a clone to start siblings.
+#[derive(Clone)]
+pub struct Nursery {
+    inner: Rc<NurseryInner>,
+}
+
+impl core::fmt::Debug for Nursery {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Nursery")
+            .field("live_children", &self.inner.live.get())
+            .field("closed", &self.inner.closed.get())
+            .finish()
+    }
+}
+
+/// Opens a nursery around `body`; see the [module docs](self) for the rules.
+///
+/// If the nursery is cancelled through [`Nursery::cancel`] while the block itself is at a
+/// checkpoint and nothing failed, there is no value to return: the result is
+/// `Err(Error::Cancelled)`. Wrap such a block in [`CancelScope::run`] to get `Ok(None)` instead.
+///
+/// ```
+/// use infect::{Error, guest};
+/// let r: Result<u32, Error> = guest::run(async {
+///     guest::open_nursery(async |n| {
+///         n.start_soon(async { Err(Error::msg("Boom", "child failed")) })?;
+///         guest::sleep_forever().await?;
+///         Ok(7)
+///     })
+///     .await
+/// });
+/// assert_eq!(r.unwrap_err().kind(), "Boom");
+/// ```
+pub async fn open_nursery<T, F>(body: F) -> Result<T>
+where
+    F: AsyncFnOnce(&Nursery) -> Result<T>,
+{
+    let local = with_local(Rc::downgrade).ok_or(Error::OutsideGuest)?;
+    let scope = CancelScope::new();
+    let n = Nursery {
+        inner: Rc::new(NurseryInner {
+            scope: scope.clone(),
+            live: Cell::new(0),
+            errors: RefCell::new(Vec::new()),
+            waiter: RefCell::new(None),
+            closed: Cell::new(false),
+            local,
+        }),
+    };
+    let value = match scope.enter(body(&n)).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            n.inner.fail(e);
+            None
+        }
+    };
+    // Wait for the children; this wait is not a cancellation point (children are being
+    // cancelled if anything is, and we must outlive them).
+    poll_fn(|cx| {
+        if n.inner.live.get() == 0 {
+            Poll::Ready(())
+        } else {
+            *n.inner.waiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await;
+    n.inner.closed.set(true);
+    let mut errors = core::mem::take(&mut *n.inner.errors.borrow_mut());
+    let real = errors.iter().any(|e| !e.is_cancelled());
+    if real || scope.cancel_called() {
+        // Cancellations that our own scope caused are ours to catch; next to a real error they
+        // are only its consequences.
+        errors.retain(|e| !e.is_cancelled());
+    } else {
+        errors.truncate(1);
+    }
+    match errors.len() {
+        0 => value.ok_or(Error::Cancelled),
+        1 => Err(errors.pop().expect("one error")),
+        _ => Err(Error::Group(ErrorGroup(errors))),
+    }
+}
+
+impl Nursery {
+    fn local(&self) -> Result<Rc<Local>> {
+        if self.inner.closed.get() {
+            return Err(Error::NurseryClosed);
+        }
+        self.inner.local.upgrade().ok_or(Error::NurseryClosed)
+    }
+
+    /// Starts `task` as a child. Its error, if any, cancels the nursery and comes out of
+    /// `open_nursery`. `Err(NurseryClosed)` once the nursery has finished.
+    pub fn start_soon(&self, task: impl Future<Output = Result<()>> + 'static) -> Result<()> {
+        let local = self.local()?;
+        self.inner.live.set(self.inner.live.get() + 1);
+        let inner = self.inner.clone();
+        local.spawn(
+            async move {
+                let r = task.await;
+                inner.child_done(r);
+            },
+            self.inner.scope.inner.clone(),
+        );
+        Ok(())
+    }
+
+    /// Starts a child and waits until it calls [`TaskStatus::started`]; returns the value it
+    /// passed. An error (or return) before `started` comes out of `start` instead of the
+    /// nursery. If the caller is cancelled while waiting, the child is cancelled too.
+    ///
+    /// ```
+    /// use infect::guest;
+    /// let r = guest::run(async {
+    ///     guest::open_nursery(async |n| {
+    ///         let port = n.start(async |status| { status.started(8080u16); Ok(()) }).await?;
+    ///         Ok(port)
+    ///     })
+    ///     .await
+    /// });
+    /// assert_eq!(r, Ok(8080));
+    /// ```
+    pub async fn start<V: 'static, F>(&self, task: F) -> Result<V>
+    where
+        F: AsyncFnOnce(TaskStatus<V>) -> Result<()> + 'static,
+    {
+        let local = self.local()?;
+        let cell = Rc::new(StartCell { state: RefCell::new(StartState::Waiting), waiter: RefCell::new(None) });
+        let status = TaskStatus { cell: cell.clone() };
+        let child_scope = CancelScope::new();
+        let inner = self.inner.clone();
+        let cs = child_scope.clone();
+        let cell2 = cell.clone();
+        self.inner.live.set(self.inner.live.get() + 1);
+        local.spawn(
+            async move {
+                let r = cs.enter(task(status)).await;
+                let started = matches!(*cell2.state.borrow(), StartState::Started(_) | StartState::Taken);
+                if started {
+                    inner.child_done(r);
+                } else {
+                    let e = match r {
+                        Ok(()) => Error::StartedNotCalled,
+                        Err(e) => e,
+                    };
+                    *cell2.state.borrow_mut() = StartState::Failed(e);
+                    if let Some(w) = cell2.waiter.borrow_mut().take() {
+                        w.wake();
+                    }
+                    inner.child_done(Ok(()));
+                }
+            },
+            self.inner.scope.inner.clone(),
+        );
+        poll_fn(|cx| {
+            let mut st = cell.state.borrow_mut();
+            match core::mem::replace(&mut *st, StartState::Taken) {
+                StartState::Started(v) => Poll::Ready(Ok(v)),
+                StartState::Failed(e) => Poll::Ready(Err(e)),
+                other => {
+                    *st = other;
+                    drop(st);
+                    if super::scope::check_cancel().is_err() {
+                        child_scope.cancel();
+                    }
+                    *cell.waiter.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Cancels the nursery: its block and every child.
+    pub fn cancel(&self) {
+        self.inner.scope.cancel();
+    }
+
+    /// The nursery's cancel scope (to set a deadline on the whole nursery, say).
+    pub fn cancel_scope(&self) -> &CancelScope {
+        &self.inner.scope
+    }
+
+    /// Number of children still running.
+    pub fn live_children(&self) -> usize {
+        self.inner.live.get()
+    }
+}
+
+enum StartState<V> {
+    Waiting,
+    Started(V),
+    Failed(Error),
+    Taken,
+}
+
+struct StartCell<V> {
+    state: RefCell<StartState<V>>,
+    waiter: RefCell<Option<Waker>>,
+}
+
+/// Passed to a task started with [`Nursery::start`]: call [`started`](TaskStatus::started)
+/// once it is ready.
+pub struct TaskStatus<V> {
+    cell: Rc<StartCell<V>>,
+}
+
+impl<V> core::fmt::Debug for TaskStatus<V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TaskStatus").finish_non_exhaustive()
+    }
+}
+
+impl<V> TaskStatus<V> {
+    /// Hands `value` to the `start` caller, which returns it. Consumes the status: a task
+    /// can be started only once.
+    pub fn started(self, value: V) {
+        *self.cell.state.borrow_mut() = StartState::Started(value);
+        if let Some(w) = self.cell.waiter.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}

@@ -1,0 +1,635 @@
+//! The guest scheduler: task slots, wakers, the tick, and the run handle.
+//!
+//! Two halves, split by thread-safety:
+//! - [`Shared`] is `Send + Sync`: the queue of woken task keys (in wake order), the
+//!   `tick_pending` flag that deduplicates tick requests, and the host's [`Hooks`]. Wakers hold
+//!   only this half, so a guest task may be woken from any thread.
+//! - [`Local`] is owned by the thread that started the run: the task futures, the scopes'
+//!   timers, the current task. Only a [`GuestTick`] run on that thread reaches it.
+//!
+//! Task slot life cycle, each transition with the function that performs it:
+//!
+//! ```text
+//!   (1) spawn          (2) wake             (3) tick polls it
+//!  ────────▶ Blocked ──────────▶ Queued ─────────────────▶ Running
+//!               ▲                                            │
+//!               └──────────── (4) poll returned Pending ─────┤
+//!                                                            │ (5) poll returned Ready
+//!                                                            ▼
+//!                                                          Exited (slot freed)
+//! ```
+//! 1. [`Local::spawn`]: the slot is filled and the task is queued for its first poll.
+//! 2. [`TaskWaker::wake_by_ref`]: `queued` goes false → true and the key is pushed; a second
+//!    wake before the poll is a no-op, so a task is polled at most once per batch.
+//! 3. [`Local::tick`] takes the batch that was queued when the tick began, clears `queued` and
+//!    polls with the task's root scope current.
+//! 4. The future is put back; a cancellation-aware await noted the scope it blocked in.
+//! 5. The future is dropped and the slot's generation bumped, so stale keys are skipped.
+//!
+//! Tick invariants: the guest never re-enters itself (a hook only schedules a tick; a tick
+//! that finds another running reschedules itself); one tick polls one batch and then returns
+//! to the host; after the main task exits, `done` is called exactly once and every other slot
+//! is empty (nurseries guarantee it).
+
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::task::{Context, Poll, Waker};
+
+use concurrent_queue::ConcurrentQueue;
+
+use super::scope::ScopeInner;
+use crate::Error;
+use crate::cx::kernel_slot;
+use crate::time::{Clock, Instant, TimerKey, Timers};
+use crate::trace::{Event, Policy, Side, Trace};
+
+/// What a host must provide to carry a guest run (trio's `start_guest_run` hooks).
+///
+/// The contract (embassy's pender, trio's guest mode): a hook only *schedules*; the host calls
+/// [`GuestTick::run`] later, on the thread that started the guest run, never from inside the
+/// hook. Hooks are called from the host thread, except `run_sync_soon_threadsafe`, which a
+/// waker on another thread may call.
+pub trait Hooks: Send + Sync + 'static {
+    /// Schedules `tick` to run soon on the host thread. May be called from any thread.
+    fn run_sync_soon_threadsafe(&self, tick: GuestTick);
+
+    /// Schedules `tick` to run soon; only ever called on the host thread. Defaults to
+    /// [`run_sync_soon_threadsafe`](Hooks::run_sync_soon_threadsafe).
+    fn run_sync_soon_not_threadsafe(&self, tick: GuestTick) {
+        self.run_sync_soon_threadsafe(tick);
+    }
+
+    /// Asks the host to run `tick` once its clock reaches `deadline`; replaces any earlier
+    /// request. [`Instant::NEVER`] cancels the request (the guest has no pending deadline).
+    fn wake_at(&self, deadline: Instant, tick: GuestTick);
+}
+
+kernel_slot! {
+    /// The guest run the thread is ticking (null outside a tick).
+    static CURRENT: *const Local = core::ptr::null();
+}
+
+/// Runs `f` with the guest run being ticked on this thread, if any.
+pub(crate) fn with_local<R>(f: impl FnOnce(&Rc<Local>) -> R) -> Option<R> {
+    let ptr = CURRENT.get();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT is only non-null while `Local::tick` (or `GuestRun::abandon`) runs on this
+    // thread, and both hold a strong `Rc<Local>` obtained from `Rc::into_raw`-compatible
+    // pointers for the whole time the slot is set. We rebuild an `Rc` without taking ownership
+    // (ManuallyDrop), so the count is unchanged.
+    let rc = core::mem::ManuallyDrop::new(unsafe { Rc::from_raw(ptr) });
+    Some(f(&rc))
+}
+
+/// Identifies a task slot and its generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskKey {
+    index: u32,
+    generation: u32,
+}
+
+/// The `Send + Sync` half of a guest run.
+pub(crate) struct Shared {
+    /// Woken task keys, in wake order.
+    queue: ConcurrentQueue<TaskKey>,
+    /// A tick has been requested and has not finished yet: wakes need not request another.
+    tick_pending: AtomicBool,
+    hooks: Box<dyn Hooks>,
+    /// The run's `Local`, or null once the run finished or was abandoned. Only dereferenced by
+    /// `GuestTick::run` on the owner thread.
+    local: AtomicPtr<Local>,
+    #[cfg(feature = "std")]
+    owner: std::thread::ThreadId,
+    trace: Option<Trace>,
+}
+
+impl Shared {
+    fn request_tick(self: &Arc<Self>) {
+        if !self.tick_pending.swap(true, Ordering::SeqCst) {
+            self.hooks.run_sync_soon_threadsafe(GuestTick(self.clone()));
+        }
+    }
+}
+
+/// A scheduled guest tick. The host runs it on the thread that started the guest run.
+pub struct GuestTick(Arc<Shared>);
+
+impl core::fmt::Debug for GuestTick {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GuestTick").finish_non_exhaustive()
+    }
+}
+
+impl GuestTick {
+    /// Runs one guest tick: fires expired deadlines, polls one batch of woken tasks, then
+    /// reports what it needs next through the hooks. A tick for a finished run does nothing.
+    ///
+    /// # Panics
+    /// If called on a thread other than the one that started the guest run (a host bug: the
+    /// guest's tasks are not `Send`).
+    #[cfg(feature = "std")]
+    pub fn run(self) {
+        assert!(
+            std::thread::current().id() == self.0.owner,
+            "GuestTick::run called on a thread other than the one that started the guest run"
+        );
+        // SAFETY: we just checked that this is the owner thread.
+        unsafe { self.run_unchecked() }
+    }
+
+    /// Runs the tick without checking the thread.
+    ///
+    /// # Safety
+    /// The caller must be on the thread that called `start_guest_run` (the guest's tasks are not
+    /// `Send`).
+    pub unsafe fn run_unchecked(self) {
+        let ptr = self.0.local.load(Ordering::Acquire);
+        if ptr.is_null() {
+            return;
+        }
+        // SAFETY: a non-null `local` was produced by `Rc::as_ptr` of the `Rc<Local>` owned by
+        // the `GuestRun` handle, which nulls it (on this thread) before releasing that Rc; we are
+        // on the owner thread (caller's contract), so no release can race with us, and we take
+        // our own strong count for the duration of the tick.
+        let local = unsafe {
+            Rc::increment_strong_count(ptr);
+            Rc::from_raw(ptr)
+        };
+        local.tick();
+    }
+}
+
+/// Per-task waker: pushes the task key onto the shared queue once per batch.
+pub(crate) struct TaskWaker {
+    key: TaskKey,
+    number: u64,
+    queued: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            if let Some(t) = &self.shared.trace {
+                t.record(Event::Wake(Side::Guest, self.number));
+            }
+            // The queue is unbounded and never closed: a push cannot fail.
+            let _ = self.shared.queue.push(self.key);
+            self.shared.request_tick();
+        }
+    }
+}
+
+type TaskFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+struct TaskSlot {
+    /// `None` while the task is being polled (taken out so the poll can spawn).
+    fut: Option<TaskFuture>,
+    waker: Arc<TaskWaker>,
+    /// The scope the task starts in (its nursery's scope, or the run's root scope).
+    root_scope: Rc<ScopeInner>,
+    /// The innermost scope the task was in when a cancellation-aware await last blocked.
+    blocked_in: Option<Rc<ScopeInner>>,
+}
+
+/// What a timer fires.
+pub(crate) enum TimerTarget {
+    Wake(Waker),
+    Scope(alloc::rc::Weak<ScopeInner>),
+}
+
+/// The owner-thread half of a guest run.
+pub(crate) struct Local {
+    shared: Arc<Shared>,
+    pub(crate) clock: Rc<dyn Clock>,
+    slots: RefCell<Vec<Option<TaskSlot>>>,
+    generations: RefCell<Vec<u32>>,
+    free: RefCell<Vec<u32>>,
+    live: Cell<usize>,
+    timers: RefCell<Timers<TimerTarget>>,
+    /// The task being polled, and its current innermost scope.
+    current: Cell<Option<TaskKey>>,
+    current_scope: RefCell<Option<Rc<ScopeInner>>>,
+    spawned: Cell<u64>,
+    main: Cell<Option<TaskKey>>,
+    running: Cell<bool>,
+    finished: Cell<bool>,
+    reported_deadline: Cell<Instant>,
+    finish: RefCell<Option<Box<dyn FnOnce(bool)>>>,
+    pub(crate) root_scope: Rc<ScopeInner>,
+    trace: Option<Trace>,
+    policy: Option<Policy>,
+    batch: RefCell<Vec<TaskKey>>,
+    /// Set by the host that carries this run (for `to_host`): an opaque token.
+    pub(crate) carrier: Cell<usize>,
+}
+
+/// The handle to a guest run. Keep it until `done` has been called: dropping it earlier
+/// abandons the run (every task is dropped and `done` gets [`Error::GuestRunAbandoned`]).
+pub struct GuestRun {
+    local: Rc<Local>,
+}
+
+impl core::fmt::Debug for GuestRun {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GuestRun").field("finished", &self.is_finished()).finish()
+    }
+}
+
+impl GuestRun {
+    /// Whether `done` has been called.
+    pub fn is_finished(&self) -> bool {
+        self.local.finished.get()
+    }
+
+    /// Marks the run as carried by `token` (used by the host so `to_host` can find it).
+    pub(crate) fn set_carrier(&self, token: usize) {
+        self.local.carrier.set(token);
+    }
+}
+
+impl Drop for GuestRun {
+    fn drop(&mut self) {
+        if !self.local.finished.get() {
+            self.local.abandon();
+        }
+    }
+}
+
+pub(crate) struct Setup {
+    pub(crate) clock: Rc<dyn Clock>,
+    pub(crate) trace: Option<Trace>,
+    pub(crate) policy: Option<Policy>,
+}
+
+/// Creates the run, queues `main` as its first task and requests the first tick.
+pub(crate) fn start<T: 'static>(
+    setup: Setup,
+    main: impl Future<Output = crate::Result<T>> + 'static,
+    hooks: Box<dyn Hooks>,
+    done: impl FnOnce(crate::Result<T>) + 'static,
+) -> GuestRun {
+    let shared = Arc::new(Shared {
+        queue: ConcurrentQueue::unbounded(),
+        tick_pending: AtomicBool::new(false),
+        hooks,
+        local: AtomicPtr::new(core::ptr::null_mut()),
+        #[cfg(feature = "std")]
+        owner: std::thread::current().id(),
+        trace: setup.trace.clone(),
+    });
+    let out: Rc<RefCell<Option<crate::Result<T>>>> = Rc::new(RefCell::new(None));
+    let out2 = out.clone();
+    let finish = move |abandoned: bool| {
+        let r = if abandoned {
+            Err(Error::GuestRunAbandoned)
+        } else {
+            out2.borrow_mut().take().unwrap_or(Err(Error::GuestRunAbandoned))
+        };
+        done(r);
+    };
+    let local = Rc::new(Local {
+        shared: shared.clone(),
+        clock: setup.clock,
+        slots: RefCell::new(Vec::new()),
+        generations: RefCell::new(Vec::new()),
+        free: RefCell::new(Vec::new()),
+        live: Cell::new(0),
+        timers: RefCell::new(Timers::new()),
+        current: Cell::new(None),
+        current_scope: RefCell::new(None),
+        spawned: Cell::new(0),
+        main: Cell::new(None),
+        running: Cell::new(false),
+        finished: Cell::new(false),
+        reported_deadline: Cell::new(Instant::NEVER),
+        finish: RefCell::new(Some(Box::new(finish))),
+        root_scope: ScopeInner::root(),
+        trace: setup.trace,
+        policy: setup.policy,
+        batch: RefCell::new(Vec::new()),
+        carrier: Cell::new(0),
+    });
+    shared.local.store(Rc::as_ptr(&local).cast_mut(), Ordering::Release);
+    let root = local.root_scope.clone();
+    let key = local.spawn(
+        async move {
+            let r = main.await;
+            *out.borrow_mut() = Some(r);
+        },
+        root,
+    );
+    local.main.set(Some(key));
+    GuestRun { local }
+}
+
+impl Local {
+    /// Fills a slot with `fut` and queues it for its first poll.
+    pub(crate) fn spawn(
+        &self,
+        fut: impl Future<Output = ()> + 'static,
+        root_scope: Rc<ScopeInner>,
+    ) -> TaskKey {
+        let number = self.spawned.get();
+        self.spawned.set(number + 1);
+        let index = match self.free.borrow_mut().pop() {
+            Some(i) => i,
+            None => {
+                let mut slots = self.slots.borrow_mut();
+                slots.push(None);
+                self.generations.borrow_mut().push(0);
+                u32::try_from(slots.len() - 1).expect("more than 4 billion live guest tasks")
+            }
+        };
+        let generation = self.generations.borrow()[index as usize];
+        let key = TaskKey { index, generation };
+        let waker = Arc::new(TaskWaker {
+            key,
+            number,
+            queued: AtomicBool::new(false),
+            shared: self.shared.clone(),
+        });
+        self.slots.borrow_mut()[index as usize] = Some(TaskSlot {
+            fut: Some(Box::pin(fut)),
+            waker: waker.clone(),
+            root_scope,
+            blocked_in: None,
+        });
+        self.live.set(self.live.get() + 1);
+        if let Some(t) = &self.trace {
+            t.record(Event::Spawn(Side::Guest, number));
+        }
+        waker.wake_by_ref();
+        key
+    }
+
+    /// The scope that is current for the task being polled.
+    pub(crate) fn current_scope(&self) -> Option<Rc<ScopeInner>> {
+        self.current_scope.borrow().clone()
+    }
+
+    /// Makes `scope` current for the task being polled; returns the previous one.
+    pub(crate) fn swap_scope(&self, scope: Option<Rc<ScopeInner>>) -> Option<Rc<ScopeInner>> {
+        core::mem::replace(&mut *self.current_scope.borrow_mut(), scope)
+    }
+
+    /// Records that the task being polled blocks in its current scope, so that cancelling that
+    /// scope wakes it.
+    pub(crate) fn note_blocked(&self) {
+        if let Some(key) = self.current.get() {
+            let scope = self.current_scope();
+            if let Some(Some(slot)) = self.slots.borrow_mut().get_mut(key.index as usize) {
+                slot.blocked_in = scope;
+            }
+        }
+    }
+
+    /// The trace number of the task being polled.
+    pub(crate) fn current_task_number(&self) -> Option<u64> {
+        let key = self.current.get()?;
+        let slots = self.slots.borrow();
+        slots.get(key.index as usize)?.as_ref().map(|s| s.waker.number)
+    }
+
+    /// Wakes every blocked task whose blocking scope is now effectively cancelled.
+    pub(crate) fn wake_cancelled(&self) {
+        let mut to_wake = Vec::new();
+        for slot in self.slots.borrow().iter().flatten() {
+            if let Some(scope) = &slot.blocked_in {
+                if scope.effectively_cancelled() {
+                    to_wake.push(slot.waker.clone());
+                }
+            }
+        }
+        for w in to_wake {
+            if let Some(t) = &self.trace {
+                t.record(Event::Cancel(Side::Guest, w.number));
+            }
+            w.wake_by_ref();
+        }
+    }
+
+    /// Arms a timer.
+    pub(crate) fn arm(&self, deadline: Instant, target: TimerTarget) -> TimerKey {
+        let key = self.timers.borrow_mut().arm(deadline, target);
+        self.timers_changed();
+        key
+    }
+
+    /// Disarms a timer.
+    pub(crate) fn disarm(&self, key: TimerKey) {
+        self.timers.borrow_mut().disarm(key);
+    }
+
+    /// Whether a timer is still armed.
+    pub(crate) fn is_armed(&self, key: TimerKey) -> bool {
+        self.timers.borrow().is_armed(key)
+    }
+
+    /// Called when deadlines change outside a tick (host code moved a deadline): tells the host.
+    pub(crate) fn timers_changed(&self) {
+        if !self.running.get() {
+            self.report_deadline();
+        }
+    }
+
+    fn report_deadline(&self) {
+        if self.finished.get() {
+            return;
+        }
+        let next = self.timers.borrow().next_deadline().unwrap_or(Instant::NEVER);
+        if next != Instant::NEVER && next <= self.clock.now() {
+            self.shared.request_tick();
+        } else if next != self.reported_deadline.get() {
+            self.reported_deadline.set(next);
+            self.shared.hooks.wake_at(next, GuestTick(self.shared.clone()));
+        }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// One tick: expired deadlines, one batch, then report.
+    fn tick(self: &Rc<Self>) {
+        if self.finished.get() {
+            return;
+        }
+        if self.running.get() {
+            // A host ran a tick from inside a tick: never re-enter, run it later.
+            self.shared.hooks.run_sync_soon_not_threadsafe(GuestTick(self.shared.clone()));
+            return;
+        }
+        self.running.set(true);
+        self.shared.tick_pending.store(true, Ordering::SeqCst);
+        let _cx = CURRENT.enter(Rc::as_ptr(self));
+        if let Some(t) = &self.trace {
+            t.record(Event::GuestTick);
+        }
+        self.fire_timers();
+        let mut batch = core::mem::take(&mut *self.batch.borrow_mut());
+        batch.clear();
+        for _ in 0..self.shared.queue.len() {
+            match self.shared.queue.pop() {
+                Ok(k) => batch.push(k),
+                Err(_) => break,
+            }
+        }
+        if let Some(p) = &self.policy {
+            p.permute(&mut batch);
+        }
+        for &key in &batch {
+            self.poll_task(key);
+            if self.finished.get() {
+                break;
+            }
+        }
+        *self.batch.borrow_mut() = batch;
+        self.running.set(false);
+        if self.finished.get() {
+            return;
+        }
+        if self.main_exited() {
+            self.complete();
+            return;
+        }
+        self.shared.tick_pending.store(false, Ordering::SeqCst);
+        if !self.shared.queue.is_empty() {
+            self.shared.request_tick();
+        }
+        self.report_deadline();
+    }
+
+    fn fire_timers(&self) {
+        let now = self.clock.now();
+        let mut cancelled_any = false;
+        loop {
+            let target = self.timers.borrow_mut().pop_expired(now);
+            match target {
+                Some(TimerTarget::Wake(w)) => w.wake(),
+                Some(TimerTarget::Scope(s)) => {
+                    if let Some(s) = s.upgrade() {
+                        s.deadline_fired();
+                        cancelled_any = true;
+                    }
+                }
+                None => break,
+            }
+        }
+        if cancelled_any {
+            self.wake_cancelled();
+        }
+    }
+
+    fn main_exited(&self) -> bool {
+        match self.main.get() {
+            Some(k) => !self.slot_alive(k),
+            None => false,
+        }
+    }
+
+    fn slot_alive(&self, key: TaskKey) -> bool {
+        self.generations.borrow()[key.index as usize] == key.generation
+            && self.slots.borrow()[key.index as usize].is_some()
+    }
+
+    fn poll_task(&self, key: TaskKey) {
+        let taken = {
+            let gens = self.generations.borrow();
+            if gens.get(key.index as usize) != Some(&key.generation) {
+                return;
+            }
+            let mut slots = self.slots.borrow_mut();
+            match slots[key.index as usize].as_mut() {
+                Some(slot) => {
+                    slot.waker.queued.store(false, Ordering::Release);
+                    slot.fut.take().map(|f| (f, slot.waker.clone(), slot.root_scope.clone()))
+                }
+                None => None,
+            }
+        };
+        let Some((mut fut, waker_arc, root)) = taken else { return };
+        if let Some(t) = &self.trace {
+            t.record(Event::Poll(Side::Guest, waker_arc.number));
+        }
+        let waker = Waker::from(waker_arc.clone());
+        let mut cx = Context::from_waker(&waker);
+        self.current.set(Some(key));
+        let prev_scope = self.swap_scope(Some(root));
+        let r = fut.as_mut().poll(&mut cx);
+        self.swap_scope(prev_scope);
+        self.current.set(None);
+        match r {
+            Poll::Pending => {
+                if let Some(slot) = self.slots.borrow_mut()[key.index as usize].as_mut() {
+                    slot.fut = Some(fut);
+                }
+            }
+            Poll::Ready(()) => {
+                let slot = self.slots.borrow_mut()[key.index as usize].take();
+                self.generations.borrow_mut()[key.index as usize] += 1;
+                self.free.borrow_mut().push(key.index);
+                self.live.set(self.live.get() - 1);
+                if let Some(t) = &self.trace {
+                    t.record(Event::Exit(Side::Guest, waker_arc.number));
+                }
+                drop(fut);
+                drop(slot);
+            }
+        }
+    }
+
+    /// The main task exited: hand the outcome to `done`, exactly once.
+    fn complete(&self) {
+        self.finished.set(true);
+        self.shared.local.store(core::ptr::null_mut(), Ordering::Release);
+        self.shared.hooks.wake_at(Instant::NEVER, GuestTick(self.shared.clone()));
+        // Nurseries guarantee no other task is alive; drop any stragglers (e.g. spawned by
+        // drop glue) before telling the host.
+        self.drop_all_tasks();
+        let finish = self.finish.borrow_mut().take();
+        if let Some(f) = finish {
+            f(false);
+        }
+    }
+
+    fn drop_all_tasks(&self) {
+        loop {
+            let futs: Vec<TaskSlot> = self.slots.borrow_mut().iter_mut().filter_map(Option::take).collect();
+            if futs.is_empty() {
+                break;
+            }
+            self.live.set(0);
+            drop(futs);
+        }
+        while self.shared.queue.pop().is_ok() {}
+        *self.timers.borrow_mut() = Timers::new();
+    }
+
+    /// The run handle was dropped before `done`: drop every task, then `done(Err(abandoned))`.
+    fn abandon(self: &Rc<Self>) {
+        self.finished.set(true);
+        self.shared.local.store(core::ptr::null_mut(), Ordering::Release);
+        {
+            let _cx = CURRENT.enter(Rc::as_ptr(self));
+            self.drop_all_tasks();
+        }
+        let finish = self.finish.borrow_mut().take();
+        if let Some(f) = finish {
+            f(true);
+        }
+    }
+}

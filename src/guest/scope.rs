@@ -1,0 +1,329 @@
+//! Cancel scopes: trio's cancellation, with `Result` in place of exceptions.
+//!
+//! Invariants:
+//! - Scopes form a tree through `parent`, fixed when a scope is first entered (its parent is
+//!   the scope that was current in the entering task). A task's root scope is its nursery's.
+//! - A scope is *effectively cancelled* when it, or an ancestor reached without crossing a
+//!   shielded scope, has `cancel_called`. Every cancellation-aware guest await checks this
+//!   first and returns [`Error::Cancelled`] while it holds: cancellation is sticky, so async
+//!   clean-up that awaits outside a shield sees it again.
+//! - A scope *catches* an [`Error::Cancelled`] leaving its body iff its own `cancel_called` is
+//!   set: the innermost cancelled scope catches, and code above it continues normally.
+//! - A deadline is a timer armed while the scope is entered; when it fires, it sets
+//!   `cancel_called` (and remembers it was the deadline, for [`fail_after`]).
+//! - Any change that can make a scope effectively cancelled (cancel, deadline, unshield) wakes
+//!   every task blocked inside it, so no cancelled task stays asleep.
+
+use alloc::rc::{Rc, Weak};
+use core::cell::{Cell, OnceCell, RefCell};
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
+
+use super::sched::{Local, TimerTarget, with_local};
+use crate::time::{Instant, TimerKey};
+use crate::{Error, Result};
+
+pub(crate) struct ScopeInner {
+    /// Fixed on first entry; `None` for a run's root scope and for a never-entered scope.
+    parent: OnceCell<Rc<ScopeInner>>,
+    cancel_called: Cell<bool>,
+    by_deadline: Cell<bool>,
+    deadline: Cell<Instant>,
+    shield: Cell<bool>,
+    caught: Cell<bool>,
+    timer: Cell<Option<TimerKey>>,
+    /// The run the scope was entered in (empty before entry and for standalone scopes).
+    local: RefCell<Weak<Local>>,
+    entered: Cell<bool>,
+    exited: Cell<bool>,
+}
+
+impl ScopeInner {
+    fn new() -> ScopeInner {
+        ScopeInner {
+            parent: OnceCell::new(),
+            cancel_called: Cell::new(false),
+            by_deadline: Cell::new(false),
+            deadline: Cell::new(Instant::NEVER),
+            shield: Cell::new(false),
+            caught: Cell::new(false),
+            timer: Cell::new(None),
+            local: RefCell::new(Weak::new()),
+            entered: Cell::new(false),
+            exited: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn root() -> Rc<ScopeInner> {
+        Rc::new(ScopeInner::new())
+    }
+
+    /// Cancelled here or above, up to the first shield.
+    pub(crate) fn effectively_cancelled(&self) -> bool {
+        let mut s = self;
+        loop {
+            if s.cancel_called.get() {
+                return true;
+            }
+            if s.shield.get() {
+                return false;
+            }
+            match s.parent.get() {
+                Some(p) => s = p,
+                None => return false,
+            }
+        }
+    }
+
+    pub(crate) fn deadline_fired(&self) {
+        self.timer.set(None);
+        if !self.cancel_called.get() && !self.exited.get() {
+            self.by_deadline.set(true);
+            self.cancel_called.set(true);
+        }
+    }
+
+    fn local(&self) -> Option<Rc<Local>> {
+        self.local.borrow().upgrade()
+    }
+
+    fn rearm(self: &Rc<Self>) {
+        let Some(local) = self.local() else { return };
+        if let Some(k) = self.timer.take() {
+            local.disarm(k);
+        }
+        let d = self.deadline.get();
+        if self.entered.get() && !self.exited.get() && !self.cancel_called.get() && d != Instant::NEVER {
+            let key = local.arm(d, TimerTarget::Scope(Rc::downgrade(self)));
+            self.timer.set(Some(key));
+        } else {
+            local.timers_changed();
+        }
+    }
+}
+
+/// A trio cancel scope. Clone it to cancel or move its deadline from elsewhere (another guest
+/// task, or host code on the same thread).
+///
+/// ```
+/// use infect::guest::{self, CancelScope};
+/// use core::time::Duration;
+/// let r = guest::run(async {
+///     let scope = CancelScope::new();
+///     scope.cancel();
+///     let out = scope.run(async { guest::sleep(Duration::from_secs(1)).await?; Ok(1) }).await?;
+///     assert!(scope.cancelled_caught());
+///     Ok(out)
+/// });
+/// assert_eq!(r, Ok(None));
+/// ```
+#[derive(Clone)]
+pub struct CancelScope {
+    pub(crate) inner: Rc<ScopeInner>,
+}
+
+impl core::fmt::Debug for CancelScope {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CancelScope")
+            .field("cancel_called", &self.cancel_called())
+            .field("deadline", &self.deadline())
+            .field("shield", &self.shield())
+            .field("cancelled_caught", &self.cancelled_caught())
+            .finish()
+    }
+}
+
+impl Default for CancelScope {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CancelScope {
+    /// A scope with no deadline, not shielded.
+    pub fn new() -> CancelScope {
+        CancelScope { inner: Rc::new(ScopeInner::new()) }
+    }
+
+    /// A scope that cancels itself at `deadline` (on the guest's clock).
+    pub fn with_deadline(deadline: Instant) -> CancelScope {
+        let s = CancelScope::new();
+        s.inner.deadline.set(deadline);
+        s
+    }
+
+    /// A shielded scope: cancellation from outside does not reach its body.
+    pub fn shielded() -> CancelScope {
+        let s = CancelScope::new();
+        s.inner.shield.set(true);
+        s
+    }
+
+    /// Cancels the scope: every cancellation-aware await in its body returns
+    /// [`Error::Cancelled`], now and until the body leaves the scope. Idempotent.
+    pub fn cancel(&self) {
+        if self.inner.cancel_called.replace(true) || self.inner.exited.get() {
+            return;
+        }
+        if let Some(local) = self.inner.local() {
+            if let Some(k) = self.inner.timer.take() {
+                local.disarm(k);
+                local.timers_changed();
+            }
+            local.wake_cancelled();
+        }
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called or the deadline passed.
+    pub fn cancel_called(&self) -> bool {
+        self.inner.cancel_called.get()
+    }
+
+    /// Whether this scope caught the cancellation of its body.
+    pub fn cancelled_caught(&self) -> bool {
+        self.inner.caught.get()
+    }
+
+    /// The deadline ([`Instant::NEVER`] if none).
+    pub fn deadline(&self) -> Instant {
+        self.inner.deadline.get()
+    }
+
+    /// Moves the deadline; takes effect at once, also when called from host code.
+    pub fn set_deadline(&self, deadline: Instant) {
+        self.inner.deadline.set(deadline);
+        self.inner.rearm();
+    }
+
+    /// Whether the scope is shielded.
+    pub fn shield(&self) -> bool {
+        self.inner.shield.get()
+    }
+
+    /// Shields or unshields the scope; unshielding inside a cancelled scope wakes the body.
+    pub fn set_shield(&self, shield: bool) {
+        self.inner.shield.set(shield);
+        if !shield {
+            if let Some(local) = self.inner.local() {
+                local.wake_cancelled();
+            }
+        }
+    }
+
+    /// Runs `body` inside this scope. `Ok(Some(v))` if it finished, `Ok(None)` if this scope
+    /// caught its cancellation, `Err(e)` for any other error (including a cancellation that
+    /// belongs to an enclosing scope).
+    ///
+    /// A scope is entered once; running it a second time runs the body unscoped after
+    /// cancelling it (a scope cannot be re-entered, as in trio).
+    pub async fn run<T>(&self, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
+        let r = Enter::new(self.inner.clone(), body).await;
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::Cancelled) if self.inner.cancel_called.get() => {
+                self.inner.caught.set(true);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn enter<F: Future>(&self, body: F) -> Enter<F> {
+        Enter::new(self.inner.clone(), body)
+    }
+
+    pub(crate) fn cancelled_by_deadline(&self) -> bool {
+        self.inner.by_deadline.get()
+    }
+}
+
+/// The future that runs a body with a scope current (no result interpretation).
+pub(crate) struct Enter<F> {
+    scope: Rc<ScopeInner>,
+    body: F,
+}
+
+impl<F> Enter<F> {
+    fn new(scope: Rc<ScopeInner>, body: F) -> Enter<F> {
+        Enter { scope, body }
+    }
+}
+
+impl<F: Future> Future for Enter<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `body` is structurally pinned: it is never moved out of `self` and `Enter` has
+        // no Drop impl that moves it; `scope` is not pinned (an `Rc`, only cloned).
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above; `this` was obtained from a pinned reference.
+        let body = unsafe { Pin::new_unchecked(&mut this.body) };
+        let scope = &this.scope;
+        let Some(local) = with_local(Rc::clone) else {
+            // Polled outside a guest task: the scope is inert.
+            return body.poll(cx);
+        };
+        if !scope.entered.replace(true) {
+            if let Some(parent) = local.current_scope() {
+                let _ = scope.parent.set(parent);
+            }
+            *scope.local.borrow_mut() = Rc::downgrade(&local);
+            scope.rearm();
+        }
+        let prev = local.swap_scope(Some(scope.clone()));
+        let r = body.poll(cx);
+        local.swap_scope(prev);
+        if r.is_ready() {
+            scope.exited.set(true);
+            if let Some(k) = scope.timer.take() {
+                if let Some(local) = scope.local() {
+                    local.disarm(k);
+                }
+            }
+        }
+        r
+    }
+}
+
+/// Runs `body` with a deadline `d` from now; `Ok(None)` if the deadline cancelled it.
+pub async fn move_on_after<T>(d: Duration, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
+    move_on_at(super::current_time() + d, body).await
+}
+
+/// Runs `body` with an absolute deadline; `Ok(None)` if the deadline cancelled it.
+pub async fn move_on_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
+    CancelScope::with_deadline(deadline).run(body).await
+}
+
+/// Runs `body` with a deadline `d` from now; [`Error::TooSlow`] if the deadline cancelled it.
+pub async fn fail_after<T>(d: Duration, body: impl Future<Output = Result<T>>) -> Result<T> {
+    fail_at(super::current_time() + d, body).await
+}
+
+/// Runs `body` with an absolute deadline; [`Error::TooSlow`] if the deadline cancelled it.
+pub async fn fail_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>) -> Result<T> {
+    let scope = CancelScope::with_deadline(deadline);
+    match scope.run(body).await? {
+        Some(v) => Ok(v),
+        None if scope.cancelled_by_deadline() => Err(Error::TooSlow),
+        None => Err(Error::Cancelled),
+    }
+}
+
+/// The cancellation check of every cancellation-aware guest await: `Err(Cancelled)` if the
+/// current task's current scope is effectively cancelled. Outside a guest task: `Ok`.
+/// Also notes the scope the task may block in, so that cancelling it wakes the task.
+pub(crate) fn check_cancel() -> Result<()> {
+    with_local(|local| {
+        let cancelled = local.current_scope().is_some_and(|s| s.effectively_cancelled());
+        if cancelled {
+            Err(Error::Cancelled)
+        } else {
+            local.note_blocked();
+            Ok(())
+        }
+    })
+    .unwrap_or(Ok(()))
+}

@@ -1,0 +1,292 @@
+//! Guest synchronisation: [`Event`] and the bounded memory [`channel`].
+//!
+//! Both are single-threaded (`Rc`) and usable from host code on the same thread too: a host
+//! task may `set` a guest event or `try_send` into a guest channel, and the woken guest task
+//! runs at the guest's next tick. Their awaits are cancellation-aware when polled by a guest
+//! task (they return [`Error::Cancelled`] inside a cancelled scope) and plain elsewhere.
+//!
+//! Channel invariants: at most `capacity` values are buffered; values come out in the order
+//! they went in; once every sender is gone the receiver drains the buffer and then sees
+//! end-of-channel (`Ok(None)`); once the receiver is gone a send fails with
+//! [`Error::Closed`] and a `try_send` hands the value back.
+
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::poll_fn;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+
+use super::scope::check_cancel;
+use crate::{Error, Result};
+
+/// A list of parked wakers, woken all at once.
+#[derive(Default)]
+struct Waiters(RefCell<Vec<Waker>>);
+
+impl Waiters {
+    fn register(&self, w: &Waker) {
+        let mut v = self.0.borrow_mut();
+        if !v.iter().any(|x| x.will_wake(w)) {
+            v.push(w.clone());
+        }
+    }
+
+    fn wake_all(&self) {
+        let v = core::mem::take(&mut *self.0.borrow_mut());
+        for w in v {
+            w.wake();
+        }
+    }
+}
+
+#[derive(Default)]
+struct EventInner {
+    set: Cell<bool>,
+    waiters: Waiters,
+}
+
+/// A one-shot flag that tasks can wait for (trio's `Event`). Clones share the flag.
+///
+/// ```
+/// use infect::guest::{self, Event};
+/// let r = guest::run(async {
+///     let ev = Event::new();
+///     guest::open_nursery(async |n| {
+///         let e = ev.clone();
+///         n.start_soon(async move { e.set(); Ok(()) })?;
+///         ev.wait().await
+///     })
+///     .await
+/// });
+/// assert_eq!(r, Ok(()));
+/// ```
+#[derive(Clone, Default)]
+pub struct Event {
+    inner: Rc<EventInner>,
+}
+
+impl core::fmt::Debug for Event {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Event").field("set", &self.is_set()).finish()
+    }
+}
+
+impl Event {
+    /// An unset event.
+    pub fn new() -> Event {
+        Event::default()
+    }
+
+    /// Sets the event and wakes every waiter. Idempotent.
+    pub fn set(&self) {
+        if !self.inner.set.replace(true) {
+            self.inner.waiters.wake_all();
+        }
+    }
+
+    /// Whether the event is set.
+    pub fn is_set(&self) -> bool {
+        self.inner.set.get()
+    }
+
+    /// Waits until the event is set (cancellation-aware in a guest task).
+    pub async fn wait(&self) -> Result<()> {
+        poll_fn(|cx| {
+            if self.inner.set.get() {
+                return Poll::Ready(Ok(()));
+            }
+            check_cancel()?;
+            self.inner.waiters.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+struct Chan<T> {
+    buf: RefCell<VecDeque<T>>,
+    capacity: usize,
+    senders: Cell<usize>,
+    receiver: Cell<bool>,
+    recv_waiters: Waiters,
+    send_waiters: Waiters,
+}
+
+/// Creates a bounded memory channel holding up to `capacity` values (at least 1).
+///
+/// ```
+/// use infect::guest::{self, channel};
+/// let r = guest::run(async {
+///     let (tx, mut rx) = channel::<u32>(2);
+///     guest::open_nursery(async |n| {
+///         n.start_soon(async move {
+///             for i in 0..5 { tx.send(i).await?; }
+///             Ok(())
+///         })?;
+///         let mut got = Vec::new();
+///         while let Some(v) = rx.recv().await? { got.push(v); }
+///         Ok(got)
+///     })
+///     .await
+/// });
+/// assert_eq!(r, Ok(vec![0, 1, 2, 3, 4]));
+/// ```
+pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let chan = Rc::new(Chan {
+        buf: RefCell::new(VecDeque::new()),
+        capacity: capacity.max(1),
+        senders: Cell::new(1),
+        receiver: Cell::new(true),
+        recv_waiters: Waiters::default(),
+        send_waiters: Waiters::default(),
+    });
+    (Sender { chan: chan.clone() }, Receiver { chan })
+}
+
+/// The sending half of a [`channel`]. Clone it for more senders; drop every clone to end the
+/// channel.
+pub struct Sender<T> {
+    chan: Rc<Chan<T>>,
+}
+
+/// Why a `try_send` did not go through; the value is handed back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrySendError<T> {
+    /// The buffer is full.
+    #[error("the channel is full")]
+    Full(T),
+    /// The receiver is gone.
+    #[error("the channel's receiver is gone")]
+    Closed(T),
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.chan.senders.set(self.chan.senders.get() + 1);
+        Sender { chan: self.chan.clone() }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let n = self.chan.senders.get() - 1;
+        self.chan.senders.set(n);
+        if n == 0 {
+            self.chan.recv_waiters.wake_all();
+        }
+    }
+}
+
+impl<T> core::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sender").field("buffered", &self.chan.buf.borrow().len()).finish()
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends without waiting.
+    pub fn try_send(&self, value: T) -> core::result::Result<(), TrySendError<T>> {
+        if !self.chan.receiver.get() {
+            return Err(TrySendError::Closed(value));
+        }
+        let mut buf = self.chan.buf.borrow_mut();
+        if buf.len() >= self.chan.capacity {
+            return Err(TrySendError::Full(value));
+        }
+        buf.push_back(value);
+        drop(buf);
+        self.chan.recv_waiters.wake_all();
+        Ok(())
+    }
+
+    /// Sends, waiting for room (back-pressure). [`Error::Closed`] if the receiver is gone
+    /// (the value is dropped), [`Error::Cancelled`] in a cancelled scope (the value is dropped).
+    pub async fn send(&self, value: T) -> Result<()> {
+        let mut slot = Some(value);
+        poll_fn(|cx| {
+            let v = slot.take().expect("polled after completion");
+            match self.try_send(v) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(TrySendError::Closed(_)) => Poll::Ready(Err(Error::Closed)),
+                Err(TrySendError::Full(v)) => {
+                    check_cancel()?;
+                    slot = Some(v);
+                    self.chan.send_waiters.register(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The receiving half of a [`channel`]. Also a [`Stream`](futures::Stream) of values.
+pub struct Receiver<T> {
+    chan: Rc<Chan<T>>,
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.chan.receiver.set(false);
+        self.chan.buf.borrow_mut().clear();
+        self.chan.send_waiters.wake_all();
+    }
+}
+
+impl<T> core::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Receiver").field("buffered", &self.chan.buf.borrow().len()).finish()
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Receives without waiting: `Ok(Some(v))`, `Ok(None)` at end-of-channel, `Err(())` when
+    /// empty but senders remain.
+    pub fn try_recv(&mut self) -> core::result::Result<Option<T>, ()> {
+        let v = self.chan.buf.borrow_mut().pop_front();
+        match v {
+            Some(v) => {
+                self.chan.send_waiters.wake_all();
+                Ok(Some(v))
+            }
+            None if self.chan.senders.get() == 0 => Ok(None),
+            None => Err(()),
+        }
+    }
+
+    /// Receives the next value; `Ok(None)` once every sender is gone and the buffer is empty.
+    pub async fn recv(&mut self) -> Result<Option<T>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>>> {
+        match self.try_recv() {
+            Ok(v) => Poll::Ready(Ok(v)),
+            Err(()) => {
+                check_cancel()?;
+                self.chan.recv_waiters.register(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Number of buffered values.
+    pub fn len(&self) -> usize {
+        self.chan.buf.borrow().len()
+    }
+
+    /// Whether no value is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T> futures::Stream for Receiver<T> {
+    type Item = Result<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
+        self.get_mut().poll_recv(cx).map(Result::transpose)
+    }
+}

@@ -1,0 +1,959 @@
+//! The host executor: asyncio's role, built on `async-task`.
+//!
+//! # Who touches what
+//! - [`Shared`] is the only part another thread may touch: the job queue (a `ConcurrentQueue`,
+//!   which is also the local run queue, so run order is wake order), the `sleeping` flag, the
+//!   reactor's [`Notifier`](crate::reactor::Notifier), and the guest's timer requests. Task
+//!   wakers and [`Remote::call_soon_threadsafe`] push jobs there; a push wakes the reactor only
+//!   when the loop is parked (or about to park), so a same-thread wake costs no syscall.
+//! - `Core` (task table, timers, current task, the guest run) is owned by the host thread. It
+//!   is reached through the owning [`Host`] or, while the loop runs, through the thread's
+//!   current-host slot.
+//! - Task futures need not be `Send`: a `Runnable` may be pushed from any thread, but it is only
+//!   ever run or dropped on the host thread. Shutdown closes every task on the host thread
+//!   before the queue can outlive the host, so no later wake can create a `Runnable` again.
+//!
+//! # Host task life cycle
+//! ```text
+//!  (1) spawn      (2) wake        (3) run           (4) Ready
+//! ─────────▶ Idle ───────▶ Queued ───────▶ Running ──────────▶ Done (JoinHandle: Ok(v))
+//!              ▲                              │
+//!              └───────── Pending ────────────┤
+//!                                             │ (5) cancel requested before this poll
+//!                                             ▼     and the poll returned Pending
+//!                                           Dropped (JoinHandle: Err(Cancelled{reason}))
+//! ```
+//! 1. [`Host::spawn`] registers the task and queues its first poll.
+//! 2. The `async-task` waker calls the schedule function: the `Runnable` joins the queue.
+//! 3. A loop turn runs the batch that was queued when the turn began.
+//! 4. The output goes to the [`JoinHandle`].
+//! 5. [`JoinHandle::cancel`] records the reason and wakes the task: during its next poll every
+//!    host-aware await ([`sleep`], link operations, fd readiness) returns
+//!    `Err(Cancelled{reason})`, and stays that way (sticky). A task still pending after that
+//!    poll is dropped on the spot: cancellation is cooperative for one poll, then enforced.
+//!
+//! Dropping the [`Host`] abandons a guest run that has not finished
+//! ([`Error::GuestRunAbandoned`](crate::Error::GuestRunAbandoned) to its `done`), then wakes and
+//! drops every task: nothing outlives the executor.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::rc::{Rc, Weak};
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+
+use async_task::Runnable;
+use concurrent_queue::ConcurrentQueue;
+
+use crate::cx::kernel_slot;
+use crate::error::Cancelled;
+use crate::guest::{GuestConfig, GuestRun, GuestTick, Hooks};
+use crate::time::{Clock, Instant, TimerKey, Timers};
+use crate::trace::{Event, Policy, Side, Trace};
+use crate::{Error, Result};
+
+/// A callback that is not `Send`, queued by the host thread for the host thread.
+struct LocalFn(Box<dyn FnOnce()>);
+
+// SAFETY: a `LocalFn` is only created by `Host::call_soon` / `call_at` (the `Host` and its
+// `Core` are `!Send`, so on the host thread), and only run or dropped on the host thread: the
+// loop drains the queue, and `Host::drop` drains it before the `Core` goes away. `Remote`
+// handles cannot create one.
+unsafe impl Send for LocalFn {}
+
+enum Job {
+    Task(Runnable<u64>),
+    Call(Box<dyn FnOnce() + Send>),
+    Local(LocalFn),
+    Guest(GuestTick),
+}
+
+/// The thread-safe part of the host.
+struct Shared {
+    queue: ConcurrentQueue<Job>,
+    /// The loop is parked or about to park: pushes must wake the reactor.
+    sleeping: AtomicBool,
+    #[cfg(feature = "std")]
+    notifier: Option<crate::reactor::Notifier>,
+    guest_timer: ConcurrentQueue<(Instant, GuestTick)>,
+}
+
+impl Shared {
+    fn push(&self, job: Job) {
+        // Unbounded and never closed: the push cannot fail.
+        let _ = self.queue.push(job);
+        self.notify_if_sleeping();
+    }
+
+    fn notify_if_sleeping(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            #[cfg(feature = "std")]
+            if let Some(n) = &self.notifier {
+                n.notify();
+            }
+        }
+    }
+}
+
+/// What a host timer fires.
+enum TimerTarget {
+    Wake(Waker),
+    Call(Box<dyn FnOnce()>),
+}
+
+struct TaskCtl {
+    id: u64,
+    cancel: RefCell<Option<String>>,
+    core: Weak<Core>,
+}
+
+impl TaskCtl {
+    fn request_cancel(&self, reason: &str) {
+        if self.cancel.borrow().is_some() {
+            return;
+        }
+        *self.cancel.borrow_mut() = Some(reason.to_string());
+        if let Some(core) = self.core.upgrade() {
+            if let Some(t) = &core.trace {
+                t.record(Event::Cancel(Side::Host, self.id));
+            }
+            let w = core.tasks.borrow().get(&self.id).map(|e| e.waker.clone());
+            if let Some(w) = w {
+                w.wake();
+            }
+        }
+    }
+
+    fn cancelled(&self) -> Option<Cancelled> {
+        self.cancel.borrow().as_ref().map(|r| Cancelled { reason: r.clone() })
+    }
+}
+
+struct TaskEntry {
+    waker: Waker,
+}
+
+pub(crate) struct Core {
+    shared: Arc<Shared>,
+    clock: Rc<dyn Clock>,
+    timers: RefCell<Timers<TimerTarget>>,
+    tasks: RefCell<BTreeMap<u64, TaskEntry>>,
+    next_id: Cell<u64>,
+    current: RefCell<Option<Rc<TaskCtl>>>,
+    guest: RefCell<Option<GuestRun>>,
+    guest_wake: RefCell<Option<(Instant, GuestTick)>>,
+    trace: Option<Trace>,
+    policy: Option<Policy>,
+    closed: Cell<bool>,
+    #[cfg(feature = "std")]
+    reactor: Option<crate::reactor::Reactor>,
+}
+
+kernel_slot! {
+    /// The host whose loop runs on this thread (null when none).
+    static CURRENT: *const Core = core::ptr::null();
+}
+
+/// Runs `f` with the host whose loop is running on this thread, if any.
+fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
+    let ptr = CURRENT.get();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT is only non-null while a `Host` method that borrows its `Rc<Core>` (the
+    // loop, or the shutdown in `Drop`) runs on this thread; the guard restores it before that
+    // borrow ends.
+    Some(f(unsafe { &*ptr }))
+}
+
+/// A token that identifies the host running on this thread (for `to_host`).
+pub(crate) fn current_token() -> Option<usize> {
+    with_core(|c| c as *const Core as usize)
+}
+
+/// Spawns a task on the host whose loop runs on this thread.
+pub(crate) fn spawn_current<F>(fut: F) -> Option<JoinHandle<F::Output>>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let ptr = CURRENT.get();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: as in `with_core`. We need the `Rc` to hand out weak references: the pointer came
+    // from `Rc::as_ptr`, and ManuallyDrop keeps the count unchanged.
+    let rc = core::mem::ManuallyDrop::new(unsafe { Rc::from_raw(ptr) });
+    Some(spawn_on(&rc, fut))
+}
+
+/// Configures a [`Host`].
+pub struct HostBuilder {
+    clock: Option<Rc<dyn Clock>>,
+    trace: Option<Trace>,
+    seed: Option<u64>,
+}
+
+impl core::fmt::Debug for HostBuilder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HostBuilder").field("seed", &self.seed).finish_non_exhaustive()
+    }
+}
+
+impl HostBuilder {
+    /// Reads time from `clock` (default: the monotonic clock; required without `std`).
+    pub fn clock(mut self, clock: Rc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Records the host's (and a guest run's) events into `trace`.
+    pub fn trace(mut self, trace: Trace) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// Permutes each batch of runnable jobs with a PRNG seeded with `seed` (the guest run it
+    /// carries gets a seed derived from it).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Builds the host. Fails only if the reactor's wake fd cannot be created (std), or no
+    /// clock was given without std.
+    pub fn build(self) -> Result<Host> {
+        #[cfg(feature = "std")]
+        let reactor = crate::reactor::Reactor::new().map_err(Error::user)?;
+        #[cfg(feature = "std")]
+        let clock = self.clock.unwrap_or_else(|| Rc::new(crate::time::MonotonicClock::new()));
+        #[cfg(not(feature = "std"))]
+        let clock = self.clock.ok_or(Error::msg("NoClock", "a host needs a clock without std: HostBuilder::clock"))?;
+        let shared = Arc::new(Shared {
+            queue: ConcurrentQueue::unbounded(),
+            sleeping: AtomicBool::new(false),
+            #[cfg(feature = "std")]
+            notifier: Some(reactor.notifier()),
+            guest_timer: ConcurrentQueue::unbounded(),
+        });
+        Ok(Host {
+            core: Rc::new(Core {
+                shared,
+                clock,
+                timers: RefCell::new(Timers::new()),
+                tasks: RefCell::new(BTreeMap::new()),
+                next_id: Cell::new(1),
+                current: RefCell::new(None),
+                guest: RefCell::new(None),
+                guest_wake: RefCell::new(None),
+                trace: self.trace,
+                policy: self.seed.map(Policy::seeded),
+                closed: Cell::new(false),
+                #[cfg(feature = "std")]
+                reactor: Some(reactor),
+            }),
+        })
+    }
+}
+
+/// The host executor. `!Send`: it lives on the thread that built it.
+///
+/// ```
+/// use infect::host::Host;
+/// let host = Host::new().unwrap();
+/// let h = host.spawn(async { 40 + 2 });
+/// assert_eq!(host.block_on(h), Ok(42));
+/// ```
+pub struct Host {
+    core: Rc<Core>,
+}
+
+impl core::fmt::Debug for Host {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Host")
+            .field("tasks", &self.core.tasks.borrow().len())
+            .field("guest", &self.core.guest.borrow().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// A host on the monotonic clock.
+    #[cfg(feature = "std")]
+    pub fn new() -> Result<Host> {
+        Host::builder().build()
+    }
+
+    /// A builder, to set the clock, the trace or the seed.
+    pub fn builder() -> HostBuilder {
+        HostBuilder { clock: None, trace: None, seed: None }
+    }
+
+    /// The host's clock.
+    pub fn clock(&self) -> Rc<dyn Clock> {
+        self.core.clock.clone()
+    }
+
+    /// The host clock's current time.
+    pub fn now(&self) -> Instant {
+        self.core.clock.now()
+    }
+
+    /// Spawns `fut` as a host task. See [`JoinHandle`] for awaiting, cancelling and detaching.
+    pub fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        spawn_on(&self.core, fut)
+    }
+
+    /// Queues `f` to run on the next loop turn, after what is already queued.
+    pub fn call_soon(&self, f: impl FnOnce() + 'static) {
+        self.core.shared.push(Job::Local(LocalFn(Box::new(f))));
+    }
+
+    /// Queues `f` from this thread; see [`Remote::call_soon_threadsafe`] for other threads.
+    pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) {
+        self.remote().call_soon_threadsafe(f);
+    }
+
+    /// Runs `f` when the host clock reaches `deadline`. The returned key cancels it.
+    pub fn call_at(&self, deadline: Instant, f: impl FnOnce() + 'static) -> CallHandle {
+        CallHandle(self.core.timers.borrow_mut().arm(deadline, TimerTarget::Call(Box::new(f))))
+    }
+
+    /// Runs `f` after `d`.
+    pub fn call_later(&self, d: Duration, f: impl FnOnce() + 'static) -> CallHandle {
+        self.call_at(self.now() + d, f)
+    }
+
+    /// Cancels a `call_at`/`call_later` that has not run; `true` if it had not.
+    pub fn cancel_call(&self, call: CallHandle) -> bool {
+        let armed = self.core.timers.borrow().is_armed(call.0);
+        self.core.timers.borrow_mut().disarm(call.0);
+        armed
+    }
+
+    /// A `Send + Sync` handle for other threads.
+    pub fn remote(&self) -> Remote {
+        Remote { shared: self.core.shared.clone() }
+    }
+
+    /// Starts a guest run riding this host (trio's `start_guest_run` on asyncio): the guest's
+    /// ticks run as host jobs, its deadlines as host timers, and `to_host` calls inside it link
+    /// host tasks of this host. `done` gets the guest's outcome, exactly once; if the host is
+    /// dropped first it gets [`Error::GuestRunAbandoned`].
+    pub fn start_guest_run<T: 'static>(
+        &self,
+        main: impl Future<Output = Result<T>> + 'static,
+        done: impl FnOnce(Result<T>) + 'static,
+    ) -> Result<()> {
+        if self.core.guest.borrow().as_ref().is_some_and(|g| !g.is_finished()) {
+            return Err(Error::GuestAlreadyRunning);
+        }
+        let mut config = GuestConfig::new(self.core.clock.clone());
+        if let Some(t) = &self.core.trace {
+            config = config.trace(t.clone());
+        }
+        if let Some(p) = &self.core.policy {
+            config = config.seed(p.next_u64());
+        }
+        let run = config.start_guest_run(main, HostHooks { shared: self.core.shared.clone() }, done)?;
+        run.set_carrier(Rc::as_ptr(&self.core) as usize);
+        *self.core.guest.borrow_mut() = Some(run);
+        Ok(())
+    }
+
+    /// Whether a guest run is riding this host and has not finished.
+    pub fn guest_running(&self) -> bool {
+        self.core.guest.borrow().as_ref().is_some_and(|g| !g.is_finished())
+    }
+
+    /// Runs a guest to completion on this host and returns its outcome: the host loop runs
+    /// until the guest's `done` has been called.
+    pub fn run_guest<T: 'static>(&self, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
+        let out: Rc<RefCell<Option<Result<T>>>> = Rc::new(RefCell::new(None));
+        let o = out.clone();
+        self.start_guest_run(main, move |r| *o.borrow_mut() = Some(r))?;
+        let _cx = self.enter();
+        while out.borrow().is_none() {
+            self.turn(false);
+        }
+        let r = out.borrow_mut().take();
+        r.unwrap_or(Err(Error::GuestRunAbandoned))
+    }
+
+    /// Runs the loop until `fut` completes and returns its output. `fut` need not be `'static`;
+    /// it is polled by the loop itself, not spawned.
+    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        let _cx = self.enter();
+        let mut fut = core::pin::pin!(fut);
+        let main = Arc::new(MainWaker { woken: AtomicBool::new(true), shared: self.core.shared.clone() });
+        let waker = Waker::from(main.clone());
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if main.woken.swap(false, Ordering::SeqCst) {
+                if let Some(t) = &self.core.trace {
+                    t.record(Event::Poll(Side::Host, 0));
+                }
+                if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                    return v;
+                }
+            }
+            self.turn_with(&main.woken);
+        }
+    }
+
+    /// Runs the loop until no host task is left and no guest run is active.
+    pub fn run(&self) {
+        let _cx = self.enter();
+        while !(self.core.tasks.borrow().is_empty() && !self.guest_running() && self.core.shared.queue.is_empty()) {
+            self.turn(false);
+        }
+    }
+
+    /// Runs every job that is ready now (and those they make ready), without parking; returns
+    /// the number of jobs run. The building block for driving the host from another loop.
+    pub fn run_until_stalled(&self) -> usize {
+        let _cx = self.enter();
+        let mut total = 0;
+        loop {
+            self.fire_timers();
+            let n = self.run_batch();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// The earliest pending deadline (host timers and the guest's `wake_at`), if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.collect_guest_timer();
+        let t = self.core.timers.borrow().next_deadline();
+        let g = self.core.guest_wake.borrow().as_ref().map(|w| w.0);
+        match (t, g) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Makes this host (and its reactor) current on this thread while the guard lives.
+    fn enter(&self) -> EnterGuard {
+        EnterGuard {
+            _host: CURRENT.enter(Rc::as_ptr(&self.core)),
+            #[cfg(feature = "std")]
+            _reactor: self.core.reactor.as_ref().map(crate::reactor::Reactor::enter),
+        }
+    }
+
+    fn turn(&self, main_woken: bool) {
+        let flag = AtomicBool::new(main_woken);
+        self.turn_with(&flag);
+    }
+
+    /// One loop turn: timers, one batch, and park if nothing ran.
+    fn turn_with(&self, main_woken: &AtomicBool) {
+        self.fire_timers();
+        let ran = self.run_batch();
+        self.release_finished_guest();
+        if ran == 0 && !main_woken.load(Ordering::SeqCst) {
+            self.park(main_woken);
+        }
+    }
+
+    fn collect_guest_timer(&self) {
+        while let Ok((d, tick)) = self.core.shared.guest_timer.pop() {
+            *self.core.guest_wake.borrow_mut() = (d != Instant::NEVER).then_some((d, tick));
+        }
+    }
+
+    fn fire_timers(&self) {
+        let now = self.core.clock.now();
+        loop {
+            let t = self.core.timers.borrow_mut().pop_expired(now);
+            match t {
+                Some(TimerTarget::Wake(w)) => w.wake(),
+                Some(TimerTarget::Call(f)) => self.core.shared.push(Job::Local(LocalFn(f))),
+                None => break,
+            }
+        }
+        self.collect_guest_timer();
+        let due = self.core.guest_wake.borrow().as_ref().is_some_and(|w| w.0 <= now);
+        if due {
+            if let Some((_, tick)) = self.core.guest_wake.borrow_mut().take() {
+                self.core.shared.push(Job::Guest(tick));
+            }
+        }
+    }
+
+    fn run_batch(&self) -> usize {
+        let n = self.core.shared.queue.len();
+        if n == 0 {
+            return 0;
+        }
+        let mut batch: Vec<Job> = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self.core.shared.queue.pop() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Some(p) = &self.core.policy {
+            p.permute(&mut batch);
+        }
+        let ran = batch.len();
+        for job in batch {
+            match job {
+                Job::Task(r) => {
+                    if let Some(t) = &self.core.trace {
+                        t.record(Event::Poll(Side::Host, *r.metadata()));
+                    }
+                    r.run();
+                }
+                Job::Call(f) => f(),
+                Job::Local(f) => (f.0)(),
+                Job::Guest(tick) => tick.run_on_host(),
+            }
+        }
+        ran
+    }
+
+    fn release_finished_guest(&self) {
+        let finished = self.core.guest.borrow().as_ref().is_some_and(GuestRun::is_finished);
+        if finished {
+            let run = self.core.guest.borrow_mut().take();
+            *self.core.guest_wake.borrow_mut() = None;
+            drop(run);
+        }
+    }
+
+    /// Nothing is runnable: wait for a wake, an fd, or the next deadline (autojumping a virtual
+    /// clock when every task of both loops is blocked).
+    fn park(&self, main_woken: &AtomicBool) {
+        let shared = &self.core.shared;
+        shared.sleeping.store(true, Ordering::SeqCst);
+        if !shared.queue.is_empty() || main_woken.load(Ordering::SeqCst) {
+            shared.sleeping.store(false, Ordering::SeqCst);
+            return;
+        }
+        let deadline = self.next_deadline();
+        let clock = &self.core.clock;
+        #[cfg(feature = "std")]
+        {
+            let reactor = self.core.reactor.as_ref().expect("std hosts have a reactor");
+            let fds = reactor.has_interests();
+            if fds {
+                // Real I/O first: only jump the clock when no fd is ready either.
+                if reactor.park(Some(Duration::ZERO)).map_or(0, |p| p.woken) > 0 {
+                    shared.sleeping.store(false, Ordering::SeqCst);
+                    return;
+                }
+            }
+            match deadline {
+                Some(d) if clock.now() >= d => {}
+                Some(d) if clock.autojump(d) => {}
+                Some(d) => {
+                    let _ = reactor.park(Some(d - clock.now()));
+                }
+                None => {
+                    let _ = reactor.park(None);
+                }
+            }
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            // No reactor: a virtual clock jumps; a real clock is polled until the deadline or a
+            // cross-thread wake (there is nothing else that could wake us).
+            match deadline {
+                Some(d) if clock.now() >= d || clock.autojump(d) => {}
+                _ => {
+                    while shared.queue.is_empty() && deadline.is_none_or(|d| clock.now() < d) {
+                        core::hint::spin_loop();
+                    }
+                }
+            }
+        }
+        shared.sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _cx = self.enter();
+        self.core.closed.set(true);
+        // The guest first: its tasks may hold links to host tasks.
+        let guest = self.core.guest.borrow_mut().take();
+        drop(guest);
+        loop {
+            let wakers: Vec<(u64, Waker)> =
+                self.core.tasks.borrow().iter().map(|(id, e)| (*id, e.waker.clone())).collect();
+            if wakers.is_empty() && self.core.shared.queue.is_empty() {
+                break;
+            }
+            for (_, w) in wakers {
+                w.wake();
+            }
+            while let Ok(job) = self.core.shared.queue.pop() {
+                drop(job);
+            }
+        }
+        *self.core.timers.borrow_mut() = Timers::new();
+        *self.core.guest_wake.borrow_mut() = None;
+        while self.core.shared.guest_timer.pop().is_ok() {}
+    }
+}
+
+struct EnterGuard {
+    _host: crate::cx::SlotGuard<*const Core>,
+    #[cfg(feature = "std")]
+    _reactor: Option<crate::reactor::EnterGuard>,
+}
+
+struct MainWaker {
+    woken: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl alloc::task::Wake for MainWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.shared.notify_if_sleeping();
+    }
+}
+
+/// The hooks that let a guest run ride this host.
+struct HostHooks {
+    shared: Arc<Shared>,
+}
+
+impl Hooks for HostHooks {
+    fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
+        self.shared.push(Job::Guest(tick));
+    }
+
+    fn wake_at(&self, deadline: Instant, tick: GuestTick) {
+        let _ = self.shared.guest_timer.push((deadline, tick));
+        self.shared.notify_if_sleeping();
+    }
+}
+
+impl GuestTick {
+    fn run_on_host(self) {
+        #[cfg(feature = "std")]
+        self.run();
+        // SAFETY: the tick was queued by `HostHooks`, which only exists for a guest run started by
+        // `Host::start_guest_run` on the host's own thread, and the host loop runs jobs only on
+        // that thread (the `Host` is `!Send`).
+        #[cfg(not(feature = "std"))]
+        unsafe {
+            self.run_unchecked()
+        }
+    }
+}
+
+/// A `Send + Sync` handle to a host, for other threads.
+#[derive(Clone)]
+pub struct Remote {
+    shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Remote").finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    /// Queues `f` to run on the host thread at its next turn; wakes a parked loop. Callable
+    /// from any thread (asyncio's `call_soon_threadsafe`).
+    pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) {
+        self.shared.push(Job::Call(Box::new(f)));
+    }
+}
+
+/// Identifies a `call_at` / `call_later` callback, to cancel it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallHandle(TimerKey);
+
+fn spawn_on<F>(core: &Rc<Core>, fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let id = core.next_id.get();
+    core.next_id.set(id + 1);
+    let ctl = Rc::new(TaskCtl { id, cancel: RefCell::new(None), core: Rc::downgrade(core) });
+    let shared = core.shared.clone();
+    let schedule = move |r: Runnable<u64>| shared.push(Job::Task(r));
+    let wrapped = HostTask { fut, ctl: ctl.clone() };
+    // SAFETY: `spawn_unchecked` lets the future be `!Send`. Its contract: the `Runnable` must be
+    // run and dropped on this thread. The schedule function only pushes it onto the queue; the
+    // queue is drained (run or dropped) only by this `Host` on its own thread, and `Host::drop`
+    // closes every task before returning, so no `Runnable` is created afterwards. The future is
+    // `'static` and the schedule function is `Send + Sync + 'static`.
+    let (runnable, task) =
+        unsafe { async_task::Builder::new().metadata(id).spawn_unchecked(move |_| wrapped, schedule) };
+    if let Some(t) = &core.trace {
+        t.record(Event::Spawn(Side::Host, id));
+    }
+    if core.closed.get() {
+        ctl.request_cancel("host shut down");
+        drop(runnable);
+    } else {
+        core.tasks.borrow_mut().insert(id, TaskEntry { waker: runnable.waker() });
+        runnable.schedule();
+    }
+    JoinHandle { task: Some(task.fallible()), ctl }
+}
+
+/// Wraps a host task's future: sets the current task while polling, enforces cancellation.
+struct HostTask<F> {
+    fut: F,
+    ctl: Rc<TaskCtl>,
+}
+
+impl<F: Future> Future for HostTask<F> {
+    type Output = core::result::Result<F::Output, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `fut` is structurally pinned (never moved; the Drop impl below does not move
+        // it); `ctl` is not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let cancel_before = this.ctl.cancelled();
+        let Some(core) = this.ctl.core.upgrade() else {
+            return Poll::Ready(Err(cancel_before.unwrap_or(Cancelled { reason: "host shut down".into() })));
+        };
+        let prev = core.current.replace(Some(this.ctl.clone()));
+        let r = fut.poll(cx);
+        *core.current.borrow_mut() = prev;
+        match r {
+            Poll::Ready(v) => Poll::Ready(Ok(v)),
+            // The task had its one cooperative poll after the cancellation: enforce it.
+            Poll::Pending => match cancel_before {
+                Some(c) => Poll::Ready(Err(c)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<F> Drop for HostTask<F> {
+    fn drop(&mut self) {
+        if let Some(core) = self.ctl.core.upgrade() {
+            core.tasks.borrow_mut().remove(&self.ctl.id);
+            if let Some(t) = &core.trace {
+                t.record(Event::Exit(Side::Host, self.ctl.id));
+            }
+        }
+    }
+}
+
+/// The handle to a host task: await it for `Ok(output)` or `Err(Cancelled)`, cancel it with a
+/// reason, or detach it. Dropping the handle cancels the task (reason `"join handle
+/// dropped"`); call [`detach`](JoinHandle::detach) to let it run on.
+#[must_use = "dropping a JoinHandle cancels its task; call .detach() to let it run"]
+pub struct JoinHandle<T> {
+    task: Option<async_task::FallibleTask<core::result::Result<T, Cancelled>, u64>>,
+    ctl: Rc<TaskCtl>,
+}
+
+impl<T> core::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("JoinHandle").field("id", &self.ctl.id).field("finished", &self.is_finished()).finish()
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Requests cancellation: the task's host-aware awaits return `Err(Cancelled{reason})` on
+    /// its next poll; if it is still pending after that poll, it is dropped. Idempotent (the
+    /// first reason wins).
+    pub fn cancel(&self, reason: &str) {
+        self.ctl.request_cancel(reason);
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancel_requested(&self) -> bool {
+        self.ctl.cancel.borrow().is_some()
+    }
+
+    /// Whether the task has finished (returned or been dropped).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// The task's number (its order of spawning on this host, from 1).
+    pub fn id(&self) -> u64 {
+        self.ctl.id
+    }
+
+    /// Lets the task run on without a handle.
+    pub fn detach(mut self) {
+        if let Some(t) = self.task.take() {
+            t.detach();
+        }
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            if !t.is_finished() {
+                self.ctl.request_cancel("join handle dropped");
+            }
+            t.detach();
+        }
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = core::result::Result<T, Cancelled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let ctl = self.ctl.clone();
+        let Some(task) = self.task.as_mut() else {
+            return Poll::Ready(Err(Cancelled { reason: "polled after completion".into() }));
+        };
+        match Pin::new(task).poll(cx) {
+            Poll::Ready(r) => {
+                self.task = None;
+                Poll::Ready(r.unwrap_or_else(|| {
+                    Err(ctl.cancelled().unwrap_or(Cancelled { reason: "host shut down".into() }))
+                }))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The cancellation check of host-aware awaits: `Err(Cancelled{reason})` if the host task being
+/// polled has been cancelled. `Ok` outside a host task.
+pub fn check_cancelled() -> core::result::Result<(), Cancelled> {
+    with_core(|core| match core.current.borrow().as_ref() {
+        Some(ctl) => ctl.cancelled().map_or(Ok(()), Err),
+        None => Ok(()),
+    })
+    .unwrap_or(Ok(()))
+}
+
+/// The number of the host task being polled on this thread, if any.
+pub fn current_task_id() -> Option<u64> {
+    with_core(|core| core.current.borrow().as_ref().map(|c| c.id)).flatten()
+}
+
+/// Spawns a host task on the host running on this thread. `None` outside a host loop.
+pub fn spawn<F>(fut: F) -> Option<JoinHandle<F::Output>>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    spawn_current(fut)
+}
+
+/// Cancels the host task being polled (asyncio's `current_task().cancel()`): from its next
+/// host-aware await on, it sees `Err(Cancelled{reason})`.
+pub fn cancel_current(reason: &str) {
+    let ctl = with_core(|core| core.current.borrow().clone()).flatten();
+    if let Some(ctl) = ctl {
+        ctl.request_cancel(reason);
+    }
+}
+
+/// Sleeps for `d` on the current host's clock (host-aware: `Err(Cancelled)` once the task is
+/// cancelled).
+pub fn sleep(d: Duration) -> Sleep {
+    let deadline = with_core(|c| c.clock.now()).unwrap_or(Instant::ZERO) + d;
+    Sleep { deadline, key: None }
+}
+
+/// Sleeps until the current host's clock reads `deadline` (host-aware).
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep { deadline, key: None }
+}
+
+/// Yields to the other host jobs once (asyncio's `sleep(0)`), host-aware.
+pub async fn yield_now() -> core::result::Result<(), Cancelled> {
+    check_cancelled()?;
+    let mut yielded = false;
+    core::future::poll_fn(|cx| {
+        if yielded {
+            check_cancelled()?;
+            Poll::Ready(Ok(()))
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// The future of [`sleep`] and [`sleep_until`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    deadline: Instant,
+    key: Option<TimerKey>,
+}
+
+impl Future for Sleep {
+    type Output = core::result::Result<(), Cancelled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Err(c) = check_cancelled() {
+            self.disarm();
+            return Poll::Ready(Err(c));
+        }
+        let deadline = self.deadline;
+        let key = self.key;
+        let r = with_core(|core| {
+            if core.clock.now() >= deadline {
+                return None;
+            }
+            let mut timers = core.timers.borrow_mut();
+            match key {
+                Some(k) if timers.is_armed(k) => Some(k),
+                _ => Some(timers.arm(deadline, TimerTarget::Wake(cx.waker().clone()))),
+            }
+        });
+        match r {
+            None => Poll::Ready(Err(Cancelled { reason: "host::sleep polled outside a host loop".into() })),
+            Some(None) => {
+                self.key = None;
+                Poll::Ready(Ok(()))
+            }
+            Some(Some(k)) => {
+                self.key = Some(k);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Sleep {
+    fn disarm(&mut self) {
+        if let Some(k) = self.key.take() {
+            with_core(|c| c.timers.borrow_mut().disarm(k));
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}

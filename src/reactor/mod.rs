@@ -1,0 +1,1 @@
+//! The poll(2) reactor (being written).

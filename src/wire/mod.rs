@@ -1,0 +1,1 @@
+//! The IPC wire protocol (being written).
