@@ -17,11 +17,34 @@ use core::fmt;
 ///
 /// Host-aware awaits (`host::sleep`, link operations, fd readiness) return it once their task has
 /// been cancelled; it is sticky, so every later host-aware await returns it too.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// When the cancellation tears down the host half of a linked task pair, `cause` holds the
+/// translated error the host side must see ([`Error::GuestTaskExited`] or
+/// [`Error::GuestCancelled`]); converting the `Cancelled` into an [`Error`] (as `?` does) yields
+/// that error, so host code that propagates a cancelled `sleep` returns exactly it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("host task cancelled: {reason}")]
 pub struct Cancelled {
     /// The reason given to [`JoinHandle::cancel`](crate::host::JoinHandle::cancel).
     pub reason: String,
+    /// The translated error behind a link teardown, if this cancellation is one.
+    pub cause: Option<Box<Error>>,
+}
+
+impl Cancelled {
+    /// A plain cancellation with `reason`.
+    pub fn new(reason: impl Into<String>) -> Cancelled {
+        Cancelled { reason: reason.into(), cause: None }
+    }
+}
+
+impl From<Cancelled> for Error {
+    fn from(c: Cancelled) -> Error {
+        match c.cause {
+            Some(e) => *e,
+            None => Error::HostTaskCancelled(c),
+        }
+    }
 }
 
 /// Several errors that happened independently (a nursery's children, or both sides of a linked
@@ -100,7 +123,7 @@ pub enum Error {
     TooSlow,
     /// A host task was cancelled (see [`Cancelled`]).
     #[error(transparent)]
-    HostTaskCancelled(#[from] Cancelled),
+    HostTaskCancelled(Cancelled),
     /// Seen by the guest: the linked host task was cancelled by itself or by a third party, not
     /// by the guest side.
     #[error("the linked host task was cancelled, not by the guest side: {reason}")]

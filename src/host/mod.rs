@@ -39,7 +39,6 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::rc::{Rc, Weak};
-use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -110,16 +109,20 @@ enum TimerTarget {
 
 struct TaskCtl {
     id: u64,
-    cancel: RefCell<Option<String>>,
+    cancel: RefCell<Option<Cancelled>>,
     core: Weak<Core>,
 }
 
 impl TaskCtl {
     fn request_cancel(&self, reason: &str) {
+        self.request_cancel_with(Cancelled::new(reason));
+    }
+
+    fn request_cancel_with(&self, c: Cancelled) {
         if self.cancel.borrow().is_some() {
             return;
         }
-        *self.cancel.borrow_mut() = Some(reason.to_string());
+        *self.cancel.borrow_mut() = Some(c);
         if let Some(core) = self.core.upgrade() {
             if let Some(t) = &core.trace {
                 t.record(Event::Cancel(Side::Host, self.id));
@@ -132,7 +135,7 @@ impl TaskCtl {
     }
 
     fn cancelled(&self) -> Option<Cancelled> {
-        self.cancel.borrow().as_ref().map(|r| Cancelled { reason: r.clone() })
+        self.cancel.borrow().clone()
     }
 }
 
@@ -736,7 +739,7 @@ impl<F: Future> Future for HostTask<F> {
         let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
         let cancel_before = this.ctl.cancelled();
         let Some(core) = this.ctl.core.upgrade() else {
-            return Poll::Ready(Err(cancel_before.unwrap_or(Cancelled { reason: "host shut down".into() })));
+            return Poll::Ready(Err(cancel_before.unwrap_or(Cancelled::new("host shut down"))));
         };
         let prev = core.current.replace(Some(this.ctl.clone()));
         let r = fut.poll(cx);
@@ -786,6 +789,11 @@ impl<T> JoinHandle<T> {
         self.ctl.request_cancel(reason);
     }
 
+    /// Requests cancellation with a full [`Cancelled`] (a link teardown carries its cause).
+    pub(crate) fn cancel_with(&self, c: Cancelled) {
+        self.ctl.request_cancel_with(c);
+    }
+
     /// Whether cancellation was requested.
     pub fn is_cancel_requested(&self) -> bool {
         self.ctl.cancel.borrow().is_some()
@@ -826,13 +834,13 @@ impl<T> Future for JoinHandle<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let ctl = self.ctl.clone();
         let Some(task) = self.task.as_mut() else {
-            return Poll::Ready(Err(Cancelled { reason: "polled after completion".into() }));
+            return Poll::Ready(Err(Cancelled::new("polled after completion")));
         };
         match Pin::new(task).poll(cx) {
             Poll::Ready(r) => {
                 self.task = None;
                 Poll::Ready(r.unwrap_or_else(|| {
-                    Err(ctl.cancelled().unwrap_or(Cancelled { reason: "host shut down".into() }))
+                    Err(ctl.cancelled().unwrap_or(Cancelled::new("host shut down")))
                 }))
             }
             Poll::Pending => Poll::Pending,
@@ -931,7 +939,7 @@ impl Future for Sleep {
             }
         });
         match r {
-            None => Poll::Ready(Err(Cancelled { reason: "host::sleep polled outside a host loop".into() })),
+            None => Poll::Ready(Err(Cancelled::new("host::sleep polled outside a host loop"))),
             Some(None) => {
                 self.key = None;
                 Poll::Ready(Ok(()))

@@ -1,1 +1,607 @@
-//! The poll(2) reactor (being written).
+//! The `poll(2)` reactor (std, Linux): fd readiness for a handful of descriptors, plus one
+//! wake fd that other threads use to interrupt a parked loop.
+//!
+//! The reactor runs nothing. Its [`Readiness`] futures only *register wakers*, so they work
+//! under any executor; whoever owns the thread's loop calls [`Reactor::park`] when it has
+//! nothing to run, and `park` wakes the wakers of the descriptors that became ready. Timers
+//! are not here: the loop owner keeps them in [`time::Timers`](crate::time::Timers) and
+//! passes the time to the next deadline as `park`'s timeout.
+//!
+//! # Invariants
+//!
+//! **Who may touch what.** A [`Reactor`] is an `Rc` handle, so it and everything holding one
+//! ([`Readiness`], [`fd::AsyncFd`], [`EnterGuard`]) stay on the thread that created it. Its
+//! interest table sits in a `RefCell` that only three places borrow mutably:
+//! [`Reactor::park`], `Readiness::poll` and `Readiness::drop` (the rest only read it). No
+//! borrow is held while foreign code runs: wakers are woken *and dropped* only after it is
+//! released, so a waker that polls or drops futures synchronously (a callback loop, a test) may
+//! re-enter the reactor without a `BorrowMutError`. The only state shared across threads is
+//! the wake fd and its `pending` flag, reached through [`Notifier`] (`Send + Sync`).
+//!
+//! **The life of an interest.** A `Readiness` registers an interest (descriptor, direction,
+//! waker) when first polled and keeps it (updating the waker) while pending. `park` only
+//! *marks* an interest fired (stores its `revents`) and takes its waker out to wake it; it
+//! never removes one. Only the owning `Readiness` removes its interest: when it is polled
+//! after the mark (it then completes) or when it is dropped. So a dropped future leaves
+//! nothing behind, and a fired interest is never reported twice.
+//!
+//! **Registration order is the wake order.** Each interest gets its key from a counter that
+//! only grows, when its future is first polled; the table is a `BTreeMap` by key. `park`
+//! builds the `pollfd` array from the table in key order, and after `poll(2)` walks the
+//! array in the same order to collect wakers, then wakes them in that order. `poll(2)`
+//! reports readiness per array slot, not in the order the kernel saw events, so nothing
+//! about kernel timing leaks into the order: two descriptors ready at once are woken in the
+//! order their futures were first polled, on every run. Re-polling with another waker keeps
+//! the key and thus the place.
+//!
+//! **Level-triggered, never early.** `poll(2)` is level-triggered, so an interest registered
+//! while its descriptor is already ready fires at the next `park`; no edge is lost. A
+//! `Readiness` completes only after a `park` that saw its descriptor ready (`POLLHUP` and
+//! `POLLERR` count as ready, so the reader then sees end-of-file or the error). Sub-millisecond
+//! timeouts are rounded *up* to whole milliseconds, so `park` never returns before its timeout
+//! because of rounding (a timer is never woken early).
+//!
+//! **The wake fd dedupe is correct across threads.** A [`Notifier`] shares the eventfd and an
+//! `AtomicBool` `pending` with the reactor. `notify` does `pending.swap(true)` and writes to
+//! the eventfd only if the flag was `false`; `park`, when `poll(2)` reports the eventfd
+//! readable, first drains it (one `read` resets the counter) and *then* does
+//! `pending.swap(false)`. The invariant: *while `pending` is `true`, either a token is in the
+//! eventfd (or about to be written by the notifier that set the flag), or the reactor is
+//! between its drain and its clear, inside a `park` that is about to return.* So no
+//! notification is lost:
+//! - a notifier that finds the flag `false` writes a token itself, which ends the current or
+//!   the next `park`;
+//! - a notifier that finds it `true` while the token is still in the eventfd is covered by
+//!   that token;
+//! - a notifier that finds it `true` after the drain but before the clear has its swap
+//!   ordered before the clear. The clear is an acquire swap, so it reads the value of the
+//!   latest notifier's release swap: everything that notifier did before `notify` (pushing
+//!   onto a queue, say) is visible to the loop owner once this `park` returns.
+//!
+//! A notifier whose flag swap came before the clear but whose `write` lands after the drain
+//! only leaves a stale token behind: one spurious early return later, never a lost wake-up.
+//! N notifies before the reactor drains cost one `write(2)`.
+//!
+//! # Example
+//!
+//! ```
+//! use infect::reactor::{Reactor, fd};
+//! use std::{fs::File, io::Write, os::fd::AsRawFd, pin::pin, task::{Context, Poll, Waker}};
+//! use std::time::Duration;
+//!
+//! let reactor = Reactor::new()?;
+//! let (rx, tx) = fd::pipe()?;
+//! let mut ready = pin!(reactor.readable(rx.as_raw_fd()));
+//! let mut cx = Context::from_waker(Waker::noop());
+//! assert!(ready.as_mut().poll(&mut cx).is_pending()); // registers the waker
+//! File::from(tx).write_all(b"x")?;
+//! assert_eq!(reactor.park(Some(Duration::from_secs(5)))?.woken, 1);
+//! assert!(matches!(ready.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+pub mod fd;
+pub(crate) mod sys;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::mem;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use libc::{c_int, c_short};
+
+/// A `poll(2)` reactor for the current thread: fd readiness plus a cross-thread wake fd.
+///
+/// Cloning is cheap and yields another handle to the same reactor. It is `!Send`: a
+/// reactor belongs to the thread whose loop parks on it; other threads get a [`Notifier`].
+/// See the [module docs](self) for the invariants.
+#[derive(Clone)]
+pub struct Reactor {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    /// Shared with every [`Notifier`]; outlives the reactor if a notifier does.
+    wake: Arc<WakeFd>,
+    /// Touched only by this thread, never borrowed while foreign code runs.
+    state: RefCell<State>,
+}
+
+struct State {
+    /// The key of the next interest; only grows, so key order is registration order.
+    next_key: u64,
+    /// Registered interests by key. Removed only by the owning [`Readiness`].
+    interests: BTreeMap<u64, Interest>,
+    /// Scratch for [`Reactor::park`], kept to reuse the allocations: the `pollfd` array
+    /// (slot 0 is the wake fd) and the interest key of each further slot.
+    pollfds: Vec<libc::pollfd>,
+    keys: Vec<u64>,
+    /// Scratch for [`Reactor::park`]: the wakers to wake, in registration order.
+    wakers: Vec<Waker>,
+}
+
+/// One registered wait: a descriptor, the `poll(2)` events asked for, and who to wake.
+struct Interest {
+    fd: RawFd,
+    events: c_short,
+    /// `Some` while waiting; taken by `park` when it fires.
+    waker: Option<Waker>,
+    /// `0` while waiting; the `revents` `poll(2)` reported once fired.
+    revents: c_short,
+}
+
+impl Interest {
+    fn waiting(&self) -> bool {
+        self.revents == 0
+    }
+}
+
+/// The eventfd that wakes a parked reactor, and the flag that deduplicates writes to it.
+struct WakeFd {
+    fd: OwnedFd,
+    /// `true` from the first `notify` after a drain until the next drain. See the module docs.
+    pending: AtomicBool,
+}
+
+impl WakeFd {
+    fn notify(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            // EAGAIN (counter saturated) still leaves the eventfd readable, and nothing else
+            // can fail on an open eventfd: either way a park will return.
+            let _ = sys::write(self.fd.as_fd(), &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Called by `park` after `poll(2)` reported the eventfd readable. The order matters:
+    /// drain first, clear second (see the module docs).
+    fn drain(&self) {
+        let mut counter = [0u8; 8];
+        // One read resets the counter to zero. Only this thread reads the eventfd, so after
+        // `poll(2)` reported it readable the read cannot find it empty (and if it did, the
+        // only cost would be this spurious wake-up).
+        let _ = sys::read(self.fd.as_fd(), &mut counter);
+        self.pending.swap(false, Ordering::AcqRel);
+    }
+}
+
+/// What one [`Reactor::park`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Parked {
+    /// How many fd wakers it woke.
+    pub woken: usize,
+    /// Whether it consumed the wake fd's token: a [`Notifier::notify`] came since the last
+    /// drain (rarely, a stale token; see the module docs on the dedupe).
+    pub notified: bool,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Reactor>> = const { RefCell::new(None) };
+}
+
+impl Reactor {
+    /// A new reactor with no interests. Opens one descriptor (the wake eventfd).
+    ///
+    /// ```
+    /// let reactor = infect::reactor::Reactor::new()?;
+    /// assert!(!reactor.has_interests());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new() -> io::Result<Reactor> {
+        let wake = Arc::new(WakeFd {
+            fd: sys::eventfd()?,
+            pending: AtomicBool::new(false),
+        });
+        let state = RefCell::new(State {
+            next_key: 0,
+            interests: BTreeMap::new(),
+            pollfds: Vec::new(),
+            keys: Vec::new(),
+            wakers: Vec::new(),
+        });
+        Ok(Reactor {
+            inner: Rc::new(Inner { wake, state }),
+        })
+    }
+
+    /// A `Send + Sync + Clone` handle that any thread may use to make a parked `park` (or the
+    /// next one) return promptly.
+    ///
+    /// ```
+    /// let reactor = infect::reactor::Reactor::new()?;
+    /// let notifier = reactor.notifier();
+    /// std::thread::spawn(move || notifier.notify()).join().unwrap();
+    /// assert!(reactor.park(None)?.notified); // returns at once: the token is there
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn notifier(&self) -> Notifier {
+        Notifier {
+            wake: Arc::clone(&self.inner.wake),
+        }
+    }
+
+    /// A future that resolves once a [`park`](Self::park) saw `fd` readable (`POLLIN`, or
+    /// `POLLHUP`/`POLLERR`, so that the reader then sees end-of-file or the error).
+    ///
+    /// It registers its waker when first polled and deregisters when dropped; several
+    /// futures may wait on one descriptor. It resolves to an error only if `fd` is not open
+    /// (`POLLNVAL`: `EBADF`). The caller keeps `fd` open while the future lives: a closed
+    /// and reused number would be watched in its new role. Polled again after it resolved,
+    /// the future registers anew.
+    ///
+    /// ```
+    /// use infect::reactor::{Reactor, fd};
+    /// use std::{os::fd::AsRawFd, pin::pin, task::{Context, Waker}};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let (rx, _tx) = fd::pipe()?;
+    /// let mut ready = pin!(reactor.readable(rx.as_raw_fd()));
+    /// assert!(ready.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+    /// assert!(reactor.has_interests());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn readable(&self, fd: RawFd) -> Readiness {
+        Readiness::new(self, fd, libc::POLLIN)
+    }
+
+    /// Like [`readable`](Self::readable), for `POLLOUT` (`POLLHUP`/`POLLERR` also count, so
+    /// the writer then sees `EPIPE` or the error).
+    ///
+    /// ```
+    /// use infect::reactor::{Reactor, fd};
+    /// use std::{os::fd::AsRawFd, pin::pin, task::{Context, Waker}, time::Duration};
+    ///
+    /// let reactor = Reactor::new()?;
+    /// let (_rx, tx) = fd::pipe()?;
+    /// let mut ready = pin!(reactor.writable(tx.as_raw_fd()));
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(ready.as_mut().poll(&mut cx).is_pending());
+    /// assert_eq!(reactor.park(Some(Duration::ZERO))?.woken, 1); // an empty pipe is writable
+    /// assert!(ready.as_mut().poll(&mut cx).is_ready());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn writable(&self, fd: RawFd) -> Readiness {
+        Readiness::new(self, fd, libc::POLLOUT)
+    }
+
+    /// Waits in `poll(2)` over every waiting interest and the wake fd, for at most `timeout`
+    /// (`None`: until something happens; `Some(Duration::ZERO)`: not at all). Timeouts are
+    /// rounded up to whole milliseconds and capped at `i32::MAX` ms (about 24 days; the
+    /// caller loops anyway).
+    ///
+    /// Then it marks the ready interests fired, drains the wake fd, and wakes the fired
+    /// interests' wakers in registration order, after releasing its own state (so a waker
+    /// may re-enter the reactor). A signal interrupting `poll(2)` (`EINTR`) returns
+    /// `Ok(Parked::default())`: the caller loops.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let reactor = infect::reactor::Reactor::new()?;
+    /// let parked = reactor.park(Some(Duration::ZERO))?;
+    /// assert_eq!(parked, infect::reactor::Parked { woken: 0, notified: false });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn park(&self, timeout: Option<Duration>) -> io::Result<Parked> {
+        let mut state = self.inner.state.borrow_mut();
+        let State {
+            interests,
+            pollfds,
+            keys,
+            wakers,
+            ..
+        } = &mut *state;
+        pollfds.clear();
+        keys.clear();
+        pollfds.push(libc::pollfd {
+            fd: self.inner.wake.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        for (&key, interest) in interests.iter().filter(|(_, i)| i.waiting()) {
+            keys.push(key);
+            pollfds.push(libc::pollfd {
+                fd: interest.fd,
+                events: interest.events,
+                revents: 0,
+            });
+        }
+        match sys::poll(pollfds, timeout_ms(timeout)) {
+            Ok(0) => return Ok(Parked::default()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Parked::default()),
+            Err(e) => return Err(e),
+        }
+        let notified = pollfds[0].revents != 0;
+        for (slot, key) in pollfds[1..].iter().zip(keys.iter()) {
+            if slot.revents == 0 {
+                continue;
+            }
+            // Present: we have held the borrow since building the array, and only the owning
+            // `Readiness` removes an interest.
+            if let Some(interest) = interests.get_mut(key) {
+                interest.revents = slot.revents;
+                wakers.extend(interest.waker.take());
+            }
+        }
+        let mut woken = mem::take(wakers);
+        drop(state);
+
+        if notified {
+            self.inner.wake.drain();
+        }
+        let parked = Parked {
+            woken: woken.len(),
+            notified,
+        };
+        for waker in woken.drain(..) {
+            waker.wake();
+        }
+        // Give the (empty) buffer back to reuse its capacity, unless a re-entrant park
+        // already put one there.
+        let mut state = self.inner.state.borrow_mut();
+        if state.wakers.capacity() == 0 {
+            state.wakers = woken;
+        }
+        Ok(parked)
+    }
+
+    /// Whether any interest is still waiting for readiness (registered by a live, pending
+    /// [`Readiness`] and not yet fired). A loop owner with no runnable task, no timer and no
+    /// interest would park forever.
+    ///
+    /// ```
+    /// let reactor = infect::reactor::Reactor::new()?;
+    /// assert!(!reactor.has_interests());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn has_interests(&self) -> bool {
+        self.inner
+            .state
+            .borrow()
+            .interests
+            .values()
+            .any(Interest::waiting)
+    }
+
+    /// The reactor that this thread's loop owner [entered](Self::enter), if any.
+    ///
+    /// ```
+    /// use infect::reactor::Reactor;
+    /// assert!(Reactor::current().is_none());
+    /// let reactor = Reactor::new()?;
+    /// let guard = reactor.enter();
+    /// assert!(Reactor::current().is_some_and(|r| r.same_as(&reactor)));
+    /// drop(guard);
+    /// assert!(Reactor::current().is_none());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn current() -> Option<Reactor> {
+        CURRENT.with(|current| current.borrow().clone())
+    }
+
+    /// Makes this reactor [current](Self::current) on this thread until the guard drops,
+    /// which restores the previous one. Guards nest; drop them in reverse order.
+    ///
+    /// ```
+    /// use infect::reactor::Reactor;
+    /// let (a, b) = (Reactor::new()?, Reactor::new()?);
+    /// let outer = a.enter();
+    /// {
+    ///     let _inner = b.enter();
+    ///     assert!(Reactor::current().is_some_and(|r| r.same_as(&b)));
+    /// }
+    /// assert!(Reactor::current().is_some_and(|r| r.same_as(&a)));
+    /// drop(outer);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn enter(&self) -> EnterGuard {
+        let previous = CURRENT.with(|current| current.replace(Some(self.clone())));
+        EnterGuard { previous }
+    }
+
+    /// Whether `self` and `other` are handles to the same reactor.
+    ///
+    /// ```
+    /// let reactor = infect::reactor::Reactor::new()?;
+    /// assert!(reactor.same_as(&reactor.clone()));
+    /// assert!(!reactor.same_as(&infect::reactor::Reactor::new()?));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn same_as(&self, other: &Reactor) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("Reactor");
+        out.field("wake_fd", &self.inner.wake.fd.as_raw_fd());
+        if let Ok(state) = self.inner.state.try_borrow() {
+            out.field("interests", &state.interests.len());
+        }
+        out.finish()
+    }
+}
+
+/// Milliseconds for `poll(2)`: `-1` for "forever", sub-millisecond parts rounded up.
+fn timeout_ms(timeout: Option<Duration>) -> c_int {
+    match timeout {
+        None => -1,
+        Some(timeout) => {
+            c_int::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)
+        }
+    }
+}
+
+/// Wakes a [`Reactor`] from any thread. Cheap to clone; `Send + Sync`.
+///
+/// ```
+/// let reactor = infect::reactor::Reactor::new()?;
+/// let notifier = reactor.notifier();
+/// notifier.notify();
+/// notifier.notify(); // deduplicated: one token
+/// assert!(reactor.park(None)?.notified);
+/// assert!(!reactor.park(Some(std::time::Duration::ZERO))?.notified);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Notifier {
+    wake: Arc<WakeFd>,
+}
+
+impl Notifier {
+    /// Makes a parked [`Reactor::park`] return promptly, or the next one if none is parked.
+    /// Notifies before the reactor drains are merged into one. Whatever the calling thread
+    /// did before `notify` is visible to the loop owner once that `park` has returned.
+    pub fn notify(&self) {
+        self.wake.notify();
+    }
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifier")
+            .field("wake_fd", &self.wake.fd.as_raw_fd())
+            .field("pending", &self.wake.pending.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The future of [`Reactor::readable`] and [`Reactor::writable`].
+#[must_use = "a Readiness does nothing unless polled"]
+pub struct Readiness {
+    reactor: Reactor,
+    fd: RawFd,
+    events: c_short,
+    /// The key of our interest while registered.
+    key: Option<u64>,
+}
+
+impl Readiness {
+    fn new(reactor: &Reactor, fd: RawFd, events: c_short) -> Readiness {
+        Readiness {
+            reactor: reactor.clone(),
+            fd,
+            events,
+            key: None,
+        }
+    }
+
+    /// The descriptor this future waits on.
+    ///
+    /// ```
+    /// let reactor = infect::reactor::Reactor::new()?;
+    /// assert_eq!(reactor.readable(7).fd(), 7);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl Future for Readiness {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let inner = &this.reactor.inner;
+        let Some(key) = this.key else {
+            let mut state = inner.state.borrow_mut();
+            let key = state.next_key;
+            state.next_key += 1;
+            state.interests.insert(
+                key,
+                Interest {
+                    fd: this.fd,
+                    events: this.events,
+                    waker: Some(cx.waker().clone()),
+                    revents: 0,
+                },
+            );
+            this.key = Some(key);
+            return Poll::Pending;
+        };
+
+        let mut state = inner.state.borrow_mut();
+        // Only we remove our interest, so it is there.
+        let Some(interest) = state.interests.get_mut(&key) else {
+            unreachable!("a registered interest is removed only by its Readiness");
+        };
+        if interest.waiting() {
+            if interest
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                return Poll::Pending;
+            }
+            let old = interest.waker.replace(cx.waker().clone());
+            drop(state);
+            drop(old); // outside the borrow: dropping a waker may run executor code
+            return Poll::Pending;
+        }
+        let revents = interest.revents;
+        let removed = state.interests.remove(&key);
+        drop(state);
+        drop(removed);
+        this.key = None;
+        if revents & libc::POLLNVAL != 0 {
+            Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF)))
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+}
+
+impl Drop for Readiness {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let removed = self.reactor.inner.state.borrow_mut().interests.remove(&key);
+            drop(removed); // outside the borrow
+        }
+    }
+}
+
+impl fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let direction = if self.events == libc::POLLIN {
+            "readable"
+        } else {
+            "writable"
+        };
+        f.debug_struct("Readiness")
+            .field("fd", &self.fd)
+            .field("direction", &direction)
+            .field("registered", &self.key.is_some())
+            .finish()
+    }
+}
+
+/// Keeps a reactor [current](Reactor::current) on this thread; restores the previous one
+/// when dropped. `!Send`.
+pub struct EnterGuard {
+    previous: Option<Reactor>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let entered = CURRENT.with(|current| current.replace(self.previous.take()));
+        drop(entered); // outside the thread-local borrow
+    }
+}
+
+impl fmt::Debug for EnterGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnterGuard")
+            .field("previous", &self.previous)
+            .finish()
+    }
+}
