@@ -1,1 +1,67 @@
-//! The IPC wire protocol (being written).
+//! The IPC wire protocol: one [`Msg`] per frame, postcard-serialized and COBS-framed. Pure and
+//! `no_std` (+ `alloc`): it only turns messages into bytes and bytes into messages; the actor
+//! layer moves the bytes over pipes.
+//!
+//! # Framing invariants
+//!
+//! 1. **A frame is `COBS(postcard(msg))` followed by one `0x00` delimiter.** COBS leaves no zero
+//!    in the encoded bytes, so a `0x00` in the stream is always a frame boundary: whatever came
+//!    before, the receiver finds the next frame at the next delimiter.
+//! 2. **A frame's size is its length on the wire, delimiter included**, and it is bounded by a
+//!    limit that both ends share: [`DEFAULT_MAX_FRAME`] (64 KiB) unless configured.
+//! 3. **Nothing over the limit is sent.** [`encode_frame`] refuses such a message with
+//!    [`WireError::FrameTooLarge`]` { size, max }` (the exact size) and returns no bytes, so not
+//!    a byte of it is written and the stream stays in sync.
+//! 4. **The receiver's memory is bounded.** A [`FrameDecoder<MAX>`](FrameDecoder) keeps at most
+//!    `MAX - 1` bytes of a frame in one fixed-capacity `heapless` buffer; a frame that outgrows
+//!    it is dropped byte by byte (only counted) up to its delimiter.
+//! 5. **One outcome per non-empty frame, in stream order**: the [`Msg`], or exactly one error:
+//!    [`FrameTooLarge`](WireError::FrameTooLarge), [`Corrupt`](WireError::Corrupt) (not COBS)
+//!    or [`Undecodable`](WireError::Undecodable) (not a `Msg`, or bytes left over after it).
+//!    A bad frame never takes its neighbours with it: every valid frame after garbage is
+//!    delivered.
+//! 6. **Empty frames carry nothing** (a `0x00` at the start or right after another) and are
+//!    skipped without an outcome, so a sender may write a lone `0x00` to resynchronise a peer.
+//! 7. **Chunking does not matter**: bytes pushed one at a time or all at once give the same
+//!    outcomes.
+//! 8. **End of stream is explicit**: [`FrameDecoder::finish`] reports an unfinished frame once,
+//!    as [`Truncated`](WireError::Truncated)` { bytes }` (or `FrameTooLarge` if it had already
+//!    outgrown the limit).
+//!
+//! # Messages and payloads
+//!
+//! [`Msg`] mirrors tractor's message types; its documentation draws the dialog (who sends what,
+//! when). User values never appear in the protocol's types: arguments and results travel as
+//! postcard bytes made by [`encode_payload`] and read back by [`decode_payload`], which insists
+//! that every byte is used, so that a caller and a callee that disagree on a type get a
+//! [`WireError::Decode`] naming the expected type rather than a silently wrong value.
+//!
+//! # Example
+//!
+//! ```
+//! use infect::wire::{decode_payload, encode_frame, encode_payload, FrameDecoder, Msg, DEFAULT_MAX_FRAME};
+//!
+//! // Sender: a result, as one frame.
+//! let msg = Msg::Return { cid: 1, value: encode_payload(&"done")? };
+//! let frame = encode_frame(&msg, DEFAULT_MAX_FRAME)?;
+//!
+//! // Receiver: bytes arrive in whatever pieces the pipe gives.
+//! let mut decoder = FrameDecoder::<DEFAULT_MAX_FRAME>::new();
+//! for piece in frame.chunks(3) {
+//!     decoder.push(piece);
+//! }
+//! match decoder.next() {
+//!     Some(Ok(Msg::Return { cid: 1, value })) => assert_eq!(decode_payload::<String>(&value)?, "done"),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! assert_eq!(decoder.finish(), None);
+//! # Ok::<(), infect::wire::WireError>(())
+//! ```
+
+mod error;
+mod frame;
+mod msg;
+
+pub use error::{Malformed, WireError};
+pub use frame::{DEFAULT_MAX_FRAME, FrameDecoder, encode_frame};
+pub use msg::{Aid, Cid, FuncKind, Msg, SpawnSpec, decode_payload, encode_payload};
