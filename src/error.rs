@@ -173,6 +173,15 @@ pub enum Error {
     /// A channel's other side is gone.
     #[error("the channel is closed")]
     Closed,
+    /// A non-blocking send found the other side's buffer full (the value was handed back).
+    #[error("the channel is full: wait with send().await, or raise the capacity")]
+    Full,
+    /// A broadcast subscriber fell behind and missed this many values.
+    #[error("the subscriber fell behind and skipped {skipped} values")]
+    Lagged {
+        /// How many values it missed.
+        skipped: u64,
+    },
     /// A user error.
     #[error(transparent)]
     User(UserError),
@@ -214,6 +223,8 @@ impl Error {
             Error::NurseryClosed => "NurseryClosed",
             Error::OutsideGuest => "OutsideGuest",
             Error::Closed => "Closed",
+            Error::Full => "Full",
+            Error::Lagged { .. } => "Lagged",
             Error::User(u) => u.kind(),
         }
     }

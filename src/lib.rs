@@ -34,6 +34,7 @@ pub mod host;
 #[cfg(feature = "std")]
 pub mod reactor;
 pub mod time;
+pub mod to_host;
 pub mod trace;
 pub mod wire;
 

@@ -397,13 +397,6 @@ impl Local {
         }
     }
 
-    /// The trace number of the task being polled.
-    pub(crate) fn current_task_number(&self) -> Option<u64> {
-        let key = self.current.get()?;
-        let slots = self.slots.borrow();
-        slots.get(key.index as usize)?.as_ref().map(|s| s.waker.number)
-    }
-
     /// Wakes every blocked task whose blocking scope is now effectively cancelled.
     pub(crate) fn wake_cancelled(&self) {
         let mut to_wake = Vec::new();

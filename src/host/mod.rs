@@ -141,6 +141,7 @@ impl TaskCtl {
 
 struct TaskEntry {
     waker: Waker,
+    ctl: Rc<TaskCtl>,
 }
 
 pub(crate) struct Core {
@@ -716,7 +717,7 @@ where
         ctl.request_cancel("host shut down");
         drop(runnable);
     } else {
-        core.tasks.borrow_mut().insert(id, TaskEntry { waker: runnable.waker() });
+        core.tasks.borrow_mut().insert(id, TaskEntry { waker: runnable.waker(), ctl: ctl.clone() });
         runnable.schedule();
     }
     JoinHandle { task: Some(task.fallible()), ctl }
@@ -856,6 +857,23 @@ pub fn check_cancelled() -> core::result::Result<(), Cancelled> {
         None => Ok(()),
     })
     .unwrap_or(Ok(()))
+}
+
+/// Runs `f` with the trace of the host running on this thread, if it has one.
+pub(crate) fn with_trace(f: impl FnOnce(&Trace)) {
+    with_core(|core| {
+        if let Some(t) = &core.trace {
+            f(t);
+        }
+    });
+}
+
+/// Cancels host task `id` of the host running on this thread (a third party's cancel).
+pub(crate) fn cancel_task(id: u64, reason: &str) {
+    let w = with_core(|core| core.tasks.borrow().get(&id).map(|e| e.ctl.clone())).flatten();
+    if let Some(ctl) = w {
+        ctl.request_cancel(reason);
+    }
 }
 
 /// The number of the host task being polled on this thread, if any.

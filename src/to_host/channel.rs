@@ -1,0 +1,165 @@
+//! The values of a linked pair: two queues, the first value, the host's result, and the
+//! broadcast ring behind `subscribe`.
+//!
+//! The [`Link`](super::translate::Link) decides; this module only stores, in the order the
+//! machine accounts for: a value the machine accepted is pushed here in the same call, and a
+//! value the machine releases is taken here in the same call.
+//!
+//! Host → guest values sit in a ring addressed by sequence number. Each reader (the channel's
+//! own `receive`, and each subscriber) has a cursor. The machine counts a value in flight until
+//! the *first* reader pulls it (`pulled`), so the host's back-pressure follows the fastest
+//! reader, as in tractor's broadcast receiver. Values already pulled stay in the ring for slower
+//! readers, at most `capacity` of them; a reader whose cursor falls behind the ring's head gets
+//! [`Error::Lagged`] with the count it missed, then continues from the head. Without subscribers
+//! there is one cursor and values are moved out, never cloned.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use core::cell::{Cell, RefCell};
+use core::task::Waker;
+
+use super::translate::{Link, RecvVerdict};
+use crate::{Error, Result};
+
+/// Parked wakers of one side, woken all at once on any change.
+#[derive(Default)]
+pub(crate) struct Waiters(RefCell<alloc::vec::Vec<Waker>>);
+
+impl Waiters {
+    pub(crate) fn register(&self, w: &Waker) {
+        let mut v = self.0.borrow_mut();
+        if !v.iter().any(|x| x.will_wake(w)) {
+            v.push(w.clone());
+        }
+    }
+
+    pub(crate) fn wake_all(&self) {
+        let v = core::mem::take(&mut *self.0.borrow_mut());
+        for w in v {
+            w.wake();
+        }
+    }
+}
+
+/// The reader id of the channel's own `receive`.
+pub(crate) const PRIMARY: u64 = 0;
+
+pub(crate) struct Ring<T> {
+    buf: VecDeque<T>,
+    /// Sequence number of `buf[0]`.
+    head: u64,
+    /// Values pulled by the fastest reader (released by the machine).
+    pulled: u64,
+    /// Reader cursors (next sequence number each will read).
+    cursors: BTreeMap<u64, u64>,
+    next_reader: u64,
+    /// How many already-pulled values are kept for slower readers.
+    retain: usize,
+    /// Set by the first `subscribe` (which needs `T: Clone`).
+    clone: Option<fn(&T) -> T>,
+}
+
+impl<T> Ring<T> {
+    pub(crate) fn new(retain: usize) -> Ring<T> {
+        let mut cursors = BTreeMap::new();
+        cursors.insert(PRIMARY, 0);
+        Ring { buf: VecDeque::new(), head: 0, pulled: 0, cursors, next_reader: 1, retain: retain.max(1), clone: None }
+    }
+
+    fn tail(&self) -> u64 {
+        self.head + self.buf.len() as u64
+    }
+
+    pub(crate) fn push(&mut self, v: T) {
+        self.buf.push_back(v);
+    }
+
+    /// Adds a reader that sees every value pushed from now on.
+    pub(crate) fn subscribe(&mut self, clone: fn(&T) -> T) -> u64 {
+        self.clone = Some(clone);
+        let id = self.next_reader;
+        self.next_reader += 1;
+        let tail = self.tail();
+        self.cursors.insert(id, tail);
+        id
+    }
+
+    pub(crate) fn unsubscribe(&mut self, id: u64) {
+        self.cursors.remove(&id);
+        self.trim();
+    }
+
+    /// One read by `reader`, consulting the machine when it needs a new value or the end.
+    pub(crate) fn read(&mut self, reader: u64, link: &mut Link) -> ReadOutcome<T> {
+        let Some(&c) = self.cursors.get(&reader) else {
+            return ReadOutcome::Done(Err(Error::Closed));
+        };
+        if c < self.head {
+            self.cursors.insert(reader, self.head);
+            return ReadOutcome::Done(Err(Error::Lagged { skipped: self.head - c }));
+        }
+        if c == self.pulled {
+            match link.guest_recv() {
+                RecvVerdict::Value => self.pulled += 1,
+                RecvVerdict::Wait => return ReadOutcome::Wait,
+                RecvVerdict::End => return ReadOutcome::Done(Ok(None)),
+                RecvVerdict::Fail(e) => return ReadOutcome::Done(Err(e)),
+            }
+        }
+        let idx = (c - self.head) as usize;
+        let shared = self.cursors.iter().any(|(&id, &other)| id != reader && other <= c);
+        let v = if !shared && idx == 0 {
+            self.head += 1;
+            self.buf.pop_front().expect("cursor within the ring")
+        } else {
+            let clone = self.clone.expect("a value shared between readers implies a subscriber");
+            clone(&self.buf[idx])
+        };
+        self.cursors.insert(reader, c + 1);
+        self.trim();
+        ReadOutcome::Done(Ok(Some(v)))
+    }
+
+    /// Drops values no reader needs, and pulled values beyond what is retained for laggards.
+    fn trim(&mut self) {
+        let min = self.cursors.values().copied().min().unwrap_or(self.pulled).min(self.pulled);
+        while self.head < min {
+            self.buf.pop_front();
+            self.head += 1;
+        }
+        while self.pulled - self.head > self.retain as u64 {
+            self.buf.pop_front();
+            self.head += 1;
+        }
+    }
+}
+
+pub(crate) enum ReadOutcome<T> {
+    Wait,
+    Done(Result<Option<T>>),
+}
+
+/// Everything both halves of one pair share (single-threaded).
+pub(crate) struct Core<In, Out, S> {
+    pub(crate) link: RefCell<Link>,
+    pub(crate) to_host: RefCell<VecDeque<In>>,
+    pub(crate) to_guest: RefCell<Ring<Out>>,
+    pub(crate) first: RefCell<Option<S>>,
+    pub(crate) guest_waiters: Waiters,
+    pub(crate) host_waiters: Waiters,
+    /// The pair's number in traces (the host task's id).
+    pub(crate) number: Cell<u64>,
+}
+
+impl<In, Out, S> Core<In, Out, S> {
+    pub(crate) fn new(link: Link, cap_to_guest: usize) -> Core<In, Out, S> {
+        Core {
+            link: RefCell::new(link),
+            to_host: RefCell::new(VecDeque::new()),
+            to_guest: RefCell::new(Ring::new(cap_to_guest)),
+            first: RefCell::new(None),
+            guest_waiters: Waiters::default(),
+            host_waiters: Waiters::default(),
+            number: Cell::new(0),
+        }
+    }
+}

@@ -1,0 +1,643 @@
+//! `to_host`: guest tasks driving host tasks through a linked, supervised pair (tractor's
+//! `to_asyncio`).
+//!
+//! - [`open_channel_from`] starts a host task linked to the calling guest task and runs the
+//!   guest's block with a [`LinkedTaskChannel`] once the host side called
+//!   [`HostChannel::started_nowait`] (the mirror of `ctx.started()`).
+//! - [`run_task`] runs one host future and returns its value or its translated error.
+//!
+//! The pair is a supervision scope: **neither task outlives the other**. When either call
+//! returns, the host task has finished: it completed, or it was cancelled and (if it did not
+//! finish within its one cooperative poll) dropped. What each side sees in every case is
+//! decided by one pure state machine, [`translate::Link`]; its module docs draw the diagram and
+//! `DESIGN.md` ("Translation") has the table.
+//!
+//! These calls need a guest that rides a [`Host`](crate::host::Host)
+//! ([`Host::start_guest_run`](crate::host::Host::start_guest_run) / `run_guest`, or an actor
+//! spawned with `infect_host(true)`); anywhere else they return [`Error::NotInfected`].
+
+mod channel;
+pub mod translate;
+
+use alloc::rc::Rc;
+use core::cell::{Cell, RefCell};
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use channel::{Core, PRIMARY, ReadOutcome};
+use translate::{GuestEnd, HostEnd, Link, RecvVerdict, SendVerdict};
+
+use crate::error::Cancelled;
+use crate::guest::check_cancel;
+use crate::host::{self, JoinHandle};
+use crate::trace::Event;
+use crate::{Error, Result};
+
+/// Options of [`open_channel_from`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkOpts {
+    /// Absorb the graceful-exit signals (`HostTaskExited`, `GuestTaskExited`) at block exit
+    /// (default `true`, as in tractor).
+    pub suppress_graceful_exits: bool,
+    /// Values buffered guest → host before the guest's `send` waits (default 256).
+    pub capacity_to_host: usize,
+    /// Values buffered host → guest before the host's `send_nowait` says `Full` (default 256).
+    pub capacity_to_guest: usize,
+}
+
+impl Default for LinkOpts {
+    fn default() -> Self {
+        LinkOpts { suppress_graceful_exits: true, capacity_to_host: 256, capacity_to_guest: 256 }
+    }
+}
+
+impl LinkOpts {
+    /// Sets `suppress_graceful_exits`.
+    pub fn suppress_graceful_exits(mut self, yes: bool) -> Self {
+        self.suppress_graceful_exits = yes;
+        self
+    }
+
+    /// Sets both capacities.
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity_to_host = n;
+        self.capacity_to_guest = n;
+        self
+    }
+}
+
+/// Why [`HostChannel::send_nowait`] did not send; the value is handed back either way.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendNowaitError<T> {
+    /// The guest's buffer is full.
+    #[error("the linked channel is full")]
+    Full(T),
+    /// The guest side is gone; the error is what the host side sees.
+    #[error("the guest side is gone: {1}")]
+    Gone(T, Error),
+}
+
+impl<T> From<SendNowaitError<T>> for Error {
+    fn from(e: SendNowaitError<T>) -> Error {
+        match e {
+            SendNowaitError::Full(_) => Error::Full,
+            SendNowaitError::Gone(_, e) => e,
+        }
+    }
+}
+
+/// Fails with [`Error::NotInfected`] unless the calling guest rides the host running here.
+fn check_infected() -> Result<()> {
+    let carrier = crate::guest::with_local(|l| l.carrier.get()).ok_or(Error::NotInfected)?;
+    match host::current_token() {
+        Some(t) if t == carrier && carrier != 0 => Ok(()),
+        _ => Err(Error::NotInfected),
+    }
+}
+
+fn trace(name: &'static str, number: u64) {
+    host::with_trace(|t| t.record(Event::Link(name, number)));
+}
+
+/// The guest half's handle to the host task, shared by the channel.
+struct Pair<In, Out, S, R> {
+    core: Rc<Core<In, Out, S>>,
+    result: Rc<RefCell<Option<R>>>,
+    handle: RefCell<Option<JoinHandle<()>>>,
+    result_taken: Cell<bool>,
+}
+
+impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
+    fn spawn<Fut>(link: Link, cap_to_guest: usize, target: impl FnOnce(HostChannel<In, Out, S>) -> Fut) -> Result<Self>
+    where
+        Fut: Future<Output = Result<R>> + 'static,
+    {
+        check_infected()?;
+        let core = Rc::new(Core::new(link, cap_to_guest));
+        let result = Rc::new(RefCell::new(None));
+        let fut = target(HostChannel { core: core.clone() });
+        let side = HostSide { fut, guard: EndGuard { core: core.clone(), result: result.clone(), seen: None, done: false } };
+        let handle = host::spawn(side).ok_or(Error::NotInfected)?;
+        core.number.set(handle.id());
+        trace("open", handle.id());
+        Ok(Pair { core, result, handle: RefCell::new(Some(handle)), result_taken: Cell::new(false) })
+    }
+
+    /// The guest side is done: deliver the teardown and wait (not cancellable) until the host
+    /// task has finished.
+    async fn finish_guest(&self, end: GuestEnd) {
+        trace("guest_end", self.core.number.get());
+        let teardown = self.core.link.borrow_mut().guest_ended(end);
+        if let Some(c) = teardown {
+            trace("teardown", self.core.number.get());
+            if let Some(h) = self.handle.borrow().as_ref() {
+                h.cancel_with(c);
+            }
+        }
+        self.core.host_waiters.wake_all();
+        poll_fn(|cx| {
+            if self.core.link.borrow().host_done() {
+                Poll::Ready(())
+            } else {
+                self.core.guest_waiters.register(cx.waker());
+                Poll::Pending
+            }
+        })
+        .await;
+        if let Some(h) = self.handle.borrow_mut().take() {
+            h.detach();
+        }
+    }
+
+    /// Waits (cancellation-aware) until the host has ended.
+    async fn wait_host_done(&self) -> Result<()> {
+        poll_fn(|cx| {
+            if self.core.link.borrow().host_done() {
+                return Poll::Ready(Ok(()));
+            }
+            check_cancel()?;
+            self.core.guest_waiters.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn take_result(&self) -> Result<R> {
+        self.core.link.borrow().task_result()?;
+        if self.result_taken.replace(true) {
+            return Err(Error::msg("ResultTaken", "the host task's result was already taken"));
+        }
+        self.result.borrow_mut().take().ok_or(Error::HostTaskExited)
+    }
+}
+
+/// Opens a linked pair: starts `target(host_channel)` as a host task, waits until it calls
+/// `started_nowait(first)`, runs `body(&channel, first)`, then tears the pair down together
+/// and waits for the host task to finish. See the [module docs](self) and
+/// [`translate`] for what comes out in each case.
+///
+/// ```
+/// use infect::host::Host;
+/// use infect::to_host::{self, HostChannel, LinkOpts};
+///
+/// async fn doubler(chan: HostChannel<u32, u32, &'static str>) -> infect::Result<()> {
+///     chan.started_nowait("ready")?;
+///     loop {
+///         let v = chan.get().await?;
+///         chan.send_nowait(v * 2)?;
+///     }
+/// }
+///
+/// let host = Host::new().unwrap();
+/// let out = host.run_guest(async {
+///     to_host::open_channel_from(doubler, LinkOpts::default(), async |chan, first| {
+///         assert_eq!(first, "ready");
+///         chan.send(21).await?;
+///         chan.receive().await
+///     })
+///     .await
+/// });
+/// assert_eq!(out, Ok(Some(42)));
+/// ```
+pub async fn open_channel_from<In, Out, S, R, O, Fut>(
+    target: impl FnOnce(HostChannel<In, Out, S>) -> Fut,
+    opts: LinkOpts,
+    body: impl AsyncFnOnce(&LinkedTaskChannel<In, Out, S, R>, S) -> Result<O>,
+) -> Result<O>
+where
+    In: 'static,
+    Out: 'static,
+    S: 'static,
+    R: 'static,
+    Fut: Future<Output = Result<R>> + 'static,
+{
+    let link = Link::new(opts.suppress_graceful_exits, opts.capacity_to_host, opts.capacity_to_guest);
+    let pair = Pair::spawn(link, opts.capacity_to_guest, target)?;
+    let chan = LinkedTaskChannel { pair };
+    let started = poll_fn(|cx| {
+        let outcome = chan.pair.core.link.borrow().open_outcome();
+        match outcome {
+            Some(Ok(())) => Poll::Ready(Ok(chan.pair.core.first.borrow_mut().take())),
+            Some(Err(e)) => Poll::Ready(Err(e)),
+            None => {
+                check_cancel()?;
+                chan.pair.core.guest_waiters.register(cx.waker());
+                Poll::Pending
+            }
+        }
+    })
+    .await;
+    let first = match started {
+        Ok(Some(first)) => first,
+        Ok(None) => {
+            // started_nowait was called, but its value was already taken: impossible by
+            // construction; fail loudly rather than hang.
+            chan.pair.finish_guest(GuestEnd::Failed(Error::HostTaskExited)).await;
+            return Err(Error::HostTaskExited);
+        }
+        Err(e) => {
+            let end = if e.is_cancelled() { GuestEnd::Cancelled } else { GuestEnd::Exited };
+            chan.pair.finish_guest(end).await;
+            return Err(e);
+        }
+    };
+    let r = body(&chan, first).await;
+    chan.pair.finish_guest(GuestEnd::of(&r)).await;
+    let out = chan.pair.core.link.borrow().block_result(r);
+    out
+}
+
+/// Runs `task` as a host task and returns its value or its translated error
+/// ([`Error::HostCancelled`] if it was cancelled by itself or a third party). If the caller is
+/// cancelled, the host task is cancelled too and has finished when this returns
+/// `Err(Cancelled)`.
+///
+/// ```
+/// use infect::host::{self, Host};
+/// use infect::to_host;
+/// use core::time::Duration;
+///
+/// let host = Host::new().unwrap();
+/// let page = host.run_guest(async {
+///     to_host::run_task(async {
+///         host::sleep(Duration::from_millis(1)).await?;
+///         Ok(String::from("<html>sup</html>"))
+///     })
+///     .await
+/// });
+/// assert_eq!(page.as_deref(), Ok("<html>sup</html>"));
+/// ```
+pub async fn run_task<R: 'static>(task: impl Future<Output = Result<R>> + 'static) -> Result<R> {
+    let pair: Pair<(), (), (), R> = Pair::spawn(Link::new_started(), 1, |_chan| task)?;
+    match pair.wait_host_done().await {
+        Ok(()) => {
+            pair.finish_guest(GuestEnd::Exited).await;
+            pair.take_result()
+        }
+        Err(e) => {
+            pair.finish_guest(GuestEnd::Cancelled).await;
+            let out = pair.core.link.borrow().block_result::<R>(Err(e));
+            out
+        }
+    }
+}
+
+/// The guest side of a linked pair: `send`, `receive`, `subscribe`, `wait_for_result`,
+/// `cancel_host_task`.
+pub struct LinkedTaskChannel<In, Out, S, R> {
+    pair: Pair<In, Out, S, R>,
+}
+
+impl<In, Out, S, R> core::fmt::Debug for LinkedTaskChannel<In, Out, S, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LinkedTaskChannel").field("link", &*self.pair.core.link.borrow()).finish()
+    }
+}
+
+impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Out, S, R> {
+    /// Sends `value` to the host task, waiting for room (back-pressure). Fails with the host's
+    /// end if it has ended ([`Error::HostTaskExited`], its error, or `HostCancelled`), and with
+    /// [`Error::Cancelled`] in a cancelled scope; the value is dropped then.
+    pub async fn send(&self, value: In) -> Result<()> {
+        let mut slot = Some(value);
+        poll_fn(|cx| {
+            let verdict = self.pair.core.link.borrow_mut().guest_send();
+            match verdict {
+                SendVerdict::Accept => {
+                    let v = slot.take().expect("send polled after completion");
+                    self.pair.core.to_host.borrow_mut().push_back(v);
+                    self.pair.core.host_waiters.wake_all();
+                    Poll::Ready(Ok(()))
+                }
+                SendVerdict::Closed(e) => Poll::Ready(Err(e)),
+                SendVerdict::Full => {
+                    check_cancel()?;
+                    self.pair.core.guest_waiters.register(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Receives the next value from the host task: `Ok(Some(v))`; `Ok(None)` (end of channel)
+    /// once the host has returned and every value sent before was received; the host's error
+    /// or [`Error::HostCancelled`] if it failed or was cancelled.
+    pub async fn receive(&self) -> Result<Option<Out>> {
+        poll_fn(|cx| self.poll_read(PRIMARY, cx)).await
+    }
+
+    fn poll_read(&self, reader: u64, cx: &mut Context<'_>) -> Poll<Result<Option<Out>>> {
+        let outcome = {
+            let mut link = self.pair.core.link.borrow_mut();
+            self.pair.core.to_guest.borrow_mut().read(reader, &mut link)
+        };
+        match outcome {
+            ReadOutcome::Done(r) => {
+                self.pair.core.host_waiters.wake_all();
+                Poll::Ready(r)
+            }
+            ReadOutcome::Wait => {
+                check_cancel()?;
+                self.pair.core.guest_waiters.register(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The values from the host as a [`Stream`](futures::Stream) (ends at end of channel; an
+    /// error is its last item).
+    pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + '_ {
+        reader_stream(self, PRIMARY)
+    }
+
+    /// Waits for the host task to finish and returns its value, or its translated error.
+    pub async fn wait_for_result(&self) -> Result<R> {
+        self.pair.wait_host_done().await?;
+        self.pair.take_result()
+    }
+
+    /// Asks the host task to cancel. It sees `Cancelled` at its next link operation or
+    /// host-aware await; the guest's `receive` then ends (end of channel) instead of failing.
+    pub fn cancel_host_task(&self) {
+        let c = self.pair.core.link.borrow_mut().guest_cancels_host();
+        if let Some(c) = c {
+            trace("cancel_host_task", self.pair.core.number.get());
+            if let Some(h) = self.pair.handle.borrow().as_ref() {
+                h.cancel_with(c);
+            }
+        }
+    }
+
+    /// Whether the host task has ended.
+    pub fn host_done(&self) -> bool {
+        self.pair.core.link.borrow().host_done()
+    }
+
+    /// A broadcast receiver: it gets every value the host sends from now on, a copy of what
+    /// the channel's own `receive` (and every other subscriber) gets. A subscriber that falls
+    /// more than the channel's capacity behind the fastest reader gets [`Error::Lagged`] once,
+    /// then continues. Every subscriber sees the end of the channel. Once a channel has a
+    /// subscriber, the host's back-pressure follows the fastest reader.
+    pub fn subscribe(&self) -> BroadcastReceiver<'_, In, Out, S, R>
+    where
+        Out: Clone,
+    {
+        let id = self.pair.core.to_guest.borrow_mut().subscribe(Out::clone);
+        BroadcastReceiver { chan: self, id }
+    }
+}
+
+fn reader_stream<'a, In: 'static, Out: 'static, S: 'static, R: 'static>(
+    chan: &'a LinkedTaskChannel<In, Out, S, R>,
+    reader: u64,
+) -> impl futures::Stream<Item = Result<Out>> + 'a {
+    let mut done = false;
+    futures::stream::poll_fn(move |cx| {
+        if done {
+            return Poll::Ready(None);
+        }
+        match chan.poll_read(reader, cx) {
+            Poll::Ready(Ok(Some(v))) => Poll::Ready(Some(Ok(v))),
+            Poll::Ready(Ok(None)) => {
+                done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => {
+                done = !matches!(e, Error::Lagged { .. });
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
+/// A subscriber made by [`LinkedTaskChannel::subscribe`].
+pub struct BroadcastReceiver<'a, In: 'static, Out: 'static, S: 'static, R: 'static> {
+    chan: &'a LinkedTaskChannel<In, Out, S, R>,
+    id: u64,
+}
+
+impl<In, Out, S, R> core::fmt::Debug for BroadcastReceiver<'_, In, Out, S, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BroadcastReceiver").field("id", &self.id).finish()
+    }
+}
+
+impl<In, Out, S, R> BroadcastReceiver<'_, In, Out, S, R> {
+    /// Receives the next value: like [`LinkedTaskChannel::receive`], plus
+    /// [`Error::Lagged`] when this subscriber fell behind.
+    pub async fn receive(&self) -> Result<Option<Out>> {
+        poll_fn(|cx| self.chan.poll_read(self.id, cx)).await
+    }
+
+    /// The values as a [`Stream`](futures::Stream).
+    pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + '_ {
+        reader_stream(self.chan, self.id)
+    }
+}
+
+impl<In, Out, S, R> Drop for BroadcastReceiver<'_, In, Out, S, R> {
+    fn drop(&mut self) {
+        self.chan.pair.core.to_guest.borrow_mut().unsubscribe(self.id);
+        self.chan.pair.core.host_waiters.wake_all();
+    }
+}
+
+/// The host side of a linked pair, handed to the target function: `started_nowait`, `get`,
+/// `send_nowait`, `send`.
+pub struct HostChannel<In, Out, S> {
+    core: Rc<Core<In, Out, S>>,
+}
+
+impl<In, Out, S> core::fmt::Debug for HostChannel<In, Out, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HostChannel").field("link", &*self.core.link.borrow()).finish()
+    }
+}
+
+impl<In, Out, S> HostChannel<In, Out, S> {
+    /// Checks the host task's own cancellation, then the guest side.
+    fn check(&self) -> Result<()> {
+        host::check_cancelled()?;
+        self.core.link.borrow().host_sees()
+    }
+
+    /// Delivers the first value; unblocks the guest's `open_channel_from`. Once only.
+    pub fn started_nowait(&self, first: S) -> Result<()> {
+        self.check()?;
+        self.core.link.borrow_mut().host_started()?;
+        *self.core.first.borrow_mut() = Some(first);
+        trace("started", self.core.number.get());
+        self.core.guest_waiters.wake_all();
+        Ok(())
+    }
+
+    /// Waits for the next value from the guest. Fails with `GuestTaskExited` /
+    /// `GuestCancelled{cause}` once the guest side is gone, and with the task's own
+    /// cancellation.
+    pub async fn get(&self) -> Result<In> {
+        poll_fn(|cx| {
+            self.check()?;
+            let verdict = self.core.link.borrow_mut().host_get();
+            match verdict {
+                RecvVerdict::Value => {
+                    let v = self.core.to_host.borrow_mut().pop_front().expect("counted in flight");
+                    self.core.guest_waiters.wake_all();
+                    Poll::Ready(Ok(v))
+                }
+                RecvVerdict::Fail(e) => Poll::Ready(Err(e)),
+                RecvVerdict::End | RecvVerdict::Wait => {
+                    self.core.host_waiters.register(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Sends to the guest without waiting. `Full(value)` when the guest's buffer is full,
+    /// `Gone(value, error)` once the guest side is gone: the value is handed back either way.
+    pub fn send_nowait(&self, value: Out) -> core::result::Result<(), SendNowaitError<Out>> {
+        if let Err(e) = self.check() {
+            return Err(SendNowaitError::Gone(value, e));
+        }
+        let verdict = self.core.link.borrow_mut().host_send();
+        match verdict {
+            SendVerdict::Accept => {
+                self.core.to_guest.borrow_mut().push(value);
+                self.core.guest_waiters.wake_all();
+                Ok(())
+            }
+            SendVerdict::Full => Err(SendNowaitError::Full(value)),
+            SendVerdict::Closed(e) => Err(SendNowaitError::Gone(value, e)),
+        }
+    }
+
+    /// Sends to the guest, waiting for room (back-pressure).
+    pub async fn send(&self, value: Out) -> Result<()> {
+        let mut slot = Some(value);
+        poll_fn(|cx| {
+            let v = slot.take().expect("send polled after completion");
+            match self.send_nowait(v) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(SendNowaitError::Gone(_, e)) => Poll::Ready(Err(e)),
+                Err(SendNowaitError::Full(v)) => {
+                    slot = Some(v);
+                    self.core.host_waiters.register(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// A handle with which any host code (a third party) can cancel this host task.
+    pub fn canceller(&self) -> Canceller {
+        Canceller { task: host::current_task_id() }
+    }
+}
+
+/// Cancels a linked host task from outside the pair (a third party).
+#[derive(Debug, Clone, Copy)]
+pub struct Canceller {
+    task: Option<u64>,
+}
+
+impl Canceller {
+    /// Cancels the task with `reason`; the guest side will see [`Error::HostCancelled`].
+    pub fn cancel(&self, reason: &str) {
+        if let Some(id) = self.task {
+            host::cancel_task(id, reason);
+        }
+    }
+}
+
+/// The host task's future: the target, plus the guard that reports how it ended.
+struct HostSide<F> {
+    fut: F,
+    guard: EndGuard,
+}
+
+/// Reports the host task's end to the link exactly once: from its result, or, if the task is
+/// dropped first, as cancelled with the reason it saw.
+struct EndGuard {
+    core: Rc<dyn EndSink>,
+    result: Rc<dyn ResultSink>,
+    seen: Option<Cancelled>,
+    done: bool,
+}
+
+trait EndSink {
+    fn ended(&self, end: HostEnd);
+}
+
+impl<In, Out, S> EndSink for Core<In, Out, S> {
+    fn ended(&self, end: HostEnd) {
+        self.link.borrow_mut().host_ended(end);
+        host::with_trace(|t| t.record(Event::Link("host_end", self.number.get())));
+        self.guest_waiters.wake_all();
+    }
+}
+
+trait ResultSink {
+    fn as_any(&self) -> &dyn core::any::Any;
+}
+
+impl<R: 'static> ResultSink for RefCell<Option<R>> {
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
+}
+
+impl<F, R> Future for HostSide<F>
+where
+    F: Future<Output = Result<R>>,
+    R: 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: `fut` is structurally pinned (never moved out; no Drop impl on HostSide moves
+        // it); `guard` is not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        match fut.poll(cx) {
+            Poll::Ready(r) => {
+                let end = match r {
+                    Ok(v) => {
+                        if let Some(cell) = this.guard.result.as_any().downcast_ref::<RefCell<Option<R>>>() {
+                            *cell.borrow_mut() = Some(v);
+                        }
+                        HostEnd::Returned
+                    }
+                    Err(Error::HostTaskCancelled(c)) => HostEnd::Cancelled { reason: c.reason },
+                    Err(e) => HostEnd::Failed(e),
+                };
+                this.guard.done = true;
+                this.guard.core.ended(end);
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                if let Err(c) = host::check_cancelled() {
+                    this.guard.seen = Some(c);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            let reason = match self.seen.take() {
+                Some(c) => c.reason,
+                None => alloc::string::String::from("host task dropped"),
+            };
+            self.core.ended(HostEnd::Cancelled { reason });
+        }
+    }
+}

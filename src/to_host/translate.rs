@@ -1,0 +1,409 @@
+//! The translation state machine of a linked task pair: pure, executor-free, fuzzable.
+//!
+//! The executors feed it events (either side ending, the handshake, each side's sends and
+//! receives) and it decides what each side sees. It holds no values, only counts: the channel
+//! beside it stores the values in the same order the machine accounts for them.
+//!
+//! ```text
+//!            (1) open                 (2) started_nowait
+//!   ───────────────────▶ Starting ───────────────────────▶ Linked
+//!                          │   │                            │   │
+//!   (3) host ends ◀────────┘   │ (4) guest gives up         │   │ (5) guest block ends,
+//!   before started:            │     (cancelled/failed)     │   │     or cancel_host_task
+//!   open call fails            ▼                            │   ▼
+//!                         TearingDown ◀─────────────────────┼───┘
+//!                              │                            │
+//!                              │ (6) host ends              │ (7) host ends first
+//!                              ▼                            ▼
+//!                            Closed ◀──(8) guest block ends── HostDone
+//! ```
+//! 1. [`Link::new`]: the host task is spawned; the guest waits in the open call.
+//! 2. [`Link::host_started`]: the first value is handed over; the guest's block runs.
+//! 3. [`Link::host_ended`] while `Starting`: [`Link::open_outcome`] turns the end into the open
+//!    call's error (`E`, [`Error::HostTaskExited`] or [`Error::HostCancelled`]).
+//! 4. [`Link::guest_ended`] while `Starting` (the guest was cancelled waiting).
+//! 5. [`Link::guest_ended`] / [`Link::guest_cancels_host`] while `Linked`: it returns the
+//!    [`Cancelled`] to deliver to the host task, whose next link operation or host-aware await
+//!    returns [`Link::host_sees`] (`GuestTaskExited` or `GuestCancelled{cause}`).
+//! 6. [`Link::host_ended`] while tearing down: the pair is closed; [`Link::block_result`]
+//!    decides what the block returns.
+//! 7. [`Link::host_ended`] while `Linked`: the guest drains what was sent, then its receive
+//!    sees [`Link::guest_recv`] → end of channel, the host's error, or `HostCancelled`.
+//! 8. [`Link::guest_ended`] after the host: nothing left to tear down.
+//!
+//! Invariants: each side ends exactly once (a second end is ignored); nothing is accepted for
+//! a side that has ended; a value is counted in flight from the accepted send to its receive,
+//! so no value is lost or duplicated before teardown; an independent failure of each side is
+//! never masked by the other's: both come out as an [`ErrorGroup`].
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec;
+
+use crate::error::Cancelled;
+use crate::{Error, ErrorGroup, Result};
+
+/// How the host task ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostEnd {
+    /// It returned a value.
+    Returned,
+    /// It failed with this error (as returned by the task, not yet translated).
+    Failed(Error),
+    /// It was cancelled (by itself, a third party or the guest) and dropped or returned its
+    /// cancellation.
+    Cancelled {
+        /// The cancellation's reason.
+        reason: String,
+    },
+}
+
+/// How the guest side ended its part (the block, or the `run_task` caller).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GuestEnd {
+    /// The block returned normally.
+    Exited,
+    /// The block failed with this error.
+    Failed(Error),
+    /// The block was cancelled by an enclosing scope.
+    Cancelled,
+}
+
+impl GuestEnd {
+    /// The end a block result stands for.
+    pub fn of<T>(r: &Result<T>) -> GuestEnd {
+        match r {
+            Ok(_) => GuestEnd::Exited,
+            Err(Error::Cancelled) => GuestEnd::Cancelled,
+            Err(e) => GuestEnd::Failed(e.clone()),
+        }
+    }
+}
+
+/// The phase, derived from the facts the machine holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for `started_nowait`.
+    Starting,
+    /// Both sides run.
+    Linked,
+    /// The guest is done; the host is being torn down.
+    TearingDown,
+    /// The host is done; the guest still holds the link.
+    HostDone,
+    /// Both are done.
+    Closed,
+}
+
+/// A send decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendVerdict {
+    /// The value is accepted (and now counted in flight).
+    Accept,
+    /// The other side's buffer is full: the caller keeps the value (wait, or hand it back).
+    Full,
+    /// The other side is gone: this error, and the value is handed back.
+    Closed(Error),
+}
+
+/// A receive decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecvVerdict {
+    /// Take the next value (now no longer in flight).
+    Value,
+    /// Nothing yet: wait.
+    Wait,
+    /// End of channel.
+    End,
+    /// This error.
+    Fail(Error),
+}
+
+/// The translation state of one linked pair.
+#[derive(Debug, Clone)]
+pub struct Link {
+    suppress_graceful_exits: bool,
+    started: bool,
+    host_end: Option<HostEnd>,
+    guest_end: Option<GuestEnd>,
+    /// The host ended while the guest still held the link.
+    host_first: bool,
+    /// The guest asked for the host's cancellation (`cancel_host_task`, or teardown).
+    guest_cancelled_host: bool,
+    /// Capacity and values in flight, guest → host.
+    cap_to_host: usize,
+    to_host: usize,
+    /// Capacity and values in flight, host → guest.
+    cap_to_guest: usize,
+    to_guest: usize,
+}
+
+impl Link {
+    /// A new pair (transition 1). Capacities are at least 1.
+    pub fn new(suppress_graceful_exits: bool, cap_to_host: usize, cap_to_guest: usize) -> Link {
+        Link {
+            suppress_graceful_exits,
+            started: false,
+            host_end: None,
+            guest_end: None,
+            host_first: false,
+            guest_cancelled_host: false,
+            cap_to_host: cap_to_host.max(1),
+            to_host: 0,
+            cap_to_guest: cap_to_guest.max(1),
+            to_guest: 0,
+        }
+    }
+
+    /// A pair with no handshake (`run_task`): already linked.
+    pub fn new_started() -> Link {
+        let mut l = Link::new(true, 1, 1);
+        l.started = true;
+        l
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        match (self.started || self.host_end.is_some(), &self.host_end, &self.guest_end) {
+            (_, Some(_), Some(_)) => Phase::Closed,
+            (_, None, Some(_)) => Phase::TearingDown,
+            (false, None, None) => Phase::Starting,
+            (true, None, None) => Phase::Linked,
+            (_, Some(_), None) => Phase::HostDone,
+        }
+    }
+
+    /// Whether the host has ended.
+    pub fn host_done(&self) -> bool {
+        self.host_end.is_some()
+    }
+
+    /// Whether the guest side has ended.
+    pub fn guest_done(&self) -> bool {
+        self.guest_end.is_some()
+    }
+
+    /// How the host ended, if it did.
+    pub fn host_end(&self) -> Option<&HostEnd> {
+        self.host_end.as_ref()
+    }
+
+    /// Whether the guest requested the host's cancellation.
+    pub fn guest_cancelled_host(&self) -> bool {
+        self.guest_cancelled_host
+    }
+
+    /// Values in flight (guest → host, host → guest).
+    pub fn in_flight(&self) -> (usize, usize) {
+        (self.to_host, self.to_guest)
+    }
+
+    /// Transition 2: `started_nowait`. `Err` if already started, or if the guest is gone.
+    pub fn host_started(&mut self) -> Result<()> {
+        self.host_sees()?;
+        if self.started {
+            return Err(Error::msg("StartedTwice", "started_nowait called twice on one linked channel"));
+        }
+        self.started = true;
+        Ok(())
+    }
+
+    /// Transitions 3, 6, 7: the host task ended. A second end is ignored.
+    pub fn host_ended(&mut self, end: HostEnd) {
+        if self.host_end.is_none() {
+            self.host_first = self.guest_end.is_none();
+            self.host_end = Some(end);
+        }
+    }
+
+    /// Transitions 4, 5, 8: the guest side ended. Returns the cancellation to deliver to the
+    /// host task if it still runs. A second end is ignored.
+    pub fn guest_ended(&mut self, end: GuestEnd) -> Option<Cancelled> {
+        if self.guest_end.is_some() {
+            return None;
+        }
+        self.guest_end = Some(end);
+        if self.host_end.is_some() {
+            return None;
+        }
+        self.guest_cancelled_host = true;
+        let cause = self.host_sees().err()?;
+        Some(Cancelled { reason: String::from(cause.kind()), cause: Some(Box::new(cause)) })
+    }
+
+    /// The guest asks for the host's cancellation (`cancel_host_task`): the cancellation to
+    /// deliver, if the host still runs.
+    pub fn guest_cancels_host(&mut self) -> Option<Cancelled> {
+        if self.host_end.is_some() || self.guest_cancelled_host {
+            return None;
+        }
+        self.guest_cancelled_host = true;
+        Some(Cancelled::new("cancelled by the guest side (cancel_host_task)"))
+    }
+
+    /// What the host side sees at a link operation: `Ok` while the guest holds the link, else
+    /// the translated end of the guest.
+    pub fn host_sees(&self) -> Result<()> {
+        match &self.guest_end {
+            None => Ok(()),
+            Some(GuestEnd::Exited) => Err(Error::GuestTaskExited),
+            Some(GuestEnd::Failed(e)) => Err(Error::GuestCancelled { cause: Some(Box::new(e.clone())) }),
+            Some(GuestEnd::Cancelled) => Err(Error::GuestCancelled { cause: None }),
+        }
+    }
+
+    /// What the guest's open call sees: `None` to keep waiting, `Some(Ok)` once started,
+    /// `Some(Err)` if the host ended first (transition 3).
+    pub fn open_outcome(&self) -> Option<Result<()>> {
+        if self.started {
+            return Some(Ok(()));
+        }
+        match self.host_end.as_ref()? {
+            HostEnd::Returned => Some(Err(Error::HostTaskExited)),
+            end => Some(Err(self.translate_host_failure(end).unwrap_or(Error::HostTaskExited))),
+        }
+    }
+
+    /// The host's end as the guest sees it when it has drained every value: `Ok` is end of
+    /// channel.
+    fn host_end_for_guest(&self, end: &HostEnd) -> Result<()> {
+        match end {
+            HostEnd::Returned => Ok(()),
+            other => match self.translate_host_failure(other) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// A host failure or cancellation as the guest sees it; `None` when it is only the echo of
+    /// what the guest itself asked for.
+    fn translate_host_failure(&self, end: &HostEnd) -> Option<Error> {
+        match end {
+            HostEnd::Returned => None,
+            HostEnd::Failed(e) if self.is_echo(e) => None,
+            HostEnd::Failed(e) => Some(e.clone()),
+            HostEnd::Cancelled { .. } if self.guest_cancelled_host => None,
+            HostEnd::Cancelled { reason } => Some(Error::HostCancelled { reason: reason.clone() }),
+        }
+    }
+
+    /// Whether `e` is the host returning the teardown it was handed (not an independent error).
+    fn is_echo(&self, e: &Error) -> bool {
+        self.guest_cancelled_host
+            && matches!(e, Error::GuestTaskExited | Error::GuestCancelled { .. } | Error::HostTaskCancelled(_))
+    }
+
+    /// Guest → host send (`send`): accept, full, or the host's end.
+    pub fn guest_send(&mut self) -> SendVerdict {
+        if let Some(end) = &self.host_end {
+            return SendVerdict::Closed(match self.host_end_for_guest(end) {
+                Ok(()) => Error::HostTaskExited,
+                Err(e) => e,
+            });
+        }
+        if self.to_host >= self.cap_to_host {
+            return SendVerdict::Full;
+        }
+        self.to_host += 1;
+        SendVerdict::Accept
+    }
+
+    /// Host `get`: a value, wait, or the guest's end.
+    pub fn host_get(&mut self) -> RecvVerdict {
+        if let Err(e) = self.host_sees() {
+            return RecvVerdict::Fail(e);
+        }
+        if self.to_host > 0 {
+            self.to_host -= 1;
+            return RecvVerdict::Value;
+        }
+        RecvVerdict::Wait
+    }
+
+    /// Host → guest send (`send_nowait`, `send`).
+    pub fn host_send(&mut self) -> SendVerdict {
+        if let Err(e) = self.host_sees() {
+            return SendVerdict::Closed(e);
+        }
+        if self.to_guest >= self.cap_to_guest {
+            return SendVerdict::Full;
+        }
+        self.to_guest += 1;
+        SendVerdict::Accept
+    }
+
+    /// Guest `receive`: buffered values first, then the host's end.
+    pub fn guest_recv(&mut self) -> RecvVerdict {
+        if self.to_guest > 0 {
+            self.to_guest -= 1;
+            return RecvVerdict::Value;
+        }
+        match &self.host_end {
+            None => RecvVerdict::Wait,
+            Some(end) => match self.host_end_for_guest(end) {
+                Ok(()) => RecvVerdict::End,
+                Err(e) => RecvVerdict::Fail(e),
+            },
+        }
+    }
+
+    /// Whether a receive would not wait (a value is buffered or the host has ended).
+    pub fn guest_recv_ready(&self) -> bool {
+        self.to_guest > 0 || self.host_end.is_some()
+    }
+
+    /// Whether the guest has room to send (or the send would fail at once).
+    pub fn guest_send_ready(&self) -> bool {
+        self.to_host < self.cap_to_host || self.host_end.is_some()
+    }
+
+    /// Whether the host has room to send (or the send would fail at once).
+    pub fn host_send_ready(&self) -> bool {
+        self.to_guest < self.cap_to_guest || self.guest_end.is_some()
+    }
+
+    /// What `open_channel_from` returns once both sides are done (transitions 6, 8): the block's
+    /// own result, the host's error, or both as a group.
+    pub fn block_result<T>(&self, body: Result<T>) -> Result<T> {
+        let Some(end) = &self.host_end else {
+            // Only when the host could not be waited for (never in a run that finishes).
+            return body;
+        };
+        match body {
+            Ok(v) => match end {
+                HostEnd::Returned if self.host_first && !self.suppress_graceful_exits => Err(Error::HostTaskExited),
+                HostEnd::Returned => Ok(v),
+                HostEnd::Failed(Error::GuestTaskExited) if !self.host_first && !self.suppress_graceful_exits => {
+                    Err(Error::GuestTaskExited)
+                }
+                _ => match self.translate_host_failure(end) {
+                    Some(e) => Err(e),
+                    None => Ok(v),
+                },
+            },
+            Err(Error::Cancelled) => match end {
+                // A real host failure outlives the cancellation (trio: the group's Cancelled
+                // part is caught above, the failure propagates).
+                HostEnd::Failed(f) if !self.is_echo(f) => Err(f.clone()),
+                _ => Err(Error::Cancelled),
+            },
+            Err(e) => match end {
+                HostEnd::Failed(f) if *f == e || self.is_echo(f) => Err(e),
+                HostEnd::Failed(f) => Err(Error::Group(ErrorGroup(vec![e, f.clone()]))),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// What `run_task` and `wait_for_result` return once the host is done: `Ok(())` means
+    /// "take the value", else the host's error or [`Error::HostCancelled`] (also when the guest
+    /// asked for the cancellation: there is no value to return).
+    pub fn task_result(&self) -> Result<()> {
+        match &self.host_end {
+            None | Some(HostEnd::Returned) => Ok(()),
+            Some(HostEnd::Failed(e)) => Err(e.clone()),
+            Some(HostEnd::Cancelled { reason }) => Err(Error::HostCancelled { reason: reason.clone() }),
+        }
+    }
+}
