@@ -65,21 +65,16 @@ impl<T> Ring<T> {
         Ring { buf: VecDeque::new(), head: 0, pulled: 0, cursors, next_reader: 1, retain: retain.max(1), clone: None }
     }
 
-    fn tail(&self) -> u64 {
-        self.head + self.buf.len() as u64
-    }
-
     pub(crate) fn push(&mut self, v: T) {
         self.buf.push_back(v);
     }
 
-    /// Adds a reader that sees every value pushed from now on.
+    /// Adds a reader that sees every value no reader has pulled yet, and all later ones.
     pub(crate) fn subscribe(&mut self, clone: fn(&T) -> T) -> u64 {
         self.clone = Some(clone);
         let id = self.next_reader;
         self.next_reader += 1;
-        let tail = self.tail();
-        self.cursors.insert(id, tail);
+        self.cursors.insert(id, self.pulled);
         id
     }
 

@@ -375,8 +375,9 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
         self.pair.core.link.borrow().host_done()
     }
 
-    /// A broadcast receiver: it gets every value the host sends from now on, a copy of what
-    /// the channel's own `receive` (and every other subscriber) gets. A subscriber that falls
+    /// A broadcast receiver: it gets every value that no reader has received yet and every
+    /// value the host sends later, a copy of what the channel's own `receive` (and every other
+    /// subscriber) gets. A subscriber that falls
     /// more than the channel's capacity behind the fastest reader gets [`Error::Lagged`] once,
     /// then continues. Every subscriber sees the end of the channel. Once a channel has a
     /// subscriber, the host's back-pressure follows the fastest reader.
