@@ -185,7 +185,146 @@ pub enum Error {
     /// A user error.
     #[error(transparent)]
     User(UserError),
+    /// An error raised in another actor (process), boxed with its kind name, message, source
+    /// actor and relay path (tractor's `RemoteActorError`).
+    #[error(transparent)]
+    RemoteActor(Box<RemoteActorError>),
+    /// A remote call or context ended because an actor cancelled it (tractor's
+    /// `ContextCancelled`): a kind of remote error, with the name of the actor that asked for the
+    /// cancellation.
+    #[error("cancelled by actor '{canceller}': {remote}")]
+    ContextCancelled {
+        /// The name of the actor that requested the cancellation.
+        canceller: String,
+        /// Where the cancellation was raised and how it travelled.
+        remote: Box<RemoteActorError>,
+    },
+    /// An actor was asked to run an endpoint of a namespace it was not told to serve.
+    #[error(
+        "namespace '{ns}' is not enabled in actor '{actor}': add it to the actor's \
+         `ActorOpts::enable_modules` when starting it"
+    )]
+    ModuleNotExposed {
+        /// The namespace that was asked for.
+        ns: String,
+        /// The actor that refused it.
+        actor: String,
+    },
+    /// An actor was asked to run a function that its binary does not register.
+    #[error(
+        "no function '{func}' in namespace '{ns}' of actor '{actor}': register it with \
+         `Endpoints::function` in the binary the actor runs"
+    )]
+    UnknownFunction {
+        /// The namespace.
+        ns: String,
+        /// The function name that is not registered.
+        func: String,
+        /// The actor that was asked.
+        actor: String,
+    },
+    /// A child actor's process ended (exit status or signal) while something still waited on
+    /// it.
+    #[error("actor '{actor}' died: {}", describe_exit(*code, *signal))]
+    ActorDied {
+        /// The actor's name.
+        actor: String,
+        /// Its exit status, if it exited.
+        code: Option<i32>,
+        /// The signal that killed it, if one did.
+        signal: Option<i32>,
+    },
+    /// An actor process could not be started.
+    #[error("could not start actor '{actor}': {reason}")]
+    SpawnFailed {
+        /// The actor's name.
+        actor: String,
+        /// What went wrong (the OS error or the handshake failure).
+        reason: String,
+    },
+    /// A frame could not be sent or was received damaged, or a payload did not (de)serialize.
+    #[error(transparent)]
+    Wire(#[from] crate::wire::WireError),
+    /// An operating-system call failed.
+    #[error("{op} failed: {message}")]
+    Os {
+        /// What was being done.
+        op: String,
+        /// The OS error.
+        message: String,
+    },
+    /// An actor API was used outside an actor runtime.
+    #[error(
+        "no actor runtime is running: call this from inside `infect::actor::main` (or an \
+         endpoint it serves)"
+    )]
+    NoActorRuntime,
+    /// `Portal::wait_for_result` on a portal that was not made by `run_in_actor`.
+    #[error("actor '{actor}' was started with start_actor: only run_in_actor portals have a result")]
+    NoResult {
+        /// The actor's name.
+        actor: String,
+    },
 }
+
+/// Describes an exit status or a signal for a message.
+fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (_, Some(sig)) => alloc::format!("killed by signal {sig}{}", signal_name(sig)),
+        (Some(c), None) => alloc::format!("exited with status {c}"),
+        (None, None) => String::from("exited with an unknown status"),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => " (SIGHUP)",
+        2 => " (SIGINT)",
+        6 => " (SIGABRT: a panic under panic=abort, or an abort)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        13 => " (SIGPIPE)",
+        15 => " (SIGTERM)",
+        _ => "",
+    }
+}
+
+/// An error raised in another actor, as it arrived over IPC (tractor's `RemoteActorError`).
+///
+/// ```
+/// use infect::error::RemoteActorError;
+/// use infect::wire::Aid;
+/// let e = RemoteActorError {
+///     boxed_type: "ValueError".into(),
+///     message: "bad value".into(),
+///     src: Aid { name: "worker".into(), uuid: "u".into(), pid: 7 },
+///     relay_path: vec!["middle".into()],
+/// };
+/// assert_eq!(e.to_string(), "ValueError raised in actor 'worker' (relayed by middle): bad value");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteActorError {
+    /// The kind name of the original error ([`Error::kind`] in the actor that raised it).
+    pub boxed_type: String,
+    /// The original error's message.
+    pub message: String,
+    /// The actor in which it was raised.
+    pub src: crate::wire::Aid,
+    /// The actors that relayed it after `src`, oldest first.
+    pub relay_path: Vec<String>,
+}
+
+impl fmt::Display for RemoteActorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} raised in actor '{}'", self.boxed_type, self.src.name)?;
+        if !self.relay_path.is_empty() {
+            write!(f, " (relayed by {})", self.relay_path.join(" -> "))?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl core::error::Error for RemoteActorError {}
 
 impl Error {
     /// Wraps any error value as [`Error::User`], named after its type.
@@ -226,6 +365,24 @@ impl Error {
             Error::Full => "Full",
             Error::Lagged { .. } => "Lagged",
             Error::User(u) => u.kind(),
+            Error::RemoteActor(_) => "RemoteActorError",
+            Error::ContextCancelled { .. } => "ContextCancelled",
+            Error::ModuleNotExposed { .. } => "ModuleNotExposed",
+            Error::UnknownFunction { .. } => "UnknownFunction",
+            Error::ActorDied { .. } => "ActorDied",
+            Error::SpawnFailed { .. } => "SpawnFailed",
+            Error::Wire(w) => w.kind(),
+            Error::Os { .. } => "Os",
+            Error::NoActorRuntime => "NoActorRuntime",
+            Error::NoResult { .. } => "NoResult",
+        }
+    }
+
+    /// The remote error inside a [`Error::RemoteActor`] or [`Error::ContextCancelled`].
+    pub fn remote(&self) -> Option<&RemoteActorError> {
+        match self {
+            Error::RemoteActor(r) | Error::ContextCancelled { remote: r, .. } => Some(r),
+            _ => None,
         }
     }
 

@@ -15,15 +15,12 @@
 //!
 //! Without the default `std` feature the kernel core builds as `#![no_std]` + `alloc`.
 #![cfg_attr(not(feature = "std"), no_std)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    clippy::undocumented_unsafe_blocks
-)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod actor;
 mod cx;
 pub mod error;
 #[cfg(any(test, fuzzing))]

@@ -11,8 +11,8 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use concurrent_queue::ConcurrentQueue;
+use core::cell::Cell;
 
 /// Which loop an event happened on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -44,15 +44,8 @@ fn no_fd_leak(scenario: impl FnOnce()) {
     let before = open_fds();
     scenario();
     let after = open_fds();
-    assert_eq!(
-        after.difference(&before).collect::<Vec<_>>(),
-        Vec::<&String>::new(),
-        "descriptors leaked"
-    );
-    assert_eq!(
-        before, after,
-        "descriptors closed that the test did not open"
-    );
+    assert_eq!(after.difference(&before).collect::<Vec<_>>(), Vec::<&String>::new(), "descriptors leaked");
+    assert_eq!(before, after, "descriptors closed that the test did not open");
 }
 
 /// A waker that counts its wakes.
@@ -91,10 +84,7 @@ impl Wake for NamedWaker {
 }
 
 fn named(name: &'static str, log: &Arc<Mutex<Vec<&'static str>>>) -> Waker {
-    Waker::from(Arc::new(NamedWaker {
-        name,
-        log: Arc::clone(log),
-    }))
+    Waker::from(Arc::new(NamedWaker { name, log: Arc::clone(log) }))
 }
 
 /// Polls `future` once with `waker`.
@@ -133,10 +123,7 @@ fn block_on<F: Future>(reactor: &Reactor, future: F) -> (F::Output, usize) {
         } else {
             let parked = reactor.park(Some(PATIENCE)).expect("park");
             parks += 1;
-            assert!(
-                parked.woken > 0,
-                "stalled: parked {PATIENCE:?} with nothing ready"
-            );
+            assert!(parked.woken > 0, "stalled: parked {PATIENCE:?} with nothing ready");
         }
     }
 }
@@ -157,31 +144,16 @@ fn pipe_write_wakes_exactly_the_registered_waker() {
         assert!(poll_with(&mut ready_a, &waker_a).is_pending());
         assert!(poll_with(&mut ready_b, &waker_b).is_pending());
         assert!(reactor.has_interests());
-        assert_eq!(
-            reactor.park(Some(Duration::ZERO)).unwrap(),
-            Parked::default()
-        );
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap(), Parked::default());
 
         write_byte(&tx_a);
         let parked = reactor.park(Some(PATIENCE)).unwrap();
-        assert_eq!(
-            parked,
-            Parked {
-                woken: 1,
-                notified: false
-            }
-        );
+        assert_eq!(parked, Parked { woken: 1, notified: false });
         assert_eq!((wakes(&count_a), wakes(&count_b)), (1, 0));
-        assert!(matches!(
-            poll_with(&mut ready_a, &waker_a),
-            Poll::Ready(Ok(()))
-        ));
+        assert!(matches!(poll_with(&mut ready_a, &waker_a), Poll::Ready(Ok(()))));
 
         // A fired interest is not reported again, and B is still waiting.
-        assert_eq!(
-            reactor.park(Some(Duration::ZERO)).unwrap(),
-            Parked::default()
-        );
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap(), Parked::default());
         assert_eq!((wakes(&count_a), wakes(&count_b)), (1, 0));
         assert!(reactor.has_interests());
         drop(ready_b);
@@ -219,10 +191,7 @@ fn several_waiters_on_one_fd_all_wake_in_order() {
         let reactor = Reactor::new().unwrap();
         let (rx, tx) = fd::pipe().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (mut first, mut second) = (
-            reactor.readable(rx.as_raw_fd()),
-            reactor.readable(rx.as_raw_fd()),
-        );
+        let (mut first, mut second) = (reactor.readable(rx.as_raw_fd()), reactor.readable(rx.as_raw_fd()));
         let (w1, w2) = (named("first", &log), named("second", &log));
         assert!(poll_with(&mut first, &w1).is_pending());
         assert!(poll_with(&mut second, &w2).is_pending());
@@ -298,16 +267,10 @@ fn park_zero_returns_at_once_with_nothing_woken() {
         let (count, waker) = counting();
 
         let started = Instant::now();
-        assert_eq!(
-            reactor.park(Some(Duration::ZERO)).unwrap(),
-            Parked::default()
-        );
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap(), Parked::default());
         let mut ready = reactor.readable(rx.as_raw_fd());
         assert!(poll_with(&mut ready, &waker).is_pending());
-        assert_eq!(
-            reactor.park(Some(Duration::ZERO)).unwrap(),
-            Parked::default()
-        );
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap(), Parked::default());
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(wakes(&count), 0);
     });
@@ -346,13 +309,7 @@ fn notify_from_another_thread_ends_park_none() {
             })
         };
         let parked = reactor.park(None).unwrap();
-        assert_eq!(
-            parked,
-            Parked {
-                woken: 0,
-                notified: true
-            }
-        );
+        assert_eq!(parked, Parked { woken: 0, notified: true });
         // What the notifier did before notify() is visible after park returned.
         assert!(published.load(Ordering::Relaxed));
         remote.join().unwrap();
@@ -378,17 +335,8 @@ fn notifies_are_deduplicated_and_drained_by_one_park() {
             t.join().unwrap();
         }
         notifier.notify();
-        assert_eq!(
-            reactor.park(None).unwrap(),
-            Parked {
-                woken: 0,
-                notified: true
-            }
-        );
-        assert_eq!(
-            reactor.park(Some(Duration::ZERO)).unwrap(),
-            Parked::default()
-        );
+        assert_eq!(reactor.park(None).unwrap(), Parked { woken: 0, notified: true });
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap(), Parked::default());
         // And the flag was reset: the next notify wakes the next park.
         notifier.notify();
         assert!(reactor.park(Some(PATIENCE)).unwrap().notified);
@@ -421,20 +369,14 @@ fn dropping_a_readiness_deregisters_it() {
         let (rx, tx) = fd::pipe().unwrap();
         let (count, waker) = counting();
         let mut ready = reactor.readable(rx.as_raw_fd());
-        assert!(
-            !reactor.has_interests(),
-            "registration happens at the first poll"
-        );
+        assert!(!reactor.has_interests(), "registration happens at the first poll");
         assert!(poll_with(&mut ready, &waker).is_pending());
         assert!(reactor.has_interests());
         drop(ready);
         assert!(!reactor.has_interests());
 
         write_byte(&tx);
-        assert_eq!(
-            reactor.park(Some(Duration::ZERO)).unwrap(),
-            Parked::default()
-        );
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap(), Parked::default());
         assert_eq!(wakes(&count), 0);
         // The reactor dropped its clone of the waker: only `count` and `waker` remain.
         assert_eq!(Arc::strong_count(&count), 2);
@@ -516,14 +458,8 @@ fn a_waker_may_reenter_the_reactor_while_it_wakes() {
 
         write_byte(&tx);
         assert_eq!(reactor.park(Some(PATIENCE)).unwrap().woken, 1);
-        assert!(matches!(
-            poll_with(&mut ready, Waker::noop()),
-            Poll::Ready(Ok(()))
-        ));
-        assert!(
-            reactor.has_interests(),
-            "the future registered inside wake() waits"
-        );
+        assert!(matches!(poll_with(&mut ready, Waker::noop()), Poll::Ready(Ok(()))));
+        assert!(reactor.has_interests(), "the future registered inside wake() waits");
         assert_eq!(SLOT.take().map(|r| r.fd()), Some(idle_rx.as_raw_fd()));
         assert!(!reactor.has_interests());
     });
@@ -561,10 +497,7 @@ fn async_fd_round_trip_through_a_full_pipe() {
         assert_eq!(got.unwrap(), sent);
         assert!(parks > 0, "the writer filled the pipe, so the loop parked");
         assert!(!reactor.has_interests());
-        assert!(
-            Reactor::current().is_none(),
-            "block_on's enter guard restored None"
-        );
+        assert!(Reactor::current().is_none(), "block_on's enter guard restored None");
     });
 }
 
@@ -633,10 +566,6 @@ fn enter_nests_and_restores_the_previous_reactor() {
         assert!(Reactor::current().is_none());
         // Another thread has its own (empty) current reactor.
         let _entered = a.enter();
-        assert!(
-            thread::spawn(|| Reactor::current().is_none())
-                .join()
-                .unwrap()
-        );
+        assert!(thread::spawn(|| Reactor::current().is_none()).join().unwrap());
     });
 }

@@ -24,15 +24,17 @@ fn seen() -> Seen {
 }
 
 fn note(seen: &Seen, e: &Error) {
-    seen.borrow_mut().push(format!("{}", e.kind()));
+    seen.borrow_mut().push(e.kind().to_string());
 }
+
+type BoxedHost = std::pin::Pin<Box<dyn Future<Output = Result<()>>>>;
 
 /// Streams `0..n` to the guest with back-pressure, then does `end`.
 fn streamer(
     n: u32,
     end: fn(u32) -> Result<()>,
     seen: Seen,
-) -> impl FnOnce(HostChannel<(), u32, &'static str>) -> std::pin::Pin<Box<dyn Future<Output = Result<()>>>> {
+) -> impl FnOnce(HostChannel<(), u32, &'static str>) -> BoxedHost {
     move |chan| {
         Box::pin(async move {
             chan.started_nowait("go")?;
@@ -71,16 +73,20 @@ fn streaming_100_values_in_order_then_end_of_channel() {
     let h = host();
     let s = seen();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(streamer(100, |_| Ok(()), s), LinkOpts::default().capacity(4), async |chan, first| {
-            assert_eq!(first, "go");
-            let mut got = Vec::new();
-            while let Some(v) = chan.receive().await? {
-                got.push(v);
-            }
-            // End of channel is sticky.
-            assert_eq!(chan.receive().await, Ok(None));
-            Ok(got)
-        })
+        to_host::open_channel_from(
+            streamer(100, |_| Ok(()), s),
+            LinkOpts::default().capacity(4),
+            async |chan, first| {
+                assert_eq!(first, "go");
+                let mut got = Vec::new();
+                while let Some(v) = chan.receive().await? {
+                    got.push(v);
+                }
+                // End of channel is sticky.
+                assert_eq!(chan.receive().await, Ok(None));
+                Ok(got)
+            },
+        )
         .await
     });
     assert_eq!(out, Ok((0..100).collect::<Vec<_>>()));
@@ -90,28 +96,32 @@ fn streaming_100_values_in_order_then_end_of_channel() {
 fn fan_out_subscriber_and_main_consumer_both_get_all_100_and_end() {
     let h = host();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(streamer(100, |_| Ok(()), seen()), LinkOpts::default().capacity(8), async |chan, _| {
-            let sub = chan.subscribe();
-            let mut main = Vec::new();
-            let mut fan = Vec::new();
-            let (mut main_done, mut fan_done) = (false, false);
-            // Both readers in one task, alternating: neither lags.
-            while !(main_done && fan_done) {
-                if !main_done {
-                    match chan.receive().await? {
-                        Some(v) => main.push(v),
-                        None => main_done = true,
+        to_host::open_channel_from(
+            streamer(100, |_| Ok(()), seen()),
+            LinkOpts::default().capacity(8),
+            async |chan, _| {
+                let sub = chan.subscribe();
+                let mut main = Vec::new();
+                let mut fan = Vec::new();
+                let (mut main_done, mut fan_done) = (false, false);
+                // Both readers in one task, alternating: neither lags.
+                while !(main_done && fan_done) {
+                    if !main_done {
+                        match chan.receive().await? {
+                            Some(v) => main.push(v),
+                            None => main_done = true,
+                        }
+                    }
+                    if !fan_done {
+                        match sub.receive().await? {
+                            Some(v) => fan.push(v),
+                            None => fan_done = true,
+                        }
                     }
                 }
-                if !fan_done {
-                    match sub.receive().await? {
-                        Some(v) => fan.push(v),
-                        None => fan_done = true,
-                    }
-                }
-            }
-            Ok((main, fan))
-        })
+                Ok((main, fan))
+            },
+        )
         .await
     });
     let all: Vec<u32> = (0..100).collect();
@@ -122,20 +132,24 @@ fn fan_out_subscriber_and_main_consumer_both_get_all_100_and_end() {
 fn a_lagging_subscriber_gets_lagged_with_the_exact_count_then_catches_up_and_ends() {
     let h = host();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(streamer(20, |_| Ok(()), seen()), LinkOpts::default().capacity(4), async |chan, _| {
-            let sub = chan.subscribe();
-            let mut main = Vec::new();
-            while let Some(v) = chan.receive().await? {
-                main.push(v);
-            }
-            // The subscriber never read: the ring kept only the last 4 pulled values.
-            let lag = sub.receive().await;
-            let mut rest = Vec::new();
-            while let Some(v) = sub.receive().await? {
-                rest.push(v);
-            }
-            Ok((main.len(), lag, rest))
-        })
+        to_host::open_channel_from(
+            streamer(20, |_| Ok(()), seen()),
+            LinkOpts::default().capacity(4),
+            async |chan, _| {
+                let sub = chan.subscribe();
+                let mut main = Vec::new();
+                while let Some(v) = chan.receive().await? {
+                    main.push(v);
+                }
+                // The subscriber never read: the ring kept only the last 4 pulled values.
+                let lag = sub.receive().await;
+                let mut rest = Vec::new();
+                while let Some(v) = sub.receive().await? {
+                    rest.push(v);
+                }
+                Ok((main.len(), lag, rest))
+            },
+        )
         .await
     });
     assert_eq!(out, Ok((20, Err(Error::Lagged { skipped: 16 }), vec![16, 17, 18, 19])));
@@ -213,14 +227,18 @@ fn guest_fails_at_50_host_sees_guest_cancelled_with_the_cause() {
     let s = seen();
     let s2 = s.clone();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(move |c| stream_forever(c, s2), LinkOpts::default(), async |chan, ()| {
-            loop {
-                let v = chan.receive().await?.expect("the host streams forever");
-                if v == 50 {
-                    return Err::<(), _>(Error::msg("KeyError", "guest failed at 50"));
+        to_host::open_channel_from(
+            move |c| stream_forever(c, s2),
+            LinkOpts::default(),
+            async |chan, ()| {
+                loop {
+                    let v = chan.receive().await?.expect("the host streams forever");
+                    if v == 50 {
+                        return Err::<(), _>(Error::msg("KeyError", "guest failed at 50"));
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
     });
     assert_eq!(out.unwrap_err().kind(), "KeyError");
@@ -266,13 +284,17 @@ fn guest_breaks_at_50_host_sees_guest_task_exited_and_the_block_is_ok() {
     let s = seen();
     let s2 = s.clone();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(move |c| stream_forever(c, s2), LinkOpts::default(), async |chan, ()| {
-            loop {
-                if chan.receive().await? == Some(50) {
-                    return Ok(50);
+        to_host::open_channel_from(
+            move |c| stream_forever(c, s2),
+            LinkOpts::default(),
+            async |chan, ()| {
+                loop {
+                    if chan.receive().await? == Some(50) {
+                        return Ok(50);
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
     });
     assert_eq!(out, Ok(50));
@@ -372,9 +394,11 @@ fn host_fails_before_started_is_that_error_from_the_open_call() {
 fn host_returns_before_started_is_host_task_exited_from_the_open_call() {
     let h = host();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(|_chan: HostChannel<(), (), ()>| async { Ok(()) }, LinkOpts::default(), async |_, ()| {
-            Ok(())
-        })
+        to_host::open_channel_from(
+            |_chan: HostChannel<(), (), ()>| async { Ok(()) },
+            LinkOpts::default(),
+            async |_, ()| Ok(()),
+        )
         .await
     });
     assert_eq!(out, Err(Error::HostTaskExited));
@@ -616,15 +640,19 @@ fn cancel_host_task_ends_the_channel_without_an_error() {
     let s = seen();
     let s2 = s.clone();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(move |c| stream_forever(c, s2), LinkOpts::default().capacity(1), async |chan, ()| {
-            let first = chan.receive().await?;
-            chan.cancel_host_task();
-            let mut rest = 0;
-            while chan.receive().await?.is_some() {
-                rest += 1;
-            }
-            Ok((first, rest <= 1))
-        })
+        to_host::open_channel_from(
+            move |c| stream_forever(c, s2),
+            LinkOpts::default().capacity(1),
+            async |chan, ()| {
+                let first = chan.receive().await?;
+                chan.cancel_host_task();
+                let mut rest = 0;
+                while chan.receive().await?.is_some() {
+                    rest += 1;
+                }
+                Ok((first, rest <= 1))
+            },
+        )
         .await
     });
     assert_eq!(out, Ok((Some(0), true)));

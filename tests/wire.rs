@@ -2,17 +2,13 @@
 //! payloads, each with its exact outcome.
 
 use infect::wire::{
-    Aid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Malformed, Msg, SpawnSpec, WireError,
-    decode_payload, encode_frame, encode_payload,
+    Aid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Malformed, Msg, SpawnSpec, WireError, decode_payload, encode_frame,
+    encode_payload,
 };
 use serde::{Deserialize, Serialize};
 
 fn aid(name: &str) -> Aid {
-    Aid {
-        name: name.into(),
-        uuid: format!("{name}-uuid"),
-        pid: 4242,
-    }
+    Aid { name: name.into(), uuid: format!("{name}-uuid"), pid: 4242 }
 }
 
 /// One message of every variant, with non-trivial fields.
@@ -32,27 +28,12 @@ fn every_variant() -> Vec<Msg> {
             args: encode_payload(&(2u32, 3u32)).unwrap(),
             kind: FuncKind::Function,
         },
-        Msg::StartAck {
-            cid: 1,
-            functype: FuncKind::Function,
-        },
-        Msg::StartAck {
-            cid: 2,
-            functype: FuncKind::Context,
-        },
-        Msg::Started {
-            cid: 2,
-            value: vec![0, 1, 0, 0xFF],
-        },
-        Msg::Yield {
-            cid: 2,
-            value: vec![0; 300],
-        },
+        Msg::StartAck { cid: 1, functype: FuncKind::Function },
+        Msg::StartAck { cid: 2, functype: FuncKind::Context },
+        Msg::Started { cid: 2, value: vec![0, 1, 0, 0xFF] },
+        Msg::Yield { cid: 2, value: vec![0; 300] },
         Msg::Stop { cid: 2 },
-        Msg::Return {
-            cid: u64::MAX,
-            value: vec![0xAB; 1000],
-        },
+        Msg::Return { cid: u64::MAX, value: vec![0xAB; 1000] },
         Msg::CancelAck { cid: Some(2) },
         Msg::CancelAck { cid: None },
         Msg::Error {
@@ -77,14 +58,10 @@ fn every_variant() -> Vec<Msg> {
 }
 
 fn stream_of(msgs: &[Msg]) -> Vec<u8> {
-    msgs.iter()
-        .flat_map(|m| encode_frame(m, DEFAULT_MAX_FRAME).unwrap())
-        .collect()
+    msgs.iter().flat_map(|m| encode_frame(m, DEFAULT_MAX_FRAME).unwrap()).collect()
 }
 
-fn decode_all<const MAX: usize>(
-    chunks: &[&[u8]],
-) -> (Vec<Result<Msg, WireError>>, Option<WireError>) {
+fn decode_all<const MAX: usize>(chunks: &[&[u8]]) -> (Vec<Result<Msg, WireError>>, Option<WireError>) {
     let mut decoder = FrameDecoder::<MAX>::new();
     let mut out = Vec::new();
     for chunk in chunks {
@@ -99,10 +76,7 @@ fn every_variant_round_trips() {
     for msg in every_variant() {
         let frame = encode_frame(&msg, DEFAULT_MAX_FRAME).unwrap();
         assert_eq!(frame.last(), Some(&0));
-        assert!(
-            !frame[..frame.len() - 1].contains(&0),
-            "{msg:?}: a zero inside the frame"
-        );
+        assert!(!frame[..frame.len() - 1].contains(&0), "{msg:?}: a zero inside the frame");
         let (out, end) = decode_all::<DEFAULT_MAX_FRAME>(&[&frame]);
         assert_eq!(out, [Ok(msg)]);
         assert_eq!(end, None);
@@ -154,20 +128,8 @@ fn a_valid_cobs_frame_that_is_not_a_msg_is_undecodable() {
 
     let (out, end) = decode_all::<DEFAULT_MAX_FRAME>(&[&stream]);
     assert_eq!(out.len(), 3);
-    assert!(matches!(
-        &out[0],
-        Err(WireError::Undecodable {
-            size: 3,
-            reason: Malformed::Postcard(_)
-        })
-    ));
-    assert_eq!(
-        out[1],
-        Err(WireError::Undecodable {
-            size: stop.len() + 2,
-            reason: Malformed::TrailingBytes(1)
-        })
-    );
+    assert!(matches!(&out[0], Err(WireError::Undecodable { size: 3, reason: Malformed::Postcard(_) })));
+    assert_eq!(out[1], Err(WireError::Undecodable { size: stop.len() + 2, reason: Malformed::TrailingBytes(1) }));
     assert_eq!(out[2], Ok(Msg::Stop { cid: 2 }));
     assert_eq!(end, None);
 }
@@ -176,34 +138,16 @@ fn a_valid_cobs_frame_that_is_not_a_msg_is_undecodable() {
 fn the_sender_refuses_a_frame_over_the_limit_with_exact_sizes() {
     // postcard: tag, cid, a 2-byte length, 1000 bytes = 1004 bytes; COBS adds one code byte per
     // block of up to 254 bytes (4 blocks), then the delimiter: 1009.
-    let msg = Msg::Return {
-        cid: 1,
-        value: vec![0xAB; 1000],
-    };
+    let msg = Msg::Return { cid: 1, value: vec![0xAB; 1000] };
     let size = postcard::to_allocvec_cobs(&msg).unwrap().len();
     assert_eq!(size, 1009);
-    assert_eq!(
-        encode_frame(&msg, 1008),
-        Err(WireError::FrameTooLarge {
-            size: 1009,
-            max: 1008
-        })
-    );
+    assert_eq!(encode_frame(&msg, 1008), Err(WireError::FrameTooLarge { size: 1009, max: 1008 }));
     assert_eq!(encode_frame(&msg, 1009).unwrap().len(), 1009);
 
     // 3 + 3 + 65536 = 65541 bytes in 259 blocks, plus the delimiter: 65801.
-    let big = Msg::Yield {
-        cid: 9,
-        value: vec![1; DEFAULT_MAX_FRAME],
-    };
+    let big = Msg::Yield { cid: 9, value: vec![1; DEFAULT_MAX_FRAME] };
     let err = encode_frame(&big, DEFAULT_MAX_FRAME).unwrap_err();
-    assert_eq!(
-        err,
-        WireError::FrameTooLarge {
-            size: 65_801,
-            max: 65_536
-        }
-    );
+    assert_eq!(err, WireError::FrameTooLarge { size: 65_801, max: 65_536 });
     assert_eq!(
         err.to_string(),
         "a frame of 65801 bytes exceeds the 65536-byte frame limit: send less per message \
@@ -214,14 +158,7 @@ fn the_sender_refuses_a_frame_over_the_limit_with_exact_sizes() {
 #[test]
 fn an_oversized_incoming_frame_is_reported_and_the_next_frame_decodes() {
     // The peer's limit is larger than ours (1024 bytes).
-    let big = encode_frame(
-        &Msg::Return {
-            cid: 1,
-            value: vec![0xAB; 1000],
-        },
-        usize::MAX,
-    )
-    .unwrap();
+    let big = encode_frame(&Msg::Return { cid: 1, value: vec![0xAB; 1000] }, usize::MAX).unwrap();
     assert_eq!(big.len(), 1009);
     let small = encode_frame(&Msg::Stop { cid: 2 }, 1000).unwrap();
     let mut stream = big.clone();
@@ -232,13 +169,7 @@ fn an_oversized_incoming_frame_is_reported_and_the_next_frame_decodes() {
         let (out, end) = decode_all::<1000>(&pieces);
         assert_eq!(
             out,
-            [
-                Err(WireError::FrameTooLarge {
-                    size: 1009,
-                    max: 1000
-                }),
-                Ok(Msg::Stop { cid: 2 })
-            ],
+            [Err(WireError::FrameTooLarge { size: 1009, max: 1000 }), Ok(Msg::Stop { cid: 2 })],
             "chunk size {chunk}"
         );
         assert_eq!(end, None);
@@ -247,14 +178,7 @@ fn an_oversized_incoming_frame_is_reported_and_the_next_frame_decodes() {
 
 #[test]
 fn truncation_at_eof_is_reported_with_the_exact_byte_count() {
-    let frame = encode_frame(
-        &Msg::Return {
-            cid: 5,
-            value: vec![7; 20],
-        },
-        DEFAULT_MAX_FRAME,
-    )
-    .unwrap();
+    let frame = encode_frame(&Msg::Return { cid: 5, value: vec![7; 20] }, DEFAULT_MAX_FRAME).unwrap();
     let mut stream = stream_of(&[Msg::Stop { cid: 4 }]);
     stream.extend(&frame[..13]);
     let (out, end) = decode_all::<DEFAULT_MAX_FRAME>(&[&stream]);
@@ -284,36 +208,19 @@ struct Order {
 
 #[test]
 fn user_payloads_round_trip_and_a_type_mismatch_names_the_type() {
-    let order = Order {
-        id: 17,
-        item: "widget".into(),
-        quantities: vec![1, 300],
-        rush: Some(true),
-    };
+    let order = Order { id: 17, item: "widget".into(), quantities: vec![1, 300], rush: Some(true) };
     let bytes = encode_payload(&order).unwrap();
     assert_eq!(decode_payload::<Order>(&bytes).unwrap(), order);
 
     // Carried inside a message and back.
-    let msg = Msg::Return {
-        cid: 1,
-        value: bytes.clone(),
-    };
-    let (out, _) =
-        decode_all::<DEFAULT_MAX_FRAME>(&[&encode_frame(&msg, DEFAULT_MAX_FRAME).unwrap()]);
-    let Ok(Msg::Return { value, .. }) = &out[0] else {
-        panic!("{out:?}")
-    };
+    let msg = Msg::Return { cid: 1, value: bytes.clone() };
+    let (out, _) = decode_all::<DEFAULT_MAX_FRAME>(&[&encode_frame(&msg, DEFAULT_MAX_FRAME).unwrap()]);
+    let Ok(Msg::Return { value, .. }) = &out[0] else { panic!("{out:?}") };
     assert_eq!(decode_payload::<Order>(value).unwrap(), order);
 
     // The receiver expected a `u32`: it decodes 17 and finds the rest left over.
     let err = decode_payload::<u32>(&bytes).unwrap_err();
-    assert_eq!(
-        err,
-        WireError::Decode {
-            type_name: "u32",
-            reason: Malformed::TrailingBytes(bytes.len() - 1)
-        }
-    );
+    assert_eq!(err, WireError::Decode { type_name: "u32", reason: Malformed::TrailingBytes(bytes.len() - 1) });
     // Too short for the expected type.
     let err = decode_payload::<Order>(&bytes[..3]).unwrap_err();
     assert_eq!(
@@ -323,8 +230,5 @@ fn user_payloads_round_trip_and_a_type_mismatch_names_the_type() {
             reason: Malformed::Postcard(postcard::Error::DeserializeUnexpectedEnd),
         }
     );
-    assert!(
-        err.to_string()
-            .starts_with("could not decode the payload as a `wire::Order`")
-    );
+    assert!(err.to_string().starts_with("could not decode the payload as a `wire::Order`"));
 }

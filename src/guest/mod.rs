@@ -33,7 +33,7 @@ use core::time::Duration;
 pub use nursery::{Nursery, TaskStatus, open_nursery};
 pub use sched::{GuestRun, GuestTick, Hooks};
 pub use scope::{CancelScope, fail_after, fail_at, move_on_after, move_on_at};
-pub use sync::{Event, Receiver, Sender, TrySendError, channel};
+pub use sync::{Empty, Event, Receiver, Sender, TrySendError, channel};
 
 pub(crate) use sched::with_local;
 pub(crate) use scope::check_cancel;
@@ -211,12 +211,16 @@ impl Drop for Sleep {
 }
 
 /// A cancellation point that also yields to the other tasks (trio's `checkpoint`).
+///
+/// It checks for cancellation before *and after* the yield: a deadline that fires, or a
+/// `cancel()` by another task, while this task yields is seen by this checkpoint (trio does the
+/// schedule point first "so that the cancel point has the most up-to-date info").
 pub async fn checkpoint() -> Result<()> {
     check_cancel()?;
     let mut yielded = false;
     poll_fn(|cx| {
         if yielded {
-            Poll::Ready(Ok(()))
+            Poll::Ready(check_cancel())
         } else {
             yielded = true;
             cx.waker().wake_by_ref();
@@ -234,10 +238,14 @@ mod standalone {
     use alloc::sync::Arc;
     use concurrent_queue::ConcurrentQueue;
     use core::cell::RefCell;
+    use core::sync::atomic::{AtomicBool, Ordering};
 
     struct Driver {
         ticks: ConcurrentQueue<GuestTick>,
         timer: ConcurrentQueue<(Instant, GuestTick)>,
+        /// The loop is parked or about to park: a tick request must wake the reactor. Otherwise
+        /// the loop will see the tick before it parks, and no syscall is spent on it.
+        sleeping: AtomicBool,
         notifier: Notifier,
     }
 
@@ -246,7 +254,9 @@ mod standalone {
     impl Hooks for DriverHooks {
         fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
             let _ = self.0.ticks.push(tick);
-            self.0.notifier.notify();
+            if self.0.sleeping.load(Ordering::SeqCst) {
+                self.0.notifier.notify();
+            }
         }
 
         fn wake_at(&self, deadline: Instant, tick: GuestTick) {
@@ -263,6 +273,7 @@ mod standalone {
         let driver = Arc::new(Driver {
             ticks: ConcurrentQueue::unbounded(),
             timer: ConcurrentQueue::unbounded(),
+            sleeping: AtomicBool::new(false),
             notifier: reactor.notifier(),
         });
         let clock = config.clock.clone();
@@ -290,20 +301,17 @@ mod standalone {
                 continue;
             }
             let deadline = wake.as_ref().map(|w| w.0);
-            match deadline {
-                Some(d) if clock.now() >= d => {
-                    if let Some((_, t)) = wake.take() {
-                        t.run();
-                    }
+            if deadline.is_some_and(|d| clock.now() >= d) {
+                if let Some((_, t)) = wake.take() {
+                    t.run();
                 }
-                Some(d) if !reactor.has_interests() && clock.autojump(d) => {}
-                Some(d) => {
-                    let _ = reactor.park(Some(d - clock.now()));
-                }
-                None => {
-                    let _ = reactor.park(None);
-                }
+                continue;
             }
+            driver.sleeping.store(true, Ordering::SeqCst);
+            if driver.ticks.is_empty() && driver.timer.is_empty() {
+                crate::reactor::park_until(&reactor, &*clock, deadline);
+            }
+            driver.sleeping.store(false, Ordering::SeqCst);
         }
     }
 }

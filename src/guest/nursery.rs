@@ -43,10 +43,10 @@ impl NurseryInner {
             self.fail(e);
         }
         self.live.set(self.live.get() - 1);
-        if self.live.get() == 0 {
-            if let Some(w) = self.waiter.borrow_mut().take() {
-                w.wake();
-            }
+        if self.live.get() == 0
+            && let Some(w) = self.waiter.borrow_mut().take()
+        {
+            w.wake();
         }
     }
 }
@@ -101,24 +101,32 @@ where
             local,
         }),
     };
-    let value = match scope.enter(body(&n)).await {
-        Ok(v) => Some(v),
-        Err(e) => {
-            n.inner.fail(e);
-            None
-        }
-    };
-    // Wait for the children; this wait is not a cancellation point (children are being
-    // cancelled if anything is, and we must outlive them).
-    poll_fn(|cx| {
-        if n.inner.live.get() == 0 {
-            Poll::Ready(())
-        } else {
-            *n.inner.waiter.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        }
-    })
-    .await;
+    // The scope stays entered until the last child has finished, not only while the block
+    // runs: the children run inside it, so a deadline or a `cancel()` that reaches it after the
+    // block returned must still wake them (an exited scope ignores both).
+    let value = scope
+        .enter(async {
+            let value = match body(&n).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    n.inner.fail(e);
+                    None
+                }
+            };
+            // Wait for the children; this wait is not a cancellation point (children are being
+            // cancelled if anything is, and we must outlive them).
+            poll_fn(|cx| {
+                if n.inner.live.get() == 0 {
+                    Poll::Ready(())
+                } else {
+                    *n.inner.waiter.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+            .await;
+            value
+        })
+        .await;
     n.inner.closed.set(true);
     let mut errors = core::mem::take(&mut *n.inner.errors.borrow_mut());
     let real = errors.iter().any(|e| !e.is_cancelled());

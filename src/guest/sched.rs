@@ -211,6 +211,9 @@ pub(crate) enum TimerTarget {
     Scope(alloc::rc::Weak<ScopeInner>),
 }
 
+/// Hands the outcome to the user's `done` (`true`: the run was abandoned).
+type Finish = Box<dyn FnOnce(bool)>;
+
 /// The owner-thread half of a guest run.
 pub(crate) struct Local {
     shared: Arc<Shared>,
@@ -228,7 +231,7 @@ pub(crate) struct Local {
     running: Cell<bool>,
     finished: Cell<bool>,
     reported_deadline: Cell<Instant>,
-    finish: RefCell<Option<Box<dyn FnOnce(bool)>>>,
+    finish: RefCell<Option<Finish>>,
     pub(crate) root_scope: Rc<ScopeInner>,
     trace: Option<Trace>,
     policy: Option<Policy>,
@@ -338,11 +341,7 @@ pub(crate) fn start<T: 'static>(
 
 impl Local {
     /// Fills a slot with `fut` and queues it for its first poll.
-    pub(crate) fn spawn(
-        &self,
-        fut: impl Future<Output = ()> + 'static,
-        root_scope: Rc<ScopeInner>,
-    ) -> TaskKey {
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + 'static, root_scope: Rc<ScopeInner>) -> TaskKey {
         let number = self.spawned.get();
         self.spawned.set(number + 1);
         let index = match self.free.borrow_mut().pop() {
@@ -356,18 +355,9 @@ impl Local {
         };
         let generation = self.generations.borrow()[index as usize];
         let key = TaskKey { index, generation };
-        let waker = Arc::new(TaskWaker {
-            key,
-            number,
-            queued: AtomicBool::new(false),
-            shared: self.shared.clone(),
-        });
-        self.slots.borrow_mut()[index as usize] = Some(TaskSlot {
-            fut: Some(Box::pin(fut)),
-            waker: waker.clone(),
-            root_scope,
-            blocked_in: None,
-        });
+        let waker = Arc::new(TaskWaker { key, number, queued: AtomicBool::new(false), shared: self.shared.clone() });
+        self.slots.borrow_mut()[index as usize] =
+            Some(TaskSlot { fut: Some(Box::pin(fut)), waker: waker.clone(), root_scope, blocked_in: None });
         self.live.set(self.live.get() + 1);
         if let Some(t) = &self.trace {
             t.record(Event::Spawn(Side::Guest, number));
@@ -390,21 +380,33 @@ impl Local {
     /// scope wakes it.
     pub(crate) fn note_blocked(&self) {
         if let Some(key) = self.current.get() {
-            let scope = self.current_scope();
+            let current = self.current_scope.borrow();
             if let Some(Some(slot)) = self.slots.borrow_mut().get_mut(key.index as usize) {
-                slot.blocked_in = scope;
+                let same = match (&slot.blocked_in, &*current) {
+                    (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    slot.blocked_in.clone_from(&current);
+                }
             }
         }
+    }
+
+    /// Whether the current scope of the task being polled is effectively cancelled.
+    pub(crate) fn current_scope_cancelled(&self) -> bool {
+        self.current_scope.borrow().as_ref().is_some_and(|s| s.effectively_cancelled())
     }
 
     /// Wakes every blocked task whose blocking scope is now effectively cancelled.
     pub(crate) fn wake_cancelled(&self) {
         let mut to_wake = Vec::new();
         for slot in self.slots.borrow().iter().flatten() {
-            if let Some(scope) = &slot.blocked_in {
-                if scope.effectively_cancelled() {
-                    to_wake.push(slot.waker.clone());
-                }
+            if let Some(scope) = &slot.blocked_in
+                && scope.effectively_cancelled()
+            {
+                to_wake.push(slot.waker.clone());
             }
         }
         for w in to_wake {
@@ -507,6 +509,9 @@ impl Local {
     }
 
     fn fire_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
         let now = self.clock.now();
         let mut cancelled_any = false;
         loop {

@@ -10,7 +10,9 @@
 //! - A scope *catches* an [`Error::Cancelled`] leaving its body iff its own `cancel_called` is
 //!   set: the innermost cancelled scope catches, and code above it continues normally.
 //! - A deadline is a timer armed while the scope is entered; when it fires, it sets
-//!   `cancel_called` (and remembers it was the deadline, for [`fail_after`]).
+//!   `cancel_called` (and remembers it was the deadline, for [`fail_after`]). A deadline that
+//!   has already passed when the scope is entered (or when it is set) cancels the scope at once,
+//!   without a timer, so even the body's first await sees it (trio's `__enter__` check).
 //! - Any change that can make a scope effectively cancelled (cancel, deadline, unshield) wakes
 //!   every task blocked inside it, so no cancelled task stays asleep.
 
@@ -95,7 +97,15 @@ impl ScopeInner {
             local.disarm(k);
         }
         let d = self.deadline.get();
-        if self.entered.get() && !self.exited.get() && !self.cancel_called.get() && d != Instant::NEVER {
+        let live = self.entered.get() && !self.exited.get() && !self.cancel_called.get();
+        if live && d != Instant::NEVER && d <= local.now() {
+            // Already expired (on entry, as trio's `__enter__` checks, or moved into the past):
+            // cancel at once rather than through a timer that would only fire at the next tick,
+            // after the body's first await had already passed.
+            self.deadline_fired();
+            local.timers_changed();
+            local.wake_cancelled();
+        } else if live && d != Instant::NEVER {
             let key = local.arm(d, TimerTarget::Scope(Rc::downgrade(self)));
             self.timer.set(Some(key));
         } else {
@@ -205,10 +215,8 @@ impl CancelScope {
     /// Shields or unshields the scope; unshielding inside a cancelled scope wakes the body.
     pub fn set_shield(&self, shield: bool) {
         self.inner.shield.set(shield);
-        if !shield {
-            if let Some(local) = self.inner.local() {
-                local.wake_cancelled();
-            }
+        if !shield && let Some(local) = self.inner.local() {
+            local.wake_cancelled();
         }
     }
 
@@ -277,10 +285,10 @@ impl<F: Future> Future for Enter<F> {
         local.swap_scope(prev);
         if r.is_ready() {
             scope.exited.set(true);
-            if let Some(k) = scope.timer.take() {
-                if let Some(local) = scope.local() {
-                    local.disarm(k);
-                }
+            if let Some(k) = scope.timer.take()
+                && let Some(local) = scope.local()
+            {
+                local.disarm(k);
             }
         }
         r
@@ -317,8 +325,7 @@ pub async fn fail_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>
 /// Also notes the scope the task may block in, so that cancelling it wakes the task.
 pub(crate) fn check_cancel() -> Result<()> {
     with_local(|local| {
-        let cancelled = local.current_scope().is_some_and(|s| s.effectively_cancelled());
-        if cancelled {
+        if local.current_scope_cancelled() {
             Err(Error::Cancelled)
         } else {
             local.note_blocked();

@@ -3,7 +3,10 @@
 //! Both are single-threaded (`Rc`) and usable from host code on the same thread too: a host
 //! task may `set` a guest event or `try_send` into a guest channel, and the woken guest task
 //! runs at the guest's next tick. Their awaits are cancellation-aware when polled by a guest
-//! task (they return [`Error::Cancelled`] inside a cancelled scope) and plain elsewhere.
+//! task and plain elsewhere. Like every guest await they check for cancellation *first*
+//! (trio's `checkpoint_if_cancelled`): inside a cancelled scope they return
+//! [`Error::Cancelled`] even when they could complete at once (a set event, a buffered value,
+//! room in the buffer). The non-waiting forms (`is_set`, `try_send`, `try_recv`) never check.
 //!
 //! Channel invariants: at most `capacity` values are buffered; values come out in the order
 //! they went in; once every sender is gone the receiver drains the buffer and then sees
@@ -21,21 +24,40 @@ use core::task::{Context, Poll, Waker};
 use super::scope::check_cancel;
 use crate::{Error, Result};
 
-/// A list of parked wakers, woken all at once.
+/// A list of parked wakers, woken all at once, in registration order.
+///
+/// The first waiter is kept inline: an event or a channel side with a single waiter (the
+/// common case) parks and wakes without allocating.
 #[derive(Default)]
-struct Waiters(RefCell<Vec<Waker>>);
+struct Waiters {
+    first: RefCell<Option<Waker>>,
+    rest: RefCell<Vec<Waker>>,
+}
 
 impl Waiters {
     fn register(&self, w: &Waker) {
-        let mut v = self.0.borrow_mut();
-        if !v.iter().any(|x| x.will_wake(w)) {
-            v.push(w.clone());
+        let mut first = self.first.borrow_mut();
+        match &*first {
+            None => *first = Some(w.clone()),
+            Some(f) if f.will_wake(w) => {}
+            Some(_) => {
+                let mut rest = self.rest.borrow_mut();
+                if !rest.iter().any(|x| x.will_wake(w)) {
+                    rest.push(w.clone());
+                }
+            }
         }
     }
 
     fn wake_all(&self) {
-        let v = core::mem::take(&mut *self.0.borrow_mut());
-        for w in v {
+        // Take everything before waking: a waker may re-enter (register again) synchronously.
+        let first = self.first.borrow_mut().take();
+        let rest =
+            if self.rest.borrow().is_empty() { Vec::new() } else { core::mem::take(&mut *self.rest.borrow_mut()) };
+        if let Some(w) = first {
+            w.wake();
+        }
+        for w in rest {
             w.wake();
         }
     }
@@ -94,10 +116,10 @@ impl Event {
     /// Waits until the event is set (cancellation-aware in a guest task).
     pub async fn wait(&self) -> Result<()> {
         poll_fn(|cx| {
+            check_cancel()?;
             if self.inner.set.get() {
                 return Poll::Ready(Ok(()));
             }
-            check_cancel()?;
             self.inner.waiters.register(cx.waker());
             Poll::Pending
         })
@@ -144,6 +166,11 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     });
     (Sender { chan: chan.clone() }, Receiver { chan })
 }
+
+/// `try_recv` found the channel empty while senders remain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the channel is empty")]
+pub struct Empty;
 
 /// The sending half of a [`channel`]. Clone it for more senders; drop every clone to end the
 /// channel.
@@ -206,12 +233,12 @@ impl<T> Sender<T> {
     pub async fn send(&self, value: T) -> Result<()> {
         let mut slot = Some(value);
         poll_fn(|cx| {
+            check_cancel()?;
             let v = slot.take().expect("polled after completion");
             match self.try_send(v) {
                 Ok(()) => Poll::Ready(Ok(())),
                 Err(TrySendError::Closed(_)) => Poll::Ready(Err(Error::Closed)),
                 Err(TrySendError::Full(v)) => {
-                    check_cancel()?;
                     slot = Some(v);
                     self.chan.send_waiters.register(cx.waker());
                     Poll::Pending
@@ -242,9 +269,9 @@ impl<T> core::fmt::Debug for Receiver<T> {
 }
 
 impl<T> Receiver<T> {
-    /// Receives without waiting: `Ok(Some(v))`, `Ok(None)` at end-of-channel, `Err(())` when
-    /// empty but senders remain.
-    pub fn try_recv(&mut self) -> core::result::Result<Option<T>, ()> {
+    /// Receives without waiting: `Ok(Some(v))`, `Ok(None)` at end-of-channel, `Err(Empty)`
+    /// when empty but senders remain.
+    pub fn try_recv(&mut self) -> core::result::Result<Option<T>, Empty> {
         let v = self.chan.buf.borrow_mut().pop_front();
         match v {
             Some(v) => {
@@ -252,20 +279,21 @@ impl<T> Receiver<T> {
                 Ok(Some(v))
             }
             None if self.chan.senders.get() == 0 => Ok(None),
-            None => Err(()),
+            None => Err(Empty),
         }
     }
 
-    /// Receives the next value; `Ok(None)` once every sender is gone and the buffer is empty.
+    /// Receives the next value; `Ok(None)` once every sender is gone and the buffer is empty;
+    /// [`Error::Cancelled`] in a cancelled scope (a buffered value stays in the buffer).
     pub async fn recv(&mut self) -> Result<Option<T>> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>>> {
+        check_cancel()?;
         match self.try_recv() {
             Ok(v) => Poll::Ready(Ok(v)),
-            Err(()) => {
-                check_cancel()?;
+            Err(Empty) => {
                 self.chan.recv_waiters.register(cx.waker());
                 Poll::Pending
             }

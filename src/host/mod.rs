@@ -85,7 +85,22 @@ struct Shared {
 }
 
 impl Shared {
+    /// Queues a job: on the local FIFO when called from inside this host's loop on its own
+    /// thread (no atomics, no wake-up needed), else on the injector (waking a parked loop).
     fn push(&self, job: Job) {
+        #[cfg(feature = "std")]
+        let job = {
+            let ptr = CURRENT.get();
+            // SAFETY: as in `with_core`: a non-null CURRENT is this thread's running host, alive
+            // while its loop runs. CURRENT is thread-local with std, so this is the host thread.
+            match unsafe { ptr.as_ref() } {
+                Some(core) if core::ptr::eq(Arc::as_ptr(&core.shared), self) => {
+                    core.local.borrow_mut().push(job);
+                    return;
+                }
+                _ => job,
+            }
+        };
         // Unbounded and never closed: the push cannot fail.
         let _ = self.queue.push(job);
         self.notify_if_sleeping();
@@ -109,6 +124,8 @@ enum TimerTarget {
 
 struct TaskCtl {
     id: u64,
+    /// Fast path of `cancel.is_some()`, read at every host-aware await.
+    requested: Cell<bool>,
     cancel: RefCell<Option<Cancelled>>,
     core: Weak<Core>,
 }
@@ -119,7 +136,7 @@ impl TaskCtl {
     }
 
     fn request_cancel_with(&self, c: Cancelled) {
-        if self.cancel.borrow().is_some() {
+        if self.requested.replace(true) {
             return;
         }
         *self.cancel.borrow_mut() = Some(c);
@@ -135,7 +152,7 @@ impl TaskCtl {
     }
 
     fn cancelled(&self) -> Option<Cancelled> {
-        self.cancel.borrow().clone()
+        if self.requested.get() { self.cancel.borrow().clone() } else { None }
     }
 }
 
@@ -151,13 +168,26 @@ pub(crate) struct Core {
     tasks: RefCell<BTreeMap<u64, TaskEntry>>,
     next_id: Cell<u64>,
     current: RefCell<Option<Rc<TaskCtl>>>,
+    /// The current task's `requested` flag (null outside a task): the fast path of
+    /// `check_cancelled`, valid while `current` holds that task's `TaskCtl`.
+    current_requested: Cell<*const Cell<bool>>,
     guest: RefCell<Option<GuestRun>>,
     guest_wake: RefCell<Option<(Instant, GuestTick)>>,
     trace: Option<Trace>,
     policy: Option<Policy>,
     closed: Cell<bool>,
+    /// The batch buffer, reused by every turn.
+    batch: RefCell<Vec<Job>>,
+    /// Jobs queued from inside the loop on the host thread (see `Shared::push`).
+    local: RefCell<Vec<Job>>,
     #[cfg(feature = "std")]
     reactor: Option<crate::reactor::Reactor>,
+}
+
+impl Core {
+    fn no_jobs(&self) -> bool {
+        self.shared.queue.is_empty() && self.local.borrow().is_empty()
+    }
 }
 
 kernel_slot! {
@@ -255,11 +285,14 @@ impl HostBuilder {
                 tasks: RefCell::new(BTreeMap::new()),
                 next_id: Cell::new(1),
                 current: RefCell::new(None),
+                current_requested: Cell::new(core::ptr::null()),
                 guest: RefCell::new(None),
                 guest_wake: RefCell::new(None),
                 trace: self.trace,
                 policy: self.seed.map(Policy::seeded),
                 closed: Cell::new(false),
+                batch: RefCell::new(Vec::new()),
+                local: RefCell::new(Vec::new()),
                 #[cfg(feature = "std")]
                 reactor: Some(reactor),
             }),
@@ -416,10 +449,18 @@ impl Host {
         }
     }
 
-    /// Runs the loop until no host task is left and no guest run is active.
+    /// Runs the loop until nothing is left to do: no host task, no queued job, no pending
+    /// `call_at`/`call_later` callback, no active guest run.
     pub fn run(&self) {
         let _cx = self.enter();
-        while !(self.core.tasks.borrow().is_empty() && !self.guest_running() && self.core.shared.queue.is_empty()) {
+        // Armed timers count as work: a pending `call_later` callback must run, not be dropped
+        // with the host. (A task's `Sleep` timer is disarmed when the sleep is dropped, so a
+        // timer never outlives the task that armed it.)
+        while !(self.core.tasks.borrow().is_empty()
+            && !self.guest_running()
+            && self.core.no_jobs()
+            && self.core.timers.borrow().is_empty())
+        {
             self.turn(false);
         }
     }
@@ -475,12 +516,19 @@ impl Host {
     }
 
     fn collect_guest_timer(&self) {
+        if self.core.shared.guest_timer.is_empty() {
+            return;
+        }
         while let Ok((d, tick)) = self.core.shared.guest_timer.pop() {
             *self.core.guest_wake.borrow_mut() = (d != Instant::NEVER).then_some((d, tick));
         }
     }
 
     fn fire_timers(&self) {
+        self.collect_guest_timer();
+        if self.core.timers.borrow().is_empty() && self.core.guest_wake.borrow().is_none() {
+            return;
+        }
         let now = self.core.clock.now();
         loop {
             let t = self.core.timers.borrow_mut().pop_expired(now);
@@ -490,32 +538,36 @@ impl Host {
                 None => break,
             }
         }
-        self.collect_guest_timer();
         let due = self.core.guest_wake.borrow().as_ref().is_some_and(|w| w.0 <= now);
-        if due {
-            if let Some((_, tick)) = self.core.guest_wake.borrow_mut().take() {
-                self.core.shared.push(Job::Guest(tick));
-            }
+        if due && let Some((_, tick)) = self.core.guest_wake.borrow_mut().take() {
+            self.core.shared.push(Job::Guest(tick));
         }
     }
 
+    /// Runs the jobs queued when the turn began: the injector's (older: queued from other
+    /// threads or before the loop ran), then the local FIFO's.
     fn run_batch(&self) -> usize {
         let n = self.core.shared.queue.len();
-        if n == 0 {
+        if n == 0 && self.core.local.borrow().is_empty() {
             return 0;
         }
-        let mut batch: Vec<Job> = Vec::with_capacity(n);
-        for _ in 0..n {
-            match self.core.shared.queue.pop() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+        let mut batch = core::mem::take(&mut *self.core.batch.borrow_mut());
+        if n == 0 {
+            core::mem::swap(&mut batch, &mut *self.core.local.borrow_mut());
+        } else {
+            for _ in 0..n {
+                match self.core.shared.queue.pop() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
             }
+            batch.append(&mut self.core.local.borrow_mut());
         }
         if let Some(p) = &self.core.policy {
             p.permute(&mut batch);
         }
         let ran = batch.len();
-        for job in batch {
+        for job in batch.drain(..) {
             match job {
                 Job::Task(r) => {
                     if let Some(t) = &self.core.trace {
@@ -528,6 +580,7 @@ impl Host {
                 Job::Guest(tick) => tick.run_on_host(),
             }
         }
+        *self.core.batch.borrow_mut() = batch;
         ran
     }
 
@@ -545,7 +598,7 @@ impl Host {
     fn park(&self, main_woken: &AtomicBool) {
         let shared = &self.core.shared;
         shared.sleeping.store(true, Ordering::SeqCst);
-        if !shared.queue.is_empty() || main_woken.load(Ordering::SeqCst) {
+        if !self.core.no_jobs() || main_woken.load(Ordering::SeqCst) {
             shared.sleeping.store(false, Ordering::SeqCst);
             return;
         }
@@ -554,24 +607,7 @@ impl Host {
         #[cfg(feature = "std")]
         {
             let reactor = self.core.reactor.as_ref().expect("std hosts have a reactor");
-            let fds = reactor.has_interests();
-            if fds {
-                // Real I/O first: only jump the clock when no fd is ready either.
-                if reactor.park(Some(Duration::ZERO)).map_or(0, |p| p.woken) > 0 {
-                    shared.sleeping.store(false, Ordering::SeqCst);
-                    return;
-                }
-            }
-            match deadline {
-                Some(d) if clock.now() >= d => {}
-                Some(d) if clock.autojump(d) => {}
-                Some(d) => {
-                    let _ = reactor.park(Some(d - clock.now()));
-                }
-                None => {
-                    let _ = reactor.park(None);
-                }
-            }
+            crate::reactor::park_until(reactor, &**clock, deadline);
         }
         #[cfg(not(feature = "std"))]
         {
@@ -600,7 +636,7 @@ impl Drop for Host {
         loop {
             let wakers: Vec<(u64, Waker)> =
                 self.core.tasks.borrow().iter().map(|(id, e)| (*id, e.waker.clone())).collect();
-            if wakers.is_empty() && self.core.shared.queue.is_empty() {
+            if wakers.is_empty() && self.core.no_jobs() {
                 break;
             }
             for (_, w) in wakers {
@@ -609,6 +645,8 @@ impl Drop for Host {
             while let Ok(job) = self.core.shared.queue.pop() {
                 drop(job);
             }
+            let local: Vec<Job> = self.core.local.borrow_mut().drain(..).collect();
+            drop(local);
         }
         *self.core.timers.borrow_mut() = Timers::new();
         *self.core.guest_wake.borrow_mut() = None;
@@ -699,7 +737,8 @@ where
 {
     let id = core.next_id.get();
     core.next_id.set(id + 1);
-    let ctl = Rc::new(TaskCtl { id, cancel: RefCell::new(None), core: Rc::downgrade(core) });
+    let ctl =
+        Rc::new(TaskCtl { id, requested: Cell::new(false), cancel: RefCell::new(None), core: Rc::downgrade(core) });
     let shared = core.shared.clone();
     let schedule = move |r: Runnable<u64>| shared.push(Job::Task(r));
     let wrapped = HostTask { fut, ctl: ctl.clone() };
@@ -743,7 +782,9 @@ impl<F: Future> Future for HostTask<F> {
             return Poll::Ready(Err(cancel_before.unwrap_or(Cancelled::new("host shut down"))));
         };
         let prev = core.current.replace(Some(this.ctl.clone()));
+        let prev_flag = core.current_requested.replace(&this.ctl.requested);
         let r = fut.poll(cx);
+        core.current_requested.set(prev_flag);
         *core.current.borrow_mut() = prev;
         match r {
             Poll::Ready(v) => Poll::Ready(Ok(v)),
@@ -797,7 +838,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether cancellation was requested.
     pub fn is_cancel_requested(&self) -> bool {
-        self.ctl.cancel.borrow().is_some()
+        self.ctl.requested.get()
     }
 
     /// Whether the task has finished (returned or been dropped).
@@ -840,9 +881,7 @@ impl<T> Future for JoinHandle<T> {
         match Pin::new(task).poll(cx) {
             Poll::Ready(r) => {
                 self.task = None;
-                Poll::Ready(r.unwrap_or_else(|| {
-                    Err(ctl.cancelled().unwrap_or(Cancelled::new("host shut down")))
-                }))
+                Poll::Ready(r.unwrap_or_else(|| Err(ctl.cancelled().unwrap_or(Cancelled::new("host shut down")))))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -852,6 +891,14 @@ impl<T> Future for JoinHandle<T> {
 /// The cancellation check of host-aware awaits: `Err(Cancelled{reason})` if the host task being
 /// polled has been cancelled. `Ok` outside a host task.
 pub fn check_cancelled() -> core::result::Result<(), Cancelled> {
+    let requested = with_core(|core| {
+        // SAFETY: non-null only while `HostTask::poll` runs, which holds the `Rc<TaskCtl>` that
+        // owns the flag (see `Core::current_requested`).
+        unsafe { core.current_requested.get().as_ref() }.is_some_and(Cell::get)
+    });
+    if requested != Some(true) {
+        return Ok(());
+    }
     with_core(|core| match core.current.borrow().as_ref() {
         Some(ctl) => ctl.cancelled().map_or(Ok(()), Err),
         None => Ok(()),

@@ -44,11 +44,7 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 pub fn set_nonblocking(fd: impl AsFd, nonblocking: bool) -> io::Result<()> {
     let fd = fd.as_fd();
     let flags = sys::get_status_flags(fd)?;
-    let wanted = if nonblocking {
-        flags | libc::O_NONBLOCK
-    } else {
-        flags & !libc::O_NONBLOCK
-    };
+    let wanted = if nonblocking { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
     if wanted == flags {
         return Ok(());
     }
@@ -95,10 +91,7 @@ impl AsyncFd {
     /// ```
     pub fn new(fd: OwnedFd, reactor: &Reactor) -> io::Result<AsyncFd> {
         set_nonblocking(&fd, true)?;
-        Ok(AsyncFd {
-            fd,
-            reactor: reactor.clone(),
-        })
+        Ok(AsyncFd { fd, reactor: reactor.clone() })
     }
 
     /// Reads into `buf`: `Ok(0)` at end-of-file (or for an empty `buf`), otherwise the number
@@ -222,8 +215,6 @@ impl AsRawFd for AsyncFd {
 
 impl fmt::Debug for AsyncFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncFd")
-            .field("fd", &self.fd.as_raw_fd())
-            .finish_non_exhaustive()
+        f.debug_struct("AsyncFd").field("fd", &self.fd.as_raw_fd()).finish_non_exhaustive()
     }
 }

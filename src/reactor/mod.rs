@@ -187,6 +187,25 @@ thread_local! {
     static CURRENT: RefCell<Option<Reactor>> = const { RefCell::new(None) };
 }
 
+/// Parks the loop that owns `reactor` until an fd is ready, a wake arrives, or `clock` reaches
+/// `deadline`. Real I/O comes first: a virtual clock autojumps to the deadline only when no fd
+/// is ready either (every task of every loop is blocked).
+pub(crate) fn park_until(reactor: &Reactor, clock: &dyn crate::time::Clock, deadline: Option<crate::time::Instant>) {
+    if reactor.has_interests() && reactor.park(Some(Duration::ZERO)).map_or(0, |p| p.woken) > 0 {
+        return;
+    }
+    match deadline {
+        Some(d) if clock.now() >= d => {}
+        Some(d) if clock.autojump(d) => {}
+        Some(d) => {
+            let _ = reactor.park(Some(d - clock.now()));
+        }
+        None => {
+            let _ = reactor.park(None);
+        }
+    }
+}
+
 impl Reactor {
     /// A new reactor with no interests. Opens one descriptor (the wake eventfd).
     ///
@@ -196,10 +215,7 @@ impl Reactor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn new() -> io::Result<Reactor> {
-        let wake = Arc::new(WakeFd {
-            fd: sys::eventfd()?,
-            pending: AtomicBool::new(false),
-        });
+        let wake = Arc::new(WakeFd { fd: sys::eventfd()?, pending: AtomicBool::new(false) });
         let state = RefCell::new(State {
             next_key: 0,
             interests: BTreeMap::new(),
@@ -207,9 +223,7 @@ impl Reactor {
             keys: Vec::new(),
             wakers: Vec::new(),
         });
-        Ok(Reactor {
-            inner: Rc::new(Inner { wake, state }),
-        })
+        Ok(Reactor { inner: Rc::new(Inner { wake, state }) })
     }
 
     /// A `Send + Sync + Clone` handle that any thread may use to make a parked `park` (or the
@@ -223,9 +237,7 @@ impl Reactor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn notifier(&self) -> Notifier {
-        Notifier {
-            wake: Arc::clone(&self.inner.wake),
-        }
+        Notifier { wake: Arc::clone(&self.inner.wake) }
     }
 
     /// A future that resolves once a [`park`](Self::park) saw `fd` readable (`POLLIN`, or
@@ -291,27 +303,13 @@ impl Reactor {
     /// ```
     pub fn park(&self, timeout: Option<Duration>) -> io::Result<Parked> {
         let mut state = self.inner.state.borrow_mut();
-        let State {
-            interests,
-            pollfds,
-            keys,
-            wakers,
-            ..
-        } = &mut *state;
+        let State { interests, pollfds, keys, wakers, .. } = &mut *state;
         pollfds.clear();
         keys.clear();
-        pollfds.push(libc::pollfd {
-            fd: self.inner.wake.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        pollfds.push(libc::pollfd { fd: self.inner.wake.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         for (&key, interest) in interests.iter().filter(|(_, i)| i.waiting()) {
             keys.push(key);
-            pollfds.push(libc::pollfd {
-                fd: interest.fd,
-                events: interest.events,
-                revents: 0,
-            });
+            pollfds.push(libc::pollfd { fd: interest.fd, events: interest.events, revents: 0 });
         }
         match sys::poll(pollfds, timeout_ms(timeout)) {
             Ok(0) => return Ok(Parked::default()),
@@ -337,10 +335,7 @@ impl Reactor {
         if notified {
             self.inner.wake.drain();
         }
-        let parked = Parked {
-            woken: woken.len(),
-            notified,
-        };
+        let parked = Parked { woken: woken.len(), notified };
         for waker in woken.drain(..) {
             waker.wake();
         }
@@ -363,12 +358,7 @@ impl Reactor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn has_interests(&self) -> bool {
-        self.inner
-            .state
-            .borrow()
-            .interests
-            .values()
-            .any(Interest::waiting)
+        self.inner.state.borrow().interests.values().any(Interest::waiting)
     }
 
     /// The reactor that this thread's loop owner [entered](Self::enter), if any.
@@ -435,9 +425,7 @@ impl fmt::Debug for Reactor {
 fn timeout_ms(timeout: Option<Duration>) -> c_int {
     match timeout {
         None => -1,
-        Some(timeout) => {
-            c_int::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)
-        }
+        Some(timeout) => c_int::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX),
     }
 }
 
@@ -487,12 +475,7 @@ pub struct Readiness {
 
 impl Readiness {
     fn new(reactor: &Reactor, fd: RawFd, events: c_short) -> Readiness {
-        Readiness {
-            reactor: reactor.clone(),
-            fd,
-            events,
-            key: None,
-        }
+        Readiness { reactor: reactor.clone(), fd, events, key: None }
     }
 
     /// The descriptor this future waits on.
@@ -519,12 +502,7 @@ impl Future for Readiness {
             state.next_key += 1;
             state.interests.insert(
                 key,
-                Interest {
-                    fd: this.fd,
-                    events: this.events,
-                    waker: Some(cx.waker().clone()),
-                    revents: 0,
-                },
+                Interest { fd: this.fd, events: this.events, waker: Some(cx.waker().clone()), revents: 0 },
             );
             this.key = Some(key);
             return Poll::Pending;
@@ -536,11 +514,7 @@ impl Future for Readiness {
             unreachable!("a registered interest is removed only by its Readiness");
         };
         if interest.waiting() {
-            if interest
-                .waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
+            if interest.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 return Poll::Pending;
             }
             let old = interest.waker.replace(cx.waker().clone());
@@ -572,11 +546,7 @@ impl Drop for Readiness {
 
 impl fmt::Debug for Readiness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let direction = if self.events == libc::POLLIN {
-            "readable"
-        } else {
-            "writable"
-        };
+        let direction = if self.events == libc::POLLIN { "readable" } else { "writable" };
         f.debug_struct("Readiness")
             .field("fd", &self.fd)
             .field("direction", &direction)
@@ -600,8 +570,6 @@ impl Drop for EnterGuard {
 
 impl fmt::Debug for EnterGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnterGuard")
-            .field("previous", &self.previous)
-            .finish()
+        f.debug_struct("EnterGuard").field("previous", &self.previous).finish()
     }
 }

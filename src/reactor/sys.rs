@@ -21,11 +21,7 @@ use libc::c_int;
 
 /// Turns a `-1` return into the thread's `errno`.
 fn cvt(ret: c_int) -> io::Result<c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 /// Turns a `-1` byte count into the thread's `errno`.
@@ -36,8 +32,7 @@ fn cvt_len(ret: isize) -> io::Result<usize> {
 /// `poll(2)`: waits until an entry of `fds` is ready or `timeout_ms` passes (`-1`: forever).
 /// Returns how many entries have a non-zero `revents`.
 pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: c_int) -> io::Result<usize> {
-    let nfds = libc::nfds_t::try_from(fds.len())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let nfds = libc::nfds_t::try_from(fds.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `fds` is an exclusively borrowed slice of `nfds` initialised `pollfd`s; the
     // kernel writes only their `revents` fields, inside the slice, and keeps no pointer to it
     // after returning. The descriptor numbers in it need not be open (see the module docs).

@@ -13,29 +13,47 @@
 //! [`Error::Lagged`] with the count it missed, then continues from the head. Without subscribers
 //! there is one cursor and values are moved out, never cloned.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::task::Waker;
 
 use super::translate::{Link, RecvVerdict};
 use crate::{Error, Result};
 
-/// Parked wakers of one side, woken all at once on any change.
+/// Parked wakers of one side, woken all at once on any change. Usually one task waits, so
+/// the first waker has a slot of its own and the list stays unallocated.
 #[derive(Default)]
-pub(crate) struct Waiters(RefCell<alloc::vec::Vec<Waker>>);
+pub(crate) struct Waiters {
+    first: RefCell<Option<Waker>>,
+    more: RefCell<Vec<Waker>>,
+}
 
 impl Waiters {
     pub(crate) fn register(&self, w: &Waker) {
-        let mut v = self.0.borrow_mut();
-        if !v.iter().any(|x| x.will_wake(w)) {
-            v.push(w.clone());
+        let mut first = self.first.borrow_mut();
+        match &*first {
+            None => *first = Some(w.clone()),
+            Some(f) if f.will_wake(w) => {}
+            Some(_) => {
+                let mut more = self.more.borrow_mut();
+                if !more.iter().any(|x| x.will_wake(w)) {
+                    more.push(w.clone());
+                }
+            }
         }
     }
 
     pub(crate) fn wake_all(&self) {
-        let v = core::mem::take(&mut *self.0.borrow_mut());
-        for w in v {
+        let first = self.first.borrow_mut().take();
+        if let Some(w) = first {
             w.wake();
+        }
+        if !self.more.borrow().is_empty() {
+            let more = core::mem::take(&mut *self.more.borrow_mut());
+            for w in more {
+                w.wake();
+            }
         }
     }
 }
@@ -49,8 +67,10 @@ pub(crate) struct Ring<T> {
     head: u64,
     /// Values pulled by the fastest reader (released by the machine).
     pulled: u64,
-    /// Reader cursors (next sequence number each will read).
-    cursors: BTreeMap<u64, u64>,
+    /// The channel's own cursor (next sequence number `receive` reads).
+    primary: u64,
+    /// Subscribers' ids and cursors, in subscription order (few; a `Vec` beats a map).
+    subs: Vec<(u64, u64)>,
     next_reader: u64,
     /// How many already-pulled values are kept for slower readers.
     retain: usize,
@@ -60,9 +80,16 @@ pub(crate) struct Ring<T> {
 
 impl<T> Ring<T> {
     pub(crate) fn new(retain: usize) -> Ring<T> {
-        let mut cursors = BTreeMap::new();
-        cursors.insert(PRIMARY, 0);
-        Ring { buf: VecDeque::new(), head: 0, pulled: 0, cursors, next_reader: 1, retain: retain.max(1), clone: None }
+        Ring {
+            buf: VecDeque::new(),
+            head: 0,
+            pulled: 0,
+            primary: 0,
+            subs: Vec::new(),
+            next_reader: PRIMARY + 1,
+            retain: retain.max(1),
+            clone: None,
+        }
     }
 
     pub(crate) fn push(&mut self, v: T) {
@@ -74,25 +101,34 @@ impl<T> Ring<T> {
         self.clone = Some(clone);
         let id = self.next_reader;
         self.next_reader += 1;
-        self.cursors.insert(id, self.pulled);
+        self.subs.push((id, self.pulled));
         id
     }
 
     pub(crate) fn unsubscribe(&mut self, id: u64) {
-        self.cursors.remove(&id);
+        self.subs.retain(|&(i, _)| i != id);
         self.trim();
+    }
+
+    fn cursor(&mut self, reader: u64) -> Option<&mut u64> {
+        if reader == PRIMARY {
+            return Some(&mut self.primary);
+        }
+        self.subs.iter_mut().find(|(i, _)| *i == reader).map(|(_, c)| c)
     }
 
     /// One read by `reader`, consulting the machine when it needs a new value or the end.
     pub(crate) fn read(&mut self, reader: u64, link: &mut Link) -> ReadOutcome<T> {
-        let Some(&c) = self.cursors.get(&reader) else {
+        let (head, pulled) = (self.head, self.pulled);
+        let Some(cursor) = self.cursor(reader) else {
             return ReadOutcome::Done(Err(Error::Closed));
         };
-        if c < self.head {
-            self.cursors.insert(reader, self.head);
-            return ReadOutcome::Done(Err(Error::Lagged { skipped: self.head - c }));
+        let c = *cursor;
+        if c < head {
+            *cursor = head;
+            return ReadOutcome::Done(Err(Error::Lagged { skipped: head - c }));
         }
-        if c == self.pulled {
+        if c == pulled {
             match link.guest_recv() {
                 RecvVerdict::Value => self.pulled += 1,
                 RecvVerdict::Wait => return ReadOutcome::Wait,
@@ -101,7 +137,8 @@ impl<T> Ring<T> {
             }
         }
         let idx = (c - self.head) as usize;
-        let shared = self.cursors.iter().any(|(&id, &other)| id != reader && other <= c);
+        let shared =
+            (reader != PRIMARY && self.primary <= c) || self.subs.iter().any(|&(id, other)| id != reader && other <= c);
         let v = if !shared && idx == 0 {
             self.head += 1;
             self.buf.pop_front().expect("cursor within the ring")
@@ -109,14 +146,18 @@ impl<T> Ring<T> {
             let clone = self.clone.expect("a value shared between readers implies a subscriber");
             clone(&self.buf[idx])
         };
-        self.cursors.insert(reader, c + 1);
-        self.trim();
+        if let Some(cursor) = self.cursor(reader) {
+            *cursor = c + 1;
+        }
+        if !self.subs.is_empty() {
+            self.trim();
+        }
         ReadOutcome::Done(Ok(Some(v)))
     }
 
     /// Drops values no reader needs, and pulled values beyond what is retained for laggards.
     fn trim(&mut self) {
-        let min = self.cursors.values().copied().min().unwrap_or(self.pulled).min(self.pulled);
+        let min = self.subs.iter().map(|&(_, c)| c).fold(self.primary.min(self.pulled), u64::min);
         while self.head < min {
             self.buf.pop_front();
             self.head += 1;

@@ -117,7 +117,8 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
         let core = Rc::new(Core::new(link, cap_to_guest));
         let result = Rc::new(RefCell::new(None));
         let fut = target(HostChannel { core: core.clone() });
-        let side = HostSide { fut, guard: EndGuard { core: core.clone(), result: result.clone(), seen: None, done: false } };
+        let side =
+            HostSide { fut, guard: EndGuard { core: core.clone(), result: result.clone(), seen: None, done: false } };
         let handle = host::spawn(side).ok_or(Error::NotInfected)?;
         core.number.set(handle.id());
         trace("open", handle.id());
@@ -239,13 +240,16 @@ where
         Err(e) => {
             let end = if e.is_cancelled() { GuestEnd::Cancelled } else { GuestEnd::Exited };
             chan.pair.finish_guest(end).await;
-            return Err(e);
+            // The same rule as at block exit: a host failure of its own (say, after the open call
+            // was cancelled) is not masked by the cancellation. Returning `Err(e)` here lost it
+            // (found by fuzzing/cancel_translation.rs, seed `bug_open_cancelled_masks_host_failure`).
+            let out = chan.pair.core.link.borrow().block_result(Err(e));
+            return out;
         }
     };
     let r = body(&chan, first).await;
     chan.pair.finish_guest(GuestEnd::of(&r)).await;
-    let out = chan.pair.core.link.borrow().block_result(r);
-    out
+    chan.pair.core.link.borrow().block_result(r)
 }
 
 /// Runs `task` as a host task and returns its value or its translated error
@@ -277,8 +281,7 @@ pub async fn run_task<R: 'static>(task: impl Future<Output = Result<R>> + 'stati
         }
         Err(e) => {
             pair.finish_guest(GuestEnd::Cancelled).await;
-            let out = pair.core.link.borrow().block_result::<R>(Err(e));
-            out
+            pair.core.link.borrow().block_result::<R>(Err(e))
         }
     }
 }

@@ -56,15 +56,10 @@ pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 /// # Ok::<(), infect::wire::WireError>(())
 /// ```
 pub fn encode_frame(msg: &Msg, max: usize) -> Result<Vec<u8>, WireError> {
-    let frame = postcard::to_allocvec_cobs(msg).map_err(|cause| WireError::Encode {
-        type_name: core::any::type_name::<Msg>(),
-        cause,
-    })?;
+    let frame = postcard::to_allocvec_cobs(msg)
+        .map_err(|cause| WireError::Encode { type_name: core::any::type_name::<Msg>(), cause })?;
     if frame.len() > max {
-        return Err(WireError::FrameTooLarge {
-            size: frame.len(),
-            max,
-        });
+        return Err(WireError::FrameTooLarge { size: frame.len(), max });
     }
     Ok(frame)
 }
@@ -129,17 +124,8 @@ impl<const MAX: usize> FrameDecoder<MAX> {
     /// assert_eq!(FrameDecoder::<1024>::MAX_FRAME, 1024);
     /// ```
     pub fn new() -> Self {
-        const {
-            assert!(
-                MAX >= 2,
-                "a frame limit below 2 bytes cannot hold any frame"
-            )
-        };
-        FrameDecoder {
-            frame: Box::new(heapless::Vec::new()),
-            discarded: 0,
-            ready: VecDeque::new(),
-        }
+        const { assert!(MAX >= 2, "a frame limit below 2 bytes cannot hold any frame") };
+        FrameDecoder { frame: Box::new(heapless::Vec::new()), discarded: 0, ready: VecDeque::new() }
     }
 
     /// Feeds the next bytes of the stream, in chunks of any size (empty ones included). Every
@@ -183,14 +169,9 @@ impl<const MAX: usize> FrameDecoder<MAX> {
     /// ```
     pub fn finish(&mut self) -> Option<WireError> {
         let unfinished = if self.discarded > 0 {
-            Some(WireError::FrameTooLarge {
-                size: self.discarded,
-                max: MAX,
-            })
+            Some(WireError::FrameTooLarge { size: self.discarded, max: MAX })
         } else if !self.frame.is_empty() {
-            Some(WireError::Truncated {
-                bytes: self.frame.len(),
-            })
+            Some(WireError::Truncated { bytes: self.frame.len() })
         } else {
             None
         };
@@ -219,9 +200,7 @@ impl<const MAX: usize> FrameDecoder<MAX> {
             self.discarded = self.discarded.saturating_add(bytes.len());
         } else if self.frame.len() + bytes.len() < MAX {
             // Still fits: the frame plus its delimiter stays within MAX.
-            self.frame
-                .extend_from_slice(bytes)
-                .expect("len + bytes < MAX = capacity");
+            self.frame.extend_from_slice(bytes).expect("len + bytes < MAX = capacity");
         } else {
             self.discarded = self.frame.len() + bytes.len();
             self.frame.clear();
@@ -233,8 +212,7 @@ impl<const MAX: usize> FrameDecoder<MAX> {
         if self.discarded > 0 {
             let size = self.discarded.saturating_add(1);
             self.discarded = 0;
-            self.ready
-                .push_back(Err(WireError::FrameTooLarge { size, max: MAX }));
+            self.ready.push_back(Err(WireError::FrameTooLarge { size, max: MAX }));
         } else if !self.frame.is_empty() {
             let outcome = decode_frame(self.frame.as_mut_slice());
             self.frame.clear();
@@ -310,10 +288,7 @@ mod tests {
     /// A `Return` whose frame is exactly `size` bytes.
     fn msg_of_frame_size(size: usize) -> Msg {
         (0..size)
-            .map(|n| Msg::Return {
-                cid: 5,
-                value: vec![0x42; n],
-            })
+            .map(|n| Msg::Return { cid: 5, value: vec![0x42; n] })
             .find(|m| encode_frame(m, usize::MAX).unwrap().len() == size)
             .expect("some payload length gives that frame size")
     }
@@ -327,15 +302,8 @@ mod tests {
         // Payload lengths around the 254-byte COBS block size, with and without zeros.
         for len in [0, 1, 2, 252, 253, 254, 255, 256, 507, 508, 509, 600] {
             for pattern in [0u8, 1, 0xFF] {
-                let value: Vec<u8> = (0..len)
-                    .map(|i| {
-                        if pattern == 1 {
-                            (i % 7) as u8
-                        } else {
-                            pattern.wrapping_add(1)
-                        }
-                    })
-                    .collect();
+                let value: Vec<u8> =
+                    (0..len).map(|i| if pattern == 1 { (i % 7) as u8 } else { pattern.wrapping_add(1) }).collect();
                 let msg = Msg::Yield { cid: 3, value };
                 let mut frame = encode_frame(&msg, usize::MAX).unwrap();
                 assert_eq!(frame.pop(), Some(0));
@@ -362,16 +330,10 @@ mod tests {
         fits.push(&frame);
         assert_eq!(drain(&mut fits), [Ok(msg.clone())]);
 
-        assert_eq!(
-            encode_frame(&msg, 63),
-            Err(WireError::FrameTooLarge { size: 64, max: 63 })
-        );
+        assert_eq!(encode_frame(&msg, 63), Err(WireError::FrameTooLarge { size: 64, max: 63 }));
         let mut too_small = FrameDecoder::<63>::new();
         too_small.push(&frame);
-        assert_eq!(
-            drain(&mut too_small),
-            [Err(WireError::FrameTooLarge { size: 64, max: 63 })]
-        );
+        assert_eq!(drain(&mut too_small), [Err(WireError::FrameTooLarge { size: 64, max: 63 })]);
     }
 
     #[test]
@@ -387,10 +349,7 @@ mod tests {
         }
         assert_eq!(drain(&mut decoder), []);
         decoder.push(&[0]);
-        assert_eq!(
-            drain(&mut decoder),
-            [Err(WireError::FrameTooLarge { size: 41, max: 16 })]
-        );
+        assert_eq!(drain(&mut decoder), [Err(WireError::FrameTooLarge { size: 41, max: 16 })]);
         assert_eq!(decoder.buffered(), 0);
     }
 
@@ -438,10 +397,7 @@ mod tests {
     fn finish_resets_the_decoder_for_a_new_stream() {
         let mut decoder = FrameDecoder::<8>::new();
         decoder.push(&[0x11; 20]);
-        assert_eq!(
-            decoder.finish(),
-            Some(WireError::FrameTooLarge { size: 20, max: 8 })
-        );
+        assert_eq!(decoder.finish(), Some(WireError::FrameTooLarge { size: 20, max: 8 }));
         assert_eq!(decoder.buffered(), 0);
         decoder.push(&encode_frame(&Msg::Stop { cid: 2 }, 8).unwrap());
         assert_eq!(drain(&mut decoder), [Ok(Msg::Stop { cid: 2 })]);

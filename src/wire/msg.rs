@@ -242,10 +242,7 @@ impl Msg {
 /// # Ok::<(), infect::wire::WireError>(())
 /// ```
 pub fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
-    postcard::to_allocvec(value).map_err(|cause| WireError::Encode {
-        type_name: core::any::type_name::<T>(),
-        cause,
-    })
+    postcard::to_allocvec(value).map_err(|cause| WireError::Encode { type_name: core::any::type_name::<T>(), cause })
 }
 
 /// Deserializes payload bytes into a user value. Every byte must be used: bytes left over mean
@@ -260,18 +257,11 @@ pub fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireE
 /// # Ok::<(), infect::wire::WireError>(())
 /// ```
 pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
-    decode_exact(bytes).map_err(|reason| WireError::Decode {
-        type_name: core::any::type_name::<T>(),
-        reason,
-    })
+    decode_exact(bytes).map_err(|reason| WireError::Decode { type_name: core::any::type_name::<T>(), reason })
 }
 
 /// Deserializes a `T` that must use every byte of `bytes`.
 pub(super) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Malformed> {
     let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(Malformed::Postcard)?;
-    if rest.is_empty() {
-        Ok(value)
-    } else {
-        Err(Malformed::TrailingBytes(rest.len()))
-    }
+    if rest.is_empty() { Ok(value) } else { Err(Malformed::TrailingBytes(rest.len())) }
 }

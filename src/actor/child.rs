@@ -1,0 +1,368 @@
+//! The serving side of an actor: reads its parent's frames, runs calls as tasks, answers.
+//!
+//! Life cycle of a child actor, each step with where it happens:
+//!
+//! ```text
+//!  (1) reply Aid      (2) serve                 (3) ending                  (4) drain      (5) exit
+//! ───────────────▶ Serving ──────────────▶ Ending{ParentCancel | ParentGone | Signal} ──▶ Drained ──▶
+//!                     │  Start → task            every call's scope cancelled,
+//!                     │  Cancel{cid} → cancel    each call answers ContextCancelled
+//! ```
+//! 1. [`serve`] sends `Aid` before reading anything else.
+//! 2. `read_loop`: one reader; a `Start` is checked (namespace enabled, function known, kind,
+//!    arguments decode) and answered with `Error`, or runs as a task of the serving nursery in
+//!    its own cancel scope and is answered with `StartAck` and its outcome, in one write. `Cancel{cid}` cancels that scope, recording the
+//!    parent as canceller.
+//! 3. `Cancel{None}` (the parent's `cancel_actor`), end-of-file on the parent pipe (parent gone)
+//!    or a signal (`SIGINT`/`SIGTERM`) ends the reading and cancels every call; a call cancelled
+//!    this way reports `ContextCancelled` with the canceller: the parent for `Cancel`, this actor
+//!    for a signal or a vanished parent.
+//! 4. The calls drain (each sends its outcome). For a vanished parent or `SIGTERM` this is
+//!    bounded by [`PARENT_GONE_GRACE`](super::PARENT_GONE_GRACE); past it, or on a second
+//!    `SIGTERM`/`SIGINT` while ending, the actor exits at once: it kills and reaps its own
+//!    children, runs its teardown callbacks and exits.
+//! 5. Teardown callbacks run; after `Cancel{None}` the actor sends `CancelAck{None}`; the exit
+//!    status is 0 (cancelled by the parent, parent gone) or `128 + signo` (a signal).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::poll_fn;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use crate::guest::{self, CancelScope, Nursery};
+use crate::wire::{Cid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, WireError};
+use crate::{Error, Result};
+
+use super::conn::{Conn, reactor, readable};
+use super::endpoints::{CallFuture, Endpoint};
+use super::runtime::take_signals;
+use super::{ActorInner, PARENT_GONE_GRACE, process};
+
+/// Why the actor stops serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// `Cancel{None}` from the parent.
+    ParentCancel,
+    /// End-of-file on the parent pipe (or it failed).
+    ParentGone,
+    /// `SIGINT` or `SIGTERM`.
+    Signal(i32),
+}
+
+struct CallEntry {
+    scope: CancelScope,
+    /// Who cancelled the call, once someone did.
+    canceller: RefCell<Option<String>>,
+    what: String,
+}
+
+struct Serve {
+    actor: Rc<ActorInner>,
+    conn: Rc<Conn>,
+    calls: RefCell<BTreeMap<Cid, Rc<CallEntry>>>,
+    /// Woken when a call ends (for the drain).
+    drained: RefCell<Option<Waker>>,
+    ending: Cell<Option<Ending>>,
+    /// Stops the reader.
+    read_scope: CancelScope,
+    /// The background tasks (signal watcher, grace timer), cancelled once drained.
+    background: RefCell<Vec<CancelScope>>,
+}
+
+impl Serve {
+    fn parent_name(&self) -> String {
+        self.actor.parent.as_ref().map_or_else(String::new, |p| p.name.clone())
+    }
+
+    /// Ends serving (first reason wins) and cancels every call with `canceller`.
+    fn end(&self, why: Ending, canceller: &str) {
+        if self.ending.get().is_none() {
+            self.ending.set(Some(why));
+        }
+        self.read_scope.cancel();
+        for entry in self.calls.borrow().values() {
+            entry.canceller.borrow_mut().get_or_insert_with(|| canceller.to_owned());
+            entry.scope.cancel();
+        }
+    }
+
+    fn spawn_background(self: &Rc<Self>, n: &Nursery, fut: impl Future<Output = Result<()>> + 'static) {
+        let scope = CancelScope::new();
+        self.background.borrow_mut().push(scope.clone());
+        let _ = n.start_soon(async move { scope.run(fut).await.map(drop) });
+    }
+
+    async fn send(&self, msg: &Msg) {
+        // A parent that is gone cannot be told anything; the ending path handles it.
+        let _ = self.conn.send(msg).await;
+    }
+}
+
+use std::future::Future;
+
+/// Serves the parent until it cancels us, goes away, or a signal ends us; returns the exit
+/// status. Sends `Aid` first.
+pub(crate) async fn serve(
+    actor: Rc<ActorInner>,
+    conn: Rc<Conn>,
+    decoder: Box<FrameDecoder<DEFAULT_MAX_FRAME>>,
+    sigfd: &'static OwnedFd,
+) -> i32 {
+    let s = Rc::new(Serve {
+        actor: actor.clone(),
+        conn,
+        calls: RefCell::new(BTreeMap::new()),
+        drained: RefCell::new(None),
+        ending: Cell::new(None),
+        read_scope: CancelScope::new(),
+        background: RefCell::new(Vec::new()),
+    });
+    s.send(&Msg::Aid(actor.aid.clone())).await;
+    let s2 = s.clone();
+    let _ = guest::open_nursery(async |n| {
+        let s = s2;
+        let watcher = s.clone();
+        let nursery = n.clone();
+        s.spawn_background(n, async move { watch_signals(watcher, nursery, sigfd).await });
+        let read = s.read_scope.run(read_loop(&s, n, decoder)).await;
+        if !matches!(read, Ok(None)) && s.ending.get().is_none() {
+            // The reader ended by itself: end-of-file or a broken pipe.
+            s.ending.set(Some(Ending::ParentGone));
+        }
+        let me = s.actor.aid.name.clone();
+        match s.ending.get() {
+            Some(Ending::ParentCancel) => s.end(Ending::ParentCancel, &s.parent_name()),
+            Some(why) => {
+                s.end(why, &me);
+                if why != Ending::Signal(libc::SIGINT) {
+                    arm_grace(&s, n);
+                }
+            }
+            None => s.end(Ending::ParentGone, &me),
+        }
+        // Drain: wait until every call has sent its outcome.
+        poll_fn(|cx| {
+            if s.calls.borrow().is_empty() {
+                Poll::Ready(())
+            } else {
+                *s.drained.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        for scope in s.background.borrow().iter() {
+            scope.cancel();
+        }
+        Ok(())
+    })
+    .await;
+    actor.run_teardown();
+    match s.ending.get() {
+        Some(Ending::ParentCancel) => {
+            s.send(&Msg::CancelAck { cid: None }).await;
+            0
+        }
+        Some(Ending::Signal(sig)) => 128 + sig,
+        _ => 0,
+    }
+}
+
+/// Past the grace period the actor exits at once.
+fn arm_grace(s: &Rc<Serve>, n: &Nursery) {
+    let s2 = s.clone();
+    s.spawn_background(n, async move {
+        guest::sleep(PARENT_GONE_GRACE).await?;
+        hard_exit(&s2)
+    });
+}
+
+/// Exits now: kill and reap our children, run the teardown callbacks, exit.
+fn hard_exit(s: &Serve) -> ! {
+    process::kill_all_children();
+    s.actor.run_teardown();
+    let code = match s.ending.get() {
+        Some(Ending::Signal(sig)) => 128 + sig,
+        _ => 0,
+    };
+    std::process::exit(code)
+}
+
+async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Result<()> {
+    let r = reactor()?;
+    loop {
+        readable(&r, sigfd.as_raw_fd(), true).await?;
+        for sig in take_signals(sigfd) {
+            if sig != libc::SIGINT && sig != libc::SIGTERM {
+                continue;
+            }
+            if s.ending.get().is_some() {
+                // Asked again while ending: no more patience.
+                if sig == libc::SIGTERM || matches!(s.ending.get(), Some(Ending::Signal(_))) {
+                    hard_exit(&s);
+                }
+                continue;
+            }
+            let me = s.actor.aid.name.clone();
+            s.end(Ending::Signal(sig), &me);
+            if sig == libc::SIGTERM {
+                arm_grace(&s, &n);
+            }
+        }
+    }
+}
+
+async fn read_loop(s: &Rc<Serve>, n: &Nursery, mut decoder: Box<FrameDecoder<DEFAULT_MAX_FRAME>>) -> Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut drained = false;
+    loop {
+        for item in decoder.by_ref() {
+            match item {
+                Ok(msg) => {
+                    if dispatch(s, n, msg).await {
+                        return Ok(());
+                    }
+                }
+                Err(w) => report_wire_error(s, w).await,
+            }
+        }
+        let got = s.conn.read_some(&mut buf, true, drained).await?;
+        drained = got < buf.len();
+        if got == 0 {
+            // The parent is gone; a torn last frame is of no interest to anyone now.
+            let _ = decoder.finish();
+            s.ending.set(Some(Ending::ParentGone));
+            return Ok(());
+        }
+        decoder.push(&buf[..got]);
+    }
+}
+
+async fn report_wire_error(s: &Serve, w: WireError) {
+    let msg = error_msg(None, &Error::Wire(w), &s.actor);
+    s.send(&msg).await;
+}
+
+/// Handles one message from the parent; `true` when serving ends.
+async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg) -> bool {
+    match msg {
+        Msg::Start { cid, ns, func, args, kind } => start_call(s, n, cid, &ns, &func, &args, kind).await,
+        Msg::Cancel { cid: Some(cid) } => {
+            let entry = s.calls.borrow().get(&cid).cloned();
+            s.send(&Msg::CancelAck { cid: Some(cid) }).await;
+            if let Some(entry) = entry {
+                entry.canceller.borrow_mut().get_or_insert_with(|| s.parent_name());
+                entry.scope.cancel();
+            }
+        }
+        Msg::Cancel { cid: None } => {
+            s.ending.set(Some(Ending::ParentCancel));
+            return true;
+        }
+        // The parent reports a bad frame of ours, or ends a call we do not have: nothing to do.
+        Msg::Error { .. } => {}
+        other => {
+            let e = Error::msg("UnexpectedMessage", format!("a child actor does not expect {other:?} from its parent"));
+            s.send(&error_msg(other.cid(), &e, &s.actor)).await;
+        }
+    }
+    false
+}
+
+async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, args: &[u8], kind: FuncKind) {
+    let prepared: Result<CallFuture> = (|| {
+        let endpoint = s.actor.endpoints.lookup(&s.actor.enabled, &s.actor.aid.name, ns, func)?;
+        if endpoint.kind() != kind {
+            return Err(Error::msg(
+                "WrongFunctionKind",
+                format!("'{ns}.{func}' is a {:?} endpoint, but it was called as a {kind:?}", endpoint.kind()),
+            ));
+        }
+        match endpoint {
+            Endpoint::Function(f) => f(args),
+        }
+    })();
+    let fut = match prepared {
+        Ok(fut) => fut,
+        Err(e) => {
+            s.send(&error_msg(Some(cid), &e, &s.actor)).await;
+            return;
+        }
+    };
+    // A plain function's `StartAck` travels in the same write as its outcome (the caller
+    // needs nothing from it earlier), which saves a write and a wake-up per call.
+    let entry =
+        Rc::new(CallEntry { scope: CancelScope::new(), canceller: RefCell::new(None), what: format!("{ns}.{func}") });
+    s.calls.borrow_mut().insert(cid, entry.clone());
+    let s2 = s.clone();
+    let started = n.start_soon(async move {
+        let s = s2;
+        let out = entry.scope.run(fut).await;
+        let msg = match out {
+            Ok(Some(value)) => Msg::Return { cid, value },
+            Ok(None) | Err(Error::Cancelled) => {
+                let canceller = entry.canceller.borrow().clone().unwrap_or_else(|| s.actor.aid.name.clone());
+                Msg::Error {
+                    cid: Some(cid),
+                    src: s.actor.aid.clone(),
+                    boxed_type: "ContextCancelled".to_owned(),
+                    message: format!(
+                        "call '{}' in actor '{}' was cancelled by actor '{canceller}'",
+                        entry.what, s.actor.aid.name
+                    ),
+                    relay_path: Vec::new(),
+                    canceller: Some(canceller),
+                }
+            }
+            Err(e) => error_msg(Some(cid), &e, &s.actor),
+        };
+        // The outcome is sent whatever cancels us meanwhile.
+        let ack = Msg::StartAck { cid, functype: kind };
+        let sent = CancelScope::shielded().run(s.conn.send_all(&[&ack, &msg])).await;
+        if let Err(Error::Wire(w)) = sent {
+            // The result does not fit in a frame: say so instead.
+            let e = error_msg(Some(cid), &Error::Wire(w), &s.actor);
+            let _ = CancelScope::shielded().run(s.conn.send_all(&[&ack, &e])).await;
+        }
+        s.calls.borrow_mut().remove(&cid);
+        let w = s.drained.borrow_mut().take();
+        if let Some(w) = w {
+            w.wake();
+        }
+        Ok(())
+    });
+    if started.is_err() {
+        s.calls.borrow_mut().remove(&cid);
+    }
+}
+
+/// The `Msg::Error` for `e` raised (or relayed) in `actor`.
+pub(crate) fn error_msg(cid: Option<Cid>, e: &Error, actor: &ActorInner) -> Msg {
+    match e {
+        Error::RemoteActor(r) => relayed(cid, r, r.boxed_type.clone(), None, actor),
+        Error::ContextCancelled { canceller, remote } => {
+            relayed(cid, remote, "ContextCancelled".to_owned(), Some(canceller.clone()), actor)
+        }
+        e => Msg::Error {
+            cid,
+            src: actor.aid.clone(),
+            boxed_type: e.kind().to_owned(),
+            message: e.to_string(),
+            relay_path: Vec::new(),
+            canceller: None,
+        },
+    }
+}
+
+fn relayed(
+    cid: Option<Cid>,
+    r: &crate::error::RemoteActorError,
+    boxed_type: String,
+    canceller: Option<String>,
+    actor: &ActorInner,
+) -> Msg {
+    let mut relay_path = r.relay_path.clone();
+    relay_path.push(actor.aid.name.clone());
+    Msg::Error { cid, src: r.src.clone(), boxed_type, message: r.message.clone(), relay_path, canceller }
+}

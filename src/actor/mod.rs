@@ -1,0 +1,245 @@
+//! The actor tree (std): actors are processes, each running the guest runtime (or, infected,
+//! the host executor with the guest riding it), talking postcard/COBS frames over pipes.
+//!
+//! A binary registers its [`Endpoints`] and calls [`main`]. In the root process `main` runs the
+//! root's future; in a process spawned as an actor (the same binary re-executed, or a named
+//! program that also calls `main`) it serves the endpoints its parent enabled. Inside, a task
+//! opens an [`open_nursery`], starts actors ([`ActorNursery::start_actor`],
+//! [`ActorNursery::run_in_actor`]) and calls them through [`Portal`]s.
+//!
+//! # The message dialog
+//!
+//! ```text
+//! parent (Portal side)                                 child (serving side)
+//!  spawn: pipes on fds named by INFECT_ACTOR_PIPE ──▶  adopts them (O_CLOEXEC), death signal armed
+//!  SpawnSpec{parent, name, enable_modules, infect} ──▶  builds its actor, picks its loop
+//!                       ◀── Aid{name, uuid, pid}         handshake done: start_actor returns
+//!  Start{cid, ns, func, args, kind} ────────────────▶  looks up ns/func, decodes args
+//!                       ◀── Error{cid}                    not enabled / unknown / bad args (keeps serving)
+//!                                                       otherwise runs it as a task, and then
+//!                       ◀── StartAck{cid, functype}      (for a plain function: in one write
+//!                       ◀── Return{cid, value} | Error{cid}   with the outcome)
+//!  Cancel{cid} ─────────────────────────────────────▶  cancels that call's scope
+//!                       ◀── CancelAck{cid}, then Error{cid, ContextCancelled, canceller: parent}
+//!  Cancel{None} (cancel_actor) ─────────────────────▶  cancels every call (each answers as above),
+//!                                                       runs its teardown callbacks,
+//!                       ◀── CancelAck{None}              and exits 0
+//!  a bad frame from the peer ───────────────────────▶  Error{cid: None, boxed_type: the wire error}
+//! ```
+//!
+//! # Invariants
+//! - **No child outlives its nursery, no zombie.** An [`ActorNursery`] returns only after every
+//!   child process it spawned has been reaped. Each child has a supervisor task that waits on
+//!   its pidfd (never a blocking `waitpid` in the loop) and, when asked to end it, climbs the
+//!   ladder: `Cancel{None}` and a bounded wait ([`ActorOpts::cancel_timeout`]) → `SIGTERM` and a
+//!   bounded wait ([`ActorOpts::term_timeout`]) → `SIGKILL` → reap.
+//! - **No orphan.** A child gets `SIGTERM` when its parent dies (`PR_SET_PDEATHSIG`, armed
+//!   before `exec`, with `getppid` re-checked against the race) and also takes end-of-file on
+//!   its parent pipe as "parent gone": it cancels everything, runs its teardown callbacks and
+//!   exits, within [`PARENT_GONE_GRACE`]; if its work does not end in time it kills and reaps
+//!   its own children and exits anyway.
+//! - **Errors cross processes by kind.** An endpoint's error travels as `Msg::Error` with its
+//!   [`Error::kind`](crate::Error::kind) as `boxed_type`; the caller gets
+//!   [`Error::RemoteActor`](crate::Error::RemoteActor) (or
+//!   [`Error::ContextCancelled`](crate::Error::ContextCancelled)). An actor that relays a
+//!   remote error appends its name to the `relay_path`. A child that dies while a call waits
+//!   on it ends that call with [`Error::ActorDied`](crate::Error::ActorDied) naming the actor
+//!   and the status or signal (a `panic = "abort"` shows as `SIGABRT`).
+//! - **One-cancels-all.** A failing `run_in_actor` child, or a failing nursery block, cancels
+//!   the block and every sibling actor; the errors that caused it come out (several as one
+//!   [`ErrorGroup`](crate::ErrorGroup)), the cancellations they caused do not.
+//! - **Signals are data.** `SIGINT`/`SIGTERM` land in a self-pipe watched by the reactor (the
+//!   handler only writes one byte); no thread, no work in the handler. `SIGINT` in the root
+//!   cancels the tree and the process exits with status 130; in a child it cancels that child:
+//!   its calls end at the parent as `ContextCancelled { canceller: <child> }`, its teardown
+//!   callbacks run, it exits 130.
+//! - The tree shares the root's process group, so a terminal's Ctrl-C reaches every actor.
+//! - Process-wide state (the current actor, the signal pipe, the registry of live children) is
+//!   thread-local to the thread that called [`main`]; an actor is single-threaded.
+//!
+//! # Example
+//!
+//! `examples/actor_tree.rs` is a complete program; in short:
+//!
+//! ```no_run
+//! use infect::actor::{self, ActorOpts, Endpoints};
+//!
+//! async fn double(x: u64) -> infect::Result<u64> {
+//!     Ok(2 * x)
+//! }
+//!
+//! fn main() -> infect::Result<()> {
+//!     let endpoints = Endpoints::new().function("math", "double", double);
+//!     actor::main(endpoints, async {
+//!         actor::open_nursery(async |an| {
+//!             let portal = an.start_actor("doubler", ActorOpts::new().enable_modules(["math"])).await?;
+//!             let four: u64 = portal.run("math", "double", &2u64).await?;
+//!             assert_eq!(four, 4);
+//!             portal.cancel_actor().await?;
+//!             Ok(())
+//!         })
+//!         .await
+//!     })
+//! }
+//! ```
+
+mod child;
+mod conn;
+mod endpoints;
+mod nursery;
+mod process;
+mod runtime;
+mod sys;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub use crate::error::RemoteActorError;
+pub use endpoints::Endpoints;
+pub use nursery::{ActorNursery, ActorOpts, Portal, open_nursery};
+pub use runtime::{RootOpts, main, main_with};
+
+use crate::wire::Aid;
+
+/// How long an actor whose parent is gone (end-of-file on its pipe, or `SIGTERM`) lets its work
+/// unwind before it kills its own children and exits anyway.
+pub const PARENT_GONE_GRACE: Duration = Duration::from_millis(700);
+
+/// The state of the actor this process is.
+pub(crate) struct ActorInner {
+    aid: Aid,
+    infected: bool,
+    parent: Option<Aid>,
+    /// The namespaces this actor serves (empty for the root).
+    enabled: Vec<String>,
+    endpoints: Endpoints,
+    /// Teardown callbacks, run last-in first-out when the actor ends.
+    teardown: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// The pipe to the parent (children only, once serving), for [`Actor::write_raw_to_parent`].
+    parent_conn: RefCell<Option<Rc<conn::Conn>>>,
+}
+
+impl ActorInner {
+    /// Runs the teardown callbacks, newest first. Each runs once.
+    pub(crate) fn run_teardown(&self) {
+        loop {
+            let next = self.teardown.borrow_mut().pop();
+            match next {
+                Some(f) => f(),
+                None => break,
+            }
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<ActorInner>>> = const { RefCell::new(None) };
+}
+
+pub(crate) fn set_current(actor: Option<Rc<ActorInner>>) {
+    let old = CURRENT.with(|c| c.replace(actor));
+    drop(old);
+}
+
+pub(crate) fn current_inner() -> Option<Rc<ActorInner>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// A handle to the actor this process is (tractor's `current_actor()`).
+#[derive(Clone)]
+pub struct Actor {
+    inner: Rc<ActorInner>,
+}
+
+impl fmt::Debug for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Actor")
+            .field("aid", &self.inner.aid)
+            .field("infected", &self.inner.infected)
+            .field("enabled", &self.inner.enabled)
+            .finish()
+    }
+}
+
+/// The actor this process is.
+///
+/// # Panics
+/// Outside [`main`] (no actor runtime is running on this thread); see [`try_current_actor`].
+pub fn current_actor() -> Actor {
+    try_current_actor().expect("current_actor() called outside infect::actor::main")
+}
+
+/// The actor this process is, or `None` outside [`main`].
+///
+/// ```
+/// assert!(infect::actor::try_current_actor().is_none());
+/// ```
+pub fn try_current_actor() -> Option<Actor> {
+    current_inner().map(|inner| Actor { inner })
+}
+
+impl Actor {
+    /// The name it was started under (`"root"` for the root, unless [`RootOpts::name`] says
+    /// otherwise).
+    pub fn name(&self) -> &str {
+        &self.inner.aid.name
+    }
+
+    /// Its unique id (chosen by the actor itself when it started).
+    pub fn uid(&self) -> &str {
+        &self.inner.aid.uuid
+    }
+
+    /// Its full identity: name, uid and pid.
+    pub fn aid(&self) -> &Aid {
+        &self.inner.aid
+    }
+
+    /// Whether it runs infected: the host executor as its loop, the guest riding it, so that
+    /// `to_host` calls work.
+    pub fn is_infected(&self) -> bool {
+        self.inner.infected
+    }
+
+    /// Whether it is the root of the tree.
+    pub fn is_root(&self) -> bool {
+        self.inner.parent.is_none()
+    }
+
+    /// Its parent's identity (`None` for the root).
+    pub fn parent(&self) -> Option<&Aid> {
+        self.inner.parent.as_ref()
+    }
+
+    /// The endpoint namespaces it serves.
+    pub fn enabled_modules(&self) -> &[String] {
+        &self.inner.enabled
+    }
+
+    /// Registers `f` to run when the actor ends (tractor's `lifetime_stack`): after its work was
+    /// cancelled or finished, before the process exits, newest first. They run however the
+    /// actor ends (returned, cancelled by its parent, parent gone, `SIGINT`/`SIGTERM`), except
+    /// when it is killed outright (`SIGKILL`).
+    pub fn on_teardown(&self, f: impl FnOnce() + 'static) {
+        self.inner.teardown.borrow_mut().push(Box::new(f));
+    }
+
+    /// Writes `bytes` as they are into the pipe to the parent, bypassing the framing: a test
+    /// hook for damaged streams. Does nothing in the root.
+    #[doc(hidden)]
+    pub fn write_raw_to_parent(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let conn = self.inner.parent_conn.borrow().clone();
+        match conn {
+            Some(c) => c.write_raw(bytes),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Test hooks (hidden): reaping orphans of a killed sub-root.
+#[doc(hidden)]
+pub mod testing {
+    pub use super::sys::{reap_nohang, set_child_subreaper};
+}

@@ -1,0 +1,832 @@
+//! The parent side: [`open_nursery`], [`ActorNursery`], [`Portal`], and one supervisor per
+//! child process.
+//!
+//! Per child, three internal tasks of the nursery, each in a shielded scope (they must outlive
+//! any cancellation of the block, to reap the child):
+//! - the **reader** owns the pipe from the child: it decodes frames and routes them by call id
+//!   into the waiting calls' inboxes; it reports a bad frame back to the child and records it
+//!   ([`Portal::wire_errors`]); it ends at end-of-file.
+//! - the **supervisor** waits on the child's pidfd, on a teardown request, or on end-of-file;
+//!   then climbs the ladder (graceful `Cancel{None}` → `SIGTERM` → `SIGKILL`, each rung
+//!   bounded), reaps, and *closes* the child: every call still waiting on it ends with
+//!   [`Error::ActorDied`].
+//! - for `run_in_actor`, the **collector** runs the one call and keeps its outcome for
+//!   [`Portal::wait_for_result`]; a failure that this nursery did not cause itself starts
+//!   one-cancels-all.
+//!
+//! The nursery's own exit, in order: the block returns (or fails, or is cancelled); if it
+//! returned, wait for every `run_in_actor` outcome; then, shielded, request teardown of every
+//! child and wait until all are reaped; then the error rules: the block's error and every
+//! collector error that is not a consequence of our own cancelling come out, one bare, several
+//! as an [`ErrorGroup`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::RemoteActorError;
+use crate::guest::{self, CancelScope, Event, Nursery};
+use crate::wire::{
+    Aid, Cid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, SpawnSpec, WireError, decode_payload, encode_payload,
+};
+use crate::{Error, ErrorGroup, Result};
+
+use super::conn::{Conn, os_err, reactor, readable};
+use super::process::{self, Proc};
+use super::{ActorInner, current_inner};
+
+/// How to start a child actor.
+///
+/// ```
+/// use std::time::Duration;
+/// use infect::actor::ActorOpts;
+/// let opts = ActorOpts::new()
+///     .enable_modules(["math", "text"])
+///     .infect_host(true)
+///     .cancel_timeout(Duration::from_millis(200));
+/// assert_eq!(opts.enabled(), ["math", "text"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ActorOpts {
+    enable_modules: Vec<String>,
+    infect_host: bool,
+    program: Option<PathBuf>,
+    name: Option<String>,
+    cancel_timeout: Duration,
+    term_timeout: Duration,
+}
+
+impl Default for ActorOpts {
+    fn default() -> Self {
+        ActorOpts {
+            enable_modules: Vec::new(),
+            infect_host: false,
+            program: None,
+            name: None,
+            cancel_timeout: Duration::from_millis(500),
+            term_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+impl ActorOpts {
+    /// No namespace enabled, not infected, this binary, 500 ms per rung of the ladder.
+    pub fn new() -> ActorOpts {
+        ActorOpts::default()
+    }
+
+    /// The endpoint namespaces the child may serve (tractor's `enable_modules`); adds to those
+    /// already set.
+    pub fn enable_modules<S: Into<String>>(mut self, ns: impl IntoIterator<Item = S>) -> ActorOpts {
+        for n in ns {
+            let n = n.into();
+            if !self.enable_modules.contains(&n) {
+                self.enable_modules.push(n);
+            }
+        }
+        self
+    }
+
+    /// The namespaces enabled so far.
+    pub fn enabled(&self) -> &[String] {
+        &self.enable_modules
+    }
+
+    /// Runs the child infected: the host executor as its loop, its actor runtime as a guest
+    /// riding it (tractor's `infect_asyncio=True`).
+    pub fn infect_host(mut self, infect: bool) -> ActorOpts {
+        self.infect_host = infect;
+        self
+    }
+
+    /// Runs `program` instead of re-executing this binary; it must call
+    /// [`actor::main`](super::main) with endpoints for the enabled namespaces.
+    pub fn program(mut self, program: impl Into<PathBuf>) -> ActorOpts {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// The child's name for [`ActorNursery::run_in_actor`] (default: the function's name).
+    pub fn name(mut self, name: &str) -> ActorOpts {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// The first rung of the ladder: how long a graceful cancel (`Cancel{None}`) may take
+    /// before the child gets `SIGTERM`.
+    pub fn cancel_timeout(mut self, d: Duration) -> ActorOpts {
+        self.cancel_timeout = d;
+        self
+    }
+
+    /// The second rung: how long the child may take to exit after `SIGTERM` before `SIGKILL`.
+    pub fn term_timeout(mut self, d: Duration) -> ActorOpts {
+        self.term_timeout = d;
+        self
+    }
+}
+
+/// One call's inbox on the parent side.
+#[derive(Default)]
+struct CallSlot {
+    inbox: RefCell<VecDeque<Msg>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl CallSlot {
+    fn wake(&self) {
+        let w = self.waker.borrow_mut().take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+/// The parent's view of one child actor.
+struct ChildActor {
+    name: String,
+    me: Rc<ActorInner>,
+    conn: Conn,
+    proc: Rc<RefCell<Proc>>,
+    pid: u32,
+    cancel_timeout: Duration,
+    term_timeout: Duration,
+    /// The child's identity, once the handshake is done.
+    aid: RefCell<Option<Aid>>,
+    calls: RefCell<BTreeMap<Cid, Rc<CallSlot>>>,
+    next_cid: Cell<Cid>,
+    /// Woken on handshake, end-of-file, teardown request and close.
+    state_waiters: RefCell<Vec<Waker>>,
+    teardown_requested: Cell<bool>,
+    eof: Cell<bool>,
+    cancel_acked: Cell<bool>,
+    /// Set once the child is reaped: what every later call gets.
+    closed: RefCell<Option<Error>>,
+    graceful: Cell<bool>,
+    reaped: Event,
+    wire_errors: RefCell<Vec<WireError>>,
+    peer_errors: RefCell<Vec<Error>>,
+    /// `run_in_actor` only: the outcome of the one call.
+    one_shot: Cell<bool>,
+    result: RefCell<Option<Result<Vec<u8>>>>,
+    result_ready: Event,
+}
+
+impl ChildActor {
+    fn wake_state(&self) {
+        let ws = std::mem::take(&mut *self.state_waiters.borrow_mut());
+        for w in ws {
+            w.wake();
+        }
+    }
+
+    fn register_state(&self, w: &Waker) {
+        let mut ws = self.state_waiters.borrow_mut();
+        if !ws.iter().any(|x| x.will_wake(w)) {
+            ws.push(w.clone());
+        }
+    }
+
+    fn request_teardown(&self) {
+        if !self.teardown_requested.replace(true) {
+            self.wake_state();
+        }
+    }
+
+    fn close(&self, e: Error) {
+        *self.closed.borrow_mut() = Some(e);
+        let slots: Vec<Rc<CallSlot>> = self.calls.borrow().values().cloned().collect();
+        for s in slots {
+            s.wake();
+        }
+        self.wake_state();
+    }
+
+    fn closed_error(&self) -> Option<Error> {
+        self.closed.borrow().clone()
+    }
+
+    /// The error a peer's `Msg::Error` stands for.
+    fn remote_error(
+        src: Aid,
+        boxed_type: String,
+        message: String,
+        relay_path: Vec<String>,
+        canceller: Option<String>,
+    ) -> Error {
+        let remote = Box::new(RemoteActorError { boxed_type, message, src, relay_path });
+        if remote.boxed_type == "ContextCancelled" {
+            let canceller = canceller.unwrap_or_else(|| remote.src.name.clone());
+            Error::ContextCancelled { canceller, remote }
+        } else {
+            Error::RemoteActor(remote)
+        }
+    }
+
+    async fn send(&self, msg: &Msg) -> Result<()> {
+        self.conn.send(msg).await
+    }
+
+    /// Routes one decoded item from the child.
+    async fn dispatch(&self, item: core::result::Result<Msg, WireError>) {
+        match item {
+            Ok(Msg::Aid(aid)) => {
+                *self.aid.borrow_mut() = Some(aid);
+                self.wake_state();
+            }
+            Ok(Msg::CancelAck { cid: None }) => {
+                self.cancel_acked.set(true);
+                self.wake_state();
+            }
+            Ok(Msg::Error { cid: None, src, boxed_type, message, relay_path, canceller }) => {
+                let e = ChildActor::remote_error(src, boxed_type, message, relay_path, canceller);
+                self.peer_errors.borrow_mut().push(e);
+            }
+            Ok(msg) => {
+                let slot = msg.cid().and_then(|cid| self.calls.borrow().get(&cid).cloned());
+                if let Some(slot) = slot {
+                    slot.inbox.borrow_mut().push_back(msg);
+                    slot.wake();
+                }
+            }
+            Err(w) => {
+                let report = super::child::error_msg(None, &Error::Wire(w.clone()), &self.me);
+                self.wire_errors.borrow_mut().push(w);
+                let _ = self.send(&report).await;
+            }
+        }
+    }
+
+    /// The next message for `slot`, or the child's closing error. A cancellation point when
+    /// `cancellable`.
+    async fn next_msg(&self, slot: &CallSlot, cancellable: bool) -> Result<Msg> {
+        poll_fn(|cx| {
+            if let Some(m) = slot.inbox.borrow_mut().pop_front() {
+                return Poll::Ready(Ok(m));
+            }
+            if let Some(e) = self.closed_error() {
+                return Poll::Ready(Err(e));
+            }
+            if cancellable {
+                guest::check_cancel()?;
+            }
+            *slot.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Runs `ns.func(args)` in the child: the result's payload bytes, or the error.
+    async fn call(&self, ns: &str, func: &str, args: Vec<u8>, cancellable: bool) -> Result<Vec<u8>> {
+        let (cid, slot) = self.begin_call(ns, func, args).await?;
+        self.finish_call(cid, &slot, cancellable).await
+    }
+
+    /// Opens call `cid` and sends its `Start`. On a fresh pipe this does not block.
+    async fn begin_call(&self, ns: &str, func: &str, args: Vec<u8>) -> Result<(Cid, Rc<CallSlot>)> {
+        if let Some(e) = self.closed_error() {
+            return Err(e);
+        }
+        let cid = self.next_cid.get();
+        self.next_cid.set(cid + 1);
+        let slot = Rc::new(CallSlot::default());
+        self.calls.borrow_mut().insert(cid, slot.clone());
+        let start = Msg::Start { cid, ns: ns.to_owned(), func: func.to_owned(), args, kind: FuncKind::Function };
+        match self.send(&start).await {
+            Ok(()) | Err(Error::Closed) => Ok((cid, slot)), // a dead child: the wait reports how it died
+            Err(e) => {
+                self.calls.borrow_mut().remove(&cid);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the outcome of call `cid`; forgets the call however this ends.
+    async fn finish_call(&self, cid: Cid, slot: &CallSlot, cancellable: bool) -> Result<Vec<u8>> {
+        let _forget = ForgetCall { child: self, cid };
+        loop {
+            match self.next_msg(slot, cancellable).await {
+                Ok(Msg::StartAck { .. } | Msg::CancelAck { .. }) => {}
+                Ok(Msg::Return { value, .. }) => return Ok(value),
+                Ok(Msg::Error { src, boxed_type, message, relay_path, canceller, .. }) => {
+                    return Err(ChildActor::remote_error(src, boxed_type, message, relay_path, canceller));
+                }
+                Ok(_) => {} // context traffic: not for a plain call
+                Err(Error::Cancelled) => {
+                    // Cancel the remote call and wait (bounded) for it to end, so that it does
+                    // not outlive us.
+                    let d = self.cancel_timeout;
+                    let _ = shielded_for(d, async {
+                        self.send(&Msg::Cancel { cid: Some(cid) }).await?;
+                        loop {
+                            match self.next_msg(slot, true).await? {
+                                Msg::Return { .. } | Msg::Error { .. } => return Ok(()),
+                                _ => {}
+                            }
+                        }
+                    })
+                    .await;
+                    return Err(Error::Cancelled);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until the child's pidfd is readable (it exited). A cancellation point.
+    async fn exited(&self) -> Result<()> {
+        let fd = self.proc.borrow().pidfd();
+        readable(&reactor()?, fd, true).await
+    }
+}
+
+/// Removes a call's slot when the call ends, however it ends.
+struct ForgetCall<'a> {
+    child: &'a ChildActor,
+    cid: Cid,
+}
+
+impl Drop for ForgetCall<'_> {
+    fn drop(&mut self) {
+        self.child.calls.borrow_mut().remove(&self.cid);
+    }
+}
+
+/// Runs `body` shielded from outside cancellation, for at most `d`.
+async fn shielded_for<T>(d: Duration, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
+    let scope = CancelScope::shielded();
+    scope.set_deadline(guest::current_time() + d);
+    scope.run(body).await
+}
+
+/// The reader task: routes the child's frames until end-of-file.
+async fn reader(child: Rc<ChildActor>) {
+    let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::new());
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut drained = false;
+    loop {
+        let got = child.conn.read_some(&mut buf, false, drained).await.unwrap_or(0);
+        drained = got < buf.len();
+        if got == 0 {
+            if let Some(w) = decoder.finish() {
+                child.wire_errors.borrow_mut().push(w);
+            }
+            child.eof.set(true);
+            child.wake_state();
+            return;
+        }
+        decoder.push(&buf[..got]);
+        for item in decoder.by_ref() {
+            child.dispatch(item).await;
+        }
+    }
+}
+
+/// The supervisor task: waits for the child to exit or to be torn down, climbs the ladder if
+/// need be, reaps, closes.
+async fn supervise(child: Rc<ChildActor>) {
+    let r = match reactor() {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    let fd = child.proc.borrow().pidfd();
+    let mut exit = r.readable(fd);
+    let exited_early = poll_fn(|cx| {
+        if Pin::new(&mut exit).poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        if child.teardown_requested.get() || child.eof.get() {
+            return Poll::Ready(false);
+        }
+        child.register_state(cx.waker());
+        Poll::Pending
+    })
+    .await;
+    drop(exit);
+    if !exited_early {
+        let mut gone = false;
+        // Rung 1: graceful (or, after end-of-file, just a bounded wait for the exit).
+        let graceful = guest::move_on_after(child.cancel_timeout, async {
+            if !child.eof.get() {
+                let _ = child.send(&Msg::Cancel { cid: None }).await;
+            }
+            child.exited().await
+        })
+        .await;
+        if matches!(graceful, Ok(Some(()))) {
+            gone = true;
+            child.graceful.set(child.cancel_acked.get());
+        }
+        // Rung 2: SIGTERM.
+        if !gone {
+            child.proc.borrow().signal(libc::SIGTERM);
+            gone = matches!(guest::move_on_after(child.term_timeout, child.exited()).await, Ok(Some(())));
+        }
+        // Rung 3: SIGKILL, which cannot be ignored.
+        if !gone {
+            child.proc.borrow().signal(libc::SIGKILL);
+            let _ = child.exited().await;
+        }
+    }
+    // Reap. The pidfd said it exited, so this does not block; loop for safety all the same.
+    let status = loop {
+        let reaped = child.proc.borrow_mut().reap();
+        match reaped {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) => {
+                let _ = guest::sleep(Duration::from_millis(1)).await;
+            }
+            Err(_) => break None,
+        }
+    };
+    // Everything the child wrote before it died is delivered before its death is: wait for the
+    // reader to reach end-of-file (immediate, since the child held the only write end; bounded
+    // in case a foreign program handed its end to someone else).
+    let _ = guest::move_on_after(
+        Duration::from_secs(1),
+        poll_fn(|cx| {
+            if child.eof.get() {
+                return Poll::Ready(Ok(()));
+            }
+            guest::check_cancel()?;
+            child.register_state(cx.waker());
+            Poll::Pending
+        }),
+    )
+    .await;
+    let (code, signal) = status.map_or((None, None), process::split_status);
+    child.close(Error::ActorDied { actor: child.name.clone(), code, signal });
+    child.reaped.set();
+}
+
+/// A handle to a child actor: call its endpoints, cancel it (tractor's `Portal`).
+#[derive(Clone)]
+pub struct Portal {
+    child: Rc<ChildActor>,
+}
+
+impl fmt::Debug for Portal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Portal")
+            .field("name", &self.child.name)
+            .field("pid", &self.child.pid)
+            .field("closed", &self.child.closed.borrow().is_some())
+            .finish()
+    }
+}
+
+impl Portal {
+    /// Runs function `func` of namespace `ns` in the actor with `args` and returns its result.
+    ///
+    /// A failure in the actor comes back as [`Error::RemoteActor`] (its `boxed_type` is the
+    /// remote error's kind); an actor that dies meanwhile as [`Error::ActorDied`]; arguments
+    /// too big for a frame as `Error::Wire(FrameTooLarge)` before anything is sent. Cancelling
+    /// the caller cancels the remote call and waits (at most the cancel timeout) for it to end.
+    pub async fn run<A: Serialize + ?Sized, R: DeserializeOwned>(&self, ns: &str, func: &str, args: &A) -> Result<R> {
+        let args = encode_payload(args)?;
+        let value = self.child.call(ns, func, args, true).await?;
+        Ok(decode_payload(&value)?)
+    }
+
+    /// Cancels the actor and waits until its process is reaped (tractor's `cancel_actor`),
+    /// climbing the ladder if need be. `Ok(true)` if it ended gracefully (acknowledged the
+    /// cancel and exited in time), `Ok(false)` if it had to be signalled or was already gone.
+    /// Not a cancellation point: the child is reaped before this returns.
+    pub async fn cancel_actor(&self) -> Result<bool> {
+        self.child.request_teardown();
+        let reaped = self.child.reaped.clone();
+        CancelScope::shielded().run(reaped.wait()).await?;
+        Ok(self.child.graceful.get())
+    }
+
+    /// The result of a [`run_in_actor`](ActorNursery::run_in_actor) actor's call, once it
+    /// arrived (the error as `Err`). [`Error::NoResult`] for a `start_actor` portal.
+    pub async fn wait_for_result<R: DeserializeOwned>(&self) -> Result<R> {
+        if !self.child.one_shot.get() {
+            return Err(Error::NoResult { actor: self.child.name.clone() });
+        }
+        self.child.result_ready.wait().await?;
+        let r = self.child.result.borrow().clone();
+        match r {
+            Some(Ok(bytes)) => Ok(decode_payload(&bytes)?),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::NoResult { actor: self.child.name.clone() }),
+        }
+    }
+
+    /// The actor's name.
+    pub fn name(&self) -> &str {
+        &self.child.name
+    }
+
+    /// The actor's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid
+    }
+
+    /// The actor's identity, as it announced it in the handshake.
+    pub fn aid(&self) -> Option<Aid> {
+        self.child.aid.borrow().clone()
+    }
+
+    /// The damaged frames received from this actor so far (skipped; each was reported back to
+    /// it), in order.
+    pub fn wire_errors(&self) -> Vec<WireError> {
+        self.child.wire_errors.borrow().clone()
+    }
+
+    /// The actor-wide errors it reported (`Msg::Error` without a call: a frame of ours it could
+    /// not decode, say), in order.
+    pub fn peer_errors(&self) -> Vec<Error> {
+        self.child.peer_errors.borrow().clone()
+    }
+}
+
+struct AnInner {
+    me: Rc<ActorInner>,
+    n: Nursery,
+    children: RefCell<Vec<Rc<ChildActor>>>,
+    errors: RefCell<Vec<Error>>,
+    /// Cancelled for one-cancels-all.
+    body_scope: CancelScope,
+    /// One-cancels-all was triggered.
+    cancelling: Cell<bool>,
+}
+
+impl AnInner {
+    /// Records a real error and cancels everything: the block and every child.
+    fn fail(&self, e: Error) {
+        self.errors.borrow_mut().push(e);
+        self.cancelling.set(true);
+        self.body_scope.cancel();
+        for c in self.children.borrow().iter() {
+            c.request_teardown();
+        }
+    }
+}
+
+/// A nursery of actors (tractor's `ActorNursery`): start actors in it; it reaps them all.
+#[derive(Clone)]
+pub struct ActorNursery {
+    inner: Rc<AnInner>,
+}
+
+impl fmt::Debug for ActorNursery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self.inner.children.borrow().iter().map(|c| c.name.clone()).collect();
+        f.debug_struct("ActorNursery").field("children", &names).finish()
+    }
+}
+
+/// Opens an actor nursery around `body` (tractor's `open_nursery`).
+///
+/// When the block returns, the nursery waits for every [`run_in_actor`](ActorNursery::run_in_actor)
+/// result, then cancels every actor still running (the graceful ladder) and returns once all
+/// are reaped. Supervision is one-cancels-all: the block failing, or a `run_in_actor` actor
+/// failing, cancels the block and every actor. The result: the block's value; or the error,
+/// bare; several independent errors as one [`ErrorGroup`].
+pub async fn open_nursery<T, F>(body: F) -> Result<T>
+where
+    F: AsyncFnOnce(&ActorNursery) -> Result<T>,
+{
+    let me = current_inner().ok_or(Error::NoActorRuntime)?;
+    guest::open_nursery(async |n| {
+        let an = ActorNursery {
+            inner: Rc::new(AnInner {
+                me,
+                n: n.clone(),
+                children: RefCell::new(Vec::new()),
+                errors: RefCell::new(Vec::new()),
+                body_scope: CancelScope::new(),
+                cancelling: Cell::new(false),
+            }),
+        };
+        let scope = an.inner.body_scope.clone();
+        let r = scope
+            .run(async {
+                let v = body(&an).await?;
+                an.wait_one_shots().await?;
+                Ok(v)
+            })
+            .await;
+        if r.as_ref().is_err_and(|e| !e.is_cancelled()) {
+            an.inner.cancelling.set(true);
+        }
+        // Tear everything down, whatever cancels us meanwhile.
+        let _ = CancelScope::shielded().run(an.teardown_all()).await;
+        let mut errors = std::mem::take(&mut *an.inner.errors.borrow_mut());
+        let value = match r {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => None,
+            Err(Error::Cancelled) if !errors.is_empty() => None, // a consequence of the errors
+            Err(e) => {
+                // The block re-raising a child's error (say, from `wait_for_result`) is the
+                // same error: it counts once.
+                if !errors.contains(&e) {
+                    errors.insert(0, e);
+                }
+                None
+            }
+        };
+        match (value, errors.len()) {
+            (Some(v), 0) => Ok(v),
+            (None, 0) => Err(Error::Cancelled),
+            (_, 1) => Err(errors.pop().expect("one error")),
+            _ => Err(Error::Group(ErrorGroup(errors))),
+        }
+    })
+    .await
+}
+
+impl ActorNursery {
+    /// Starts a child actor called `name` (tractor's `start_actor`) and returns its portal
+    /// once the handshake is done. The actor serves the namespaces `opts` enables until it is
+    /// cancelled ([`Portal::cancel_actor`], [`cancel`](Self::cancel), or the nursery's exit).
+    pub async fn start_actor(&self, name: &str, opts: ActorOpts) -> Result<Portal> {
+        let child = self.spawn_child(name, &opts).await?;
+        poll_fn(|cx| {
+            if child.aid.borrow().is_some() {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(e) = child.closed_error() {
+                return Poll::Ready(Err(e));
+            }
+            guest::check_cancel()?;
+            child.register_state(cx.waker());
+            Poll::Pending
+        })
+        .await?;
+        Ok(Portal { child })
+    }
+
+    /// Spawns the process, starts its reader and supervisor, and sends the `SpawnSpec` (which
+    /// does not block on a fresh pipe); the handshake's answer is left to the caller.
+    async fn spawn_child(&self, name: &str, opts: &ActorOpts) -> Result<Rc<ChildActor>> {
+        let an = &self.inner;
+        let program = match &opts.program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| os_err("current_exe", e))?,
+        };
+        let (proc, rx, tx) = process::spawn(&program, name)?;
+        let pid = proc.borrow().pid();
+        let conn = match Conn::new(rx, tx, reactor()?, DEFAULT_MAX_FRAME) {
+            Ok(c) => c,
+            Err(e) => {
+                drop(proc); // kills and reaps
+                return Err(e);
+            }
+        };
+        let child = Rc::new(ChildActor {
+            name: name.to_owned(),
+            me: an.me.clone(),
+            conn,
+            proc,
+            pid,
+            cancel_timeout: opts.cancel_timeout,
+            term_timeout: opts.term_timeout,
+            aid: RefCell::new(None),
+            calls: RefCell::new(BTreeMap::new()),
+            next_cid: Cell::new(1),
+            state_waiters: RefCell::new(Vec::new()),
+            teardown_requested: Cell::new(an.cancelling.get()),
+            eof: Cell::new(false),
+            cancel_acked: Cell::new(false),
+            closed: RefCell::new(None),
+            graceful: Cell::new(false),
+            reaped: Event::new(),
+            wire_errors: RefCell::new(Vec::new()),
+            peer_errors: RefCell::new(Vec::new()),
+            one_shot: Cell::new(false),
+            result: RefCell::new(None),
+            result_ready: Event::new(),
+        });
+        an.children.borrow_mut().push(child.clone());
+        let c = child.clone();
+        an.n.start_soon(async move {
+            CancelScope::shielded()
+                .run(async {
+                    reader(c).await;
+                    Ok(())
+                })
+                .await
+                .map(drop)
+        })?;
+        let c = child.clone();
+        an.n.start_soon(async move {
+            CancelScope::shielded()
+                .run(async {
+                    supervise(c).await;
+                    Ok(())
+                })
+                .await
+                .map(drop)
+        })?;
+
+        let spec = SpawnSpec {
+            parent: an.me.aid.clone(),
+            name: name.to_owned(),
+            enable_modules: opts.enable_modules.clone(),
+            infect_host: opts.infect_host,
+        };
+        match child.send(&Msg::SpawnSpec(spec)).await {
+            Ok(()) | Err(Error::Closed) => Ok(child),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts a one-shot actor running `ns.func(args)` (tractor's `run_in_actor`): its portal's
+    /// [`wait_for_result`](Portal::wait_for_result) gives the result; the nursery waits for it
+    /// on exit and raises its error (one-cancels-all). The actor is named after `func` unless
+    /// `opts` names it, and `ns` is enabled for it.
+    ///
+    /// The call is pipelined behind the handshake: this returns once the process is spawned and
+    /// the request is written, without waiting for an answer, so that several one-shot actors
+    /// started in a row are all under way before any of their outcomes is looked at.
+    pub async fn run_in_actor<A: Serialize + ?Sized>(
+        &self,
+        ns: &str,
+        func: &str,
+        args: &A,
+        opts: ActorOpts,
+    ) -> Result<Portal> {
+        let name = opts.name.clone().unwrap_or_else(|| func.to_owned());
+        let payload = encode_payload(args)?;
+        let opts = opts.enable_modules([ns]);
+        let child = self.spawn_child(&name, &opts).await?;
+        child.one_shot.set(true);
+        let (cid, slot) = child.begin_call(ns, func, payload).await?;
+        let an = self.inner.clone();
+        let c = child.clone();
+        self.inner.n.start_soon(async move {
+            CancelScope::shielded()
+                .run(async {
+                    let out = c.finish_call(cid, &slot, false).await;
+                    // An outcome that only says we cancelled the actor ourselves is no error of
+                    // its own.
+                    let ours = c.teardown_requested.get()
+                        && matches!(&out, Err(Error::ContextCancelled { .. } | Error::ActorDied { .. }));
+                    if let (Err(e), false) = (&out, ours) {
+                        an.fail(e.clone());
+                    }
+                    *c.result.borrow_mut() = Some(out);
+                    c.result_ready.set();
+                    c.request_teardown();
+                    Ok(())
+                })
+                .await
+                .map(drop)
+        })?;
+        Ok(Portal { child })
+    }
+
+    /// Cancels every actor of this nursery (the ladder, concurrently) and waits until all are
+    /// reaped (tractor's `ActorNursery.cancel`). The block goes on; the actors' pending calls
+    /// end with `ContextCancelled` (or `ActorDied`).
+    pub async fn cancel(&self) -> Result<()> {
+        let children: Vec<Rc<ChildActor>> = self.inner.children.borrow().clone();
+        for c in &children {
+            c.request_teardown();
+        }
+        for c in &children {
+            c.reaped.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// The number of actors started in this nursery that are not reaped yet.
+    pub fn live_actors(&self) -> usize {
+        self.inner.children.borrow().iter().filter(|c| !c.reaped.is_set()).count()
+    }
+
+    async fn wait_one_shots(&self) -> Result<()> {
+        let mut i = 0;
+        loop {
+            let next = self.inner.children.borrow().get(i).cloned();
+            let Some(c) = next else { return Ok(()) };
+            if c.one_shot.get() {
+                c.result_ready.wait().await?;
+            }
+            i += 1;
+        }
+    }
+
+    async fn teardown_all(&self) -> Result<()> {
+        let children: Vec<Rc<ChildActor>> = self.inner.children.borrow().clone();
+        for c in &children {
+            c.request_teardown();
+        }
+        for c in &children {
+            c.reaped.wait().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! Child processes: spawning an actor process with its pipes, waiting for it on the reactor,
+//! signalling and reaping it.
+//!
+//! Invariants:
+//! - A [`Proc`] is reaped exactly once: by [`Proc::reap`] once its pidfd polled readable, or,
+//!   as the last resort, by its `Drop` (SIGKILL, then a blocking wait): no `Proc` ever leaves a
+//!   zombie behind.
+//! - Its pid cannot be reused while the `Proc` lives (an unreaped child keeps its pid), so
+//!   signalling it never hits a stranger.
+//! - Every live `Proc` of this process is listed in a thread-local registry, so that an actor
+//!   that has to exit at once ([`kill_all_children`]) can kill and reap them first.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::rc::Rc;
+
+use crate::{Error, Result};
+
+use super::conn::os_err;
+use super::sys;
+
+/// The environment variable that tells a process it is an actor child: `"rx,tx,ppid"`, the
+/// numbers of its inherited pipe ends and its parent's pid.
+pub(crate) const CHILD_ENV: &str = "INFECT_ACTOR_PIPE";
+
+/// A spawned actor process, unreaped until [`reap`](Proc::reap).
+pub(crate) struct Proc {
+    child: Child,
+    pidfd: OwnedFd,
+    status: Option<ExitStatus>,
+}
+
+thread_local! {
+    /// Every live `Proc` of this thread's actor runtime, by pid.
+    static LIVE: RefCell<BTreeMap<u32, Rc<RefCell<Proc>>>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Spawns `program` as actor `name`: returns the process and our ends of its pipes, `(from the
+/// child, to the child)`.
+pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, OwnedFd, OwnedFd)> {
+    let fail = |e: std::io::Error| Error::SpawnFailed { actor: name.to_owned(), reason: e.to_string() };
+    let (child_rx, our_tx) = crate::reactor::fd::pipe().map_err(fail)?;
+    let (our_rx, child_tx) = crate::reactor::fd::pipe().map_err(fail)?;
+    let me = std::process::id();
+    let mut cmd = Command::new(program);
+    cmd.env(CHILD_ENV, format!("{},{},{me}", child_rx.as_raw_fd(), child_tx.as_raw_fd())).stdin(Stdio::null());
+    sys::prepare_child(&mut cmd, [child_rx.as_raw_fd(), child_tx.as_raw_fd()], me);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::SpawnFailed { actor: name.to_owned(), reason: format!("{}: {e}", program.display()) })?;
+    drop(child_rx);
+    drop(child_tx);
+    let pidfd = match sys::pidfd_open(child.id()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(e));
+        }
+    };
+    let pid = child.id();
+    let proc = Rc::new(RefCell::new(Proc { child, pidfd, status: None }));
+    LIVE.with(|l| l.borrow_mut().insert(pid, proc.clone()));
+    Ok((proc, our_rx, our_tx))
+}
+
+impl Proc {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The pidfd: polls readable once the process exited.
+    pub(crate) fn pidfd(&self) -> RawFd {
+        self.pidfd.as_raw_fd()
+    }
+
+    /// Sends `sig` unless the process was already reaped.
+    pub(crate) fn signal(&self, sig: i32) {
+        if self.status.is_none() {
+            let _ = sys::kill(self.pid(), sig);
+        }
+    }
+
+    /// Reaps the process if it has exited (`WNOHANG`): its status, once reaped.
+    pub(crate) fn reap(&mut self) -> Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().map_err(|e| os_err("waitpid", e))?;
+            if self.status.is_some() {
+                let pid = self.pid();
+                // `try_with`: the registry may already be gone if the thread is exiting.
+                let _ = LIVE.try_with(|l| l.borrow_mut().remove(&pid));
+            }
+        }
+        Ok(self.status)
+    }
+
+    fn kill_and_wait(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // The last resort (a nursery future dropped mid-teardown): never leave a zombie.
+        self.kill_and_wait();
+    }
+}
+
+/// Kills (SIGKILL) and reaps every child process this runtime still has: used by an actor
+/// that must exit at once, so that it leaves nothing behind.
+pub(crate) fn kill_all_children() {
+    let live: Vec<Rc<RefCell<Proc>>> = LIVE.with(|l| std::mem::take(&mut *l.borrow_mut()).into_values().collect());
+    for p in &live {
+        p.borrow().signal(libc::SIGKILL);
+    }
+    for p in live {
+        p.borrow_mut().kill_and_wait();
+    }
+}
+
+/// `(exit code, signal)` of a status.
+pub(crate) fn split_status(status: ExitStatus) -> (Option<i32>, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    (status.code(), status.signal())
+}

@@ -1,0 +1,263 @@
+//! [`main`]: the entry point of every actor process, root or child.
+//!
+//! In order, for a child (the environment names its pipes):
+//! 1. adopt the inherited pipe ends (marking them `O_CLOEXEC`), forget the variable, re-check
+//!    the parent is alive (the death signal was armed before `exec`);
+//! 2. route `SIGINT`/`SIGTERM` into the signal self-pipe;
+//! 3. read the `SpawnSpec` (blocking: nothing else runs yet), build the actor;
+//! 4. run the serving loop ([`child::serve`](super::child)) on the guest, or on the host with
+//!    the guest riding it if the spec says `infect_host`; reply `Aid` first thing;
+//! 5. exit with the serving loop's status (the teardown callbacks ran in it).
+//!
+//! For the root: route the signals, build the actor `"root"`, run the root future inside a
+//! cancel scope that `SIGINT`/`SIGTERM` cancel, run the teardown callbacks, and on a signal exit
+//! with `128 + signo` (130 for `SIGINT`) once everything is torn down.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use crate::guest::{self, CancelScope};
+use crate::host::Host;
+use crate::wire::{Aid, DEFAULT_MAX_FRAME, FrameDecoder, Msg};
+use crate::{Error, Result};
+
+use super::conn::{Conn, os_err, reactor, readable};
+use super::process::CHILD_ENV;
+use super::{ActorInner, Endpoints, child, set_current, sys};
+
+/// How the root actor runs.
+///
+/// ```
+/// let opts = infect::actor::RootOpts::new().name("supervisor").infect_host(true);
+/// assert_eq!(opts.name_str(), "supervisor");
+/// ```
+#[derive(Debug, Clone)]
+pub struct RootOpts {
+    name: String,
+    infect_host: bool,
+}
+
+impl Default for RootOpts {
+    fn default() -> Self {
+        RootOpts { name: "root".to_owned(), infect_host: false }
+    }
+}
+
+impl RootOpts {
+    /// Name `"root"`, not infected.
+    pub fn new() -> RootOpts {
+        RootOpts::default()
+    }
+
+    /// The root actor's name.
+    pub fn name(mut self, name: &str) -> RootOpts {
+        name.clone_into(&mut self.name);
+        self
+    }
+
+    /// The name set.
+    pub fn name_str(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the root infected: the host executor as the loop and the root future as a guest
+    /// riding it (tractor's `run_as_asyncio_guest`), so the root may use `to_host`.
+    pub fn infect_host(mut self, infect: bool) -> RootOpts {
+        self.infect_host = infect;
+        self
+    }
+}
+
+/// Runs this process as an actor: the root, running `root`, or, when the process was spawned as
+/// a child actor, a server of `endpoints` (in which case this never returns: the process exits
+/// when its parent cancels it or goes away).
+///
+/// Call it first thing in `main`, before starting threads: a child adopts its inherited pipes
+/// and removes one environment variable at start-up. The root returns `root`'s outcome; if it
+/// got `SIGINT` (or `SIGTERM`) it cancels the tree, runs its teardown callbacks and exits with
+/// status `128 + signo` (130 for `SIGINT`) instead of returning.
+pub fn main<T: 'static>(endpoints: Endpoints, root: impl Future<Output = Result<T>> + 'static) -> Result<T> {
+    main_with(RootOpts::new(), endpoints, root)
+}
+
+/// [`main`] with options for the root.
+pub fn main_with<T: 'static>(
+    opts: RootOpts,
+    endpoints: Endpoints,
+    root: impl Future<Output = Result<T>> + 'static,
+) -> Result<T> {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        drop(root);
+        sys::remove_env(CHILD_ENV);
+        let code = match run_child(&spec, endpoints) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("infect actor child: {e}");
+                70
+            }
+        };
+        std::process::exit(code);
+    }
+    run_root(opts, endpoints, root)
+}
+
+/// The signal self-pipe's read end: installed once per process, never closed (the handler may
+/// write into its pipe at any time).
+pub(crate) fn signal_pipe() -> Result<&'static OwnedFd> {
+    static PIPE: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = PIPE.get() {
+        return Ok(fd);
+    }
+    let fd = sys::install_signal_pipe(&[libc::SIGINT, libc::SIGTERM]).map_err(|e| os_err("sigaction", e))?;
+    Ok(PIPE.get_or_init(|| fd))
+}
+
+/// Reads the signal numbers waiting in the self-pipe (non-blocking), oldest first.
+pub(crate) fn take_signals(pipe: &OwnedFd) -> Vec<i32> {
+    let mut buf = [0u8; 32];
+    let mut out = Vec::new();
+    while let Ok(n) = sys::read(pipe.as_fd(), &mut buf) {
+        out.extend(buf[..n].iter().map(|&b| i32::from(b)));
+        if n < buf.len() {
+            break;
+        }
+    }
+    out
+}
+
+fn new_uuid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:08x}-{nanos:016x}-{n:x}", std::process::id())
+}
+
+fn run_root<T: 'static>(
+    opts: RootOpts,
+    endpoints: Endpoints,
+    root: impl Future<Output = Result<T>> + 'static,
+) -> Result<T> {
+    let sigfd = signal_pipe()?;
+    let actor = Rc::new(ActorInner {
+        aid: Aid { name: opts.name.clone(), uuid: new_uuid(), pid: std::process::id() },
+        infected: opts.infect_host,
+        parent: None,
+        enabled: Vec::new(),
+        endpoints,
+        teardown: Default::default(),
+        parent_conn: Default::default(),
+    });
+    set_current(Some(actor.clone()));
+    let interrupted: Rc<Cell<Option<i32>>> = Rc::new(Cell::new(None));
+    let body = root_body(sigfd, root, interrupted.clone());
+    let r = if opts.infect_host { Host::new().and_then(|h| h.run_guest(body)) } else { guest::run(body) };
+    actor.run_teardown();
+    set_current(None);
+    if let Some(sig) = interrupted.get() {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(128 + sig);
+    }
+    r
+}
+
+async fn root_body<T: 'static>(
+    sigfd: &'static OwnedFd,
+    root: impl Future<Output = Result<T>> + 'static,
+    interrupted: Rc<Cell<Option<i32>>>,
+) -> Result<T> {
+    guest::open_nursery(async |n| {
+        let scope = CancelScope::new();
+        let watch = CancelScope::new();
+        let (s, w) = (scope.clone(), watch.clone());
+        n.start_soon(async move {
+            w.run(async move {
+                let r = reactor()?;
+                loop {
+                    readable(&r, sigfd.as_raw_fd(), true).await?;
+                    for sig in take_signals(sigfd) {
+                        if sig == libc::SIGINT || sig == libc::SIGTERM {
+                            if interrupted.get().is_none() {
+                                interrupted.set(Some(sig));
+                            }
+                            s.cancel();
+                        }
+                    }
+                }
+            })
+            .await
+            .map(|_: Option<()>| ())
+        })?;
+        let r = scope.run(root).await;
+        watch.cancel();
+        match r {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(Error::Cancelled),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+}
+
+fn parse_child_env(spec: &str) -> Option<(RawFd, RawFd, u32)> {
+    let mut it = spec.split(',');
+    let rx = it.next()?.parse().ok()?;
+    let tx = it.next()?.parse().ok()?;
+    let ppid = it.next()?.parse().ok()?;
+    Some((rx, tx, ppid))
+}
+
+/// The child's life; returns its exit status.
+fn run_child(env: &str, endpoints: Endpoints) -> Result<i32> {
+    let (rx, tx, ppid) = parse_child_env(env)
+        .ok_or_else(|| Error::Os { op: "actor start-up".into(), message: format!("bad {CHILD_ENV}={env:?}") })?;
+    let rx = sys::adopt_inherited(rx).map_err(|e| os_err("adopting the parent pipe", e))?;
+    let tx = sys::adopt_inherited(tx).map_err(|e| os_err("adopting the parent pipe", e))?;
+    if !sys::parent_alive(ppid) {
+        return Ok(0);
+    }
+    let sigfd = signal_pipe()?;
+
+    // The handshake's first half, blocking: nothing else can happen before we know who we are.
+    let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::new());
+    let mut buf = vec![0u8; 16 * 1024];
+    let spec = loop {
+        if let Some(item) = decoder.next() {
+            match item {
+                Ok(Msg::SpawnSpec(spec)) => break spec,
+                // Anything else before the spec is a protocol error: nothing to serve yet.
+                _ => continue,
+            }
+        }
+        match sys::read(rx.as_fd(), &mut buf) {
+            Ok(0) => return Ok(0), // the parent went away before the handshake
+            Ok(n) => decoder.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(os_err("read", e)),
+        }
+    };
+    let actor = Rc::new(ActorInner {
+        aid: Aid { name: spec.name.clone(), uuid: new_uuid(), pid: std::process::id() },
+        infected: spec.infect_host,
+        parent: Some(spec.parent.clone()),
+        enabled: spec.enable_modules.clone(),
+        endpoints,
+        teardown: Default::default(),
+        parent_conn: Default::default(),
+    });
+    set_current(Some(actor.clone()));
+    let fut = async move {
+        let conn = Rc::new(Conn::new(rx, tx, reactor()?, DEFAULT_MAX_FRAME)?);
+        *actor.parent_conn.borrow_mut() = Some(conn.clone());
+        let code = child::serve(actor.clone(), conn, decoder, sigfd).await;
+        *actor.parent_conn.borrow_mut() = None;
+        Ok(code)
+    };
+    let code = if spec.infect_host { Host::new()?.run_guest(fut)? } else { guest::run(fut)? };
+    set_current(None);
+    Ok(code)
+}

@@ -1,0 +1,806 @@
+//! Process tests of the actor tree (`harness = false`: this binary *is* the actor binary).
+//!
+//! `main` calls `infect::actor::main`: in a child it serves the endpoints below; in the root it
+//! runs every case in turn, prints one line per case and then exactly `N passed, M failed`, and
+//! exits non-zero if any failed. Some cases re-execute this binary as a separate root (a
+//! "sub-root", selected by `ACTORS_TEST_ROLE`) to kill or interrupt it from outside.
+//!
+//! Every case asserts its exact outcome and then that nothing was left behind: no process whose
+//! parent is us (running or zombie), the same open descriptors as before.
+//!
+//! Run: `cargo test --test actors` (one process; the cases run sequentially, about 10 s).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use infect::actor::{self, ActorOpts, Endpoints};
+use infect::guest;
+use infect::wire::{DEFAULT_MAX_FRAME, FuncKind, Msg, WireError, encode_frame, encode_payload};
+use infect::{Error, Result};
+
+// ---------------------------------------------------------------- endpoints (namespace "t")
+
+async fn echo(x: u64) -> Result<u64> {
+    Ok(x)
+}
+
+async fn fail(message: String) -> Result<()> {
+    Err(Error::msg("ValueError", message))
+}
+
+async fn sleep_forever(_: ()) -> Result<()> {
+    guest::sleep_forever().await
+}
+
+/// Ignores cancellation entirely: blocks the whole process.
+async fn stubborn(_: ()) -> Result<()> {
+    std::thread::sleep(Duration::from_secs(30));
+    Ok(())
+}
+
+async fn pid(_: ()) -> Result<u32> {
+    Ok(std::process::id())
+}
+
+async fn abort(_: ()) -> Result<()> {
+    std::process::abort()
+}
+
+async fn panics(_: ()) -> Result<()> {
+    // Keep the test output quiet: the parent checks how the process ended.
+    std::panic::set_hook(Box::new(|_| {}));
+    panic!("endpoint panicked on purpose")
+}
+
+async fn infected(_: ()) -> Result<bool> {
+    Ok(actor::current_actor().is_infected())
+}
+
+/// Writes a corrupt frame into the pipe to the parent, then answers normally.
+async fn garbage(_: ()) -> Result<u64> {
+    actor::current_actor().write_raw_to_parent(b"garbage\x00").map_err(Error::user)?;
+    Ok(7)
+}
+
+/// Writes a frame over the limit (no zero inside) into the pipe, then answers normally.
+async fn oversize_raw(_: ()) -> Result<u64> {
+    let mut bytes = vec![0x11u8; 70_000];
+    bytes.push(0);
+    actor::current_actor().write_raw_to_parent(&bytes).map_err(Error::user)?;
+    Ok(7)
+}
+
+/// Writes three bytes of a frame and dies.
+async fn truncate(_: ()) -> Result<()> {
+    actor::current_actor().write_raw_to_parent(&[0x05, 0x01, 0x02]).map_err(Error::user)?;
+    std::process::exit(3)
+}
+
+async fn big(n: u32) -> Result<Vec<u8>> {
+    Ok(vec![1u8; n as usize])
+}
+
+/// Runs a one-shot grandchild that fails: its error comes back through us.
+async fn grandchild_fails(message: String) -> Result<()> {
+    actor::open_nursery(async |an| {
+        an.run_in_actor("t", "fail", &message, ActorOpts::new().name("grandchild")).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Starts a grandchild, prints its pid, and holds it until cancelled.
+async fn hold_grandchild(_: ()) -> Result<()> {
+    actor::open_nursery(async |an| {
+        let gc = an.start_actor("grandchild", ActorOpts::new().enable_modules(["t"])).await?;
+        println!("pid {}", gc.pid());
+        guest::sleep_forever().await
+    })
+    .await
+}
+
+/// Creates `path`, registers its removal as a teardown callback, and sleeps until cancelled.
+async fn touch_then_sleep(path: String) -> Result<()> {
+    std::fs::write(&path, b"alive").map_err(Error::user)?;
+    actor::current_actor().on_teardown(move || {
+        let _ = std::fs::remove_file(&path);
+    });
+    guest::sleep_forever().await
+}
+
+fn endpoints() -> Endpoints {
+    Endpoints::new()
+        .function("t", "echo", echo)
+        .function("t", "fail", fail)
+        .function("t", "sleep_forever", sleep_forever)
+        .function("t", "stubborn", stubborn)
+        .function("t", "pid", pid)
+        .function("t", "abort", abort)
+        .function("t", "panics", panics)
+        .function("t", "infected", infected)
+        .function("t", "garbage", garbage)
+        .function("t", "oversize_raw", oversize_raw)
+        .function("t", "truncate", truncate)
+        .function("t", "big", big)
+        .function("t", "grandchild_fails", grandchild_fails)
+        .function("t", "hold_grandchild", hold_grandchild)
+        .function("t", "touch_then_sleep", touch_then_sleep)
+}
+
+// ---------------------------------------------------------------- helpers
+
+type Check = std::result::Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)*) => {
+        if !$cond {
+            return Err(format!($($fmt)*));
+        }
+    };
+}
+
+fn t() -> ActorOpts {
+    ActorOpts::new().enable_modules(["t"])
+}
+
+fn us() -> u32 {
+    std::process::id()
+}
+
+/// `(pid, state)` of every process whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = rest.next().and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+        if ppid == parent {
+            out.push((pid, state));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+fn open_fds() -> BTreeSet<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4
+}
+
+/// Whether process `pid` is gone: reaped (by us, a subreaper, if it was re-parented to us) or
+/// not present at all.
+fn gone(pid: u32) -> bool {
+    let _ = actor::testing::reap_nohang(pid);
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: `kill` takes no pointers; `pid` is a process this test started and has not reaped.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+fn temp_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("infect-actors-{}-{tag}", us()))
+}
+
+fn remote(e: &Error) -> std::result::Result<&infect::error::RemoteActorError, String> {
+    e.remote().ok_or_else(|| format!("expected a remote error, got {e:?}"))
+}
+
+async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        let _ = guest::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
+}
+
+// ---------------------------------------------------------------- cases
+
+async fn portal_run_returns_value() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("echoer", t()).await?;
+        let v: u64 = p.run("t", "echo", &42u64).await?;
+        let aid = p.aid().ok_or(Error::Closed)?;
+        let graceful = p.cancel_actor().await?;
+        Ok((v, aid, graceful, p.pid()))
+    })
+    .await;
+    let (v, aid, graceful, pid) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(v == 42, "value {v}");
+    ensure!(aid.name == "echoer" && aid.pid == pid, "aid {aid:?}");
+    ensure!(graceful, "cancel_actor was not graceful");
+    Ok(())
+}
+
+async fn remote_failure_is_boxed() -> Check {
+    let r: Result<()> = actor::open_nursery(async |an| {
+        let p = an.start_actor("failer", t()).await?;
+        p.run("t", "fail", "bad thing").await
+    })
+    .await;
+    let e = r.err().ok_or("no error")?;
+    ensure!(e.kind() == "RemoteActorError", "kind {}", e.kind());
+    let r = remote(&e)?;
+    ensure!(r.boxed_type == "ValueError", "boxed {}", r.boxed_type);
+    ensure!(r.message == "bad thing", "message {}", r.message);
+    ensure!(r.src.name == "failer" && r.relay_path.is_empty(), "{r:?}");
+    Ok(())
+}
+
+async fn run_in_actor_result() -> Check {
+    let v = actor::open_nursery(async |an| {
+        let p = an.run_in_actor("t", "echo", &5u64, ActorOpts::new()).await?;
+        ensure_ok(p.name() == "echo")?;
+        p.wait_for_result::<u64>().await
+    })
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    ensure!(v == 5, "value {v}");
+    Ok(())
+}
+
+fn ensure_ok(c: bool) -> Result<()> {
+    if c { Ok(()) } else { Err(Error::msg("Assertion", "assertion failed")) }
+}
+
+async fn run_in_actor_error() -> Check {
+    // The block does not look at the result: the nursery raises it on exit.
+    let r: Result<()> = actor::open_nursery(async |an| {
+        an.run_in_actor("t", "fail", "one-shot failed", ActorOpts::new()).await?;
+        Ok(())
+    })
+    .await;
+    let e = r.err().ok_or("no error")?;
+    let rem = remote(&e)?;
+    ensure!(rem.boxed_type == "ValueError" && rem.message == "one-shot failed", "{e:?}");
+    // The block re-raising it from wait_for_result: still one error.
+    let r: Result<()> = actor::open_nursery(async |an| {
+        let p = an.run_in_actor("t", "fail", "seen twice", ActorOpts::new()).await?;
+        p.wait_for_result::<()>().await
+    })
+    .await;
+    let e = r.err().ok_or("no error")?;
+    ensure!(e.kind() == "RemoteActorError" && remote(&e)?.message == "seen twice", "{e:?}");
+    Ok(())
+}
+
+async fn two_failures_make_a_group() -> Check {
+    let r: Result<()> = actor::open_nursery(async |an| {
+        an.run_in_actor("t", "fail", "one", ActorOpts::new().name("first")).await?;
+        an.run_in_actor("t", "fail", "two", ActorOpts::new().name("second")).await?;
+        Ok(())
+    })
+    .await;
+    let Err(Error::Group(g)) = r else {
+        return Err(format!("expected a group, got {r:?}"));
+    };
+    ensure!(g.0.len() == 2, "{} errors", g.0.len());
+    let mut got: Vec<(String, String, String)> = Vec::new();
+    for e in &g.0 {
+        let r = remote(e)?;
+        got.push((r.src.name.clone(), r.boxed_type.clone(), r.message.clone()));
+    }
+    got.sort();
+    ensure!(
+        got == [
+            ("first".into(), "ValueError".into(), "one".into()),
+            ("second".into(), "ValueError".into(), "two".into())
+        ],
+        "{got:?}"
+    );
+    Ok(())
+}
+
+async fn bad_requests_keep_the_child_serving() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("picky", t()).await?;
+        let a = p.run::<_, u64>("other", "echo", &1u64).await;
+        let b = p.run::<_, u64>("t", "nope", &1u64).await;
+        let c = p.run::<_, u64>("t", "echo", "not a number").await;
+        let ok: u64 = p.run("t", "echo", &9u64).await?;
+        Ok((a, b, c, ok))
+    })
+    .await;
+    let (a, b, c, ok) = r.map_err(|e| format!("{e:?}"))?;
+    let a = a.err().ok_or("namespace accepted")?;
+    let ra = remote(&a)?;
+    ensure!(ra.boxed_type == "ModuleNotExposed", "{a:?}");
+    ensure!(
+        ra.message
+            == "namespace 'other' is not enabled in actor 'picky': add it to the actor's `ActorOpts::enable_modules` when starting it",
+        "{}",
+        ra.message
+    );
+    let b = b.err().ok_or("unknown function accepted")?;
+    let rb = remote(&b)?;
+    ensure!(rb.boxed_type == "UnknownFunction", "{b:?}");
+    ensure!(rb.message.starts_with("no function 'nope' in namespace 't' of actor 'picky'"), "{}", rb.message);
+    let c = c.err().ok_or("bad argument accepted")?;
+    let rc = remote(&c)?;
+    ensure!(rc.boxed_type == "Decode", "{c:?}");
+    ensure!(rc.message.starts_with("could not decode the payload as a `u64`"), "{}", rc.message);
+    ensure!(ok == 9, "then {ok}");
+    Ok(())
+}
+
+async fn grandchild_error_relays_to_root() -> Check {
+    let r: Result<()> = actor::open_nursery(async |an| {
+        let p = an.start_actor("middle", t()).await?;
+        p.run("t", "grandchild_fails", "deep trouble").await
+    })
+    .await;
+    let e = r.err().ok_or("no error")?;
+    let r = remote(&e)?;
+    ensure!(r.boxed_type == "ValueError" && r.message == "deep trouble", "{e:?}");
+    ensure!(r.src.name == "grandchild", "src {:?}", r.src);
+    ensure!(r.relay_path == ["middle"], "relay_path {:?}", r.relay_path);
+    Ok(())
+}
+
+async fn cancel_actor_on_a_busy_child() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("busy", t()).await?;
+        let out = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let graceful = guest::open_nursery(async |n| {
+            let (p2, o) = (p.clone(), out.clone());
+            n.start_soon(async move {
+                *o.borrow_mut() = Some(p2.run::<_, ()>("t", "sleep_forever", &()).await);
+                Ok(())
+            })?;
+            guest::sleep(Duration::from_millis(100)).await?;
+            p.cancel_actor().await
+        })
+        .await?;
+        let out = out.borrow_mut().take();
+        Ok((graceful, out))
+    })
+    .await;
+    let (graceful, out) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(graceful, "not graceful");
+    match out {
+        Some(Err(Error::ContextCancelled { canceller, remote })) => {
+            ensure!(canceller == "root" && remote.src.name == "busy", "{canceller} {remote:?}");
+        }
+        other => return Err(format!("call ended with {other:?}")),
+    }
+    Ok(())
+}
+
+async fn stubborn_child_is_killed_by_the_ladder() -> Check {
+    let opts = t().cancel_timeout(Duration::from_millis(200)).term_timeout(Duration::from_millis(200));
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("stubborn", opts).await?;
+        let out = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let (graceful, took) = guest::open_nursery(async |n| {
+            let (p2, o) = (p.clone(), out.clone());
+            n.start_soon(async move {
+                *o.borrow_mut() = Some(p2.run::<_, ()>("t", "stubborn", &()).await);
+                Ok(())
+            })?;
+            guest::sleep(Duration::from_millis(100)).await?;
+            let t0 = Instant::now();
+            let g = p.cancel_actor().await?;
+            Ok((g, t0.elapsed()))
+        })
+        .await?;
+        let out = out.borrow_mut().take();
+        Ok((graceful, took, out))
+    })
+    .await;
+    let (graceful, took, out) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(!graceful, "reported graceful");
+    ensure!(took >= Duration::from_millis(400) && took < Duration::from_millis(900), "ladder took {took:?}");
+    match out {
+        Some(Err(Error::ActorDied { actor, code: None, signal: Some(9) })) => ensure!(actor == "stubborn", "{actor}"),
+        other => return Err(format!("call ended with {other:?}")),
+    }
+    Ok(())
+}
+
+async fn killed_child_mid_call_is_an_error() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("victim", t()).await?;
+        let pid: u32 = p.run("t", "pid", &()).await?;
+        let out = guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                guest::sleep(Duration::from_millis(50)).await?;
+                signal(pid, libc::SIGKILL);
+                Ok(())
+            })?;
+            Ok(guest::fail_after(Duration::from_secs(5), p.run::<_, ()>("t", "sleep_forever", &())).await)
+        })
+        .await?;
+        Ok(out)
+    })
+    .await;
+    match r.map_err(|e| format!("{e:?}"))? {
+        Err(Error::ActorDied { actor, code: None, signal: Some(9) }) => ensure!(actor == "victim", "{actor}"),
+        other => return Err(format!("call ended with {other:?}")),
+    }
+    Ok(())
+}
+
+async fn abort_and_panic_reach_the_parent() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let a = an.start_actor("aborter", t()).await?;
+        let b = an.start_actor("panicker", t()).await?;
+        Ok((a.run::<_, ()>("t", "abort", &()).await, b.run::<_, ()>("t", "panics", &()).await))
+    })
+    .await;
+    let (a, b) = r.map_err(|e| format!("{e:?}"))?;
+    match a {
+        Err(Error::ActorDied { ref actor, code: None, signal: Some(6) }) if actor == "aborter" => {}
+        other => return Err(format!("abort: {other:?}")),
+    }
+    let b = b.err().ok_or("panic returned")?;
+    // With panic = "unwind" the process exits 101; with panic = "abort" it dies of SIGABRT.
+    match &b {
+        Error::ActorDied { actor, code: Some(101), signal: None } if actor == "panicker" => {}
+        Error::ActorDied { actor, code: None, signal: Some(6) } if actor == "panicker" => {}
+        other => return Err(format!("panic: {other:?}")),
+    }
+    ensure!(b.to_string().starts_with("actor 'panicker' died: "), "{b}");
+    Ok(())
+}
+
+async fn damaged_streams() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("garbler", t()).await?;
+        // Arguments too big for a frame: refused here, before a byte is written (cid 1).
+        let huge = vec![0u64; 70_000];
+        let too_big = p.run::<_, u64>("t", "echo", &huge).await;
+        let expected = encode_frame(
+            &Msg::Start {
+                cid: 1,
+                ns: "t".into(),
+                func: "echo".into(),
+                args: encode_payload(&huge)?,
+                kind: FuncKind::Function,
+            },
+            usize::MAX,
+        )?
+        .len();
+        let after: u64 = p.run("t", "echo", &3u64).await?;
+        // Garbage, then a valid answer.
+        let g: u64 = p.run("t", "garbage", &()).await?;
+        let errors_after_garbage = p.wire_errors();
+        // A raw frame over the limit, then a valid answer.
+        let o: u64 = p.run("t", "oversize_raw", &()).await?;
+        // A result too big for a frame: the child says so.
+        let big = p.run::<_, Vec<u8>>("t", "big", &70_000u32).await;
+        Ok((too_big, expected, after, g, errors_after_garbage, o, p.wire_errors(), big))
+    })
+    .await;
+    let (too_big, expected, after, g, errs1, o, errs2, big) = r.map_err(|e| format!("{e:?}"))?;
+    match too_big {
+        Err(Error::Wire(WireError::FrameTooLarge { size, max })) => {
+            ensure!(size == expected && max == DEFAULT_MAX_FRAME, "size {size} (expected {expected}) max {max}")
+        }
+        other => return Err(format!("oversized args: {other:?}")),
+    }
+    ensure!(after == 3 && g == 7 && o == 7, "values {after} {g} {o}");
+    ensure!(errs1 == [WireError::Corrupt { size: 8 }], "{errs1:?}");
+    ensure!(
+        errs2 == [WireError::Corrupt { size: 8 }, WireError::FrameTooLarge { size: 70_001, max: DEFAULT_MAX_FRAME }],
+        "{errs2:?}"
+    );
+    let e = big.err().ok_or("big result arrived")?;
+    let rb = remote(&e)?;
+    ensure!(rb.boxed_type == "FrameTooLarge" && rb.message.contains("exceeds the 65536-byte frame limit"), "{e:?}");
+    Ok(())
+}
+
+async fn truncated_frame_at_eof() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("truncator", t()).await?;
+        let out = p.run::<_, ()>("t", "truncate", &()).await;
+        Ok((out, p.wire_errors()))
+    })
+    .await;
+    let (out, errs) = r.map_err(|e| format!("{e:?}"))?;
+    match out {
+        Err(Error::ActorDied { actor, code: Some(3), signal: None }) => ensure!(actor == "truncator", "{actor}"),
+        other => return Err(format!("call ended with {other:?}")),
+    }
+    ensure!(errs == [WireError::Truncated { bytes: 3 }], "{errs:?}");
+    Ok(())
+}
+
+async fn infected_and_plain_children() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let a = an.start_actor("plain", t()).await?;
+        let b = an.start_actor("infected", t().infect_host(true)).await?;
+        let x: bool = a.run("t", "infected", &()).await?;
+        let y: bool = b.run("t", "infected", &()).await?;
+        let v: u64 = b.run("t", "echo", &11u64).await?;
+        Ok((x, y, v, b.cancel_actor().await?))
+    })
+    .await;
+    let (x, y, v, graceful) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(!x && y && v == 11 && graceful, "{x} {y} {v} {graceful}");
+    ensure!(actor::current_actor().name() == "root" && !actor::current_actor().is_infected(), "root actor");
+    Ok(())
+}
+
+async fn sigint_to_a_child() -> Check {
+    let path = temp_path("sigint-child");
+    let p2 = path.clone();
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("interrupted", t()).await?;
+        let out = std::rc::Rc::new(std::cell::RefCell::new(None));
+        guest::open_nursery(async |n| {
+            let (pc, o) = (p.clone(), out.clone());
+            let arg = p2.to_string_lossy().into_owned();
+            n.start_soon(async move {
+                *o.borrow_mut() = Some(pc.run::<_, ()>("t", "touch_then_sleep", &arg).await);
+                Ok(())
+            })?;
+            let up = wait_until(Duration::from_secs(5), || p2.exists()).await;
+            ensure_ok(up)?;
+            signal(p.pid(), libc::SIGINT);
+            Ok(())
+        })
+        .await?;
+        let out = out.borrow_mut().take();
+        Ok(out)
+    })
+    .await;
+    let out = r.map_err(|e| format!("{e:?}"))?;
+    match out {
+        Some(Err(Error::ContextCancelled { canceller, remote })) => {
+            ensure!(canceller == "interrupted" && remote.src.name == "interrupted", "{canceller} {remote:?}")
+        }
+        other => return Err(format!("call ended with {other:?}")),
+    }
+    ensure!(!path.exists(), "the teardown callback did not remove {}", path.display());
+    Ok(())
+}
+
+/// Runs this binary as a separate root in `role`, with stdout piped.
+fn sub_root(role: &str) -> std::io::Result<std::process::Child> {
+    Command::new(std::env::current_exe()?)
+        .env("ACTORS_TEST_ROLE", role)
+        .env("ACTORS_TEST_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+}
+
+/// Reads `pid N` lines from a sub-root until `n` pids were seen (blocking; the sub-root prints
+/// them within a second).
+fn read_pids(out: &mut impl BufRead, n: usize) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let mut line = String::new();
+    while pids.len() < n {
+        line.clear();
+        match out.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Some(p) = line.trim().strip_prefix("pid ") {
+                    pids.extend(p.parse::<u32>().ok());
+                }
+            }
+        }
+    }
+    pids
+}
+
+async fn sigkill_to_the_root_leaves_nothing() -> Check {
+    let mut root = sub_root("tree").map_err(|e| e.to_string())?;
+    let mut out = BufReader::new(root.stdout.take().ok_or("no stdout")?);
+    // Two children and their two grandchildren.
+    let pids = read_pids(&mut out, 4);
+    ensure!(pids.len() == 4, "saw pids {pids:?}");
+    signal(root.id(), libc::SIGKILL);
+    let status = root.wait().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let all_gone = wait_until(Duration::from_secs(1), || pids.iter().all(|&p| gone(p))).await;
+    let left: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
+    ensure!(all_gone, "still alive after {:?}: {left:?}", t0.elapsed());
+    use std::os::unix::process::ExitStatusExt;
+    ensure!(status.signal() == Some(9), "sub-root status {status:?}");
+    Ok(())
+}
+
+async fn sigint_to_the_root_tears_the_tree_down() -> Check {
+    let mut root = sub_root("sigint").map_err(|e| e.to_string())?;
+    let mut out = BufReader::new(root.stdout.take().ok_or("no stdout")?);
+    let pids = read_pids(&mut out, 2);
+    ensure!(pids.len() == 2, "saw pids {pids:?}");
+    let files: Vec<PathBuf> =
+        pids.iter().map(|p| std::env::temp_dir().join(format!("infect-actors-sub-{p}"))).collect();
+    let up = wait_until(Duration::from_secs(5), || files.iter().all(|f| f.exists())).await;
+    ensure!(up, "children did not start their work");
+    signal(root.id(), libc::SIGINT);
+    let t0 = Instant::now();
+    let exited = wait_until(Duration::from_secs(5), || matches!(root.try_wait(), Ok(Some(_)))).await;
+    ensure!(exited, "sub-root still running after SIGINT");
+    let status = root.wait().map_err(|e| e.to_string())?;
+    ensure!(status.code() == Some(130), "sub-root exited with {status:?} after {:?}", t0.elapsed());
+    ensure!(pids.iter().all(|&p| gone(p)), "children left: {pids:?}");
+    for f in &files {
+        ensure!(!f.exists(), "teardown callback did not remove {}", f.display());
+    }
+    Ok(())
+}
+
+async fn spawn_cancel_cycles() -> Check {
+    async fn cycle(i: usize) -> Result<bool> {
+        actor::open_nursery(async |an| {
+            let p = an.start_actor(&format!("cycle{i}"), t()).await?;
+            p.cancel_actor().await
+        })
+        .await
+    }
+    for i in 0..10 {
+        ensure!(cycle(i).await.map_err(|e| format!("{e:?}"))?, "cycle {i} not graceful");
+    }
+    let fds = open_fds();
+    let rss = rss_kib();
+    for i in 0..200 {
+        ensure!(cycle(i).await.map_err(|e| format!("{e:?}"))?, "cycle {i} not graceful");
+    }
+    let grown = rss_kib().saturating_sub(rss);
+    ensure!(open_fds() == fds, "descriptors changed");
+    ensure!(children_of(us()).is_empty(), "children left");
+    ensure!(grown <= 512, "RSS grew by {grown} KiB over 200 cycles");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sub-root roles
+
+async fn role_tree() -> Result<()> {
+    actor::open_nursery(async |an| {
+        guest::open_nursery(async |n| {
+            for name in ["left", "right"] {
+                let p = an.start_actor(name, t()).await?;
+                println!("pid {}", p.pid());
+                n.start_soon(async move { p.run::<_, ()>("t", "hold_grandchild", &()).await })?;
+            }
+            guest::sleep_forever().await
+        })
+        .await
+    })
+    .await
+}
+
+async fn role_sigint() -> Result<()> {
+    let dir = PathBuf::from(std::env::var("ACTORS_TEST_DIR").unwrap_or_else(|_| "/tmp".into()));
+    actor::open_nursery(async |an| {
+        guest::open_nursery(async |n| {
+            for name in ["one", "two"] {
+                let p = an.start_actor(name, t()).await?;
+                println!("pid {}", p.pid());
+                let file = dir.join(format!("infect-actors-sub-{}", p.pid())).to_string_lossy().into_owned();
+                n.start_soon(async move { p.run::<_, ()>("t", "touch_then_sleep", &file).await })?;
+            }
+            guest::sleep_forever().await
+        })
+        .await
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- runner
+
+type Case = (&'static str, fn() -> Pin<Box<dyn Future<Output = Check>>>);
+
+macro_rules! cases {
+    ($($f:ident),* $(,)?) => {
+        vec![$((stringify!($f), (|| Box::pin($f()) as Pin<Box<dyn Future<Output = Check>>>) as fn() -> _)),*]
+    };
+}
+
+async fn run_all() -> Result<(usize, usize)> {
+    let all: Vec<Case> = cases![
+        portal_run_returns_value,
+        remote_failure_is_boxed,
+        run_in_actor_result,
+        run_in_actor_error,
+        two_failures_make_a_group,
+        bad_requests_keep_the_child_serving,
+        grandchild_error_relays_to_root,
+        cancel_actor_on_a_busy_child,
+        stubborn_child_is_killed_by_the_ladder,
+        killed_child_mid_call_is_an_error,
+        abort_and_panic_reach_the_parent,
+        damaged_streams,
+        truncated_frame_at_eof,
+        infected_and_plain_children,
+        sigint_to_a_child,
+        sigkill_to_the_root_leaves_nothing,
+        sigint_to_the_root_tears_the_tree_down,
+        spawn_cancel_cycles,
+    ];
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, case) in all {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let fds = open_fds();
+        let t0 = Instant::now();
+        let outcome = match guest::fail_after(Duration::from_secs(20), async { Ok(case().await) }).await {
+            Ok(r) => r,
+            Err(e) => Err(format!("did not finish: {e}")),
+        };
+        let took = t0.elapsed();
+        let outcome = outcome.and_then(|()| {
+            let kids = children_of(us());
+            ensure!(kids.is_empty(), "left child processes behind: {kids:?}");
+            let now = open_fds();
+            ensure!(now == fds, "descriptors before {fds:?}, after {now:?}");
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => {
+                passed += 1;
+                println!("ok   {name} ({} ms)", took.as_millis());
+            }
+            Err(why) => {
+                failed += 1;
+                println!("FAIL {name} ({} ms): {why}", took.as_millis());
+            }
+        }
+    }
+    Ok((passed, failed))
+}
+
+fn main() {
+    let role = std::env::var("ACTORS_TEST_ROLE").unwrap_or_default();
+    let r = actor::main(endpoints(), async move {
+        match role.as_str() {
+            "tree" => role_tree().await.map(|()| (0, 0)),
+            "sigint" => role_sigint().await.map(|()| (0, 0)),
+            _ => {
+                // Orphaned grandchildren of a killed sub-root come to us, so that we can reap
+                // them and check they are gone.
+                actor::testing::set_child_subreaper().map_err(Error::user)?;
+                run_all().await
+            }
+        }
+    });
+    match r {
+        Ok((passed, failed)) => {
+            println!("{passed} passed, {failed} failed");
+            if failed > 0 {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            println!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! Cancel scopes on a virtual clock: which scope catches (`cancelled_caught`), at exactly
+//! which virtual instant, through nesting, shields and deadlines; `move_on_after` /
+//! `fail_after` (`TooSlow`); sticky cancellation; `checkpoint` in a cancelled scope; and that
+//! async clean-up still runs after a cancellation.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Log, boom, s, secs, vclock};
+use infect::guest::{self, CancelScope, Event, GuestConfig};
+use infect::time::{Clock, Instant};
+use infect::{Error, Result};
+
+/// Runs `main` standalone on a fresh virtual clock; returns the outcome and the final time.
+fn vrun<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> (Result<T>, Instant) {
+    let clock = vclock();
+    let r = GuestConfig::new(clock.clone()).run(main);
+    (r, clock.now())
+}
+
+#[test]
+fn ten_virtual_minutes_pass_instantly_and_exactly() {
+    let wall = std::time::Instant::now();
+    let (r, end) = vrun(async {
+        guest::sleep(Duration::from_secs(600)).await?;
+        Ok(guest::current_time())
+    });
+    assert_eq!(r, Ok(secs(600)));
+    assert_eq!(end, secs(600));
+    assert!(wall.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn move_on_after_catches_at_its_deadline() {
+    let (r, end) = vrun(async {
+        let out = guest::move_on_after(s(5), async {
+            guest::sleep(s(10)).await?;
+            Ok("slept")
+        })
+        .await?;
+        Ok((out, guest::current_time()))
+    });
+    assert_eq!(r, Ok((None, secs(5))));
+    assert_eq!(end, secs(5));
+}
+
+#[test]
+fn move_on_after_lets_a_fast_body_finish_and_disarms_its_deadline() {
+    let (r, end) = vrun(async {
+        let out = guest::move_on_after(s(5), async {
+            guest::sleep(s(1)).await?;
+            Ok(3)
+        })
+        .await?;
+        let t1 = guest::current_time();
+        // The dead scope's deadline (5 s) must not cancel anything later.
+        guest::sleep(s(10)).await?;
+        Ok((out, t1, guest::current_time()))
+    });
+    assert_eq!(r, Ok((Some(3), secs(1), secs(11))));
+    assert_eq!(end, secs(11));
+}
+
+#[test]
+fn fail_after_reports_too_slow_at_its_deadline() {
+    let (r, end) = vrun(async {
+        guest::fail_after(s(2), async {
+            guest::sleep(s(3)).await?;
+            Ok(())
+        })
+        .await
+    });
+    assert_eq!(r, Err(Error::TooSlow));
+    assert_eq!(end, secs(2));
+}
+
+#[test]
+fn fail_after_returns_the_value_of_a_fast_body() {
+    let (r, end) = vrun(async {
+        guest::fail_after(s(2), async {
+            guest::sleep(s(1)).await?;
+            Ok(8)
+        })
+        .await
+    });
+    assert_eq!(r, Ok(8));
+    assert_eq!(end, secs(1));
+}
+
+#[test]
+fn fail_after_passes_an_outer_cancellation_through() {
+    // The outer deadline fires first: that is the outer scope's cancellation, not TooSlow.
+    let (r, end) = vrun(async {
+        let outer = CancelScope::with_deadline(secs(1));
+        let out = outer
+            .run(async {
+                let r = guest::fail_after(s(5), guest::sleep(s(10))).await;
+                assert_eq!(r, Err(Error::Cancelled));
+                r
+            })
+            .await?;
+        Ok((out, outer.cancelled_caught()))
+    });
+    assert_eq!(r, Ok((None, true)));
+    assert_eq!(end, secs(1));
+}
+
+#[test]
+fn fail_after_a_zero_timeout_fails_at_the_first_checkpoint() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, end) = vrun(async move {
+        guest::fail_after(Duration::ZERO, async move {
+            guest::checkpoint().await?;
+            l.push("after the checkpoint");
+            Ok(())
+        })
+        .await
+    });
+    assert_eq!(r, Err(Error::TooSlow));
+    assert_eq!(end, Instant::ZERO);
+    assert_eq!(log.take(), Vec::<&str>::new());
+}
+
+#[test]
+fn a_scope_entered_past_its_deadline_is_cancelled_at_once() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, end) = vrun(async move {
+        guest::sleep(s(5)).await?;
+        let scope = CancelScope::with_deadline(secs(2));
+        let out = scope
+            .run(async move {
+                // An Event that is already set: the await still checks for cancellation.
+                let ev = Event::new();
+                ev.set();
+                ev.wait().await?;
+                l.push("waited");
+                Ok(())
+            })
+            .await?;
+        Ok((out, scope.cancelled_caught(), guest::current_time()))
+    });
+    assert_eq!(r, Ok((None, true, secs(5))));
+    assert_eq!(end, secs(5));
+    assert_eq!(log.take(), Vec::<&str>::new());
+}
+
+#[test]
+fn the_inner_deadline_catches_first_then_the_outer() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, end) = vrun(async move {
+        let outer = CancelScope::with_deadline(secs(10));
+        let inner = CancelScope::with_deadline(secs(5));
+        let (o2, i2) = (outer.clone(), inner.clone());
+        let out = outer
+            .run(async move {
+                let r = i2.run(guest::sleep(s(20))).await?;
+                l.push(("inner done", r, i2.cancelled_caught(), guest::current_time()));
+                guest::sleep(s(20)).await?;
+                l.push(("not reached", None, false, guest::current_time()));
+                Ok(())
+            })
+            .await?;
+        assert!(!o2.cancelled_caught() || out.is_none());
+        Ok((out, outer.cancelled_caught(), inner.cancelled_caught(), guest::current_time()))
+    });
+    assert_eq!(r, Ok((None, true, true, secs(10))));
+    assert_eq!(end, secs(10));
+    assert_eq!(log.take(), vec![("inner done", None, true, secs(5))]);
+}
+
+#[test]
+fn an_earlier_outer_deadline_passes_through_the_inner_scope() {
+    let (r, end) = vrun(async {
+        let outer = CancelScope::with_deadline(secs(3));
+        let inner = CancelScope::with_deadline(secs(5));
+        let i2 = inner.clone();
+        let out = outer
+            .run(async move {
+                let r = i2.run(guest::sleep(s(20))).await;
+                // The Cancelled belongs to the outer scope: the inner one lets it through.
+                assert_eq!(r, Err(Error::Cancelled));
+                r.map(|_| ())
+            })
+            .await?;
+        Ok((out, outer.cancelled_caught(), inner.cancelled_caught(), inner.cancel_called()))
+    });
+    assert_eq!(r, Ok((None, true, false, false)));
+    assert_eq!(end, secs(3));
+}
+
+#[test]
+fn when_both_are_cancelled_the_innermost_catches_and_the_outer_sees_it_next() {
+    let (r, _) = vrun(async {
+        let outer = CancelScope::new();
+        let inner = CancelScope::new();
+        let (o2, i2) = (outer.clone(), inner.clone());
+        let steps = Log::new();
+        let st = steps.clone();
+        let out = outer
+            .run(async move {
+                let r = i2
+                    .run(async {
+                        o2.cancel();
+                        i2.cancel();
+                        guest::checkpoint().await
+                    })
+                    .await?;
+                st.push(format!("inner returned {r:?}"));
+                // Cancellation is sticky: the outer scope is still cancelled.
+                guest::checkpoint().await?;
+                st.push("not reached".to_string());
+                Ok(())
+            })
+            .await?;
+        Ok((out, outer.cancelled_caught(), inner.cancelled_caught(), steps.take()))
+    });
+    assert_eq!(r, Ok((None, true, true, vec!["inner returned None".to_string()])));
+}
+
+#[test]
+fn a_shield_keeps_an_outer_deadline_out_until_it_exits() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, end) = vrun(async move {
+        let outer = CancelScope::with_deadline(secs(1));
+        let out = outer
+            .run(async move {
+                let shielded = CancelScope::shielded();
+                let r = shielded.run(guest::sleep(s(5))).await?;
+                l.push(("shielded body", r, guest::current_time()));
+                guest::checkpoint().await?;
+                l.push(("not reached", None, guest::current_time()));
+                Ok(())
+            })
+            .await?;
+        Ok((out, outer.cancelled_caught(), guest::current_time()))
+    });
+    assert_eq!(r, Ok((None, true, secs(5))));
+    assert_eq!(end, secs(5));
+    assert_eq!(log.take(), vec![("shielded body", Some(()), secs(5))]);
+}
+
+#[test]
+fn a_shielded_scope_with_its_own_deadline_catches_it() {
+    let (r, end) = vrun(async {
+        let outer = CancelScope::new();
+        outer.cancel();
+        let o2 = outer.clone();
+        let shielded = CancelScope::shielded();
+        shielded.set_deadline(secs(2));
+        let s2 = shielded.clone();
+        let out = o2
+            .run(async move {
+                let r = s2.run(guest::sleep(s(100))).await?;
+                Ok((r, guest::current_time()))
+            })
+            .await?;
+        Ok((out, shielded.cancelled_caught(), outer.cancelled_caught()))
+    });
+    // The body returned normally (the shield's cancellation was caught inside), so the
+    // cancelled outer scope caught nothing.
+    assert_eq!(r, Ok((Some((None, secs(2))), true, false)));
+    assert_eq!(end, secs(2));
+}
+
+#[test]
+fn unshielding_inside_a_cancelled_scope_wakes_the_body() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, end) = vrun(async move {
+        let outer = CancelScope::with_deadline(secs(1));
+        let shielded = CancelScope::shielded();
+        let sh = shielded.clone();
+        let out = guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                guest::sleep(s(3)).await?;
+                sh.set_shield(false);
+                Ok(())
+            })?;
+            let s2 = shielded.clone();
+            let l2 = l.clone();
+            outer
+                .run(async move {
+                    let r = s2.run(guest::sleep(s(100))).await;
+                    l2.push((format!("{r:?}"), guest::current_time()));
+                    r.map(|_| ())
+                })
+                .await
+        })
+        .await?;
+        Ok((out, outer.cancelled_caught(), shielded.cancelled_caught()))
+    });
+    assert_eq!(r, Ok((None, true, false)));
+    assert_eq!(end, secs(3));
+    assert_eq!(log.take(), vec![("Err(Cancelled)".to_string(), secs(3))]);
+}
+
+#[test]
+fn another_task_cancels_a_scope_at_its_own_instant() {
+    let (r, end) = vrun(async {
+        let scope = CancelScope::new();
+        let sc = scope.clone();
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                guest::sleep(s(2)).await?;
+                sc.cancel();
+                Ok(())
+            })?;
+            let out = scope.run(guest::sleep(s(100))).await?;
+            Ok((out, scope.cancelled_caught(), guest::current_time()))
+        })
+        .await
+    });
+    assert_eq!(r, Ok((None, true, secs(2))));
+    assert_eq!(end, secs(2));
+}
+
+#[test]
+fn another_task_moves_a_deadline_earlier() {
+    let (r, end) = vrun(async {
+        let scope = CancelScope::with_deadline(secs(50));
+        let sc = scope.clone();
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                guest::sleep(s(2)).await?;
+                sc.set_deadline(secs(4));
+                Ok(())
+            })?;
+            let out = scope.run(guest::sleep(s(100))).await?;
+            Ok((out, scope.deadline(), guest::current_time()))
+        })
+        .await
+    });
+    assert_eq!(r, Ok((None, secs(4), secs(4))));
+    assert_eq!(end, secs(4));
+}
+
+#[test]
+fn a_scope_cancelled_before_entry_cancels_the_first_await() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, _) = vrun(async move {
+        let scope = CancelScope::new();
+        scope.cancel();
+        let out = scope
+            .run(async move {
+                l.push("body starts");
+                guest::sleep(s(1)).await?;
+                l.push("not reached");
+                Ok(())
+            })
+            .await?;
+        Ok((out, scope.cancel_called(), scope.cancelled_caught(), guest::current_time()))
+    });
+    assert_eq!(r, Ok((None, true, true, Instant::ZERO)));
+    assert_eq!(log.take(), vec!["body starts"]);
+}
+
+#[test]
+fn a_cancelled_scope_with_a_body_that_never_awaits_catches_nothing() {
+    let (r, _) = vrun(async {
+        let scope = CancelScope::new();
+        scope.cancel();
+        let out = scope.run(async { Ok(4) }).await?;
+        Ok((out, scope.cancelled_caught()))
+    });
+    assert_eq!(r, Ok((Some(4), false)));
+}
+
+#[test]
+fn checkpoint_in_a_cancelled_scope_is_sticky_and_async_cleanup_still_runs() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, end) = vrun(async move {
+        let scope = CancelScope::new();
+        let sc = scope.clone();
+        let out = scope
+            .run(async move {
+                sc.cancel();
+                let first = guest::checkpoint().await;
+                let second = guest::checkpoint().await;
+                let sleep = guest::sleep(s(1)).await;
+                l.push(format!("{first:?} {second:?} {sleep:?} at {:?}", guest::current_time()));
+                // Async clean-up: a shielded scope lets it await.
+                CancelScope::shielded()
+                    .run(async {
+                        guest::sleep(s(3)).await?;
+                        l.push(format!("cleaned up at {:?}", guest::current_time()));
+                        Ok(())
+                    })
+                    .await?;
+                first
+            })
+            .await?;
+        Ok((out, scope.cancelled_caught()))
+    });
+    assert_eq!(r, Ok((None, true)));
+    assert_eq!(end, secs(3));
+    assert_eq!(
+        log.take(),
+        vec![
+            "Err(Cancelled) Err(Cancelled) Err(Cancelled) at Instant(0)".to_string(),
+            format!("cleaned up at {:?}", secs(3)),
+        ]
+    );
+}
+
+#[test]
+fn checkpoint_sees_a_cancellation_that_arrives_while_it_yields() {
+    // Task B cancels A's scope while A is yielding in a checkpoint: A's checkpoint returns
+    // Cancelled (trio checks after the schedule point, with the freshest information).
+    let log = Log::new();
+    let (r, _) = vrun({
+        let log = log.clone();
+        async move {
+            let scope = CancelScope::new();
+            let sc = scope.clone();
+            guest::open_nursery(async |n| {
+                let la = log.clone();
+                let sa = scope.clone();
+                n.start_soon(async move {
+                    let r = sa.run(guest::checkpoint()).await?;
+                    la.push(format!("A {r:?} caught={}", sa.cancelled_caught()));
+                    Ok(())
+                })?;
+                let lb = log.clone();
+                n.start_soon(async move {
+                    sc.cancel();
+                    lb.push("B cancelled A".to_string());
+                    Ok(())
+                })?;
+                Ok(())
+            })
+            .await
+        }
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(log.take(), vec!["B cancelled A".to_string(), "A None caught=true".to_string()]);
+}
+
+#[test]
+fn checkpoints_interleave_tasks_in_fifo_order() {
+    let log = Log::new();
+    let (r, end) = vrun({
+        let log = log.clone();
+        async move {
+            guest::open_nursery(async |n| {
+                for name in ["a", "b", "c"] {
+                    let l = log.clone();
+                    n.start_soon(async move {
+                        for i in 0..3 {
+                            l.push(format!("{name}{i}"));
+                            guest::checkpoint().await?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })
+            .await
+        }
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(end, Instant::ZERO);
+    assert_eq!(log.take(), ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]);
+}
+
+#[test]
+fn an_event_wait_is_cancelled_by_its_scope_and_the_event_still_works() {
+    let (r, end) = vrun(async {
+        let ev = Event::new();
+        let out = guest::move_on_after(s(3), ev.wait()).await?;
+        let t = guest::current_time();
+        assert!(!ev.is_set());
+        ev.set();
+        ev.wait().await?;
+        Ok((out, t, ev.is_set()))
+    });
+    assert_eq!(r, Ok((None, secs(3), true)));
+    assert_eq!(end, secs(3));
+}
+
+#[test]
+fn an_event_wait_on_a_set_event_in_a_cancelled_scope_is_cancelled() {
+    let (r, _) = vrun(async {
+        let ev = Event::new();
+        ev.set();
+        let scope = CancelScope::new();
+        scope.cancel();
+        let out = scope.run(ev.wait()).await?;
+        Ok((out, scope.cancelled_caught()))
+    });
+    assert_eq!(r, Ok((None, true)));
+}
+
+#[test]
+fn sleep_forever_returns_cancelled_when_its_scope_is_cancelled() {
+    let (r, end) = vrun(async {
+        let r = guest::move_on_after(s(7), async {
+            let e = guest::sleep_forever().await;
+            assert_eq!(e, Err(Error::Cancelled));
+            e
+        })
+        .await?;
+        Ok(r)
+    });
+    assert_eq!(r, Ok(None));
+    assert_eq!(end, secs(7));
+}
+
+#[test]
+fn a_user_error_is_not_caught_by_a_cancelled_scope() {
+    let (r, _) = vrun(async {
+        let scope = CancelScope::new();
+        scope.cancel();
+        let r = scope
+            .run(async {
+                let _ = guest::checkpoint().await;
+                Err::<(), _>(boom("Cleanup", "failed during clean-up"))
+            })
+            .await;
+        Ok((r, scope.cancelled_caught()))
+    });
+    assert_eq!(r, Ok((Err(boom("Cleanup", "failed during clean-up")), false)));
+}

@@ -1,0 +1,244 @@
+//! Guest synchronisation on a virtual clock: the bounded channel's back-pressure (exact send
+//! and receive instants), order, end-of-channel with several senders, a gone receiver
+//! (`Closed`, values handed back), cancellation of blocked sends and receives; `Event`.
+
+mod common;
+
+use futures::StreamExt;
+
+use common::{Log, s, secs, vclock};
+use infect::guest::{self, CancelScope, Event, GuestConfig, TrySendError};
+use infect::time::{Clock, Instant};
+use infect::{Error, Result};
+
+fn vrun<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> (Result<T>, Instant) {
+    let clock = vclock();
+    let r = GuestConfig::new(clock.clone()).run(main);
+    (r, clock.now())
+}
+
+fn at() -> u64 {
+    guest::current_time().as_nanos() / 1_000_000_000
+}
+
+#[test]
+fn a_full_channel_holds_the_sender_back_until_the_receiver_takes_a_value() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, end) = vrun(async move {
+        let (tx, mut rx) = guest::channel::<u32>(2);
+        guest::open_nursery(async |n| {
+            let lp = l.clone();
+            n.start_soon(async move {
+                for i in 0..5 {
+                    tx.send(i).await?;
+                    lp.push(format!("sent {i} at {}s", at()));
+                }
+                Ok(())
+            })?;
+            let lc = l.clone();
+            n.start_soon(async move {
+                let mut most = 0;
+                loop {
+                    guest::sleep(s(1)).await?;
+                    most = most.max(rx.len());
+                    match rx.recv().await? {
+                        Some(v) => lc.push(format!("got {v} at {}s", at())),
+                        None => break,
+                    }
+                }
+                lc.push(format!("end of channel at {}s, at most {most} buffered", at()));
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .await
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(end, secs(6));
+    assert_eq!(
+        log.take(),
+        [
+            "sent 0 at 0s",
+            "sent 1 at 0s",
+            "got 0 at 1s",
+            "sent 2 at 1s",
+            "got 1 at 2s",
+            "sent 3 at 2s",
+            "got 2 at 3s",
+            "sent 4 at 3s",
+            "got 3 at 4s",
+            "got 4 at 5s",
+            "end of channel at 6s, at most 2 buffered",
+        ]
+    );
+}
+
+#[test]
+fn end_of_channel_comes_once_every_sender_is_gone_and_repeats() {
+    let (r, _) = vrun(async {
+        let (tx, mut rx) = guest::channel::<&str>(4);
+        let tx2 = tx.clone();
+        tx.send("a").await?;
+        tx2.send("b").await?;
+        drop(tx);
+        assert_eq!(rx.try_recv(), Ok(Some("a")));
+        tx2.send("c").await?;
+        assert_eq!(rx.try_recv(), Ok(Some("b")));
+        // One sender is left and the buffer holds "c".
+        drop(tx2);
+        let mut got = Vec::new();
+        while let Some(v) = rx.recv().await? {
+            got.push(v);
+        }
+        Ok((got, rx.recv().await?, rx.try_recv(), rx.is_empty()))
+    });
+    assert_eq!(r, Ok((vec!["c"], None, Ok(None), true)));
+}
+
+#[test]
+fn try_recv_on_an_empty_open_channel_is_err() {
+    let (r, _) = vrun(async {
+        let (_tx, mut rx) = guest::channel::<u8>(1);
+        Ok(rx.try_recv())
+    });
+    assert_eq!(r, Ok(Err(guest::Empty)));
+}
+
+#[test]
+fn a_full_or_closed_channel_hands_the_value_back() {
+    let (r, _) = vrun(async {
+        let (tx, rx) = guest::channel::<String>(1);
+        tx.try_send("one".into()).unwrap();
+        let full = tx.try_send("two".into());
+        drop(rx);
+        let closed = tx.try_send("three".into());
+        let send = tx.send("four".into()).await;
+        Ok((full, closed, send))
+    });
+    assert_eq!(
+        r,
+        Ok((
+            Err(TrySendError::Full("two".to_string())),
+            Err(TrySendError::Closed("three".to_string())),
+            Err(Error::Closed)
+        ))
+    );
+}
+
+#[test]
+fn a_sender_blocked_on_a_full_channel_sees_closed_when_the_receiver_goes() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, end) = vrun(async move {
+        let (tx, rx) = guest::channel::<u8>(1);
+        tx.send(1).await?;
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                let r = tx.send(2).await;
+                l.push(format!("send {r:?} at {}s", at()));
+                Ok(())
+            })?;
+            guest::sleep(s(2)).await?;
+            drop(rx);
+            Ok(())
+        })
+        .await
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(end, secs(2));
+    assert_eq!(log.take(), ["send Err(Closed) at 2s"]);
+}
+
+#[test]
+fn a_blocked_send_is_cancelled_and_sends_nothing() {
+    let (r, end) = vrun(async {
+        let (tx, mut rx) = guest::channel::<u8>(2);
+        tx.send(1).await?;
+        tx.send(2).await?;
+        let out = guest::move_on_after(s(1), tx.send(9)).await?;
+        let t = guest::current_time();
+        drop(tx);
+        let mut rest = Vec::new();
+        while let Some(v) = rx.recv().await? {
+            rest.push(v);
+        }
+        Ok((out, t, rest))
+    });
+    assert_eq!(r, Ok((None, secs(1), vec![1, 2])));
+    assert_eq!(end, secs(1));
+}
+
+#[test]
+fn a_receive_in_a_cancelled_scope_is_cancelled_and_leaves_the_value() {
+    let (r, _) = vrun(async {
+        let (tx, mut rx) = guest::channel::<u8>(2);
+        tx.send(7).await?;
+        let scope = CancelScope::new();
+        scope.cancel();
+        let out = scope.run(rx.recv()).await?;
+        let send_out = scope.run(tx.send(8)).await?;
+        Ok((out, send_out, rx.len(), rx.try_recv()))
+    });
+    assert_eq!(r, Ok((None, None, 1, Ok(Some(7)))));
+}
+
+#[test]
+fn a_blocked_receive_is_cancelled_by_a_deadline() {
+    let (r, end) = vrun(async {
+        let (_tx, mut rx) = guest::channel::<u8>(1);
+        let out = guest::move_on_after(s(4), rx.recv()).await?;
+        Ok(out)
+    });
+    assert_eq!(r, Ok(None));
+    assert_eq!(end, secs(4));
+}
+
+#[test]
+fn the_receiver_is_a_stream_of_values() {
+    let (r, _) = vrun(async {
+        let (tx, rx) = guest::channel::<u32>(3);
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                for i in 1..=6 {
+                    tx.send(i * 10).await?;
+                    guest::sleep(s(1)).await?;
+                }
+                Ok(())
+            })?;
+            let got: Vec<Result<u32>> = rx.collect().await;
+            Ok(got)
+        })
+        .await
+    });
+    assert_eq!(r, Ok(vec![Ok(10), Ok(20), Ok(30), Ok(40), Ok(50), Ok(60)]));
+}
+
+#[test]
+fn an_event_wakes_every_waiter_once_and_stays_set() {
+    let log = Log::new();
+    let l = log.clone();
+    let (r, end) = vrun(async move {
+        let ev = Event::new();
+        guest::open_nursery(async |n| {
+            for name in ["w1", "w2", "w3"] {
+                let (e, l) = (ev.clone(), l.clone());
+                n.start_soon(async move {
+                    e.wait().await?;
+                    l.push(format!("{name} at {}s", at()));
+                    Ok(())
+                })?;
+            }
+            guest::sleep(s(2)).await?;
+            ev.set();
+            ev.set();
+            Ok(())
+        })
+        .await?;
+        ev.wait().await?;
+        Ok(ev.is_set())
+    });
+    assert_eq!(r, Ok(true));
+    assert_eq!(end, secs(2));
+    assert_eq!(log.take(), ["w1 at 2s", "w2 at 2s", "w3 at 2s"]);
+}
