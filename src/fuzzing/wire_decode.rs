@@ -105,10 +105,7 @@ fn check<const MAX: usize>(sizes: &[u8], stream: &[u8]) -> Tally {
             Ok(msg) => {
                 tally.msgs += 1;
                 let bytes = postcard::to_allocvec(msg).expect("a decoded Msg re-encodes");
-                assert_eq!(
-                    &postcard::from_bytes::<Msg>(&bytes).expect("and decodes"),
-                    msg
-                );
+                assert_eq!(&postcard::from_bytes::<Msg>(&bytes).expect("and decodes"), msg);
             }
             Err(WireError::FrameTooLarge { size, max }) => {
                 tally.too_large += 1;
@@ -145,16 +142,10 @@ fn check<const MAX: usize>(sizes: &[u8], stream: &[u8]) -> Tally {
     assert_eq!(tail.len(), if partial == 0 { 1 } else { 2 });
     assert_eq!(tail.last(), Some(&Ok(known())));
     if let Some(Err(
-        WireError::FrameTooLarge { size, .. }
-        | WireError::Corrupt { size }
-        | WireError::Undecodable { size, .. },
+        WireError::FrameTooLarge { size, .. } | WireError::Corrupt { size } | WireError::Undecodable { size, .. },
     )) = tail.first().filter(|_| partial > 0)
     {
-        assert_eq!(
-            *size,
-            partial + 1,
-            "the unfinished frame ended at the added delimiter"
-        );
+        assert_eq!(*size, partial + 1, "the unfinished frame ended at the added delimiter");
     }
     assert_eq!(chunked.finish(), None);
     tally
@@ -188,13 +179,8 @@ mod tests {
     fn random_msg(rng: &mut Rng) -> Msg {
         let cid = rng.next() >> rng.below(64);
         let n = rng.below(40);
-        let text =
-            |rng: &mut Rng| String::from(["", "a", "math", "worker-1", "ünïcode"][rng.below(5)]);
-        let aid = |rng: &mut Rng| Aid {
-            name: text(rng),
-            uuid: text(rng),
-            pid: rng.next() as u32,
-        };
+        let text = |rng: &mut Rng| String::from(["", "a", "math", "worker-1", "ünïcode"][rng.below(5)]);
+        let aid = |rng: &mut Rng| Aid { name: text(rng), uuid: text(rng), pid: rng.next() as u32 };
         match rng.below(13) {
             0 => Msg::Aid(aid(rng)),
             1 => Msg::SpawnSpec(SpawnSpec {
@@ -203,30 +189,12 @@ mod tests {
                 enable_modules: (0..rng.below(3)).map(|_| text(rng)).collect(),
                 infect_host: rng.below(2) == 0,
             }),
-            2 => Msg::Start {
-                cid,
-                ns: text(rng),
-                func: text(rng),
-                args: rng.bytes(n),
-                kind: FuncKind::Function,
-            },
-            3 => Msg::StartAck {
-                cid,
-                functype: FuncKind::Context,
-            },
-            4 => Msg::Started {
-                cid,
-                value: rng.bytes(n),
-            },
-            5 => Msg::Yield {
-                cid,
-                value: rng.bytes(n),
-            },
+            2 => Msg::Start { cid, ns: text(rng), func: text(rng), args: rng.bytes(n), kind: FuncKind::Function },
+            3 => Msg::StartAck { cid, functype: FuncKind::Context },
+            4 => Msg::Started { cid, value: rng.bytes(n) },
+            5 => Msg::Yield { cid, value: rng.bytes(n) },
             6 => Msg::Stop { cid },
-            7 => Msg::Return {
-                cid,
-                value: rng.bytes(n * 3),
-            },
+            7 => Msg::Return { cid, value: rng.bytes(n * 3) },
             8 => Msg::CancelAck { cid: Some(cid) },
             9 => Msg::Error {
                 cid: None,

@@ -200,6 +200,12 @@ impl Link {
 
     /// Transition 2: `started_nowait`. `Err` if already started, or if the guest is gone.
     pub fn host_started(&mut self) -> Result<()> {
+        // Nothing is accepted from a side that has ended (found by fuzzing/translate.rs: a
+        // `HostChannel` that outlived its task, e.g. moved into a detached host task, could start
+        // the pair, or send and get, after the host had ended).
+        if self.host_end.is_some() {
+            return Err(Error::Closed);
+        }
         self.host_sees()?;
         if self.started {
             return Err(Error::msg("StartedTwice", "started_nowait called twice on one linked channel"));
@@ -296,6 +302,11 @@ impl Link {
 
     /// Guest → host send (`send`): accept, full, or the host's end.
     pub fn guest_send(&mut self) -> SendVerdict {
+        // Nothing is accepted from a side that has ended (fuzzing/translate.rs): the value could
+        // never be received, the host's `get` fails once the guest has ended.
+        if self.guest_end.is_some() {
+            return SendVerdict::Closed(Error::Closed);
+        }
         if let Some(end) = &self.host_end {
             return SendVerdict::Closed(match self.host_end_for_guest(end) {
                 Ok(()) => Error::HostTaskExited,
@@ -311,6 +322,10 @@ impl Link {
 
     /// Host `get`: a value, wait, or the guest's end.
     pub fn host_get(&mut self) -> RecvVerdict {
+        // Nothing is accepted from a side that has ended (see `host_started`).
+        if self.host_end.is_some() {
+            return RecvVerdict::Fail(Error::Closed);
+        }
         if let Err(e) = self.host_sees() {
             return RecvVerdict::Fail(e);
         }
@@ -323,6 +338,10 @@ impl Link {
 
     /// Host → guest send (`send_nowait`, `send`).
     pub fn host_send(&mut self) -> SendVerdict {
+        // Nothing is accepted from a side that has ended (see `host_started`).
+        if self.host_end.is_some() {
+            return SendVerdict::Closed(Error::Closed);
+        }
         if let Err(e) = self.host_sees() {
             return SendVerdict::Closed(e);
         }
