@@ -414,6 +414,7 @@ async fn guest_body(chan: &GuestChan, first: Tracked, script: &Script, log: &Log
         let step = match op {
             GuestOp::Send => match chan.send(Tracked::new(next)).await {
                 Ok(()) => {
+                    assert!(!cancelled(), "a guest send went through in a cancelled scope");
                     log.push(Entry::GuestSent(next));
                     next += 1;
                     Ok(())
@@ -830,11 +831,11 @@ impl<'s> Checker<'s> {
                 assert!(self.guest_sent - self.host_got <= self.cap_h(), "more in flight than the capacity");
             }
             Entry::GuestSendFailed { error, cancelled } => {
-                if self.host_alive {
-                    assert_eq!(error, &Error::Cancelled, "a guest send failed while the host ran");
-                    assert!(*cancelled, "Cancelled outside a cancelled scope");
-                    assert_eq!(self.guest_sent - self.host_got, self.cap_h(), "a send with room was cancelled");
+                if *cancelled {
+                    // Channel operations check their scope first (trio's checkpoint_if_cancelled).
+                    assert_eq!(error, &Error::Cancelled, "a guest send in a cancelled scope");
                 } else {
+                    assert!(!self.host_alive, "a guest send failed with {error:?} while the host ran");
                     assert_eq!(error, &self.facts.send_refused(), "a guest send after the host ended");
                 }
             }
@@ -849,7 +850,9 @@ impl<'s> Checker<'s> {
                 Err(e) => assert!(e.is_cancelled() && *cancelled, "a guest sleep failed with {e:?}"),
             },
             Entry::GuestWaited { got, cancelled } => {
-                if self.host_alive {
+                if *cancelled {
+                    assert_eq!(got, &Err(Error::Cancelled), "wait_for_result in a cancelled scope");
+                } else if self.host_alive {
                     assert!(*cancelled && got == &Err(Error::Cancelled), "wait_for_result returned {got:?} early");
                 } else {
                     match (self.facts.task(), got) {
@@ -889,6 +892,11 @@ impl<'s> Checker<'s> {
     }
 
     fn recv(&mut self, reader: usize, got: &Result<Option<u32>>, cancelled: bool) {
+        if cancelled {
+            // Checked first: nothing is consumed, no cursor moves.
+            assert_eq!(got, &Err(Error::Cancelled), "reader {reader} in a cancelled scope");
+            return;
+        }
         let c = self.cursors[reader];
         let cap = self.cap_g();
         let in_flight = self.host_sent - self.pulled;
@@ -912,8 +920,7 @@ impl<'s> Checker<'s> {
             self.tally.host_cancelled_seen += usize::from(matches!(end, Err(Error::HostCancelled { .. })));
             end
         } else {
-            assert!(cancelled, "a read returned {got:?} with nothing to read, the host running");
-            Err(Error::Cancelled)
+            panic!("reader {reader} returned {got:?} with nothing to read, the host running, outside a cancelled scope")
         };
         assert_eq!(got, &want, "reader {reader} at {c} (pulled {}, sent {})", self.pulled, self.host_sent);
     }

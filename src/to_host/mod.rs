@@ -12,6 +12,13 @@
 //! decided by one pure state machine, [`translate::Link`]; its module docs draw the diagram and
 //! `DESIGN.md` ("Translation") has the table.
 //!
+//! Cancellation on the guest side follows trio: the channel operations (`send`, `receive`, a
+//! subscriber's `receive`, `wait_for_result`) check their scope *first*, so inside a cancelled
+//! scope they return [`Error::Cancelled`] even when a value is ready (it stays buffered; nothing
+//! is consumed). The open call and `run_task` return an outcome the host has already decided
+//! (the first value, or the host's end) before they check: a finished host's work is never
+//! thrown away, and the block's first await then sees the cancellation.
+//!
 //! These calls need a guest that rides a [`Host`](crate::host::Host)
 //! ([`Host::start_guest_run`](crate::host::Host::start_guest_run) / `run_guest`, or an actor
 //! spawned with `infect_host(true)`); anywhere else they return [`Error::NotInfected`].
@@ -151,9 +158,15 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
         }
     }
 
-    /// Waits (cancellation-aware) until the host has ended.
-    async fn wait_host_done(&self) -> Result<()> {
+    /// Waits (cancellation-aware) until the host has ended. With `checkpoint`, a cancelled scope
+    /// fails it even when the host has already ended (the rule of every channel operation);
+    /// without, an end that already happened is returned first (`run_task`: no finished work
+    /// is thrown away).
+    async fn wait_host_done(&self, checkpoint: bool) -> Result<()> {
         poll_fn(|cx| {
+            if checkpoint {
+                check_cancel()?;
+            }
             if self.core.link.borrow().host_done() {
                 return Poll::Ready(Ok(()));
             }
@@ -274,7 +287,7 @@ where
 /// ```
 pub async fn run_task<R: 'static>(task: impl Future<Output = Result<R>> + 'static) -> Result<R> {
     let pair: Pair<(), (), (), R> = Pair::spawn(Link::new_started(), 1, |_chan| task)?;
-    match pair.wait_host_done().await {
+    match pair.wait_host_done(false).await {
         Ok(()) => {
             pair.finish_guest(GuestEnd::Exited).await;
             pair.take_result()
@@ -305,6 +318,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     pub async fn send(&self, value: In) -> Result<()> {
         let mut slot = Some(value);
         poll_fn(|cx| {
+            check_cancel()?;
             let verdict = self.pair.core.link.borrow_mut().guest_send();
             match verdict {
                 SendVerdict::Accept => {
@@ -315,7 +329,6 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
                 }
                 SendVerdict::Closed(e) => Poll::Ready(Err(e)),
                 SendVerdict::Full => {
-                    check_cancel()?;
                     self.pair.core.guest_waiters.register(cx.waker());
                     Poll::Pending
                 }
@@ -332,6 +345,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     }
 
     fn poll_read(&self, reader: u64, cx: &mut Context<'_>) -> Poll<Result<Option<Out>>> {
+        check_cancel()?;
         let outcome = {
             let mut link = self.pair.core.link.borrow_mut();
             self.pair.core.to_guest.borrow_mut().read(reader, &mut link)
@@ -342,7 +356,6 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
                 Poll::Ready(r)
             }
             ReadOutcome::Wait => {
-                check_cancel()?;
                 self.pair.core.guest_waiters.register(cx.waker());
                 Poll::Pending
             }
@@ -357,7 +370,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
 
     /// Waits for the host task to finish and returns its value, or its translated error.
     pub async fn wait_for_result(&self) -> Result<R> {
-        self.pair.wait_host_done().await?;
+        self.pair.wait_host_done(true).await?;
         self.pair.take_result()
     }
 
