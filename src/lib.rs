@@ -33,6 +33,7 @@ pub mod reactor;
 pub mod time;
 pub mod to_host;
 pub mod trace;
+mod waiters;
 pub mod wire;
 
 pub use error::{Cancelled, Error, ErrorGroup, Result};

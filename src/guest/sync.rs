@@ -15,53 +15,14 @@
 
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
-use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::pin::Pin;
-use core::task::{Context, Poll, Waker};
+use core::task::{Context, Poll};
 
 use super::scope::check_cancel;
+use crate::waiters::Waiters;
 use crate::{Error, Result};
-
-/// A list of parked wakers, woken all at once, in registration order.
-///
-/// The first waiter is kept inline: an event or a channel side with a single waiter (the
-/// common case) parks and wakes without allocating.
-#[derive(Default)]
-struct Waiters {
-    first: RefCell<Option<Waker>>,
-    rest: RefCell<Vec<Waker>>,
-}
-
-impl Waiters {
-    fn register(&self, w: &Waker) {
-        let mut first = self.first.borrow_mut();
-        match &*first {
-            None => *first = Some(w.clone()),
-            Some(f) if f.will_wake(w) => {}
-            Some(_) => {
-                let mut rest = self.rest.borrow_mut();
-                if !rest.iter().any(|x| x.will_wake(w)) {
-                    rest.push(w.clone());
-                }
-            }
-        }
-    }
-
-    fn wake_all(&self) {
-        // Take everything before waking: a waker may re-enter (register again) synchronously.
-        let first = self.first.borrow_mut().take();
-        let rest =
-            if self.rest.borrow().is_empty() { Vec::new() } else { core::mem::take(&mut *self.rest.borrow_mut()) };
-        if let Some(w) = first {
-            w.wake();
-        }
-        for w in rest {
-            w.wake();
-        }
-    }
-}
 
 #[derive(Default)]
 struct EventInner {

@@ -16,47 +16,10 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
-use core::task::Waker;
 
 use super::translate::{Link, RecvVerdict};
+use crate::waiters::Waiters;
 use crate::{Error, Result};
-
-/// Parked wakers of one side, woken all at once on any change. Usually one task waits, so
-/// the first waker has a slot of its own and the list stays unallocated.
-#[derive(Default)]
-pub(crate) struct Waiters {
-    first: RefCell<Option<Waker>>,
-    more: RefCell<Vec<Waker>>,
-}
-
-impl Waiters {
-    pub(crate) fn register(&self, w: &Waker) {
-        let mut first = self.first.borrow_mut();
-        match &*first {
-            None => *first = Some(w.clone()),
-            Some(f) if f.will_wake(w) => {}
-            Some(_) => {
-                let mut more = self.more.borrow_mut();
-                if !more.iter().any(|x| x.will_wake(w)) {
-                    more.push(w.clone());
-                }
-            }
-        }
-    }
-
-    pub(crate) fn wake_all(&self) {
-        let first = self.first.borrow_mut().take();
-        if let Some(w) = first {
-            w.wake();
-        }
-        if !self.more.borrow().is_empty() {
-            let more = core::mem::take(&mut *self.more.borrow_mut());
-            for w in more {
-                w.wake();
-            }
-        }
-    }
-}
 
 /// The reader id of the channel's own `receive`.
 pub(crate) const PRIMARY: u64 = 0;
