@@ -527,3 +527,28 @@ fn a_user_error_is_not_caught_by_a_cancelled_scope() {
     });
     assert_eq!(r, Ok((Err(boom("Cleanup", "failed during clean-up")), false)));
 }
+
+#[test]
+fn a_scope_runs_once_and_a_second_run_is_a_clear_error() {
+    let r = infect::guest::run(async {
+        let scope = infect::guest::CancelScope::new();
+        let first = scope.run(async { Ok(1) }).await?;
+        let ran_again = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = ran_again.clone();
+        let second = scope
+            .run(async move {
+                flag.set(true);
+                Ok(2)
+            })
+            .await;
+        Ok((first, second.map_err(|e| (e.kind().to_string(), e.to_string())), ran_again.get()))
+    });
+    assert_eq!(
+        r,
+        Ok((
+            Some(1),
+            Err(("ScopeReused".to_string(), "a CancelScope can be entered only once: make a new one".to_string())),
+            false
+        ))
+    );
+}

@@ -71,7 +71,9 @@ impl core::fmt::Debug for Nursery {
 ///
 /// If the nursery is cancelled through [`Nursery::cancel`] while the block itself is at a
 /// checkpoint and nothing failed, there is no value to return: the result is
-/// `Err(Error::Cancelled)`. Wrap such a block in [`CancelScope::run`] to get `Ok(None)` instead.
+/// `Err(Error::Cancelled)`, which only a cancelled enclosing scope would catch. To cancel a
+/// nursery and go on, cancel a scope around it instead: after `scope.cancel()`,
+/// `scope.run(open_nursery(..))` returns `Ok(None)`.
 ///
 /// ```
 /// use infect::{Error, guest};

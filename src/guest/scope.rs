@@ -224,9 +224,12 @@ impl CancelScope {
     /// caught its cancellation, `Err(e)` for any other error (including a cancellation that
     /// belongs to an enclosing scope).
     ///
-    /// A scope is entered once; running it a second time runs the body unscoped after
-    /// cancelling it (a scope cannot be re-entered, as in trio).
+    /// A scope is entered once (as in trio): running it again fails at once with an error of
+    /// kind `ScopeReused`, without running `body`.
     pub async fn run<T>(&self, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
+        if self.inner.entered.get() {
+            return Err(Error::msg("ScopeReused", "a CancelScope can be entered only once: make a new one"));
+        }
         let r = Enter::new(self.inner.clone(), body).await;
         match r {
             Ok(v) => Ok(Some(v)),
