@@ -174,10 +174,11 @@ fn a_receive_in_a_cancelled_scope_is_cancelled_and_leaves_the_value() {
     let (r, _) = vrun(async {
         let (tx, mut rx) = guest::channel::<u8>(2);
         tx.send(7).await?;
-        let scope = CancelScope::new();
+        let (scope, scope2) = (CancelScope::new(), CancelScope::new());
         scope.cancel();
+        scope2.cancel();
         let out = scope.run(rx.recv()).await?;
-        let send_out = scope.run(tx.send(8)).await?;
+        let send_out = scope2.run(tx.send(8)).await?;
         Ok((out, send_out, rx.len(), rx.try_recv()))
     });
     assert_eq!(r, Ok((None, None, 1, Ok(Some(7)))));
