@@ -259,6 +259,36 @@ pub enum Error {
          endpoint it serves)"
     )]
     NoActorRuntime,
+    /// A context's `ctx.started(value)` was called a second time.
+    #[error("ctx.started() was already called in context '{ctx}': call it exactly once, before streaming")]
+    StartedTwice {
+        /// The context's endpoint (`ns.func`).
+        ctx: String,
+    },
+    /// A context endpoint opened a stream, or returned, before it called `ctx.started(value)`.
+    #[error(
+        "context '{ctx}' did not call ctx.started(): call it once before opening a stream or \
+         returning, so that the caller's open_context can begin"
+    )]
+    NotStarted {
+        /// The context's endpoint (`ns.func`).
+        ctx: String,
+    },
+    /// A context's receive buffer overflowed: the peer sent more stream items than this side
+    /// received in time. The items past the buffer were not delivered (nothing is lost silently:
+    /// this error is the report), and the stream is over.
+    #[error(
+        "the stream of context '{ctx}' overran its {capacity}-item receive buffer ({dropped} item(s) \
+         not delivered): receive faster, or have the sender wait for replies"
+    )]
+    StreamOverrun {
+        /// The context's endpoint (`ns.func`).
+        ctx: String,
+        /// The buffer's capacity, in stream items.
+        capacity: usize,
+        /// How many items arrived past it.
+        dropped: u64,
+    },
     /// `Portal::wait_for_result` on a portal that was not made by `run_in_actor`.
     #[error("actor '{actor}' was started with start_actor: only run_in_actor portals have a result")]
     NoResult {
@@ -375,6 +405,9 @@ impl Error {
             Error::Os { .. } => "Os",
             Error::NoActorRuntime => "NoActorRuntime",
             Error::NoResult { .. } => "NoResult",
+            Error::StartedTwice { .. } => "StartedTwice",
+            Error::NotStarted { .. } => "NotStarted",
+            Error::StreamOverrun { .. } => "StreamOverrun",
         }
     }
 

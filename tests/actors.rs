@@ -10,18 +10,21 @@
 //!
 //! Run: `cargo test --test actors` (one process; the cases run sequentially, about 10 s).
 
-use std::collections::BTreeSet;
-use std::future::Future;
-use std::io::{BufRead, BufReader};
+#[macro_use]
+mod common_proc;
+
+use std::io::BufReader;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use infect::actor::{self, ActorOpts, Endpoints};
 use infect::guest;
 use infect::wire::{DEFAULT_MAX_FRAME, FuncKind, Msg, WireError, encode_frame, encode_payload};
 use infect::{Error, Result};
+
+use common_proc::{
+    Case, Check, children_of, ensure_ok, gone, open_fds, read_pids, remote, rss_kib, signal, us, wait_until,
+};
 
 // ---------------------------------------------------------------- endpoints (namespace "t")
 
@@ -134,95 +137,16 @@ fn endpoints() -> Endpoints {
 
 // ---------------------------------------------------------------- helpers
 
-type Check = std::result::Result<(), String>;
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)*) => {
-        if !$cond {
-            return Err(format!($($fmt)*));
-        }
-    };
-}
-
 fn t() -> ActorOpts {
     ActorOpts::new().enable_modules(["t"])
 }
 
-fn us() -> u32 {
-    std::process::id()
-}
-
-/// `(pid, state)` of every process whose parent is `parent`.
-fn children_of(parent: u32) -> Vec<(u32, char)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut rest = stat[close + 1..].split_whitespace();
-        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid = rest.next().and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
-        if ppid == parent {
-            out.push((pid, state));
-        }
-    }
-    out.sort_unstable();
-    out
-}
-
-fn open_fds() -> BTreeSet<String> {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default()
-}
-
-fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    pages * 4
-}
-
-/// Whether process `pid` is gone: reaped (by us, a subreaper, if it was re-parented to us) or
-/// not present at all.
-fn gone(pid: u32) -> bool {
-    let _ = actor::testing::reap_nohang(pid);
-    !std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: `kill` takes no pointers; `pid` is a process this test started and has not reaped.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
 fn temp_path(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("infect-actors-{}-{tag}", us()))
+    common_proc::temp_path("infect-actors", tag)
 }
 
-fn remote(e: &Error) -> std::result::Result<&infect::error::RemoteActorError, String> {
-    e.remote().ok_or_else(|| format!("expected a remote error, got {e:?}"))
-}
-
-async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        let _ = guest::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
+fn sub_root(role: &str) -> std::io::Result<std::process::Child> {
+    common_proc::sub_root("ACTORS_TEST_ROLE", role)
 }
 
 // ---------------------------------------------------------------- cases
@@ -268,10 +192,6 @@ async fn run_in_actor_result() -> Check {
     .map_err(|e| format!("{e:?}"))?;
     ensure!(v == 5, "value {v}");
     Ok(())
-}
-
-fn ensure_ok(c: bool) -> Result<()> {
-    if c { Ok(()) } else { Err(Error::msg("Assertion", "assertion failed")) }
 }
 
 async fn run_in_actor_error() -> Check {
@@ -587,35 +507,6 @@ async fn sigint_to_a_child() -> Check {
     Ok(())
 }
 
-/// Runs this binary as a separate root in `role`, with stdout piped.
-fn sub_root(role: &str) -> std::io::Result<std::process::Child> {
-    Command::new(std::env::current_exe()?)
-        .env("ACTORS_TEST_ROLE", role)
-        .env("ACTORS_TEST_DIR", std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-}
-
-/// Reads `pid N` lines from a sub-root until `n` pids were seen (blocking; the sub-root prints
-/// them within a second).
-fn read_pids(out: &mut impl BufRead, n: usize) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let mut line = String::new();
-    while pids.len() < n {
-        line.clear();
-        match out.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if let Some(p) = line.trim().strip_prefix("pid ") {
-                    pids.extend(p.parse::<u32>().ok());
-                }
-            }
-        }
-    }
-    pids
-}
-
 async fn sigkill_to_the_root_leaves_nothing() -> Check {
     let mut root = sub_root("tree").map_err(|e| e.to_string())?;
     let mut out = BufReader::new(root.stdout.take().ok_or("no stdout")?);
@@ -714,14 +605,6 @@ async fn role_sigint() -> Result<()> {
 
 // ---------------------------------------------------------------- runner
 
-type Case = (&'static str, fn() -> Pin<Box<dyn Future<Output = Check>>>);
-
-macro_rules! cases {
-    ($($f:ident),* $(,)?) => {
-        vec![$((stringify!($f), (|| Box::pin($f()) as Pin<Box<dyn Future<Output = Check>>>) as fn() -> _)),*]
-    };
-}
-
 async fn run_all() -> Result<(usize, usize)> {
     let all: Vec<Case> = cases![
         portal_run_returns_value,
@@ -743,38 +626,7 @@ async fn run_all() -> Result<(usize, usize)> {
         sigint_to_the_root_tears_the_tree_down,
         spawn_cancel_cycles,
     ];
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, case) in all {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let fds = open_fds();
-        let t0 = Instant::now();
-        let outcome = match guest::fail_after(Duration::from_secs(20), async { Ok(case().await) }).await {
-            Ok(r) => r,
-            Err(e) => Err(format!("did not finish: {e}")),
-        };
-        let took = t0.elapsed();
-        let outcome = outcome.and_then(|()| {
-            let kids = children_of(us());
-            ensure!(kids.is_empty(), "left child processes behind: {kids:?}");
-            let now = open_fds();
-            ensure!(now == fds, "descriptors before {fds:?}, after {now:?}");
-            Ok(())
-        });
-        match outcome {
-            Ok(()) => {
-                passed += 1;
-                println!("ok   {name} ({} ms)", took.as_millis());
-            }
-            Err(why) => {
-                failed += 1;
-                println!("FAIL {name} ({} ms): {why}", took.as_millis());
-            }
-        }
-    }
-    Ok((passed, failed))
+    Ok(common_proc::run_cases(all, Duration::from_secs(20)).await)
 }
 
 fn main() {
@@ -791,16 +643,5 @@ fn main() {
             }
         }
     });
-    match r {
-        Ok((passed, failed)) => {
-            println!("{passed} passed, {failed} failed");
-            if failed > 0 {
-                std::process::exit(1);
-            }
-        }
-        Err(e) => {
-            println!("error: {e}");
-            std::process::exit(1);
-        }
-    }
+    common_proc::report(r);
 }

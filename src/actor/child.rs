@@ -36,6 +36,7 @@ use crate::wire::{Cid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, WireError
 use crate::{Error, Result};
 
 use super::conn::{Conn, reactor, readable};
+use super::context::{CallSlot, Context};
 use super::endpoints::{CallFuture, Endpoint};
 use super::runtime::take_signals;
 use super::{ActorInner, PARENT_GONE_GRACE, process};
@@ -51,17 +52,22 @@ enum Ending {
     Signal(i32),
 }
 
-struct CallEntry {
-    scope: CancelScope,
+/// One call being served.
+pub(crate) struct CallEntry {
+    /// The call's own scope: `Cancel{cid}` (or the actor's ending) cancels it.
+    pub(crate) scope: CancelScope,
     /// Who cancelled the call, once someone did.
-    canceller: RefCell<Option<String>>,
-    what: String,
+    pub(crate) canceller: RefCell<Option<String>>,
+    /// `ns.func`, for messages.
+    pub(crate) what: String,
 }
 
 struct Serve {
     actor: Rc<ActorInner>,
     conn: Rc<Conn>,
     calls: RefCell<BTreeMap<Cid, Rc<CallEntry>>>,
+    /// The inboxes of the contexts being served: the parent's `Yield`s and `Stop`s go there.
+    slots: RefCell<BTreeMap<Cid, Rc<CallSlot>>>,
     /// Woken when a call ends (for the drain).
     drained: RefCell<Option<Waker>>,
     ending: Cell<Option<Ending>>,
@@ -114,6 +120,7 @@ pub(crate) async fn serve(
         actor: actor.clone(),
         conn,
         calls: RefCell::new(BTreeMap::new()),
+        slots: RefCell::new(BTreeMap::new()),
         drained: RefCell::new(None),
         ending: Cell::new(None),
         read_scope: CancelScope::new(),
@@ -248,6 +255,13 @@ async fn report_wire_error(s: &Serve, w: WireError) {
 async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg) -> bool {
     match msg {
         Msg::Start { cid, ns, func, args, kind } => start_call(s, n, cid, &ns, &func, &args, kind).await,
+        Msg::Yield { cid, .. } | Msg::Stop { cid } => {
+            // Stream traffic for a context that already ended is of no interest to anyone.
+            let slot = s.slots.borrow().get(&cid).cloned();
+            if let Some(slot) = slot {
+                slot.deliver(msg);
+            }
+        }
         Msg::Cancel { cid: Some(cid) } => {
             let entry = s.calls.borrow().get(&cid).cloned();
             s.send(&Msg::CancelAck { cid: Some(cid) }).await;
@@ -271,6 +285,9 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg) -> bool {
 }
 
 async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, args: &[u8], kind: FuncKind) {
+    let entry =
+        Rc::new(CallEntry { scope: CancelScope::new(), canceller: RefCell::new(None), what: format!("{ns}.{func}") });
+    let mut ctx: Option<(Context, Rc<CallSlot>)> = None;
     let prepared: Result<CallFuture> = (|| {
         let endpoint = s.actor.endpoints.lookup(&s.actor.enabled, &s.actor.aid.name, ns, func)?;
         if endpoint.kind() != kind {
@@ -281,6 +298,12 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
         }
         match endpoint {
             Endpoint::Function(f) => f(args),
+            Endpoint::Context(f) => {
+                let slot = Rc::new(CallSlot::new());
+                let c = Context::callee(s.conn.clone(), entry.clone(), cid, slot.clone(), s.actor.aid.name.clone());
+                ctx = Some((c.clone(), slot));
+                f(c, args)
+            }
         }
     })();
     let fut = match prepared {
@@ -291,15 +314,21 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
         }
     };
     // A plain function's `StartAck` travels in the same write as its outcome (the caller
-    // needs nothing from it earlier), which saves a write and a wake-up per call.
-    let entry =
-        Rc::new(CallEntry { scope: CancelScope::new(), canceller: RefCell::new(None), what: format!("{ns}.{func}") });
+    // needs nothing from it earlier), which saves a write and a wake-up per call; a context's
+    // with its `Started` (or its outcome, if it ends before that).
     s.calls.borrow_mut().insert(cid, entry.clone());
+    if let Some((_, slot)) = &ctx {
+        s.slots.borrow_mut().insert(cid, slot.clone());
+    }
+    let ctx = ctx.map(|(c, _)| c);
     let s2 = s.clone();
     let started = n.start_soon(async move {
         let s = s2;
         let out = entry.scope.run(fut).await;
         let msg = match out {
+            Ok(Some(_)) if ctx.as_ref().is_some_and(|c| !c.is_started()) => {
+                error_msg(Some(cid), &Error::NotStarted { ctx: entry.what.clone() }, &s.actor)
+            }
             Ok(Some(value)) => Msg::Return { cid, value },
             Ok(None) | Err(Error::Cancelled) => {
                 let canceller = entry.canceller.borrow().clone().unwrap_or_else(|| s.actor.aid.name.clone());
@@ -319,13 +348,21 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
         };
         // The outcome is sent whatever cancels us meanwhile.
         let ack = Msg::StartAck { cid, functype: kind };
-        let sent = CancelScope::shielded().run(s.conn.send_all(&[&ack, &msg])).await;
-        if let Err(Error::Wire(w)) = sent {
+        let with_ack = ctx.as_ref().is_none_or(Context::take_ack);
+        let send = |msg: Msg| {
+            let s = &s;
+            let ack = &ack;
+            async move {
+                let msgs: &[&Msg] = if with_ack { &[ack, &msg] } else { &[&msg] };
+                CancelScope::shielded().run(s.conn.send_all(msgs)).await
+            }
+        };
+        if let Err(Error::Wire(w)) = send(msg).await {
             // The result does not fit in a frame: say so instead.
-            let e = error_msg(Some(cid), &Error::Wire(w), &s.actor);
-            let _ = CancelScope::shielded().run(s.conn.send_all(&[&ack, &e])).await;
+            let _ = send(error_msg(Some(cid), &Error::Wire(w), &s.actor)).await;
         }
         s.calls.borrow_mut().remove(&cid);
+        s.slots.borrow_mut().remove(&cid);
         let w = s.drained.borrow_mut().take();
         if let Some(w) = w {
             w.wake();

@@ -9,10 +9,10 @@
 //!   behaviour.
 //! - An endpoint decodes its arguments *before* it is started: a `Start` whose arguments do
 //!   not decode is answered with an error and nothing runs.
-//! - Each endpoint has a [`FuncKind`]: today only [`FuncKind::Function`] (a plain async
-//!   function, one result). Context functions (`FuncKind::Context`, a `Context` handle with
-//!   `started(v)` and streams) are added as another [`Endpoint`] variant beside it; the lookup,
-//!   the namespace check and the `Start{kind}` check already treat the kind as data.
+//! - Each endpoint has a [`FuncKind`]: [`FuncKind::Function`] (a plain async function, one
+//!   result) or [`FuncKind::Context`] (an async function of a [`Context`] handle, with
+//!   `started(v)` and streams, then one result). A `Start` whose kind is not the endpoint's is
+//!   refused (`WrongFunctionKind`) before anything runs.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,6 +23,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::Context;
 use crate::wire::{FuncKind, decode_payload, encode_payload};
 use crate::{Error, Result};
 
@@ -31,18 +32,23 @@ use crate::{Error, Result};
 pub(crate) type CallFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>>>>>;
 
 type FunctionFn = dyn Fn(&[u8]) -> Result<CallFuture>;
+type ContextFn = dyn Fn(Context, &[u8]) -> Result<CallFuture>;
 
 /// One registered endpoint.
 #[derive(Clone)]
 pub(crate) enum Endpoint {
     /// A plain async function: decode the arguments, run, encode the result.
     Function(Rc<FunctionFn>),
+    /// A context function: decode the arguments, run with the callee's [`Context`], encode
+    /// the result.
+    Context(Rc<ContextFn>),
 }
 
 impl Endpoint {
     pub(crate) fn kind(&self) -> FuncKind {
         match self {
             Endpoint::Function(_) => FuncKind::Function,
+            Endpoint::Context(_) => FuncKind::Context,
         }
     }
 }
@@ -101,6 +107,49 @@ impl Endpoints {
             }) as CallFuture)
         };
         self.map.entry(ns.to_owned()).or_default().insert(name.to_owned(), Endpoint::Function(Rc::new(erased)));
+        self
+    }
+
+    /// Registers `f` as context function `name` of namespace `ns` (tractor's `@tractor.context`):
+    /// an async function of the callee's [`Context`] and one serde argument, returning a serde
+    /// value. It is opened with [`Portal::open_context`](super::Portal::open_context); it must
+    /// call [`Context::started`] once before it streams or returns. Registering the same name
+    /// twice keeps the last one.
+    ///
+    /// ```
+    /// use infect::actor::{Context, Endpoints};
+    ///
+    /// async fn ticker(ctx: Context, n: u32) -> infect::Result<()> {
+    ///     ctx.started(&n).await?;
+    ///     ctx.open_stream(async |stream| {
+    ///         for i in 0..n {
+    ///             stream.send(&i).await?;
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .await
+    /// }
+    ///
+    /// let endpoints = Endpoints::new().context("clock", "ticker", ticker);
+    /// assert!(endpoints.contains("clock", "ticker"));
+    /// ```
+    pub fn context<A, R, F, Fut>(mut self, ns: &str, name: &str, f: F) -> Endpoints
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+        F: Fn(Context, A) -> Fut + 'static,
+        Fut: Future<Output = Result<R>> + 'static,
+    {
+        let f = Rc::new(f);
+        let erased = move |ctx: Context, args: &[u8]| -> Result<CallFuture> {
+            let args: A = decode_payload(args)?;
+            let fut = f(ctx, args);
+            Ok(Box::pin(async move {
+                let value = fut.await?;
+                Ok(encode_payload(&value)?)
+            }) as CallFuture)
+        };
+        self.map.entry(ns.to_owned()).or_default().insert(name.to_owned(), Endpoint::Context(Rc::new(erased)));
         self
     }
 

@@ -5,7 +5,19 @@
 //! root's future; in a process spawned as an actor (the same binary re-executed, or a named
 //! program that also calls `main`) it serves the endpoints its parent enabled. Inside, a task
 //! opens an [`open_nursery`], starts actors ([`ActorNursery::start_actor`],
-//! [`ActorNursery::run_in_actor`]) and calls them through [`Portal`]s.
+//! [`ActorNursery::run_in_actor`]) and calls them through [`Portal`]s: one-shot calls
+//! ([`Portal::run`]) or contexts ([`Portal::open_context`]: a `started` handshake, a two-way
+//! [`MsgStream`], one final outcome; see [`Context`] for their dialog and the
+//! `ContextCancelled` rule).
+//!
+//! An actor started with [`ActorOpts::infect_host`] (or a root run with
+//! [`RootOpts::infect_host`]) runs the host executor as its loop and this whole runtime as a
+//! guest riding it (`Host::run_guest`), so that its endpoints can drive host tasks with
+//! [`to_host`](crate::to_host); its parent cannot tell it apart from any other actor. In an actor
+//! that is not infected `to_host` calls fail with [`Error::NotInfected`](crate::Error::NotInfected),
+//! which reaches the caller as a remote error of that kind; host-side errors that propagate out
+//! of an endpoint reach it boxed with their own kind (`HostCancelled`, `HostTaskExited`, a user
+//! error's kind).
 //!
 //! # The message dialog
 //!
@@ -19,6 +31,8 @@
 //!                                                       otherwise runs it as a task, and then
 //!                       ◀── StartAck{cid, functype}      (for a plain function: in one write
 //!                       ◀── Return{cid, value} | Error{cid}   with the outcome)
+//!  (a context: StartAck travels with its Started{cid, v}; then Yield{cid}/Stop{cid} either way,
+//!   then Return | Error; see [`context`])
 //!  Cancel{cid} ─────────────────────────────────────▶  cancels that call's scope
 //!                       ◀── CancelAck{cid}, then Error{cid, ContextCancelled, canceller: parent}
 //!  Cancel{None} (cancel_actor) ─────────────────────▶  cancels every call (each answers as above),
@@ -85,6 +99,7 @@
 
 mod child;
 mod conn;
+pub mod context;
 mod endpoints;
 mod nursery;
 mod process;
@@ -97,6 +112,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use crate::error::RemoteActorError;
+pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
 pub use endpoints::Endpoints;
 pub use nursery::{ActorNursery, ActorOpts, Portal, open_nursery};
 pub use runtime::{RootOpts, main, main_with};

@@ -21,7 +21,7 @@
 //! as an [`ErrorGroup`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::path::PathBuf;
@@ -41,6 +41,7 @@ use crate::wire::{
 use crate::{Error, ErrorGroup, Result};
 
 use super::conn::{Conn, os_err, reactor, readable};
+use super::context::{CallSlot, Context};
 use super::process::{self, Proc};
 use super::{ActorInner, current_inner};
 
@@ -135,24 +136,8 @@ impl ActorOpts {
     }
 }
 
-/// One call's inbox on the parent side.
-#[derive(Default)]
-struct CallSlot {
-    inbox: RefCell<VecDeque<Msg>>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl CallSlot {
-    fn wake(&self) {
-        let w = self.waker.borrow_mut().take();
-        if let Some(w) = w {
-            w.wake();
-        }
-    }
-}
-
 /// The parent's view of one child actor.
-struct ChildActor {
+pub(crate) struct ChildActor {
     name: String,
     me: Rc<ActorInner>,
     conn: Conn,
@@ -206,17 +191,17 @@ impl ChildActor {
         *self.closed.borrow_mut() = Some(e);
         let slots: Vec<Rc<CallSlot>> = self.calls.borrow().values().cloned().collect();
         for s in slots {
-            s.wake();
+            s.waiters.wake_all();
         }
         self.wake_state();
     }
 
-    fn closed_error(&self) -> Option<Error> {
+    pub(crate) fn closed_error(&self) -> Option<Error> {
         self.closed.borrow().clone()
     }
 
     /// The error a peer's `Msg::Error` stands for.
-    fn remote_error(
+    pub(crate) fn remote_error(
         src: Aid,
         boxed_type: String,
         message: String,
@@ -232,8 +217,18 @@ impl ChildActor {
         }
     }
 
-    async fn send(&self, msg: &Msg) -> Result<()> {
+    pub(crate) async fn send(&self, msg: &Msg) -> Result<()> {
         self.conn.send(msg).await
+    }
+
+    /// The name of the actor this process is (the parent's side of the pipe).
+    pub(crate) fn me_name(&self) -> &str {
+        &self.me.aid.name
+    }
+
+    /// The first rung of the ladder, also the bound on draining a cancelled call.
+    pub(crate) fn cancel_timeout(&self) -> Duration {
+        self.cancel_timeout
     }
 
     /// Routes one decoded item from the child.
@@ -254,8 +249,7 @@ impl ChildActor {
             Ok(msg) => {
                 let slot = msg.cid().and_then(|cid| self.calls.borrow().get(&cid).cloned());
                 if let Some(slot) = slot {
-                    slot.inbox.borrow_mut().push_back(msg);
-                    slot.wake();
+                    slot.deliver(msg);
                 }
             }
             Err(w) => {
@@ -270,7 +264,7 @@ impl ChildActor {
     /// `cancellable`.
     async fn next_msg(&self, slot: &CallSlot, cancellable: bool) -> Result<Msg> {
         poll_fn(|cx| {
-            if let Some(m) = slot.inbox.borrow_mut().pop_front() {
+            if let Some(m) = slot.pop() {
                 return Poll::Ready(Ok(m));
             }
             if let Some(e) = self.closed_error() {
@@ -279,7 +273,7 @@ impl ChildActor {
             if cancellable {
                 guest::check_cancel()?;
             }
-            *slot.waker.borrow_mut() = Some(cx.waker().clone());
+            slot.waiters.register(cx.waker());
             Poll::Pending
         })
         .await
@@ -287,20 +281,20 @@ impl ChildActor {
 
     /// Runs `ns.func(args)` in the child: the result's payload bytes, or the error.
     async fn call(&self, ns: &str, func: &str, args: Vec<u8>, cancellable: bool) -> Result<Vec<u8>> {
-        let (cid, slot) = self.begin_call(ns, func, args).await?;
+        let (cid, slot) = self.begin_call(ns, func, args, FuncKind::Function).await?;
         self.finish_call(cid, &slot, cancellable).await
     }
 
     /// Opens call `cid` and sends its `Start`. On a fresh pipe this does not block.
-    async fn begin_call(&self, ns: &str, func: &str, args: Vec<u8>) -> Result<(Cid, Rc<CallSlot>)> {
+    async fn begin_call(&self, ns: &str, func: &str, args: Vec<u8>, kind: FuncKind) -> Result<(Cid, Rc<CallSlot>)> {
         if let Some(e) = self.closed_error() {
             return Err(e);
         }
         let cid = self.next_cid.get();
         self.next_cid.set(cid + 1);
-        let slot = Rc::new(CallSlot::default());
+        let slot = Rc::new(CallSlot::new());
         self.calls.borrow_mut().insert(cid, slot.clone());
-        let start = Msg::Start { cid, ns: ns.to_owned(), func: func.to_owned(), args, kind: FuncKind::Function };
+        let start = Msg::Start { cid, ns: ns.to_owned(), func: func.to_owned(), args, kind };
         match self.send(&start).await {
             Ok(()) | Err(Error::Closed) => Ok((cid, slot)), // a dead child: the wait reports how it died
             Err(e) => {
@@ -362,7 +356,7 @@ impl Drop for ForgetCall<'_> {
 }
 
 /// Runs `body` shielded from outside cancellation, for at most `d`.
-async fn shielded_for<T>(d: Duration, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
+pub(crate) async fn shielded_for<T>(d: Duration, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
     let scope = CancelScope::shielded();
     scope.set_deadline(guest::current_time() + d);
     scope.run(body).await
@@ -495,6 +489,89 @@ impl Portal {
         let args = encode_payload(args)?;
         let value = self.child.call(ns, func, args, true).await?;
         Ok(decode_payload(&value)?)
+    }
+
+    /// Opens a context with the actor (tractor's `Portal.open_context`): starts context
+    /// endpoint `func` of namespace `ns` with `args`, waits for its `ctx.started(first)`, and
+    /// runs `body(&ctx, first)`, the `async with` block. On the way out it drains the context
+    /// to its final outcome: the body's value if the context returned (or was cancelled by this
+    /// side: absorbed), else the context's error; the body's own error, or a cancellation of
+    /// this task, comes out bare after the remote context was cancelled and drained (bounded by
+    /// the cancel timeout). An error before `started` (say, the endpoint's `to_host` partner
+    /// failed first) is returned and the body does not run. See [`Context`] for the dialog.
+    ///
+    /// ```no_run
+    /// use infect::actor::{self, ActorOpts, Context, Endpoints};
+    ///
+    /// async fn counter(ctx: Context, upto: u32) -> infect::Result<u32> {
+    ///     ctx.started(&"counting").await?;
+    ///     ctx.open_stream(async |stream| {
+    ///         for i in 0..upto {
+    ///             stream.send(&i).await?;
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    ///     Ok(upto)
+    /// }
+    ///
+    /// fn main() -> infect::Result<()> {
+    ///     let endpoints = Endpoints::new().context("demo", "counter", counter);
+    ///     actor::main(endpoints, async {
+    ///         actor::open_nursery(async |an| {
+    ///             let p = an.start_actor("counter", ActorOpts::new().enable_modules(["demo"])).await?;
+    ///             let sum = p
+    ///                 .open_context("demo", "counter", &3u32, async |ctx, first: String| {
+    ///                     assert_eq!(first, "counting");
+    ///                     let sum = ctx
+    ///                         .open_stream(async |stream| {
+    ///                             let mut sum = 0;
+    ///                             while let Some(i) = stream.receive::<u32>().await? {
+    ///                                 sum += i;
+    ///                             }
+    ///                             Ok(sum)
+    ///                         })
+    ///                         .await?;
+    ///                     assert_eq!(ctx.wait_for_result::<u32>().await?, 3);
+    ///                     Ok(sum)
+    ///                 })
+    ///                 .await?;
+    ///             assert_eq!(sum, 3);
+    ///             p.cancel_actor().await?;
+    ///             Ok(())
+    ///         })
+    ///         .await
+    ///     })
+    /// }
+    /// ```
+    pub async fn open_context<A, S, T>(
+        &self,
+        ns: &str,
+        func: &str,
+        args: &A,
+        body: impl AsyncFnOnce(&Context, S) -> Result<T>,
+    ) -> Result<T>
+    where
+        A: Serialize + ?Sized,
+        S: DeserializeOwned,
+    {
+        let args = encode_payload(args)?;
+        let (cid, slot) = self.child.begin_call(ns, func, args, FuncKind::Context).await?;
+        let _forget = ForgetCall { child: &self.child, cid };
+        let ctx = Context::caller(self.child.clone(), cid, slot, format!("{ns}.{func}"));
+        let first = match ctx.wait_started().await {
+            Ok(bytes) => decode_payload::<S>(&bytes).map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        let first = match first {
+            Ok(v) => v,
+            Err(e) => {
+                ctx.cancel_and_drain().await;
+                return Err(e);
+            }
+        };
+        let r = body(&ctx, first).await;
+        ctx.finish(r).await
     }
 
     /// Cancels the actor and waits until its process is reaped (tractor's `cancel_actor`),
@@ -763,7 +840,7 @@ impl ActorNursery {
         let opts = opts.enable_modules([ns]);
         let child = self.spawn_child(&name, &opts).await?;
         child.one_shot.set(true);
-        let (cid, slot) = child.begin_call(ns, func, payload).await?;
+        let (cid, slot) = child.begin_call(ns, func, payload, FuncKind::Function).await?;
         let an = self.inner.clone();
         let c = child.clone();
         self.inner.n.start_soon(async move {

@@ -1,0 +1,740 @@
+//! Contexts and streams (tractor's `Context` and `MsgStream`): a call between two actors that
+//! stays open, with a `started` handshake, a two-way stream and one final outcome.
+//!
+//! # The dialog
+//!
+//! The *caller* opened the context ([`Portal::open_context`](super::Portal::open_context)); the
+//! *callee* serves it (an endpoint registered with
+//! [`Endpoints::context`](super::Endpoints::context)). Who sends what, and when:
+//!
+//! ```text
+//! caller (open_context)                                  callee (context endpoint)
+//!  Start{cid, kind: Context} ─────────────────────────▶  looks up, decodes the arguments, runs the
+//!                                                         endpoint with a Context (or Error{cid})
+//!            ◀──────────────── StartAck{cid}, Started{cid, v}   ctx.started(v): one write; the
+//!  open_context's body runs with (ctx, v)                       caller's body starts
+//!  ── either side, in its ctx.open_stream(body) ─────────────────────────────────────────────
+//!  Yield{cid, item} ──────────────────────────────────▶  stream.send / stream.receive
+//!            ◀──────────────────────────────────────── Yield{cid, item}
+//!  Stop{cid} (its stream block returned) ─────────────▶  receive ends (Ok(None)) after the
+//!            ◀──────────────────────────────────────── Stop{cid}  items already sent
+//!  ── the end ───────────────────────────────────────────────────────────────────────────────
+//!            ◀──────────────────────────────────────── Return{cid, r} | Error{cid}
+//!  the body returned Ok: open_context waits for that outcome ("drains"), then returns
+//!  the body failed or was cancelled, or ctx.cancel():
+//!  Cancel{cid} ───────────────────────────────────────▶  cancels the endpoint's scope
+//!            ◀──────────────── CancelAck{cid}, Error{cid, ContextCancelled, canceller: caller}
+//! ```
+//!
+//! - A context endpoint that fails (or whose `to_host` partner fails) before `started` answers
+//!   `StartAck, Error` in one write: `open_context` returns that error and the body never runs.
+//!   One that returns without calling `started` answers [`Error::NotStarted`].
+//! - `ctx.started` twice is [`Error::StartedTwice`]; the callee may open its stream only after
+//!   `started` ([`Error::NotStarted`] otherwise).
+//! - **`ContextCancelled` (tractor's rule).** A cancellation this side asked for (its
+//!   `ctx.cancel()`, or `portal.cancel_actor()`: the canceller named in the error is this actor)
+//!   is *absorbed*: the stream just ends and `open_context` returns the body's value. One that
+//!   someone else asked for (the callee cancelled itself, or got `SIGINT`) is *raised*: it comes
+//!   out of `receive` and `open_context` as [`Error::ContextCancelled`] naming the canceller.
+//!   [`Context::wait_for_result`] reports the outcome as it is, absorbed or not.
+//! - The body's own error comes out of `open_context` bare (the remote context is cancelled
+//!   and drained first, bounded by the actor's cancel timeout); so does a local cancellation.
+//!
+//! # Invariants
+//! - **Bounded, never silent.** Each side buffers at most [`STREAM_BUFFER`] unreceived stream
+//!   items per context (control messages are not counted and never dropped). Past it, the
+//!   items are not stored and the next `receive` fails with [`Error::StreamOverrun`], which
+//!   says how many were not delivered; the stream is over from then on. The sender is
+//!   back-pressured by the pipe in the meantime (a full pipe makes `send` wait).
+//! - **One reader per connection.** Frames reach a context only through its inbox, filled by
+//!   the connection's single reader, so items arrive in the order they were sent.
+//! - **Every subscriber ends.** A [`MsgStream::subscribe`] receiver sees every item no reader
+//!   has received yet and everything later; it gets [`Error::Lagged`] once if it falls more
+//!   than the broadcast capacity behind the fastest reader, then continues; the end of the
+//!   stream (or its error) reaches every subscriber.
+//! - Waiting in a context is a cancellation point; a stream or context used after its block
+//!   ended fails with [`Error::Closed`] instead of hanging.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Context as TaskCx, Poll};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::guest::{CancelScope, check_cancel};
+use crate::waiters::Waiters;
+use crate::wire::{Cid, FuncKind, Msg, decode_payload, encode_payload};
+use crate::{Error, Result};
+
+use super::child::CallEntry;
+use super::conn::Conn;
+use super::nursery::{ChildActor, shielded_for};
+
+/// How many unreceived stream items a context buffers, per side, before it reports
+/// [`Error::StreamOverrun`].
+pub const STREAM_BUFFER: usize = 1024;
+
+/// One call's inbox: the messages the connection's reader routed to it, in order.
+pub(crate) struct CallSlot {
+    inbox: RefCell<VecDeque<Msg>>,
+    pub(crate) waiters: Waiters,
+    /// `Yield`s in the inbox.
+    yields: Cell<usize>,
+    /// `Yield`s that arrived past [`STREAM_BUFFER`] and were not stored.
+    dropped: Cell<u64>,
+}
+
+impl CallSlot {
+    pub(crate) fn new() -> CallSlot {
+        CallSlot {
+            inbox: RefCell::new(VecDeque::new()),
+            waiters: Waiters::default(),
+            yields: Cell::new(0),
+            dropped: Cell::new(0),
+        }
+    }
+
+    /// Stores a message for the call and wakes its waiters. A stream item past the buffer (or
+    /// after an overrun) is counted, not stored.
+    pub(crate) fn deliver(&self, msg: Msg) {
+        if matches!(msg, Msg::Yield { .. }) {
+            if self.yields.get() >= STREAM_BUFFER || self.dropped.get() > 0 {
+                self.dropped.set(self.dropped.get() + 1);
+                self.waiters.wake_all();
+                return;
+            }
+            self.yields.set(self.yields.get() + 1);
+        }
+        self.inbox.borrow_mut().push_back(msg);
+        self.waiters.wake_all();
+    }
+
+    pub(crate) fn pop(&self) -> Option<Msg> {
+        let m = self.inbox.borrow_mut().pop_front()?;
+        if matches!(m, Msg::Yield { .. }) {
+            self.yields.set(self.yields.get() - 1);
+        }
+        Some(m)
+    }
+}
+
+/// Which end of the context this process holds.
+enum Side {
+    /// We opened it, through a portal to this child.
+    Caller(Rc<ChildActor>),
+    /// We serve it for our parent.
+    Callee { conn: Rc<Conn>, entry: Rc<CallEntry> },
+}
+
+struct CtxInner {
+    cid: Cid,
+    side: Side,
+    slot: Rc<CallSlot>,
+    /// `ns.func`, for messages.
+    what: String,
+    /// This actor's name.
+    me: String,
+    /// The callee called `started` (or, at the caller, `Started` arrived).
+    started: Cell<bool>,
+    /// Callee: `StartAck` went out (it travels with the first message of the call).
+    ack_sent: Cell<bool>,
+    /// A stream block is running on this side.
+    stream_open: Cell<bool>,
+    /// This side sent `Stop`.
+    stop_sent: Cell<bool>,
+    /// The peer sent `Stop`.
+    peer_stopped: Cell<bool>,
+    /// This side asked for the cancellation (`cancel()`, or the caller's cancel-and-drain).
+    cancel_called: Cell<bool>,
+    /// Caller: the final `Return` or `Error` (or the child's death), once it arrived.
+    outcome: RefCell<Option<Result<Vec<u8>>>>,
+    /// The broadcast ring, from the first `subscribe` on.
+    bcast: RefCell<Option<Bcast>>,
+}
+
+/// One side of a context between two actors (tractor's `Context`): the caller gets it in
+/// [`Portal::open_context`](super::Portal::open_context)'s block, the callee as its endpoint's
+/// first argument. Cheap to clone.
+///
+/// See the [module docs](self) for the dialog and the cancellation rule.
+#[derive(Clone)]
+pub struct Context {
+    inner: Rc<CtxInner>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("Context")
+            .field("cid", &i.cid)
+            .field("func", &i.what)
+            .field("side", &if self.is_caller() { "caller" } else { "callee" })
+            .field("started", &i.started.get())
+            .field("cancel_called", &i.cancel_called.get())
+            .finish()
+    }
+}
+
+impl Context {
+    pub(crate) fn caller(child: Rc<ChildActor>, cid: Cid, slot: Rc<CallSlot>, what: String) -> Context {
+        let me = child.me_name().to_owned();
+        Context::new(Side::Caller(child), cid, slot, what, me)
+    }
+
+    pub(crate) fn callee(conn: Rc<Conn>, entry: Rc<CallEntry>, cid: Cid, slot: Rc<CallSlot>, me: String) -> Context {
+        let what = entry.what.clone();
+        Context::new(Side::Callee { conn, entry }, cid, slot, what, me)
+    }
+
+    fn new(side: Side, cid: Cid, slot: Rc<CallSlot>, what: String, me: String) -> Context {
+        Context {
+            inner: Rc::new(CtxInner {
+                cid,
+                side,
+                slot,
+                what,
+                me,
+                started: Cell::new(false),
+                ack_sent: Cell::new(false),
+                stream_open: Cell::new(false),
+                stop_sent: Cell::new(false),
+                peer_stopped: Cell::new(false),
+                cancel_called: Cell::new(false),
+                outcome: RefCell::new(None),
+                bcast: RefCell::new(None),
+            }),
+        }
+    }
+
+    /// Whether this is the caller's side (the one that called `open_context`).
+    pub fn is_caller(&self) -> bool {
+        matches!(self.inner.side, Side::Caller(_))
+    }
+
+    /// Whether this side asked for the context's cancellation ([`cancel`](Self::cancel)).
+    pub fn cancel_called(&self) -> bool {
+        self.inner.cancel_called.get()
+    }
+
+    /// The endpoint this context runs, as `ns.func`.
+    pub fn func(&self) -> &str {
+        &self.inner.what
+    }
+
+    /// Callee: delivers the first value; the caller's `open_context` returns it and runs its
+    /// block. Exactly once ([`Error::StartedTwice`] after that), before any stream.
+    pub async fn started<S: Serialize + ?Sized>(&self, value: &S) -> Result<()> {
+        let i = &self.inner;
+        let Side::Callee { conn, .. } = &i.side else {
+            return Err(wrong_side("started", "the callee (the context endpoint)"));
+        };
+        if i.started.get() {
+            return Err(Error::StartedTwice { ctx: i.what.clone() });
+        }
+        let started = Msg::Started { cid: i.cid, value: encode_payload(value)? };
+        i.started.set(true);
+        if i.ack_sent.replace(true) {
+            conn.send(&started).await
+        } else {
+            conn.send_all(&[&Msg::StartAck { cid: i.cid, functype: FuncKind::Context }, &started]).await
+        }
+    }
+
+    /// Opens this side's stream for the duration of `body` (tractor's `ctx.open_stream()`). When
+    /// `body` returns `Ok` this side sends `Stop` (the peer's `receive` then ends after the
+    /// items already sent; a failed body sends nothing, its error ends the context); receiving
+    /// goes on until the peer's `Stop`. Items the peer sent before
+    /// this side opened its stream are kept (up to [`STREAM_BUFFER`]).
+    pub async fn open_stream<T>(&self, body: impl AsyncFnOnce(&MsgStream) -> Result<T>) -> Result<T> {
+        let i = &self.inner;
+        if !i.started.get() {
+            return Err(Error::NotStarted { ctx: i.what.clone() });
+        }
+        if i.stream_open.replace(true) {
+            return Err(Error::msg("StreamAlreadyOpen", format!("context '{}' already has an open stream", i.what)));
+        }
+        let stream = MsgStream { ctx: self.clone(), closed: Rc::new(Cell::new(false)) };
+        let r = body(&stream).await;
+        stream.closed.set(true);
+        i.stream_open.set(false);
+        // A failed block sends no `Stop`: the context's error (or the caller's cancel) ends
+        // the peer's stream instead, so the peer never mistakes a failure for a clean end.
+        if r.is_ok() && !i.stop_sent.get() && i.outcome.borrow().is_none() {
+            i.stop_sent.set(true);
+            // Nothing to do if the peer is gone: the context's outcome says what happened.
+            let _ = self.send_msg(&Msg::Stop { cid: i.cid }).await;
+        }
+        r
+    }
+
+    /// Cancels the context. Caller: sends `Cancel{cid}`; the callee's task is cancelled and the
+    /// context ends with a `ContextCancelled` naming this actor, which this side absorbs.
+    /// Callee: cancels its own endpoint; the caller sees `ContextCancelled` naming this actor
+    /// (raised there). Idempotent; a no-op once the context ended.
+    pub async fn cancel(&self) -> Result<()> {
+        let i = &self.inner;
+        match &i.side {
+            Side::Caller(_) => {
+                if i.outcome.borrow().is_some() || i.cancel_called.replace(true) {
+                    return Ok(());
+                }
+                let sent = CancelScope::shielded().run(self.send_msg(&Msg::Cancel { cid: Some(i.cid) })).await;
+                match sent {
+                    Ok(_) | Err(Error::Closed) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Side::Callee { entry, .. } => {
+                i.cancel_called.set(true);
+                entry.canceller.borrow_mut().get_or_insert_with(|| i.me.clone());
+                entry.scope.cancel();
+                Ok(())
+            }
+        }
+    }
+
+    /// Caller: waits for the context's final outcome (tractor's `ctx.wait_for_result()`): the
+    /// callee's return value, or its error (a [`Error::RemoteActor`], a
+    /// [`Error::ContextCancelled`] — also one this side asked for — or [`Error::ActorDied`]).
+    /// Stream items that arrive meanwhile are discarded. A cancellation point.
+    pub async fn wait_for_result<R: DeserializeOwned>(&self) -> Result<R> {
+        if !self.is_caller() {
+            return Err(wrong_side("wait_for_result", "the caller (inside open_context)"));
+        }
+        let bytes = self.result_bytes().await?;
+        Ok(decode_payload(&bytes)?)
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    pub(crate) fn is_started(&self) -> bool {
+        self.inner.started.get()
+    }
+
+    /// Callee: `true` if `StartAck` has not gone out yet (the caller sends it now).
+    pub(crate) fn take_ack(&self) -> bool {
+        !self.inner.ack_sent.replace(true)
+    }
+
+    async fn send_msg(&self, msg: &Msg) -> Result<()> {
+        match &self.inner.side {
+            Side::Caller(child) => child.send(msg).await,
+            Side::Callee { conn, .. } => conn.send(msg).await,
+        }
+    }
+
+    /// Whether `e` is a cancellation this side asked for (absorbed, not raised).
+    fn absorbs(&self, e: &Error) -> bool {
+        matches!(e, Error::ContextCancelled { canceller, .. } if *canceller == self.inner.me)
+    }
+
+    fn set_outcome(&self, msg: Msg) {
+        let out = match msg {
+            Msg::Return { value, .. } => Ok(value),
+            Msg::Error { src, boxed_type, message, relay_path, canceller, .. } => {
+                Err(ChildActor::remote_error(src, boxed_type, message, relay_path, canceller))
+            }
+            _ => return,
+        };
+        self.inner.outcome.borrow_mut().get_or_insert(out);
+    }
+
+    /// Caller: notes the child's death as the outcome if nothing else ended the context.
+    fn note_closed(&self) -> bool {
+        if let Side::Caller(child) = &self.inner.side
+            && let Some(e) = child.closed_error()
+        {
+            self.inner.outcome.borrow_mut().get_or_insert(Err(e));
+            return true;
+        }
+        false
+    }
+
+    /// Caller: waits for `Started` (its payload), or the error that ended the context first.
+    pub(crate) async fn wait_started(&self) -> Result<Vec<u8>> {
+        let i = &self.inner;
+        poll_fn(|cx| {
+            loop {
+                if let Some(msg) = i.slot.pop() {
+                    match msg {
+                        Msg::Started { value, .. } => {
+                            i.started.set(true);
+                            return Poll::Ready(Ok(value));
+                        }
+                        m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(m),
+                        _ => continue,
+                    }
+                }
+                if let Some(out) = i.outcome.borrow().clone() {
+                    return Poll::Ready(Err(match out {
+                        Ok(_) => Error::NotStarted { ctx: i.what.clone() },
+                        Err(e) => e,
+                    }));
+                }
+                if self.note_closed() {
+                    continue;
+                }
+                check_cancel()?;
+                i.slot.waiters.register(cx.waker());
+                return Poll::Pending;
+            }
+        })
+        .await
+    }
+
+    /// Caller: the final outcome's bytes, draining (discarding) stream items on the way.
+    async fn result_bytes(&self) -> Result<Vec<u8>> {
+        let i = &self.inner;
+        poll_fn(|cx| {
+            loop {
+                if let Some(out) = i.outcome.borrow().clone() {
+                    return Poll::Ready(out);
+                }
+                if let Some(msg) = i.slot.pop() {
+                    match msg {
+                        Msg::Stop { .. } => i.peer_stopped.set(true),
+                        m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(m),
+                        _ => {}
+                    }
+                    continue;
+                }
+                if self.note_closed() {
+                    continue;
+                }
+                check_cancel()?;
+                i.slot.waiters.register(cx.waker());
+                return Poll::Pending;
+            }
+        })
+        .await
+    }
+
+    /// Caller, on leaving `open_context`: the block's value once the context drained, or the
+    /// error that comes out (see the module docs).
+    pub(crate) async fn finish<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Ok(v) => match self.result_bytes().await {
+                Ok(_) => Ok(v),
+                Err(e) if self.absorbs(&e) => Ok(v),
+                Err(Error::Cancelled) => {
+                    self.cancel_and_drain().await;
+                    Err(Error::Cancelled)
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => {
+                self.cancel_and_drain().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Caller: cancels the remote context (if it still runs) and waits, shielded and bounded by
+    /// the actor's cancel timeout, for its outcome, so that it does not outlive us.
+    pub(crate) async fn cancel_and_drain(&self) {
+        let Side::Caller(child) = &self.inner.side else { return };
+        if self.inner.outcome.borrow().is_some() {
+            return;
+        }
+        let _ = shielded_for(child.cancel_timeout(), async {
+            self.cancel().await?;
+            let _ = self.result_bytes().await;
+            Ok(())
+        })
+        .await;
+    }
+
+    /// One stream item from the peer: `Ok(None)` at its `Stop` or at the end of the context.
+    fn poll_item(&self, cx: &mut TaskCx<'_>) -> Poll<Result<Option<Vec<u8>>>> {
+        let i = &self.inner;
+        loop {
+            if i.slot.dropped.get() > 0 {
+                return Poll::Ready(Err(Error::StreamOverrun {
+                    ctx: i.what.clone(),
+                    capacity: STREAM_BUFFER,
+                    dropped: i.slot.dropped.get(),
+                }));
+            }
+            if let Some(msg) = i.slot.pop() {
+                match msg {
+                    Msg::Yield { value, .. } => return Poll::Ready(Ok(Some(value))),
+                    Msg::Stop { .. } => {
+                        i.peer_stopped.set(true);
+                        return Poll::Ready(Ok(None));
+                    }
+                    m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(m),
+                    _ => {}
+                }
+                continue;
+            }
+            if i.peer_stopped.get() {
+                return Poll::Ready(Ok(None));
+            }
+            if let Some(out) = i.outcome.borrow().as_ref() {
+                return Poll::Ready(match out {
+                    Ok(_) => Ok(None),
+                    Err(e) if self.absorbs(e) => Ok(None),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+            if self.note_closed() {
+                continue;
+            }
+            check_cancel()?;
+            i.slot.waiters.register(cx.waker());
+            return Poll::Pending;
+        }
+    }
+}
+
+fn wrong_side(what: &str, side: &str) -> Error {
+    Error::msg("WrongContextSide", format!("ctx.{what}() is only for {side}"))
+}
+
+/// The reader id of the stream's own `receive`.
+const PRIMARY: u64 = 0;
+
+/// The broadcast ring behind [`MsgStream::subscribe`]: items by sequence number, one cursor
+/// per reader.
+struct Bcast {
+    buf: VecDeque<Vec<u8>>,
+    /// Sequence number of `buf[0]`.
+    head: u64,
+    /// Items pulled from the context so far (the next item's sequence number).
+    pulled: u64,
+    /// How the stream ended, after `pulled` items.
+    end: Option<Result<()>>,
+    primary: u64,
+    subs: Vec<(u64, u64)>,
+    next_id: u64,
+    /// How many items are kept for readers behind the fastest.
+    retain: usize,
+}
+
+impl Bcast {
+    fn cursor(&mut self, reader: u64) -> Option<&mut u64> {
+        if reader == PRIMARY {
+            return Some(&mut self.primary);
+        }
+        self.subs.iter_mut().find(|(i, _)| *i == reader).map(|(_, c)| c)
+    }
+
+    fn trim(&mut self) {
+        let min = self.subs.iter().map(|&(_, c)| c).fold(self.primary, u64::min);
+        while self.head < min.min(self.pulled) || self.pulled - self.head > self.retain as u64 {
+            self.buf.pop_front();
+            self.head += 1;
+        }
+    }
+}
+
+/// A context's two-way stream of items (tractor's `MsgStream`), open for the duration of
+/// [`Context::open_stream`]'s block. Items are any serde type (postcard on the wire); each
+/// `receive` names the type it expects. Cheap to clone; a clone used after the block ended gets
+/// [`Error::Closed`].
+#[derive(Clone)]
+pub struct MsgStream {
+    ctx: Context,
+    closed: Rc<Cell<bool>>,
+}
+
+impl fmt::Debug for MsgStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MsgStream").field("ctx", &self.ctx).field("closed", &self.closed.get()).finish()
+    }
+}
+
+impl MsgStream {
+    /// The context this stream belongs to.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Sends one item to the peer. Waits only for the pipe (back-pressure). Fails with
+    /// [`Error::Closed`] after the block ended or once the context is over (its error, if it
+    /// failed), and with `Error::Wire(FrameTooLarge)` before anything is sent if the item is
+    /// over the frame limit.
+    pub async fn send<T: Serialize + ?Sized>(&self, item: &T) -> Result<()> {
+        let i = &self.ctx.inner;
+        if self.closed.get() || i.stop_sent.get() {
+            return Err(Error::Closed);
+        }
+        if let Some(out) = i.outcome.borrow().as_ref() {
+            return Err(match out {
+                Err(e) if !self.ctx.absorbs(e) => e.clone(),
+                _ => Error::Closed,
+            });
+        }
+        let value = encode_payload(item)?;
+        self.ctx.send_msg(&Msg::Yield { cid: i.cid, value }).await
+    }
+
+    /// Receives the next item: `Ok(Some(item))`, `Ok(None)` once the peer closed its side
+    /// (`Stop`) or the context ended normally (or by a cancellation this side asked for), the
+    /// context's error otherwise, [`Error::StreamOverrun`] if this side fell too far behind.
+    pub async fn receive<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        let bytes = poll_fn(|cx| self.poll_read(PRIMARY, cx)).await?;
+        match bytes {
+            Some(b) => Ok(Some(decode_payload(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The items as a [`Stream`](futures::Stream) (tractor's `async for msg in stream`): it ends
+    /// at the end of the stream; an error is its last item.
+    pub fn iter<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + '_ {
+        item_stream(self, PRIMARY)
+    }
+
+    /// A broadcast receiver (tractor's `MsgStream.subscribe()`): it gets every item no reader
+    /// has received yet and every later one, as does the stream's own `receive` and every
+    /// other subscriber. A reader more than [`STREAM_BUFFER`] items behind the fastest gets
+    /// [`Error::Lagged`] once, then continues from the oldest item kept. Every subscriber sees
+    /// the end of the stream. Irreversible for the stream's lifetime.
+    pub fn subscribe(&self) -> BroadcastReceiver {
+        self.subscribe_with_capacity(STREAM_BUFFER)
+    }
+
+    /// [`subscribe`](Self::subscribe), keeping `capacity` items for the slower readers (set by
+    /// the first subscription; later ones share it).
+    pub fn subscribe_with_capacity(&self, capacity: usize) -> BroadcastReceiver {
+        let mut b = self.ctx.inner.bcast.borrow_mut();
+        let b = b.get_or_insert_with(|| Bcast {
+            buf: VecDeque::new(),
+            head: 0,
+            pulled: 0,
+            end: None,
+            primary: 0,
+            subs: Vec::new(),
+            next_id: PRIMARY + 1,
+            retain: capacity.max(1),
+        });
+        let id = b.next_id;
+        b.next_id += 1;
+        b.subs.push((id, b.pulled));
+        BroadcastReceiver { stream: self.clone(), id }
+    }
+
+    fn poll_read(&self, reader: u64, cx: &mut TaskCx<'_>) -> Poll<Result<Option<Vec<u8>>>> {
+        if self.closed.get() {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let i = &self.ctx.inner;
+        let mut guard = i.bcast.borrow_mut();
+        let Some(b) = guard.as_mut() else {
+            drop(guard);
+            return self.ctx.poll_item(cx);
+        };
+        let (head, pulled) = (b.head, b.pulled);
+        let Some(cursor) = b.cursor(reader) else {
+            return Poll::Ready(Err(Error::Closed));
+        };
+        let c = *cursor;
+        if c < head {
+            *cursor = head;
+            return Poll::Ready(Err(Error::Lagged { skipped: head - c }));
+        }
+        if c < pulled {
+            *cursor = c + 1;
+            let v = b.buf[(c - head) as usize].clone();
+            b.trim();
+            return Poll::Ready(Ok(Some(v)));
+        }
+        if let Some(end) = &b.end {
+            return Poll::Ready(end.clone().map(|()| None));
+        }
+        drop(guard);
+        let got = self.ctx.poll_item(cx);
+        let mut guard = i.bcast.borrow_mut();
+        let b = guard.as_mut().expect("the ring is never removed");
+        match got {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(Some(v))) => {
+                b.buf.push_back(v.clone());
+                b.pulled += 1;
+                if let Some(cursor) = b.cursor(reader) {
+                    *cursor = c + 1;
+                }
+                b.trim();
+                drop(guard);
+                // The other readers have an item now.
+                i.slot.waiters.wake_all();
+                Poll::Ready(Ok(Some(v)))
+            }
+            Poll::Ready(Ok(None)) => {
+                b.end = Some(Ok(()));
+                drop(guard);
+                i.slot.waiters.wake_all();
+                Poll::Ready(Ok(None))
+            }
+            // This reader's own cancellation is not the stream's end.
+            Poll::Ready(Err(Error::Cancelled)) => Poll::Ready(Err(Error::Cancelled)),
+            Poll::Ready(Err(e)) => {
+                b.end = Some(Err(e.clone()));
+                drop(guard);
+                i.slot.waiters.wake_all();
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
+fn item_stream<T: DeserializeOwned>(stream: &MsgStream, reader: u64) -> impl futures::Stream<Item = Result<T>> + '_ {
+    let mut done = false;
+    futures::stream::poll_fn(move |cx| {
+        if done {
+            return Poll::Ready(None);
+        }
+        match stream.poll_read(reader, cx) {
+            Poll::Ready(Ok(Some(b))) => Poll::Ready(Some(decode_payload(&b).map_err(Error::from))),
+            Poll::Ready(Ok(None)) => {
+                done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => {
+                done = !matches!(e, Error::Lagged { .. });
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
+/// A subscriber made by [`MsgStream::subscribe`]: an owned handle (it may move into another
+/// task) that reads its own copy of the stream.
+#[derive(Debug)]
+pub struct BroadcastReceiver {
+    stream: MsgStream,
+    id: u64,
+}
+
+impl BroadcastReceiver {
+    /// Receives the next item: like [`MsgStream::receive`], plus [`Error::Lagged`] when this
+    /// subscriber fell behind.
+    pub async fn receive<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        let bytes = poll_fn(|cx| self.stream.poll_read(self.id, cx)).await?;
+        match bytes {
+            Some(b) => Ok(Some(decode_payload(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The items as a [`Stream`](futures::Stream).
+    pub fn iter<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + '_ {
+        item_stream(&self.stream, self.id)
+    }
+}
+
+impl Drop for BroadcastReceiver {
+    fn drop(&mut self) {
+        let mut b = self.stream.ctx.inner.bcast.borrow_mut();
+        if let Some(b) = b.as_mut() {
+            b.subs.retain(|&(i, _)| i != self.id);
+            b.trim();
+        }
+    }
+}

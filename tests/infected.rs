@@ -1,0 +1,918 @@
+//! Process tests of infected actors, contexts and streams (`harness = false`: this binary *is*
+//! the actor binary).
+//!
+//! `main` calls `infect::actor::main`: in a child it serves the endpoints below (namespace
+//! `aio`); in the root it runs every case in turn, prints one line per case and then exactly
+//! `N passed, M failed`, and exits non-zero if any failed. One case re-executes this binary as
+//! a separate, *infected* root (selected by `INFECTED_TEST_ROLE`).
+//!
+//! Every case asserts its exact outcome (values, error kinds, cancellers) and then that nothing
+//! was left behind: no process whose parent is us (running or zombie), the same open
+//! descriptors as before.
+//!
+//! Run: `cargo test --test infected` (one process; the cases run sequentially, a few seconds).
+
+#[macro_use]
+mod common_proc;
+
+use std::cell::RefCell;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::join;
+use infect::actor::{self, ActorOpts, Context, Endpoints, RootOpts};
+use infect::to_host::{self, HostChannel, LinkOpts};
+use infect::{Error, Result, guest, host};
+
+use common_proc::{Case, Check, ensure_ok, remote, signal, wait_until};
+
+const NS: &str = "aio";
+/// Ends the echo host task's loop.
+const SENTINEL: u64 = u64::MAX;
+
+// ---------------------------------------------------------------- host-side functions
+
+async fn host_sleep_forever() -> Result<()> {
+    host::sleep(Duration::from_secs(3600)).await?;
+    Ok(())
+}
+
+fn value_error(what: &str) -> Error {
+    Error::msg("ValueError", what)
+}
+
+// ---------------------------------------------------------------- function endpoints
+
+async fn run_task_fails(ms: u64) -> Result<()> {
+    to_host::run_task(async move {
+        host::sleep(Duration::from_millis(ms)).await?;
+        Err::<(), _>(value_error("host task failed after sleeping"))
+    })
+    .await
+}
+
+async fn move_on_host_forever(ms: u64) -> Result<()> {
+    let r = guest::move_on_after(Duration::from_millis(ms), to_host::run_task(host_sleep_forever())).await?;
+    match r {
+        None => Ok(()),
+        Some(()) => Err(value_error("the host task was not cancelled")),
+    }
+}
+
+async fn host_forever(_: ()) -> Result<()> {
+    to_host::run_task(host_sleep_forever()).await
+}
+
+async fn run_task_echo(x: u64) -> Result<u64> {
+    to_host::run_task(async move { Ok(x) }).await
+}
+
+async fn is_infected(_: ()) -> Result<bool> {
+    Ok(actor::current_actor().is_infected())
+}
+
+// ---------------------------------------------------------------- context endpoints
+
+/// The host task fails `ms` after `started`; the guest waits on the link.
+async fn host_fails_ctx(ctx: Context, ms: u64) -> Result<()> {
+    let target = move |chan: HostChannel<(), (), &'static str>| async move {
+        chan.started_nowait("up")?;
+        host::sleep(Duration::from_millis(ms)).await?;
+        Err::<(), _>(value_error("host task failed"))
+    };
+    to_host::open_channel_from(target, LinkOpts::default(), async |chan, first| {
+        ctx.started(first).await?;
+        chan.receive().await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The host task cancels itself after `started`.
+async fn host_self_cancel_ctx(ctx: Context, _: ()) -> Result<()> {
+    let target = |chan: HostChannel<(), (), ()>| async move {
+        chan.started_nowait(())?;
+        host::yield_now().await?;
+        host::cancel_current("the host task cancelled itself");
+        host::sleep(Duration::from_secs(5)).await?;
+        Ok(())
+    };
+    to_host::open_channel_from(target, LinkOpts::default(), async |chan, ()| {
+        ctx.started(&()).await?;
+        chan.receive().await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The host side counts to 100 (or stops at 50, by `mode`); the guest forwards to the parent.
+async fn stream_from_host(ctx: Context, mode: String) -> Result<u64> {
+    let m = mode.clone();
+    let target = move |chan: HostChannel<(), u64, ()>| async move {
+        chan.started_nowait(())?;
+        for i in 0..100 {
+            if i == 50 && m.starts_with("host_exits") {
+                return Ok(());
+            }
+            if i == 50 && m == "host_fails" {
+                return Err(value_error("host failed at 50"));
+            }
+            chan.send(i).await?;
+        }
+        Ok(())
+    };
+    let opts = LinkOpts::default().suppress_graceful_exits(mode != "host_exits_strict");
+    to_host::open_channel_from(target, opts, async |chan, ()| {
+        ctx.started(&()).await?;
+        ctx.open_stream(async |stream| {
+            if mode == "subscribe" {
+                // Two guest-side subscribers fan the host's values out, each tagging its copy.
+                let (a, b) = (chan.subscribe(), chan.subscribe());
+                let forward = async |tag: u8, sub: &to_host::BroadcastReceiver<'_, (), u64, (), ()>| {
+                    let mut n = 0u64;
+                    while let Some(v) = sub.receive().await? {
+                        stream.send(&(tag, v)).await?;
+                        n += 1;
+                    }
+                    Ok::<u64, Error>(n)
+                };
+                let (x, y) = join(forward(0, &a), forward(1, &b)).await;
+                return Ok(x? + y?);
+            }
+            let mut count = 0u64;
+            while let Some(v) = chan.receive().await? {
+                if count == 50 && mode == "guest_fails" {
+                    return Err(value_error("guest failed at 50"));
+                }
+                if count == 50 && mode == "guest_breaks" {
+                    break;
+                }
+                stream.send(&v).await?;
+                count += 1;
+            }
+            Ok(count)
+        })
+        .await
+    })
+    .await
+}
+
+/// The seed's echo server, plus a sentinel that ends the host loop.
+async fn echo_host(chan: HostChannel<u64, u64, &'static str>) -> Result<()> {
+    chan.started_nowait("start")?;
+    loop {
+        let v = chan.get().await?;
+        if v == SENTINEL {
+            return Ok(());
+        }
+        chan.send_nowait(v)?;
+        host::yield_now().await?;
+    }
+}
+
+async fn echo_ctx(ctx: Context, _: ()) -> Result<()> {
+    to_host::open_channel_from(echo_host, LinkOpts::default(), async |chan, first| {
+        ctx.started(first).await?;
+        ctx.open_stream(async |stream| {
+            let mut msgs = pin!(stream.iter::<u64>());
+            while let Some(msg) = msgs.next().await {
+                chan.send(msg?).await?;
+                match chan.receive().await? {
+                    Some(out) => stream.send(&out).await?,
+                    None => break, // the host loop ended
+                }
+            }
+            Ok(())
+        })
+        .await
+    })
+    .await
+}
+
+/// The host side fails before `started_nowait`.
+async fn host_fails_before_started(ctx: Context, _: ()) -> Result<()> {
+    let target = |_chan: HostChannel<(), (), ()>| async move {
+        host::sleep(Duration::from_millis(10)).await?;
+        Err::<(), _>(value_error("failed before started"))
+    };
+    to_host::open_channel_from(target, LinkOpts::default(), async |_chan, ()| {
+        ctx.started(&()).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Creates `path` (removed by a teardown callback), runs a host task that writes
+/// `path.host` when it is torn down, and waits.
+async fn sigint_ctx(ctx: Context, path: String) -> Result<()> {
+    std::fs::write(&path, b"alive").map_err(Error::user)?;
+    let p = path.clone();
+    actor::current_actor().on_teardown(move || {
+        let _ = std::fs::remove_file(&p);
+    });
+    let marker = format!("{path}.host");
+    let target = move |chan: HostChannel<(), (), ()>| async move {
+        chan.started_nowait(())?;
+        match host::sleep(Duration::from_secs(3600)).await {
+            Ok(()) => Ok(()),
+            Err(c) => {
+                let e = Error::from(c);
+                std::fs::write(&marker, e.kind()).map_err(Error::user)?;
+                Err(e)
+            }
+        }
+    };
+    to_host::open_channel_from(target, LinkOpts::default(), async |_chan, ()| {
+        ctx.started(&()).await?;
+        guest::sleep_forever().await
+    })
+    .await
+}
+
+async fn started_twice(ctx: Context, _: ()) -> Result<()> {
+    ctx.started(&1u32).await?;
+    ctx.started(&2u32).await
+}
+
+/// Cancels itself after `started`: the caller sees a `ContextCancelled` naming this actor.
+async fn cancels_itself(ctx: Context, _: ()) -> Result<()> {
+    ctx.started(&()).await?;
+    ctx.cancel().await?;
+    guest::sleep_forever().await
+}
+
+async fn never_started(_ctx: Context, _: ()) -> Result<()> {
+    Ok(())
+}
+
+/// Streams `0..n` as fast as it can.
+async fn count_to(ctx: Context, n: u64) -> Result<u64> {
+    ctx.started(&()).await?;
+    ctx.open_stream(async |stream| {
+        for i in 0..n {
+            stream.send(&i).await?;
+        }
+        Ok(n)
+    })
+    .await
+}
+
+fn endpoints() -> Endpoints {
+    Endpoints::new()
+        .function(NS, "run_task_fails", run_task_fails)
+        .function(NS, "move_on_host_forever", move_on_host_forever)
+        .function(NS, "host_forever", host_forever)
+        .function(NS, "run_task_echo", run_task_echo)
+        .function(NS, "is_infected", is_infected)
+        .context(NS, "host_fails_ctx", host_fails_ctx)
+        .context(NS, "host_self_cancel_ctx", host_self_cancel_ctx)
+        .context(NS, "stream_from_host", stream_from_host)
+        .context(NS, "echo_ctx", echo_ctx)
+        .context(NS, "host_fails_before_started", host_fails_before_started)
+        .context(NS, "sigint_ctx", sigint_ctx)
+        .context(NS, "started_twice", started_twice)
+        .context(NS, "never_started", never_started)
+        .context(NS, "cancels_itself", cancels_itself)
+        .context(NS, "count_to", count_to)
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn aio() -> ActorOpts {
+    ActorOpts::new().enable_modules([NS]).infect_host(true)
+}
+
+fn dbg<T: std::fmt::Debug>(e: T) -> String {
+    format!("{e:?}")
+}
+
+/// Checks that `e` is a remote error of `kind` raised in `src`.
+fn is_remote(e: &Error, kind: &str, src: &str) -> Check {
+    ensure!(e.kind() == "RemoteActorError", "expected a RemoteActorError, got {e:?}");
+    let r = remote(e)?;
+    ensure!(r.boxed_type == kind && r.src.name == src, "expected {kind} from {src}, got {e:?}");
+    Ok(())
+}
+
+/// Checks that `e` is a `ContextCancelled` naming `canceller`, raised in `src`.
+fn is_ctxc(e: &Error, canceller: &str, src: &str) -> Check {
+    match e {
+        Error::ContextCancelled { canceller: c, remote } if c == canceller && remote.src.name == src => Ok(()),
+        other => Err(format!("expected ContextCancelled by {canceller} in {src}, got {other:?}")),
+    }
+}
+
+/// Receives every `u64` of a stream: the values and how it ended.
+async fn drain_u64(stream: &actor::MsgStream) -> (Vec<u64>, Result<()>) {
+    let mut got = Vec::new();
+    loop {
+        match stream.receive::<u64>().await {
+            Ok(Some(v)) => got.push(v),
+            Ok(None) => return (got, Ok(())),
+            Err(e) => return (got, Err(e)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- cases
+
+async fn run_task_failure_is_boxed() -> Check {
+    let r: Result<()> = actor::open_nursery(async |an| {
+        let p = an.start_actor("aio_side", aio()).await?;
+        p.run(NS, "run_task_fails", &50u64).await
+    })
+    .await;
+    let e = r.err().ok_or("no error")?;
+    is_remote(&e, "ValueError", "aio_side")?;
+    ensure!(remote(&e)?.message == "host task failed after sleeping", "{e:?}");
+    Ok(())
+}
+
+async fn move_on_after_cancels_run_task() -> Check {
+    let t0 = Instant::now();
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("aio_side", aio()).await?;
+        let t1 = Instant::now();
+        let unit: () = p.run(NS, "move_on_host_forever", &200u64).await?;
+        Ok((unit, t1.elapsed()))
+    })
+    .await;
+    let ((), took) = r.map_err(dbg)?;
+    ensure!(took >= Duration::from_millis(200) && took < Duration::from_millis(700), "took {took:?}");
+    ensure!(t0.elapsed() < Duration::from_secs(2), "nursery took {:?}", t0.elapsed());
+    Ok(())
+}
+
+async fn cancel_actor_blocked_in_run_task() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("blocked", aio()).await?;
+        let out = Rc::new(RefCell::new(None));
+        let graceful = guest::open_nursery(async |n| {
+            let (p2, o) = (p.clone(), out.clone());
+            n.start_soon(async move {
+                *o.borrow_mut() = Some(p2.run::<_, ()>(NS, "host_forever", &()).await);
+                Ok(())
+            })?;
+            guest::sleep(Duration::from_millis(100)).await?;
+            p.cancel_actor().await
+        })
+        .await?;
+        let out = out.borrow_mut().take();
+        Ok((graceful, out))
+    })
+    .await;
+    let (graceful, out) = r.map_err(dbg)?;
+    ensure!(graceful, "cancel_actor was not graceful");
+    match out {
+        Some(Err(e)) => is_ctxc(&e, "root", "blocked"),
+        other => Err(format!("call ended with {other:?}")),
+    }
+}
+
+async fn parent_deadline_cancels_the_tree() -> Check {
+    let t0 = Instant::now();
+    let r = guest::move_on_after(Duration::from_millis(300), async {
+        actor::open_nursery(async |an| {
+            let p = an.start_actor("under_deadline", aio()).await?;
+            p.run::<_, ()>(NS, "host_forever", &()).await
+        })
+        .await
+    })
+    .await;
+    ensure!(r == Ok(None), "expected the deadline to move on, got {r:?}");
+    ensure!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    Ok(())
+}
+
+/// How the parent reacts while the context's host task is about to fail.
+#[derive(Clone, Copy, Debug)]
+enum Reaction {
+    CancelContext,
+    CancelActor,
+    Wait,
+}
+
+/// The outcome of `open_context` (whose block's value is `wait_for_result`'s outcome).
+async fn host_failure_under(reaction: Reaction) -> Result<Result<Result<()>>> {
+    actor::open_nursery(async |an| {
+        let p = an.start_actor("ctx_side", aio()).await?;
+        let opened = p
+            .open_context(NS, "host_fails_ctx", &300u64, async |ctx, first: String| {
+                ensure_ok(first == "up")?;
+                match reaction {
+                    Reaction::CancelContext => ctx.cancel().await?,
+                    Reaction::CancelActor => {
+                        p.cancel_actor().await?;
+                    }
+                    Reaction::Wait => {}
+                }
+                Ok(ctx.wait_for_result::<()>().await)
+            })
+            .await;
+        Ok(opened)
+    })
+    .await
+}
+
+async fn context_host_failure_parent_cancels_context() -> Check {
+    let opened = host_failure_under(Reaction::CancelContext).await.map_err(dbg)?;
+    // Absorbed: open_context returns the block's value, which holds the ContextCancelled.
+    let inner = opened.map_err(|e| format!("open_context raised {e:?}"))?;
+    is_ctxc(&inner.err().ok_or("no error")?, "root", "ctx_side")
+}
+
+async fn context_host_failure_parent_cancels_actor() -> Check {
+    let opened = host_failure_under(Reaction::CancelActor).await.map_err(dbg)?;
+    let inner = opened.map_err(|e| format!("open_context raised {e:?}"))?;
+    is_ctxc(&inner.err().ok_or("no error")?, "root", "ctx_side")
+}
+
+async fn context_host_failure_parent_waits() -> Check {
+    let opened = host_failure_under(Reaction::Wait).await.map_err(dbg)?;
+    // Not absorbed: the context's error is raised at the block's exit.
+    let e = opened.err().ok_or("open_context returned Ok")?;
+    is_remote(&e, "ValueError", "ctx_side")?;
+    ensure!(remote(&e)?.message == "host task failed", "{e:?}");
+    Ok(())
+}
+
+async fn context_host_failure_seen_by_wait_for_result() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("ctx_side", aio()).await?;
+        let opened = p
+            .open_context(NS, "host_fails_ctx", &50u64, async |ctx, _first: String| {
+                Ok(ctx.wait_for_result::<()>().await)
+            })
+            .await;
+        Ok(opened)
+    })
+    .await;
+    let opened = r.map_err(dbg)?;
+    let e = opened.err().ok_or("open_context returned Ok")?;
+    is_remote(&e, "ValueError", "ctx_side")
+}
+
+async fn host_self_cancel_is_boxed() -> Check {
+    let r: Result<()> = actor::open_nursery(async |an| {
+        let p = an.start_actor("self_canceller", aio()).await?;
+        p.open_context(NS, "host_self_cancel_ctx", &(), async |ctx, ()| ctx.wait_for_result::<()>().await).await
+    })
+    .await;
+    let e = r.err().ok_or("no error")?;
+    is_remote(&e, "HostCancelled", "self_canceller")?;
+    ensure!(remote(&e)?.message.ends_with("the host task cancelled itself"), "{e:?}");
+    Ok(())
+}
+
+/// Opens `stream_from_host(mode)`: the values the parent received, how its stream ended, and
+/// how the context ended.
+async fn stream_mode(mode: &str) -> Result<(Vec<u64>, Result<()>, Result<u64>)> {
+    let mode = mode.to_owned();
+    actor::open_nursery(async |an| {
+        let p = an.start_actor("streamer", aio()).await?;
+        let seen = Rc::new(RefCell::new((Vec::new(), Ok(()))));
+        let s2 = seen.clone();
+        let out = p
+            .open_context(NS, "stream_from_host", &mode, async |ctx, ()| {
+                let (got, end) = ctx.open_stream(async |stream| Ok(drain_u64(stream).await)).await?;
+                *s2.borrow_mut() = (got, end);
+                ctx.wait_for_result::<u64>().await
+            })
+            .await;
+        let (got, end) = seen.replace((Vec::new(), Ok(())));
+        Ok((got, end, out))
+    })
+    .await
+}
+
+async fn stream_100_values() -> Check {
+    let (got, end, out) = stream_mode("plain").await.map_err(dbg)?;
+    ensure!(got == (0..100).collect::<Vec<_>>(), "got {got:?}");
+    ensure!(end.is_ok(), "stream ended with {end:?}");
+    ensure!(out == Ok(100), "result {out:?}");
+    Ok(())
+}
+
+async fn stream_100_values_guest_fanout() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("streamer", aio()).await?;
+        p.open_context(NS, "stream_from_host", "subscribe", async |ctx, ()| {
+            let got = ctx
+                .open_stream(async |stream| {
+                    let mut got: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+                    while let Some((tag, v)) = stream.receive::<(u8, u64)>().await? {
+                        got[usize::from(tag)].push(v);
+                    }
+                    Ok(got)
+                })
+                .await?;
+            Ok((got, ctx.wait_for_result::<u64>().await?))
+        })
+        .await
+    })
+    .await;
+    let ([a, b], total) = r.map_err(dbg)?;
+    let want: Vec<u64> = (0..100).collect();
+    ensure!(a == want && b == want, "subscriber copies {a:?} / {b:?}");
+    ensure!(total == 200, "forwarded {total}");
+    Ok(())
+}
+
+async fn stream_100_values_parent_fanout() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("streamer", aio()).await?;
+        p.open_context(NS, "stream_from_host", "plain", async |ctx, ()| {
+            ctx.open_stream(async |stream| {
+                let (a, b) = (stream.subscribe(), stream.subscribe());
+                let read = async |sub: &actor::BroadcastReceiver| {
+                    let mut got = Vec::new();
+                    while let Some(v) = sub.receive::<u64>().await? {
+                        got.push(v);
+                    }
+                    // Ended for good: asking again still says end of stream.
+                    ensure_ok(sub.receive::<u64>().await?.is_none())?;
+                    Ok::<_, Error>(got)
+                };
+                let (x, y) = join(read(&a), read(&b)).await;
+                Ok((x?, y?))
+            })
+            .await
+        })
+        .await
+    })
+    .await;
+    let (a, b) = r.map_err(dbg)?;
+    let want: Vec<u64> = (0..100).collect();
+    ensure!(a == want && b == want, "subscriber copies {a:?} / {b:?}");
+    Ok(())
+}
+
+async fn lagging_subscriber_gets_lagged() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("flooder", ActorOpts::new().enable_modules([NS])).await?;
+        p.open_context(NS, "count_to", &200u64, async |ctx, ()| {
+            ctx.open_stream(async |stream| {
+                let fast = stream.subscribe_with_capacity(16);
+                let slow = stream.subscribe();
+                let fast_read = async {
+                    let mut got = Vec::new();
+                    while let Some(v) = fast.receive::<u64>().await? {
+                        got.push(v);
+                    }
+                    Ok::<_, Error>(got)
+                };
+                let slow_read = async {
+                    guest::sleep(Duration::from_millis(300)).await?;
+                    let mut got = Vec::new();
+                    let mut lagged = Vec::new();
+                    loop {
+                        match slow.receive::<u64>().await {
+                            Ok(Some(v)) => got.push(v),
+                            Ok(None) => break,
+                            Err(Error::Lagged { skipped }) => lagged.push(skipped),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok((got, lagged))
+                };
+                let (f, s) = join(fast_read, slow_read).await;
+                Ok((f?, s?))
+            })
+            .await
+        })
+        .await
+    })
+    .await;
+    let (fast, (slow, lagged)) = r.map_err(dbg)?;
+    ensure!(fast == (0..200).collect::<Vec<_>>(), "fast got {fast:?}");
+    ensure!(lagged == [184], "lagged {lagged:?}");
+    ensure!(slow == (184..200).collect::<Vec<_>>(), "slow got {slow:?}");
+    Ok(())
+}
+
+async fn stream_guest_fails_at_50() -> Check {
+    let (got, end, out) = stream_mode("guest_fails").await.map_err(dbg)?;
+    ensure!(got == (0..50).collect::<Vec<_>>(), "got {got:?}");
+    is_remote(&end.err().ok_or("the stream ended cleanly")?, "ValueError", "streamer")?;
+    is_remote(&out.err().ok_or("the context returned")?, "ValueError", "streamer")
+}
+
+async fn stream_guest_breaks_at_50() -> Check {
+    let (got, end, out) = stream_mode("guest_breaks").await.map_err(dbg)?;
+    ensure!(got == (0..50).collect::<Vec<_>>(), "got {got:?}");
+    ensure!(end.is_ok() && out == Ok(50), "end {end:?}, result {out:?}");
+    Ok(())
+}
+
+async fn stream_host_exits_at_50() -> Check {
+    let (got, end, out) = stream_mode("host_exits").await.map_err(dbg)?;
+    ensure!(got == (0..50).collect::<Vec<_>>(), "got {got:?}");
+    ensure!(end.is_ok() && out == Ok(50), "end {end:?}, result {out:?}");
+    // Without suppressing graceful exits, the early exit is an error of its own kind.
+    let (got, end, out) = stream_mode("host_exits_strict").await.map_err(dbg)?;
+    ensure!(got == (0..50).collect::<Vec<_>>(), "strict: got {got:?}");
+    ensure!(end.is_ok(), "strict: stream ended with {end:?}");
+    is_remote(&out.err().ok_or("strict: the context returned")?, "HostTaskExited", "streamer")
+}
+
+async fn stream_host_fails_at_50() -> Check {
+    let (got, end, out) = stream_mode("host_fails").await.map_err(dbg)?;
+    ensure!(got == (0..50).collect::<Vec<_>>(), "got {got:?}");
+    let e = end.err().ok_or("the stream ended cleanly")?;
+    is_remote(&e, "ValueError", "streamer")?;
+    ensure!(remote(&e)?.message == "host failed at 50", "{e:?}");
+    is_remote(&out.err().ok_or("the context returned")?, "ValueError", "streamer")
+}
+
+/// Where the root raises its own error during the echo dialog.
+#[derive(Clone, Copy, PartialEq)]
+enum RootRaises {
+    Never,
+    InStream,
+    InContext,
+}
+
+async fn echo_dialog(raise: RootRaises) -> Result<(u64, Option<u64>)> {
+    actor::open_nursery(async |an| {
+        let p = an.start_actor("echo_server", aio()).await?;
+        p.open_context(NS, "echo_ctx", &(), async |ctx, first: String| {
+            ensure_ok(first == "start")?;
+            let (count, after) = ctx
+                .open_stream(async |stream| {
+                    let mut count = 0u64;
+                    while count < 100 {
+                        stream.send(&count).await?;
+                        let back = stream.receive::<u64>().await?;
+                        ensure_ok(back == Some(count))?;
+                        count += 1;
+                        if count == 50 && raise == RootRaises::InStream {
+                            return Err(value_error("root raised at 50"));
+                        }
+                        if count == 50 && raise == RootRaises::InContext {
+                            return Ok((count, None));
+                        }
+                    }
+                    stream.send(&SENTINEL).await?;
+                    Ok((count, stream.receive::<u64>().await?))
+                })
+                .await?;
+            if raise == RootRaises::InContext {
+                return Err(value_error("root raised at 50"));
+            }
+            Ok((count, after))
+        })
+        .await
+    })
+    .await
+}
+
+async fn echo_server_100_round_trips_then_sentinel() -> Check {
+    let (count, after) = echo_dialog(RootRaises::Never).await.map_err(dbg)?;
+    ensure!(count == 100, "{count} round trips");
+    ensure!(after.is_none(), "after the sentinel the stream gave {after:?}");
+    Ok(())
+}
+
+async fn echo_server_root_raises_at_50() -> Check {
+    for raise in [RootRaises::InStream, RootRaises::InContext] {
+        let r = echo_dialog(raise).await;
+        match r {
+            Err(Error::User(u)) if u.kind() == "ValueError" && u.to_string() == "root raised at 50" => {}
+            other => return Err(format!("expected the bare ValueError, got {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+async fn host_fails_before_started_nowait() -> Check {
+    let ran = Rc::new(RefCell::new(false));
+    let r2 = ran.clone();
+    let r: Result<()> = actor::open_nursery(async |an| {
+        let p = an.start_actor("early_failer", aio()).await?;
+        p.open_context(NS, "host_fails_before_started", &(), async |_ctx, ()| {
+            *r2.borrow_mut() = true;
+            Ok(())
+        })
+        .await
+    })
+    .await;
+    let e = r.err().ok_or("no error")?;
+    is_remote(&e, "ValueError", "early_failer")?;
+    ensure!(remote(&e)?.message == "failed before started", "{e:?}");
+    ensure!(!*ran.borrow(), "the block ran");
+    Ok(())
+}
+
+async fn sigint_to_an_infected_child() -> Check {
+    let path = common_proc::temp_path("infect-infected", "sigint");
+    let marker = path.with_extension("host");
+    let _ = std::fs::remove_file(&marker);
+    let arg = path.to_string_lossy().into_owned();
+    let p2 = path.clone();
+    let r: Result<()> = actor::open_nursery(async |an| {
+        let p = an.start_actor("interrupted", aio()).await?;
+        p.open_context(NS, "sigint_ctx", &arg, async |ctx, ()| {
+            ensure_ok(wait_until(Duration::from_secs(5), || p2.exists()).await)?;
+            signal(p.pid(), libc::SIGINT);
+            ctx.wait_for_result::<()>().await
+        })
+        .await
+    })
+    .await;
+    let e = r.err().ok_or("no error")?;
+    is_ctxc(&e, "interrupted", "interrupted")?;
+    ensure!(!path.exists(), "the teardown callback did not remove {}", path.display());
+    let host_saw = std::fs::read_to_string(&marker).map_err(|e| format!("host task marker: {e}"))?;
+    let _ = std::fs::remove_file(&marker);
+    ensure!(host_saw == "GuestCancelled", "the host task saw {host_saw}");
+    Ok(())
+}
+
+async fn not_infected_child_says_so() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let plain = an.start_actor("plain", ActorOpts::new().enable_modules([NS])).await?;
+        let infected = an.start_actor("infected", aio()).await?;
+        let a = plain.run::<_, u64>(NS, "run_task_echo", &5u64).await;
+        let b: u64 = infected.run(NS, "run_task_echo", &5u64).await?;
+        let x: bool = plain.run(NS, "is_infected", &()).await?;
+        let y: bool = infected.run(NS, "is_infected", &()).await?;
+        Ok((a, b, x, y))
+    })
+    .await;
+    let (a, b, x, y) = r.map_err(dbg)?;
+    let e = a.err().ok_or("run_task worked in a plain child")?;
+    is_remote(&e, "NotInfected", "plain")?;
+    ensure!(remote(&e)?.message.starts_with("to_host called outside an infected guest"), "{e:?}");
+    ensure!(b == 5 && !x && y, "{b} {x} {y}");
+    ensure!(!actor::current_actor().is_infected(), "the test root is not infected");
+    Ok(())
+}
+
+async fn run_in_actor_infected() -> Check {
+    let r: Result<()> = actor::open_nursery(async |an| {
+        an.run_in_actor(NS, "run_task_fails", &10u64, ActorOpts::new().infect_host(true)).await?;
+        Ok(())
+    })
+    .await;
+    let e = r.err().ok_or("no error")?;
+    is_remote(&e, "ValueError", "run_task_fails")
+}
+
+async fn started_twice_is_an_error() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("twice", aio()).await?;
+        let a = p.open_context(NS, "started_twice", &(), async |_ctx, first: u32| Ok(first)).await;
+        let b = p.open_context(NS, "never_started", &(), async |_ctx, ()| Ok(())).await;
+        Ok((a, b))
+    })
+    .await;
+    let (a, b) = r.map_err(dbg)?;
+    let e = a.err().ok_or("started twice went through")?;
+    is_remote(&e, "StartedTwice", "twice")?;
+    let e = b.err().ok_or("never started went through")?;
+    is_remote(&e, "NotStarted", "twice")
+}
+
+async fn callee_cancel_is_raised_at_the_caller() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("quitter", aio()).await?;
+        let seen = Rc::new(RefCell::new(None));
+        let s2 = seen.clone();
+        let opened = p
+            .open_context(NS, "cancels_itself", &(), async |ctx, ()| {
+                *s2.borrow_mut() = Some(ctx.wait_for_result::<()>().await);
+                Ok(())
+            })
+            .await;
+        let seen = seen.borrow_mut().take();
+        Ok((opened, seen))
+    })
+    .await;
+    let (opened, seen) = r.map_err(dbg)?;
+    // Not asked for by the root: raised out of open_context, as wait_for_result saw it.
+    is_ctxc(&opened.err().ok_or("open_context returned Ok")?, "quitter", "quitter")?;
+    match seen {
+        Some(Err(e)) => is_ctxc(&e, "quitter", "quitter"),
+        other => Err(format!("wait_for_result gave {other:?}")),
+    }
+}
+
+async fn function_kinds_are_checked() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("kinds", aio()).await?;
+        let a = p.run::<_, u64>(NS, "count_to", &3u64).await;
+        let b = p.open_context(NS, "is_infected", &(), async |_ctx, _first: bool| Ok(())).await;
+        let still: bool = p.run(NS, "is_infected", &()).await?;
+        Ok((a, b, still))
+    })
+    .await;
+    let (a, b, still) = r.map_err(dbg)?;
+    is_remote(&a.err().ok_or("a context ran as a function")?, "WrongFunctionKind", "kinds")?;
+    is_remote(&b.err().ok_or("a function ran as a context")?, "WrongFunctionKind", "kinds")?;
+    ensure!(still, "the actor stopped serving");
+    Ok(())
+}
+
+async fn overrun_is_reported() -> Check {
+    let r: Result<()> = actor::open_nursery(async |an| {
+        let p = an.start_actor("flooder", ActorOpts::new().enable_modules([NS])).await?;
+        p.open_context(NS, "count_to", &1500u64, async |ctx, ()| {
+            ctx.open_stream(async |stream| {
+                guest::sleep(Duration::from_millis(300)).await?;
+                stream.receive::<u64>().await?;
+                Ok(())
+            })
+            .await
+        })
+        .await
+    })
+    .await;
+    match r {
+        Err(Error::StreamOverrun { ctx, capacity: 1024, dropped: 476 }) if ctx == "aio.count_to" => Ok(()),
+        other => Err(format!("expected StreamOverrun, got {other:?}")),
+    }
+}
+
+async fn infected_root_echo() -> Check {
+    let out = common_proc::sub_root("INFECTED_TEST_ROLE", "infected_root")
+        .and_then(|c| c.wait_with_output())
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "infected root exited with {:?}: {stdout}", out.status);
+    ensure!(stdout.trim() == "infected root: 1000 round trips", "printed {stdout:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sub-root role
+
+/// An infected root (the analogue of `run_as_asyncio_guest`): 1000 echo round trips through
+/// `open_channel_from`, no child.
+async fn role_infected_root() -> Result<()> {
+    ensure_ok(actor::current_actor().is_infected())?;
+    let n = to_host::open_channel_from(echo_host, LinkOpts::default(), async |chan, first| {
+        ensure_ok(first == "start")?;
+        let mut n = 0u64;
+        while n < 1000 {
+            chan.send(n).await?;
+            ensure_ok(chan.receive().await? == Some(n))?;
+            n += 1;
+        }
+        chan.send(SENTINEL).await?;
+        ensure_ok(chan.receive().await?.is_none())?;
+        Ok(n)
+    })
+    .await?;
+    println!("infected root: {n} round trips");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- runner
+
+async fn run_all() -> Result<(usize, usize)> {
+    let all: Vec<Case> = cases![
+        run_task_failure_is_boxed,
+        move_on_after_cancels_run_task,
+        cancel_actor_blocked_in_run_task,
+        parent_deadline_cancels_the_tree,
+        context_host_failure_parent_cancels_context,
+        context_host_failure_parent_cancels_actor,
+        context_host_failure_parent_waits,
+        context_host_failure_seen_by_wait_for_result,
+        host_self_cancel_is_boxed,
+        stream_100_values,
+        stream_100_values_guest_fanout,
+        stream_100_values_parent_fanout,
+        lagging_subscriber_gets_lagged,
+        stream_guest_fails_at_50,
+        stream_guest_breaks_at_50,
+        stream_host_exits_at_50,
+        stream_host_fails_at_50,
+        echo_server_100_round_trips_then_sentinel,
+        echo_server_root_raises_at_50,
+        host_fails_before_started_nowait,
+        sigint_to_an_infected_child,
+        not_infected_child_says_so,
+        run_in_actor_infected,
+        started_twice_is_an_error,
+        callee_cancel_is_raised_at_the_caller,
+        function_kinds_are_checked,
+        overrun_is_reported,
+        infected_root_echo,
+    ];
+    Ok(common_proc::run_cases(all, Duration::from_secs(20)).await)
+}
+
+fn main() {
+    let role = std::env::var("INFECTED_TEST_ROLE").unwrap_or_default();
+    if role == "infected_root" {
+        let r = actor::main_with(RootOpts::new().infect_host(true), endpoints(), role_infected_root());
+        if let Err(e) = r {
+            println!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    common_proc::report(actor::main(endpoints(), run_all()));
+}
