@@ -69,6 +69,12 @@ pub trait Clock {
         let _ = deadline;
         false
     }
+
+    /// Whether [`autojump`](Clock::autojump) can ever move this clock (lets a loop skip the
+    /// non-blocking I/O probe it makes before jumping).
+    fn may_autojump(&self) -> bool {
+        false
+    }
 }
 
 /// A clock that only moves when told to. With autojump on, a loop that has nothing to do but
@@ -110,6 +116,10 @@ impl VirtualClock {
 impl Clock for VirtualClock {
     fn now(&self) -> Instant {
         Instant(self.now.get())
+    }
+
+    fn may_autojump(&self) -> bool {
+        !self.no_autojump
     }
 
     fn autojump(&self, deadline: Instant) -> bool {

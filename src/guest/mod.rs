@@ -247,6 +247,9 @@ mod standalone {
         /// the loop will see the tick before it parks, and no syscall is spent on it.
         sleeping: AtomicBool,
         notifier: Notifier,
+        /// The loop's thread: a request from it (a waker fired while the reactor dispatches)
+        /// needs no wake-up, the loop looks at the queue before it parks again.
+        owner: std::thread::ThreadId,
     }
 
     struct DriverHooks(Arc<Driver>);
@@ -254,7 +257,7 @@ mod standalone {
     impl Hooks for DriverHooks {
         fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
             let _ = self.0.ticks.push(tick);
-            if self.0.sleeping.load(Ordering::SeqCst) {
+            if self.0.sleeping.load(Ordering::SeqCst) && std::thread::current().id() != self.0.owner {
                 self.0.notifier.notify();
             }
         }
@@ -275,6 +278,7 @@ mod standalone {
             timer: ConcurrentQueue::unbounded(),
             sleeping: AtomicBool::new(false),
             notifier: reactor.notifier(),
+            owner: std::thread::current().id(),
         });
         let clock = config.clock.clone();
         let out: Rc<RefCell<Option<Result<T>>>> = Rc::new(RefCell::new(None));

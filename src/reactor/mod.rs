@@ -188,10 +188,15 @@ thread_local! {
 }
 
 /// Parks the loop that owns `reactor` until an fd is ready, a wake arrives, or `clock` reaches
-/// `deadline`. Real I/O comes first: a virtual clock autojumps to the deadline only when no fd
-/// is ready either (every task of every loop is blocked).
+/// `deadline`. Real I/O comes first: a clock that may autojump jumps to the deadline only when
+/// a non-blocking poll found no fd ready either (every task of every loop is blocked). Other
+/// clocks park in one `poll(2)`.
 pub(crate) fn park_until(reactor: &Reactor, clock: &dyn crate::time::Clock, deadline: Option<crate::time::Instant>) {
-    if reactor.has_interests() && reactor.park(Some(Duration::ZERO)).map_or(0, |p| p.woken) > 0 {
+    if deadline.is_some()
+        && clock.may_autojump()
+        && reactor.has_interests()
+        && reactor.park(Some(Duration::ZERO)).map_or(0, |p| p.woken) > 0
+    {
         return;
     }
     match deadline {
