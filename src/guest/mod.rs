@@ -257,6 +257,8 @@ mod standalone {
     impl Hooks for DriverHooks {
         fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
             let _ = self.0.ticks.push(tick);
+            // Dekker pairing with the park below: publish, fence, read the flag.
+            core::sync::atomic::fence(Ordering::SeqCst);
             if self.0.sleeping.load(Ordering::SeqCst) && std::thread::current().id() != self.0.owner {
                 self.0.notifier.notify();
             }
@@ -312,6 +314,7 @@ mod standalone {
                 continue;
             }
             driver.sleeping.store(true, Ordering::SeqCst);
+            core::sync::atomic::fence(Ordering::SeqCst);
             if driver.ticks.is_empty() && driver.timer.is_empty() {
                 crate::reactor::park_until(&reactor, &*clock, deadline);
             }

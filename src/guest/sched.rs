@@ -114,6 +114,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn request_tick(self: &Arc<Self>) {
+        // Dekker pairing with the end of `Local::tick` (see there).
+        core::sync::atomic::fence(Ordering::SeqCst);
         if !self.tick_pending.swap(true, Ordering::SeqCst) {
             self.hooks.run_sync_soon_threadsafe(GuestTick(self.clone()));
         }
@@ -501,7 +503,11 @@ impl Local {
             self.complete();
             return;
         }
+        // A waker on another thread pushes its key, then (fence) swaps `tick_pending`; we clear
+        // `tick_pending`, then (fence) look at the queue: one of us sees the other, so a woken
+        // task never waits for a tick nobody requested.
         self.shared.tick_pending.store(false, Ordering::SeqCst);
+        core::sync::atomic::fence(Ordering::SeqCst);
         if !self.shared.queue.is_empty() {
             self.shared.request_tick();
         }

@@ -106,7 +106,12 @@ impl Shared {
         self.notify_if_sleeping();
     }
 
+    /// Wakes a parked loop. Dekker pairing with `Host::park`: the producer publishes its job,
+    /// then (fence) reads `sleeping`; the loop sets `sleeping`, then (fence) reads the queues. The
+    /// two fences make sure at least one of them sees the other's write, so a job is never left
+    /// in the queue of a loop that parks without being woken.
     fn notify_if_sleeping(&self) {
+        core::sync::atomic::fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             #[cfg(feature = "std")]
             if let Some(n) = &self.notifier {
@@ -598,6 +603,7 @@ impl Host {
     fn park(&self, main_woken: &AtomicBool) {
         let shared = &self.core.shared;
         shared.sleeping.store(true, Ordering::SeqCst);
+        core::sync::atomic::fence(Ordering::SeqCst);
         if !self.core.no_jobs() || main_woken.load(Ordering::SeqCst) {
             shared.sleeping.store(false, Ordering::SeqCst);
             return;
