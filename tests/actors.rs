@@ -84,6 +84,10 @@ async fn truncate(_: ()) -> Result<()> {
     std::process::exit(3)
 }
 
+async fn echo_bytes(b: Vec<u8>) -> Result<Vec<u8>> {
+    Ok(b)
+}
+
 async fn big(n: u32) -> Result<Vec<u8>> {
     Ok(vec![1u8; n as usize])
 }
@@ -130,6 +134,7 @@ fn endpoints() -> Endpoints {
         .function("t", "oversize_raw", oversize_raw)
         .function("t", "truncate", truncate)
         .function("t", "big", big)
+        .function("t", "echo_bytes", echo_bytes)
         .function("t", "grandchild_fails", grandchild_fails)
         .function("t", "hold_grandchild", hold_grandchild)
         .function("t", "touch_then_sleep", touch_then_sleep)
@@ -603,6 +608,120 @@ async fn role_sigint() -> Result<()> {
     .await
 }
 
+/// The example binary `actor_tree` (built by `cargo test`), next to this test's `deps/` dir.
+fn example_program(name: &str) -> std::result::Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe.parent().and_then(|d| d.parent()).ok_or("no target dir")?;
+    let path = dir.join("examples").join(name);
+    ensure!(path.is_file(), "{} is missing (cargo test builds the examples)", path.display());
+    Ok(path)
+}
+
+async fn another_program_serves_its_endpoints() -> Check {
+    let program = example_program("actor_tree")?;
+    let opts = ActorOpts::new().enable_modules(["math", "t"]).program(&program);
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("calculator", opts).await?;
+        let sum: i64 = p.run("math", "add", &(40i64, 2i64)).await?;
+        let not_enabled = p.run::<_, String>("text", "shout", "hi").await;
+        let not_served = p.run::<_, u64>("t", "echo", &1u64).await;
+        let unknown = p.run::<_, i64>("math", "nope", &(1i64, 2i64)).await;
+        let again: i64 = p.run("math", "add", &(1i64, 2i64)).await?;
+        let graceful = p.cancel_actor().await?;
+        Ok((sum, not_enabled, not_served, unknown, again, graceful))
+    })
+    .await;
+    let (sum, not_enabled, not_served, unknown, again, graceful) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(sum == 42 && again == 3, "sums {sum} {again}");
+    // "text" is served by that program but not enabled for this actor.
+    let e = not_enabled.err().ok_or("namespace accepted")?;
+    let r = remote(&e)?;
+    ensure!(r.boxed_type == "ModuleNotExposed", "{e:?}");
+    ensure!(
+        r.message
+            == "namespace 'text' is not enabled in actor 'calculator': add it to the actor's `ActorOpts::enable_modules` when starting it",
+        "{}",
+        r.message
+    );
+    // "t" is enabled, but that program registers nothing in it (this binary does).
+    let fn_msg = |func: &str, ns: &str| {
+        format!(
+            "no function '{func}' in namespace '{ns}' of actor 'calculator': register it with `Endpoints::function` in the binary the actor runs"
+        )
+    };
+    for (e, func, ns) in [(not_served.err(), "echo", "t"), (unknown.err(), "nope", "math")] {
+        let e = e.ok_or("unknown function accepted")?;
+        let r = remote(&e)?;
+        ensure!(r.boxed_type == "UnknownFunction", "{e:?}");
+        ensure!(r.message == fn_msg(func, ns), "{}", r.message);
+        ensure!(r.src.name == "calculator" && r.relay_path.is_empty(), "{r:?}");
+    }
+    ensure!(graceful, "cancel_actor was not graceful");
+    Ok(())
+}
+
+async fn missing_program_is_a_spawn_error() -> Check {
+    let program = temp_path("no-such-program");
+    let t0 = Instant::now();
+    let r = actor::open_nursery(async |an| {
+        an.start_actor("ghost", ActorOpts::new().enable_modules(["t"]).program(&program)).await?;
+        Ok(())
+    })
+    .await;
+    ensure!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    let Err(Error::SpawnFailed { actor, reason }) = &r else {
+        return Err(format!("expected SpawnFailed, got {r:?}"));
+    };
+    ensure!(actor == "ghost", "actor {actor}");
+    ensure!(reason.starts_with(&format!("{}: ", program.display())), "reason {reason:?}");
+    let shown = r.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+    ensure!(shown.starts_with(&format!("could not start actor 'ghost': {}: ", program.display())), "{shown}");
+    Ok(())
+}
+
+async fn configured_frame_limit() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("small", t().max_frame(256)).await?;
+        // Arguments over 256 bytes: refused here, before a byte is written (cid 1).
+        let arg = vec![7u8; 300];
+        let too_big = p.run::<_, Vec<u8>>("t", "echo_bytes", &arg).await;
+        let expected = encode_frame(
+            &Msg::Start {
+                cid: 1,
+                ns: "t".into(),
+                func: "echo_bytes".into(),
+                args: encode_payload(&arg)?,
+                kind: FuncKind::Function,
+            },
+            usize::MAX,
+        )?
+        .len();
+        // Still serving, with small payloads both ways.
+        let small: Vec<u8> = p.run("t", "echo_bytes", &vec![1u8; 100]).await?;
+        // A result over 256 bytes: the child refuses to send it and reports an error instead.
+        let big = p.run::<_, Vec<u8>>("t", "big", &300u32).await;
+        let after: u64 = p.run("t", "echo", &11u64).await?;
+        let graceful = p.cancel_actor().await?;
+        Ok((too_big, expected, small, big, after, graceful, p.wire_errors()))
+    })
+    .await;
+    let (too_big, expected, small, big, after, graceful, errs) = r.map_err(|e| format!("{e:?}"))?;
+    match too_big {
+        Err(Error::Wire(WireError::FrameTooLarge { size, max })) => {
+            ensure!(size == expected && expected > 256 && max == 256, "size {size} (expected {expected}) max {max}")
+        }
+        other => return Err(format!("oversized args: {other:?}")),
+    }
+    ensure!(small == vec![1u8; 100], "small echo {} bytes", small.len());
+    let e = big.err().ok_or("big result arrived")?;
+    let rb = remote(&e)?;
+    ensure!(rb.boxed_type == "FrameTooLarge" && rb.message.contains("exceeds the 256-byte frame limit"), "{e:?}");
+    ensure!(rb.src.name == "small", "{rb:?}");
+    ensure!(after == 11 && graceful, "after {after}, graceful {graceful}");
+    ensure!(errs.is_empty(), "wire errors {errs:?}");
+    Ok(())
+}
+
 // ---------------------------------------------------------------- runner
 
 async fn run_all() -> Result<(usize, usize)> {
@@ -613,12 +732,15 @@ async fn run_all() -> Result<(usize, usize)> {
         run_in_actor_error,
         two_failures_make_a_group,
         bad_requests_keep_the_child_serving,
+        another_program_serves_its_endpoints,
+        missing_program_is_a_spawn_error,
         grandchild_error_relays_to_root,
         cancel_actor_on_a_busy_child,
         stubborn_child_is_killed_by_the_ladder,
         killed_child_mid_call_is_an_error,
         abort_and_panic_reach_the_parent,
         damaged_streams,
+        configured_frame_limit,
         truncated_frame_at_eof,
         infected_and_plain_children,
         sigint_to_a_child,

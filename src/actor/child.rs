@@ -31,6 +31,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+use super::nursery::MIN_FRAME;
 use crate::guest::{self, CancelScope, Nursery};
 use crate::wire::{Cid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, WireError};
 use crate::{Error, Result};
@@ -224,10 +225,10 @@ async fn read_loop(s: &Rc<Serve>, n: &Nursery, mut decoder: Box<FrameDecoder<DEF
     let mut buf = vec![0u8; 16 * 1024];
     let mut drained = false;
     loop {
-        for item in decoder.by_ref() {
+        while let Some(item) = decoder.next() {
             match item {
                 Ok(msg) => {
-                    if dispatch(s, n, msg).await {
+                    if dispatch(s, n, msg, &mut decoder).await {
                         return Ok(());
                     }
                 }
@@ -252,7 +253,7 @@ async fn report_wire_error(s: &Serve, w: WireError) {
 }
 
 /// Handles one message from the parent; `true` when serving ends.
-async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg) -> bool {
+async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, decoder: &mut FrameDecoder<DEFAULT_MAX_FRAME>) -> bool {
     match msg {
         Msg::Start { cid, ns, func, args, kind } => start_call(s, n, cid, &ns, &func, &args, kind).await,
         Msg::Yield { cid, .. } | Msg::Stop { cid } => {
@@ -273,6 +274,12 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg) -> bool {
         Msg::Cancel { cid: None } => {
             s.ending.set(Some(Ending::ParentCancel));
             return true;
+        }
+        // The parent's frame limit for this actor: both directions use it from now on.
+        Msg::FrameLimit { max } => {
+            let max = (max as usize).clamp(MIN_FRAME, DEFAULT_MAX_FRAME);
+            s.conn.set_max_frame(max);
+            decoder.set_limit(max);
         }
         // The parent reports a bad frame of ours, or ends a call we do not have: nothing to do.
         Msg::Error { .. } => {}

@@ -71,7 +71,8 @@ pub(crate) struct Conn {
     rx: OwnedFd,
     tx: OwnedFd,
     reactor: Reactor,
-    max_frame: usize,
+    /// The frame limit for sending, delimiter included (changed once, by `Msg::FrameLimit`).
+    max_frame: Cell<usize>,
     /// A send holds the write lock.
     busy: Cell<bool>,
     /// Sends waiting for the lock, in arrival order.
@@ -89,11 +90,21 @@ impl Conn {
             rx,
             tx,
             reactor,
-            max_frame,
+            max_frame: Cell::new(max_frame),
             busy: Cell::new(false),
             waiters: RefCell::new(VecDeque::new()),
             resync: Cell::new(false),
         })
+    }
+
+    /// The frame limit for sending, delimiter included.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame.get()
+    }
+
+    /// Changes the frame limit for the frames sent from now on.
+    pub(crate) fn set_max_frame(&self, max: usize) {
+        self.max_frame.set(max);
     }
 
     /// Writes `bytes` as they are, bypassing framing and the lock (a test hook for damaged
@@ -134,7 +145,7 @@ impl Conn {
     /// Sends `msg` as one frame. `Err(Wire(FrameTooLarge))` before anything is written if it
     /// is over the limit; `Err(Closed)` if the peer is gone.
     pub(crate) async fn send(&self, msg: &Msg) -> Result<()> {
-        let frame = encode_frame(msg, self.max_frame)?;
+        let frame = encode_frame(msg, self.max_frame.get())?;
         self.send_frames(frame).await
     }
 
@@ -143,7 +154,7 @@ impl Conn {
     pub(crate) async fn send_all(&self, msgs: &[&Msg]) -> Result<()> {
         let mut frames = Vec::new();
         for msg in msgs {
-            frames.extend(encode_frame(msg, self.max_frame)?);
+            frames.extend(encode_frame(msg, self.max_frame.get())?);
         }
         self.send_frames(frames).await
     }

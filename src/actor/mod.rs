@@ -25,6 +25,7 @@
 //! parent (Portal side)                                 child (serving side)
 //!  spawn: pipes on fds named by INFECT_ACTOR_PIPE ──▶  adopts them (O_CLOEXEC), death signal armed
 //!  SpawnSpec{parent, name, enable_modules, infect} ──▶  builds its actor, picks its loop
+//!  [FrameLimit{max}]  (only with ActorOpts::max_frame) ▶  both directions use `max` from here on
 //!                       ◀── Aid{name, uuid, pid}         handshake done: start_actor returns
 //!  Start{cid, ns, func, args, kind} ────────────────▶  looks up ns/func, decodes args
 //!                       ◀── Error{cid}                    not enabled / unknown / bad args (keeps serving)
@@ -52,6 +53,13 @@
 //!   its parent pipe as "parent gone": it cancels everything, runs its teardown callbacks and
 //!   exits, within [`PARENT_GONE_GRACE`]; if its work does not end in time it kills and reaps
 //!   its own children and exits anyway.
+//! - **Frames are bounded, per actor.** Every frame between a parent and a child is at most
+//!   [`ActorOpts::max_frame`] bytes (delimiter included; [`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME),
+//!   64 KiB, unless lowered, at least 256 bytes), the same limit in both directions. The
+//!   sender refuses a bigger message with `FrameTooLarge { size, max }` before writing a byte
+//!   (a call's arguments fail at the caller; a result becomes an error for that call); the
+//!   receiver, whose buffer is `heapless`-bounded, skips an over-limit frame, reports it and
+//!   keeps going.
 //! - **Errors cross processes by kind.** An endpoint's error travels as `Msg::Error` with its
 //!   [`Error::kind`](crate::Error::kind) as `boxed_type`; the caller gets
 //!   [`Error::RemoteActor`](crate::Error::RemoteActor) (or

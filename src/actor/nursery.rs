@@ -61,6 +61,7 @@ pub struct ActorOpts {
     enable_modules: Vec<String>,
     infect_host: bool,
     program: Option<PathBuf>,
+    max_frame: usize,
     name: Option<String>,
     cancel_timeout: Duration,
     term_timeout: Duration,
@@ -72,6 +73,7 @@ impl Default for ActorOpts {
             enable_modules: Vec::new(),
             infect_host: false,
             program: None,
+            max_frame: DEFAULT_MAX_FRAME,
             name: None,
             cancel_timeout: Duration::from_millis(500),
             term_timeout: Duration::from_millis(500),
@@ -116,6 +118,33 @@ impl ActorOpts {
         self
     }
 
+    /// The frame limit between this parent and the child, delimiter included, in both
+    /// directions: [`DEFAULT_MAX_FRAME`] (64 KiB) by default, clamped to
+    /// `MIN_FRAME..=DEFAULT_MAX_FRAME` (256 bytes to 64 KiB; the receive buffers are
+    /// `heapless`-bounded at 64 KiB, the floor keeps the handshake and error reports
+    /// sendable). The child learns it in a `Msg::FrameLimit` right after its `SpawnSpec`.
+    ///
+    /// A message over the limit is refused at its sender before a byte is written: here,
+    /// [`Portal::run`] fails with `Error::Wire(FrameTooLarge { size, max })` and the actor keeps
+    /// serving; in the child, a result over the limit becomes an error for that call.
+    ///
+    /// ```
+    /// use infect::actor::ActorOpts;
+    ///
+    /// assert_eq!(ActorOpts::new().max_frame(4096).frame_limit(), 4096);
+    /// assert_eq!(ActorOpts::new().max_frame(1).frame_limit(), 256);
+    /// assert_eq!(ActorOpts::new().max_frame(1 << 20).frame_limit(), 64 * 1024);
+    /// ```
+    pub fn max_frame(mut self, max: usize) -> ActorOpts {
+        self.max_frame = max.clamp(MIN_FRAME, DEFAULT_MAX_FRAME);
+        self
+    }
+
+    /// The frame limit these options give (see [`max_frame`](ActorOpts::max_frame)).
+    pub fn frame_limit(&self) -> usize {
+        self.max_frame
+    }
+
     /// The child's name for [`ActorNursery::run_in_actor`] (default: the function's name).
     pub fn name(mut self, name: &str) -> ActorOpts {
         self.name = Some(name.to_owned());
@@ -135,6 +164,9 @@ impl ActorOpts {
         self
     }
 }
+
+/// The smallest frame limit [`ActorOpts::max_frame`] accepts, delimiter included.
+pub(crate) const MIN_FRAME: usize = 256;
 
 /// The parent's view of one child actor.
 pub(crate) struct ChildActor {
@@ -364,7 +396,7 @@ pub(crate) async fn shielded_for<T>(d: Duration, body: impl Future<Output = Resu
 
 /// The reader task: routes the child's frames until end-of-file.
 async fn reader(child: Rc<ChildActor>) {
-    let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::new());
+    let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::with_limit(child.conn.max_frame()));
     let mut buf = vec![0u8; 16 * 1024];
     let mut drained = false;
     loop {
@@ -755,7 +787,7 @@ impl ActorNursery {
         };
         let (proc, rx, tx) = process::spawn(&program, name)?;
         let pid = proc.borrow().pid();
-        let conn = match Conn::new(rx, tx, reactor()?, DEFAULT_MAX_FRAME) {
+        let conn = match Conn::new(rx, tx, reactor()?, opts.max_frame) {
             Ok(c) => c,
             Err(e) => {
                 drop(proc); // kills and reaps
@@ -814,7 +846,15 @@ impl ActorNursery {
             enable_modules: opts.enable_modules.clone(),
             infect_host: opts.infect_host,
         };
-        match child.send(&Msg::SpawnSpec(spec)).await {
+        let spec = Msg::SpawnSpec(spec);
+        let sent = if opts.max_frame == DEFAULT_MAX_FRAME {
+            child.send(&spec).await
+        } else {
+            // In one write: the child applies the limit before it reads anything else.
+            let limit = Msg::FrameLimit { max: opts.max_frame as u32 };
+            child.conn.send_all(&[&spec, &limit]).await
+        };
+        match sent {
             Ok(()) | Err(Error::Closed) => Ok(child),
             Err(e) => Err(e),
         }

@@ -11,10 +11,12 @@
 //!   that has to exit at once ([`kill_all_children`]) can kill and reap them first.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::rc::Rc;
 
 use crate::{Error, Result};
@@ -28,14 +30,15 @@ pub(crate) const CHILD_ENV: &str = "INFECT_ACTOR_PIPE";
 
 /// A spawned actor process, unreaped until [`reap`](Proc::reap).
 pub(crate) struct Proc {
-    child: Child,
+    pid: u32,
     pidfd: OwnedFd,
     status: Option<ExitStatus>,
 }
 
 thread_local! {
-    /// Every live `Proc` of this thread's actor runtime, by pid.
-    static LIVE: RefCell<BTreeMap<u32, Rc<RefCell<Proc>>>> = const { RefCell::new(BTreeMap::new()) };
+    /// Every live `Proc` of this thread's actor runtime, in spawn order (a handful: a plain
+    /// `Vec` is smaller code than a map).
+    static LIVE: RefCell<Vec<(u32, Rc<RefCell<Proc>>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Spawns `program` as actor `name`: returns the process and our ends of its pipes, `(from the
@@ -45,31 +48,65 @@ pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, Ow
     let (child_rx, our_tx) = crate::reactor::fd::pipe().map_err(fail)?;
     let (our_rx, child_tx) = crate::reactor::fd::pipe().map_err(fail)?;
     let me = std::process::id();
-    let mut cmd = Command::new(program);
-    cmd.env(CHILD_ENV, format!("{},{},{me}", child_rx.as_raw_fd(), child_tx.as_raw_fd())).stdin(Stdio::null());
-    sys::prepare_child(&mut cmd, [child_rx.as_raw_fd(), child_tx.as_raw_fd()], me);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::SpawnFailed { actor: name.to_owned(), reason: format!("{}: {e}", program.display()) })?;
+    let exec_err = |e: std::io::Error| Error::SpawnFailed {
+        actor: name.to_owned(),
+        reason: format!("{}: {e}", program.display()),
+    };
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| exec_err(std::io::ErrorKind::InvalidInput.into()));
+    let prog = program.as_os_str().as_bytes();
+    let paths = if prog.contains(&b'/') {
+        vec![cstr(prog)?]
+    } else {
+        // What `execvp` would try (glibc's default search path if `PATH` is unset).
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+        let mut v = Vec::new();
+        for dir in path.as_bytes().split(|&b| b == b':') {
+            let mut full = dir.to_vec();
+            if !full.is_empty() {
+                full.push(b'/');
+            }
+            full.extend_from_slice(prog);
+            v.push(cstr(&full)?);
+        }
+        v
+    };
+    let argv0 = cstr(prog)?;
+    let mut env = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if k != OsStr::new(CHILD_ENV) {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            env.push(cstr(&kv)?);
+        }
+    }
+    env.push(cstr(format!("{CHILD_ENV}={},{},{me}", child_rx.as_raw_fd(), child_tx.as_raw_fd()).as_bytes())?);
+    let pid = sys::spawn(&sys::SpawnArgs {
+        paths: &paths,
+        argv0: &argv0,
+        env: &env,
+        keep: [child_rx.as_raw_fd(), child_tx.as_raw_fd()],
+        parent_pid: me,
+    })
+    .map_err(exec_err)?;
     drop(child_rx);
     drop(child_tx);
-    let pidfd = match sys::pidfd_open(child.id()) {
+    let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::wait_blocking(pid);
             return Err(fail(e));
         }
     };
-    let pid = child.id();
-    let proc = Rc::new(RefCell::new(Proc { child, pidfd, status: None }));
-    LIVE.with(|l| l.borrow_mut().insert(pid, proc.clone()));
+    let proc = Rc::new(RefCell::new(Proc { pid, pidfd, status: None }));
+    LIVE.with(|l| l.borrow_mut().push((pid, proc.clone())));
     Ok((proc, our_rx, our_tx))
 }
 
 impl Proc {
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// The pidfd: polls readable once the process exited.
@@ -87,11 +124,11 @@ impl Proc {
     /// Reaps the process if it has exited (`WNOHANG`): its status, once reaped.
     pub(crate) fn reap(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = self.child.try_wait().map_err(|e| os_err("waitpid", e))?;
+            self.status = sys::reap_nohang(self.pid).map_err(|e| os_err("waitpid", e))?.map(ExitStatus::from_raw);
             if self.status.is_some() {
                 let pid = self.pid();
                 // `try_with`: the registry may already be gone if the thread is exiting.
-                let _ = LIVE.try_with(|l| l.borrow_mut().remove(&pid));
+                let _ = LIVE.try_with(|l| l.borrow_mut().retain(|(p, _)| *p != pid));
             }
         }
         Ok(self.status)
@@ -99,8 +136,8 @@ impl Proc {
 
     fn kill_and_wait(&mut self) {
         if self.status.is_none() {
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
+            let _ = sys::kill(self.pid, libc::SIGKILL);
+            self.status = sys::wait_blocking(self.pid).ok().map(ExitStatus::from_raw);
         }
     }
 }
@@ -115,7 +152,8 @@ impl Drop for Proc {
 /// Kills (SIGKILL) and reaps every child process this runtime still has: used by an actor
 /// that must exit at once, so that it leaves nothing behind.
 pub(crate) fn kill_all_children() {
-    let live: Vec<Rc<RefCell<Proc>>> = LIVE.with(|l| std::mem::take(&mut *l.borrow_mut()).into_values().collect());
+    let live: Vec<Rc<RefCell<Proc>>> =
+        LIVE.with(|l| std::mem::take(&mut *l.borrow_mut()).into_iter().map(|(_, p)| p).collect());
     for p in &live {
         p.borrow().signal(libc::SIGKILL);
     }
@@ -126,6 +164,5 @@ pub(crate) fn kill_all_children() {
 
 /// `(exit code, signal)` of a status.
 pub(crate) fn split_status(status: ExitStatus) -> (Option<i32>, Option<i32>) {
-    use std::os::unix::process::ExitStatusExt;
     (status.code(), status.signal())
 }

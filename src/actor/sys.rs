@@ -4,15 +4,14 @@
 //! Invariants every wrapper keeps:
 //! - Descriptor arguments are [`BorrowedFd`]s (open for the call) or numbers this process owns;
 //!   a descriptor a call creates is wrapped in an [`OwnedFd`] at once and is `O_CLOEXEC`.
-//! - The code that runs in a forked child before `exec` ([`prepare_child`]) and the signal
-//!   handler ([`on_signal`]) make only async-signal-safe calls (`fcntl`, `prctl`, `getppid`,
-//!   `getpid`, `write`) and touch no lock and no allocator.
+//! - The code that runs in a forked child before `exec` ([`child_after_fork`]) and the signal
+//!   handler ([`on_signal`]) make only async-signal-safe calls (`dup2`, `fcntl`, `sigemptyset`,
+//!   `pthread_sigmask`, `signal`, `prctl`, `getppid`, `execve`, `_exit`, `getpid`, `write`) and touch no lock and no allocator.
 //! - `-1` becomes [`io::Error::last_os_error`]; nothing retries here.
 
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use libc::c_int;
@@ -57,27 +56,157 @@ pub(crate) fn adopt_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Arranges for the child `cmd` spawns: keep `keep` open across `exec` (clear their
-/// `FD_CLOEXEC`), get `SIGTERM` when this thread dies (`PR_SET_PDEATHSIG`), and give up if the
-/// parent (`parent_pid`) already died before the signal was armed (the race `getppid` closes).
-pub(crate) fn prepare_child(cmd: &mut Command, keep: [RawFd; 2], parent_pid: u32) {
-    let parent = libc::pid_t::try_from(parent_pid).unwrap_or(-1);
-    // SAFETY: the closure runs in the forked child before `exec`; it only calls `fcntl`, `prctl`
-    // and `getppid`, which are async-signal-safe, allocates nothing and takes no lock. The
-    // descriptors in `keep` are open in the child (it inherited every descriptor of ours).
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in keep {
-                cvt(libc::fcntl(fd, libc::F_SETFD, 0))?;
+/// What [`spawn`] runs: every string is built before `fork`, so that the child only reads
+/// memory and makes system calls.
+pub(crate) struct SpawnArgs<'a> {
+    /// The candidate paths to `execve`, in order (one if the program names a path, else one per
+    /// `PATH` entry, as `execvp` would try them); non-empty.
+    pub(crate) paths: &'a [CString],
+    /// `argv[0]`, the only argument.
+    pub(crate) argv0: &'a CStr,
+    /// The whole environment, `KEY=value` strings.
+    pub(crate) env: &'a [CString],
+    /// Descriptors to keep open across `exec` (their `FD_CLOEXEC` is cleared in the child).
+    pub(crate) keep: [RawFd; 2],
+    /// The pid the child must see as its parent once `PR_SET_PDEATHSIG` is armed.
+    pub(crate) parent_pid: u32,
+}
+
+/// Forks and execs a child, the way `std::process::Command::spawn` does with `stdin(null)`,
+/// inherited stdout/stderr and a `pre_exec` hook: in the child, `/dev/null` becomes stdin, the
+/// signal mask is emptied and `SIGPIPE` restored to its default, the descriptors in `keep` lose
+/// `FD_CLOEXEC`, `PR_SET_PDEATHSIG(SIGTERM)` is armed and the parent re-checked with
+/// `getppid`, then each path is `execve`d in turn. A failure in the child reaches us as its
+/// `errno` through a `O_CLOEXEC` pipe (end of file means the `exec` succeeded); the failed
+/// child is reaped before we return the error. Returns the child's pid.
+pub(crate) fn spawn(args: &SpawnArgs<'_>) -> io::Result<u32> {
+    if args.paths.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let argv = [args.argv0.as_ptr(), std::ptr::null()];
+    let envp: Vec<*const libc::c_char> = args.env.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+    let exec = Exec { paths: args.paths, argv: &argv, envp: &envp, keep: args.keep };
+    let parent = libc::pid_t::try_from(args.parent_pid).unwrap_or(-1);
+    // SAFETY: a NUL-terminated path and flags; the result is checked and wrapped at once.
+    let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: `null` was just opened and is owned by nobody else.
+    let null = unsafe { OwnedFd::from_raw_fd(null) };
+    let (err_rx, err_tx) = crate::reactor::fd::pipe()?;
+    // SAFETY: `fork` takes no arguments. In the child (0) we call only `child_after_fork`, which
+    // makes only async-signal-safe calls and never returns.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; see `child_after_fork`.
+        unsafe { child_after_fork(&exec, null.as_raw_fd(), err_tx.as_raw_fd(), parent) }
+    }
+    drop(err_tx);
+    drop(null);
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: `buf[got..]` is valid, writable memory of the given length.
+        let n = unsafe { libc::read(err_rx.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        match n {
+            0 => break,
+            n if n > 0 => got += usize::try_from(n).unwrap_or(0),
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => break,
+        }
+    }
+    if got == 0 {
+        // End of file: the `exec` closed the pipe.
+        return u32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidData));
+    }
+    let errno = if got == buf.len() { c_int::from_ne_bytes(buf) } else { libc::EIO };
+    let mut status = 0;
+    // SAFETY: `pid` is our unreaped child (it is exiting); `status` is valid and writable.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
+    Err(io::Error::from_raw_os_error(errno))
+}
+
+/// What the forked child reads: `argv` and `envp` are null-terminated arrays of pointers into
+/// `CString`s that outlive the `fork`.
+struct Exec<'a> {
+    paths: &'a [CString],
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    keep: [RawFd; 2],
+}
+
+/// The forked child's side of [`spawn`]: never returns.
+///
+/// # Safety
+/// Must be called only in a child just forked from a process where `args`, `null` and
+/// `err_tx` were valid; it makes only async-signal-safe calls (`dup2`, `fcntl`, `sigemptyset`,
+/// `pthread_sigmask`, `signal`, `prctl`, `getppid`, `execve`, `write`, `_exit`), allocates
+/// nothing and takes no lock.
+unsafe fn child_after_fork(args: &Exec<'_>, null: RawFd, err_tx: RawFd, parent: libc::pid_t) -> ! {
+    // SAFETY: `__errno_location` returns this thread's errno slot (async-signal-safe to read).
+    let errno = || unsafe { *libc::__errno_location() };
+    // SAFETY: every call below is async-signal-safe and allocates nothing; the descriptors are open in the child (inherited); every pointer
+    // passed points at memory built before `fork`, valid and NUL-terminated as required.
+    let err = unsafe {
+        'fail: {
+            if null == 0 {
+                if libc::fcntl(0, libc::F_SETFD, 0) == -1 {
+                    break 'fail errno();
+                }
+            } else if libc::dup2(null, 0) == -1 {
+                break 'fail errno();
             }
-            cvt(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0))?;
+            if libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR {
+                break 'fail errno();
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            let r = libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            if r != 0 {
+                break 'fail r;
+            }
+            for fd in args.keep {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    break 'fail errno();
+                }
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) == -1 {
+                break 'fail errno();
+            }
             if libc::getppid() != parent {
                 // The parent died before the death signal was armed: nobody will ever send it.
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                break 'fail libc::ESRCH;
             }
-            Ok(())
-        })
+            // As `execvp`: try each candidate; report EACCES if one was seen, else the last error.
+            let mut seen_eacces = false;
+            let mut last = libc::ENOENT;
+            for path in args.paths {
+                libc::execve(path.as_ptr(), args.argv.as_ptr(), args.envp.as_ptr());
+                last = errno();
+                seen_eacces |= last == libc::EACCES;
+                if !matches!(
+                    last,
+                    libc::ENOENT
+                        | libc::ENOTDIR
+                        | libc::EACCES
+                        | libc::ELOOP
+                        | libc::ENAMETOOLONG
+                        | libc::ESTALE
+                        | libc::ENODEV
+                        | libc::ETIMEDOUT
+                ) {
+                    break;
+                }
+            }
+            if seen_eacces && matches!(last, libc::ENOENT | libc::ENOTDIR) { libc::EACCES } else { last }
+        }
     };
+    let bytes = err.to_ne_bytes();
+    // SAFETY: `bytes` is a valid 4-byte buffer; `write` and `_exit` are async-signal-safe.
+    unsafe {
+        libc::write(err_tx, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(127)
+    }
 }
 
 /// Re-checks, in a freshly started child, that its parent is still `parent_pid` (the death
@@ -96,7 +225,7 @@ pub fn set_child_subreaper() -> io::Result<()> {
     cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) }).map(drop)
 }
 
-/// `waitpid(pid, WNOHANG)` for a process that is not a `std::process::Child` (an orphan
+/// `waitpid(pid, WNOHANG)` for an unreaped child of ours (one we spawned, or an orphan
 /// re-parented to a subreaper): `Some(raw status)` once reaped.
 #[doc(hidden)]
 pub fn reap_nohang(pid: u32) -> io::Result<Option<c_int>> {
@@ -179,4 +308,19 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// `write(2)` on a borrowed descriptor.
 pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     crate::reactor::sys::write(fd, buf)
+}
+
+/// Blocking `waitpid(pid, 0)` (retrying on `EINTR`) for an unreaped child of ours: its raw
+/// status.
+pub(crate) fn wait_blocking(pid: u32) -> io::Result<c_int> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut status: c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable `c_int` for the duration of the call.
+        match cvt(unsafe { libc::waitpid(pid, &mut status, 0) }) {
+            Ok(_) => return Ok(status),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -106,6 +106,9 @@ pub struct FrameDecoder<const MAX: usize = DEFAULT_MAX_FRAME> {
     /// While discarding an oversized frame: how many of its bytes arrived so far (> 0). Zero
     /// while accumulating.
     discarded: usize,
+    /// The frame limit in force, delimiter included: `2 <= limit <= MAX` (`MAX` unless set with
+    /// [`with_limit`](FrameDecoder::with_limit) or [`set_limit`](FrameDecoder::set_limit)).
+    limit: usize,
     /// Outcomes of the frames that ended, oldest first.
     ready: VecDeque<Result<Msg, WireError>>,
 }
@@ -125,7 +128,42 @@ impl<const MAX: usize> FrameDecoder<MAX> {
     /// ```
     pub fn new() -> Self {
         const { assert!(MAX >= 2, "a frame limit below 2 bytes cannot hold any frame") };
-        FrameDecoder { frame: Box::new(heapless::Vec::new()), discarded: 0, ready: VecDeque::new() }
+        FrameDecoder { frame: Box::new(heapless::Vec::new()), discarded: 0, limit: MAX, ready: VecDeque::new() }
+    }
+
+    /// A decoder whose limit is `limit` (delimiter included) rather than `MAX`: a runtime limit
+    /// within the buffer's capacity, clamped to `2..=MAX`. Frames over it are reported as
+    /// [`FrameTooLarge`](WireError::FrameTooLarge)` { size, max: limit }` and skipped.
+    ///
+    /// ```
+    /// use infect::wire::{encode_frame, FrameDecoder, Msg, WireError};
+    ///
+    /// let frame = encode_frame(&Msg::Return { cid: 1, value: vec![7; 40] }, 1024)?;
+    /// let mut decoder = FrameDecoder::<1024>::with_limit(32);
+    /// assert_eq!(decoder.limit(), 32);
+    /// decoder.push(&frame);
+    /// assert_eq!(decoder.next(), Some(Err(WireError::FrameTooLarge { size: frame.len(), max: 32 })));
+    /// # Ok::<(), WireError>(())
+    /// ```
+    pub fn with_limit(limit: usize) -> Self {
+        let mut d = Self::new();
+        d.set_limit(limit);
+        d
+    }
+
+    /// Changes the limit (clamped to `2..=MAX`) for the frames that start from now on; a frame
+    /// already partly received is judged by the new limit when more of it arrives.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.clamp(2, MAX);
+        if self.discarded == 0 && self.frame.len() >= self.limit {
+            self.discarded = self.frame.len();
+            self.frame.clear();
+        }
+    }
+
+    /// The frame limit in force, delimiter included.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Feeds the next bytes of the stream, in chunks of any size (empty ones included). Every
@@ -169,7 +207,7 @@ impl<const MAX: usize> FrameDecoder<MAX> {
     /// ```
     pub fn finish(&mut self) -> Option<WireError> {
         let unfinished = if self.discarded > 0 {
-            Some(WireError::FrameTooLarge { size: self.discarded, max: MAX })
+            Some(WireError::FrameTooLarge { size: self.discarded, max: self.limit })
         } else if !self.frame.is_empty() {
             Some(WireError::Truncated { bytes: self.frame.len() })
         } else {
@@ -194,13 +232,13 @@ impl<const MAX: usize> FrameDecoder<MAX> {
     }
 
     /// Takes in bytes of the current frame (no zero among them): transition (1) when they
-    /// would make the frame outgrow `MAX`.
+    /// would make the frame outgrow the limit.
     fn absorb(&mut self, bytes: &[u8]) {
         if self.discarded > 0 {
             self.discarded = self.discarded.saturating_add(bytes.len());
-        } else if self.frame.len() + bytes.len() < MAX {
-            // Still fits: the frame plus its delimiter stays within MAX.
-            self.frame.extend_from_slice(bytes).expect("len + bytes < MAX = capacity");
+        } else if self.frame.len() + bytes.len() < self.limit {
+            // Still fits: the frame plus its delimiter stays within the limit (<= MAX).
+            self.frame.extend_from_slice(bytes).expect("len + bytes < limit <= MAX = capacity");
         } else {
             self.discarded = self.frame.len() + bytes.len();
             self.frame.clear();
@@ -212,7 +250,7 @@ impl<const MAX: usize> FrameDecoder<MAX> {
         if self.discarded > 0 {
             let size = self.discarded.saturating_add(1);
             self.discarded = 0;
-            self.ready.push_back(Err(WireError::FrameTooLarge { size, max: MAX }));
+            self.ready.push_back(Err(WireError::FrameTooLarge { size, max: self.limit }));
         } else if !self.frame.is_empty() {
             let outcome = decode_frame(self.frame.as_mut_slice());
             self.frame.clear();
@@ -240,6 +278,7 @@ impl<const MAX: usize> fmt::Debug for FrameDecoder<MAX> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FrameDecoder")
             .field("max", &MAX)
+            .field("limit", &self.limit)
             .field("buffered", &self.frame.len())
             .field("discarded", &self.discarded)
             .field("ready", &self.ready.len())
@@ -291,6 +330,33 @@ mod tests {
             .map(|n| Msg::Return { cid: 5, value: vec![0x42; n] })
             .find(|m| encode_frame(m, usize::MAX).unwrap().len() == size)
             .expect("some payload length gives that frame size")
+    }
+
+    #[test]
+    fn runtime_limit_below_capacity() {
+        let small = encode_frame(&msg_of_frame_size(20), 64).unwrap();
+        let large = encode_frame(&msg_of_frame_size(40), 64).unwrap();
+        let mut decoder = FrameDecoder::<64>::with_limit(32);
+        assert_eq!(decoder.limit(), 32);
+        decoder.push(&large);
+        decoder.push(&small);
+        assert_eq!(
+            drain(&mut decoder),
+            vec![Err(WireError::FrameTooLarge { size: 40, max: 32 }), Ok(msg_of_frame_size(20))]
+        );
+        // Clamped to the capacity and to 2.
+        assert_eq!(FrameDecoder::<64>::with_limit(1000).limit(), 64);
+        assert_eq!(FrameDecoder::<64>::with_limit(0).limit(), 2);
+        // Lowered mid-frame: the partial frame is judged by the new limit.
+        let mut decoder = FrameDecoder::<64>::new();
+        decoder.push(&large[..35]);
+        decoder.set_limit(32);
+        decoder.push(&large[35..]);
+        decoder.push(&small);
+        assert_eq!(
+            drain(&mut decoder),
+            vec![Err(WireError::FrameTooLarge { size: 40, max: 32 }), Ok(msg_of_frame_size(20))]
+        );
     }
 
     fn drain<const MAX: usize>(decoder: &mut FrameDecoder<MAX>) -> Vec<Result<Msg, WireError>> {

@@ -8,7 +8,9 @@
 //!    in the encoded bytes, so a `0x00` in the stream is always a frame boundary: whatever came
 //!    before, the receiver finds the next frame at the next delimiter.
 //! 2. **A frame's size is its length on the wire, delimiter included**, and it is bounded by a
-//!    limit that both ends share: [`DEFAULT_MAX_FRAME`] (64 KiB) unless configured.
+//!    limit that both ends share: [`DEFAULT_MAX_FRAME`] (64 KiB) unless configured (per actor
+//!    with `ActorOpts::max_frame`, announced by [`Msg::FrameLimit`]; a decoder takes it as a
+//!    runtime limit within its capacity, [`FrameDecoder::with_limit`]).
 //! 3. **Nothing over the limit is sent.** [`encode_frame`] refuses such a message with
 //!    [`WireError::FrameTooLarge`]` { size, max }` (the exact size) and returns no bytes, so not
 //!    a byte of it is written and the stream stays in sync.

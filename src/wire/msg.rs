@@ -207,6 +207,13 @@ pub enum Msg {
         /// The call to cancel, or `None` for the whole actor.
         cid: Option<Cid>,
     },
+    /// Sent by a parent right after [`Msg::SpawnSpec`] when the actor's frame limit is not
+    /// [`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME) (`ActorOpts::max_frame`): from this
+    /// frame on, both directions use `max` (delimiter included) for sending and receiving.
+    FrameLimit {
+        /// The frame limit, delimiter included (at most `DEFAULT_MAX_FRAME`).
+        max: u32,
+    },
 }
 
 impl Msg {
@@ -221,7 +228,7 @@ impl Msg {
     /// ```
     pub fn cid(&self) -> Option<Cid> {
         match self {
-            Msg::Aid(_) | Msg::SpawnSpec(_) => None,
+            Msg::Aid(_) | Msg::SpawnSpec(_) | Msg::FrameLimit { .. } => None,
             Msg::Start { cid, .. }
             | Msg::StartAck { cid, .. }
             | Msg::Started { cid, .. }
