@@ -447,17 +447,20 @@ fn run_task_returns_the_value_and_translates_the_error() {
     assert_eq!(out, Ok((7, Err("OSError".to_string()), 300_000_000)));
 }
 
+/// Logs "host task dropped" when the host future holding it is dropped.
+struct Dropped(Rc<RefCell<Vec<&'static str>>>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.borrow_mut().push("host task dropped");
+    }
+}
+
 #[test]
 fn run_task_whose_caller_is_cancelled_leaves_no_host_task_running() {
     let h = host();
     let finished = Rc::new(RefCell::new(Vec::new()));
     let f2 = finished.clone();
-    struct Dropped(Rc<RefCell<Vec<&'static str>>>);
-    impl Drop for Dropped {
-        fn drop(&mut self) {
-            self.0.borrow_mut().push("host task dropped");
-        }
-    }
     let out = h.run_guest(async move {
         let f3 = f2.clone();
         let r = guest::move_on_after(Duration::from_millis(200), async move {
@@ -482,12 +485,6 @@ fn an_uncooperative_host_task_is_dropped_after_its_grace_poll() {
     let h = host();
     let log = Rc::new(RefCell::new(Vec::new()));
     let l2 = log.clone();
-    struct Dropped(Rc<RefCell<Vec<&'static str>>>);
-    impl Drop for Dropped {
-        fn drop(&mut self) {
-            self.0.borrow_mut().push("dropped");
-        }
-    }
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             move |chan: HostChannel<(), (), ()>| async move {
@@ -503,7 +500,7 @@ fn an_uncooperative_host_task_is_dropped_after_its_grace_poll() {
         .await
     });
     assert_eq!(out, Ok("left"));
-    assert_eq!(*log.borrow(), vec!["dropped"]);
+    assert_eq!(*log.borrow(), vec!["host task dropped"]);
 }
 
 #[test]

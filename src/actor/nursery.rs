@@ -819,26 +819,10 @@ impl ActorNursery {
             result_ready: Event::new(),
         });
         an.children.borrow_mut().push(child.clone());
-        let c = child.clone();
-        an.n.start_soon(async move {
-            CancelScope::shielded()
-                .run(async {
-                    reader(c).await;
-                    Ok(())
-                })
-                .await
-                .map(drop)
-        })?;
-        let c = child.clone();
-        an.n.start_soon(async move {
-            CancelScope::shielded()
-                .run(async {
-                    supervise(c).await;
-                    Ok(())
-                })
-                .await
-                .map(drop)
-        })?;
+        // The reader and the supervisor are shielded: they must outlive any cancellation of the
+        // nursery, so that the child is always read to the end and always reaped.
+        an.n.start_soon(shielded(reader(child.clone())))?;
+        an.n.start_soon(shielded(supervise(child.clone())))?;
 
         let spec = SpawnSpec {
             parent: an.me.aid.clone(),
@@ -946,4 +930,15 @@ impl ActorNursery {
         }
         Ok(())
     }
+}
+
+/// Runs `work` in a shielded scope, as a nursery child.
+async fn shielded(work: impl Future<Output = ()>) -> Result<()> {
+    CancelScope::shielded()
+        .run(async {
+            work.await;
+            Ok(())
+        })
+        .await
+        .map(drop)
 }
