@@ -893,14 +893,7 @@ impl ActorNursery {
     /// reaped (tractor's `ActorNursery.cancel`). The block goes on; the actors' pending calls
     /// end with `ContextCancelled` (or `ActorDied`).
     pub async fn cancel(&self) -> Result<()> {
-        let children: Vec<Rc<ChildActor>> = self.inner.children.borrow().clone();
-        for c in &children {
-            c.request_teardown();
-        }
-        for c in &children {
-            c.reaped.wait().await?;
-        }
-        Ok(())
+        self.teardown_all().await
     }
 
     /// The number of actors started in this nursery that are not reaped yet.
