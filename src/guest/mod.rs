@@ -269,6 +269,15 @@ mod standalone {
         }
     }
 
+    struct DrainOnExit<'a>(&'a Driver);
+
+    impl Drop for DrainOnExit<'_> {
+        fn drop(&mut self) {
+            while self.0.timer.pop().is_ok() {}
+            while self.0.ticks.pop().is_ok() {}
+        }
+    }
+
     pub(super) fn run<T: 'static>(config: GuestConfig, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
         let reactor = match Reactor::new() {
             Ok(r) => r,
@@ -282,6 +291,11 @@ mod standalone {
             notifier: reactor.notifier(),
             owner: std::thread::current().id(),
         });
+        // Emptied on every way out (also unwinding): a queued tick holds the run's `Shared`, whose
+        // hooks hold this driver, so a tick left in a queue is a reference cycle that leaks the
+        // driver, the run and the reactor's wake fd. `Local::complete` always queues one (its
+        // `wake_at(NEVER, ..)`).
+        let _drain = DrainOnExit(&driver);
         let clock = config.clock.clone();
         let out: Rc<RefCell<Option<Result<T>>>> = Rc::new(RefCell::new(None));
         let out2 = out.clone();
