@@ -396,3 +396,25 @@ fn call_soon_threadsafe_callbacks_from_many_threads_all_run() {
         assert_eq!(mine, (0..25).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn a_task_that_panics_does_not_stay_current_after_the_panic_is_caught() {
+    let host = vhost();
+    let h = host.spawn(async {
+        if let Err(c) = host::sleep(s(10)).await {
+            panic!("task saw {c:?} and panicked");
+        }
+    });
+    h.cancel("stop");
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.block_on(h)));
+    assert!(caught.is_err(), "the task's panic unwinds out of the loop");
+    // Outside any task again: no current task, no cancellation, a sleep that sleeps.
+    let start = host.now();
+    let r = host.block_on(async {
+        let id = host::current_task_id();
+        let slept = host::sleep(s(2)).await;
+        (id, slept, host::check_cancelled())
+    });
+    assert_eq!(r, (None, Ok(()), Ok(())));
+    assert_eq!(host.now(), start + s(2));
+}

@@ -32,6 +32,10 @@
 //!    `Err(Cancelled{reason})`, and stays that way (sticky). A task still pending after that
 //!    poll is dropped on the spot: cancellation is cooperative for one poll, then enforced.
 //!
+//! A task that panics unwinds out of the loop call that polled it (`block_on`, `run`, ...); the
+//! current-task state is restored on the way out, so host-aware awaits after the panic was
+//! caught behave as outside that task.
+//!
 //! Dropping the [`Host`] abandons a guest run that has not finished
 //! ([`Error::GuestRunAbandoned`](crate::Error::GuestRunAbandoned) to its `done`), then wakes and
 //! drops every task: nothing outlives the executor.
@@ -787,11 +791,12 @@ impl<F: Future> Future for HostTask<F> {
         let Some(core) = this.ctl.core.upgrade() else {
             return Poll::Ready(Err(cancel_before.unwrap_or(Cancelled::new("host shut down"))));
         };
-        let prev = core.current.replace(Some(this.ctl.clone()));
-        let prev_flag = core.current_requested.replace(&this.ctl.requested);
-        let r = fut.poll(cx);
-        core.current_requested.set(prev_flag);
-        *core.current.borrow_mut() = prev;
+        let r = {
+            // Restores the current task on every way out, unwinding included: a panicking task
+            // must not stay "current" for the awaits that run after the panic was caught.
+            let _current = CurrentTask::enter(&core, &this.ctl);
+            fut.poll(cx)
+        };
         match r {
             Poll::Ready(v) => Poll::Ready(Ok(v)),
             // The task had its one cooperative poll after the cancellation: enforce it.
@@ -800,6 +805,29 @@ impl<F: Future> Future for HostTask<F> {
                 None => Poll::Pending,
             },
         }
+    }
+}
+
+/// Makes a task current on its host while it lives; dropping it (also while unwinding) restores
+/// the task that was current before.
+struct CurrentTask<'a> {
+    core: &'a Core,
+    prev: Option<Rc<TaskCtl>>,
+    prev_flag: *const Cell<bool>,
+}
+
+impl<'a> CurrentTask<'a> {
+    fn enter(core: &'a Core, ctl: &Rc<TaskCtl>) -> CurrentTask<'a> {
+        let prev = core.current.replace(Some(ctl.clone()));
+        let prev_flag = core.current_requested.replace(&ctl.requested);
+        CurrentTask { core, prev, prev_flag }
+    }
+}
+
+impl Drop for CurrentTask<'_> {
+    fn drop(&mut self) {
+        self.core.current_requested.set(self.prev_flag);
+        *self.core.current.borrow_mut() = self.prev.take();
     }
 }
 
