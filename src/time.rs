@@ -186,10 +186,30 @@ impl<T> Default for Timers<T> {
     }
 }
 
-impl Timers<Waker> {
+/// A timer target that can carry a task's waker: what a sleep arms. The host's and the guest's
+/// timer queues fire other targets too (callbacks, scope deadlines); this is how a sleep's
+/// registration reaches its waker in either.
+pub trait WakeTarget {
+    /// The target that wakes `waker`.
+    fn from_waker(waker: &Waker) -> Self;
+    /// The waker this target wakes, if it is a waker target.
+    fn waker_mut(&mut self) -> Option<&mut Waker>;
+}
+
+impl WakeTarget for Waker {
+    fn from_waker(waker: &Waker) -> Self {
+        waker.clone()
+    }
+
+    fn waker_mut(&mut self) -> Option<&mut Waker> {
+        Some(self)
+    }
+}
+
+impl<T: WakeTarget> Timers<T> {
     /// Replaces the waker of an armed timer; `false` if it already fired or was disarmed.
     pub fn rearm(&mut self, key: TimerKey, waker: &Waker) -> bool {
-        match self.armed.get_mut(&key) {
+        match self.armed.get_mut(&key).and_then(T::waker_mut) {
             Some(w) => {
                 if !w.will_wake(waker) {
                     w.clone_from(waker);
@@ -198,6 +218,35 @@ impl Timers<Waker> {
             }
             None => false,
         }
+    }
+
+    /// The one registration path of every sleep (host and guest): the timer slot `slot` wakes
+    /// `waker` at `deadline`. A slot that is still armed keeps its place in the queue and takes
+    /// `waker`, the waker of the latest poll (the `Future` contract: a sleep polled by another
+    /// task wakes that task); an empty or fired slot is armed afresh.
+    ///
+    /// ```
+    /// use infect::time::{Instant, Timers};
+    /// use std::task::Waker;
+    /// let mut timers: Timers = Timers::new();
+    /// let mut slot = None;
+    /// timers.register(&mut slot, Instant::from_nanos(5), Waker::noop());
+    /// let first = slot;
+    /// timers.register(&mut slot, Instant::from_nanos(5), Waker::noop());
+    /// assert_eq!(slot, first); // re-registered in place
+    /// assert_eq!(timers.len(), 1);
+    /// ```
+    pub fn register(&mut self, slot: &mut Option<TimerKey>, deadline: Instant, waker: &Waker) {
+        if let Some(k) = *slot
+            && k.deadline() == deadline
+            && self.rearm(k, waker)
+        {
+            return;
+        }
+        if let Some(k) = slot.take() {
+            self.disarm(k);
+        }
+        *slot = Some(self.arm(deadline, T::from_waker(waker)));
     }
 }
 

@@ -552,3 +552,87 @@ fn a_scope_runs_once_and_a_second_run_is_a_clear_error() {
         ))
     );
 }
+
+// ---- sleeps: the waker of the latest poll; sleep(0) is a checkpoint ----------------------------
+
+#[test]
+fn a_guest_sleep_wakes_the_waker_of_its_latest_poll() {
+    let other = common::WakeCount::new();
+    let o = other.clone();
+    let (r, end) = vrun(async move {
+        guest::move_on_after(s(5), async move {
+            let mut sleep = Box::pin(guest::sleep(s(1)));
+            // First polled with a foreign waker, then awaited by this task: the timer must wake
+            // this task at 1 s (it used to wake only the first waker; the 5 s deadline ended it).
+            let first = sleep.as_mut().poll(&mut std::task::Context::from_waker(&o.waker()));
+            assert!(first.is_pending());
+            sleep.await?;
+            Ok(guest::current_time())
+        })
+        .await
+    });
+    assert_eq!(r, Ok(Some(secs(1))));
+    assert_eq!(end, secs(1));
+    assert_eq!(other.count(), 0, "the replaced waker is not woken");
+}
+
+#[test]
+fn sleep_zero_yields_to_the_other_tasks_like_a_checkpoint() {
+    let log = Log::new();
+    let (l1, l2) = (log.clone(), log.clone());
+    let (r, end) = vrun(async move {
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                l1.push("a1");
+                guest::sleep(Duration::ZERO).await?;
+                l1.push("a2");
+                Ok(())
+            })?;
+            n.start_soon(async move {
+                l2.push("b1");
+                guest::sleep(Duration::ZERO).await?;
+                l2.push("b2");
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .await
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(end, Instant::ZERO);
+    assert_eq!(log.take(), vec!["a1", "b1", "a2", "b2"]);
+}
+
+#[test]
+fn sleep_zero_sees_a_cancel_made_while_it_yields() {
+    let log = Log::new();
+    let (l1, l2) = (log.clone(), log.clone());
+    let (r, end) = vrun(async move {
+        let scope = CancelScope::new();
+        let sc = scope.clone();
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                let out = sc
+                    .run(async {
+                        let r = guest::sleep(Duration::ZERO).await;
+                        l1.push(format!("sleep(0) -> {r:?}"));
+                        r
+                    })
+                    .await?;
+                l1.push(format!("scope -> {out:?}"));
+                Ok(())
+            })?;
+            n.start_soon(async move {
+                // Runs while the first task yields inside its sleep(0).
+                scope.cancel();
+                l2.push("cancelled".to_string());
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .await
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(end, Instant::ZERO);
+    assert_eq!(log.take(), vec!["cancelled", "sleep(0) -> Err(Cancelled)", "scope -> None"]);
+}

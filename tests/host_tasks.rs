@@ -418,3 +418,34 @@ fn a_task_that_panics_does_not_stay_current_after_the_panic_is_caught() {
     assert_eq!(r, (None, Ok(()), Ok(())));
     assert_eq!(host.now(), start + s(2));
 }
+
+#[test]
+fn a_host_sleep_wakes_the_waker_of_its_latest_poll() {
+    let host = vhost();
+    let other = common::WakeCount::new();
+    let o = other.clone();
+    let h = host.spawn(async move {
+        let mut sleep = Box::pin(host::sleep(s(1)));
+        assert!(sleep.as_mut().poll(&mut Context::from_waker(&o.waker())).is_pending());
+        // Now awaited by this task, next to a 5 s guard: the 1 s timer must wake this task.
+        let guard = Box::pin(host::sleep(s(5)));
+        match futures::future::select(sleep, guard).await {
+            futures::future::Either::Left((r, _)) => (r, "sleep", host::sleep(Duration::ZERO).await),
+            futures::future::Either::Right((r, _)) => (r, "guard", Ok(())),
+        }
+    });
+    assert_eq!(host.block_on(h), Ok((Ok(()), "sleep", Ok(()))));
+    assert_eq!(host.now(), secs(1));
+    assert_eq!(other.count(), 0, "the replaced waker is not woken");
+}
+
+#[test]
+fn host_sleep_fixes_its_deadline_at_the_first_poll() {
+    let clock = vclock();
+    let host = Host::builder().clock(clock.clone()).build().unwrap();
+    // Made outside the loop, awaited 10 s later: it still sleeps 2 s from its first poll.
+    let sleep = host::sleep(s(2));
+    clock.advance(s(10));
+    assert_eq!(host.block_on(sleep), Ok(()));
+    assert_eq!(host.now(), secs(12));
+}

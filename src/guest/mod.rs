@@ -135,14 +135,20 @@ pub fn current_time() -> Instant {
     with_local(|l| l.now()).unwrap_or(Instant::ZERO)
 }
 
-/// Sleeps for `d` (cancellation-aware).
+/// Sleeps for `d` (cancellation-aware); the deadline is `now + d` at the first poll.
+///
+/// Every sleep is a checkpoint, as in trio: `sleep(Duration::ZERO)` (or a deadline that has
+/// already passed) checks for cancellation, yields to the other tasks once, and checks again
+/// ([`checkpoint`]). A sleep polled by another task than before wakes that task (the waker of the
+/// latest poll is the one registered).
 pub async fn sleep(d: Duration) -> Result<()> {
     sleep_until(current_time() + d).await
 }
 
-/// Sleeps until the guest clock reads `deadline` (cancellation-aware).
+/// Sleeps until the guest clock reads `deadline` (cancellation-aware; a checkpoint, see
+/// [`sleep`]).
 pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
-    Sleep { deadline, key: None }
+    Sleep { deadline, key: None, waited: false }
 }
 
 /// Sleeps until cancelled; always returns `Err(Cancelled)` (so `?` unwinds).
@@ -154,6 +160,9 @@ pub async fn sleep_forever() -> Result<()> {
 struct Sleep {
     deadline: Instant,
     key: Option<TimerKey>,
+    /// Returned `Pending` at least once: a deadline reached now ends the sleep (otherwise it
+    /// yields once first, trio's `sleep(0)`).
+    waited: bool,
 }
 
 impl Future for Sleep {
@@ -164,33 +173,29 @@ impl Future for Sleep {
             self.disarm();
             return Poll::Ready(Err(e));
         }
-        let deadline = self.deadline;
-        let key = self.key;
+        let this = &mut *self;
         let r = with_local(|local| {
-            if local.now() >= deadline {
-                return Poll::Ready(Ok(()));
-            }
-            if deadline == Instant::NEVER {
+            if local.now() >= this.deadline {
+                if let Some(k) = this.key.take() {
+                    local.disarm(k);
+                }
+                if this.waited {
+                    return Poll::Ready(());
+                }
+                // Already due at the first poll: a checkpoint still yields once.
+                this.waited = true;
+                cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            match key {
-                Some(k) if local.is_armed(k) => Poll::Pending,
-                _ => {
-                    let k = local.arm(deadline, sched::TimerTarget::Wake(cx.waker().clone()));
-                    Poll::Ready(Err(k))
-                }
+            this.waited = true;
+            if this.deadline != Instant::NEVER {
+                local.register_wake(&mut this.key, this.deadline, cx.waker());
             }
+            Poll::Pending
         });
         match r {
             None => Poll::Ready(Err(Error::OutsideGuest)),
-            Some(Poll::Ready(Ok(()))) => {
-                self.key = None;
-                Poll::Ready(Ok(()))
-            }
-            Some(Poll::Ready(Err(k))) => {
-                self.key = Some(k);
-                Poll::Pending
-            }
+            Some(Poll::Ready(())) => Poll::Ready(Ok(())),
             Some(Poll::Pending) => Poll::Pending,
         }
     }

@@ -213,6 +213,19 @@ pub(crate) enum TimerTarget {
     Scope(alloc::rc::Weak<ScopeInner>),
 }
 
+impl crate::time::WakeTarget for TimerTarget {
+    fn from_waker(waker: &Waker) -> Self {
+        TimerTarget::Wake(waker.clone())
+    }
+
+    fn waker_mut(&mut self) -> Option<&mut Waker> {
+        match self {
+            TimerTarget::Wake(w) => Some(w),
+            TimerTarget::Scope(_) => None,
+        }
+    }
+}
+
 /// Hands the outcome to the user's `done` (`true`: the run was abandoned).
 type Finish = Box<dyn FnOnce(bool)>;
 
@@ -426,14 +439,18 @@ impl Local {
         key
     }
 
+    /// A sleep's registration: `slot` wakes `waker` at `deadline` (see [`Timers::register`]).
+    pub(crate) fn register_wake(&self, slot: &mut Option<TimerKey>, deadline: Instant, waker: &Waker) {
+        let before = *slot;
+        self.timers.borrow_mut().register(slot, deadline, waker);
+        if *slot != before {
+            self.timers_changed();
+        }
+    }
+
     /// Disarms a timer.
     pub(crate) fn disarm(&self, key: TimerKey) {
         self.timers.borrow_mut().disarm(key);
-    }
-
-    /// Whether a timer is still armed.
-    pub(crate) fn is_armed(&self, key: TimerKey) -> bool {
-        self.timers.borrow().is_armed(key)
     }
 
     /// Called when deadlines change outside a tick (host code moved a deadline): tells the host.

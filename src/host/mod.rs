@@ -131,6 +131,19 @@ enum TimerTarget {
     Call(Box<dyn FnOnce()>),
 }
 
+impl crate::time::WakeTarget for TimerTarget {
+    fn from_waker(waker: &Waker) -> Self {
+        TimerTarget::Wake(waker.clone())
+    }
+
+    fn waker_mut(&mut self) -> Option<&mut Waker> {
+        match self {
+            TimerTarget::Wake(w) => Some(w),
+            TimerTarget::Call(_) => None,
+        }
+    }
+}
+
 struct TaskCtl {
     id: u64,
     /// Fast path of `cancel.is_some()`, read at every host-aware await.
@@ -980,16 +993,18 @@ pub fn cancel_current(reason: &str) {
     }
 }
 
-/// Sleeps for `d` on the current host's clock (host-aware: `Err(Cancelled)` once the task is
-/// cancelled).
+/// Sleeps for `d` on the clock of the host that polls it (host-aware: `Err(Cancelled)` once the
+/// task is cancelled).
+///
+/// The deadline is fixed at the **first poll** (`now + d` on that host's clock), not when `sleep`
+/// is called: a `Sleep` made outside a loop, or long before it is awaited, still sleeps `d`.
 pub fn sleep(d: Duration) -> Sleep {
-    let deadline = with_core(|c| c.clock.now()).unwrap_or(Instant::ZERO) + d;
-    Sleep { deadline, key: None }
+    Sleep { when: When::After(d), key: None }
 }
 
-/// Sleeps until the current host's clock reads `deadline` (host-aware).
+/// Sleeps until the clock of the host that polls it reads `deadline` (host-aware).
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, key: None }
+    Sleep { when: When::At(deadline), key: None }
 }
 
 /// Yields to the other host jobs once (asyncio's `sleep(0)`), host-aware.
@@ -1009,12 +1024,20 @@ pub async fn yield_now() -> core::result::Result<(), Cancelled> {
     .await
 }
 
-/// The future of [`sleep`] and [`sleep_until`].
+/// The future of [`sleep`] and [`sleep_until`]. Each poll that returns `Pending` registers the
+/// waker of that poll ([`Timers::register`]): whichever task polled it last is woken.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
-    deadline: Instant,
+    when: When,
     key: Option<TimerKey>,
+}
+
+/// A sleep's deadline: relative until the first poll inside a loop fixes it.
+#[derive(Debug, Clone, Copy)]
+enum When {
+    After(Duration),
+    At(Instant),
 }
 
 impl Future for Sleep {
@@ -1025,28 +1048,27 @@ impl Future for Sleep {
             self.disarm();
             return Poll::Ready(Err(c));
         }
-        let deadline = self.deadline;
-        let key = self.key;
+        let this = &mut *self;
         let r = with_core(|core| {
-            if core.clock.now() >= deadline {
-                return None;
+            let now = core.clock.now();
+            let deadline = match this.when {
+                When::At(d) => d,
+                When::After(d) => now + d,
+            };
+            this.when = When::At(deadline);
+            if now >= deadline {
+                if let Some(k) = this.key.take() {
+                    core.timers.borrow_mut().disarm(k);
+                }
+                return true;
             }
-            let mut timers = core.timers.borrow_mut();
-            match key {
-                Some(k) if timers.is_armed(k) => Some(k),
-                _ => Some(timers.arm(deadline, TimerTarget::Wake(cx.waker().clone()))),
-            }
+            core.timers.borrow_mut().register(&mut this.key, deadline, cx.waker());
+            false
         });
         match r {
             None => Poll::Ready(Err(Cancelled::new("host::sleep polled outside a host loop"))),
-            Some(None) => {
-                self.key = None;
-                Poll::Ready(Ok(()))
-            }
-            Some(Some(k)) => {
-                self.key = Some(k);
-                Poll::Pending
-            }
+            Some(true) => Poll::Ready(Ok(())),
+            Some(false) => Poll::Pending,
         }
     }
 }

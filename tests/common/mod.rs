@@ -309,3 +309,28 @@ impl CallbackLoop {
         out.pop().unwrap()
     }
 }
+
+/// A waker that only counts its wakes: to poll a future by hand with a waker that is not the
+/// task's own (a future must wake the waker of its *latest* poll).
+#[derive(Clone, Default)]
+pub struct WakeCount(Arc<AtomicUsize>);
+
+impl WakeCount {
+    pub fn new() -> WakeCount {
+        WakeCount::default()
+    }
+
+    pub fn waker(&self) -> std::task::Waker {
+        std::task::Waker::from(Arc::new(self.clone()))
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
