@@ -150,6 +150,8 @@ fn main() {
             Ok(got)
         })
         .await
+        // `None` only if the nursery itself were cancelled, which this program never does.
+        .map(Option::unwrap_or_default)
     };
 
     // Host-side code: a "button click" 30 ms in sets the guest's event.

@@ -117,6 +117,8 @@ fn main() -> infect::Result<()> {
                 Ok((got, window.cancelled_caught()))
             })
             .await
+            // `None` only if the nursery itself were cancelled, which this program never does.
+            .map(Option::unwrap_or_default)
         },
         move |outcome| *d.borrow_mut() = Some(outcome),
     )?;

@@ -306,7 +306,8 @@ async fn cancel_actor_on_a_busy_child() -> Check {
             guest::sleep(Duration::from_millis(100)).await?;
             p.cancel_actor().await
         })
-        .await?;
+        .await?
+        .ok_or(Error::Cancelled)?;
         let out = out.borrow_mut().take();
         Ok((graceful, out))
     })
@@ -338,7 +339,8 @@ async fn stubborn_child_is_killed_by_the_ladder() -> Check {
             let g = p.cancel_actor().await?;
             Ok((g, t0.elapsed()))
         })
-        .await?;
+        .await?
+        .ok_or(Error::Cancelled)?;
         let out = out.borrow_mut().take();
         Ok((graceful, took, out))
     })
@@ -365,7 +367,8 @@ async fn killed_child_mid_call_is_an_error() -> Check {
             })?;
             Ok(guest::fail_after(Duration::from_secs(5), p.run::<_, ()>("t", "sleep_forever", &())).await)
         })
-        .await?;
+        .await?
+        .ok_or(Error::Cancelled)?;
         Ok(out)
     })
     .await;
@@ -587,6 +590,7 @@ async fn role_tree() -> Result<()> {
             guest::sleep_forever().await
         })
         .await
+        .map(|_| ())
     })
     .await
 }
@@ -604,6 +608,7 @@ async fn role_sigint() -> Result<()> {
             guest::sleep_forever().await
         })
         .await
+        .map(|_| ())
     })
     .await
 }

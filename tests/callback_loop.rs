@@ -45,7 +45,7 @@ fn hooks_only_schedule_and_one_tick_serves_many_wakes() {
     assert_eq!(log.snapshot(), Vec::<String>::new());
     lp.run_until(|| !out.borrow().is_empty());
     assert!(run.is_finished());
-    assert_eq!(*out.borrow(), vec![Ok(())]);
+    assert_eq!(*out.borrow(), vec![Ok(Some(()))]);
     let at5 = format!("{:?}", secs(5));
     assert_eq!(log.take(), [0, 1, 2].map(|i| format!("task {i} at {at5}")));
 }
@@ -111,7 +111,7 @@ fn a_loop_callback_moves_a_deadline_into_the_past() {
 #[test]
 fn an_error_in_a_nursery_reaches_done_on_the_callback_loop() {
     let lp = CallbackLoop::new();
-    let r: infect::Result<()> = lp.run_guest(async {
+    let r: infect::Result<Option<()>> = lp.run_guest(async {
         guest::open_nursery(async |n| {
             n.start_soon(async {
                 guest::sleep(s(4)).await?;

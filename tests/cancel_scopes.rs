@@ -294,7 +294,8 @@ fn unshielding_inside_a_cancelled_scope_wakes_the_body() {
         .await?;
         Ok((out, outer.cancelled_caught(), shielded.cancelled_caught()))
     });
-    assert_eq!(r, Ok((None, true, false)));
+    // The nursery's value is the outer scope's `None`.
+    assert_eq!(r, Ok((Some(None), true, false)));
     assert_eq!(end, secs(3));
     assert_eq!(log.take(), vec![("Err(Cancelled)".to_string(), secs(3))]);
 }
@@ -315,7 +316,7 @@ fn another_task_cancels_a_scope_at_its_own_instant() {
         })
         .await
     });
-    assert_eq!(r, Ok((None, true, secs(2))));
+    assert_eq!(r, Ok(Some((None, true, secs(2)))));
     assert_eq!(end, secs(2));
 }
 
@@ -335,7 +336,7 @@ fn another_task_moves_a_deadline_earlier() {
         })
         .await
     });
-    assert_eq!(r, Ok((None, secs(4), secs(4))));
+    assert_eq!(r, Ok(Some((None, secs(4), secs(4)))));
     assert_eq!(end, secs(4));
 }
 
@@ -438,7 +439,7 @@ fn checkpoint_sees_a_cancellation_that_arrives_while_it_yields() {
             .await
         }
     });
-    assert_eq!(r, Ok(()));
+    assert_eq!(r, Ok(Some(())));
     assert_eq!(log.take(), vec!["B cancelled A".to_string(), "A None caught=true".to_string()]);
 }
 
@@ -464,7 +465,7 @@ fn checkpoints_interleave_tasks_in_fifo_order() {
             .await
         }
     });
-    assert_eq!(r, Ok(()));
+    assert_eq!(r, Ok(Some(())));
     assert_eq!(end, Instant::ZERO);
     assert_eq!(log.take(), ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]);
 }
@@ -598,7 +599,7 @@ fn sleep_zero_yields_to_the_other_tasks_like_a_checkpoint() {
         })
         .await
     });
-    assert_eq!(r, Ok(()));
+    assert_eq!(r, Ok(Some(())));
     assert_eq!(end, Instant::ZERO);
     assert_eq!(log.take(), vec!["a1", "b1", "a2", "b2"]);
 }
@@ -632,7 +633,7 @@ fn sleep_zero_sees_a_cancel_made_while_it_yields() {
         })
         .await
     });
-    assert_eq!(r, Ok(()));
+    assert_eq!(r, Ok(Some(())));
     assert_eq!(end, Instant::ZERO);
     assert_eq!(log.take(), vec!["cancelled", "sleep(0) -> Err(Cancelled)", "scope -> None"]);
 }

@@ -158,7 +158,7 @@ fn a_second_guest_run_on_one_host_is_refused_at_setup() {
 fn dropping_the_host_abandons_a_running_guest() {
     let host = Host::builder().clock(vclock()).build().unwrap();
     let drops = DropCounter::new();
-    let done: Outcomes<()> = Rc::default();
+    let done: Outcomes<Option<()>> = Rc::default();
     let d = done.clone();
     let (g_main, g_child) = (drops.guard(), drops.guard());
     host.start_guest_run(
@@ -237,7 +237,7 @@ fn the_monotonic_guest_start_guest_run_rides_a_callback_loop() {
                 Ok(21)
             })
             .await
-            .map(|v| v * 2)
+            .map(|v| v.map_or(0, |v| v * 2))
         },
         lp.hooks(),
         move |r| o.borrow_mut().push(r),

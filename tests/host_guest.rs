@@ -163,7 +163,7 @@ fn a_host_task_cancels_a_guest_scope() {
         })
         .await
     });
-    assert_eq!(r, Ok(secs(20)));
+    assert_eq!(r, Ok(Some(secs(20))));
     assert_eq!(log.take(), [format!("child None at {:?}", secs(9))]);
     drop(canceller);
 }

@@ -358,7 +358,8 @@ async fn cancel_actor_blocked_in_run_task() -> Check {
             guest::sleep(Duration::from_millis(100)).await?;
             p.cancel_actor().await
         })
-        .await?;
+        .await?
+        .ok_or(Error::Cancelled)?;
         let out = out.borrow_mut().take();
         Ok((graceful, out))
     })

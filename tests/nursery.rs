@@ -149,7 +149,7 @@ fn the_block_value_comes_out_after_every_child_finished() {
         .await?;
         Ok((v, guest::current_time()))
     });
-    assert_eq!(r, Ok(("value", secs(3))));
+    assert_eq!(r, Ok((Some("value"), secs(3))));
     assert_eq!(end, secs(3));
     assert_eq!(log.take(), ["block done", "child 2 done at 1s", "child 3 done at 2s", "child 1 done at 3s"]);
 }
@@ -176,7 +176,7 @@ fn start_returns_the_started_value_and_the_child_runs_on() {
         })
         .await
     });
-    assert_eq!(r, Ok("ready at 1s".to_string()));
+    assert_eq!(r, Ok(Some("ready at 1s".to_string())));
     assert_eq!(end, secs(5));
     assert_eq!(log.take(), ["start returned \"ready at 1s\" at 1s", "child done at 5s"]);
 }
@@ -197,7 +197,7 @@ fn an_error_before_started_comes_out_of_start_not_the_nursery() {
         .await
     });
     // The sibling was not cancelled: the nursery ended at 5 s with the block's value.
-    assert_eq!(r, Ok((Err(boom("Setup", "could not start")), secs(2))));
+    assert_eq!(r, Ok(Some((Err(boom("Setup", "could not start")), secs(2)))));
     assert_eq!(end, secs(5));
 }
 
@@ -217,7 +217,7 @@ fn an_error_after_started_belongs_to_the_nursery() {
         })
         .await
     });
-    assert_eq!(r, Err::<(), _>(boom("Later", "failed after started")));
+    assert_eq!(r, Err::<Option<()>, _>(boom("Later", "failed after started")));
     assert_eq!(end, secs(2));
 }
 
@@ -230,7 +230,7 @@ fn returning_before_started_is_started_not_called() {
         })
         .await
     });
-    assert_eq!(r, Ok(Err(Error::StartedNotCalled)));
+    assert_eq!(r, Ok(Some(Err(Error::StartedNotCalled))));
     assert_eq!(
         Error::StartedNotCalled.to_string(),
         "the task passed to Nursery::start returned without calling task_status.started()"
@@ -259,7 +259,7 @@ fn cancelling_the_start_caller_cancels_the_child() {
         })
         .await
     });
-    assert_eq!(r, Ok((None, 0)));
+    assert_eq!(r, Ok(Some((None, 0))));
     assert_eq!(end, secs(1));
     assert_eq!(log.take(), ["child Err(Cancelled) at 1s"]);
 }
@@ -276,15 +276,18 @@ fn nursery_cancel_cancels_children_and_keeps_the_block_value() {
         })
         .await
     });
-    assert_eq!(r, Ok(7));
+    assert_eq!(r, Ok(Some(7)));
     assert_eq!(end, secs(2));
 }
 
 #[test]
-fn nursery_cancel_with_the_block_at_an_await_is_cancelled() {
-    // There is no block value to return: the documented outcome is `Err(Cancelled)`.
+fn a_nursery_swallows_its_own_cancel_with_the_block_at_an_await() {
+    // trio: cancelling a nursery's own scope is the normal way to stop it, not a failure. The
+    // block was interrupted, so there is no value: `Ok(None)`, and code after it goes on.
     let (r, end) = vrun(async {
+        let mut scope = None;
         let r = guest::open_nursery(async |n| {
+            scope = Some(n.cancel_scope().clone());
             n.start_soon(async { guest::sleep_forever().await })?;
             let nc = n.clone();
             n.start_soon(async move {
@@ -296,10 +299,50 @@ fn nursery_cancel_with_the_block_at_an_await_is_cancelled() {
             Ok(1)
         })
         .await;
-        Ok(r)
+        let caught = scope.expect("the block ran").cancelled_caught();
+        // After the nursery: not cancelled any more.
+        guest::sleep(s(1)).await?;
+        Ok((r, caught, guest::current_time()))
     });
-    assert_eq!(r, Ok(Err(Error::Cancelled)));
-    assert_eq!(end, secs(3));
+    assert_eq!(r, Ok((Ok(None), true, secs(4))));
+    assert_eq!(end, secs(4));
+}
+
+#[test]
+fn a_nursery_cancelled_by_its_own_deadline_is_not_a_failure_of_the_run() {
+    let (r, end) = vrun(async {
+        guest::open_nursery(async |n| {
+            n.cancel_scope().set_deadline(secs(2));
+            n.start_soon(async { guest::sleep(s(100)).await })?;
+            guest::sleep_forever().await?;
+            Ok("never")
+        })
+        .await
+    });
+    assert_eq!(r, Ok(None));
+    assert_eq!(end, secs(2));
+}
+
+#[test]
+fn a_nursery_cancelled_after_its_block_returned_keeps_the_value_and_no_cancel_leaks() {
+    let (r, end) = vrun(async {
+        let mut scope = None;
+        let r = guest::open_nursery(async |n| {
+            scope = Some(n.cancel_scope().clone());
+            let nc = n.clone();
+            n.start_soon(async move {
+                guest::sleep(s(1)).await?;
+                nc.cancel();
+                Ok(())
+            })?;
+            n.start_soon(async { guest::sleep(s(100)).await })?;
+            Ok(5)
+        })
+        .await?;
+        Ok((r, scope.expect("ran").cancelled_caught()))
+    });
+    assert_eq!(r, Ok((Some(5), true)));
+    assert_eq!(end, secs(1));
 }
 
 #[test]
@@ -353,7 +396,7 @@ fn a_deadline_on_the_nursery_scope_cancels_its_children() {
         })
         .await
     });
-    assert_eq!(r, Ok("block value"));
+    assert_eq!(r, Ok(Some("block value")));
     assert_eq!(end, secs(4));
 }
 
@@ -380,7 +423,7 @@ fn an_inner_nursery_error_cancels_the_outer_siblings() {
         })
         .await
     });
-    assert_eq!(r, Err::<(), _>(boom("Inner", "inner child failed")));
+    assert_eq!(r, Err::<Option<Option<()>>, _>(boom("Inner", "inner child failed")));
     assert_eq!(end, secs(1));
     assert_eq!(log.take(), ["outer sibling Err(Cancelled) at 1s"]);
 }
@@ -428,7 +471,7 @@ fn a_child_may_start_siblings_through_a_cloned_handle() {
         })
         .await
     });
-    assert_eq!(r, Ok(()));
+    assert_eq!(r, Ok(Some(())));
     assert_eq!(end, secs(2));
     assert_eq!(log.take(), ["child at 1s", "grandchild at 2s"]);
 }

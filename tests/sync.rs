@@ -54,7 +54,7 @@ fn a_full_channel_holds_the_sender_back_until_the_receiver_takes_a_value() {
         })
         .await
     });
-    assert_eq!(r, Ok(()));
+    assert_eq!(r, Ok(Some(())));
     assert_eq!(end, secs(6));
     assert_eq!(
         log.take(),
@@ -145,7 +145,7 @@ fn a_sender_blocked_on_a_full_channel_sees_closed_when_the_receiver_goes() {
         })
         .await
     });
-    assert_eq!(r, Ok(()));
+    assert_eq!(r, Ok(Some(())));
     assert_eq!(end, secs(2));
     assert_eq!(log.take(), ["send Err(Closed) at 2s"]);
 }
@@ -212,7 +212,7 @@ fn the_receiver_is_a_stream_of_values() {
         })
         .await
     });
-    assert_eq!(r, Ok(vec![Ok(10), Ok(20), Ok(30), Ok(40), Ok(50), Ok(60)]));
+    assert_eq!(r, Ok(Some(vec![Ok(10), Ok(20), Ok(30), Ok(40), Ok(50), Ok(60)])));
 }
 
 #[test]

@@ -754,6 +754,8 @@ where
         }
     })
     .await
+    // The guest nursery's own cancellation (`Ok(None)`) keeps its old meaning here.
+    .and_then(|v| v.ok_or(Error::Cancelled))
 }
 
 impl ActorNursery {

@@ -201,6 +201,8 @@ async fn root_body<T: 'static>(
         }
     })
     .await
+    // The guest nursery's own cancellation (`Ok(None)`) keeps its old meaning here.
+    .and_then(|v| v.ok_or(Error::Cancelled))
 }
 
 fn parse_child_env(spec: &str) -> Option<(RawFd, RawFd, u32)> {

@@ -532,6 +532,7 @@ async fn guest_main(script: Rc<Script>, log: Log) -> Result<()> {
         Ok(())
     })
     .await
+    .map(|_: Option<()>| ())
 }
 
 /// Runs `script` once on a fresh host and returns its log.

@@ -3,7 +3,9 @@
 //!
 //! - Tasks live in nurseries ([`open_nursery`], [`Nursery::start_soon`], [`Nursery::start`]);
 //!   no task outlives its nursery, the first error cancels the siblings, several errors come
-//!   out as one [`ErrorGroup`](crate::ErrorGroup).
+//!   out as one [`ErrorGroup`](crate::ErrorGroup). A nursery is its own cancel scope: its own
+//!   [`Nursery::cancel`] (or deadline) is not a failure, it returns `Ok(None)` as
+//!   [`CancelScope::run`] does.
 //! - Cancellation is trio's: a cancelled [`CancelScope`] makes every cancellation-aware await
 //!   inside it ([`sleep`], [`checkpoint`], [`Event::wait`], channel operations, `to_host` link
 //!   operations) return [`Error::Cancelled`], so code unwinds with `?` and async clean-up still

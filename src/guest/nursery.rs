@@ -7,8 +7,16 @@
 //! - `open_nursery` returns only when the block *and* every child have finished: no child
 //!   outlives its nursery. Children are `'static` so that dropping a nursery future (the last
 //!   resort) can never leave a child holding a dangling borrow.
-//! - Result: no error → the block's value; one error → that error, bare; several independent
-//!   errors → one [`ErrorGroup`](crate::ErrorGroup) in the order they happened.
+//! - The nursery *is* its scope, so its own cancellation is not a failure (trio): after
+//!   [`Nursery::cancel`] (or a deadline set on [`Nursery::cancel_scope`]) the block and the
+//!   children unwind with [`Error::Cancelled`] and the nursery catches it, exactly as
+//!   [`CancelScope::run`] does. A cancellation from an enclosing scope passes through.
+//! - Result, the shape of [`CancelScope::run`]: no error → `Ok(Some(value))` (also when the
+//!   nursery was cancelled after the block had returned its value: the children's
+//!   cancellations are caught); the nursery's own cancellation interrupted the block →
+//!   `Ok(None)`, and [`Nursery::cancel_scope`]`.cancelled_caught()` is `true`; one error → that
+//!   error, bare; several independent errors → one [`ErrorGroup`](crate::ErrorGroup) in the
+//!   order they happened.
 
 use alloc::rc::Rc;
 use alloc::vec::Vec;
@@ -69,14 +77,14 @@ impl core::fmt::Debug for Nursery {
 
 /// Opens a nursery around `body`; see the [module docs](self) for the rules.
 ///
-/// If the nursery is cancelled through [`Nursery::cancel`] while the block itself is at a
-/// checkpoint and nothing failed, there is no value to return: the result is
-/// `Err(Error::Cancelled)`, which only a cancelled enclosing scope would catch. To cancel a
-/// nursery and go on, cancel a scope around it instead: after `scope.cancel()`,
-/// `scope.run(open_nursery(..))` returns `Ok(None)`.
+/// `Ok(Some(v))`: the block returned `v` and nothing failed. `Ok(None)`: the nursery's own
+/// cancellation ([`Nursery::cancel`], or its scope's deadline) interrupted the block; the nursery
+/// caught it, as trio's does, and code after it goes on. `Err(e)`: a task or the block failed
+/// (several failures: an [`ErrorGroup`](crate::ErrorGroup)), or an enclosing scope was cancelled.
 ///
 /// ```
 /// use infect::{Error, guest};
+/// use core::time::Duration;
 /// let r: Result<u32, Error> = guest::run(async {
 ///     guest::open_nursery(async |n| {
 ///         n.start_soon(async { Err(Error::msg("Boom", "child failed")) })?;
@@ -84,10 +92,28 @@ impl core::fmt::Debug for Nursery {
 ///         Ok(7)
 ///     })
 ///     .await
+///     .map(|v| v.unwrap_or(0))
 /// });
 /// assert_eq!(r.unwrap_err().kind(), "Boom");
+///
+/// // Cancelling the nursery is the normal way to stop it: not a failure.
+/// let r = guest::run(async {
+///     let stopped = guest::open_nursery(async |n| {
+///         let n2 = n.clone();
+///         n.start_soon(async move {
+///             guest::sleep(Duration::from_millis(5)).await?;
+///             n2.cancel();
+///             Ok(())
+///         })?;
+///         guest::sleep_forever().await?;
+///         Ok("never")
+///     })
+///     .await?;
+///     Ok(stopped)
+/// });
+/// assert_eq!(r, Ok(None));
 /// ```
-pub async fn open_nursery<T, F>(body: F) -> Result<T>
+pub async fn open_nursery<T, F>(body: F) -> Result<Option<T>>
 where
     F: AsyncFnOnce(&Nursery) -> Result<T>,
 {
@@ -135,12 +161,17 @@ where
     if real || scope.cancel_called() {
         // Cancellations that our own scope caused are ours to catch; next to a real error they
         // are only its consequences.
+        let before = errors.len();
         errors.retain(|e| !e.is_cancelled());
+        if !real && errors.len() < before {
+            scope.inner.caught.set(true);
+        }
     } else {
         errors.truncate(1);
     }
     match errors.len() {
-        0 => value.ok_or(Error::Cancelled),
+        // `None`: our own cancellation interrupted the block (its `Cancelled` was caught above).
+        0 => Ok(value),
         1 => Err(errors.pop().expect("one error")),
         _ => Err(Error::Group(ErrorGroup(errors))),
     }
@@ -183,7 +214,7 @@ impl Nursery {
     ///     })
     ///     .await
     /// });
-    /// assert_eq!(r, Ok(8080));
+    /// assert_eq!(r, Ok(Some(8080)));
     /// ```
     pub async fn start<V: 'static, F>(&self, task: F) -> Result<V>
     where
@@ -236,7 +267,9 @@ impl Nursery {
         .await
     }
 
-    /// Cancels the nursery: its block and every child.
+    /// Cancels the nursery: its block and every child. Not a failure: the nursery catches its
+    /// own cancellation, and [`open_nursery`] returns `Ok(None)` if it interrupted the block (the
+    /// block's value if the block had already returned).
     pub fn cancel(&self) {
         self.inner.scope.cancel();
     }

@@ -34,7 +34,7 @@ pub(crate) struct ScopeInner {
     by_deadline: Cell<bool>,
     deadline: Cell<Instant>,
     shield: Cell<bool>,
-    caught: Cell<bool>,
+    pub(super) caught: Cell<bool>,
     timer: Cell<Option<TimerKey>>,
     /// The run the scope was entered in (empty before entry and for standalone scopes).
     local: RefCell<Weak<Local>>,

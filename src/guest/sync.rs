@@ -43,7 +43,7 @@ struct EventInner {
 ///     })
 ///     .await
 /// });
-/// assert_eq!(r, Ok(()));
+/// assert_eq!(r, Ok(Some(())));
 /// ```
 #[derive(Clone, Default)]
 pub struct Event {
@@ -114,7 +114,7 @@ struct Chan<T> {
 ///     })
 ///     .await
 /// });
-/// assert_eq!(r, Ok(vec![0, 1, 2, 3, 4]));
+/// assert_eq!(r, Ok(Some(vec![0, 1, 2, 3, 4])));
 /// ```
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let chan = Rc::new(Chan {
