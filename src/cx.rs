@@ -91,3 +91,22 @@ macro_rules! kernel_slot {
     };
 }
 pub(crate) use kernel_slot;
+
+kernel_slot! {
+    /// How many times one of infect's own awaits has parked (or passed a cancellation check
+    /// outside a cancelled scope) on this thread. Only differences matter: a cancelled scope
+    /// compares it around a poll of its body to tell "waits at infect's awaits" (trio's path:
+    /// deliver `Err(Cancelled)` there) from "blocked in foreign futures only" (drop the body).
+    static PARKS: u64 = 0;
+}
+
+/// Notes that one of infect's awaits parks (or checks for cancellation outside a cancelled
+/// scope): the future being polled waits somewhere infect knows about.
+pub(crate) fn note_park() {
+    PARKS.replace(PARKS.get().wrapping_add(1));
+}
+
+/// The park count (see [`note_park`]).
+pub(crate) fn parks() -> u64 {
+    PARKS.get()
+}

@@ -1,4 +1,6 @@
-//! Parked wakers, shared by the guest's `Event` and channels and by the linked task pair.
+//! Parked wakers, shared by the guest's `Event` and channels, the linked task pair and the actor
+//! layer. Registering a waker is a *park at one of infect's awaits* (see the guest's
+//! cancellation rule for foreign futures).
 
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -15,7 +17,10 @@ pub(crate) struct Waiters {
 }
 
 impl Waiters {
+    /// Parks `w` (once; a waker that will wake the same task is not added twice). Counts as a
+    /// park at one of infect's awaits ([`note_park`](crate::cx::note_park)).
     pub(crate) fn register(&self, w: &Waker) {
+        crate::cx::note_park();
         let mut first = self.first.borrow_mut();
         match &*first {
             None => *first = Some(w.clone()),

@@ -637,3 +637,237 @@ fn sleep_zero_sees_a_cancel_made_while_it_yields() {
     assert_eq!(end, Instant::ZERO);
     assert_eq!(log.take(), vec!["cancelled", "sleep(0) -> Err(Cancelled)", "scope -> None"]);
 }
+
+// ---- deadlines around foreign futures (the guest's rule for futures that are not infect's) -----
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A foreign future that never completes and never wakes anyone.
+fn foreign_forever<T>() -> futures::future::Pending<Result<T>> {
+    futures::future::pending()
+}
+
+#[test]
+fn move_on_after_ends_a_foreign_pending_future_at_exactly_its_deadline() {
+    // On a loop that panics when it deadlocks: the old scope never woke the task.
+    let lp = common::CallbackLoop::new();
+    let r = lp.run_guest(async {
+        let out = guest::move_on_after(ms(10), foreign_forever::<u32>()).await?;
+        Ok((out, guest::current_time()))
+    });
+    assert_eq!(r, Ok((None, common::millis(10))));
+}
+
+#[test]
+fn fail_after_reports_too_slow_for_a_foreign_future_at_its_deadline() {
+    let lp = common::CallbackLoop::new();
+    let r = lp.run_guest(async { guest::fail_after(s(3), foreign_forever::<()>()).await });
+    assert_eq!(r, Err(Error::TooSlow));
+    assert_eq!(lp.now(), secs(3));
+}
+
+#[test]
+// A real thread and the monotonic clock: fine under Miri, but slow there.
+#[cfg_attr(miri, ignore)]
+fn a_foreign_future_under_a_real_deadline_ends_on_time() {
+    // The foreign future would complete after 400 ms (woken from another thread); the 20 ms
+    // deadline must end it at 20 ms, not when the foreign future happens to wake the task.
+    let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        let _ = tx.send(7);
+    });
+    let wall = std::time::Instant::now();
+    let r = guest::run(async move { guest::move_on_after(ms(20), async move { Ok(rx.await) }).await });
+    let took = wall.elapsed();
+    sender.join().unwrap();
+    assert_eq!(r, Ok(None));
+    assert!(took >= ms(20) && took < ms(200), "returned after {took:?}");
+}
+
+#[test]
+fn a_nursery_child_blocked_in_a_foreign_future_is_dropped_when_the_nursery_is_cancelled() {
+    let drops = common::DropCounter::new();
+    let g = drops.guard();
+    let lp = common::CallbackLoop::new();
+    let r = lp.run_guest(async move {
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                let _g = g;
+                foreign_forever::<()>().await
+            })?;
+            guest::sleep(s(1)).await?;
+            n.cancel();
+            Ok(1)
+        })
+        .await
+    });
+    assert_eq!(r, Ok(Some(1)));
+    assert_eq!(lp.now(), secs(1));
+    assert_eq!(drops.dropped(), 1);
+}
+
+#[test]
+fn a_dropped_foreign_block_leaves_the_children_their_shielded_clean_up() {
+    // The outer deadline cancels the nursery: its block, blocked in a foreign future, is dropped;
+    // the child, at an infect await, unwinds with `?` and its shielded clean-up runs to the end
+    // before the nursery (an uncancellable wait) returns.
+    let log = Log::new();
+    let l = log.clone();
+    let lp = common::CallbackLoop::new();
+    let r = lp.run_guest(async move {
+        let out = guest::move_on_after(
+            ms(10),
+            guest::open_nursery(async |n| {
+                let l = l.clone();
+                n.start_soon(async move {
+                    let r = guest::sleep(s(1)).await;
+                    l.push(("child cancelled", guest::current_time()));
+                    CancelScope::shielded().run(guest::sleep(ms(5))).await?;
+                    l.push(("child cleaned up", guest::current_time()));
+                    r
+                })?;
+                foreign_forever::<()>().await
+            }),
+        )
+        .await?;
+        Ok((out, guest::current_time()))
+    });
+    assert_eq!(r, Ok((None, common::millis(15))));
+    assert_eq!(log.take(), vec![("child cancelled", common::millis(10)), ("child cleaned up", common::millis(15))]);
+}
+
+#[test]
+fn clean_up_in_a_shielded_scope_after_a_cancelled_foreign_await_still_runs() {
+    // `cancellable` turns the foreign await into a cancellation point: the code after it runs,
+    // and a shielded clean-up may itself await a foreign future (a shield protects it).
+    let log = Log::new();
+    let l = log.clone();
+    let lp = common::CallbackLoop::new();
+    let r = lp.run_guest(async move {
+        let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                guest::sleep(ms(25)).await?;
+                let _ = tx.send(7);
+                Ok(())
+            })?;
+            let out = guest::move_on_after(ms(10), async move {
+                let r = guest::cancellable(futures::future::pending::<()>()).await;
+                l.push(format!("foreign await -> {r:?} at {:?}", guest::current_time()));
+                let got = CancelScope::shielded().run(async move { Ok(rx.await) }).await?;
+                l.push(format!("clean-up got {got:?} at {:?}", guest::current_time()));
+                r
+            })
+            .await?;
+            Ok((out, guest::current_time()))
+        })
+        .await
+    });
+    assert_eq!(r, Ok(Some((None, common::millis(25)))));
+    assert_eq!(
+        log.take(),
+        vec![
+            format!("foreign await -> Err(Cancelled) at {:?}", common::millis(10)),
+            format!("clean-up got Some(Ok(7)) at {:?}", common::millis(25)),
+        ]
+    );
+}
+
+#[test]
+fn a_foreign_future_inside_a_shield_is_not_dropped_by_an_outer_deadline() {
+    // Two foreign awaits in a shield under a 10 ms deadline: the first one wakes the task at
+    // 20 ms, after the deadline, and the body is still blocked in the second one; the shield
+    // protects it, so it finishes at 30 ms.
+    let lp = common::CallbackLoop::new();
+    let r = lp.run_guest(async move {
+        let (tx1, rx1) = futures::channel::oneshot::channel::<u32>();
+        let (tx2, rx2) = futures::channel::oneshot::channel::<u32>();
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                guest::sleep(ms(20)).await?;
+                let _ = tx1.send(1);
+                guest::sleep(ms(10)).await?;
+                let _ = tx2.send(2);
+                Ok(())
+            })?;
+            let shield = CancelScope::shielded();
+            let out = guest::move_on_after(ms(10), shield.run(async move { Ok((rx1.await, rx2.await)) })).await?;
+            Ok((out, guest::current_time()))
+        })
+        .await
+    });
+    assert_eq!(r, Ok(Some((Some(Some((Ok(1), Ok(2)))), common::millis(30)))));
+}
+
+#[test]
+fn a_foreign_deadline_inside_a_nursery_block_wakes_the_task() {
+    // The nursery's own watcher must not hide the inner scope the task blocks in.
+    let lp = common::CallbackLoop::new();
+    let r = lp.run_guest(async {
+        guest::open_nursery(async |_n| {
+            let out = guest::move_on_after(ms(10), foreign_forever::<u32>()).await?;
+            Ok((out, guest::current_time()))
+        })
+        .await
+    });
+    assert_eq!(r, Ok(Some((None, common::millis(10)))));
+}
+
+#[test]
+fn cancellable_returns_the_foreign_output_when_it_finishes_first() {
+    let lp = common::CallbackLoop::new();
+    let r = lp.run_guest(async {
+        let out = guest::move_on_after(s(5), async { guest::cancellable(futures::future::ready(4)).await }).await?;
+        Ok((out, guest::current_time()))
+    });
+    assert_eq!(r, Ok((Some(4), Instant::ZERO)));
+}
+
+#[test]
+fn checkpoint_if_cancelled_checks_without_yielding() {
+    let log = Log::new();
+    let (l1, l2) = (log.clone(), log.clone());
+    let (r, _) = vrun(async move {
+        guest::open_nursery(async |n| {
+            n.start_soon(async move {
+                l1.push("a1".to_string());
+                guest::lowlevel::checkpoint_if_cancelled().await?;
+                l1.push("a2".to_string());
+                let scope = CancelScope::new();
+                scope.cancel();
+                let r = scope.run(guest::lowlevel::checkpoint_if_cancelled()).await;
+                l1.push(format!("cancelled scope -> {r:?}, caught {}", scope.cancelled_caught()));
+                Ok(())
+            })?;
+            n.start_soon(async move {
+                l2.push("b1".to_string());
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .await
+    });
+    assert_eq!(r, Ok(Some(())));
+    assert_eq!(log.take(), vec!["a1", "a2", "cancelled scope -> Ok(None), caught true", "b1"]);
+}
+
+#[test]
+fn an_infect_await_that_completed_does_not_hide_a_foreign_await_after_it() {
+    // In the same poll: an Event that is already set (an infect await that completes at once),
+    // then a foreign future. The deadline must still wake the task and drop the foreign wait.
+    let lp = common::CallbackLoop::new();
+    let r = lp.run_guest(async {
+        let ev = Event::new();
+        ev.set();
+        let out = guest::move_on_after(ms(10), async {
+            CancelScope::new().run(ev.wait()).await?;
+            foreign_forever::<u32>().await
+        })
+        .await?;
+        Ok((out, guest::current_time()))
+    });
+    assert_eq!(r, Ok((None, common::millis(10))));
+}

@@ -156,6 +156,9 @@ pub(crate) async fn serve(
                 Poll::Ready(())
             } else {
                 *s.drained.borrow_mut() = Some(cx.waker().clone());
+                // An uncancellable wait at one of infect's awaits: a cancelled scope must not
+                // take it for a foreign future and drop it.
+                crate::cx::note_park();
                 Poll::Pending
             }
         })

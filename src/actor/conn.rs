@@ -201,6 +201,8 @@ impl Conn {
             if !q.iter().any(|w| w.will_wake(cx.waker())) {
                 q.push_back(cx.waker().clone());
             }
+            // A wait at one of infect's awaits (the guest's rule for foreign futures).
+            crate::cx::note_park();
             Poll::Pending
         })
         .await?;

@@ -207,6 +207,8 @@ impl ChildActor {
     }
 
     fn register_state(&self, w: &Waker) {
+        // A wait at one of infect's awaits (the guest's rule for foreign futures).
+        crate::cx::note_park();
         let mut ws = self.state_waiters.borrow_mut();
         if !ws.iter().any(|x| x.will_wake(w)) {
             ws.push(w.clone());

@@ -9,7 +9,9 @@
 //! - Cancellation is trio's: a cancelled [`CancelScope`] makes every cancellation-aware await
 //!   inside it ([`sleep`], [`checkpoint`], [`Event::wait`], channel operations, `to_host` link
 //!   operations) return [`Error::Cancelled`], so code unwinds with `?` and async clean-up still
-//!   runs; the scope catches the error on its way out. Dropping a future is the last resort.
+//!   runs; the scope catches the error on its way out. Dropping a future is the last resort,
+//!   taken only for futures that are not infect's (see
+//!   [below](self#cancellation-and-foreign-futures)).
 //! - One scheduler, two ways to run it: [`run`] (standalone, parking on the reactor) and
 //!   [`start_guest_run`] (riding any host through the [`Hooks`] trait, trio's guest mode).
 //!
@@ -19,6 +21,36 @@
 //! # Scheduler
 //! FIFO: tasks run in the order they were woken, one batch per tick, unless a seeded
 //! [`Policy`](crate::trace::Policy) permutes each batch. A tick never re-enters itself.
+//!
+//! # Cancellation and foreign futures
+//! A scope's cancellation (its `cancel()` or its deadline) reaches every await inside it, also
+//! an await on a future that is not infect's (a `futures` combinator's, another library's, a
+//! hand-written one that never heard of scopes). The rule, in order:
+//!
+//! 1. **Checkpoints first (trio).** infect's own awaits check for cancellation before anything
+//!    else and return [`Error::Cancelled`] while the scope is cancelled. Code unwinds with `?`;
+//!    async clean-up in a [`CancelScope::shielded`] scope still runs, because awaits inside a
+//!    shield do not see the outer cancellation.
+//! 2. **Foreign waits are dropped at the scope.** Every scope body, nursery block and nursery
+//!    child is watched: when, after the cancellation, a poll of it ends `Pending` without having
+//!    waited at any of infect's awaits, it is blocked in foreign futures only. The innermost
+//!    cancelled scope then drops it on the spot and takes `Err(Cancelled)` in its place, as if
+//!    the foreign future had returned it, and catches it as usual: `move_on_after(10 ms,
+//!    futures::future::pending())` returns `Ok(None)` at exactly 10 ms. The scope's deadline (or
+//!    `cancel()`) wakes the task itself, so a foreign future that never wakes it does not delay
+//!    this.
+//! 3. **What is never dropped.** A body that waits at one of infect's awaits (in a shield; or an
+//!    uncancellable wait: a nursery waiting for its children, a link waiting for its host task,
+//!    an actor's teardown), and anything inside a shield, foreign futures included. infect's
+//!    awaits are the guest's (sleeps, checkpoints, events, channels, nurseries), `to_host` link
+//!    operations, the actor layer's, and the reactor's readiness futures.
+//! 4. **Closer control.** [`cancellable`] makes one foreign await a cancellation point of its
+//!    own (checked first; the future is dropped when the scope is cancelled), so the code after
+//!    it can run its own async clean-up; [`lowlevel`] has trio's `checkpoint_if_cancelled` and a
+//!    `poll_cancelled` for hand-written futures.
+//!
+//! Dropping is the last resort because a dropped future gets no async clean-up: prefer infect's
+//! awaits, or wrap the foreign one in [`cancellable`] and clean up after it.
 
 mod nursery;
 mod sched;
@@ -187,12 +219,14 @@ impl Future for Sleep {
                 // Already due at the first poll: a checkpoint still yields once.
                 this.waited = true;
                 cx.waker().wake_by_ref();
+                crate::cx::note_park();
                 return Poll::Pending;
             }
             this.waited = true;
             if this.deadline != Instant::NEVER {
                 local.register_wake(&mut this.key, this.deadline, cx.waker());
             }
+            crate::cx::note_park();
             Poll::Pending
         });
         match r {
@@ -231,10 +265,92 @@ pub async fn checkpoint() -> Result<()> {
         } else {
             yielded = true;
             cx.waker().wake_by_ref();
+            crate::cx::note_park();
             Poll::Pending
         }
     })
     .await
+}
+
+/// Awaits a foreign future (one that is not infect's) as a cancellation point: `Ok(output)` if it
+/// finishes first, `Err(Cancelled)` as soon as the current scope is cancelled, and then the
+/// future is dropped. Cancellation is checked first on every poll (trio's
+/// `checkpoint_if_cancelled`), so a cancelled scope wins over a future that is ready too; and the
+/// scope's cancellation wakes the task, whether or not the foreign future ever does.
+///
+/// ```
+/// use infect::guest::{self, CancelScope};
+/// use core::time::Duration;
+/// let r = guest::run(async {
+///     guest::move_on_after(Duration::from_millis(5), async {
+///         let r = guest::cancellable(futures::future::pending::<()>()).await;
+///         assert!(r.is_err()); // the deadline: the code after the await still runs
+///         CancelScope::shielded().run(guest::sleep(Duration::from_millis(1))).await?;
+///         r
+///     })
+///     .await
+/// });
+/// assert_eq!(r, Ok(None));
+/// ```
+pub async fn cancellable<F: Future>(fut: F) -> Result<F::Output> {
+    check_cancel()?;
+    let mut fut = core::pin::pin!(fut);
+    poll_fn(|cx| {
+        check_cancel()?;
+        let r = fut.as_mut().poll(cx).map(Ok);
+        if r.is_pending() {
+            // This await delivers the cancellation itself (the check above noted the scope, so
+            // its cancellation wakes the task): enclosing scopes must not drop it.
+            crate::cx::note_park();
+        }
+        r
+    })
+    .await
+}
+
+/// Building blocks for futures that are not infect's, after `trio.lowlevel`.
+pub mod lowlevel {
+    use core::task::{Context, Poll};
+
+    use super::check_cancel;
+    use crate::{Error, Result};
+
+    /// trio's `checkpoint_if_cancelled`: `Err(Cancelled)` if the current scope is (effectively)
+    /// cancelled, `Ok` at once otherwise, without yielding. Outside a guest task: `Ok`.
+    pub async fn checkpoint_if_cancelled() -> Result<()> {
+        check_cancel()
+    }
+
+    /// For a hand-written `poll`: `Ready(Error::Cancelled)` if the current scope is cancelled;
+    /// otherwise `Pending`, and the guest task will be woken when that scope (or an enclosing
+    /// one it is not shielded from) is cancelled or its deadline passes. The wake goes to the
+    /// task's own waker: a sub-executor between the task and this poll must re-poll its children
+    /// when woken. Outside a guest task: always `Pending`.
+    ///
+    /// ```
+    /// use infect::guest::{self, lowlevel};
+    /// use core::future::poll_fn;
+    /// use core::time::Duration;
+    /// let r = guest::run(async {
+    ///     guest::move_on_after(Duration::from_millis(2), async {
+    ///         // A future that only ever ends by cancellation.
+    ///         let e = poll_fn(|cx| lowlevel::poll_cancelled(cx)).await;
+    ///         Err::<(), _>(e)
+    ///     })
+    ///     .await
+    /// });
+    /// assert_eq!(r, Ok(None));
+    /// ```
+    pub fn poll_cancelled(cx: &mut Context<'_>) -> Poll<Error> {
+        let _ = cx;
+        match check_cancel() {
+            Err(e) => Poll::Ready(e),
+            Ok(()) => {
+                crate::cx::note_park();
+                Poll::Pending
+            }
+        }
+    }
 }
 
 #[cfg(feature = "std")]

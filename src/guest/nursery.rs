@@ -26,6 +26,7 @@ use core::task::{Poll, Waker};
 
 use super::CancelScope;
 use super::sched::{Local, with_local};
+use super::scope::Enforced;
 use crate::{Error, ErrorGroup, Result};
 
 struct NurseryInner {
@@ -134,7 +135,9 @@ where
     // block returned must still wake them (an exited scope ignores both).
     let value = scope
         .enter(async {
-            let value = match body(&n).await {
+            // The block gets the foreign-future rule of every scope body (`Enforced`); the wait
+            // for the children below is an infect await and is never dropped.
+            let value = match Enforced::new(body(&n)).await {
                 Ok(v) => Some(v),
                 Err(e) => {
                     n.inner.fail(e);
@@ -148,6 +151,7 @@ where
                     Poll::Ready(())
                 } else {
                     *n.inner.waiter.borrow_mut() = Some(cx.waker().clone());
+                    crate::cx::note_park();
                     Poll::Pending
                 }
             })
@@ -193,7 +197,9 @@ impl Nursery {
         let inner = self.inner.clone();
         local.spawn(
             async move {
-                let r = task.await;
+                // A child blocked in a foreign future when the nursery is cancelled is dropped
+                // there (the guest's rule for foreign futures): the nursery still ends.
+                let r = Enforced::new(task).await;
                 inner.child_done(r);
             },
             self.inner.scope.inner.clone(),
@@ -230,7 +236,7 @@ impl Nursery {
         self.inner.live.set(self.inner.live.get() + 1);
         local.spawn(
             async move {
-                let r = cs.enter(task(status)).await;
+                let r = cs.enter(Enforced::new(task(status))).await;
                 let started = matches!(*cell2.state.borrow(), StartState::Started(_) | StartState::Taken);
                 if started {
                     inner.child_done(r);
@@ -260,6 +266,7 @@ impl Nursery {
                         child_scope.cancel();
                     }
                     *cell.waiter.borrow_mut() = Some(cx.waker().clone());
+                    crate::cx::note_park();
                     Poll::Pending
                 }
             }

@@ -253,6 +253,9 @@ pub(crate) struct Local {
     batch: RefCell<Vec<TaskKey>>,
     /// Set by the host that carries this run (for `to_host`): an opaque token.
     pub(crate) carrier: Cell<usize>,
+    /// Bumped each time a scope's foreign-future watcher notes where its task blocks, so that
+    /// enclosing watchers in the same poll keep the innermost note.
+    pub(crate) foreign_notes: Cell<u64>,
 }
 
 /// The handle to a guest run. Keep it until `done` has been called: dropping it earlier
@@ -340,6 +343,7 @@ pub(crate) fn start<T: 'static>(
         policy: setup.policy,
         batch: RefCell::new(Vec::new()),
         carrier: Cell::new(0),
+        foreign_notes: Cell::new(0),
     });
     shared.local.store(Rc::as_ptr(&local).cast_mut(), Ordering::Release);
     let root = local.root_scope.clone();

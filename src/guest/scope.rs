@@ -14,7 +14,14 @@
 //!   has already passed when the scope is entered (or when it is set) cancels the scope at once,
 //!   without a timer, so even the body's first await sees it (trio's `__enter__` check).
 //! - Any change that can make a scope effectively cancelled (cancel, deadline, unshield) wakes
-//!   every task blocked inside it, so no cancelled task stays asleep.
+//!   every task blocked inside it, so no cancelled task stays asleep: a task blocked at an
+//!   infect await is noted there by [`check_cancel`], one blocked in foreign futures by the
+//!   innermost [`Enforced`] watcher around it.
+//! - Foreign futures ([`Enforced`]): every scope body, nursery block and nursery child is
+//!   watched; a poll that ends `Pending` in an effectively cancelled scope without having parked
+//!   at any of infect's awaits is blocked in foreign futures only, and is dropped there in favour
+//!   of `Err(Cancelled)`. A shielded scope that is not itself cancelled counts as a park for the
+//!   scopes around it: nothing under a shield is dropped.
 
 use alloc::rc::{Rc, Weak};
 use core::cell::{Cell, OnceCell, RefCell};
@@ -230,7 +237,7 @@ impl CancelScope {
         if self.inner.entered.get() {
             return Err(Error::msg("ScopeReused", "a CancelScope can be entered only once: make a new one"));
         }
-        let r = Enter::new(self.inner.clone(), body).await;
+        let r = Enter::new(self.inner.clone(), Enforced::new(body)).await;
         match r {
             Ok(v) => Ok(Some(v)),
             Err(Error::Cancelled) if self.inner.cancel_called.get() => {
@@ -285,6 +292,11 @@ impl<F: Future> Future for Enter<F> {
         }
         let prev = local.swap_scope(Some(scope.clone()));
         let r = body.poll(cx);
+        if r.is_pending() && scope.shield.get() && !scope.effectively_cancelled() {
+            // A shield protects whatever its body waits in, foreign futures included: to the
+            // enclosing (cancelled) scopes this counts as a wait at one of infect's awaits.
+            crate::cx::note_park();
+        }
         local.swap_scope(prev);
         if r.is_ready() {
             scope.exited.set(true);
@@ -326,6 +338,11 @@ pub async fn fail_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>
 /// The cancellation check of every cancellation-aware guest await: `Err(Cancelled)` if the
 /// current task's current scope is effectively cancelled. Outside a guest task: `Ok`.
 /// Also notes the scope the task may block in, so that cancelling it wakes the task.
+///
+/// An await that then returns `Pending` must also count as a park at one of infect's awaits
+/// ([`crate::cx::note_park`]; [`Waiters::register`](crate::waiters::Waiters::register) does it),
+/// so that a cancelled scope does not take it for a foreign future (see [`Enforced`]). Passing
+/// the check alone does not count: an await that completes at once does not wait anywhere.
 pub(crate) fn check_cancel() -> Result<()> {
     with_local(|local| {
         if local.current_scope_cancelled() {
@@ -336,4 +353,67 @@ pub(crate) fn check_cancel() -> Result<()> {
         }
     })
     .unwrap_or(Ok(()))
+}
+
+/// Enforces a cancellation on a body that waits outside infect's awaits (the guest's rule for
+/// foreign futures, see the [module docs](super#cancellation-and-foreign-futures)).
+///
+/// Each poll of the body is watched through the thread's park count: if the poll ends `Pending`
+/// without any of infect's awaits having parked (or passed a cancellation check) inside it, the
+/// body is blocked in foreign futures only. Then, if the current scope is effectively cancelled,
+/// the body is dropped on the spot and `Err(Cancelled)` returned in its place, as if the foreign
+/// future had returned it; otherwise the task notes the current scope as the one it blocks in,
+/// so that cancelling it (or its deadline) wakes the task even though no infect await will.
+///
+/// A body that parks at any infect await (a cancellable one outside the cancellation, i.e. in a
+/// shield; or an uncancellable wait, such as a nursery waiting for its children or a link
+/// waiting for its host task) is never dropped: trio's checkpoints stay the path. Only awaits
+/// that return `Pending` count: one that completed earlier in the same poll (a send into a
+/// channel with room) does not hide a foreign future awaited after it.
+pub(crate) struct Enforced<F> {
+    body: Option<F>,
+}
+
+impl<F> Enforced<F> {
+    pub(crate) fn new(body: F) -> Enforced<F> {
+        Enforced { body: Some(body) }
+    }
+}
+
+impl<T, F: Future<Output = Result<T>>> Future for Enforced<F> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        // SAFETY: `body` is structurally pinned: it is never moved out; it is only dropped in
+        // place (by assigning `None`), which the pinning contract allows.
+        let this = unsafe { self.get_unchecked_mut() };
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(Err(Error::Cancelled));
+        };
+        let before = crate::cx::parks();
+        let notes = with_local(|l| l.foreign_notes.get());
+        // SAFETY: see above; `this` came from a pinned reference and `body` is not moved.
+        let r = unsafe { Pin::new_unchecked(body) }.poll(cx);
+        if r.is_ready() || crate::cx::parks() != before {
+            return r;
+        }
+        let cancelled = with_local(|local| {
+            if local.current_scope_cancelled() {
+                true
+            } else {
+                // Only the innermost watcher notes where the task blocks: its scope is the one
+                // whose cancellation (or an enclosing one's, up to a shield) must wake the task.
+                if Some(local.foreign_notes.get()) == notes {
+                    local.note_blocked();
+                    local.foreign_notes.set(local.foreign_notes.get().wrapping_add(1));
+                }
+                false
+            }
+        });
+        if cancelled == Some(true) {
+            this.body = None;
+            return Poll::Ready(Err(Error::Cancelled));
+        }
+        Poll::Pending
+    }
 }

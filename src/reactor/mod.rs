@@ -499,7 +499,18 @@ impl Future for Readiness {
     type Output = io::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
+        let r = self.get_mut().poll_ready(cx);
+        if r.is_pending() {
+            // A wait at one of infect's awaits (the guest's rule for foreign futures).
+            crate::cx::note_park();
+        }
+        r
+    }
+}
+
+impl Readiness {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self;
         let inner = &this.reactor.inner;
         let Some(key) = this.key else {
             let mut state = inner.state.borrow_mut();
