@@ -274,12 +274,13 @@ pub enum Error {
         /// The context's endpoint (`ns.func`).
         ctx: String,
     },
-    /// A context's receive buffer overflowed: the peer sent more stream items than this side
-    /// received in time. The items past the buffer were not delivered (nothing is lost silently:
-    /// this error is the report), and the stream is over.
+    /// A context's peer broke the flow-control rule: it sent more stream items than the window
+    /// of `actor::STREAM_BUFFER` items it was granted (an infect peer
+    /// waits for credit instead). The items past the window were not delivered (nothing is lost
+    /// silently: this error is the report), and the stream is over.
     #[error(
-        "the stream of context '{ctx}' overran its {capacity}-item receive buffer ({dropped} item(s) \
-         not delivered): receive faster, or have the sender wait for replies"
+        "the peer of context '{ctx}' sent {dropped} stream item(s) past its {capacity}-item credit \
+         window; they were not delivered (a protocol error: the peer does not wait for credit)"
     )]
     StreamOverrun {
         /// The context's endpoint (`ns.func`).

@@ -256,7 +256,7 @@ async fn report_wire_error(s: &Serve, w: WireError) {
 async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, decoder: &mut FrameDecoder<DEFAULT_MAX_FRAME>) -> bool {
     match msg {
         Msg::Start { cid, ns, func, args, kind } => start_call(s, n, cid, &ns, &func, &args, kind).await,
-        Msg::Yield { cid, .. } | Msg::Stop { cid } => {
+        Msg::Yield { cid, .. } | Msg::Stop { cid } | Msg::Credit { cid, .. } => {
             // Stream traffic for a context that already ended is of no interest to anyone.
             let slot = s.slots.borrow().get(&cid).cloned();
             if let Some(slot) = slot {

@@ -33,7 +33,8 @@
 //!                       ◀── StartAck{cid, functype}      (for a plain function: in one write
 //!                       ◀── Return{cid, value} | Error{cid}   with the outcome)
 //!  (a context: StartAck travels with its Started{cid, v}; then Yield{cid}/Stop{cid} either way,
-//!   then Return | Error; see [`context`])
+//!   each receiver returning Credit{cid, n} as it takes items, then Return | Error; see
+//!   [`context`])
 //!  Cancel{cid} ─────────────────────────────────────▶  cancels that call's scope
 //!                       ◀── CancelAck{cid}, then Error{cid, ContextCancelled, canceller: parent}
 //!  Cancel{None} (cancel_actor) ─────────────────────▶  cancels every call (each answers as above),
@@ -60,6 +61,11 @@
 //!   (a call's arguments fail at the caller; a result becomes an error for that call); the
 //!   receiver, whose buffer is `heapless`-bounded, skips an over-limit frame, reports it and
 //!   keeps going.
+//! - **Flow control end to end.** A context's stream is credit-based in each direction (see
+//!   [`context`]): a sender has at most [`STREAM_BUFFER`] items in flight and waits for the
+//!   receiver's `Credit`, so a slow consumer slows its producer, across processes, with nothing
+//!   lost and at most `STREAM_BUFFER` items buffered per context; the connection's reader never
+//!   waits for a consumer, so one stalled context does not stall the others.
 //! - **Errors cross processes by kind.** An endpoint's error travels as `Msg::Error` with its
 //!   [`Error::kind`](crate::Error::kind) as `boxed_type`; the caller gets
 //!   [`Error::RemoteActor`](crate::Error::RemoteActor) (or

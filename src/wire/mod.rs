@@ -38,6 +38,14 @@
 //! that every byte is used, so that a caller and a callee that disagree on a type get a
 //! [`WireError::Decode`] naming the expected type rather than a silently wrong value.
 //!
+//! # Flow control
+//!
+//! The protocol carries its own back-pressure, per call, in each direction: a context's sender
+//! may have a window of items (`Yield`s) in flight (the actor layer's `STREAM_BUFFER`) without
+//! a grant, and the receiver returns [`Msg::Credit`]` { cid, n }` as it takes items. The pipe is
+//! not the back-pressure: a receiver reads its pipe eagerly, so that one slow call cannot stall
+//! the others on it. A `Yield` past the window is a protocol error for its call.
+//!
 //! # Example
 //!
 //! ```
