@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use infect::actor::{self, ActorOpts, Endpoints};
 use infect::guest;
-use infect::wire::{DEFAULT_MAX_FRAME, FuncKind, Msg, WireError, encode_frame, encode_payload};
+use infect::wire::{CUT_MARKER, DEFAULT_MAX_FRAME, FuncKind, Msg, WireError, encode_frame, encode_payload};
 use infect::{Error, Result};
 
 use common_proc::{
@@ -722,6 +722,58 @@ async fn configured_frame_limit() -> Check {
     Ok(())
 }
 
+/// An `UnknownFunction` report for a 78-byte function name does not fit in a 256-byte frame:
+/// it arrives shortened (kind and source kept, the message cut and marked), and the actor goes
+/// on serving. (It used to be dropped, and the call waited forever.)
+async fn oversized_unknown_function_report_is_shortened() -> Check {
+    let func = "f".repeat(78);
+    let r = guest::fail_after(
+        Duration::from_secs(5),
+        actor::open_nursery(async |an| {
+            let p = an.start_actor("small", t().max_frame(256)).await?;
+            let unknown = p.run::<_, u64>("t", &func, &1u64).await;
+            let after: u64 = p.run("t", "echo", &5u64).await?;
+            Ok((unknown, after, p.cancel_actor().await?))
+        }),
+    )
+    .await;
+    let (unknown, after, graceful) = r.map_err(|e| format!("{e:?}"))?;
+    let e = unknown.err().ok_or("an unknown function answered")?;
+    let rb = remote(&e)?;
+    ensure!(rb.boxed_type == "UnknownFunction" && rb.src.name == "small", "{e:?}");
+    let full = format!(
+        "no function '{func}' in namespace 't' of actor 'small': register it with `Endpoints::function` in the binary the actor runs"
+    );
+    let kept = rb.message.strip_suffix(CUT_MARKER).ok_or_else(|| format!("not marked as cut: {:?}", rb.message))?;
+    ensure!(full.starts_with(kept) && kept.len() > 100 && kept.len() < full.len(), "message {:?}", rb.message);
+    ensure!(after == 5 && graceful, "after {after}, graceful {graceful}");
+    Ok(())
+}
+
+/// An actor with an 80-character name fails with a 200-byte message at a 256-byte frame limit:
+/// the report is shortened to fit, with its kind and its full source name.
+async fn oversized_endpoint_error_is_shortened() -> Check {
+    let name = "n".repeat(80);
+    let message = "e".repeat(200);
+    let r = guest::fail_after(
+        Duration::from_secs(5),
+        actor::open_nursery(async |an| {
+            let p = an.start_actor(&name, t().max_frame(256)).await?;
+            let failed = p.run::<_, ()>("t", "fail", &message).await;
+            Ok((failed, p.cancel_actor().await?))
+        }),
+    )
+    .await;
+    let (failed, graceful) = r.map_err(|e| format!("{e:?}"))?;
+    let e = failed.err().ok_or("the call succeeded")?;
+    let rb = remote(&e)?;
+    ensure!(rb.boxed_type == "ValueError" && rb.src.name == name, "{e:?}");
+    let kept = rb.message.strip_suffix(CUT_MARKER).ok_or_else(|| format!("not marked as cut: {:?}", rb.message))?;
+    ensure!(message.starts_with(kept) && !kept.is_empty() && kept.len() < 200, "message {:?}", rb.message);
+    ensure!(graceful, "cancel_actor was not graceful");
+    Ok(())
+}
+
 // ---------------------------------------------------------------- runner
 
 async fn run_all() -> Result<(usize, usize)> {
@@ -741,6 +793,8 @@ async fn run_all() -> Result<(usize, usize)> {
         abort_and_panic_reach_the_parent,
         damaged_streams,
         configured_frame_limit,
+        oversized_unknown_function_report_is_shortened,
+        oversized_endpoint_error_is_shortened,
         truncated_frame_at_eof,
         infected_and_plain_children,
         sigint_to_a_child,

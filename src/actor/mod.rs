@@ -61,6 +61,10 @@
 //!   (a call's arguments fail at the caller; a result becomes an error for that call); the
 //!   receiver, whose buffer is `heapless`-bounded, skips an over-limit frame, reports it and
 //!   keeps going.
+//! - **Every request gets an answer.** An error report too big for the frame limit is never
+//!   dropped: it is shortened to fit (kind, source and call id kept, the message cut and
+//!   marked [`CUT_MARKER`](crate::wire::CUT_MARKER); see
+//!   [`encode_frame_fit`](crate::wire::encode_frame_fit)), so that no caller waits forever.
 //! - **Flow control end to end.** A context's stream is credit-based in each direction (see
 //!   [`context`]): a sender has at most [`STREAM_BUFFER`] items in flight and waits for the
 //!   receiver's `Credit`, so a slow consumer slows its producer, across processes, with nothing

@@ -13,7 +13,9 @@
 //!    runtime limit within its capacity, [`FrameDecoder::with_limit`]).
 //! 3. **Nothing over the limit is sent.** [`encode_frame`] refuses such a message with
 //!    [`WireError::FrameTooLarge`]` { size, max }` (the exact size) and returns no bytes, so not
-//!    a byte of it is written and the stream stays in sync.
+//!    a byte of it is written and the stream stays in sync. The one exception is an error
+//!    report ([`Msg::Error`]): [`encode_frame_fit`] shortens it until it fits (kind and source
+//!    kept, the message cut and marked [`CUT_MARKER`]), so that no request goes unanswered.
 //! 4. **The receiver's memory is bounded.** A [`FrameDecoder<MAX>`](FrameDecoder) keeps at most
 //!    `MAX - 1` bytes of a frame in one fixed-capacity `heapless` buffer; a frame that outgrows
 //!    it is dropped byte by byte (only counted) up to its delimiter.
@@ -73,5 +75,5 @@ mod frame;
 mod msg;
 
 pub use error::{Malformed, WireError};
-pub use frame::{DEFAULT_MAX_FRAME, FrameDecoder, encode_frame};
+pub use frame::{CUT_MARKER, DEFAULT_MAX_FRAME, FrameDecoder, encode_frame, encode_frame_fit};
 pub use msg::{Aid, Cid, FuncKind, Msg, SpawnSpec, decode_payload, encode_payload};
