@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use infect::actor::{self, ActorOpts, Endpoints};
 use infect::guest;
-use infect::wire::{CUT_MARKER, DEFAULT_MAX_FRAME, FuncKind, Msg, WireError, encode_frame, encode_payload};
+use infect::wire::{
+    Aid, CUT_MARKER, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, WireError, encode_frame, encode_payload,
+};
 use infect::{Error, Result};
 
 use common_proc::{
@@ -152,6 +154,118 @@ fn temp_path(tag: &str) -> PathBuf {
 
 fn sub_root(role: &str) -> std::io::Result<std::process::Child> {
     common_proc::sub_root("ACTORS_TEST_ROLE", role)
+}
+
+// ---------------------------------------------------------------- hostile children
+
+/// Items of the garbage flood: corrupt frames, then actor-wide error reports.
+const FLOOD_GARBAGE: u64 = 2_000_000;
+const FLOOD_REPORTS: u64 = 100_000;
+
+/// A hostile child: this binary, run under a symbolic link named `hostile-<script>-<pid>`,
+/// speaking the wire protocol by hand with the crate's own encoder (no actor runtime). After the
+/// handshake it plays `script`, then serves: every `Start` of a function gets `StartAck` and
+/// `Return(7u64)`; `Cancel{None}` or end-of-file makes it exit 0 *without* a `CancelAck`.
+fn hostile_child(script: &str) -> ! {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    let env = std::env::var("INFECT_ACTOR_PIPE").expect("spawned as an actor");
+    let mut fds = env.split(',').map(|f| f.parse::<i32>().expect("an fd"));
+    let (rx, tx) = (fds.next().expect("rx"), fds.next().expect("tx"));
+    // SAFETY: the parent handed us these two pipe ends (INFECT_ACTOR_PIPE); nothing else owns them.
+    let (mut rx, mut tx) = unsafe { (std::fs::File::from_raw_fd(rx), std::fs::File::from_raw_fd(tx)) };
+    let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::new());
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut next = move |decoder: &mut FrameDecoder<DEFAULT_MAX_FRAME>| loop {
+        if let Some(item) = decoder.next() {
+            return item.ok();
+        }
+        match rx.read(&mut buf) {
+            Ok(0) | Err(_) => std::process::exit(0),
+            Ok(n) => decoder.push(&buf[..n]),
+        }
+    };
+    let spec = loop {
+        if let Some(Msg::SpawnSpec(spec)) = next(&mut decoder) {
+            break spec;
+        }
+    };
+    let me = Aid { name: spec.name.clone(), uuid: "hostile".into(), pid: std::process::id() };
+    let frame = |m: &Msg| encode_frame(m, DEFAULT_MAX_FRAME).expect("fits");
+    let mut send = |bytes: &[u8]| {
+        if tx.write_all(bytes).is_err() {
+            std::process::exit(0);
+        }
+    };
+    send(&frame(&Msg::Aid(me.clone())));
+    match script {
+        // An impostor's identity, after the handshake.
+        "second_aid" => send(&frame(&Msg::Aid(Aid { name: "impostor".into(), uuid: "x".into(), pid: 1 }))),
+        // An acknowledgement of a cancel nobody asked for.
+        "cancelack" => send(&frame(&Msg::CancelAck { cid: None })),
+        "flood" => {
+            let chunk = b"garbage\x00".repeat(10_000);
+            for _ in 0..FLOOD_GARBAGE / 10_000 {
+                send(&chunk);
+            }
+            let report = frame(&Msg::Error {
+                cid: None,
+                src: me.clone(),
+                boxed_type: "Flood".into(),
+                message: "x".repeat(200),
+                relay_path: Vec::new(),
+                canceller: None,
+            });
+            let chunk = report.repeat(100);
+            for _ in 0..FLOOD_REPORTS / 100 {
+                send(&chunk);
+            }
+        }
+        _ => {}
+    }
+    loop {
+        match next(&mut decoder) {
+            Some(Msg::Start { cid, kind: FuncKind::Function, .. }) => {
+                let value = encode_payload(&7u64).expect("a u64");
+                let mut out = frame(&Msg::StartAck { cid, functype: FuncKind::Function });
+                out.extend(frame(&Msg::Return { cid, value }));
+                send(&out);
+            }
+            Some(Msg::Cancel { cid: None }) => std::process::exit(0),
+            _ => {}
+        }
+    }
+}
+
+/// A link to this binary that makes it a [`hostile_child`] playing `script`; removed on drop.
+struct Hostile(PathBuf);
+
+impl Hostile {
+    fn new(script: &str) -> std::result::Result<Hostile, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let link = std::env::temp_dir().join(format!("hostile-{script}-{}", us()));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(exe, &link).map_err(|e| e.to_string())?;
+        Ok(Hostile(link))
+    }
+
+    fn opts(&self) -> ActorOpts {
+        t().program(&self.0).cancel_timeout(Duration::from_millis(200)).term_timeout(Duration::from_millis(200))
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The script, if this process was started through a [`Hostile`] link.
+fn hostile_script() -> Option<String> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_string_lossy().into_owned();
+    let rest = name.strip_prefix("hostile-")?;
+    Some(rest[..rest.rfind('-')?].to_owned())
 }
 
 // ---------------------------------------------------------------- cases
@@ -774,6 +888,30 @@ async fn oversized_endpoint_error_is_shortened() -> Check {
     Ok(())
 }
 
+/// A child floods its parent with 2M corrupt frames and 100k actor-wide error reports: the
+/// parent counts every one exactly, keeps only the most recent [`actor::RECENT_ERRORS`] of each,
+/// reports only the first ones back, and its memory stays flat.
+async fn flooding_child_costs_bounded_memory() -> Check {
+    let hostile = Hostile::new("flood")?;
+    let rss0 = rss_kib();
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("flooder", hostile.opts()).await?;
+        // Served after the flood (pipe order): by now the parent has read all of it.
+        let seven: u64 = p.run("t", "anything", &()).await?;
+        let grown = rss_kib().saturating_sub(rss0);
+        Ok((seven, p.wire_error_count(), p.wire_errors(), p.peer_error_count(), p.peer_errors(), grown))
+    })
+    .await;
+    let (seven, wire_count, wire, peer_count, peer, grown) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(seven == 7, "call answered {seven}");
+    ensure!(wire_count == FLOOD_GARBAGE && peer_count == FLOOD_REPORTS, "counts {wire_count} {peer_count}");
+    ensure!(wire == vec![WireError::Corrupt { size: 8 }; actor::RECENT_ERRORS], "{} recent wire errors", wire.len());
+    ensure!(peer.len() == actor::RECENT_ERRORS, "{} recent peer errors", peer.len());
+    ensure!(peer.iter().all(|e| remote(e).is_ok_and(|r| r.boxed_type == "Flood")), "{:?}", peer.first());
+    ensure!(grown < 8 * 1024, "the parent grew by {grown} KiB");
+    Ok(())
+}
+
 // ---------------------------------------------------------------- runner
 
 async fn run_all() -> Result<(usize, usize)> {
@@ -795,6 +933,7 @@ async fn run_all() -> Result<(usize, usize)> {
         configured_frame_limit,
         oversized_unknown_function_report_is_shortened,
         oversized_endpoint_error_is_shortened,
+        flooding_child_costs_bounded_memory,
         truncated_frame_at_eof,
         infected_and_plain_children,
         sigint_to_a_child,
@@ -806,6 +945,9 @@ async fn run_all() -> Result<(usize, usize)> {
 }
 
 fn main() {
+    if let Some(script) = hostile_script() {
+        hostile_child(&script);
+    }
     let role = std::env::var("ACTORS_TEST_ROLE").unwrap_or_default();
     let r = actor::main(endpoints(), async move {
         match role.as_str() {

@@ -132,7 +132,7 @@ use std::time::Duration;
 pub use crate::error::RemoteActorError;
 pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
 pub use endpoints::Endpoints;
-pub use nursery::{ActorNursery, ActorOpts, Portal, open_nursery};
+pub use nursery::{ActorNursery, ActorOpts, Portal, RECENT_ERRORS, open_nursery};
 pub use runtime::{RootOpts, main, main_with};
 
 use crate::wire::Aid;
