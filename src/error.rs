@@ -290,6 +290,20 @@ pub enum Error {
         /// How many items arrived past it.
         dropped: u64,
     },
+    /// A peer sent a message that is out of the protocol's dialog: one its side may not send,
+    /// or not at this point (a second `Aid`, a `CancelAck` for a cancel nobody asked for, a
+    /// `Start` from a child, a message for a call that was never opened or already ended, a
+    /// stream item after the peer's `Stop` or past its credit window). It was refused (not
+    /// acted on) and reported; the actor and its other calls go on.
+    #[error("refused a {msg} message from actor '{peer}': {why}")]
+    UnexpectedMessage {
+        /// The actor that sent it.
+        peer: String,
+        /// The message's variant name (`Msg::name`).
+        msg: String,
+        /// Why it is out of the dialog.
+        why: String,
+    },
     /// `Portal::wait_for_result` on a portal that was not made by `run_in_actor`.
     #[error("actor '{actor}' was started with start_actor: only run_in_actor portals have a result")]
     NoResult {
@@ -406,6 +420,7 @@ impl Error {
             Error::Os { .. } => "Os",
             Error::NoActorRuntime => "NoActorRuntime",
             Error::NoResult { .. } => "NoResult",
+            Error::UnexpectedMessage { .. } => "UnexpectedMessage",
             Error::StartedTwice { .. } => "StartedTwice",
             Error::NotStarted { .. } => "NotStarted",
             Error::StreamOverrun { .. } => "StreamOverrun",

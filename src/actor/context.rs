@@ -113,6 +113,22 @@ pub(crate) struct CallSlot {
     send_credit: Cell<u64>,
     /// The call's final `Return` or `Error` is in the inbox (or was taken).
     final_seen: Cell<bool>,
+    /// This side sent `Cancel{cid}` (a `CancelAck` may come).
+    cancel_sent: Cell<bool>,
+    /// The dialog messages the peer sent at most once: `StartAck`, `Started`, `Stop`,
+    /// `CancelAck`, each a bit ([`once_bit`]).
+    seen: Cell<u8>,
+}
+
+/// The bit of a message the peer may send at most once per call (`0` for the others).
+fn once_bit(msg: &Msg) -> u8 {
+    match msg {
+        Msg::StartAck { .. } => 1,
+        Msg::Started { .. } => 2,
+        Msg::Stop { .. } => 4,
+        Msg::CancelAck { .. } => 8,
+        _ => 0,
+    }
 }
 
 impl CallSlot {
@@ -127,18 +143,40 @@ impl CallSlot {
             granted: Cell::new(0),
             send_credit: Cell::new(STREAM_BUFFER as u64),
             final_seen: Cell::new(false),
+            cancel_sent: Cell::new(false),
+            seen: Cell::new(0),
         }
     }
 
+    /// Notes that this side sent `Cancel{cid}` for the call.
+    pub(crate) fn note_cancel_sent(&self) {
+        self.cancel_sent.set(true);
+    }
+
     /// Stores a message for the call and wakes its waiters. A `Credit` adds to this side's
-    /// send window. A stream item past the window this side granted (or after such an
-    /// overrun) is counted, not stored.
-    pub(crate) fn deliver(&self, msg: Msg) {
+    /// send window. A message out of the call's dialog is refused (not stored): `Err(why)`, for
+    /// the caller to report. That bounds the inbox: at most [`STREAM_BUFFER`] items and one of
+    /// each control message. A stream item past the window this side granted (or after such an
+    /// overrun) is counted, not stored; the first one is also refused.
+    pub(crate) fn deliver(&self, msg: Msg) -> core::result::Result<(), &'static str> {
+        if self.final_seen.get() {
+            return Err("the call already ended (its Return or Error arrived)");
+        }
+        let bit = once_bit(&msg);
+        if bit != 0 && self.seen.get() & bit != 0 {
+            return Err("a second one in the same call");
+        }
         match msg {
             Msg::Credit { n, .. } => {
                 self.send_credit.set(self.send_credit.get().saturating_add(u64::from(n)));
                 self.waiters.wake_all();
-                return;
+                return Ok(());
+            }
+            Msg::CancelAck { .. } if !self.cancel_sent.get() => {
+                return Err("no Cancel was sent for this call");
+            }
+            Msg::Yield { .. } if self.seen.get() & once_bit(&Msg::Stop { cid: 0 }) != 0 => {
+                return Err("a stream item after the peer's Stop");
             }
             Msg::Yield { .. } => {
                 let received = self.received.get();
@@ -146,15 +184,17 @@ impl CallSlot {
                 if received >= self.granted.get() + STREAM_BUFFER as u64 || self.dropped.get() > 0 {
                     self.dropped.set(self.dropped.get() + 1);
                     self.waiters.wake_all();
-                    return;
+                    return if self.dropped.get() == 1 { Err("a stream item past the credit window") } else { Ok(()) };
                 }
                 self.yields.set(self.yields.get() + 1);
             }
             Msg::Return { .. } | Msg::Error { .. } => self.final_seen.set(true),
             _ => {}
         }
+        self.seen.set(self.seen.get() | bit);
         self.inbox.borrow_mut().push_back(msg);
         self.waiters.wake_all();
+        Ok(())
     }
 
     pub(crate) fn pop(&self) -> Option<Msg> {
@@ -355,6 +395,7 @@ impl Context {
                 if i.outcome.borrow().is_some() || i.cancel_called.replace(true) {
                     return Ok(());
                 }
+                i.slot.note_cancel_sent();
                 let sent = CancelScope::shielded().run(self.send_msg(&Msg::Cancel { cid: Some(i.cid) })).await;
                 match sent {
                     Ok(_) | Err(Error::Closed) => Ok(()),

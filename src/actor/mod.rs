@@ -70,6 +70,16 @@
 //!   receiver's `Credit`, so a slow consumer slows its producer, across processes, with nothing
 //!   lost and at most `STREAM_BUFFER` items buffered per context; the connection's reader never
 //!   waits for a consumer, so one stalled context does not stall the others.
+//! - **Out-of-dialog messages are refused, never acted on.** The parent accepts one `Aid` (the
+//!   handshake), a `CancelAck{None}` only after its own `Cancel{None}`, per call at most one
+//!   `StartAck`, `Started`, `Stop` and `CancelAck` (this one only after its `Cancel{cid}`), no
+//!   stream item after the peer's `Stop`, nothing after the call's `Return`/`Error`, nothing
+//!   for a call id it never opened, and no `SpawnSpec`/`Start`/`Cancel`/`FrameLimit` from a
+//!   child; the child likewise refuses what a parent may not send. A refused message becomes
+//!   an [`Error::UnexpectedMessage`](crate::Error::UnexpectedMessage), recorded
+//!   ([`Portal::protocol_errors`], a bounded window of [`RECENT_ERRORS`]) and reported to the
+//!   peer as an actor-wide `Msg::Error`. This also bounds what a peer can make a call's inbox
+//!   hold. (Late traffic for a call this side already gave up on is dropped silently.)
 //! - **Errors cross processes by kind.** An endpoint's error travels as `Msg::Error` with its
 //!   [`Error::kind`](crate::Error::kind) as `boxed_type`; the caller gets
 //!   [`Error::RemoteActor`](crate::Error::RemoteActor) (or

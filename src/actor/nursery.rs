@@ -232,6 +232,10 @@ pub(crate) struct ChildActor {
     reaped: Event,
     wire_errors: ErrorLog<WireError>,
     peer_errors: ErrorLog<Error>,
+    /// Messages refused as out of the dialog ([`Error::UnexpectedMessage`]).
+    protocol_errors: ErrorLog<Error>,
+    /// The supervisor sent `Cancel{None}` (a `CancelAck{None}` may come).
+    cancel_sent: Cell<bool>,
     /// `run_in_actor` only: the outcome of the one call.
     one_shot: Cell<bool>,
     result: RefCell<Option<Result<Vec<u8>>>>,
@@ -303,25 +307,39 @@ impl ChildActor {
         self.cancel_timeout
     }
 
-    /// Routes one decoded item from the child.
+    /// Routes one decoded item from the child. A message out of the dialog is refused: recorded
+    /// ([`Portal::protocol_errors`]) and reported to the child, never acted on.
     async fn dispatch(&self, item: core::result::Result<Msg, WireError>) {
         match item {
-            Ok(Msg::Aid(aid)) => {
+            Ok(Msg::Aid(aid)) if self.aid.borrow().is_none() => {
                 *self.aid.borrow_mut() = Some(aid);
                 self.wake_state();
             }
-            Ok(Msg::CancelAck { cid: None }) => {
+            Ok(m @ Msg::Aid(_)) => self.refuse(&m, "the handshake is over: an actor's identity does not change").await,
+            Ok(Msg::CancelAck { cid: None }) if self.cancel_sent.get() && !self.cancel_acked.get() => {
                 self.cancel_acked.set(true);
                 self.wake_state();
+            }
+            Ok(m @ Msg::CancelAck { cid: None }) => {
+                self.refuse(&m, "no Cancel{None} was sent to this actor, or it was already acknowledged").await
             }
             Ok(Msg::Error { cid: None, src, boxed_type, message, relay_path, canceller }) => {
                 let e = ChildActor::remote_error(src, boxed_type, message, relay_path, canceller);
                 self.peer_errors.push(e);
             }
+            Ok(m @ (Msg::SpawnSpec(_) | Msg::Start { .. } | Msg::Cancel { .. } | Msg::FrameLimit { .. })) => {
+                self.refuse(&m, "a child does not send this to its parent").await;
+            }
             Ok(msg) => {
-                let slot = msg.cid().and_then(|cid| self.calls.borrow().get(&cid).cloned());
-                if let Some(slot) = slot {
-                    slot.deliver(msg);
+                let Some(cid) = msg.cid() else { return };
+                if cid >= self.next_cid.get() {
+                    return self.refuse(&msg, "no call with this id was opened").await;
+                }
+                // A call that ended here already: late traffic of a call we gave up on.
+                let Some(slot) = self.calls.borrow().get(&cid).cloned() else { return };
+                let name = msg.name();
+                if let Err(why) = slot.deliver(msg) {
+                    self.refuse_named(name, Some(cid), why).await;
                 }
             }
             Err(w) => {
@@ -330,6 +348,20 @@ impl ChildActor {
                     let _ = self.send(&report).await;
                 }
             }
+        }
+    }
+
+    async fn refuse(&self, msg: &Msg, why: &str) {
+        self.refuse_named(msg.name(), msg.cid(), why).await;
+    }
+
+    /// Records a refused message and tells the child (the first [`RECENT_ERRORS`] times).
+    async fn refuse_named(&self, name: &str, cid: Option<Cid>, why: &str) {
+        let call = cid.map_or_else(String::new, |c| format!(" (call {c})"));
+        let e = Error::UnexpectedMessage { peer: self.name.clone(), msg: name.to_owned(), why: format!("{why}{call}") };
+        let report = super::child::error_msg(None, &e, &self.me);
+        if self.protocol_errors.push(e) <= RECENT_ERRORS as u64 {
+            let _ = self.send(&report).await;
         }
     }
 
@@ -393,6 +425,7 @@ impl ChildActor {
                     // not outlive us.
                     let d = self.cancel_timeout;
                     let _ = shielded_for(d, async {
+                        slot.note_cancel_sent();
                         self.send(&Msg::Cancel { cid: Some(cid) }).await?;
                         loop {
                             match self.next_msg(slot, true).await? {
@@ -484,6 +517,7 @@ async fn supervise(child: Rc<ChildActor>) {
         // Rung 1: graceful (or, after end-of-file, just a bounded wait for the exit).
         let graceful = guest::move_on_after(child.cancel_timeout, async {
             if !child.eof.get() {
+                child.cancel_sent.set(true);
                 let _ = child.send(&Msg::Cancel { cid: None }).await;
             }
             child.exited().await
@@ -710,6 +744,19 @@ impl Portal {
     pub fn peer_error_count(&self) -> u64 {
         self.child.peer_errors.total()
     }
+
+    /// The messages from this actor that were refused as out of the dialog, each an
+    /// [`Error::UnexpectedMessage`] (a second `Aid`, a `CancelAck` nobody asked for, ...): the
+    /// [`RECENT_ERRORS`] most recent, oldest first. Each was reported to the actor (the first
+    /// `RECENT_ERRORS`) and otherwise ignored.
+    pub fn protocol_errors(&self) -> Vec<Error> {
+        self.child.protocol_errors.recent()
+    }
+
+    /// How many messages from this actor were refused in all.
+    pub fn protocol_error_count(&self) -> u64 {
+        self.child.protocol_errors.total()
+    }
 }
 
 struct AnInner {
@@ -866,6 +913,8 @@ impl ActorNursery {
             reaped: Event::new(),
             wire_errors: ErrorLog::new(),
             peer_errors: ErrorLog::new(),
+            protocol_errors: ErrorLog::new(),
+            cancel_sent: Cell::new(false),
             one_shot: Cell::new(false),
             result: RefCell::new(None),
             result_ready: Event::new(),

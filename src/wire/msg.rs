@@ -230,6 +230,31 @@ pub enum Msg {
 }
 
 impl Msg {
+    /// The variant's name, for reports (`"Yield"`, `"CancelAck"`, ...).
+    ///
+    /// ```
+    /// use infect::wire::Msg;
+    ///
+    /// assert_eq!(Msg::Stop { cid: 9 }.name(), "Stop");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            Msg::Aid(_) => "Aid",
+            Msg::SpawnSpec(_) => "SpawnSpec",
+            Msg::Start { .. } => "Start",
+            Msg::StartAck { .. } => "StartAck",
+            Msg::Started { .. } => "Started",
+            Msg::Yield { .. } => "Yield",
+            Msg::Stop { .. } => "Stop",
+            Msg::Return { .. } => "Return",
+            Msg::CancelAck { .. } => "CancelAck",
+            Msg::Error { .. } => "Error",
+            Msg::Cancel { .. } => "Cancel",
+            Msg::FrameLimit { .. } => "FrameLimit",
+            Msg::Credit { .. } => "Credit",
+        }
+    }
+
     /// The call this message belongs to: `None` for the handshake messages and for the
     /// actor-wide `Cancel`, `CancelAck` and `Error`.
     ///
