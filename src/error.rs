@@ -274,12 +274,13 @@ pub enum Error {
         /// The context's endpoint (`ns.func`).
         ctx: String,
     },
-    /// A context's receive buffer overflowed: the peer sent more stream items than this side
-    /// received in time. The items past the buffer were not delivered (nothing is lost silently:
-    /// this error is the report), and the stream is over.
+    /// A context's peer broke the flow-control rule: it sent more stream items than the window
+    /// of `actor::STREAM_BUFFER` items it was granted (an infect peer
+    /// waits for credit instead). The items past the window were not delivered (nothing is lost
+    /// silently: this error is the report), and the stream is over.
     #[error(
-        "the stream of context '{ctx}' overran its {capacity}-item receive buffer ({dropped} item(s) \
-         not delivered): receive faster, or have the sender wait for replies"
+        "the peer of context '{ctx}' sent {dropped} stream item(s) past its {capacity}-item credit \
+         window; they were not delivered (a protocol error: the peer does not wait for credit)"
     )]
     StreamOverrun {
         /// The context's endpoint (`ns.func`).
@@ -288,6 +289,20 @@ pub enum Error {
         capacity: usize,
         /// How many items arrived past it.
         dropped: u64,
+    },
+    /// A peer sent a message that is out of the protocol's dialog: one its side may not send,
+    /// or not at this point (a second `Aid`, a `CancelAck` for a cancel nobody asked for, a
+    /// `Start` from a child, a message for a call that was never opened or already ended, a
+    /// stream item after the peer's `Stop` or past its credit window). It was refused (not
+    /// acted on) and reported; the actor and its other calls go on.
+    #[error("refused a {msg} message from actor '{peer}': {why}")]
+    UnexpectedMessage {
+        /// The actor that sent it.
+        peer: String,
+        /// The message's variant name (`Msg::name`).
+        msg: String,
+        /// Why it is out of the dialog.
+        why: String,
     },
     /// `Portal::wait_for_result` on a portal that was not made by `run_in_actor`.
     #[error("actor '{actor}' was started with start_actor: only run_in_actor portals have a result")]
@@ -405,6 +420,7 @@ impl Error {
             Error::Os { .. } => "Os",
             Error::NoActorRuntime => "NoActorRuntime",
             Error::NoResult { .. } => "NoResult",
+            Error::UnexpectedMessage { .. } => "UnexpectedMessage",
             Error::StartedTwice { .. } => "StartedTwice",
             Error::NotStarted { .. } => "NotStarted",
             Error::StreamOverrun { .. } => "StreamOverrun",

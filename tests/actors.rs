@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use infect::actor::{self, ActorOpts, Endpoints};
 use infect::guest;
-use infect::wire::{DEFAULT_MAX_FRAME, FuncKind, Msg, WireError, encode_frame, encode_payload};
+use infect::wire::{
+    Aid, CUT_MARKER, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, WireError, encode_frame, encode_payload,
+};
 use infect::{Error, Result};
 
 use common_proc::{
@@ -152,6 +154,135 @@ fn temp_path(tag: &str) -> PathBuf {
 
 fn sub_root(role: &str) -> std::io::Result<std::process::Child> {
     common_proc::sub_root("ACTORS_TEST_ROLE", role)
+}
+
+// ---------------------------------------------------------------- hostile children
+
+/// Items of the garbage flood: corrupt frames, then actor-wide error reports.
+const FLOOD_GARBAGE: u64 = 2_000_000;
+const FLOOD_REPORTS: u64 = 100_000;
+
+/// A hostile child: this binary, run under a symbolic link named `hostile-<script>-<pid>`,
+/// speaking the wire protocol by hand with the crate's own encoder (no actor runtime). After the
+/// handshake it plays `script`, then serves: every `Start` of a function gets `StartAck` and
+/// `Return(7u64)`; `Cancel{None}` or end-of-file makes it exit 0 *without* a `CancelAck`.
+fn hostile_child(script: &str) -> ! {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    let env = std::env::var("INFECT_ACTOR_PIPE").expect("spawned as an actor");
+    let mut fds = env.split(',').map(|f| f.parse::<i32>().expect("an fd"));
+    let (rx, tx) = (fds.next().expect("rx"), fds.next().expect("tx"));
+    // SAFETY: the parent handed us these two pipe ends (INFECT_ACTOR_PIPE); nothing else owns them.
+    let (mut rx, mut tx) = unsafe { (std::fs::File::from_raw_fd(rx), std::fs::File::from_raw_fd(tx)) };
+    let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::new());
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut next = move |decoder: &mut FrameDecoder<DEFAULT_MAX_FRAME>| loop {
+        if let Some(item) = decoder.next() {
+            return item.ok();
+        }
+        match rx.read(&mut buf) {
+            Ok(0) | Err(_) => std::process::exit(0),
+            Ok(n) => decoder.push(&buf[..n]),
+        }
+    };
+    let spec = loop {
+        if let Some(Msg::SpawnSpec(spec)) = next(&mut decoder) {
+            break spec;
+        }
+    };
+    let me = Aid { name: spec.name.clone(), uuid: "hostile".into(), pid: std::process::id() };
+    let frame = |m: &Msg| encode_frame(m, DEFAULT_MAX_FRAME).expect("fits");
+    let mut send = |bytes: &[u8]| {
+        if tx.write_all(bytes).is_err() {
+            std::process::exit(0);
+        }
+    };
+    send(&frame(&Msg::Aid(me.clone())));
+    match script {
+        // An impostor's identity after the handshake, a call on its parent, traffic for a call
+        // that was never opened.
+        "out_of_dialog" => {
+            send(&frame(&Msg::Aid(Aid { name: "impostor".into(), uuid: "x".into(), pid: 1 })));
+            let start =
+                Msg::Start { cid: 99, ns: "t".into(), func: "echo".into(), args: vec![1], kind: FuncKind::Function };
+            send(&frame(&start));
+            send(&frame(&Msg::Stop { cid: 12345 }));
+        }
+        // An acknowledgement of a cancel nobody asked for.
+        "cancelack" => send(&frame(&Msg::CancelAck { cid: None })),
+        "flood" => {
+            let chunk = b"garbage\x00".repeat(10_000);
+            for _ in 0..FLOOD_GARBAGE / 10_000 {
+                send(&chunk);
+            }
+            let report = frame(&Msg::Error {
+                cid: None,
+                src: me.clone(),
+                boxed_type: "Flood".into(),
+                message: "x".repeat(200),
+                relay_path: Vec::new(),
+                canceller: None,
+            });
+            let chunk = report.repeat(100);
+            for _ in 0..FLOOD_REPORTS / 100 {
+                send(&chunk);
+            }
+        }
+        _ => {}
+    }
+    loop {
+        match next(&mut decoder) {
+            Some(Msg::Start { cid, kind: FuncKind::Function, .. }) => {
+                let value = encode_payload(&7u64).expect("a u64");
+                let mut out = frame(&Msg::StartAck { cid, functype: FuncKind::Function });
+                out.extend(frame(&Msg::Return { cid, value }));
+                send(&out);
+            }
+            // Ignores the credit window: 10 items more than it may send.
+            Some(Msg::Start { cid, kind: FuncKind::Context, .. }) if script == "overrun" => {
+                let mut out = frame(&Msg::StartAck { cid, functype: FuncKind::Context });
+                out.extend(frame(&Msg::Started { cid, value: encode_payload(&()).expect("()") }));
+                for i in 0..actor::STREAM_BUFFER as u64 + 10 {
+                    out.extend(frame(&Msg::Yield { cid, value: encode_payload(&i).expect("a u64") }));
+                }
+                out.extend(frame(&Msg::Return { cid, value: encode_payload(&()).expect("()") }));
+                send(&out);
+            }
+            Some(Msg::Cancel { cid: None }) => std::process::exit(0),
+            _ => {}
+        }
+    }
+}
+
+/// A link to this binary that makes it a [`hostile_child`] playing `script`; removed on drop.
+struct Hostile(PathBuf);
+
+impl Hostile {
+    fn new(script: &str) -> std::result::Result<Hostile, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let link = std::env::temp_dir().join(format!("hostile-{script}-{}", us()));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(exe, &link).map_err(|e| e.to_string())?;
+        Ok(Hostile(link))
+    }
+
+    fn opts(&self) -> ActorOpts {
+        t().program(&self.0).cancel_timeout(Duration::from_millis(200)).term_timeout(Duration::from_millis(200))
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The script, if this process was started through a [`Hostile`] link.
+fn hostile_script() -> Option<String> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_string_lossy().into_owned();
+    let rest = name.strip_prefix("hostile-")?;
+    Some(rest[..rest.rfind('-')?].to_owned())
 }
 
 // ---------------------------------------------------------------- cases
@@ -727,6 +858,164 @@ async fn configured_frame_limit() -> Check {
     Ok(())
 }
 
+/// An `UnknownFunction` report for a 120-byte function name does not fit in a 256-byte frame
+/// (with the 78 bytes, whether it fits depends on the width of the pid and the uuid):
+/// it arrives shortened (kind and source kept, the message cut and marked), and the actor goes
+/// on serving. (It used to be dropped, and the call waited forever.)
+async fn oversized_unknown_function_report_is_shortened() -> Check {
+    let func = "f".repeat(120);
+    let r = guest::fail_after(
+        Duration::from_secs(5),
+        actor::open_nursery(async |an| {
+            let p = an.start_actor("small", t().max_frame(256)).await?;
+            let unknown = p.run::<_, u64>("t", &func, &1u64).await;
+            let after: u64 = p.run("t", "echo", &5u64).await?;
+            Ok((unknown, after, p.cancel_actor().await?))
+        }),
+    )
+    .await;
+    let (unknown, after, graceful) = r.map_err(|e| format!("{e:?}"))?;
+    let e = unknown.err().ok_or("an unknown function answered")?;
+    let rb = remote(&e)?;
+    ensure!(rb.boxed_type == "UnknownFunction" && rb.src.name == "small", "{e:?}");
+    let full = format!(
+        "no function '{func}' in namespace 't' of actor 'small': register it with `Endpoints::function` in the binary the actor runs"
+    );
+    let kept = rb.message.strip_suffix(CUT_MARKER).ok_or_else(|| format!("not marked as cut: {:?}", rb.message))?;
+    ensure!(full.starts_with(kept) && kept.len() > 100 && kept.len() < full.len(), "message {:?}", rb.message);
+    ensure!(after == 5 && graceful, "after {after}, graceful {graceful}");
+    Ok(())
+}
+
+/// An actor with an 80-character name fails with a 200-byte message at a 256-byte frame limit:
+/// the report is shortened to fit, with its kind and its full source name.
+async fn oversized_endpoint_error_is_shortened() -> Check {
+    let name = "n".repeat(80);
+    let message = "e".repeat(200);
+    let r = guest::fail_after(
+        Duration::from_secs(5),
+        actor::open_nursery(async |an| {
+            let p = an.start_actor(&name, t().max_frame(256)).await?;
+            let failed = p.run::<_, ()>("t", "fail", &message).await;
+            Ok((failed, p.cancel_actor().await?))
+        }),
+    )
+    .await;
+    let (failed, graceful) = r.map_err(|e| format!("{e:?}"))?;
+    let e = failed.err().ok_or("the call succeeded")?;
+    let rb = remote(&e)?;
+    ensure!(rb.boxed_type == "ValueError" && rb.src.name == name, "{e:?}");
+    let kept = rb.message.strip_suffix(CUT_MARKER).ok_or_else(|| format!("not marked as cut: {:?}", rb.message))?;
+    ensure!(message.starts_with(kept) && !kept.is_empty() && kept.len() < 200, "message {:?}", rb.message);
+    ensure!(graceful, "cancel_actor was not graceful");
+    Ok(())
+}
+
+/// A child floods its parent with 2M corrupt frames and 100k actor-wide error reports: the
+/// parent counts every one exactly, keeps only the most recent [`actor::RECENT_ERRORS`] of each,
+/// reports only the first ones back, and its memory stays flat.
+async fn flooding_child_costs_bounded_memory() -> Check {
+    let hostile = Hostile::new("flood")?;
+    let rss0 = rss_kib();
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("flooder", hostile.opts()).await?;
+        // Served after the flood (pipe order): by now the parent has read all of it.
+        let seven: u64 = p.run("t", "anything", &()).await?;
+        let grown = rss_kib().saturating_sub(rss0);
+        Ok((seven, p.wire_error_count(), p.wire_errors(), p.peer_error_count(), p.peer_errors(), grown))
+    })
+    .await;
+    let (seven, wire_count, wire, peer_count, peer, grown) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(seven == 7, "call answered {seven}");
+    ensure!(wire_count == FLOOD_GARBAGE && peer_count == FLOOD_REPORTS, "counts {wire_count} {peer_count}");
+    ensure!(wire == vec![WireError::Corrupt { size: 8 }; actor::RECENT_ERRORS], "{} recent wire errors", wire.len());
+    ensure!(peer.len() == actor::RECENT_ERRORS, "{} recent peer errors", peer.len());
+    ensure!(peer.iter().all(|e| remote(e).is_ok_and(|r| r.boxed_type == "Flood")), "{:?}", peer.first());
+    ensure!(grown < 8 * 1024, "the parent grew by {grown} KiB");
+    Ok(())
+}
+
+fn unexpected(e: &Error) -> (String, String, String) {
+    match e {
+        Error::UnexpectedMessage { peer, msg, why } => (peer.clone(), msg.clone(), why.clone()),
+        other => (String::new(), format!("{other:?}"), String::new()),
+    }
+}
+
+/// A second `Aid` (an impostor with pid 1), a `Start` from the child and a `Stop` for a call
+/// that was never opened are refused and recorded, in order; the actor keeps its identity and
+/// goes on serving.
+async fn out_of_dialog_messages_are_refused() -> Check {
+    let hostile = Hostile::new("out_of_dialog")?;
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("liar", hostile.opts()).await?;
+        let seven: u64 = p.run("t", "anything", &()).await?;
+        Ok((seven, p.aid(), p.pid(), p.protocol_errors(), p.protocol_error_count()))
+    })
+    .await;
+    let (seven, aid, pid, errors, count) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(seven == 7, "call answered {seven}");
+    ensure!(aid == Some(Aid { name: "liar".into(), uuid: "hostile".into(), pid }), "identity {aid:?}");
+    let got: Vec<_> = errors.iter().map(unexpected).collect();
+    let want = [
+        ("Aid", "the handshake is over: an actor's identity does not change"),
+        ("Start", "a child does not send this to its parent (call 99)"),
+        ("Stop", "no call with this id was opened (call 12345)"),
+    ];
+    let want: Vec<_> = want.iter().map(|(m, w)| ("liar".to_owned(), m.to_string(), w.to_string())).collect();
+    ensure!(got == want && count == 3, "refused {got:?} ({count})");
+    ensure!(errors[0].kind() == "UnexpectedMessage", "{:?}", errors[0]);
+    Ok(())
+}
+
+/// A `CancelAck{None}` that comes before any cancel is refused: when the actor is then
+/// cancelled and exits without acknowledging, `cancel_actor` does not call that graceful.
+async fn unsolicited_cancel_ack_is_refused() -> Check {
+    let hostile = Hostile::new("cancelack")?;
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("eager", hostile.opts()).await?;
+        let seven: u64 = p.run("t", "anything", &()).await?;
+        let graceful = p.cancel_actor().await?;
+        Ok((seven, graceful, p.protocol_errors()))
+    })
+    .await;
+    let (seven, graceful, errors) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(seven == 7 && !graceful, "answered {seven}, graceful {graceful}");
+    let got: Vec<_> = errors.iter().map(unexpected).collect();
+    let why = "no Cancel{None} was sent to this actor, or it was already acknowledged";
+    ensure!(got == [("eager".to_owned(), "CancelAck".to_owned(), why.to_owned())], "refused {got:?}");
+    Ok(())
+}
+
+/// A peer that ignores its credit window: the 10 items past it are not stored, the stream
+/// fails with `StreamOverrun` saying so, and the breach is recorded once.
+async fn items_past_the_window_are_an_overrun() -> Check {
+    let hostile = Hostile::new("overrun")?;
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("pusher", hostile.opts()).await?;
+        let out = p
+            .open_context("t", "stream", &(), async |ctx, ()| {
+                ctx.open_stream(async |stream| {
+                    guest::sleep(Duration::from_millis(200)).await?;
+                    stream.receive::<u64>().await
+                })
+                .await
+            })
+            .await;
+        Ok((out, p.protocol_errors()))
+    })
+    .await;
+    let (out, errors) = r.map_err(|e| format!("{e:?}"))?;
+    match out {
+        Err(Error::StreamOverrun { ctx, capacity: 1024, dropped: 10 }) if ctx == "t.stream" => {}
+        other => return Err(format!("expected StreamOverrun, got {other:?}")),
+    }
+    let got: Vec<_> = errors.iter().map(unexpected).collect();
+    let want = ("pusher".to_owned(), "Yield".to_owned(), "a stream item past the credit window (call 1)".to_owned());
+    ensure!(got == [want], "refused {got:?}");
+    Ok(())
+}
+
 // ---------------------------------------------------------------- runner
 
 async fn run_all() -> Result<(usize, usize)> {
@@ -746,6 +1035,12 @@ async fn run_all() -> Result<(usize, usize)> {
         abort_and_panic_reach_the_parent,
         damaged_streams,
         configured_frame_limit,
+        oversized_unknown_function_report_is_shortened,
+        oversized_endpoint_error_is_shortened,
+        flooding_child_costs_bounded_memory,
+        out_of_dialog_messages_are_refused,
+        unsolicited_cancel_ack_is_refused,
+        items_past_the_window_are_an_overrun,
         truncated_frame_at_eof,
         infected_and_plain_children,
         sigint_to_a_child,
@@ -757,6 +1052,9 @@ async fn run_all() -> Result<(usize, usize)> {
 }
 
 fn main() {
+    if let Some(script) = hostile_script() {
+        hostile_child(&script);
+    }
     let role = std::env::var("ACTORS_TEST_ROLE").unwrap_or_default();
     let r = actor::main(endpoints(), async move {
         match role.as_str() {

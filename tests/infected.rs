@@ -259,6 +259,50 @@ async fn count_to(ctx: Context, n: u64) -> Result<u64> {
     .await
 }
 
+thread_local! {
+    /// Items `stream_counted` has sent so far in this (child) process.
+    static SENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Streams `0..n` as fast as credit allows, counting each item sent in [`SENT`].
+async fn stream_counted(ctx: Context, n: u64) -> Result<u64> {
+    ctx.started(&()).await?;
+    ctx.open_stream(async |stream| {
+        for i in 0..n {
+            stream.send(&i).await?;
+            SENT.with(|s| s.set(s.get() + 1));
+        }
+        Ok(n)
+    })
+    .await
+}
+
+async fn sent_count(_: ()) -> Result<u64> {
+    Ok(SENT.with(|s| s.get()))
+}
+
+/// Receives `n` items `0..n` in order; after each count in `pauses` it tells the parent (a
+/// stream item back) and stops consuming for 300 ms. Returns how many arrived in order.
+async fn consume_slowly(ctx: Context, (n, pauses): (u64, Vec<u64>)) -> Result<u64> {
+    ctx.started(&()).await?;
+    ctx.open_stream(async |stream| {
+        let mut got = 0u64;
+        while got < n {
+            match stream.receive::<u64>().await? {
+                Some(v) if v == got => got += 1,
+                Some(v) => return Err(value_error(&format!("item {v} arrived as number {got}"))),
+                None => break,
+            }
+            if pauses.contains(&got) {
+                stream.send(&got).await?;
+                guest::sleep(Duration::from_millis(300)).await?;
+            }
+        }
+        Ok(got)
+    })
+    .await
+}
+
 fn endpoints() -> Endpoints {
     Endpoints::new()
         .function(NS, "run_task_fails", run_task_fails)
@@ -276,6 +320,9 @@ fn endpoints() -> Endpoints {
         .context(NS, "never_started", never_started)
         .context(NS, "cancels_itself", cancels_itself)
         .context(NS, "count_to", count_to)
+        .context(NS, "stream_counted", stream_counted)
+        .function(NS, "sent_count", sent_count)
+        .context(NS, "consume_slowly", consume_slowly)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -816,24 +863,176 @@ async fn function_kinds_are_checked() -> Check {
     Ok(())
 }
 
-async fn overrun_is_reported() -> Check {
-    let r: Result<()> = actor::open_nursery(async |an| {
+/// A receiver that sleeps before it reads still gets every item: the sender waited for credit.
+async fn late_receiver_gets_every_item() -> Check {
+    let r: Result<Vec<u64>> = actor::open_nursery(async |an| {
         let p = an.start_actor("flooder", ActorOpts::new().enable_modules([NS])).await?;
         p.open_context(NS, "count_to", &1500u64, async |ctx, ()| {
             ctx.open_stream(async |stream| {
                 guest::sleep(Duration::from_millis(300)).await?;
-                stream.receive::<u64>().await?;
-                Ok(())
+                let (got, end) = drain_u64(stream).await;
+                end?;
+                Ok(got)
             })
             .await
         })
         .await
     })
     .await;
-    match r {
-        Err(Error::StreamOverrun { ctx, capacity: 1024, dropped: 476 }) if ctx == "aio.count_to" => Ok(()),
-        other => Err(format!("expected StreamOverrun, got {other:?}")),
+    let got = r.map_err(dbg)?;
+    ensure!(got == (0..1500).collect::<Vec<_>>(), "got {} items, first {:?}", got.len(), got.first());
+    Ok(())
+}
+
+/// `VmHWM` (peak resident set) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+const W: u64 = actor::STREAM_BUFFER as u64;
+/// Items of the big back-pressure streams.
+const FLOOD: u64 = 1_000_000;
+
+/// An infected child streams 1M items to a parent that stops consuming four times: every
+/// item arrives in order; at each stop the producer is blocked at the credit window
+/// (`consumed + W/2 <= sent <= consumed + W`, read through a call on the same connection, which
+/// is served meanwhile); both processes' memory stays bounded.
+async fn backpressure_slow_consumer() -> Check {
+    let rss0 = common_proc::rss_kib();
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("producer", aio()).await?;
+        let pid = p.pid();
+        let (stops, in_order, child_peak) = p
+            .open_context(NS, "stream_counted", &FLOOD, async |ctx, ()| {
+                let stops = ctx
+                    .open_stream(async |stream| {
+                        let mut consumed = 0u64;
+                        let mut in_order = true;
+                        let mut stops = Vec::new();
+                        while let Some(v) = stream.receive::<u64>().await? {
+                            in_order &= v == consumed;
+                            consumed += 1;
+                            if [1, 5_000, 500_000, 999_000].contains(&consumed) {
+                                guest::sleep(Duration::from_millis(200)).await?;
+                                let sent: u64 = p.run(NS, "sent_count", &()).await?;
+                                stops.push((consumed, sent));
+                            }
+                        }
+                        Ok((stops, in_order && consumed == FLOOD))
+                    })
+                    .await?;
+                let peak = peak_rss_kib(pid);
+                Ok((stops.0, stops.1, peak))
+            })
+            .await?;
+        Ok((stops, in_order, child_peak))
+    })
+    .await;
+    let (stops, in_order, child_peak) = r.map_err(dbg)?;
+    let grown = common_proc::rss_kib().saturating_sub(rss0);
+    ensure!(in_order, "items lost or out of order");
+    ensure!(stops.len() == 4, "stops {stops:?}");
+    for &(consumed, sent) in &stops {
+        let upper = (consumed + W).min(FLOOD);
+        ensure!(sent <= upper && sent >= (consumed + W / 2).min(FLOOD), "stops (consumed, sent) {stops:?}");
     }
+    ensure!(child_peak > 0 && child_peak < 16 * 1024, "child peak RSS {child_peak} KiB");
+    ensure!(grown < 4 * 1024, "parent RSS grew by {grown} KiB");
+    Ok(())
+}
+
+/// Two streams on one connection: the parent does not read the first until the second is done.
+/// The second finishes all the same (the connection's reader never waits for a consumer); the
+/// first then delivers every item.
+async fn slow_context_does_not_stall_its_neighbour() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("two_streams", aio()).await?;
+        let fast_done = guest::Event::new();
+        let slow = p.open_context(NS, "count_to", &20_000u64, async |ctx, ()| {
+            ctx.open_stream(async |stream| {
+                fast_done.wait().await?;
+                let (got, end) = drain_u64(stream).await;
+                end?;
+                Ok(got)
+            })
+            .await
+        });
+        let fast = p.open_context(NS, "count_to", &20_000u64, async |ctx, ()| {
+            let got = ctx
+                .open_stream(async |stream| {
+                    let (got, end) = drain_u64(stream).await;
+                    end?;
+                    Ok(got)
+                })
+                .await;
+            fast_done.set();
+            got
+        });
+        let (slow, fast) = join(slow, fast).await;
+        Ok((slow?, fast?))
+    })
+    .await;
+    let (slow, fast) = r.map_err(dbg)?;
+    let want: Vec<u64> = (0..20_000).collect();
+    ensure!(fast == want, "fast stream: {} items", fast.len());
+    ensure!(slow == want, "slow stream: {} items", slow.len());
+    Ok(())
+}
+
+/// The other direction: the parent streams 1M items to a child that stops consuming three
+/// times and says so; at each stop the parent's sender is blocked at the window.
+async fn backpressure_parent_to_child() -> Check {
+    let rss0 = common_proc::rss_kib();
+    let pauses = vec![1u64, 50_000, 900_000];
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("consumer", aio()).await?;
+        let pid = p.pid();
+        let sent = std::cell::Cell::new(0u64);
+        let (stops, got) = p
+            .open_context(NS, "consume_slowly", &(FLOOD, pauses.clone()), async |ctx, ()| {
+                let stops = ctx
+                    .open_stream(async |stream| {
+                        let send_all = async {
+                            for i in 0..FLOOD {
+                                stream.send(&i).await?;
+                                sent.set(sent.get() + 1);
+                            }
+                            Ok::<(), Error>(())
+                        };
+                        let watch = async {
+                            let mut stops = Vec::new();
+                            while let Some(k) = stream.receive::<u64>().await? {
+                                guest::sleep(Duration::from_millis(150)).await?;
+                                stops.push((k, sent.get(), peak_rss_kib(pid)));
+                            }
+                            Ok::<_, Error>(stops)
+                        };
+                        let (a, b) = join(send_all, watch).await;
+                        a?;
+                        b
+                    })
+                    .await?;
+                Ok((stops, ctx.wait_for_result::<u64>().await?))
+            })
+            .await?;
+        Ok((stops, got))
+    })
+    .await;
+    let (stops, got) = r.map_err(dbg)?;
+    let grown = common_proc::rss_kib().saturating_sub(rss0);
+    ensure!(got == FLOOD, "the child received {got} items in order");
+    ensure!(stops.iter().map(|s| s.0).collect::<Vec<_>>() == pauses, "stops {stops:?}");
+    for &(consumed, sent, peak) in &stops {
+        ensure!(sent >= consumed + W / 2 && sent <= consumed + W, "stops (consumed, sent, peak) {stops:?}");
+        ensure!(peak > 0 && peak < 16 * 1024, "child peak RSS {peak} KiB");
+    }
+    ensure!(grown < 4 * 1024, "parent RSS grew by {grown} KiB");
+    Ok(())
 }
 
 async fn infected_root_echo() -> Check {
@@ -899,7 +1098,10 @@ async fn run_all() -> Result<(usize, usize)> {
         started_twice_is_an_error,
         callee_cancel_is_raised_at_the_caller,
         function_kinds_are_checked,
-        overrun_is_reported,
+        late_receiver_gets_every_item,
+        backpressure_slow_consumer,
+        slow_context_does_not_stall_its_neighbour,
+        backpressure_parent_to_child,
         infected_root_echo,
     ];
     Ok(common_proc::run_cases(all, Duration::from_secs(20)).await)

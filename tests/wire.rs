@@ -5,6 +5,7 @@ use infect::wire::{
     Aid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Malformed, Msg, SpawnSpec, WireError, decode_payload, encode_frame,
     encode_payload,
 };
+use infect::wire::{CUT_MARKER, encode_frame_fit};
 use serde::{Deserialize, Serialize};
 
 fn aid(name: &str) -> Aid {
@@ -36,6 +37,7 @@ fn every_variant() -> Vec<Msg> {
         Msg::Return { cid: u64::MAX, value: vec![0xAB; 1000] },
         Msg::CancelAck { cid: Some(2) },
         Msg::CancelAck { cid: None },
+        Msg::Credit { cid: 2, n: 512 },
         Msg::Error {
             cid: Some(3),
             src: aid("grandchild"),
@@ -231,4 +233,68 @@ fn user_payloads_round_trip_and_a_type_mismatch_names_the_type() {
         }
     );
     assert!(err.to_string().starts_with("could not decode the payload as a `wire::Order`"));
+}
+
+fn big_error(name: &str, message: &str, hops: usize) -> Msg {
+    Msg::Error {
+        cid: Some(9),
+        src: Aid { name: name.into(), uuid: "u".repeat(40), pid: 4242 },
+        boxed_type: "ValueError".into(),
+        message: message.into(),
+        relay_path: (0..hops).map(|i| format!("hop{i}-{}", "h".repeat(60))).collect(),
+        canceller: Some("c".repeat(100)),
+    }
+}
+
+fn decode_one(frame: &[u8]) -> Msg {
+    let mut d = FrameDecoder::<DEFAULT_MAX_FRAME>::new();
+    d.push(frame);
+    let msg = d.next().expect("one outcome").expect("a message");
+    assert_eq!(d.next(), None);
+    msg
+}
+
+#[test]
+fn an_error_that_fits_is_sent_as_it_is() {
+    let msg = big_error("w", "short", 1);
+    assert_eq!(encode_frame_fit(&msg, DEFAULT_MAX_FRAME).unwrap(), encode_frame(&msg, DEFAULT_MAX_FRAME).unwrap());
+}
+
+#[test]
+fn an_oversized_error_is_cut_to_fit() {
+    // Only the message needs cutting: everything else is kept, the message is the longest
+    // prefix that fits (one more byte would not), marked as cut.
+    let msg = big_error("worker", &"é".repeat(400), 1);
+    let frame = encode_frame_fit(&msg, 512).unwrap();
+    assert!(frame.len() <= 512, "{}", frame.len());
+    let Msg::Error { cid, src, boxed_type, message, relay_path, canceller } = decode_one(&frame) else { panic!() };
+    let Msg::Error { src: src0, relay_path: path0, canceller: c0, .. } = &msg else { panic!() };
+    assert_eq!((cid, &src, boxed_type.as_str(), &relay_path, &canceller), (Some(9), src0, "ValueError", path0, c0));
+    let kept = message.strip_suffix(CUT_MARKER).expect("marked as cut");
+    assert!(kept.chars().all(|c| c == 'é') && !kept.is_empty());
+    let mut longer = decode_one(&frame);
+    if let Msg::Error { message, .. } = &mut longer {
+        *message = format!("{kept}é{CUT_MARKER}");
+    }
+    assert!(encode_frame(&longer, 512).is_err(), "one more character would have fit");
+}
+
+#[test]
+fn an_error_with_huge_names_still_fits_the_smallest_limit() {
+    let msg = big_error(&"n".repeat(5000), &"m".repeat(5000), 50);
+    let frame = encode_frame_fit(&msg, 256).unwrap();
+    assert!(frame.len() <= 256, "{}", frame.len());
+    let Msg::Error { cid, src, boxed_type, message, relay_path, canceller } = decode_one(&frame) else { panic!() };
+    assert_eq!((cid, src.pid, boxed_type.as_str()), (Some(9), 4242, "ValueError"));
+    assert!(src.name.starts_with("nnn") && src.name.ends_with('…') && src.name.len() <= 64, "{}", src.name);
+    assert!(message.ends_with(CUT_MARKER), "{message}");
+    assert!(relay_path.len() <= 4 && relay_path.last().unwrap().starts_with("hop49"), "{relay_path:?}");
+    assert!(canceller.unwrap().len() <= 64);
+}
+
+#[test]
+fn other_messages_over_the_limit_are_still_refused() {
+    let msg = Msg::Return { cid: 1, value: vec![1; 300] };
+    assert_eq!(encode_frame_fit(&msg, 256), encode_frame(&msg, 256));
+    assert!(matches!(encode_frame_fit(&msg, 256), Err(WireError::FrameTooLarge { max: 256, .. })));
 }

@@ -258,14 +258,19 @@ async fn report_wire_error(s: &Serve, w: WireError) {
 /// Handles one message from the parent; `true` when serving ends.
 async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, decoder: &mut FrameDecoder<DEFAULT_MAX_FRAME>) -> bool {
     match msg {
+        Msg::Start { cid, .. } if s.calls.borrow().contains_key(&cid) => {
+            refuse(s, "Start", "a call with this id is still running").await;
+        }
         Msg::Start { cid, ns, func, args, kind } => start_call(s, n, cid, &ns, &func, &args, kind).await,
-        Msg::Yield { cid, .. } | Msg::Stop { cid } => {
+        Msg::Yield { cid, .. } | Msg::Stop { cid } | Msg::Credit { cid, .. } => {
             // Stream traffic for a context that already ended is of no interest to anyone.
             let slot = s.slots.borrow().get(&cid).cloned();
-            if let Some(slot) = slot {
-                slot.deliver(msg);
+            let name = msg.name();
+            if let Some(Err(why)) = slot.map(|slot| slot.deliver(msg)) {
+                refuse(s, name, why).await;
             }
         }
+
         Msg::Cancel { cid: Some(cid) } => {
             let entry = s.calls.borrow().get(&cid).cloned();
             s.send(&Msg::CancelAck { cid: Some(cid) }).await;
@@ -286,12 +291,15 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, decoder: &mut FrameDecod
         }
         // The parent reports a bad frame of ours, or ends a call we do not have: nothing to do.
         Msg::Error { .. } => {}
-        other => {
-            let e = Error::msg("UnexpectedMessage", format!("a child actor does not expect {other:?} from its parent"));
-            s.send(&error_msg(other.cid(), &e, &s.actor)).await;
-        }
+        other => refuse(s, other.name(), "a child actor does not expect this from its parent").await,
     }
     false
+}
+
+/// Reports a message from the parent that is out of the dialog (it was not acted on).
+async fn refuse(s: &Serve, msg: &str, why: &str) {
+    let e = Error::UnexpectedMessage { peer: s.parent_name(), msg: msg.to_owned(), why: why.to_owned() };
+    s.send(&error_msg(None, &e, &s.actor)).await;
 }
 
 async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, args: &[u8], kind: FuncKind) {

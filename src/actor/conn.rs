@@ -27,7 +27,7 @@ use std::task::{Poll, Waker};
 
 use crate::guest::check_cancel;
 use crate::reactor::Reactor;
-use crate::wire::{Msg, encode_frame};
+use crate::wire::{Msg, encode_frame_fit};
 use crate::{Error, Result};
 
 use super::sys;
@@ -143,9 +143,10 @@ impl Conn {
     }
 
     /// Sends `msg` as one frame. `Err(Wire(FrameTooLarge))` before anything is written if it
-    /// is over the limit; `Err(Closed)` if the peer is gone.
+    /// is over the limit (an error report is shortened to fit instead: `encode_frame_fit`);
+    /// `Err(Closed)` if the peer is gone.
     pub(crate) async fn send(&self, msg: &Msg) -> Result<()> {
-        let frame = encode_frame(msg, self.max_frame.get())?;
+        let frame = encode_frame_fit(msg, self.max_frame.get())?;
         self.send_frames(frame).await
     }
 
@@ -154,7 +155,7 @@ impl Conn {
     pub(crate) async fn send_all(&self, msgs: &[&Msg]) -> Result<()> {
         let mut frames = Vec::new();
         for msg in msgs {
-            frames.extend(encode_frame(msg, self.max_frame.get())?);
+            frames.extend(encode_frame_fit(msg, self.max_frame.get())?);
         }
         self.send_frames(frames).await
     }

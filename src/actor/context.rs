@@ -41,11 +41,19 @@
 //!   and drained first, bounded by the actor's cancel timeout); so does a local cancellation.
 //!
 //! # Invariants
-//! - **Bounded, never silent.** Each side buffers at most [`STREAM_BUFFER`] unreceived stream
-//!   items per context (control messages are not counted and never dropped). Past it, the
-//!   items are not stored and the next `receive` fails with [`Error::StreamOverrun`], which
-//!   says how many were not delivered; the stream is over from then on. The sender is
-//!   back-pressured by the pipe in the meantime (a full pipe makes `send` wait).
+//! - **Flow control: per-context credit (HTTP/2-style windows), both directions.** Each side's
+//!   sender starts with a window of [`STREAM_BUFFER`] items; every `Yield` it sends takes one,
+//!   and [`MsgStream::send`] *waits* (a cancellation point, checked first) while the window is
+//!   empty. The receiver gives the items back with `Msg::Credit{cid, n}` as its readers take
+//!   them (or a drain discards them), one `Credit` per `STREAM_BUFFER / 2` items, sent before it
+//!   waits for more; so a slow consumer slows its producer, nothing is lost, and a receiver
+//!   never buffers more than `STREAM_BUFFER` items per context. The connection's reader never
+//!   waits for a consumer (a `Credit` is applied in place, an item goes into its context's
+//!   inbox), so a stalled context does not stall the other contexts on the same connection.
+//! - **Bounded, never silent.** A peer that sends past the window it was granted breaks the
+//!   protocol: those items are not stored (control messages are not counted and never
+//!   dropped) and the next `receive` fails with [`Error::StreamOverrun`], which says how many
+//!   were not delivered; the stream is over from then on. An infect peer never does this.
 //! - **One reader per connection.** Frames reach a context only through its inbox, filled by
 //!   the connection's single reader, so items arrive in the order they were sent.
 //! - **Every subscriber ends.** A [`MsgStream::subscribe`] receiver sees every item no reader
@@ -74,18 +82,53 @@ use super::child::CallEntry;
 use super::conn::Conn;
 use super::nursery::{ChildActor, shielded_for};
 
-/// How many unreceived stream items a context buffers, per side, before it reports
-/// [`Error::StreamOverrun`].
+/// The stream window: how many stream items a context's sender may have in flight (sent, not
+/// yet taken by the receiver) at a time, per direction; also the most a receiver ever buffers.
 pub const STREAM_BUFFER: usize = 1024;
 
-/// One call's inbox: the messages the connection's reader routed to it, in order.
+/// The receiver returns credit in batches of this many taken items (half the window), so that a
+/// fast stream costs one `Credit` frame per `GRANT_BATCH` items.
+const GRANT_BATCH: u64 = STREAM_BUFFER as u64 / 2;
+
+/// One call's inbox: the messages the connection's reader routed to it, in order, and the
+/// call's stream credit in both directions.
+///
+/// Credit accounting (see the [module docs](self)): `received <= granted + STREAM_BUFFER` for an
+/// honest peer, and `granted <= consumed`, so the inbox holds at most `STREAM_BUFFER` items.
 pub(crate) struct CallSlot {
     inbox: RefCell<VecDeque<Msg>>,
     pub(crate) waiters: Waiters,
     /// `Yield`s in the inbox.
     yields: Cell<usize>,
-    /// `Yield`s that arrived past [`STREAM_BUFFER`] and were not stored.
+    /// `Yield`s that arrived past the window this side granted (a peer that broke the credit
+    /// rule) and were not stored.
     dropped: Cell<u64>,
+    /// `Yield`s received from the peer (stored or not).
+    received: Cell<u64>,
+    /// `Yield`s taken out of the inbox (received by a reader, or discarded by a drain).
+    consumed: Cell<u64>,
+    /// Credit returned to the peer (or being sent right now), in items.
+    granted: Cell<u64>,
+    /// How many more `Yield`s this side may send.
+    send_credit: Cell<u64>,
+    /// The call's final `Return` or `Error` is in the inbox (or was taken).
+    final_seen: Cell<bool>,
+    /// This side sent `Cancel{cid}` (a `CancelAck` may come).
+    cancel_sent: Cell<bool>,
+    /// The dialog messages the peer sent at most once: `StartAck`, `Started`, `Stop`,
+    /// `CancelAck`, each a bit ([`once_bit`]).
+    seen: Cell<u8>,
+}
+
+/// The bit of a message the peer may send at most once per call (`0` for the others).
+fn once_bit(msg: &Msg) -> u8 {
+    match msg {
+        Msg::StartAck { .. } => 1,
+        Msg::Started { .. } => 2,
+        Msg::Stop { .. } => 4,
+        Msg::CancelAck { .. } => 8,
+        _ => 0,
+    }
 }
 
 impl CallSlot {
@@ -95,30 +138,100 @@ impl CallSlot {
             waiters: Waiters::default(),
             yields: Cell::new(0),
             dropped: Cell::new(0),
+            received: Cell::new(0),
+            consumed: Cell::new(0),
+            granted: Cell::new(0),
+            send_credit: Cell::new(STREAM_BUFFER as u64),
+            final_seen: Cell::new(false),
+            cancel_sent: Cell::new(false),
+            seen: Cell::new(0),
         }
     }
 
-    /// Stores a message for the call and wakes its waiters. A stream item past the buffer (or
-    /// after an overrun) is counted, not stored.
-    pub(crate) fn deliver(&self, msg: Msg) {
-        if matches!(msg, Msg::Yield { .. }) {
-            if self.yields.get() >= STREAM_BUFFER || self.dropped.get() > 0 {
-                self.dropped.set(self.dropped.get() + 1);
-                self.waiters.wake_all();
-                return;
-            }
-            self.yields.set(self.yields.get() + 1);
+    /// Notes that this side sent `Cancel{cid}` for the call.
+    pub(crate) fn note_cancel_sent(&self) {
+        self.cancel_sent.set(true);
+    }
+
+    /// Stores a message for the call and wakes its waiters. A `Credit` adds to this side's
+    /// send window. A message out of the call's dialog is refused (not stored): `Err(why)`, for
+    /// the caller to report. That bounds the inbox: at most [`STREAM_BUFFER`] items and one of
+    /// each control message. A stream item past the window this side granted (or after such an
+    /// overrun) is counted, not stored; the first one is also refused.
+    pub(crate) fn deliver(&self, msg: Msg) -> core::result::Result<(), &'static str> {
+        if self.final_seen.get() {
+            return Err("the call already ended (its Return or Error arrived)");
         }
+        let bit = once_bit(&msg);
+        if bit != 0 && self.seen.get() & bit != 0 {
+            return Err("a second one in the same call");
+        }
+        match msg {
+            Msg::Credit { n, .. } => {
+                self.send_credit.set(self.send_credit.get().saturating_add(u64::from(n)));
+                self.waiters.wake_all();
+                return Ok(());
+            }
+            Msg::CancelAck { .. } if !self.cancel_sent.get() => {
+                return Err("no Cancel was sent for this call");
+            }
+            Msg::Yield { .. } if self.seen.get() & once_bit(&Msg::Stop { cid: 0 }) != 0 => {
+                return Err("a stream item after the peer's Stop");
+            }
+            Msg::Yield { .. } => {
+                let received = self.received.get();
+                self.received.set(received + 1);
+                if received >= self.granted.get() + STREAM_BUFFER as u64 || self.dropped.get() > 0 {
+                    self.dropped.set(self.dropped.get() + 1);
+                    self.waiters.wake_all();
+                    return if self.dropped.get() == 1 { Err("a stream item past the credit window") } else { Ok(()) };
+                }
+                self.yields.set(self.yields.get() + 1);
+            }
+            Msg::Return { .. } | Msg::Error { .. } => self.final_seen.set(true),
+            _ => {}
+        }
+        self.seen.set(self.seen.get() | bit);
         self.inbox.borrow_mut().push_back(msg);
         self.waiters.wake_all();
+        Ok(())
     }
 
     pub(crate) fn pop(&self) -> Option<Msg> {
         let m = self.inbox.borrow_mut().pop_front()?;
         if matches!(m, Msg::Yield { .. }) {
             self.yields.set(self.yields.get() - 1);
+            self.consumed.set(self.consumed.get() + 1);
         }
         Some(m)
+    }
+
+    /// Items taken but not yet returned to the peer as credit.
+    fn owed(&self) -> u64 {
+        self.consumed.get() - self.granted.get()
+    }
+
+    /// The call's final message, if it already arrived (still in the inbox).
+    fn peek_final(&self) -> Option<Msg> {
+        self.inbox.borrow().iter().rev().find(|m| matches!(m, Msg::Return { .. } | Msg::Error { .. })).cloned()
+    }
+}
+
+/// Gives back a credit reservation (granted, or taken for a send) unless the frame went out.
+struct CreditGuard<'a> {
+    cell: &'a Cell<u64>,
+    n: u64,
+    /// `true` for a grant (`granted -= n` on failure), `false` for a send (`credit += n`).
+    grant: bool,
+    sent: bool,
+}
+
+impl Drop for CreditGuard<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            let v = self.cell.get();
+            self.cell.set(if self.grant { v - self.n } else { v + self.n });
+        }
     }
 }
 
@@ -282,6 +395,7 @@ impl Context {
                 if i.outcome.borrow().is_some() || i.cancel_called.replace(true) {
                     return Ok(());
                 }
+                i.slot.note_cancel_sent();
                 let sent = CancelScope::shielded().run(self.send_msg(&Msg::Cancel { cid: Some(i.cid) })).await;
                 match sent {
                     Ok(_) | Err(Error::Closed) => Ok(()),
@@ -325,6 +439,72 @@ impl Context {
             Side::Caller(child) => child.send(msg).await,
             Side::Callee { conn, .. } => conn.send(msg).await,
         }
+    }
+
+    /// Whether enough taken items are owed to the peer for a `Credit` to go out now.
+    fn grant_needed(&self) -> bool {
+        let i = &self.inner;
+        i.slot.owed() >= GRANT_BATCH && !i.peer_stopped.get() && i.outcome.borrow().is_none()
+    }
+
+    /// Returns the credit owed to the peer (one `Credit` for every [`GRANT_BATCH`] items taken),
+    /// before this side waits for more items. A cancellation point; a peer that is gone is no
+    /// error here (the wait that follows reports how the context ended).
+    async fn grant_due(&self) -> Result<()> {
+        if !self.grant_needed() {
+            return Ok(());
+        }
+        let slot = &self.inner.slot;
+        let n = slot.owed().min(u64::from(u32::MAX));
+        // Reserved first, so that two readers of one stream never grant the same items twice.
+        slot.granted.set(slot.granted.get() + n);
+        let mut guard = CreditGuard { cell: &slot.granted, n, grant: true, sent: false };
+        match self.send_msg(&Msg::Credit { cid: self.inner.cid, n: n as u32 }).await {
+            Ok(()) => {
+                guard.sent = true;
+                Ok(())
+            }
+            Err(Error::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes one item of send credit, waiting for the peer's `Credit` when the window is empty
+    /// (a cancellation point, checked first). Fails with the context's end once it is over.
+    async fn take_send_credit(&self, closed: &Cell<bool>) -> Result<()> {
+        let i = &self.inner;
+        poll_fn(|cx| {
+            check_cancel()?;
+            if closed.get() || i.stop_sent.get() {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if let Some(out) = i.outcome.borrow().as_ref() {
+                return Poll::Ready(Err(match out {
+                    Err(e) if !self.absorbs(e) => e.clone(),
+                    _ => Error::Closed,
+                }));
+            }
+            if let Some(Msg::Error { src, boxed_type, message, relay_path, canceller, .. }) = i.slot.peek_final() {
+                let e = ChildActor::remote_error(src, boxed_type, message, relay_path, canceller);
+                return Poll::Ready(Err(if self.absorbs(&e) { Error::Closed } else { e }));
+            }
+            if i.slot.final_seen.get() {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if let Side::Caller(child) = &i.side
+                && let Some(e) = child.closed_error()
+            {
+                return Poll::Ready(Err(e));
+            }
+            let credit = i.slot.send_credit.get();
+            if credit > 0 {
+                i.slot.send_credit.set(credit - 1);
+                return Poll::Ready(Ok(()));
+            }
+            i.slot.waiters.register(cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     /// Whether `e` is a cancellation this side asked for (absorbed, not raised).
@@ -386,31 +566,43 @@ impl Context {
         .await
     }
 
-    /// Caller: the final outcome's bytes, draining (discarding) stream items on the way.
+    /// Caller: the final outcome's bytes, draining (discarding) stream items on the way and
+    /// returning their credit, so that a callee still streaming can finish.
     async fn result_bytes(&self) -> Result<Vec<u8>> {
         let i = &self.inner;
-        poll_fn(|cx| {
-            loop {
-                if let Some(out) = i.outcome.borrow().clone() {
-                    return Poll::Ready(out);
-                }
-                if let Some(msg) = i.slot.pop() {
-                    match msg {
-                        Msg::Stop { .. } => i.peer_stopped.set(true),
-                        m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(m),
-                        _ => {}
+        loop {
+            self.grant_due().await?;
+            let out = poll_fn(|cx| {
+                loop {
+                    if let Some(out) = i.outcome.borrow().clone() {
+                        return Poll::Ready(Some(out));
                     }
-                    continue;
+                    if self.grant_needed() {
+                        return Poll::Ready(None);
+                    }
+                    if let Some(msg) = i.slot.pop() {
+                        match msg {
+                            Msg::Stop { .. } => i.peer_stopped.set(true),
+                            m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(m),
+                            _ => {}
+                        }
+                        continue;
+                    }
+                    if self.note_closed() {
+                        continue;
+                    }
+                    if let Err(e) = check_cancel() {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    i.slot.waiters.register(cx.waker());
+                    return Poll::Pending;
                 }
-                if self.note_closed() {
-                    continue;
-                }
-                check_cancel()?;
-                i.slot.waiters.register(cx.waker());
-                return Poll::Pending;
+            })
+            .await;
+            if let Some(out) = out {
+                return out;
             }
-        })
-        .await
+        }
     }
 
     /// Caller, on leaving `open_context`: the block's value once the context drained, or the
@@ -554,30 +746,27 @@ impl MsgStream {
         &self.ctx
     }
 
-    /// Sends one item to the peer. Waits only for the pipe (back-pressure). Fails with
+    /// Sends one item to the peer. Waits for send credit (the peer's receiver has at most
+    /// [`STREAM_BUFFER`] items in flight from us: a slow receiver slows this sender) and for the
+    /// pipe; both waits are cancellation points, and a cancelled send sends nothing. Fails with
     /// [`Error::Closed`] after the block ended or once the context is over (its error, if it
     /// failed), and with `Error::Wire(FrameTooLarge)` before anything is sent if the item is
     /// over the frame limit.
     pub async fn send<T: Serialize + ?Sized>(&self, item: &T) -> Result<()> {
         let i = &self.ctx.inner;
-        if self.closed.get() || i.stop_sent.get() {
-            return Err(Error::Closed);
-        }
-        if let Some(out) = i.outcome.borrow().as_ref() {
-            return Err(match out {
-                Err(e) if !self.ctx.absorbs(e) => e.clone(),
-                _ => Error::Closed,
-            });
-        }
         let value = encode_payload(item)?;
-        self.ctx.send_msg(&Msg::Yield { cid: i.cid, value }).await
+        self.ctx.take_send_credit(&self.closed).await?;
+        let mut guard = CreditGuard { cell: &i.slot.send_credit, n: 1, grant: false, sent: false };
+        self.ctx.send_msg(&Msg::Yield { cid: i.cid, value }).await?;
+        guard.sent = true;
+        Ok(())
     }
 
     /// Receives the next item: `Ok(Some(item))`, `Ok(None)` once the peer closed its side
     /// (`Stop`) or the context ended normally (or by a cancellation this side asked for), the
     /// context's error otherwise, [`Error::StreamOverrun`] if this side fell too far behind.
     pub async fn receive<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        let bytes = poll_fn(|cx| self.poll_read(PRIMARY, cx)).await?;
+        let bytes = self.read(PRIMARY).await?;
         match bytes {
             Some(b) => Ok(Some(decode_payload(&b)?)),
             None => Ok(None),
@@ -617,6 +806,22 @@ impl MsgStream {
         b.next_id += 1;
         b.subs.push((id, b.pulled));
         BroadcastReceiver { stream: self.clone(), id }
+    }
+
+    /// The next item for `reader`, returning the credit owed to the peer before each wait.
+    async fn read(&self, reader: u64) -> Result<Option<Vec<u8>>> {
+        loop {
+            self.ctx.grant_due().await?;
+            let got = poll_fn(|cx| match self.poll_read(reader, cx) {
+                Poll::Pending if self.ctx.grant_needed() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+            })
+            .await;
+            if let Some(r) = got {
+                return r;
+            }
+        }
     }
 
     fn poll_read(&self, reader: u64, cx: &mut TaskCx<'_>) -> Poll<Result<Option<Vec<u8>>>> {
@@ -684,22 +889,17 @@ impl MsgStream {
 }
 
 fn item_stream<T: DeserializeOwned>(stream: &MsgStream, reader: u64) -> impl futures::Stream<Item = Result<T>> + '_ {
-    let mut done = false;
-    futures::stream::poll_fn(move |cx| {
+    futures::stream::unfold(false, move |done| async move {
         if done {
-            return Poll::Ready(None);
+            return None;
         }
-        match stream.poll_read(reader, cx) {
-            Poll::Ready(Ok(Some(b))) => Poll::Ready(Some(decode_payload(&b).map_err(Error::from))),
-            Poll::Ready(Ok(None)) => {
-                done = true;
-                Poll::Ready(None)
+        match stream.read(reader).await {
+            Ok(Some(b)) => Some((decode_payload(&b).map_err(Error::from), false)),
+            Ok(None) => None,
+            Err(e) => {
+                let done = !matches!(e, Error::Lagged { .. });
+                Some((Err(e), done))
             }
-            Poll::Ready(Err(e)) => {
-                done = !matches!(e, Error::Lagged { .. });
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Pending => Poll::Pending,
         }
     })
 }
@@ -716,7 +916,7 @@ impl BroadcastReceiver {
     /// Receives the next item: like [`MsgStream::receive`], plus [`Error::Lagged`] when this
     /// subscriber fell behind.
     pub async fn receive<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        let bytes = poll_fn(|cx| self.stream.poll_read(self.id, cx)).await?;
+        let bytes = self.stream.read(self.id).await?;
         match bytes {
             Some(b) => Ok(Some(decode_payload(&b)?)),
             None => Ok(None),

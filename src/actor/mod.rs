@@ -33,7 +33,8 @@
 //!                       ◀── StartAck{cid, functype}      (for a plain function: in one write
 //!                       ◀── Return{cid, value} | Error{cid}   with the outcome)
 //!  (a context: StartAck travels with its Started{cid, v}; then Yield{cid}/Stop{cid} either way,
-//!   then Return | Error; see [`context`])
+//!   each receiver returning Credit{cid, n} as it takes items, then Return | Error; see
+//!   [`context`])
 //!  Cancel{cid} ─────────────────────────────────────▶  cancels that call's scope
 //!                       ◀── CancelAck{cid}, then Error{cid, ContextCancelled, canceller: parent}
 //!  Cancel{None} (cancel_actor) ─────────────────────▶  cancels every call (each answers as above),
@@ -60,6 +61,25 @@
 //!   (a call's arguments fail at the caller; a result becomes an error for that call); the
 //!   receiver, whose buffer is `heapless`-bounded, skips an over-limit frame, reports it and
 //!   keeps going.
+//! - **Every request gets an answer.** An error report too big for the frame limit is never
+//!   dropped: it is shortened to fit (kind, source and call id kept, the message cut and
+//!   marked [`CUT_MARKER`](crate::wire::CUT_MARKER); see
+//!   [`encode_frame_fit`](crate::wire::encode_frame_fit)), so that no caller waits forever.
+//! - **Flow control end to end.** A context's stream is credit-based in each direction (see
+//!   [`context`]): a sender has at most [`STREAM_BUFFER`] items in flight and waits for the
+//!   receiver's `Credit`, so a slow consumer slows its producer, across processes, with nothing
+//!   lost and at most `STREAM_BUFFER` items buffered per context; the connection's reader never
+//!   waits for a consumer, so one stalled context does not stall the others.
+//! - **Out-of-dialog messages are refused, never acted on.** The parent accepts one `Aid` (the
+//!   handshake), a `CancelAck{None}` only after its own `Cancel{None}`, per call at most one
+//!   `StartAck`, `Started`, `Stop` and `CancelAck` (this one only after its `Cancel{cid}`), no
+//!   stream item after the peer's `Stop`, nothing after the call's `Return`/`Error`, nothing
+//!   for a call id it never opened, and no `SpawnSpec`/`Start`/`Cancel`/`FrameLimit` from a
+//!   child; the child likewise refuses what a parent may not send. A refused message becomes
+//!   an [`Error::UnexpectedMessage`](crate::Error::UnexpectedMessage), recorded
+//!   ([`Portal::protocol_errors`], a bounded window of [`RECENT_ERRORS`]) and reported to the
+//!   peer as an actor-wide `Msg::Error`. This also bounds what a peer can make a call's inbox
+//!   hold. (Late traffic for a call this side already gave up on is dropped silently.)
 //! - **Errors cross processes by kind.** An endpoint's error travels as `Msg::Error` with its
 //!   [`Error::kind`](crate::Error::kind) as `boxed_type`; the caller gets
 //!   [`Error::RemoteActor`](crate::Error::RemoteActor) (or
@@ -122,7 +142,7 @@ use std::time::Duration;
 pub use crate::error::RemoteActorError;
 pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
 pub use endpoints::Endpoints;
-pub use nursery::{ActorNursery, ActorOpts, Portal, open_nursery};
+pub use nursery::{ActorNursery, ActorOpts, Portal, RECENT_ERRORS, open_nursery};
 pub use runtime::{RootOpts, main, main_with};
 
 use crate::wire::Aid;

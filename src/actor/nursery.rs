@@ -4,8 +4,10 @@
 //! Per child, three internal tasks of the nursery, each in a shielded scope (they must outlive
 //! any cancellation of the block, to reap the child):
 //! - the **reader** owns the pipe from the child: it decodes frames and routes them by call id
-//!   into the waiting calls' inboxes; it reports a bad frame back to the child and records it
-//!   ([`Portal::wire_errors`]); it ends at end-of-file.
+//!   into the waiting calls' inboxes; it records a bad frame ([`Portal::wire_errors`]: counts
+//!   and a bounded window of the [`RECENT_ERRORS`] most recent, likewise the actor's own
+//!   reports) and reports the first ones back to the child; it ends at end-of-file. It never
+//!   waits for a consumer (see the flow-control rule in [`context`](super::context)).
 //! - the **supervisor** waits on the child's pidfd, on a teardown request, or on end-of-file;
 //!   then climbs the ladder (graceful `Cancel{None}` → `SIGTERM` → `SIGKILL`, each rung
 //!   bounded), reaps, and *closes* the child: every call still waiting on it ends with
@@ -165,6 +167,44 @@ impl ActorOpts {
     }
 }
 
+/// How many of the most recent errors a [`Portal`] keeps of each kind (the damaged frames
+/// received, the errors the actor reported, the messages refused as out of the dialog); older
+/// ones are only counted. The actor is also told about the first `RECENT_ERRORS` damaged frames
+/// it sent (each as one `Msg::Error`); later ones are only counted, so a flooding peer costs
+/// this process a bounded amount of memory and of writing, however long it floods.
+pub const RECENT_ERRORS: usize = 64;
+
+/// A count of errors and the [`RECENT_ERRORS`] most recent of them, oldest first.
+pub(crate) struct ErrorLog<T> {
+    total: Cell<u64>,
+    recent: RefCell<std::collections::VecDeque<T>>,
+}
+
+impl<T: Clone> ErrorLog<T> {
+    fn new() -> ErrorLog<T> {
+        ErrorLog { total: Cell::new(0), recent: RefCell::new(std::collections::VecDeque::new()) }
+    }
+
+    /// Records `e`; returns how many have been recorded, this one included.
+    fn push(&self, e: T) -> u64 {
+        let mut recent = self.recent.borrow_mut();
+        if recent.len() == RECENT_ERRORS {
+            recent.pop_front();
+        }
+        recent.push_back(e);
+        self.total.set(self.total.get() + 1);
+        self.total.get()
+    }
+
+    fn recent(&self) -> Vec<T> {
+        self.recent.borrow().iter().cloned().collect()
+    }
+
+    fn total(&self) -> u64 {
+        self.total.get()
+    }
+}
+
 /// The smallest frame limit [`ActorOpts::max_frame`] accepts, delimiter included.
 pub(crate) const MIN_FRAME: usize = 256;
 
@@ -190,8 +230,12 @@ pub(crate) struct ChildActor {
     closed: RefCell<Option<Error>>,
     graceful: Cell<bool>,
     reaped: Event,
-    wire_errors: RefCell<Vec<WireError>>,
-    peer_errors: RefCell<Vec<Error>>,
+    wire_errors: ErrorLog<WireError>,
+    peer_errors: ErrorLog<Error>,
+    /// Messages refused as out of the dialog ([`Error::UnexpectedMessage`]).
+    protocol_errors: ErrorLog<Error>,
+    /// The supervisor sent `Cancel{None}` (a `CancelAck{None}` may come).
+    cancel_sent: Cell<bool>,
     /// `run_in_actor` only: the outcome of the one call.
     one_shot: Cell<bool>,
     result: RefCell<Option<Result<Vec<u8>>>>,
@@ -265,32 +309,61 @@ impl ChildActor {
         self.cancel_timeout
     }
 
-    /// Routes one decoded item from the child.
+    /// Routes one decoded item from the child. A message out of the dialog is refused: recorded
+    /// ([`Portal::protocol_errors`]) and reported to the child, never acted on.
     async fn dispatch(&self, item: core::result::Result<Msg, WireError>) {
         match item {
-            Ok(Msg::Aid(aid)) => {
+            Ok(Msg::Aid(aid)) if self.aid.borrow().is_none() => {
                 *self.aid.borrow_mut() = Some(aid);
                 self.wake_state();
             }
-            Ok(Msg::CancelAck { cid: None }) => {
+            Ok(m @ Msg::Aid(_)) => self.refuse(&m, "the handshake is over: an actor's identity does not change").await,
+            Ok(Msg::CancelAck { cid: None }) if self.cancel_sent.get() && !self.cancel_acked.get() => {
                 self.cancel_acked.set(true);
                 self.wake_state();
             }
+            Ok(m @ Msg::CancelAck { cid: None }) => {
+                self.refuse(&m, "no Cancel{None} was sent to this actor, or it was already acknowledged").await
+            }
             Ok(Msg::Error { cid: None, src, boxed_type, message, relay_path, canceller }) => {
                 let e = ChildActor::remote_error(src, boxed_type, message, relay_path, canceller);
-                self.peer_errors.borrow_mut().push(e);
+                self.peer_errors.push(e);
+            }
+            Ok(m @ (Msg::SpawnSpec(_) | Msg::Start { .. } | Msg::Cancel { .. } | Msg::FrameLimit { .. })) => {
+                self.refuse(&m, "a child does not send this to its parent").await;
             }
             Ok(msg) => {
-                let slot = msg.cid().and_then(|cid| self.calls.borrow().get(&cid).cloned());
-                if let Some(slot) = slot {
-                    slot.deliver(msg);
+                let Some(cid) = msg.cid() else { return };
+                if cid >= self.next_cid.get() {
+                    return self.refuse(&msg, "no call with this id was opened").await;
+                }
+                // A call that ended here already: late traffic of a call we gave up on.
+                let Some(slot) = self.calls.borrow().get(&cid).cloned() else { return };
+                let name = msg.name();
+                if let Err(why) = slot.deliver(msg) {
+                    self.refuse_named(name, Some(cid), why).await;
                 }
             }
             Err(w) => {
                 let report = super::child::error_msg(None, &Error::Wire(w.clone()), &self.me);
-                self.wire_errors.borrow_mut().push(w);
-                let _ = self.send(&report).await;
+                if self.wire_errors.push(w) <= RECENT_ERRORS as u64 {
+                    let _ = self.send(&report).await;
+                }
             }
+        }
+    }
+
+    async fn refuse(&self, msg: &Msg, why: &str) {
+        self.refuse_named(msg.name(), msg.cid(), why).await;
+    }
+
+    /// Records a refused message and tells the child (the first [`RECENT_ERRORS`] times).
+    async fn refuse_named(&self, name: &str, cid: Option<Cid>, why: &str) {
+        let call = cid.map_or_else(String::new, |c| format!(" (call {c})"));
+        let e = Error::UnexpectedMessage { peer: self.name.clone(), msg: name.to_owned(), why: format!("{why}{call}") };
+        let report = super::child::error_msg(None, &e, &self.me);
+        if self.protocol_errors.push(e) <= RECENT_ERRORS as u64 {
+            let _ = self.send(&report).await;
         }
     }
 
@@ -354,6 +427,7 @@ impl ChildActor {
                     // not outlive us.
                     let d = self.cancel_timeout;
                     let _ = shielded_for(d, async {
+                        slot.note_cancel_sent();
                         self.send(&Msg::Cancel { cid: Some(cid) }).await?;
                         loop {
                             match self.next_msg(slot, true).await? {
@@ -406,7 +480,7 @@ async fn reader(child: Rc<ChildActor>) {
         drained = got < buf.len();
         if got == 0 {
             if let Some(w) = decoder.finish() {
-                child.wire_errors.borrow_mut().push(w);
+                child.wire_errors.push(w);
             }
             child.eof.set(true);
             child.wake_state();
@@ -445,6 +519,7 @@ async fn supervise(child: Rc<ChildActor>) {
         // Rung 1: graceful (or, after end-of-file, just a bounded wait for the exit).
         let graceful = guest::move_on_after(child.cancel_timeout, async {
             if !child.eof.get() {
+                child.cancel_sent.set(true);
                 let _ = child.send(&Msg::Cancel { cid: None }).await;
             }
             child.exited().await
@@ -649,16 +724,40 @@ impl Portal {
         self.child.aid.borrow().clone()
     }
 
-    /// The damaged frames received from this actor so far (skipped; each was reported back to
-    /// it), in order.
+    /// The damaged frames received from this actor (skipped): the [`RECENT_ERRORS`] most
+    /// recent, oldest first; [`wire_error_count`](Self::wire_error_count) counts them all. The
+    /// first `RECENT_ERRORS` were reported back to it.
     pub fn wire_errors(&self) -> Vec<WireError> {
-        self.child.wire_errors.borrow().clone()
+        self.child.wire_errors.recent()
+    }
+
+    /// How many damaged frames were received from this actor in all.
+    pub fn wire_error_count(&self) -> u64 {
+        self.child.wire_errors.total()
     }
 
     /// The actor-wide errors it reported (`Msg::Error` without a call: a frame of ours it could
-    /// not decode, say), in order.
+    /// not decode, say): the [`RECENT_ERRORS`] most recent, oldest first.
     pub fn peer_errors(&self) -> Vec<Error> {
-        self.child.peer_errors.borrow().clone()
+        self.child.peer_errors.recent()
+    }
+
+    /// How many actor-wide errors it reported in all.
+    pub fn peer_error_count(&self) -> u64 {
+        self.child.peer_errors.total()
+    }
+
+    /// The messages from this actor that were refused as out of the dialog, each an
+    /// [`Error::UnexpectedMessage`] (a second `Aid`, a `CancelAck` nobody asked for, ...): the
+    /// [`RECENT_ERRORS`] most recent, oldest first. Each was reported to the actor (the first
+    /// `RECENT_ERRORS`) and otherwise ignored.
+    pub fn protocol_errors(&self) -> Vec<Error> {
+        self.child.protocol_errors.recent()
+    }
+
+    /// How many messages from this actor were refused in all.
+    pub fn protocol_error_count(&self) -> u64 {
+        self.child.protocol_errors.total()
     }
 }
 
@@ -816,8 +915,10 @@ impl ActorNursery {
             closed: RefCell::new(None),
             graceful: Cell::new(false),
             reaped: Event::new(),
-            wire_errors: RefCell::new(Vec::new()),
-            peer_errors: RefCell::new(Vec::new()),
+            wire_errors: ErrorLog::new(),
+            peer_errors: ErrorLog::new(),
+            protocol_errors: ErrorLog::new(),
+            cancel_sent: Cell::new(false),
             one_shot: Cell::new(false),
             result: RefCell::new(None),
             result_ready: Event::new(),

@@ -25,6 +25,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -62,6 +63,110 @@ pub fn encode_frame(msg: &Msg, max: usize) -> Result<Vec<u8>, WireError> {
         return Err(WireError::FrameTooLarge { size: frame.len(), max });
     }
     Ok(frame)
+}
+
+/// The marker that ends a message [`encode_frame_fit`] had to cut.
+pub const CUT_MARKER: &str = "… [cut to fit the frame limit]";
+
+/// Like [`encode_frame`], but an [`Msg::Error`] that does not fit in `max` is *shortened* until it
+/// does, never refused, so that every request gets its answer. Everything else is refused as
+/// `encode_frame` refuses it.
+///
+/// The shortening keeps the call id, the kind (`boxed_type`), the source actor's pid, and as
+/// much of the rest as fits: first only the message is cut (to the longest prefix that fits,
+/// on a character boundary, ending with [`CUT_MARKER`]); if that is not enough, the other text
+/// fields (source name and uuid, kind, canceller, each relay hop, which keeps its last hops)
+/// are cut to 64 bytes and then to 16 (each ending with `…`). Any limit of at least 256 bytes
+/// (the smallest an actor accepts) fits the result.
+///
+/// ```
+/// use infect::wire::{encode_frame_fit, Aid, FrameDecoder, Msg, CUT_MARKER};
+///
+/// let err = Msg::Error {
+///     cid: Some(1),
+///     src: Aid { name: "worker".into(), uuid: "u".into(), pid: 7 },
+///     boxed_type: "ValueError".into(),
+///     message: "x".repeat(1000),
+///     relay_path: vec![],
+///     canceller: None,
+/// };
+/// let frame = encode_frame_fit(&err, 256)?;
+/// assert!(frame.len() <= 256);
+/// let mut decoder = FrameDecoder::<256>::new();
+/// decoder.push(&frame);
+/// let Some(Ok(Msg::Error { boxed_type, message, .. })) = decoder.next() else { panic!() };
+/// assert_eq!(boxed_type, "ValueError");
+/// assert!(message.starts_with("xxx") && message.ends_with(CUT_MARKER));
+/// # Ok::<(), infect::wire::WireError>(())
+/// ```
+pub fn encode_frame_fit(msg: &Msg, max: usize) -> Result<Vec<u8>, WireError> {
+    let refused = match encode_frame(msg, max) {
+        Err(e @ WireError::FrameTooLarge { .. }) if matches!(msg, Msg::Error { .. }) => e,
+        other => return other,
+    };
+    let Msg::Error { cid, src, boxed_type, message, relay_path, canceller } = msg else { return Err(refused) };
+    for cap in [usize::MAX, 64, 16] {
+        let mut src = src.clone();
+        cut(&mut src.name, cap);
+        cut(&mut src.uuid, cap);
+        let mut boxed_type = boxed_type.clone();
+        cut(&mut boxed_type, cap);
+        let mut canceller = canceller.clone();
+        if let Some(c) = canceller.as_mut() {
+            cut(c, cap);
+        }
+        let keep = if cap == usize::MAX { relay_path.len() } else { cap / 16 };
+        let mut relay_path: Vec<String> = relay_path[relay_path.len().saturating_sub(keep)..].to_vec();
+        for hop in &mut relay_path {
+            cut(hop, cap);
+        }
+        let with = |message: String| Msg::Error {
+            cid: *cid,
+            src: src.clone(),
+            boxed_type: boxed_type.clone(),
+            message,
+            relay_path: relay_path.clone(),
+            canceller: canceller.clone(),
+        };
+        let cut_at = |n: usize| {
+            let mut m = String::from(&message[..floor_char_boundary(message, n)]);
+            m.push_str(CUT_MARKER);
+            m
+        };
+        if encode_frame(&with(cut_at(0)), max).is_err() {
+            continue;
+        }
+        // The longest prefix that fits: `lo` fits, `hi` does not.
+        let (mut lo, mut hi) = (0, message.len());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if encode_frame(&with(cut_at(mid)), max).is_ok() {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        return encode_frame(&with(cut_at(lo)), max);
+    }
+    Err(refused)
+}
+
+/// Cuts `s` to at most `cap` bytes (on a character boundary), ending with `…`, if it is longer.
+fn cut(s: &mut String, cap: usize) {
+    if s.len() > cap {
+        let keep = floor_char_boundary(s, cap.saturating_sub('…'.len_utf8()));
+        s.truncate(keep);
+        s.push('…');
+    }
+}
+
+/// The largest character boundary of `s` at or below `n`.
+fn floor_char_boundary(s: &str, n: usize) -> usize {
+    let mut n = n.min(s.len());
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
 }
 
 /// A streaming frame decoder: push bytes in chunks of any size, take the messages out in order.

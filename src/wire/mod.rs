@@ -13,7 +13,9 @@
 //!    runtime limit within its capacity, [`FrameDecoder::with_limit`]).
 //! 3. **Nothing over the limit is sent.** [`encode_frame`] refuses such a message with
 //!    [`WireError::FrameTooLarge`]` { size, max }` (the exact size) and returns no bytes, so not
-//!    a byte of it is written and the stream stays in sync.
+//!    a byte of it is written and the stream stays in sync. The one exception is an error
+//!    report ([`Msg::Error`]): [`encode_frame_fit`] shortens it until it fits (kind and source
+//!    kept, the message cut and marked [`CUT_MARKER`]), so that no request goes unanswered.
 //! 4. **The receiver's memory is bounded.** A [`FrameDecoder<MAX>`](FrameDecoder) keeps at most
 //!    `MAX - 1` bytes of a frame in one fixed-capacity `heapless` buffer; a frame that outgrows
 //!    it is dropped byte by byte (only counted) up to its delimiter.
@@ -37,6 +39,14 @@
 //! postcard bytes made by [`encode_payload`] and read back by [`decode_payload`], which insists
 //! that every byte is used, so that a caller and a callee that disagree on a type get a
 //! [`WireError::Decode`] naming the expected type rather than a silently wrong value.
+//!
+//! # Flow control
+//!
+//! The protocol carries its own back-pressure, per call, in each direction: a context's sender
+//! may have a window of items (`Yield`s) in flight (the actor layer's `STREAM_BUFFER`) without
+//! a grant, and the receiver returns [`Msg::Credit`]` { cid, n }` as it takes items. The pipe is
+//! not the back-pressure: a receiver reads its pipe eagerly, so that one slow call cannot stall
+//! the others on it. A `Yield` past the window is a protocol error for its call.
 //!
 //! # Example
 //!
@@ -65,5 +75,5 @@ mod frame;
 mod msg;
 
 pub use error::{Malformed, WireError};
-pub use frame::{DEFAULT_MAX_FRAME, FrameDecoder, encode_frame};
+pub use frame::{CUT_MARKER, DEFAULT_MAX_FRAME, FrameDecoder, encode_frame, encode_frame_fit};
 pub use msg::{Aid, Cid, FuncKind, Msg, SpawnSpec, decode_payload, encode_payload};

@@ -91,6 +91,7 @@ pub enum FuncKind {
 ///             ◀─────────────────────────── StartAck{cid, functype}   or Error{cid}
 ///             ◀─────────────────────────── Started{cid, value}       (Context only)
 ///   Yield{cid, value} ◀──────────────────▶ Yield{cid, value}         (Context only)
+///   Credit{cid, n}    ◀──────────────────▶ Credit{cid, n}            (the receiver took n items)
 ///   Stop{cid}         ◀──────────────────▶ Stop{cid}                 (Context only)
 ///             ◀─────────────────────────── Return{cid, value}   or Error{cid}
 ///   Cancel{cid} ─────────────────────────▶
@@ -214,9 +215,46 @@ pub enum Msg {
         /// The frame limit, delimiter included (at most `DEFAULT_MAX_FRAME`).
         max: u32,
     },
+    /// Flow control (sent by either side of a context): the receiver of call `cid`'s stream has
+    /// taken `n` more items, so the sender may send `n` more `Yield`s. Each side starts with a
+    /// window of `STREAM_BUFFER` items it may send without any grant; every `Yield` takes one,
+    /// every `Credit` gives `n` back. A `Yield` past the window is a protocol error for that
+    /// context (`StreamOverrun` at the receiver), so a receiver never buffers more than the
+    /// window, whatever the peer does.
+    Credit {
+        /// The call.
+        cid: Cid,
+        /// How many more items the sender may send.
+        n: u32,
+    },
 }
 
 impl Msg {
+    /// The variant's name, for reports (`"Yield"`, `"CancelAck"`, ...).
+    ///
+    /// ```
+    /// use infect::wire::Msg;
+    ///
+    /// assert_eq!(Msg::Stop { cid: 9 }.name(), "Stop");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            Msg::Aid(_) => "Aid",
+            Msg::SpawnSpec(_) => "SpawnSpec",
+            Msg::Start { .. } => "Start",
+            Msg::StartAck { .. } => "StartAck",
+            Msg::Started { .. } => "Started",
+            Msg::Yield { .. } => "Yield",
+            Msg::Stop { .. } => "Stop",
+            Msg::Return { .. } => "Return",
+            Msg::CancelAck { .. } => "CancelAck",
+            Msg::Error { .. } => "Error",
+            Msg::Cancel { .. } => "Cancel",
+            Msg::FrameLimit { .. } => "FrameLimit",
+            Msg::Credit { .. } => "Credit",
+        }
+    }
+
     /// The call this message belongs to: `None` for the handshake messages and for the
     /// actor-wide `Cancel`, `CancelAck` and `Error`.
     ///
@@ -234,7 +272,8 @@ impl Msg {
             | Msg::Started { cid, .. }
             | Msg::Yield { cid, .. }
             | Msg::Stop { cid }
-            | Msg::Return { cid, .. } => Some(*cid),
+            | Msg::Return { cid, .. }
+            | Msg::Credit { cid, .. } => Some(*cid),
             Msg::CancelAck { cid } | Msg::Error { cid, .. } | Msg::Cancel { cid } => *cid,
         }
     }
