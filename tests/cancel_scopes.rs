@@ -669,7 +669,7 @@ fn fail_after_reports_too_slow_for_a_foreign_future_at_its_deadline() {
 }
 
 #[test]
-// A real thread and the monotonic clock: fine under Miri, but slow there.
+// Miri: parks in poll(2) (the monotonic clock), which Miri cannot run.
 #[cfg_attr(miri, ignore)]
 fn a_foreign_future_under_a_real_deadline_ends_on_time() {
     // The foreign future would complete after 400 ms (woken from another thread); the 20 ms

@@ -52,6 +52,8 @@ fn run_returns_the_error_of_main() {
 }
 
 #[test]
+// Miri: the monotonic clock parks the loop in poll(2), which Miri cannot run.
+#[cfg_attr(miri, ignore)]
 fn run_on_the_monotonic_clock_really_sleeps() {
     let wall = std::time::Instant::now();
     let r = guest::run(async {

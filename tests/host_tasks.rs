@@ -332,6 +332,8 @@ fn the_remote_handle_is_send_and_sync() {
 }
 
 #[test]
+// Miri: the loop parks in poll(2) until the other thread's wake, which Miri cannot run.
+#[cfg_attr(miri, ignore)]
 fn call_soon_threadsafe_from_another_thread_wakes_a_parked_loop() {
     // Monotonic clock, no timers, no fds: the loop parks with no timeout; only the wake fd can
     // get it going again.
