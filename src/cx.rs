@@ -1,4 +1,6 @@
-//! The current-context slots: which host task and which guest run the thread is polling.
+//! The current-context slots: which host task and which guest run the thread is polling, and
+//! the thread's park count (how a cancelled guest scope tells a body that waits at infect's
+//! awaits from one blocked in foreign futures; see the guest module's cancellation rule).
 //!
 //! Free functions such as `guest::sleep` and `host::sleep` find their loop here, the way trio
 //! and asyncio find the running loop. With `std` each slot is a thread-local. Without `std`
