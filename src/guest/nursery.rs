@@ -76,7 +76,7 @@ impl core::fmt::Debug for Nursery {
     }
 }
 
-/// Opens a nursery around `body`; see the [module docs](self) for the rules.
+/// Opens a nursery around `body`; see the [`guest`](crate::guest) module docs for the rules.
 ///
 /// `Ok(Some(v))`: the block returned `v` and nothing failed. `Ok(None)`: the nursery's own
 /// cancellation ([`Nursery::cancel`], or its scope's deadline) interrupted the block; the nursery

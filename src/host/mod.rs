@@ -1,7 +1,7 @@
 //! The host executor: asyncio's role, built on `async-task`.
 //!
 //! # Who touches what
-//! - [`Shared`] is the only part another thread may touch: the job queue (a `ConcurrentQueue`,
+//! - `Shared` is the only part another thread may touch: the job queue (a `ConcurrentQueue`,
 //!   which is also the local run queue, so run order is wake order), the `sleeping` flag, the
 //!   reactor's [`Notifier`](crate::reactor::Notifier), and the guest's timer requests. Task
 //!   wakers and [`Remote::call_soon_threadsafe`] push jobs there; a push wakes the reactor only
@@ -37,7 +37,7 @@
 //! caught behave as outside that task.
 //!
 //! Dropping the [`Host`] abandons a guest run that has not finished
-//! ([`Error::GuestRunAbandoned`](crate::Error::GuestRunAbandoned) to its `done`), then wakes and
+//! ([`Error::GuestRunAbandoned`] to its `done`), then wakes and
 //! drops every task: nothing outlives the executor.
 
 use alloc::boxed::Box;
