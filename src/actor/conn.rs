@@ -160,6 +160,13 @@ impl Conn {
         self.send_frames(frames).await
     }
 
+    /// Writes `bytes` as they are, under the write lock like a frame (the hostile-peer fuzz
+    /// target's fake child writes whatever it likes this way).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) async fn send_raw(&self, bytes: Vec<u8>) -> Result<()> {
+        self.send_frames(bytes).await
+    }
+
     async fn send_frames(&self, frame: Vec<u8>) -> Result<()> {
         let _lock = self.lock().await?;
         let mut torn = TornGuard { conn: self, torn: false };

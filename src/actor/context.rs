@@ -206,6 +206,12 @@ impl CallSlot {
         Some(m)
     }
 
+    /// How many messages wait in the inbox.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn len(&self) -> usize {
+        self.inbox.borrow().len()
+    }
+
     /// Items taken but not yet returned to the peer as credit.
     fn owed(&self) -> u64 {
         self.consumed.get() - self.granted.get()

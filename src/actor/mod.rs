@@ -126,7 +126,7 @@
 //! ```
 
 mod child;
-mod conn;
+pub(crate) mod conn;
 pub mod context;
 mod endpoints;
 mod nursery;
@@ -280,6 +280,30 @@ impl Actor {
             None => Ok(()),
         }
     }
+}
+
+/// Runs `root` as a root actor named `name` on a standalone guest run, without the signal
+/// watcher or any process-wide set-up: the hostile-peer fuzz target's parent.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn run_bare_root<T: 'static>(
+    name: &str,
+    root: impl std::future::Future<Output = crate::Result<T>> + 'static,
+) -> crate::Result<T> {
+    let actor = Rc::new(ActorInner {
+        aid: Aid { name: name.to_owned(), uuid: format!("{name}-uuid"), pid: std::process::id() },
+        infected: false,
+        parent: None,
+        enabled: Vec::new(),
+        endpoints: Endpoints::new(),
+        teardown: Default::default(),
+        parent_conn: Default::default(),
+    });
+    set_current(Some(actor));
+    // On our host rather than `guest::run`'s standalone driver, which leaks a descriptor per run
+    // (issue 9, item 2): a fuzzer runs this hundreds of thousands of times in one process.
+    let r = crate::host::Host::new().and_then(|h| h.run_guest(root));
+    set_current(None);
+    r
 }
 
 /// Test hooks (hidden): reaping orphans of a killed sub-root.

@@ -755,6 +755,12 @@ impl Portal {
         self.child.protocol_errors.recent()
     }
 
+    /// The fuzz target's memory check: the most messages any open call of this actor holds.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn largest_inbox(&self) -> usize {
+        self.child.calls.borrow().values().map(|s| s.len()).max().unwrap_or(0)
+    }
+
     /// How many messages from this actor were refused in all.
     pub fn protocol_error_count(&self) -> u64 {
         self.child.protocol_errors.total()
@@ -897,6 +903,35 @@ impl ActorNursery {
                 return Err(e);
             }
         };
+        let child = self.new_child(name, conn, proc, pid, opts);
+        // The reader and the supervisor are shielded: they must outlive any cancellation of the
+        // nursery, so that the child is always read to the end and always reaped.
+        an.n.start_soon(shielded(reader(child.clone())))?;
+        an.n.start_soon(shielded(supervise(child.clone())))?;
+
+        let spec = SpawnSpec {
+            parent: an.me.aid.clone(),
+            name: name.to_owned(),
+            enable_modules: opts.enable_modules.clone(),
+            infect_host: opts.infect_host,
+        };
+        let spec = Msg::SpawnSpec(spec);
+        let sent = if opts.max_frame == DEFAULT_MAX_FRAME {
+            child.send(&spec).await
+        } else {
+            // In one write: the child applies the limit before it reads anything else.
+            let limit = Msg::FrameLimit { max: opts.max_frame as u32 };
+            child.conn.send_all(&[&spec, &limit]).await
+        };
+        match sent {
+            Ok(()) | Err(Error::Closed) => Ok(child),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The parent's record of a child on `conn`, listed in this nursery.
+    fn new_child(&self, name: &str, conn: Conn, proc: Rc<RefCell<Proc>>, pid: u32, opts: &ActorOpts) -> Rc<ChildActor> {
+        let an = &self.inner;
         let child = Rc::new(ChildActor {
             name: name.to_owned(),
             me: an.me.clone(),
@@ -924,29 +959,41 @@ impl ActorNursery {
             result_ready: Event::new(),
         });
         an.children.borrow_mut().push(child.clone());
-        // The reader and the supervisor are shielded: they must outlive any cancellation of the
-        // nursery, so that the child is always read to the end and always reaped.
-        an.n.start_soon(shielded(reader(child.clone())))?;
-        an.n.start_soon(shielded(supervise(child.clone())))?;
+        child
+    }
 
-        let spec = SpawnSpec {
-            parent: an.me.aid.clone(),
-            name: name.to_owned(),
-            enable_modules: opts.enable_modules.clone(),
-            infect_host: opts.infect_host,
-        };
-        let spec = Msg::SpawnSpec(spec);
-        let sent = if opts.max_frame == DEFAULT_MAX_FRAME {
-            child.send(&spec).await
-        } else {
-            // In one write: the child applies the limit before it reads anything else.
-            let limit = Msg::FrameLimit { max: opts.max_frame as u32 };
-            child.conn.send_all(&[&spec, &limit]).await
-        };
-        match sent {
-            Ok(()) | Err(Error::Closed) => Ok(child),
-            Err(e) => Err(e),
-        }
+    /// The hostile-peer fuzz target's entry: adopts a peer speaking on `rx`/`tx` as child
+    /// `aid.name`, handshake taken as done (so any `Aid` it sends is a second one). No process:
+    /// a stand-in supervisor "reaps" it at end-of-file on `rx`, closing every call with
+    /// [`Error::ActorDied`], as the real one does after a child's exit.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn adopt_peer(
+        &self,
+        aid: Aid,
+        rx: std::os::fd::OwnedFd,
+        tx: std::os::fd::OwnedFd,
+        max_frame: usize,
+    ) -> Result<Portal> {
+        let opts = ActorOpts::new().max_frame(max_frame);
+        let conn = Conn::new(rx, tx, reactor()?, opts.max_frame)?;
+        let proc = Rc::new(RefCell::new(Proc::detached()?));
+        let child = self.new_child(&aid.name.clone(), conn, proc, 0, &opts);
+        *child.aid.borrow_mut() = Some(aid);
+        self.inner.n.start_soon(shielded(reader(child.clone())))?;
+        let c = child.clone();
+        self.inner.n.start_soon(shielded(async move {
+            let _ = poll_fn(|cx| {
+                if c.eof.get() {
+                    return Poll::Ready(());
+                }
+                c.register_state(cx.waker());
+                Poll::Pending
+            })
+            .await;
+            c.close(Error::ActorDied { actor: c.name.clone(), code: Some(0), signal: None });
+            c.reaped.set();
+        }))?;
+        Ok(Portal { child })
     }
 
     /// Starts a one-shot actor running `ns.func(args)` (tractor's `run_in_actor`): its portal's

@@ -105,6 +105,14 @@ pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, Ow
 }
 
 impl Proc {
+    /// A stand-in for a peer that is no process of ours (the hostile-peer fuzz target drives a
+    /// parent over a pipe pair in one process): already "reaped", nothing to signal or wait for.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn detached() -> Result<Proc> {
+        let null = std::fs::File::open("/dev/null").map_err(|e| os_err("open /dev/null", e))?;
+        Ok(Proc { pid: 0, pidfd: null.into(), status: Some(ExitStatus::from_raw(0)) })
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
