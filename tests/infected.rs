@@ -303,6 +303,16 @@ async fn consume_slowly(ctx: Context, (n, pauses): (u64, Vec<u64>)) -> Result<u6
     .await
 }
 
+/// Opens its stream, reads nothing, and fails after 200 ms.
+async fn refuse_stream(ctx: Context, _: ()) -> Result<()> {
+    ctx.started(&()).await?;
+    ctx.open_stream(async |_stream| {
+        guest::sleep(Duration::from_millis(200)).await?;
+        Err::<(), _>(value_error("not reading"))
+    })
+    .await
+}
+
 fn endpoints() -> Endpoints {
     Endpoints::new()
         .function(NS, "run_task_fails", run_task_fails)
@@ -323,6 +333,7 @@ fn endpoints() -> Endpoints {
         .context(NS, "stream_counted", stream_counted)
         .function(NS, "sent_count", sent_count)
         .context(NS, "consume_slowly", consume_slowly)
+        .context(NS, "refuse_stream", refuse_stream)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -984,6 +995,33 @@ async fn slow_context_does_not_stall_its_neighbour() -> Check {
     Ok(())
 }
 
+/// A sender blocked on credit ends with the context's error when the receiver fails: it sent
+/// exactly one window, then `send` returns the remote error (it used to send everything into a
+/// receiver that dropped it).
+async fn blocked_sender_gets_the_receivers_error() -> Check {
+    let sent = std::cell::Cell::new(0u64);
+    let r: Result<Result<()>> = actor::open_nursery(async |an| {
+        let p = an.start_actor("refuser", aio()).await?;
+        let out = p
+            .open_context(NS, "refuse_stream", &(), async |ctx, ()| {
+                ctx.open_stream(async |stream| {
+                    for i in 0..10_000u64 {
+                        stream.send(&i).await?;
+                        sent.set(sent.get() + 1);
+                    }
+                    Ok(())
+                })
+                .await
+            })
+            .await;
+        Ok(out)
+    })
+    .await;
+    let out = r.map_err(dbg)?;
+    ensure!(sent.get() == W, "sent {} items", sent.get());
+    is_remote(&out.err().ok_or("the context returned")?, "ValueError", "refuser")
+}
+
 /// The other direction: the parent streams 1M items to a child that stops consuming three
 /// times and says so; at each stop the parent's sender is blocked at the window.
 async fn backpressure_parent_to_child() -> Check {
@@ -1102,6 +1140,7 @@ async fn run_all() -> Result<(usize, usize)> {
         backpressure_slow_consumer,
         slow_context_does_not_stall_its_neighbour,
         backpressure_parent_to_child,
+        blocked_sender_gets_the_receivers_error,
         infected_root_echo,
     ];
     Ok(common_proc::run_cases(all, Duration::from_secs(20)).await)

@@ -490,12 +490,15 @@ impl Context {
                     _ => Error::Closed,
                 }));
             }
-            if let Some(Msg::Error { src, boxed_type, message, relay_path, canceller, .. }) = i.slot.peek_final() {
-                let e = ChildActor::remote_error(src, boxed_type, message, relay_path, canceller);
-                return Poll::Ready(Err(if self.absorbs(&e) { Error::Closed } else { e }));
-            }
+            // The call's end arrived but no reader took it yet: it ends the sending too.
             if i.slot.final_seen.get() {
-                return Poll::Ready(Err(Error::Closed));
+                return Poll::Ready(Err(match i.slot.peek_final() {
+                    Some(Msg::Error { src, boxed_type, message, relay_path, canceller, .. }) => {
+                        let e = ChildActor::remote_error(src, boxed_type, message, relay_path, canceller);
+                        if self.absorbs(&e) { Error::Closed } else { e }
+                    }
+                    _ => Error::Closed,
+                }));
             }
             if let Side::Caller(child) = &i.side
                 && let Some(e) = child.closed_error()
