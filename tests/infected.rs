@@ -957,6 +957,36 @@ async fn backpressure_slow_consumer() -> Check {
     Ok(())
 }
 
+/// A configured window of 16 items (`ActorOpts::stream_window`): at a stop of the consumer the
+/// producer is blocked at 16 ahead, no further.
+async fn configured_stream_window() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("small_window", aio().stream_window(16)).await?;
+        p.open_context(NS, "stream_counted", &5_000u64, async |ctx, ()| {
+            ctx.open_stream(async |stream| {
+                let mut consumed = 0u64;
+                let mut stops = Vec::new();
+                while let Some(v) = stream.receive::<u64>().await? {
+                    ensure_ok(v == consumed)?;
+                    consumed += 1;
+                    if [1, 100, 4_000].contains(&consumed) {
+                        guest::sleep(Duration::from_millis(100)).await?;
+                        stops.push((consumed, p.run::<_, u64>(NS, "sent_count", &()).await?));
+                    }
+                }
+                Ok((consumed, stops))
+            })
+            .await
+        })
+        .await
+    })
+    .await;
+    let (consumed, stops) = r.map_err(dbg)?;
+    ensure!(consumed == 5_000, "consumed {consumed}");
+    ensure!(stops.iter().all(|&(c, s)| s >= c + 8 && s <= c + 16) && stops.len() == 3, "stops {stops:?}");
+    Ok(())
+}
+
 /// Two streams on one connection: the parent does not read the first until the second is done.
 /// The second finishes all the same (the connection's reader never waits for a consumer); the
 /// first then delivers every item.
@@ -1139,6 +1169,7 @@ async fn run_all() -> Result<(usize, usize)> {
         late_receiver_gets_every_item,
         backpressure_slow_consumer,
         slow_context_does_not_stall_its_neighbour,
+        configured_stream_window,
         backpressure_parent_to_child,
         blocked_sender_gets_the_receivers_error,
         infected_root_echo,

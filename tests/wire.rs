@@ -38,6 +38,7 @@ fn every_variant() -> Vec<Msg> {
         Msg::CancelAck { cid: Some(2) },
         Msg::CancelAck { cid: None },
         Msg::Credit { cid: 2, n: 512 },
+        Msg::StreamWindow { items: 16 },
         Msg::Error {
             cid: Some(3),
             src: aid("grandchild"),

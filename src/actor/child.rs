@@ -37,7 +37,7 @@ use crate::wire::{Cid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, WireError
 use crate::{Error, Result};
 
 use super::conn::{Conn, reactor, readable};
-use super::context::{CallSlot, Context};
+use super::context::{CallSlot, Context, MIN_WINDOW, STREAM_BUFFER};
 use super::endpoints::{CallFuture, Endpoint};
 use super::runtime::take_signals;
 use super::{ActorInner, PARENT_GONE_GRACE, process};
@@ -74,6 +74,8 @@ struct Serve {
     ending: Cell<Option<Ending>>,
     /// Stops the reader.
     read_scope: CancelScope,
+    /// The stream window of the contexts served (`Msg::StreamWindow`).
+    window: Cell<usize>,
     /// The background tasks (signal watcher, grace timer), cancelled once drained.
     background: RefCell<Vec<CancelScope>>,
 }
@@ -125,6 +127,7 @@ pub(crate) async fn serve(
         drained: RefCell::new(None),
         ending: Cell::new(None),
         read_scope: CancelScope::new(),
+        window: Cell::new(STREAM_BUFFER),
         background: RefCell::new(Vec::new()),
     });
     s.send(&Msg::Aid(actor.aid.clone())).await;
@@ -289,6 +292,8 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, decoder: &mut FrameDecod
             s.conn.set_max_frame(max);
             decoder.set_limit(max);
         }
+        // The parent's stream window for this actor: the contexts opened from now on use it.
+        Msg::StreamWindow { items } => s.window.set((items as usize).max(MIN_WINDOW)),
         // The parent reports a bad frame of ours, or ends a call we do not have: nothing to do.
         Msg::Error { .. } => {}
         other => refuse(s, other.name(), "a child actor does not expect this from its parent").await,
@@ -317,7 +322,7 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
         match endpoint {
             Endpoint::Function(f) => f(args),
             Endpoint::Context(f) => {
-                let slot = Rc::new(CallSlot::new());
+                let slot = Rc::new(CallSlot::new(s.window.get()));
                 let c = Context::callee(s.conn.clone(), entry.clone(), cid, slot.clone(), s.actor.aid.name.clone());
                 ctx = Some((c.clone(), slot));
                 f(c, args)

@@ -42,12 +42,14 @@
 //!
 //! # Invariants
 //! - **Flow control: per-context credit (HTTP/2-style windows), both directions.** Each side's
-//!   sender starts with a window of [`STREAM_BUFFER`] items; every `Yield` it sends takes one,
+//!   sender starts with a window of `W` items ([`STREAM_BUFFER`] unless the actor was started
+//!   with `ActorOpts::stream_window`); every `Yield` it sends takes one,
 //!   and [`MsgStream::send`] *waits* (a cancellation point, checked first) while the window is
 //!   empty. The receiver gives the items back with `Msg::Credit{cid, n}` as its readers take
-//!   them (or a drain discards them), one `Credit` per `STREAM_BUFFER / 2` items, sent before it
-//!   waits for more; so a slow consumer slows its producer, nothing is lost, and a receiver
-//!   never buffers more than `STREAM_BUFFER` items per context. The connection's reader never
+//!   them (or a drain discards them), one `Credit` per `W / 2` items, sent before it waits for
+//!   more; so a slow consumer slows its producer, nothing is lost, and a receiver never buffers
+//!   more than `W` items per context (at most `W` frames of the frame limit: lower the window
+//!   for big items). The connection's reader never
 //!   waits for a consumer (a `Credit` is applied in place, an item goes into its context's
 //!   inbox), so a stalled context does not stall the other contexts on the same connection.
 //! - **Bounded, never silent.** A peer that sends past the window it was granted breaks the
@@ -82,20 +84,22 @@ use super::child::CallEntry;
 use super::conn::Conn;
 use super::nursery::{ChildActor, shielded_for};
 
-/// The stream window: how many stream items a context's sender may have in flight (sent, not
-/// yet taken by the receiver) at a time, per direction; also the most a receiver ever buffers.
+/// The default stream window: how many stream items a context's sender may have in flight
+/// (sent, not yet taken by the receiver) at a time, per direction; also the most a receiver ever
+/// buffers. Per actor with `ActorOpts::stream_window`.
 pub const STREAM_BUFFER: usize = 1024;
 
-/// The receiver returns credit in batches of this many taken items (half the window), so that a
-/// fast stream costs one `Credit` frame per `GRANT_BATCH` items.
-const GRANT_BATCH: u64 = STREAM_BUFFER as u64 / 2;
+/// The smallest stream window (a grant batch is half the window, at least one item).
+pub(crate) const MIN_WINDOW: usize = 2;
 
 /// One call's inbox: the messages the connection's reader routed to it, in order, and the
 /// call's stream credit in both directions.
 ///
-/// Credit accounting (see the [module docs](self)): `received <= granted + STREAM_BUFFER` for an
-/// honest peer, and `granted <= consumed`, so the inbox holds at most `STREAM_BUFFER` items.
+/// Credit accounting (see the [module docs](self)): `received <= granted + window` for an honest
+/// peer, and `granted <= consumed`, so the inbox holds at most `window` items.
 pub(crate) struct CallSlot {
+    /// The stream window, per direction, in items.
+    window: u64,
     inbox: RefCell<VecDeque<Msg>>,
     pub(crate) waiters: Waiters,
     /// `Yield`s in the inbox.
@@ -132,8 +136,11 @@ fn once_bit(msg: &Msg) -> u8 {
 }
 
 impl CallSlot {
-    pub(crate) fn new() -> CallSlot {
+    /// A call's inbox with a stream window of `window` items each way.
+    pub(crate) fn new(window: usize) -> CallSlot {
+        let window = window.max(MIN_WINDOW) as u64;
         CallSlot {
+            window,
             inbox: RefCell::new(VecDeque::new()),
             waiters: Waiters::default(),
             yields: Cell::new(0),
@@ -141,7 +148,7 @@ impl CallSlot {
             received: Cell::new(0),
             consumed: Cell::new(0),
             granted: Cell::new(0),
-            send_credit: Cell::new(STREAM_BUFFER as u64),
+            send_credit: Cell::new(window),
             final_seen: Cell::new(false),
             cancel_sent: Cell::new(false),
             seen: Cell::new(0),
@@ -155,7 +162,7 @@ impl CallSlot {
 
     /// Stores a message for the call and wakes its waiters. A `Credit` adds to this side's
     /// send window. A message out of the call's dialog is refused (not stored): `Err(why)`, for
-    /// the caller to report. That bounds the inbox: at most [`STREAM_BUFFER`] items and one of
+    /// the caller to report. That bounds the inbox: at most `window` items and one of
     /// each control message. A stream item past the window this side granted (or after such an
     /// overrun) is counted, not stored; the first one is also refused.
     pub(crate) fn deliver(&self, msg: Msg) -> core::result::Result<(), &'static str> {
@@ -181,7 +188,7 @@ impl CallSlot {
             Msg::Yield { .. } => {
                 let received = self.received.get();
                 self.received.set(received + 1);
-                if received >= self.granted.get() + STREAM_BUFFER as u64 || self.dropped.get() > 0 {
+                if received >= self.granted.get() + self.window || self.dropped.get() > 0 {
                     self.dropped.set(self.dropped.get() + 1);
                     self.waiters.wake_all();
                     return if self.dropped.get() == 1 { Err("a stream item past the credit window") } else { Ok(()) };
@@ -367,7 +374,8 @@ impl Context {
     /// `body` returns `Ok` this side sends `Stop` (the peer's `receive` then ends after the
     /// items already sent; a failed body sends nothing, its error ends the context); receiving
     /// goes on until the peer's `Stop`. Items the peer sent before
-    /// this side opened its stream are kept (up to [`STREAM_BUFFER`]).
+    /// this side opened its stream are kept (up to the stream window, [`STREAM_BUFFER`] by
+    /// default).
     pub async fn open_stream<T>(&self, body: impl AsyncFnOnce(&MsgStream) -> Result<T>) -> Result<T> {
         let i = &self.inner;
         if !i.started.get() {
@@ -450,10 +458,10 @@ impl Context {
     /// Whether enough taken items are owed to the peer for a `Credit` to go out now.
     fn grant_needed(&self) -> bool {
         let i = &self.inner;
-        i.slot.owed() >= GRANT_BATCH && !i.peer_stopped.get() && i.outcome.borrow().is_none()
+        i.slot.owed() >= i.slot.window / 2 && !i.peer_stopped.get() && i.outcome.borrow().is_none()
     }
 
-    /// Returns the credit owed to the peer (one `Credit` for every [`GRANT_BATCH`] items taken),
+    /// Returns the credit owed to the peer (one `Credit` for every half window of items taken),
     /// before this side waits for more items. A cancellation point; a peer that is gone is no
     /// error here (the wait that follows reports how the context ended).
     async fn grant_due(&self) -> Result<()> {
@@ -656,7 +664,7 @@ impl Context {
             if i.slot.dropped.get() > 0 {
                 return Poll::Ready(Err(Error::StreamOverrun {
                     ctx: i.what.clone(),
-                    capacity: STREAM_BUFFER,
+                    capacity: i.slot.window as usize,
                     dropped: i.slot.dropped.get(),
                 }));
             }
@@ -756,7 +764,8 @@ impl MsgStream {
     }
 
     /// Sends one item to the peer. Waits for send credit (the peer's receiver has at most
-    /// [`STREAM_BUFFER`] items in flight from us: a slow receiver slows this sender) and for the
+    /// a window of items in flight from us, [`STREAM_BUFFER`] by default: a slow receiver slows
+    /// this sender) and for the
     /// pipe; both waits are cancellation points, and a cancelled send sends nothing. Fails with
     /// [`Error::Closed`] after the block ended or once the context is over (its error, if it
     /// failed), and with `Error::Wire(FrameTooLarge)` before anything is sent if the item is

@@ -26,6 +26,7 @@
 //!  spawn: pipes on fds named by INFECT_ACTOR_PIPE ──▶  adopts them (O_CLOEXEC), death signal armed
 //!  SpawnSpec{parent, name, enable_modules, infect} ──▶  builds its actor, picks its loop
 //!  [FrameLimit{max}]  (only with ActorOpts::max_frame) ▶  both directions use `max` from here on
+//!  [StreamWindow{items}] (only with ActorOpts::stream_window) ▶  every context's window from here on
 //!                       ◀── Aid{name, uuid, pid}         handshake done: start_actor returns
 //!  Start{cid, ns, func, args, kind} ────────────────▶  looks up ns/func, decodes args
 //!                       ◀── Error{cid}                    not enabled / unknown / bad args (keeps serving)
@@ -66,9 +67,10 @@
 //!   marked [`CUT_MARKER`](crate::wire::CUT_MARKER); see
 //!   [`encode_frame_fit`](crate::wire::encode_frame_fit)), so that no caller waits forever.
 //! - **Flow control end to end.** A context's stream is credit-based in each direction (see
-//!   [`context`]): a sender has at most [`STREAM_BUFFER`] items in flight and waits for the
-//!   receiver's `Credit`, so a slow consumer slows its producer, across processes, with nothing
-//!   lost and at most `STREAM_BUFFER` items buffered per context; the connection's reader never
+//!   [`context`]): a sender has at most a window of items in flight ([`STREAM_BUFFER`], or
+//!   [`ActorOpts::stream_window`]) and waits for the receiver's `Credit`, so a slow consumer
+//!   slows its producer, across processes, with nothing lost and at most a window of items
+//!   buffered per context and direction; the connection's reader never
 //!   waits for a consumer, so one stalled context does not stall the others.
 //! - **Out-of-dialog messages are refused, never acted on.** The parent accepts one `Aid` (the
 //!   handshake), a `CancelAck{None}` only after its own `Cancel{None}`, per call at most one

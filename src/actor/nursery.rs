@@ -43,7 +43,7 @@ use crate::wire::{
 use crate::{Error, ErrorGroup, Result};
 
 use super::conn::{Conn, os_err, reactor, readable};
-use super::context::{CallSlot, Context};
+use super::context::{CallSlot, Context, MIN_WINDOW, STREAM_BUFFER};
 use super::process::{self, Proc};
 use super::{ActorInner, current_inner};
 
@@ -64,6 +64,7 @@ pub struct ActorOpts {
     infect_host: bool,
     program: Option<PathBuf>,
     max_frame: usize,
+    stream_window: usize,
     name: Option<String>,
     cancel_timeout: Duration,
     term_timeout: Duration,
@@ -76,6 +77,7 @@ impl Default for ActorOpts {
             infect_host: false,
             program: None,
             max_frame: DEFAULT_MAX_FRAME,
+            stream_window: STREAM_BUFFER,
             name: None,
             cancel_timeout: Duration::from_millis(500),
             term_timeout: Duration::from_millis(500),
@@ -140,6 +142,29 @@ impl ActorOpts {
     pub fn max_frame(mut self, max: usize) -> ActorOpts {
         self.max_frame = max.clamp(MIN_FRAME, DEFAULT_MAX_FRAME);
         self
+    }
+
+    /// The stream window between this parent and the child, per context and direction: how
+    /// many stream items a sender may have in flight before it waits for the receiver's credit,
+    /// and so the most a receiver buffers ([`STREAM_BUFFER`] by default, at least 2). Lower it
+    /// for big items: a context buffers at most `window` frames of the frame limit per
+    /// direction. The child learns it in a `Msg::StreamWindow` right after its `SpawnSpec`.
+    ///
+    /// ```
+    /// use infect::actor::ActorOpts;
+    ///
+    /// assert_eq!(ActorOpts::new().window(), infect::actor::STREAM_BUFFER);
+    /// assert_eq!(ActorOpts::new().stream_window(16).window(), 16);
+    /// assert_eq!(ActorOpts::new().stream_window(0).window(), 2);
+    /// ```
+    pub fn stream_window(mut self, items: usize) -> ActorOpts {
+        self.stream_window = items.clamp(MIN_WINDOW, u32::MAX as usize);
+        self
+    }
+
+    /// The stream window these options give (see [`stream_window`](ActorOpts::stream_window)).
+    pub fn window(&self) -> usize {
+        self.stream_window
     }
 
     /// The frame limit these options give (see [`max_frame`](ActorOpts::max_frame)).
@@ -217,6 +242,8 @@ pub(crate) struct ChildActor {
     pid: u32,
     cancel_timeout: Duration,
     term_timeout: Duration,
+    /// The stream window of every context with this child.
+    window: usize,
     /// The child's identity, once the handshake is done.
     aid: RefCell<Option<Aid>>,
     calls: RefCell<BTreeMap<Cid, Rc<CallSlot>>>,
@@ -329,7 +356,13 @@ impl ChildActor {
                 let e = ChildActor::remote_error(src, boxed_type, message, relay_path, canceller);
                 self.peer_errors.push(e);
             }
-            Ok(m @ (Msg::SpawnSpec(_) | Msg::Start { .. } | Msg::Cancel { .. } | Msg::FrameLimit { .. })) => {
+            Ok(
+                m @ (Msg::SpawnSpec(_)
+                | Msg::Start { .. }
+                | Msg::Cancel { .. }
+                | Msg::FrameLimit { .. }
+                | Msg::StreamWindow { .. }),
+            ) => {
                 self.refuse(&m, "a child does not send this to its parent").await;
             }
             Ok(msg) => {
@@ -399,7 +432,7 @@ impl ChildActor {
         }
         let cid = self.next_cid.get();
         self.next_cid.set(cid + 1);
-        let slot = Rc::new(CallSlot::new());
+        let slot = Rc::new(CallSlot::new(self.window));
         self.calls.borrow_mut().insert(cid, slot.clone());
         let start = Msg::Start { cid, ns: ns.to_owned(), func: func.to_owned(), args, kind };
         match self.send(&start).await {
@@ -916,13 +949,17 @@ impl ActorNursery {
             infect_host: opts.infect_host,
         };
         let spec = Msg::SpawnSpec(spec);
-        let sent = if opts.max_frame == DEFAULT_MAX_FRAME {
-            child.send(&spec).await
-        } else {
-            // In one write: the child applies the limit before it reads anything else.
-            let limit = Msg::FrameLimit { max: opts.max_frame as u32 };
-            child.conn.send_all(&[&spec, &limit]).await
-        };
+        // In one write: the child applies the settings before it reads anything else.
+        let limit = Msg::FrameLimit { max: opts.max_frame as u32 };
+        let window = Msg::StreamWindow { items: opts.stream_window as u32 };
+        let mut msgs = vec![&spec];
+        if opts.max_frame != DEFAULT_MAX_FRAME {
+            msgs.push(&limit);
+        }
+        if opts.stream_window != STREAM_BUFFER {
+            msgs.push(&window);
+        }
+        let sent = child.conn.send_all(&msgs).await;
         match sent {
             Ok(()) | Err(Error::Closed) => Ok(child),
             Err(e) => Err(e),
@@ -940,6 +977,7 @@ impl ActorNursery {
             pid,
             cancel_timeout: opts.cancel_timeout,
             term_timeout: opts.term_timeout,
+            window: opts.stream_window,
             aid: RefCell::new(None),
             calls: RefCell::new(BTreeMap::new()),
             next_cid: Cell::new(1),

@@ -227,6 +227,13 @@ pub enum Msg {
         /// How many more items the sender may send.
         n: u32,
     },
+    /// Sent by a parent right after [`Msg::SpawnSpec`] when the actor's stream window is not the
+    /// default (`ActorOpts::stream_window`): from this frame on, every context on this pipe
+    /// starts each direction with a window of `items` (instead of `STREAM_BUFFER`).
+    StreamWindow {
+        /// The window, in stream items (at least 2).
+        items: u32,
+    },
 }
 
 impl Msg {
@@ -252,6 +259,7 @@ impl Msg {
             Msg::Cancel { .. } => "Cancel",
             Msg::FrameLimit { .. } => "FrameLimit",
             Msg::Credit { .. } => "Credit",
+            Msg::StreamWindow { .. } => "StreamWindow",
         }
     }
 
@@ -266,7 +274,7 @@ impl Msg {
     /// ```
     pub fn cid(&self) -> Option<Cid> {
         match self {
-            Msg::Aid(_) | Msg::SpawnSpec(_) | Msg::FrameLimit { .. } => None,
+            Msg::Aid(_) | Msg::SpawnSpec(_) | Msg::FrameLimit { .. } | Msg::StreamWindow { .. } => None,
             Msg::Start { cid, .. }
             | Msg::StartAck { cid, .. }
             | Msg::Started { cid, .. }
