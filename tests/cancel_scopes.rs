@@ -871,3 +871,32 @@ fn an_infect_await_that_completed_does_not_hide_a_foreign_await_after_it() {
     });
     assert_eq!(r, Ok((None, common::millis(10))));
 }
+
+#[test]
+fn a_branch_of_a_join_cancels_a_scope_another_branch_of_the_same_task_waits_in() {
+    // One task waits in two scopes at once (two branches of a `join`): the branch that cancels
+    // the other's scope runs inside the same task, so the cancel must wake that task for the
+    // waiting branch to see it.
+    let (r, end) = vrun(async {
+        let scope = CancelScope::new();
+        let waiting = async {
+            let out = scope
+                .run(async {
+                    guest::sleep(s(3)).await?;
+                    Ok("slept")
+                })
+                .await?;
+            Ok::<_, Error>((out, guest::current_time()))
+        };
+        let cancelling = async {
+            guest::sleep(Duration::from_millis(10)).await?;
+            scope.cancel();
+            Ok::<_, Error>(())
+        };
+        let (w, c) = futures::join!(waiting, cancelling);
+        c?;
+        w
+    });
+    assert_eq!(r, Ok((None, Instant::ZERO + Duration::from_millis(10))));
+    assert_eq!(end, Instant::ZERO + Duration::from_millis(10));
+}

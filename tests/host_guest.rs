@@ -333,3 +333,30 @@ fn guest_and_host_share_one_virtual_timeline() {
         [("host", true, 0), ("guest", true, 3), ("host", true, 0), ("host", true, 0), ("guest", true, 6)]
     );
 }
+
+#[test]
+fn a_host_whose_guest_panicked_runs_a_new_guest_and_its_tasks() {
+    // A guest task panics inside `run_guest`; the caller catches the panic and reuses the host.
+    // The unwinding tick must leave the guest scheduler as it found it, or the next guest (and
+    // the host's own tasks) never get to run.
+    let host = vhost();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        host.run_guest(async {
+            guest::sleep(s(1)).await?;
+            panic!("guest task panics");
+            #[allow(unreachable_code)]
+            Ok(())
+        })
+    }));
+    assert!(caught.is_err());
+    let t = host.spawn(async {
+        host::sleep(s(2)).await.unwrap();
+        7
+    });
+    let r = host.run_guest(async {
+        guest::sleep(s(1)).await?;
+        Ok(guest::current_time())
+    });
+    assert_eq!(r, Ok(secs(2)));
+    assert_eq!(host.block_on(t), Ok(7));
+}

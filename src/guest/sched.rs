@@ -203,8 +203,38 @@ struct TaskSlot {
     waker: Arc<TaskWaker>,
     /// The scope the task starts in (its nursery's scope, or the run's root scope).
     root_scope: Rc<ScopeInner>,
-    /// The innermost scope the task was in when a cancellation-aware await last blocked.
+    /// The scopes the task is blocked in: the innermost scope current at each
+    /// cancellation-aware await that returned `Pending`, kept until that scope exits. A task
+    /// can wait in several scopes at once (branches of a `join` inside one task), so cancelling
+    /// any of them must wake it. The first lives inline; `blocked_more` (empty, so no
+    /// allocation, in the common case) holds the others.
     blocked_in: Option<Rc<ScopeInner>>,
+    blocked_more: Vec<Rc<ScopeInner>>,
+}
+
+/// Sets a flag back to `false` when dropped (also while unwinding).
+struct ClearOnDrop<'a>(&'a Cell<bool>);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// Restores the polled task's context (no current task, the previous scope) when its poll ends,
+/// also when the poll panics.
+struct Polling<'a> {
+    local: &'a Local,
+    prev_scope: Option<Option<Rc<ScopeInner>>>,
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        if let Some(prev) = self.prev_scope.take() {
+            self.local.swap_scope(prev);
+        }
+        self.local.current.set(None);
+    }
 }
 
 /// What a timer fires.
@@ -375,8 +405,13 @@ impl Local {
         let generation = self.generations.borrow()[index as usize];
         let key = TaskKey { index, generation };
         let waker = Arc::new(TaskWaker { key, number, queued: AtomicBool::new(false), shared: self.shared.clone() });
-        self.slots.borrow_mut()[index as usize] =
-            Some(TaskSlot { fut: Some(Box::pin(fut)), waker: waker.clone(), root_scope, blocked_in: None });
+        self.slots.borrow_mut()[index as usize] = Some(TaskSlot {
+            fut: Some(Box::pin(fut)),
+            waker: waker.clone(),
+            root_scope,
+            blocked_in: None,
+            blocked_more: Vec::new(),
+        });
         self.live.set(self.live.get() + 1);
         if let Some(t) = &self.trace {
             t.record(Event::Spawn(Side::Guest, number));
@@ -396,19 +431,21 @@ impl Local {
     }
 
     /// Records that the task being polled blocks in its current scope, so that cancelling that
-    /// scope wakes it.
+    /// scope wakes it (see [`TaskSlot::blocked_in`]).
     pub(crate) fn note_blocked(&self) {
-        if let Some(key) = self.current.get() {
-            let current = self.current_scope.borrow();
-            if let Some(Some(slot)) = self.slots.borrow_mut().get_mut(key.index as usize) {
-                let same = match (&slot.blocked_in, &*current) {
-                    (Some(a), Some(b)) => Rc::ptr_eq(a, b),
-                    (None, None) => true,
-                    _ => false,
-                };
-                if !same {
-                    slot.blocked_in.clone_from(&current);
+        let Some(key) = self.current.get() else { return };
+        let current = self.current_scope.borrow();
+        let Some(scope) = &*current else { return };
+        if let Some(Some(slot)) = self.slots.borrow_mut().get_mut(key.index as usize) {
+            match &slot.blocked_in {
+                Some(a) if Rc::ptr_eq(a, scope) => {}
+                Some(a) if !a.is_exited() => {
+                    slot.blocked_more.retain(|s| !s.is_exited());
+                    if !slot.blocked_more.iter().any(|s| Rc::ptr_eq(s, scope)) {
+                        slot.blocked_more.push(scope.clone());
+                    }
                 }
+                _ => slot.blocked_in = Some(scope.clone()),
             }
         }
     }
@@ -422,9 +459,8 @@ impl Local {
     pub(crate) fn wake_cancelled(&self) {
         let mut to_wake = Vec::new();
         for slot in self.slots.borrow().iter().flatten() {
-            if let Some(scope) = &slot.blocked_in
-                && scope.effectively_cancelled()
-            {
+            let cancelled = |s: &Rc<ScopeInner>| !s.is_exited() && s.effectively_cancelled();
+            if slot.blocked_in.as_ref().is_some_and(cancelled) || slot.blocked_more.iter().any(cancelled) {
                 to_wake.push(slot.waker.clone());
             }
         }
@@ -492,6 +528,10 @@ impl Local {
             return;
         }
         self.running.set(true);
+        // Cleared on every way out, unwinding included: a host that catches a panic from a tick
+        // and goes on must not find the scheduler "running" forever (every later tick would
+        // only reschedule itself).
+        let running = ClearOnDrop(&self.running);
         self.shared.tick_pending.store(true, Ordering::SeqCst);
         let _cx = CURRENT.enter(Rc::as_ptr(self));
         if let Some(t) = &self.trace {
@@ -516,7 +556,7 @@ impl Local {
             }
         }
         *self.batch.borrow_mut() = batch;
-        self.running.set(false);
+        drop(running);
         if self.finished.get() {
             return;
         }
@@ -593,10 +633,9 @@ impl Local {
         let waker = Waker::from(waker_arc.clone());
         let mut cx = Context::from_waker(&waker);
         self.current.set(Some(key));
-        let prev_scope = self.swap_scope(Some(root));
+        let polling = Polling { local: self, prev_scope: Some(self.swap_scope(Some(root))) };
         let r = fut.as_mut().poll(&mut cx);
-        self.swap_scope(prev_scope);
-        self.current.set(None);
+        drop(polling);
         match r {
             Poll::Pending => {
                 if let Some(slot) = self.slots.borrow_mut()[key.index as usize].as_mut() {

@@ -86,6 +86,11 @@ impl ScopeInner {
         }
     }
 
+    /// Whether the scope's body has finished (the scope can no longer be blocked in).
+    pub(crate) fn is_exited(&self) -> bool {
+        self.exited.get()
+    }
+
     pub(crate) fn deadline_fired(&self) {
         self.timer.set(None);
         if !self.cancel_called.get() && !self.exited.get() {

@@ -443,9 +443,13 @@ impl Host {
         let o = out.clone();
         self.start_guest_run(main, move |r| *o.borrow_mut() = Some(r))?;
         let _cx = self.enter();
+        // A panic that unwinds out of a guest tick leaves that run half-polled: abandon it on the
+        // way out, so a caller that catches the panic finds the host free for another guest.
+        let abandon = AbandonOnUnwind(&self.core);
         while out.borrow().is_none() {
             self.turn(false);
         }
+        core::mem::forget(abandon);
         let r = out.borrow_mut().take();
         r.unwrap_or(Err(Error::GuestRunAbandoned))
     }
@@ -674,6 +678,17 @@ impl Drop for Host {
         *self.core.timers.borrow_mut() = Timers::new();
         *self.core.guest_wake.borrow_mut() = None;
         while self.core.shared.guest_timer.pop().is_ok() {}
+    }
+}
+
+/// Abandons the host's guest run when dropped; [`Host::run_guest`] forgets it on a normal exit,
+/// so it only acts while a panic unwinds.
+struct AbandonOnUnwind<'a>(&'a Core);
+
+impl Drop for AbandonOnUnwind<'_> {
+    fn drop(&mut self) {
+        let run = self.0.guest.borrow_mut().take();
+        drop(run);
     }
 }
 
