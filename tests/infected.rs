@@ -243,6 +243,41 @@ async fn cancels_itself(ctx: Context, _: ()) -> Result<()> {
     guest::sleep_forever().await
 }
 
+/// Fails `ms` after `started`, in a plain guest sleep (not waiting on the caller).
+async fn fails_after_started(ctx: Context, ms: u64) -> Result<()> {
+    ctx.started(&()).await?;
+    guest::sleep(Duration::from_millis(ms)).await?;
+    Err(value_error("callee failed after started"))
+}
+
+/// Cancels itself `ms` after `started`.
+async fn cancels_after_started(ctx: Context, ms: u64) -> Result<()> {
+    ctx.started(&()).await?;
+    guest::sleep(Duration::from_millis(ms)).await?;
+    ctx.cancel().await?;
+    guest::sleep_forever().await
+}
+
+/// Kills its own process with `SIGKILL` `ms` after `started`.
+async fn dies_after_started(ctx: Context, ms: u64) -> Result<()> {
+    ctx.started(&()).await?;
+    guest::sleep(Duration::from_millis(ms)).await?;
+    signal(std::process::id(), libc::SIGKILL);
+    guest::sleep_forever().await
+}
+
+/// Opens its stream, receives `n` items (never more), then fails.
+async fn reads_then_fails(ctx: Context, n: u64) -> Result<()> {
+    ctx.started(&()).await?;
+    ctx.open_stream(async |stream| {
+        for _ in 0..n {
+            stream.receive::<u64>().await?;
+        }
+        Err::<(), _>(value_error("callee failed while streaming"))
+    })
+    .await
+}
+
 async fn never_started(_ctx: Context, _: ()) -> Result<()> {
     Ok(())
 }
@@ -334,6 +369,10 @@ fn endpoints() -> Endpoints {
         .function(NS, "sent_count", sent_count)
         .context(NS, "consume_slowly", consume_slowly)
         .context(NS, "refuse_stream", refuse_stream)
+        .context(NS, "fails_after_started", fails_after_started)
+        .context(NS, "cancels_after_started", cancels_after_started)
+        .context(NS, "dies_after_started", dies_after_started)
+        .context(NS, "reads_then_fails", reads_then_fails)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -486,6 +525,78 @@ async fn context_host_failure_parent_cancels_actor() -> Check {
     let opened = host_failure_under(Reaction::CancelActor).await.map_err(dbg)?;
     let inner = opened.map_err(|e| format!("open_context raised {e:?}"))?;
     is_ctxc(&inner.err().ok_or("no error")?, "root", "ctx_side")
+}
+
+/// Opens `func(arg)` and, inside the block, sleeps 1 s (or runs `streaming`): the outcome of
+/// `open_context`, the context handle kept past the block, and how long the block lasted.
+async fn interrupted(func: &str, arg: u64, stream_writer: bool) -> Result<(Result<()>, Context, Duration)> {
+    actor::open_nursery(async |an| {
+        let p = an.start_actor("callee", aio()).await?;
+        let kept = Rc::new(RefCell::new(None));
+        let k2 = kept.clone();
+        let mut t0 = Instant::now();
+        let opened = p
+            .open_context(NS, func, &arg, async |ctx, ()| {
+                *k2.borrow_mut() = Some(ctx.clone());
+                t0 = Instant::now();
+                if stream_writer {
+                    // Nobody on this side reads: only the interrupt can stop the writer.
+                    ctx.open_stream(async |stream| {
+                        let mut i = 0u64;
+                        loop {
+                            stream.send(&i).await?;
+                            guest::sleep(Duration::from_millis(5)).await?;
+                            i += 1;
+                        }
+                    })
+                    .await
+                } else {
+                    guest::sleep(Duration::from_secs(1)).await?;
+                    Ok(())
+                }
+            })
+            .await;
+        let took = t0.elapsed();
+        let ctx = kept.borrow_mut().take().ok_or(Error::Closed)?;
+        Ok((opened, ctx, took))
+    })
+    .await
+}
+
+async fn remote_failure_interrupts_the_block() -> Check {
+    let (opened, _ctx, took) = interrupted("fails_after_started", 10, false).await.map_err(dbg)?;
+    let e = opened.err().ok_or("open_context returned Ok")?;
+    is_remote(&e, "ValueError", "callee")?;
+    ensure!(remote(&e)?.message == "callee failed after started", "{e:?}");
+    ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
+    Ok(())
+}
+
+async fn child_death_interrupts_the_block() -> Check {
+    let (opened, _ctx, took) = interrupted("dies_after_started", 10, false).await.map_err(dbg)?;
+    match opened {
+        Err(Error::ActorDied { ref actor, code: None, signal: Some(9), .. }) if actor == "callee" => {}
+        other => return Err(format!("expected ActorDied by SIGKILL, got {other:?}")),
+    }
+    ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
+    Ok(())
+}
+
+async fn callee_cancel_interrupts_the_block() -> Check {
+    let (opened, _ctx, took) = interrupted("cancels_after_started", 10, false).await.map_err(dbg)?;
+    is_ctxc(&opened.err().ok_or("open_context returned Ok")?, "callee", "callee")?;
+    ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
+    Ok(())
+}
+
+async fn remote_failure_interrupts_a_stream_writer() -> Check {
+    let (opened, _ctx, took) = interrupted("reads_then_fails", 3, true).await.map_err(dbg)?;
+    let e = opened.err().ok_or("open_context returned Ok")?;
+    is_remote(&e, "ValueError", "callee")?;
+    ensure!(remote(&e)?.message == "callee failed while streaming", "{e:?}");
+    // Three items 5 ms apart, then the failure, then one message delivery.
+    ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
+    Ok(())
 }
 
 async fn context_host_failure_parent_waits() -> Check {
@@ -1146,6 +1257,10 @@ async fn run_all() -> Result<(usize, usize)> {
         parent_deadline_cancels_the_tree,
         context_host_failure_parent_cancels_context,
         context_host_failure_parent_cancels_actor,
+        remote_failure_interrupts_the_block,
+        child_death_interrupts_the_block,
+        callee_cancel_interrupts_the_block,
+        remote_failure_interrupts_a_stream_writer,
         context_host_failure_parent_waits,
         context_host_failure_seen_by_wait_for_result,
         host_self_cancel_is_boxed,

@@ -31,6 +31,19 @@
 //!   One that returns without calling `started` answers [`Error::NotStarted`].
 //! - `ctx.started` twice is [`Error::StartedTwice`]; the callee may open its stream only after
 //!   `started` ([`Error::NotStarted`] otherwise).
+//! - **A context is a supervision scope (the caller's block is interrupted).** `open_context`
+//!   runs its block inside a cancel scope of the context's own. The connection's reader records
+//!   the context's final outcome the moment it arrives, and if that outcome is an error this
+//!   side must raise (the callee failed after `started`, the callee cancelled itself or got
+//!   `SIGINT`: any error but a cancellation this side asked for), or the child died, it
+//!   cancels that scope at once: wherever the block waits (a `guest::sleep`, a nursery, a
+//!   stream `send` or `receive`), it gets `Err(Cancelled)` within one message delivery, and
+//!   `open_context` returns the error itself, with its kind: [`Error::RemoteActor`],
+//!   [`Error::ContextCancelled`] or [`Error::ActorDied`], never `Cancelled`. A block that
+//!   catches the cancellation and returns `Ok` still gets the error. A callee that *returns*
+//!   does not interrupt the block (its stream ends; `open_context` returns after the block).
+//!   The callee side needs no such scope: the caller's failure reaches it as `Cancel{cid}`,
+//!   which cancels its endpoint's scope, and the parent's death as end-of-file.
 //! - **`ContextCancelled` (tractor's rule).** A cancellation this side asked for (its
 //!   `ctx.cancel()`, or `portal.cancel_actor()`: the canceller named in the error is this actor)
 //!   is *absorbed*: the stream just ends and `open_context` returns the body's value. One that
@@ -68,8 +81,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::poll_fn;
-use std::rc::Rc;
+use std::future::{Future, poll_fn};
+use std::rc::{Rc, Weak};
 use std::task::{Context as TaskCx, Poll};
 
 use serde::Serialize;
@@ -122,6 +135,9 @@ pub(crate) struct CallSlot {
     /// The dialog messages the peer sent at most once: `StartAck`, `Started`, `Stop`,
     /// `CancelAck`, each a bit ([`once_bit`]).
     seen: Cell<u8>,
+    /// Caller: the context this inbox feeds, so that the reader can record its final outcome
+    /// and interrupt its block the moment it arrives (empty for a plain call).
+    ctx: RefCell<Weak<CtxInner>>,
 }
 
 /// The bit of a message the peer may send at most once per call (`0` for the others).
@@ -152,7 +168,22 @@ impl CallSlot {
             final_seen: Cell::new(false),
             cancel_sent: Cell::new(false),
             seen: Cell::new(0),
+            ctx: RefCell::new(Weak::new()),
         }
+    }
+
+    fn context(&self) -> Option<Context> {
+        self.ctx.borrow().upgrade().map(|inner| Context { inner })
+    }
+
+    /// The peer actor is gone (reaped) with `e`: a context this inbox feeds ends with it (and
+    /// its block is interrupted); every waiter wakes.
+    pub(crate) fn peer_gone(&self, e: &Error) {
+        if let Some(ctx) = self.context() {
+            ctx.inner.outcome.borrow_mut().get_or_insert_with(|| Err(e.clone()));
+            ctx.maybe_interrupt();
+        }
+        self.waiters.wake_all();
     }
 
     /// Notes that this side sent `Cancel{cid}` for the call.
@@ -195,7 +226,15 @@ impl CallSlot {
                 }
                 self.yields.set(self.yields.get() + 1);
             }
-            Msg::Return { .. } | Msg::Error { .. } => self.final_seen.set(true),
+            Msg::Return { .. } | Msg::Error { .. } => {
+                self.final_seen.set(true);
+                // The final outcome counts from its arrival, not from when a task reads it: an
+                // error interrupts the caller's block wherever it waits.
+                if let Some(ctx) = self.context() {
+                    ctx.set_outcome(&msg);
+                    ctx.maybe_interrupt();
+                }
+            }
             _ => {}
         }
         self.seen.set(self.seen.get() | bit);
@@ -276,8 +315,12 @@ struct CtxInner {
     peer_stopped: Cell<bool>,
     /// This side asked for the cancellation (`cancel()`, or the caller's cancel-and-drain).
     cancel_called: Cell<bool>,
-    /// Caller: the final `Return` or `Error` (or the child's death), once it arrived.
+    /// Caller: the final `Return` or `Error` (or the child's death), once it arrived. Set by
+    /// the connection's reader on arrival (or by the supervisor on the child's death).
     outcome: RefCell<Option<Result<Vec<u8>>>>,
+    /// Caller: the scope around `open_context`'s block; the reader cancels it when an outcome
+    /// arrives that this side must raise (see [`Context::maybe_interrupt`]).
+    block: CancelScope,
     /// The broadcast ring, from the first `subscribe` on.
     bcast: RefCell<Option<Bcast>>,
 }
@@ -286,7 +329,7 @@ struct CtxInner {
 /// [`Portal::open_context`](super::Portal::open_context)'s block, the callee as its endpoint's
 /// first argument. Cheap to clone.
 ///
-/// See the [module docs](self) for the dialog and the cancellation rule.
+/// See the [module docs](self) for the dialog, the supervision and the cancellation rule.
 #[derive(Clone)]
 pub struct Context {
     inner: Rc<CtxInner>,
@@ -308,7 +351,9 @@ impl fmt::Debug for Context {
 impl Context {
     pub(crate) fn caller(child: Rc<ChildActor>, cid: Cid, slot: Rc<CallSlot>, what: String) -> Context {
         let me = child.me_name().to_owned();
-        Context::new(Side::Caller(child), cid, slot, what, me)
+        let ctx = Context::new(Side::Caller(child), cid, slot.clone(), what, me);
+        *slot.ctx.borrow_mut() = Rc::downgrade(&ctx.inner);
+        ctx
     }
 
     pub(crate) fn callee(conn: Rc<Conn>, entry: Rc<CallEntry>, cid: Cid, slot: Rc<CallSlot>, me: String) -> Context {
@@ -331,6 +376,7 @@ impl Context {
                 peer_stopped: Cell::new(false),
                 cancel_called: Cell::new(false),
                 outcome: RefCell::new(None),
+                block: CancelScope::new(),
                 bcast: RefCell::new(None),
             }),
         }
@@ -399,7 +445,9 @@ impl Context {
     }
 
     /// Cancels the context. Caller: sends `Cancel{cid}`; the callee's task is cancelled and the
-    /// context ends with a `ContextCancelled` naming this actor, which this side absorbs.
+    /// context ends with a `ContextCancelled` naming this actor, which this side absorbs. The
+    /// block is not cancelled by this: it goes on until it returns (wrap it in a `CancelScope`
+    /// of your own to stop it).
     /// Callee: cancels its own endpoint; the caller sees `ContextCancelled` naming this actor
     /// (raised there). Idempotent; a no-op once the context ended.
     pub async fn cancel(&self) -> Result<()> {
@@ -427,8 +475,10 @@ impl Context {
 
     /// Caller: waits for the context's final outcome (tractor's `ctx.wait_for_result()`): the
     /// callee's return value, or its error (a [`Error::RemoteActor`], a
-    /// [`Error::ContextCancelled`] — also one this side asked for — or [`Error::ActorDied`]).
-    /// Stream items that arrive meanwhile are discarded. A cancellation point.
+    /// [`Error::ContextCancelled`] — also one this side asked for, which `open_context` then
+    /// absorbs — or [`Error::ActorDied`]). Stream items that arrive
+    /// meanwhile are discarded. A cancellation point; an outcome already here is returned
+    /// even inside an interrupted block.
     pub async fn wait_for_result<R: DeserializeOwned>(&self) -> Result<R> {
         if !self.is_caller() {
             return Err(wrong_side("wait_for_result", "the caller (inside open_context)"));
@@ -529,15 +579,33 @@ impl Context {
         matches!(e, Error::ContextCancelled { canceller, .. } if *canceller == self.inner.me)
     }
 
-    fn set_outcome(&self, msg: Msg) {
+    /// Records the final outcome `msg` stands for (the first one wins).
+    fn set_outcome(&self, msg: &Msg) {
         let out = match msg {
-            Msg::Return { value, .. } => Ok(value),
-            Msg::Error { src, boxed_type, message, relay_path, canceller, .. } => {
-                Err(ChildActor::remote_error(src, boxed_type, message, relay_path, canceller))
-            }
+            Msg::Return { value, .. } => Ok(value.clone()),
+            Msg::Error { src, boxed_type, message, relay_path, canceller, .. } => Err(ChildActor::remote_error(
+                src.clone(),
+                boxed_type.clone(),
+                message.clone(),
+                relay_path.clone(),
+                canceller.clone(),
+            )),
             _ => return,
         };
         self.inner.outcome.borrow_mut().get_or_insert(out);
+    }
+
+    /// Caller: cancels the block's scope if the outcome is an error this side raises (a remote
+    /// error, the child's death, a `ContextCancelled` not absorbed). A no-op once the block
+    /// left its scope.
+    fn maybe_interrupt(&self) {
+        if !self.is_caller() {
+            return;
+        }
+        let raise = matches!(self.inner.outcome.borrow().as_ref(), Some(Err(e)) if !self.absorbs(e));
+        if raise {
+            self.inner.block.cancel();
+        }
     }
 
     /// Caller: notes the child's death as the outcome if nothing else ended the context.
@@ -562,7 +630,7 @@ impl Context {
                             i.started.set(true);
                             return Poll::Ready(Ok(value));
                         }
-                        m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(m),
+                        m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(&m),
                         _ => continue,
                     }
                 }
@@ -600,7 +668,7 @@ impl Context {
                     if let Some(msg) = i.slot.pop() {
                         match msg {
                             Msg::Stop { .. } => i.peer_stopped.set(true),
-                            m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(m),
+                            m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(&m),
                             _ => {}
                         }
                         continue;
@@ -622,11 +690,17 @@ impl Context {
         }
     }
 
-    /// Caller, on leaving `open_context`: the block's value once the context drained, or the
-    /// error that comes out (see the module docs).
-    pub(crate) async fn finish<T>(&self, r: Result<T>) -> Result<T> {
+    /// Caller: runs `open_context`'s block inside the context's scope, which the connection's
+    /// reader cancels when the remote end fails (see the module docs), then leaves the context:
+    /// the block's value once the context drained, or the error that comes out.
+    pub(crate) async fn run_block<T>(&self, body: impl Future<Output = Result<T>>) -> Result<T> {
+        let r = self.inner.block.run(body).await;
+        self.finish(r).await
+    }
+
+    async fn finish<T>(&self, r: Result<Option<T>>) -> Result<T> {
         match r {
-            Ok(v) => match self.result_bytes().await {
+            Ok(Some(v)) => match self.result_bytes().await {
                 Ok(_) => Ok(v),
                 Err(e) if self.absorbs(&e) => Ok(v),
                 Err(Error::Cancelled) => {
@@ -634,6 +708,11 @@ impl Context {
                     Err(Error::Cancelled)
                 }
                 Err(e) => Err(e),
+            },
+            // The remote end interrupted the block: its error (already here) comes out.
+            Ok(None) => match self.result_bytes().await {
+                Err(e) => Err(e),
+                Ok(_) => Err(Error::Cancelled),
             },
             Err(e) => {
                 self.cancel_and_drain().await;
@@ -675,7 +754,7 @@ impl Context {
                         i.peer_stopped.set(true);
                         return Poll::Ready(Ok(None));
                     }
-                    m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(m),
+                    m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(&m),
                     _ => {}
                 }
                 continue;

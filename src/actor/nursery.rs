@@ -293,10 +293,10 @@ impl ChildActor {
     }
 
     fn close(&self, e: Error) {
-        *self.closed.borrow_mut() = Some(e);
+        *self.closed.borrow_mut() = Some(e.clone());
         let slots: Vec<Rc<CallSlot>> = self.calls.borrow().values().cloned().collect();
         for s in slots {
-            s.waiters.wake_all();
+            s.peer_gone(&e);
         }
         self.wake_state();
     }
@@ -635,12 +635,17 @@ impl Portal {
 
     /// Opens a context with the actor (tractor's `Portal.open_context`): starts context
     /// endpoint `func` of namespace `ns` with `args`, waits for its `ctx.started(first)`, and
-    /// runs `body(&ctx, first)`, the `async with` block. On the way out it drains the context
-    /// to its final outcome: the body's value if the context returned (or was cancelled by this
-    /// side: absorbed), else the context's error; the body's own error, or a cancellation of
-    /// this task, comes out bare after the remote context was cancelled and drained (bounded by
-    /// the cancel timeout). An error before `started` (say, the endpoint's `to_host` partner
-    /// failed first) is returned and the body does not run. See [`Context`] for the dialog.
+    /// runs `body(&ctx, first)`, the `async with` block, inside the context's own cancel scope.
+    /// The context is a supervision scope: if the callee fails (or cancels itself, or a
+    /// `ContextCancelled` arrives that this side did not ask for, or the actor dies) while
+    /// the block runs, the block is cancelled wherever it waits and this returns that error
+    /// with its kind ([`Error::RemoteActor`], [`Error::ContextCancelled`], [`Error::ActorDied`]).
+    /// Otherwise, on the way out, it drains the context to its final outcome: the body's value
+    /// if the context returned (or was cancelled by this side: absorbed), else
+    /// the context's error; the body's own error, or a cancellation of this task, comes out bare
+    /// after the remote context was cancelled and drained (bounded by the cancel timeout). An
+    /// error before `started` (say, the endpoint's `to_host` partner failed first) is returned
+    /// and the body does not run. See [`Context`] for the dialog and the rules.
     ///
     /// ```no_run
     /// use infect::actor::{self, ActorOpts, Context, Endpoints};
@@ -712,8 +717,7 @@ impl Portal {
                 return Err(e);
             }
         };
-        let r = body(&ctx, first).await;
-        ctx.finish(r).await
+        ctx.run_block(body(&ctx, first)).await
     }
 
     /// Cancels the actor and waits until its process is reaped (tractor's `cancel_actor`),
