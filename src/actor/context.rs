@@ -35,7 +35,7 @@
 //!   runs its block inside a cancel scope of the context's own. The connection's reader records
 //!   the context's final outcome the moment it arrives, and if that outcome is an error this
 //!   side must raise (the callee failed after `started`, the callee cancelled itself or got
-//!   `SIGINT`: any error but a cancellation this side asked for), or the child died, it
+//!   `SIGINT`, a `ContextCancelled` caused by `Portal::cancel_actor`), or the child died, it
 //!   cancels that scope at once: wherever the block waits (a `guest::sleep`, a nursery, a
 //!   stream `send` or `receive`), it gets `Err(Cancelled)` within one message delivery, and
 //!   `open_context` returns the error itself, with its kind: [`Error::RemoteActor`],
@@ -44,12 +44,15 @@
 //!   does not interrupt the block (its stream ends; `open_context` returns after the block).
 //!   The callee side needs no such scope: the caller's failure reaches it as `Cancel{cid}`,
 //!   which cancels its endpoint's scope, and the parent's death as end-of-file.
-//! - **`ContextCancelled` (tractor's rule).** A cancellation this side asked for (its
-//!   `ctx.cancel()`, or `portal.cancel_actor()`: the canceller named in the error is this actor)
-//!   is *absorbed*: the stream just ends and `open_context` returns the body's value. One that
-//!   someone else asked for (the callee cancelled itself, or got `SIGINT`) is *raised*: it comes
-//!   out of `receive` and `open_context` as [`Error::ContextCancelled`] naming the canceller.
-//!   [`Context::wait_for_result`] reports the outcome as it is, absorbed or not.
+//! - **`ContextCancelled` (tractor's rule, `_is_self_cancelled`).** Only a cancellation this
+//!   side asked for through [`Context::cancel`] is *absorbed*: `cancel` was called and the
+//!   `ContextCancelled` names this actor as canceller. Then the stream just ends, the block is
+//!   not interrupted and `open_context` returns the block's value. Any other `ContextCancelled`
+//!   is *raised*, out of `receive`, `wait_for_result` and `open_context`, naming its
+//!   canceller: the callee's own `cancel()` or a signal (canceller: the callee), and also
+//!   `Portal::cancel_actor()` or the actor nursery's cancel inside the block (canceller: this
+//!   actor, but `ctx.cancel()` was not called). [`Context::wait_for_result`] reports the
+//!   outcome as it is, absorbed or not.
 //! - The body's own error comes out of `open_context` bare (the remote context is cancelled
 //!   and drained first, bounded by the actor's cancel timeout); so does a local cancellation.
 //!
@@ -445,9 +448,9 @@ impl Context {
     }
 
     /// Cancels the context. Caller: sends `Cancel{cid}`; the callee's task is cancelled and the
-    /// context ends with a `ContextCancelled` naming this actor, which this side absorbs. The
-    /// block is not cancelled by this: it goes on until it returns (wrap it in a `CancelScope`
-    /// of your own to stop it).
+    /// context ends with a `ContextCancelled` naming this actor, which this side absorbs (the
+    /// only cancellation that is absorbed; see the module docs). The block is not cancelled by
+    /// this: it goes on until it returns (wrap it in a `CancelScope` of your own to stop it).
     /// Callee: cancels its own endpoint; the caller sees `ContextCancelled` naming this actor
     /// (raised there). Idempotent; a no-op once the context ended.
     pub async fn cancel(&self) -> Result<()> {
@@ -475,8 +478,8 @@ impl Context {
 
     /// Caller: waits for the context's final outcome (tractor's `ctx.wait_for_result()`): the
     /// callee's return value, or its error (a [`Error::RemoteActor`], a
-    /// [`Error::ContextCancelled`] — also one this side asked for, which `open_context` then
-    /// absorbs — or [`Error::ActorDied`]). Stream items that arrive
+    /// [`Error::ContextCancelled`] — also one this side asked for with `cancel()`, which
+    /// `open_context` then absorbs — or [`Error::ActorDied`]). Stream items that arrive
     /// meanwhile are discarded. A cancellation point; an outcome already here is returned
     /// even inside an interrupted block.
     pub async fn wait_for_result<R: DeserializeOwned>(&self) -> Result<R> {
@@ -574,9 +577,13 @@ impl Context {
         .await
     }
 
-    /// Whether `e` is a cancellation this side asked for (absorbed, not raised).
+    /// Whether `e` is a cancellation this side asked for through [`cancel`](Self::cancel)
+    /// (tractor's `_is_self_cancelled`): absorbed, not raised. A `ContextCancelled` naming this
+    /// actor that `ctx.cancel()` did not ask for (`Portal::cancel_actor`, the nursery's cancel)
+    /// is raised.
     fn absorbs(&self, e: &Error) -> bool {
-        matches!(e, Error::ContextCancelled { canceller, .. } if *canceller == self.inner.me)
+        self.inner.cancel_called.get()
+            && matches!(e, Error::ContextCancelled { canceller, .. } if *canceller == self.inner.me)
     }
 
     /// Records the final outcome `msg` stands for (the first one wins).

@@ -637,11 +637,11 @@ impl Portal {
     /// endpoint `func` of namespace `ns` with `args`, waits for its `ctx.started(first)`, and
     /// runs `body(&ctx, first)`, the `async with` block, inside the context's own cancel scope.
     /// The context is a supervision scope: if the callee fails (or cancels itself, or a
-    /// `ContextCancelled` arrives that this side did not ask for, or the actor dies) while
+    /// `ContextCancelled` arrives that `ctx.cancel()` did not ask for, or the actor dies) while
     /// the block runs, the block is cancelled wherever it waits and this returns that error
     /// with its kind ([`Error::RemoteActor`], [`Error::ContextCancelled`], [`Error::ActorDied`]).
     /// Otherwise, on the way out, it drains the context to its final outcome: the body's value
-    /// if the context returned (or was cancelled by this side: absorbed), else
+    /// if the context returned (or was cancelled by this side's `ctx.cancel()`: absorbed), else
     /// the context's error; the body's own error, or a cancellation of this task, comes out bare
     /// after the remote context was cancelled and drained (bounded by the cancel timeout). An
     /// error before `started` (say, the endpoint's `to_host` partner failed first) is returned
