@@ -492,12 +492,16 @@ enum Reaction {
     Wait,
 }
 
-/// The outcome of `open_context` (whose block's value is `wait_for_result`'s outcome).
-async fn host_failure_under(reaction: Reaction) -> Result<Result<Result<()>>> {
+/// The outcome of `open_context` (whose block's value is `wait_for_result`'s outcome), and the
+/// context handle, kept past the block for its state.
+async fn host_failure_under(reaction: Reaction) -> Result<(Result<Result<()>>, Context)> {
     actor::open_nursery(async |an| {
         let p = an.start_actor("ctx_side", aio()).await?;
+        let kept = Rc::new(RefCell::new(None));
+        let k2 = kept.clone();
         let opened = p
             .open_context(NS, "host_fails_ctx", &300u64, async |ctx, first: String| {
+                *k2.borrow_mut() = Some(ctx.clone());
                 ensure_ok(first == "up")?;
                 match reaction {
                     Reaction::CancelContext => ctx.cancel().await?,
@@ -509,23 +513,35 @@ async fn host_failure_under(reaction: Reaction) -> Result<Result<Result<()>>> {
                 Ok(ctx.wait_for_result::<()>().await)
             })
             .await;
-        Ok(opened)
+        let ctx = kept.borrow_mut().take().ok_or(Error::Closed)?;
+        Ok((opened, ctx))
     })
     .await
 }
 
 async fn context_host_failure_parent_cancels_context() -> Check {
-    let opened = host_failure_under(Reaction::CancelContext).await.map_err(dbg)?;
-    // Absorbed: open_context returns the block's value, which holds the ContextCancelled.
+    let (opened, ctx) = host_failure_under(Reaction::CancelContext).await.map_err(dbg)?;
+    // Absorbed (ctx.cancel(): tractor's self-cancellation): open_context returns the block's
+    // value, which holds the ContextCancelled wait_for_result reported.
     let inner = opened.map_err(|e| format!("open_context raised {e:?}"))?;
-    is_ctxc(&inner.err().ok_or("no error")?, "root", "ctx_side")
+    is_ctxc(&inner.err().ok_or("no error")?, "root", "ctx_side")?;
+    // The state tells the absorbed cancellation apart.
+    ensure!(ctx.cancel_called() && ctx.cancel_acked(), "{ctx:?}");
+    ensure!(!ctx.cancelled_caught(), "the block was interrupted");
+    ensure!(ctx.canceller().as_deref() == Some("root"), "canceller {:?}", ctx.canceller());
+    is_ctxc(&ctx.maybe_error().ok_or("no maybe_error")?, "root", "ctx_side")?;
+    ensure!(matches!(ctx.outcome::<()>(), Some(Err(Error::ContextCancelled { .. }))), "{:?}", ctx.outcome::<()>());
+    Ok(())
 }
 
 async fn context_host_failure_parent_cancels_actor() -> Check {
-    let opened = host_failure_under(Reaction::CancelActor).await.map_err(dbg)?;
+    let (opened, ctx) = host_failure_under(Reaction::CancelActor).await.map_err(dbg)?;
     // Not absorbed: cancel_actor() is no ctx.cancel(). The block's wait_for_result and
     // open_context both raise ContextCancelled with the root as canceller.
-    is_ctxc(&opened.err().ok_or("open_context returned Ok")?, "root", "ctx_side")
+    is_ctxc(&opened.err().ok_or("open_context returned Ok")?, "root", "ctx_side")?;
+    ensure!(!ctx.cancel_called() && !ctx.cancel_acked(), "{ctx:?}");
+    ensure!(ctx.canceller().as_deref() == Some("root"), "canceller {:?}", ctx.canceller());
+    is_ctxc(&ctx.maybe_error().ok_or("no maybe_error")?, "root", "ctx_side")
 }
 
 /// `cancel_actor()` inside the block, then a long sleep: the raised `ContextCancelled` ends the
@@ -539,6 +555,9 @@ async fn cancel_actor_in_block_interrupts_it() -> Check {
         let opened = p
             .open_context(NS, "host_fails_ctx", &5_000u64, async |ctx, _first: String| {
                 *k2.borrow_mut() = Some(ctx.clone());
+                // Unresolved (the callee fails only after 5 s).
+                ensure_ok(!ctx.has_outcome() && ctx.outcome::<()>().is_none())?;
+                ensure_ok(ctx.maybe_error().is_none() && ctx.canceller().is_none())?;
                 p.cancel_actor().await?;
                 guest::sleep(Duration::from_secs(2)).await?;
                 Ok(())
@@ -548,9 +567,10 @@ async fn cancel_actor_in_block_interrupts_it() -> Check {
         Ok((opened, ctx, t0.elapsed()))
     })
     .await;
-    let (opened, _ctx, took) = r.map_err(dbg)?;
+    let (opened, ctx, took) = r.map_err(dbg)?;
     is_ctxc(&opened.err().ok_or("open_context returned Ok")?, "root", "ctx_side")?;
     ensure!(took < Duration::from_millis(500), "took {took:?}");
+    ensure!(ctx.cancelled_caught() && !ctx.cancel_acked(), "{ctx:?}");
     Ok(())
 }
 
@@ -591,47 +611,85 @@ async fn interrupted(func: &str, arg: u64, stream_writer: bool) -> Result<(Resul
 }
 
 async fn remote_failure_interrupts_the_block() -> Check {
-    let (opened, _ctx, took) = interrupted("fails_after_started", 10, false).await.map_err(dbg)?;
+    let (opened, ctx, took) = interrupted("fails_after_started", 10, false).await.map_err(dbg)?;
     let e = opened.err().ok_or("open_context returned Ok")?;
     is_remote(&e, "ValueError", "callee")?;
     ensure!(remote(&e)?.message == "callee failed after started", "{e:?}");
     ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
+    ensure!(ctx.cancelled_caught() && !ctx.cancel_called(), "{ctx:?}");
+    ensure!(ctx.maybe_error().as_ref() == Some(&e), "maybe_error {:?}", ctx.maybe_error());
+    ensure!(ctx.canceller().as_deref() == Some("callee"), "canceller {:?}", ctx.canceller());
     Ok(())
 }
 
 async fn child_death_interrupts_the_block() -> Check {
-    let (opened, _ctx, took) = interrupted("dies_after_started", 10, false).await.map_err(dbg)?;
+    let (opened, ctx, took) = interrupted("dies_after_started", 10, false).await.map_err(dbg)?;
     match opened {
         Err(Error::ActorDied { ref actor, code: None, signal: Some(9), .. }) if actor == "callee" => {}
         other => return Err(format!("expected ActorDied by SIGKILL, got {other:?}")),
     }
     ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
+    ensure!(ctx.cancelled_caught(), "{ctx:?}");
     Ok(())
 }
 
 async fn callee_cancel_interrupts_the_block() -> Check {
-    let (opened, _ctx, took) = interrupted("cancels_after_started", 10, false).await.map_err(dbg)?;
+    let (opened, ctx, took) = interrupted("cancels_after_started", 10, false).await.map_err(dbg)?;
     is_ctxc(&opened.err().ok_or("open_context returned Ok")?, "callee", "callee")?;
     ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
+    ensure!(ctx.cancelled_caught() && !ctx.cancel_acked(), "{ctx:?}");
+    ensure!(ctx.canceller().as_deref() == Some("callee"), "canceller {:?}", ctx.canceller());
     Ok(())
 }
 
 async fn remote_failure_interrupts_a_stream_writer() -> Check {
-    let (opened, _ctx, took) = interrupted("reads_then_fails", 3, true).await.map_err(dbg)?;
+    let (opened, ctx, took) = interrupted("reads_then_fails", 3, true).await.map_err(dbg)?;
     let e = opened.err().ok_or("open_context returned Ok")?;
     is_remote(&e, "ValueError", "callee")?;
     ensure!(remote(&e)?.message == "callee failed while streaming", "{e:?}");
     // Three items 5 ms apart, then the failure, then one message delivery.
     ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
+    ensure!(ctx.cancelled_caught(), "{ctx:?}");
+    Ok(())
+}
+
+/// A context that returned: its state after the block says so.
+async fn returned_context_state() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("counter", aio()).await?;
+        let kept = Rc::new(RefCell::new(None));
+        let k2 = kept.clone();
+        let sum = p
+            .open_context(NS, "count_to", &4u64, async |ctx, ()| {
+                *k2.borrow_mut() = Some(ctx.clone());
+                let (got, end) = ctx.open_stream(async |stream| Ok(drain_u64(stream).await)).await?;
+                end?;
+                // Readable inside the block, synchronously, once the outcome is here.
+                ensure_ok(ctx.wait_for_result::<u64>().await? == 4)?;
+                ensure_ok(ctx.has_outcome() && ctx.outcome::<u64>() == Some(Ok(4)))?;
+                Ok(got.iter().sum::<u64>())
+            })
+            .await?;
+        let ctx = kept.borrow_mut().take().ok_or(Error::Closed)?;
+        Ok((sum, ctx))
+    })
+    .await;
+    let (sum, ctx) = r.map_err(dbg)?;
+    ensure!(sum == 6, "sum {sum}");
+    ensure!(ctx.has_outcome() && ctx.outcome::<u64>() == Some(Ok(4)), "outcome {:?}", ctx.outcome::<u64>());
+    ensure!(ctx.maybe_error().is_none() && ctx.canceller().is_none(), "{ctx:?}");
+    ensure!(!ctx.cancel_called() && !ctx.cancel_acked() && !ctx.cancelled_caught(), "{ctx:?}");
     Ok(())
 }
 
 async fn context_host_failure_parent_waits() -> Check {
-    let opened = host_failure_under(Reaction::Wait).await.map_err(dbg)?;
+    let (opened, ctx) = host_failure_under(Reaction::Wait).await.map_err(dbg)?;
     // Not absorbed: the context's error is raised at the block's exit.
     let e = opened.err().ok_or("open_context returned Ok")?;
     is_remote(&e, "ValueError", "ctx_side")?;
     ensure!(remote(&e)?.message == "host task failed", "{e:?}");
+    // wait_for_result saw it first (the block returned Ok of its Err): not an interrupt.
+    ensure!(!ctx.cancelled_caught() && ctx.maybe_error().as_ref() == Some(&e), "{ctx:?}");
     Ok(())
 }
 
@@ -1289,6 +1347,7 @@ async fn run_all() -> Result<(usize, usize)> {
         child_death_interrupts_the_block,
         callee_cancel_interrupts_the_block,
         remote_failure_interrupts_a_stream_writer,
+        returned_context_state,
         context_host_failure_parent_waits,
         context_host_failure_seen_by_wait_for_result,
         host_self_cancel_is_boxed,

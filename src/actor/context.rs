@@ -56,6 +56,18 @@
 //! - The body's own error comes out of `open_context` bare (the remote context is cancelled
 //!   and drained first, bounded by the actor's cancel timeout); so does a local cancellation.
 //!
+//! # Introspection
+//!
+//! A [`Context`] is a cheap, clonable handle; its state is readable synchronously inside the
+//! block and, through a clone taken in the block, after `open_context` returned (tractor's
+//! properties): [`has_outcome`](Context::has_outcome), [`outcome`](Context::outcome),
+//! [`maybe_error`](Context::maybe_error), [`cancel_called`](Context::cancel_called) (this side
+//! asked), [`cancel_acked`](Context::cancel_acked) (the callee acknowledged it: exactly the
+//! absorbed case), [`cancelled_caught`](Context::cancelled_caught) (the remote end's failure
+//! interrupted the block) and [`canceller`](Context::canceller). An absorbed `ContextCancelled`
+//! reads `cancel_called && cancel_acked`; a raised one `!cancel_acked`, with
+//! `maybe_error()` holding it in both cases.
+//!
 //! # Invariants
 //! - **Flow control: per-context credit (HTTP/2-style windows), both directions.** Each side's
 //!   sender starts with a window of `W` items ([`STREAM_BUFFER`] unless the actor was started
@@ -324,13 +336,16 @@ struct CtxInner {
     /// Caller: the scope around `open_context`'s block; the reader cancels it when an outcome
     /// arrives that this side must raise (see [`Context::maybe_interrupt`]).
     block: CancelScope,
+    /// Caller: the block's own error, if it failed (not a cancellation).
+    local_error: RefCell<Option<Error>>,
     /// The broadcast ring, from the first `subscribe` on.
     bcast: RefCell<Option<Bcast>>,
 }
 
 /// One side of a context between two actors (tractor's `Context`): the caller gets it in
 /// [`Portal::open_context`](super::Portal::open_context)'s block, the callee as its endpoint's
-/// first argument. Cheap to clone.
+/// first argument. Cheap to clone; a clone keeps the context's state readable after the
+/// block (see [Introspection](self#introspection)).
 ///
 /// See the [module docs](self) for the dialog, the supervision and the cancellation rule.
 #[derive(Clone)]
@@ -347,6 +362,8 @@ impl fmt::Debug for Context {
             .field("side", &if self.is_caller() { "caller" } else { "callee" })
             .field("started", &i.started.get())
             .field("cancel_called", &i.cancel_called.get())
+            .field("cancel_acked", &self.cancel_acked())
+            .field("has_outcome", &self.has_outcome())
             .finish()
     }
 }
@@ -380,6 +397,7 @@ impl Context {
                 cancel_called: Cell::new(false),
                 outcome: RefCell::new(None),
                 block: CancelScope::new(),
+                local_error: RefCell::new(None),
                 bcast: RefCell::new(None),
             }),
         }
@@ -398,6 +416,85 @@ impl Context {
     /// The endpoint this context runs, as `ns.func`.
     pub fn func(&self) -> &str {
         &self.inner.what
+    }
+
+    // ------------------------------------------------------------------ state (tractor's)
+
+    /// Caller: whether the final outcome arrived (tractor's `has_outcome`): the callee's
+    /// `Return` or `Error`, or the child's death. Set by the connection's reader the moment it
+    /// arrives, whatever the block is doing. Always `false` at the callee (its outcome is its
+    /// own return value).
+    pub fn has_outcome(&self) -> bool {
+        self.inner.outcome.borrow().is_some()
+    }
+
+    /// Caller: the final outcome, synchronously (tractor's `outcome`): `None` while unresolved,
+    /// `Some(Err(e))` with [`maybe_error`](Self::maybe_error) if the context failed (a
+    /// cancellation included, absorbed or not), else `Some(Ok(value))` with the callee's
+    /// return value. Readable inside the block and, through a clone of the handle, after
+    /// `open_context` returned. `None` at the callee.
+    pub fn outcome<R: DeserializeOwned>(&self) -> Option<Result<R>> {
+        if let Some(e) = self.maybe_error() {
+            return Some(Err(e));
+        }
+        match self.inner.outcome.borrow().as_ref()? {
+            Ok(bytes) => Some(decode_payload(bytes).map_err(Error::from)),
+            Err(e) => Some(Err(e.clone())),
+        }
+    }
+
+    /// Caller: the error this context ended with, if any (tractor's `maybe_error`): the remote
+    /// end's error (a [`Error::RemoteActor`] takes precedence), else the block's own error,
+    /// else the remote [`Error::ContextCancelled`] (absorbed or not; tell them apart with
+    /// [`cancel_acked`](Self::cancel_acked)) or [`Error::ActorDied`]. `None` at the callee.
+    pub fn maybe_error(&self) -> Option<Error> {
+        let local = self.inner.local_error.borrow().clone();
+        let remote = match self.inner.outcome.borrow().as_ref() {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        };
+        match (local, remote) {
+            (_, Some(r @ Error::RemoteActor(_))) => Some(r),
+            (Some(l), _) => Some(l),
+            (None, r) => r,
+        }
+    }
+
+    /// Caller: whether the callee acknowledged this side's [`cancel`](Self::cancel) (tractor's
+    /// `cancel_acked`, its `_is_self_cancelled`): `cancel` was called and the context ended with
+    /// a `ContextCancelled` naming this actor. Exactly the cancellations that are absorbed:
+    /// `open_context` returns the block's value. A `ContextCancelled` caused otherwise (by
+    /// `Portal::cancel_actor`, the callee, a signal) leaves this `false` and is raised.
+    pub fn cancel_acked(&self) -> bool {
+        matches!(self.inner.outcome.borrow().as_ref(), Some(Err(e)) if self.absorbs(e))
+    }
+
+    /// Caller: whether the remote end's failure interrupted the block (tractor's
+    /// `cancelled_caught`): the context's scope around the block was cancelled and caught the
+    /// cancellation. `false` while the block runs, for a block that ended by itself, and at
+    /// the callee.
+    pub fn cancelled_caught(&self) -> bool {
+        self.is_caller() && self.inner.block.cancelled_caught()
+    }
+
+    /// The actor whose cancellation or failure ended this side of the context (tractor's
+    /// `canceller`), once known. Caller: for a `ContextCancelled`, its canceller if that is
+    /// this actor, else the callee's actor (the peer that was cancelled); for any other remote
+    /// error or a death, the callee's actor; `None` while unresolved or after a normal return.
+    /// Callee: the actor that cancelled its endpoint (the caller's, by `Cancel{cid}` or
+    /// `cancel_actor`; this actor for its own `cancel()` or a signal), `None` if none did.
+    pub fn canceller(&self) -> Option<String> {
+        match &self.inner.side {
+            Side::Callee { entry, .. } => entry.canceller.borrow().clone(),
+            Side::Caller(_) => match self.inner.outcome.borrow().as_ref()? {
+                Ok(_) => None,
+                Err(Error::ContextCancelled { canceller, .. }) if *canceller == self.inner.me => {
+                    Some(canceller.clone())
+                }
+                Err(Error::ActorDied { actor, .. }) => Some(actor.clone()),
+                Err(e) => e.remote().map(|r| r.src.name.clone()),
+            },
+        }
     }
 
     /// Callee: delivers the first value; the caller's `open_context` returns it and runs its
@@ -722,6 +819,9 @@ impl Context {
                 Ok(_) => Err(Error::Cancelled),
             },
             Err(e) => {
+                if !e.is_cancelled() {
+                    self.inner.local_error.borrow_mut().get_or_insert_with(|| e.clone());
+                }
                 self.cancel_and_drain().await;
                 Err(e)
             }

@@ -8,7 +8,8 @@
 //! [`ActorNursery::run_in_actor`]) and calls them through [`Portal`]s: one-shot calls
 //! ([`Portal::run`]) or contexts ([`Portal::open_context`]: a `started` handshake, a two-way
 //! [`MsgStream`], one final outcome; see [`context`] for their dialog, the supervision rule
-//! (a remote failure interrupts the caller's block) and the `ContextCancelled` rule).
+//! (a remote failure interrupts the caller's block), the `ContextCancelled` absorption rule and
+//! the context's introspection).
 //!
 //! An actor started with [`ActorOpts::infect_host`] (or a root run with
 //! [`RootOpts::infect_host`]) runs the host executor as its loop and this whole runtime as a

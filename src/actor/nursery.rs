@@ -645,7 +645,8 @@ impl Portal {
     /// the context's error; the body's own error, or a cancellation of this task, comes out bare
     /// after the remote context was cancelled and drained (bounded by the cancel timeout). An
     /// error before `started` (say, the endpoint's `to_host` partner failed first) is returned
-    /// and the body does not run. See [`Context`] for the dialog and the rules.
+    /// and the body does not run. Keep a clone of `ctx` to read its state afterwards. See
+    /// [`Context`] for the dialog and the rules.
     ///
     /// ```no_run
     /// use infect::actor::{self, ActorOpts, Context, Endpoints};
