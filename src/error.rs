@@ -225,7 +225,7 @@ pub enum Error {
     },
     /// A child actor's process ended (exit status or signal) while something still waited on
     /// it.
-    #[error("actor '{actor}' died: {}", describe_exit(*code, *signal))]
+    #[error("actor '{actor}' died: {}{}", describe_exit(*code, *signal), match panic { Some(p) => alloc::format!(" after it {p}"), None => String::new() })]
     ActorDied {
         /// The actor's name.
         actor: String,
@@ -233,6 +233,21 @@ pub enum Error {
         code: Option<i32>,
         /// The signal that killed it, if one did.
         signal: Option<i32>,
+        /// The panic the actor reported just before it died (`panicked at file:line:col:
+        /// message`): under `panic = "abort"` its panic hook writes it to the parent before the
+        /// process aborts. `None` for any other death.
+        panic: Option<String>,
+    },
+    /// A task panicked (with unwinding): caught at the task boundary (an actor's endpoint or
+    /// context, a `to_host` host task) and delivered as this error instead of unwinding
+    /// further. Across a process it arrives as a remote error of kind `Panic`.
+    #[error("panicked at {}: {message}", location.as_deref().unwrap_or("<unknown location>"))]
+    Panic {
+        /// The panic's message (its payload, if a string).
+        message: String,
+        /// `file:line:column`, if the panic hook saw it (the actor runtime installs one; a hook
+        /// of your own that does not chain to the previous one hides it).
+        location: Option<String>,
     },
     /// An actor process could not be started.
     #[error("could not start actor '{actor}': {reason}")]
@@ -415,6 +430,7 @@ impl Error {
             Error::ModuleNotExposed { .. } => "ModuleNotExposed",
             Error::UnknownFunction { .. } => "UnknownFunction",
             Error::ActorDied { .. } => "ActorDied",
+            Error::Panic { .. } => "Panic",
             Error::SpawnFailed { .. } => "SpawnFailed",
             Error::Wire(w) => w.kind(),
             Error::Os { .. } => "Os",

@@ -29,6 +29,8 @@ pub mod fuzzing;
 pub mod guest;
 pub mod host;
 #[cfg(feature = "std")]
+mod panic;
+#[cfg(feature = "std")]
 pub mod reactor;
 pub mod time;
 pub mod to_host;

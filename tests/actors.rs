@@ -56,10 +56,17 @@ async fn abort(_: ()) -> Result<()> {
     std::process::abort()
 }
 
+/// The line of the `panic!` in [`panics`], for the expected location.
+const PANIC_LINE: u32 = line!() + 3;
+
 async fn panics(_: ()) -> Result<()> {
-    // Keep the test output quiet: the parent checks how the process ended.
-    std::panic::set_hook(Box::new(|_| {}));
     panic!("endpoint panicked on purpose")
+}
+
+/// Panics the way a `panic = "abort"` build does: the hook reports, then the process aborts.
+async fn panics_aborting(_: ()) -> Result<()> {
+    actor::testing::abort_on_panic();
+    panic!("aborting panic on purpose")
 }
 
 async fn infected(_: ()) -> Result<bool> {
@@ -131,6 +138,7 @@ fn endpoints() -> Endpoints {
         .function("t", "pid", pid)
         .function("t", "abort", abort)
         .function("t", "panics", panics)
+        .function("t", "panics_aborting", panics_aborting)
         .function("t", "infected", infected)
         .function("t", "garbage", garbage)
         .function("t", "oversize_raw", oversize_raw)
@@ -480,7 +488,9 @@ async fn stubborn_child_is_killed_by_the_ladder() -> Check {
     ensure!(!graceful, "reported graceful");
     ensure!(took >= Duration::from_millis(400) && took < Duration::from_millis(900), "ladder took {took:?}");
     match out {
-        Some(Err(Error::ActorDied { actor, code: None, signal: Some(9) })) => ensure!(actor == "stubborn", "{actor}"),
+        Some(Err(Error::ActorDied { actor, code: None, signal: Some(9), panic: None })) => {
+            ensure!(actor == "stubborn", "{actor}")
+        }
         other => return Err(format!("call ended with {other:?}")),
     }
     Ok(())
@@ -504,33 +514,81 @@ async fn killed_child_mid_call_is_an_error() -> Check {
     })
     .await;
     match r.map_err(|e| format!("{e:?}"))? {
-        Err(Error::ActorDied { actor, code: None, signal: Some(9) }) => ensure!(actor == "victim", "{actor}"),
+        Err(Error::ActorDied { actor, code: None, signal: Some(9), panic: None }) => {
+            ensure!(actor == "victim", "{actor}")
+        }
         other => return Err(format!("call ended with {other:?}")),
     }
     Ok(())
 }
 
-async fn abort_and_panic_reach_the_parent() -> Check {
+async fn abort_reaches_the_parent() -> Check {
     let r = actor::open_nursery(async |an| {
         let a = an.start_actor("aborter", t()).await?;
-        let b = an.start_actor("panicker", t()).await?;
-        Ok((a.run::<_, ()>("t", "abort", &()).await, b.run::<_, ()>("t", "panics", &()).await))
+        Ok(a.run::<_, ()>("t", "abort", &()).await)
     })
     .await;
-    let (a, b) = r.map_err(|e| format!("{e:?}"))?;
-    match a {
-        Err(Error::ActorDied { ref actor, code: None, signal: Some(6) }) if actor == "aborter" => {}
-        other => return Err(format!("abort: {other:?}")),
+    match r.map_err(|e| format!("{e:?}"))? {
+        Err(Error::ActorDied { ref actor, code: None, signal: Some(6), panic: None }) if actor == "aborter" => Ok(()),
+        other => Err(format!("abort: {other:?}")),
     }
-    let b = b.err().ok_or("panic returned")?;
-    // With panic = "unwind" the process exits 101; with panic = "abort" it dies of SIGABRT.
-    match &b {
-        Error::ActorDied { actor, code: Some(101), signal: None } if actor == "panicker" => {}
-        Error::ActorDied { actor, code: None, signal: Some(6) } if actor == "panicker" => {}
-        other => return Err(format!("panic: {other:?}")),
+}
+
+/// With unwinding, a panic in an endpoint is caught where the call's task ends: the caller gets
+/// a remote error of kind `Panic` with the message and `file:line:col`, and the actor serves on.
+/// Built with `panic = "abort"` (`cargo test --profile release-min --test actors`), the actor
+/// dies of `SIGABRT` instead and its `ActorDied` carries the same report.
+async fn panic_in_endpoint_is_boxed_and_the_actor_serves_on() -> Check {
+    let want = format!("panicked at tests/actors.rs:{PANIC_LINE}:5: endpoint panicked on purpose");
+    if cfg!(panic = "abort") {
+        let r = actor::open_nursery(async |an| {
+            let p = an.start_actor("panicker", t()).await?;
+            Ok(p.run::<_, ()>("t", "panics", &()).await)
+        })
+        .await;
+        return match r.map_err(|e| format!("{e:?}"))? {
+            Err(Error::ActorDied { code: None, signal: Some(6), panic: Some(msg), .. }) if msg == want => Ok(()),
+            other => Err(format!("expected ActorDied with {want:?}, got {other:?}")),
+        };
     }
-    ensure!(b.to_string().starts_with("actor 'panicker' died: "), "{b}");
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("panicker", t()).await?;
+        let panicked = p.run::<_, ()>("t", "panics", &()).await;
+        let after: u64 = p.run("t", "echo", &3u64).await?;
+        let graceful = p.cancel_actor().await?;
+        Ok((panicked, after, graceful))
+    })
+    .await;
+    let (panicked, after, graceful) = r.map_err(|e| format!("{e:?}"))?;
+    let e = panicked.err().ok_or("the panic returned Ok")?;
+    ensure!(e.kind() == "RemoteActorError", "{e:?}");
+    let re = remote(&e)?;
+    ensure!(re.boxed_type == "Panic" && re.src.name == "panicker", "{e:?}");
+    ensure!(re.message == want, "message {:?}, expected {want:?}", re.message);
+    ensure!(after == 3 && graceful, "after {after}, graceful {graceful}");
     Ok(())
+}
+
+/// Under `panic = "abort"` (taken here through the test switch), the hook writes the panic to
+/// the parent before the abort: the call's `ActorDied` carries it.
+async fn panic_under_abort_reports_its_message() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("abort_panicker", t()).await?;
+        Ok(p.run::<_, ()>("t", "panics_aborting", &()).await)
+    })
+    .await;
+    match r.map_err(|e| format!("{e:?}"))? {
+        Err(ref e @ Error::ActorDied { ref actor, code: None, signal: Some(6), panic: Some(ref msg) })
+            if actor == "abort_panicker" =>
+        {
+            let line = PANIC_LINE + 6;
+            let want = format!("panicked at tests/actors.rs:{line}:5: aborting panic on purpose");
+            ensure!(*msg == want, "panic {msg:?}, expected {want:?}");
+            ensure!(e.to_string().ends_with(&format!("after it {want}")), "{e}");
+            Ok(())
+        }
+        other => Err(format!("expected ActorDied by SIGABRT with the panic, got {other:?}")),
+    }
 }
 
 async fn damaged_streams() -> Check {
@@ -589,7 +647,9 @@ async fn truncated_frame_at_eof() -> Check {
     .await;
     let (out, errs) = r.map_err(|e| format!("{e:?}"))?;
     match out {
-        Err(Error::ActorDied { actor, code: Some(3), signal: None }) => ensure!(actor == "truncator", "{actor}"),
+        Err(Error::ActorDied { actor, code: Some(3), signal: None, panic: None }) => {
+            ensure!(actor == "truncator", "{actor}")
+        }
         other => return Err(format!("call ended with {other:?}")),
     }
     ensure!(errs == [WireError::Truncated { bytes: 3 }], "{errs:?}");
@@ -1032,7 +1092,9 @@ async fn run_all() -> Result<(usize, usize)> {
         cancel_actor_on_a_busy_child,
         stubborn_child_is_killed_by_the_ladder,
         killed_child_mid_call_is_an_error,
-        abort_and_panic_reach_the_parent,
+        abort_reaches_the_parent,
+        panic_in_endpoint_is_boxed_and_the_actor_serves_on,
+        panic_under_abort_reports_its_message,
         damaged_streams,
         configured_frame_limit,
         oversized_unknown_function_report_is_shortened,
@@ -1052,6 +1114,11 @@ async fn run_all() -> Result<(usize, usize)> {
 }
 
 fn main() {
+    if std::env::var_os("INFECT_ACTOR_PIPE").is_some() {
+        // A child: keep the test output quiet (the actor's hook chains to this one); the parent
+        // checks what the panics report.
+        std::panic::set_hook(Box::new(|_| {}));
+    }
     if let Some(script) = hostile_script() {
         hostile_child(&script);
     }

@@ -278,6 +278,25 @@ async fn reads_then_fails(ctx: Context, n: u64) -> Result<()> {
     .await
 }
 
+/// Panics 5 ms after `started`.
+async fn panics_after_started(ctx: Context, _: ()) -> Result<()> {
+    ctx.started(&()).await?;
+    guest::sleep(Duration::from_millis(5)).await?;
+    panic!("context panicked on purpose")
+}
+
+/// Its host task panics when `x == 0` (else it returns `x`).
+async fn host_task_panics(x: u64) -> Result<u64> {
+    to_host::run_task(async move {
+        host::yield_now().await?;
+        if x == 0 {
+            panic!("host task panicked on purpose");
+        }
+        Ok(x)
+    })
+    .await
+}
+
 async fn never_started(_ctx: Context, _: ()) -> Result<()> {
     Ok(())
 }
@@ -373,6 +392,8 @@ fn endpoints() -> Endpoints {
         .context(NS, "cancels_after_started", cancels_after_started)
         .context(NS, "dies_after_started", dies_after_started)
         .context(NS, "reads_then_fails", reads_then_fails)
+        .context(NS, "panics_after_started", panics_after_started)
+        .function(NS, "host_task_panics", host_task_panics)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -679,6 +700,39 @@ async fn returned_context_state() -> Check {
     ensure!(ctx.has_outcome() && ctx.outcome::<u64>() == Some(Ok(4)), "outcome {:?}", ctx.outcome::<u64>());
     ensure!(ctx.maybe_error().is_none() && ctx.canceller().is_none(), "{ctx:?}");
     ensure!(!ctx.cancel_called() && !ctx.cancel_acked() && !ctx.cancelled_caught(), "{ctx:?}");
+    Ok(())
+}
+
+/// A panic in a context endpoint (after `started`, interrupting the caller's block) and in an
+/// infected actor's host task: each arrives as a remote `Panic` with its message and location,
+/// and the actor serves on.
+async fn panics_in_context_and_host_task_are_boxed() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("panicker", aio()).await?;
+        let t0 = Instant::now();
+        let ctx_panic = p
+            .open_context(NS, "panics_after_started", &(), async |_ctx, ()| {
+                guest::sleep(Duration::from_secs(1)).await?;
+                Ok(())
+            })
+            .await;
+        let took = t0.elapsed();
+        let host_panic = p.run::<_, u64>(NS, "host_task_panics", &0u64).await;
+        let after: u64 = p.run(NS, "host_task_panics", &7u64).await?;
+        Ok((ctx_panic, took, host_panic, after))
+    })
+    .await;
+    let (ctx_panic, took, host_panic, after) = r.map_err(dbg)?;
+    let e = ctx_panic.err().ok_or("the context returned Ok")?;
+    is_remote(&e, "Panic", "panicker")?;
+    let m = &remote(&e)?.message;
+    ensure!(m.starts_with("panicked at tests/infected.rs:") && m.ends_with(": context panicked on purpose"), "{m}");
+    ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
+    let e = host_panic.err().ok_or("the host task returned Ok")?;
+    is_remote(&e, "Panic", "panicker")?;
+    let m = &remote(&e)?.message;
+    ensure!(m.starts_with("panicked at tests/infected.rs:") && m.ends_with(": host task panicked on purpose"), "{m}");
+    ensure!(after == 7, "after {after}");
     Ok(())
 }
 
@@ -1348,6 +1402,7 @@ async fn run_all() -> Result<(usize, usize)> {
         callee_cancel_interrupts_the_block,
         remote_failure_interrupts_a_stream_writer,
         returned_context_state,
+        panics_in_context_and_host_task_are_boxed,
         context_host_failure_parent_waits,
         context_host_failure_seen_by_wait_for_result,
         host_self_cancel_is_boxed,
@@ -1380,6 +1435,10 @@ async fn run_all() -> Result<(usize, usize)> {
 }
 
 fn main() {
+    if std::env::var_os("INFECT_ACTOR_PIPE").is_some() {
+        // A child: keep the test output quiet (the actor's hook chains to this one).
+        std::panic::set_hook(Box::new(|_| {}));
+    }
     let role = std::env::var("INFECTED_TEST_ROLE").unwrap_or_default();
     if role == "infected_root" {
         let r = actor::main_with(RootOpts::new().infect_host(true), endpoints(), role_infected_root());

@@ -119,6 +119,7 @@ pub(crate) async fn serve(
     decoder: Box<FrameDecoder<DEFAULT_MAX_FRAME>>,
     sigfd: &'static OwnedFd,
 ) -> i32 {
+    install_panic_hook();
     let s = Rc::new(Serve {
         actor: actor.clone(),
         conn,
@@ -347,7 +348,8 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
     let s2 = s.clone();
     let started = n.start_soon(async move {
         let s = s2;
-        let out = entry.scope.run(fut).await;
+        // A panic in the endpoint ends this call with `Error::Panic`; the actor keeps serving.
+        let out = entry.scope.run(crate::panic::catch(fut)).await;
         let msg = match out {
             Ok(Some(_)) if ctx.as_ref().is_some_and(|c| !c.is_started()) => {
                 error_msg(Some(cid), &Error::NotStarted { ctx: entry.what.clone() }, &s.actor)
@@ -395,6 +397,58 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
     if started.is_err() {
         s.calls.borrow_mut().remove(&cid);
     }
+}
+
+thread_local! {
+    /// Test switch: make the panic hook behave as under `panic = "abort"` (report, then abort).
+    static ABORT_ON_PANIC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes every later panic in this actor take the `panic = "abort"` path of its hook: report the
+/// panic to the parent, then `std::process::abort()` (a test hook for unwinding builds).
+pub(crate) fn abort_on_panic() {
+    ABORT_ON_PANIC.with(|a| a.set(true));
+}
+
+/// Installs the actor's panic hook (once per process), chained before the hook that was there
+/// (the default one prints the panic to stderr, as always):
+/// - it records the panic's location, so that a panic caught at a task boundary
+///   ([`crate::panic::catch`]) arrives with `file:line:col`;
+/// - under `panic = "abort"` nothing unwinds and the process dies right after the hook, so the
+///   hook first writes the panic to the parent as `Msg::Error { cid: None, boxed_type: "Panic" }`
+///   (one frame, preceded by a delimiter in case a frame of ours is half-written, shortened to
+///   the frame limit; written directly to the pipe, it waits only for room in it). The parent
+///   keeps it, and the `ActorDied` of the abort that follows carries it.
+///
+/// A hook of the program's own, set later without chaining to this one, turns both off.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            crate::panic::note(info);
+            let aborting = cfg!(panic = "abort") || ABORT_ON_PANIC.with(Cell::get);
+            if aborting {
+                report_panic(info);
+            }
+            prev(info);
+            if aborting {
+                std::process::abort();
+            }
+        }));
+    });
+}
+
+/// Writes the panic to the parent, bypassing the connection's lock (the process is about to die).
+fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let Some(actor) = super::current_inner() else { return };
+    let Some(conn) = actor.parent_conn.try_borrow().ok().and_then(|c| c.clone()) else { return };
+    let msg = error_msg(None, &crate::panic::hook_error(info), &actor);
+    let Ok(frame) = crate::wire::encode_frame_fit(&msg, conn.max_frame()) else { return };
+    let mut bytes = Vec::with_capacity(frame.len() + 1);
+    bytes.push(0);
+    bytes.extend_from_slice(&frame);
+    let _ = conn.write_raw(&bytes);
 }
 
 /// The `Msg::Error` for `e` raised (or relayed) in `actor`.

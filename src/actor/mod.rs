@@ -89,7 +89,19 @@
 //!   [`Error::ContextCancelled`](crate::Error::ContextCancelled)). An actor that relays a
 //!   remote error appends its name to the `relay_path`. A child that dies while a call waits
 //!   on it ends that call with [`Error::ActorDied`](crate::Error::ActorDied) naming the actor
-//!   and the status or signal (a `panic = "abort"` shows as `SIGABRT`).
+//!   and the status or signal.
+//! - **Panics arrive with their message; the actor serves on.** With unwinding, a panic in an
+//!   endpoint, a context endpoint or a `to_host` host task is caught where that task ends and
+//!   becomes [`Error::Panic`](crate::Error::Panic) (message and `file:line:col`), which the
+//!   caller gets as a remote error of kind `Panic`; like tractor, which boxes the exception and
+//!   keeps serving, the actor goes on serving its other and later calls. (A panic that unwinds
+//!   through a guest nursery inside the endpoint leaves that nursery's tasks to run out on
+//!   their own.) Under `panic = "abort"` (the `release-min` profile) nothing unwinds: the
+//!   actor's panic hook writes the panic to the parent (`Msg::Error { cid: None, boxed_type:
+//!   "Panic" }`, written straight to the pipe before the process aborts) and the
+//!   [`Error::ActorDied`](crate::Error::ActorDied) of the `SIGABRT` that follows carries it in
+//!   `panic`. The hook chains to the one installed before it (the default prints to stderr); a
+//!   hook the program installs later without chaining turns both off.
 //! - **One-cancels-all.** A failing `run_in_actor` child, or a failing nursery block, cancels
 //!   the block and every sibling actor; the errors that caused it come out (several as one
 //!   [`ErrorGroup`](crate::ErrorGroup)), the cancellations they caused do not.
@@ -313,4 +325,10 @@ pub(crate) fn run_bare_root<T: 'static>(
 #[doc(hidden)]
 pub mod testing {
     pub use super::sys::{reap_nohang, set_child_subreaper};
+
+    /// Makes every later panic in this actor take the `panic = "abort"` path of its panic hook
+    /// (report the panic to the parent, then abort), so that unwinding builds can test it.
+    pub fn abort_on_panic() {
+        super::child::abort_on_panic();
+    }
 }

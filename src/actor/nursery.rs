@@ -259,6 +259,8 @@ pub(crate) struct ChildActor {
     reaped: Event,
     wire_errors: ErrorLog<WireError>,
     peer_errors: ErrorLog<Error>,
+    /// The panic the child reported just before dying (its hook, under `panic = "abort"`).
+    panic_report: RefCell<Option<String>>,
     /// Messages refused as out of the dialog ([`Error::UnexpectedMessage`]).
     protocol_errors: ErrorLog<Error>,
     /// The supervisor sent `Cancel{None}` (a `CancelAck{None}` may come).
@@ -353,6 +355,11 @@ impl ChildActor {
                 self.refuse(&m, "no Cancel{None} was sent to this actor, or it was already acknowledged").await
             }
             Ok(Msg::Error { cid: None, src, boxed_type, message, relay_path, canceller }) => {
+                if boxed_type == "Panic" && relay_path.is_empty() {
+                    // Its panic hook's last word (`panic = "abort"`): the death that follows
+                    // carries it.
+                    *self.panic_report.borrow_mut() = Some(message.clone());
+                }
                 let e = ChildActor::remote_error(src, boxed_type, message, relay_path, canceller);
                 self.peer_errors.push(e);
             }
@@ -600,7 +607,8 @@ async fn supervise(child: Rc<ChildActor>) {
     )
     .await;
     let (code, signal) = status.map_or((None, None), process::split_status);
-    child.close(Error::ActorDied { actor: child.name.clone(), code, signal });
+    let panic = child.panic_report.borrow().clone();
+    child.close(Error::ActorDied { actor: child.name.clone(), code, signal, panic });
     child.reaped.set();
 }
 
@@ -995,6 +1003,7 @@ impl ActorNursery {
             reaped: Event::new(),
             wire_errors: ErrorLog::new(),
             peer_errors: ErrorLog::new(),
+            panic_report: RefCell::new(None),
             protocol_errors: ErrorLog::new(),
             cancel_sent: Cell::new(false),
             one_shot: Cell::new(false),
@@ -1033,7 +1042,12 @@ impl ActorNursery {
                 Poll::Pending
             })
             .await;
-            c.close(Error::ActorDied { actor: c.name.clone(), code: Some(0), signal: None });
+            c.close(Error::ActorDied {
+                actor: c.name.clone(),
+                code: Some(0),
+                signal: None,
+                panic: c.panic_report.borrow().clone(),
+            });
             c.reaped.set();
         }))?;
         Ok(Portal { child })

@@ -124,6 +124,10 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
         let core = Rc::new(Core::new(link, cap_to_guest));
         let result = Rc::new(RefCell::new(None));
         let fut = target(HostChannel { core: core.clone() });
+        // A panic in the host task ends it with `Error::Panic` (the guest sees that error), so
+        // that it does not unwind through the host executor.
+        #[cfg(feature = "std")]
+        let fut = crate::panic::catch(fut);
         let side =
             HostSide { fut, guard: EndGuard { core: core.clone(), result: result.clone(), seen: None, done: false } };
         let handle = host::spawn(side).ok_or(Error::NotInfected)?;
