@@ -633,7 +633,9 @@ impl Portal {
     ///
     /// A failure in the actor comes back as [`Error::RemoteActor`] (its `boxed_type` is the
     /// remote error's kind); an actor that dies meanwhile as [`Error::ActorDied`]; arguments
-    /// too big for a frame as `Error::Wire(FrameTooLarge)` before anything is sent. Cancelling
+    /// too big for a frame as `Error::Wire(FrameTooLarge)` before anything is sent. The call
+    /// waits on nothing but its answer, so a remote failure or death ends it the moment it
+    /// arrives (the same supervision as a context's block). Cancelling
     /// the caller cancels the remote call and waits (at most the cancel timeout) for it to end.
     pub async fn run<A: Serialize + ?Sized, R: DeserializeOwned>(&self, ns: &str, func: &str, args: &A) -> Result<R> {
         let args = encode_payload(args)?;
