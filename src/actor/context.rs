@@ -345,7 +345,8 @@ struct CtxInner {
 /// One side of a context between two actors (tractor's `Context`): the caller gets it in
 /// [`Portal::open_context`](super::Portal::open_context)'s block, the callee as its endpoint's
 /// first argument. Cheap to clone; a clone keeps the context's state readable after the
-/// block (see [Introspection](self#introspection)).
+/// block (see [Introspection](self#introspection)). A caller's handle kept past its actor
+/// nursery also keeps that (reaped) child's two pipe descriptors open until it is dropped.
 ///
 /// See the [module docs](self) for the dialog, the supervision and the cancellation rule.
 #[derive(Clone)]
