@@ -257,6 +257,20 @@ pub enum Error {
         /// What went wrong (the OS error or the handshake failure).
         reason: String,
     },
+    /// A child actor did not complete its handshake (its `Aid`) within
+    /// [`ActorOpts::start_timeout`](crate::actor::ActorOpts::start_timeout): it was terminated
+    /// (`SIGTERM`, then `SIGKILL`) and reaped.
+    #[error(
+        "actor '{actor}' did not complete its handshake within {} ms: is the program an infect \
+         actor (does it call `infect::actor::main`)? If it only starts slowly, raise \
+         `ActorOpts::start_timeout`", timeout.as_millis()
+    )]
+    StartTimeout {
+        /// The actor's name.
+        actor: String,
+        /// The bound that passed.
+        timeout: core::time::Duration,
+    },
     /// A frame could not be sent or was received damaged, or a payload did not (de)serialize.
     #[error(transparent)]
     Wire(#[from] crate::wire::WireError),
@@ -432,6 +446,7 @@ impl Error {
             Error::ActorDied { .. } => "ActorDied",
             Error::Panic { .. } => "Panic",
             Error::SpawnFailed { .. } => "SpawnFailed",
+            Error::StartTimeout { .. } => "StartTimeout",
             Error::Wire(w) => w.kind(),
             Error::Os { .. } => "Os",
             Error::NoActorRuntime => "NoActorRuntime",

@@ -1076,6 +1076,63 @@ async fn items_past_the_window_are_an_overrun() -> Check {
     Ok(())
 }
 
+/// Writes an executable shell script at a fresh temporary path (removed by the guard).
+struct Script(PathBuf);
+
+impl Script {
+    fn new(tag: &str, body: &str) -> std::result::Result<Script, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp_path(tag);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        Ok(Script(path))
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn silent_program_times_out_the_handshake() -> Check {
+    // A program that never speaks the protocol: it neither reads its SpawnSpec nor sends Aid.
+    let script = Script::new("mute", "exec sleep 30")?;
+    let bound = Duration::from_millis(300);
+    let opts = || ActorOpts::new().program(&script.0).start_timeout(bound).term_timeout(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("mute", opts()).await;
+        ensure_ok(an.live_actors() == 0)?;
+        p.map(drop)
+    })
+    .await;
+    let took = t0.elapsed();
+    match &r {
+        Err(e @ Error::StartTimeout { actor, timeout }) => {
+            ensure!(actor == "mute" && *timeout == bound, "{e:?}");
+            ensure!(e.kind() == "StartTimeout", "kind {}", e.kind());
+            ensure!(e.to_string().starts_with("actor 'mute' did not complete its handshake within 300 ms"), "{e}");
+        }
+        other => return Err(format!("expected StartTimeout, got {other:?}")),
+    }
+    ensure!(took >= bound && took < bound + Duration::from_millis(700), "start_actor took {took:?}");
+    // The same bound holds for a one-shot actor, whose call is pipelined behind the handshake.
+    let t0 = Instant::now();
+    let r: Result<()> = actor::open_nursery(async |an| {
+        an.run_in_actor("t", "echo", &1u64, opts().name("mute-once")).await?;
+        Ok(())
+    })
+    .await;
+    let took = t0.elapsed();
+    match &r {
+        Err(Error::StartTimeout { actor, .. }) if actor == "mute-once" => {}
+        other => return Err(format!("run_in_actor: expected StartTimeout, got {other:?}")),
+    }
+    ensure!(took >= bound && took < bound + Duration::from_millis(700), "run_in_actor took {took:?}");
+    Ok(())
+}
+
 // ---------------------------------------------------------------- runner
 
 async fn run_all() -> Result<(usize, usize)> {
@@ -1088,6 +1145,7 @@ async fn run_all() -> Result<(usize, usize)> {
         bad_requests_keep_the_child_serving,
         another_program_serves_its_endpoints,
         missing_program_is_a_spawn_error,
+        silent_program_times_out_the_handshake,
         grandchild_error_relays_to_root,
         cancel_actor_on_a_busy_child,
         stubborn_child_is_killed_by_the_ladder,

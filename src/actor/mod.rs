@@ -51,6 +51,11 @@
 //!   its pidfd (never a blocking `waitpid` in the loop) and, when asked to end it, climbs the
 //!   ladder: `Cancel{None}` and a bounded wait ([`ActorOpts::cancel_timeout`]) → `SIGTERM` and a
 //!   bounded wait ([`ActorOpts::term_timeout`]) → `SIGKILL` → reap.
+//! - **A bounded handshake.** A child must answer its `SpawnSpec` with its `Aid` within
+//!   [`ActorOpts::start_timeout`] ([`DEFAULT_START_TIMEOUT`], 10 s); one that does not (a
+//!   program that is no infect actor, or hangs before [`main`]) skips the graceful rung (it never
+//!   joined the dialog): `SIGTERM`, bounded wait, `SIGKILL`, reap, and the start fails with
+//!   [`Error::StartTimeout`](crate::Error::StartTimeout) naming it.
 //! - **No orphan.** A child gets `SIGTERM` when its parent dies (`PR_SET_PDEATHSIG`, armed
 //!   before `exec`, with `getppid` re-checked against the race) and also takes end-of-file on
 //!   its parent pipe as "parent gone": it cancels everything, runs its teardown callbacks and
@@ -157,7 +162,7 @@ use std::time::Duration;
 pub use crate::error::RemoteActorError;
 pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
 pub use endpoints::Endpoints;
-pub use nursery::{ActorNursery, ActorOpts, Portal, RECENT_ERRORS, open_nursery};
+pub use nursery::{ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, Portal, RECENT_ERRORS, open_nursery};
 pub use runtime::{RootOpts, main, main_with};
 
 use crate::wire::Aid;

@@ -68,7 +68,12 @@ pub struct ActorOpts {
     name: Option<String>,
     cancel_timeout: Duration,
     term_timeout: Duration,
+    start_timeout: Duration,
 }
+
+/// The default [`ActorOpts::start_timeout`]: how long a child may take to answer its
+/// `SpawnSpec` with its `Aid`.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for ActorOpts {
     fn default() -> Self {
@@ -81,12 +86,14 @@ impl Default for ActorOpts {
             name: None,
             cancel_timeout: Duration::from_millis(500),
             term_timeout: Duration::from_millis(500),
+            start_timeout: DEFAULT_START_TIMEOUT,
         }
     }
 }
 
 impl ActorOpts {
-    /// No namespace enabled, not infected, this binary, 500 ms per rung of the ladder.
+    /// No namespace enabled, not infected, this binary, 500 ms per rung of the ladder, a
+    /// [`DEFAULT_START_TIMEOUT`] (10 s) handshake.
     pub fn new() -> ActorOpts {
         ActorOpts::default()
     }
@@ -190,6 +197,32 @@ impl ActorOpts {
         self.term_timeout = d;
         self
     }
+
+    /// The bound on the handshake: how long the child may take from its spawn to its `Aid`
+    /// ([`DEFAULT_START_TIMEOUT`], 10 s, by default). A child that does not answer in time (a
+    /// program that is no infect actor, one that hangs before `actor::main`) gets no graceful
+    /// cancel (it never joined the dialog): it gets `SIGTERM`, then after
+    /// [`term_timeout`](Self::term_timeout) `SIGKILL`, is reaped, and
+    /// [`ActorNursery::start_actor`] (or the [`run_in_actor`](ActorNursery::run_in_actor)
+    /// call) fails with [`Error::StartTimeout`] naming it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use infect::actor::{ActorOpts, DEFAULT_START_TIMEOUT};
+    ///
+    /// assert_eq!(ActorOpts::new().start_wait(), DEFAULT_START_TIMEOUT);
+    /// let opts = ActorOpts::new().start_timeout(Duration::from_millis(300));
+    /// assert_eq!(opts.start_wait(), Duration::from_millis(300));
+    /// ```
+    pub fn start_timeout(mut self, d: Duration) -> ActorOpts {
+        self.start_timeout = d;
+        self
+    }
+
+    /// The handshake bound these options give (see [`start_timeout`](Self::start_timeout)).
+    pub fn start_wait(&self) -> Duration {
+        self.start_timeout
+    }
 }
 
 /// How many of the most recent errors a [`Portal`] keeps of each kind (the damaged frames
@@ -244,6 +277,7 @@ pub(crate) struct ChildActor {
     term_timeout: Duration,
     /// The stream window of every context with this child.
     window: usize,
+    start_timeout: Duration,
     /// The child's identity, once the handshake is done.
     aid: RefCell<Option<Aid>>,
     calls: RefCell<BTreeMap<Cid, Rc<CallSlot>>>,
@@ -542,32 +576,37 @@ async fn supervise(child: Rc<ChildActor>) {
     };
     let fd = child.proc.borrow().pidfd();
     let mut exit = r.readable(fd);
-    let exited_early = poll_fn(|cx| {
-        if Pin::new(&mut exit).poll(cx).is_ready() {
-            return Poll::Ready(true);
-        }
-        if child.teardown_requested.get() || child.eof.get() {
-            return Poll::Ready(false);
-        }
-        child.register_state(cx.waker());
-        Poll::Pending
-    })
-    .await;
+    // Until the handshake is done, the wait is bounded by the start timeout.
+    let mut woke = Woke::Handshake;
+    if child.aid.borrow().is_none() {
+        let first = guest::move_on_after(child.start_timeout, async { Ok(watch(&child, &mut exit, true).await) });
+        woke = first.await.ok().flatten().unwrap_or(Woke::StartTimeout);
+    }
+    if woke == Woke::Handshake {
+        woke = watch(&child, &mut exit, false).await;
+    }
     drop(exit);
-    if !exited_early {
+    let mut start_failed = None;
+    if woke == Woke::StartTimeout {
+        start_failed = Some(Error::StartTimeout { actor: child.name.clone(), timeout: child.start_timeout });
+    }
+    if woke != Woke::Exited {
         let mut gone = false;
-        // Rung 1: graceful (or, after end-of-file, just a bounded wait for the exit).
-        let graceful = guest::move_on_after(child.cancel_timeout, async {
-            if !child.eof.get() {
-                child.cancel_sent.set(true);
-                let _ = child.send(&Msg::Cancel { cid: None }).await;
+        // Rung 1: graceful (or, after end-of-file, just a bounded wait for the exit). A child
+        // that never joined the dialog (no `Aid` in time) skips it.
+        if start_failed.is_none() {
+            let graceful = guest::move_on_after(child.cancel_timeout, async {
+                if !child.eof.get() {
+                    child.cancel_sent.set(true);
+                    let _ = child.send(&Msg::Cancel { cid: None }).await;
+                }
+                child.exited().await
+            })
+            .await;
+            if matches!(graceful, Ok(Some(()))) {
+                gone = true;
+                child.graceful.set(child.cancel_acked.get());
             }
-            child.exited().await
-        })
-        .await;
-        if matches!(graceful, Ok(Some(()))) {
-            gone = true;
-            child.graceful.set(child.cancel_acked.get());
         }
         // Rung 2: SIGTERM.
         if !gone {
@@ -608,8 +647,45 @@ async fn supervise(child: Rc<ChildActor>) {
     .await;
     let (code, signal) = status.map_or((None, None), process::split_status);
     let panic = child.panic_report.borrow().clone();
-    child.close(Error::ActorDied { actor: child.name.clone(), code, signal, panic });
+    child.close(start_failed.unwrap_or(Error::ActorDied { actor: child.name.clone(), code, signal, panic }));
     child.reaped.set();
+}
+
+/// What ended a supervisor's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woke {
+    /// The child's `Aid` arrived (only while `handshake` is waited for).
+    Handshake,
+    /// The pidfd polled readable: the child exited on its own.
+    Exited,
+    /// Teardown was requested, or the child closed its pipe.
+    Teardown,
+    /// No `Aid` within the start timeout.
+    StartTimeout,
+}
+
+/// Waits until the child exits, is to be torn down, closes its pipe, or (if `handshake`)
+/// completes its handshake. A cancellation point only while waiting for the handshake (which
+/// the start timeout bounds).
+async fn watch(child: &ChildActor, exit: &mut crate::reactor::Readiness, handshake: bool) -> Woke {
+    poll_fn(|cx| {
+        if Pin::new(&mut *exit).poll(cx).is_ready() {
+            return Poll::Ready(Woke::Exited);
+        }
+        if child.teardown_requested.get() || child.eof.get() {
+            return Poll::Ready(Woke::Teardown);
+        }
+        if handshake && child.aid.borrow().is_some() {
+            return Poll::Ready(Woke::Handshake);
+        }
+        // While waiting for the handshake, the start timeout's scope cancels the wait.
+        if handshake && guest::check_cancel().is_err() {
+            return Poll::Ready(Woke::StartTimeout);
+        }
+        child.register_state(cx.waker());
+        Poll::Pending
+    })
+    .await
 }
 
 /// A handle to a child actor: call its endpoints, cancel it (tractor's `Portal`).
@@ -993,6 +1069,7 @@ impl ActorNursery {
             cancel_timeout: opts.cancel_timeout,
             term_timeout: opts.term_timeout,
             window: opts.stream_window,
+            start_timeout: opts.start_timeout,
             aid: RefCell::new(None),
             calls: RefCell::new(BTreeMap::new()),
             next_cid: Cell::new(1),
