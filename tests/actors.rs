@@ -1133,6 +1133,32 @@ async fn silent_program_times_out_the_handshake() -> Check {
     Ok(())
 }
 
+async fn daemon_holding_the_pipes_does_not_hold_the_nursery() -> Check {
+    // A foreign program forks a daemon that inherits its pipe ends and outlives it.
+    let pidfile = temp_path("daemon-pid");
+    let script = Script::new("daemonizer", &format!("sleep 12 &\necho $! > {}\nexec sleep 30", pidfile.display()))?;
+    let opts = ActorOpts::new()
+        .program(&script.0)
+        .start_timeout(Duration::from_millis(300))
+        .cancel_timeout(Duration::from_millis(200))
+        .term_timeout(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let r = actor::open_nursery(async |an| an.start_actor("daemonizer", opts).await.map(drop)).await;
+    let took = t0.elapsed();
+    let daemon: Option<u32> = std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse().ok());
+    let _ = std::fs::remove_file(&pidfile);
+    // Nothing left behind: the daemon was re-parented to us (a subreaper); kill and reap it.
+    if let Some(pid) = daemon {
+        signal(pid, libc::SIGKILL);
+        ensure!(wait_until(Duration::from_secs(2), || gone(pid)).await, "daemon {pid} still there");
+    }
+    let daemon = daemon.ok_or("the script did not record its daemon")?;
+    ensure!(matches!(&r, Err(Error::StartTimeout { actor, .. }) if actor == "daemonizer"), "{r:?}");
+    // Start timeout, SIGTERM, reap, the bounded wait for end-of-file: not the daemon's 12 s.
+    ensure!(took < Duration::from_millis(1500), "the nursery took {took:?} (daemon {daemon})");
+    Ok(())
+}
+
 // ---------------------------------------------------------------- runner
 
 async fn run_all() -> Result<(usize, usize)> {
@@ -1146,6 +1172,7 @@ async fn run_all() -> Result<(usize, usize)> {
         another_program_serves_its_endpoints,
         missing_program_is_a_spawn_error,
         silent_program_times_out_the_handshake,
+        daemon_holding_the_pipes_does_not_hold_the_nursery,
         grandchild_error_relays_to_root,
         cancel_actor_on_a_busy_child,
         stubborn_child_is_killed_by_the_ladder,

@@ -6,8 +6,11 @@
 //! - the **reader** owns the pipe from the child: it decodes frames and routes them by call id
 //!   into the waiting calls' inboxes; it records a bad frame ([`Portal::wire_errors`]: counts
 //!   and a bounded window of the [`RECENT_ERRORS`] most recent, likewise the actor's own
-//!   reports) and reports the first ones back to the child; it ends at end-of-file. It never
-//!   waits for a consumer (see the flow-control rule in [`context`](super::context)).
+//!   reports) and reports the first ones back to the child; it ends at end-of-file, or when the
+//!   supervisor stops it: once the child is reaped, end-of-file is waited for at most
+//!   [`ActorOpts::cancel_timeout`] (a foreign program's daemon may hold the child's pipe ends
+//!   for as long as it lives), so the nursery's exit is bounded by the ladder's own bounds. It
+//!   never waits for a consumer (see the flow-control rule in [`context`](super::context)).
 //! - the **supervisor** waits on the child's pidfd, on a teardown request, or on end-of-file;
 //!   then climbs the ladder (graceful `Cancel{None}` → `SIGTERM` → `SIGKILL`, each rung
 //!   bounded), reaps, and *closes* the child: every call still waiting on it ends with
@@ -286,6 +289,9 @@ pub(crate) struct ChildActor {
     state_waiters: RefCell<Vec<Waker>>,
     teardown_requested: Cell<bool>,
     eof: Cell<bool>,
+    /// Cancelled by the supervisor once the child is reaped and its pipe did not reach
+    /// end-of-file within the bound (someone else holds the child's end): the reader stops.
+    reader_stop: CancelScope,
     cancel_acked: Cell<bool>,
     /// Set once the child is reaped: what every later call gets.
     closed: RefCell<Option<Error>>,
@@ -544,27 +550,37 @@ pub(crate) async fn shielded_for<T>(d: Duration, body: impl Future<Output = Resu
     scope.run(body).await
 }
 
-/// The reader task: routes the child's frames until end-of-file.
+/// The reader task: routes the child's frames until end-of-file, or until the supervisor stops
+/// it (the child was reaped but someone else still holds its end of the pipe).
 async fn reader(child: Rc<ChildActor>) {
-    let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::with_limit(child.conn.max_frame()));
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut drained = false;
-    loop {
-        let got = child.conn.read_some(&mut buf, false, drained).await.unwrap_or(0);
-        drained = got < buf.len();
-        if got == 0 {
-            if let Some(w) = decoder.finish() {
-                child.wire_errors.push(w);
+    let stop = child.reader_stop.clone();
+    let _ = stop
+        .run(async {
+            let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::with_limit(child.conn.max_frame()));
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut drained = false;
+            loop {
+                // Only `reader_stop` can cancel this (the task is shielded).
+                let got = match child.conn.read_some(&mut buf, true, drained).await {
+                    Err(Error::Cancelled) => return Ok(()),
+                    r => r.unwrap_or(0),
+                };
+                drained = got < buf.len();
+                if got == 0 {
+                    if let Some(w) = decoder.finish() {
+                        child.wire_errors.push(w);
+                    }
+                    return Ok(());
+                }
+                decoder.push(&buf[..got]);
+                for item in decoder.by_ref() {
+                    child.dispatch(item).await;
+                }
             }
-            child.eof.set(true);
-            child.wake_state();
-            return;
-        }
-        decoder.push(&buf[..got]);
-        for item in decoder.by_ref() {
-            child.dispatch(item).await;
-        }
-    }
+        })
+        .await;
+    child.eof.set(true);
+    child.wake_state();
 }
 
 /// The supervisor task: waits for the child to exit or to be torn down, climbs the ladder if
@@ -631,10 +647,12 @@ async fn supervise(child: Rc<ChildActor>) {
         }
     };
     // Everything the child wrote before it died is delivered before its death is: wait for the
-    // reader to reach end-of-file (immediate, since the child held the only write end; bounded
-    // in case a foreign program handed its end to someone else).
+    // reader to reach end-of-file (immediate, since the child held the only write end). A
+    // foreign program may have handed its end to someone else (a daemon it forked): the wait is
+    // bounded by the first rung's bound, then the reader is stopped, so that the nursery's exit
+    // never waits on a process that is not ours.
     let _ = guest::move_on_after(
-        Duration::from_secs(1),
+        child.cancel_timeout,
         poll_fn(|cx| {
             if child.eof.get() {
                 return Poll::Ready(Ok(()));
@@ -645,6 +663,7 @@ async fn supervise(child: Rc<ChildActor>) {
         }),
     )
     .await;
+    child.reader_stop.cancel();
     let (code, signal) = status.map_or((None, None), process::split_status);
     let panic = child.panic_report.borrow().clone();
     child.close(start_failed.unwrap_or(Error::ActorDied { actor: child.name.clone(), code, signal, panic }));
@@ -1076,6 +1095,7 @@ impl ActorNursery {
             state_waiters: RefCell::new(Vec::new()),
             teardown_requested: Cell::new(an.cancelling.get()),
             eof: Cell::new(false),
+            reader_stop: CancelScope::new(),
             cancel_acked: Cell::new(false),
             closed: RefCell::new(None),
             graceful: Cell::new(false),
