@@ -770,6 +770,35 @@ async fn spawn_cancel_cycles() -> Check {
 
 // ---------------------------------------------------------------- sub-root roles
 
+/// With fd 0 closed (the next pipe lands on it): spawn an actor and call it.
+async fn role_nostdin() -> Result<()> {
+    // SAFETY: closing our own standard input, which nothing in this role reads.
+    unsafe { libc::close(0) };
+    let v: u64 = actor::open_nursery(async |an| {
+        let p = an.start_actor("stdinless", t()).await?;
+        let v = p.run("t", "echo", &5u64).await?;
+        p.cancel_actor().await?;
+        Ok(v)
+    })
+    .await?;
+    println!("echo {v}");
+    Ok(())
+}
+
+/// Spawns and cancels actors in a loop until interrupted.
+async fn role_spawnloop() -> Result<()> {
+    println!("pid {}", std::process::id());
+    let mut i = 0u64;
+    loop {
+        actor::open_nursery(async |an| {
+            let p = an.start_actor(&format!("loop{i}"), t()).await?;
+            p.cancel_actor().await.map(drop)
+        })
+        .await?;
+        i += 1;
+    }
+}
+
 async fn role_tree() -> Result<()> {
     actor::open_nursery(async |an| {
         guest::open_nursery(async |n| {
@@ -1159,6 +1188,113 @@ async fn daemon_holding_the_pipes_does_not_hold_the_nursery() -> Check {
     Ok(())
 }
 
+/// A sub-root in a process group of its own (as a shell job is), stdout piped.
+fn sub_root_group(role: &str) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(std::env::current_exe()?)
+        .env("ACTORS_TEST_ROLE", role)
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+}
+
+/// Waits (polling, bounded) for a sub-root to exit: its status.
+async fn exit_of(
+    root: &mut std::process::Child,
+    limit: Duration,
+) -> std::result::Result<std::process::ExitStatus, String> {
+    let exited = wait_until(limit, || matches!(root.try_wait(), Ok(Some(_)))).await;
+    if !exited {
+        let _ = root.kill();
+        let _ = root.wait();
+        return Err(format!("sub-root {} still running after {limit:?}", root.id()));
+    }
+    root.wait().map_err(|e| e.to_string())
+}
+
+async fn stdin_closed_in_the_root() -> Check {
+    let mut root = sub_root("nostdin").map_err(|e| e.to_string())?;
+    let mut out = root.stdout.take().ok_or("no stdout")?;
+    let status = exit_of(&mut root, Duration::from_secs(10)).await?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).map_err(|e| e.to_string())?;
+    ensure!(status.code() == Some(0) && text.starts_with("echo 5\n"), "sub-root {status:?}, said {text:?}");
+    Ok(())
+}
+
+async fn inherited_descriptors_do_not_reach_actors() -> Check {
+    // A descriptor this root got without close-on-exec (as from a careless parent).
+    let path = temp_path("inherited");
+    std::fs::write(&path, b"x").map_err(|e| e.to_string())?;
+    let cpath = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: a valid NUL-terminated path and flags; the descriptor is closed below.
+    let fd = unsafe { libc::open(cpath.as_ptr(), libc::O_RDONLY) };
+    let _ = std::fs::remove_file(&path);
+    ensure!(fd >= 0, "open failed");
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("clean", t()).await?;
+        let pid: u32 = p.run("t", "pid", &()).await?;
+        let mut fds = Vec::new();
+        for e in std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(Error::user)?.flatten() {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            fds.push((e.file_name().to_string_lossy().into_owned(), target.to_string_lossy().into_owned()));
+        }
+        p.cancel_actor().await?;
+        Ok(fds)
+    })
+    .await;
+    // SAFETY: `fd` was opened above and is owned by nobody else.
+    unsafe { libc::close(fd) };
+    let fds = r.map_err(|e| format!("{e:?}"))?;
+    let leaked: Vec<&(String, String)> =
+        fds.iter().filter(|(n, t)| *n == fd.to_string() || t.contains("infect-actors-")).collect();
+    ensure!(leaked.is_empty(), "the child holds {leaked:?} (inherited fd {fd}); all: {fds:?}");
+    Ok(())
+}
+
+async fn over_long_name_is_refused_before_spawning() -> Check {
+    let name = "n".repeat(actor::MAX_ACTOR_NAME + 1);
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor(&name, t()).await;
+        let spawned = an.live_actors();
+        // Exactly at the limit is fine.
+        let ok = an.start_actor(&"n".repeat(actor::MAX_ACTOR_NAME), t()).await?;
+        let v: u64 = ok.run("t", "echo", &1u64).await?;
+        Ok((p.map(drop), spawned, v))
+    })
+    .await;
+    let (p, spawned, v) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(spawned == 0 && v == 1, "spawned {spawned}, echo {v}");
+    match p {
+        Err(Error::SpawnFailed { actor, reason }) => {
+            ensure!(actor == format!("{}...", "n".repeat(actor::MAX_ACTOR_NAME)), "actor {actor}");
+            ensure!(reason == "an actor name must be 1 to 128 bytes long, this one is 129 bytes", "{reason}");
+        }
+        other => return Err(format!("expected SpawnFailed, got {other:?}")),
+    }
+    Ok(())
+}
+
+async fn ctrl_c_during_spawn_exits_130() -> Check {
+    // A Ctrl-C reaches the whole group: the child being spawned may die of it before its
+    // handler is in place, and the root may see that death before it reads its own signal.
+    for round in 0..8u64 {
+        let mut root = sub_root_group("spawnloop").map_err(|e| e.to_string())?;
+        let mut out = BufReader::new(root.stdout.take().ok_or("no stdout")?);
+        let pids = read_pids(&mut out, 1);
+        ensure!(pids.len() == 1, "no ready line");
+        let _ = guest::sleep(Duration::from_millis(20 + 7 * round)).await;
+        // SAFETY: `kill` takes no pointers; the group is the sub-root's own.
+        unsafe { libc::kill(-(root.id() as libc::pid_t), libc::SIGINT) };
+        let status = exit_of(&mut root, Duration::from_secs(5)).await?;
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        ensure!(status.code() == Some(130), "round {round}: sub-root {status:?}, said {rest:?}");
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- runner
 
 async fn run_all() -> Result<(usize, usize)> {
@@ -1173,6 +1309,10 @@ async fn run_all() -> Result<(usize, usize)> {
         missing_program_is_a_spawn_error,
         silent_program_times_out_the_handshake,
         daemon_holding_the_pipes_does_not_hold_the_nursery,
+        stdin_closed_in_the_root,
+        inherited_descriptors_do_not_reach_actors,
+        over_long_name_is_refused_before_spawning,
+        ctrl_c_during_spawn_exits_130,
         grandchild_error_relays_to_root,
         cancel_actor_on_a_busy_child,
         stubborn_child_is_killed_by_the_ladder,
@@ -1212,6 +1352,8 @@ fn main() {
         match role.as_str() {
             "tree" => role_tree().await.map(|()| (0, 0)),
             "sigint" => role_sigint().await.map(|()| (0, 0)),
+            "nostdin" => role_nostdin().await.map(|()| (0, 0)),
+            "spawnloop" => role_spawnloop().await.map(|()| (0, 0)),
             _ => {
                 // Orphaned grandchildren of a killed sub-root come to us, so that we can reap
                 // them and check they are gone.

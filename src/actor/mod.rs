@@ -115,7 +115,17 @@
 //!   cancels the tree and the process exits with status 130; in a child it cancels that child:
 //!   its calls end at the parent as `ContextCancelled { canceller: <child> }`, its teardown
 //!   callbacks run, it exits 130.
-//! - The tree shares the root's process group, so a terminal's Ctrl-C reaches every actor.
+//! - The tree shares the root's process group, so a terminal's Ctrl-C reaches every actor. A
+//!   Ctrl-C that kills a child still being spawned (before its handler is in place) does not
+//!   turn into that child's `ActorDied`: the root drains its signal pipe before it decides how
+//!   it ended.
+//! - **Process hygiene.** A child's pipe ends never sit on fds 0-2 (any numbering of the root's
+//!   descriptors works, fd 0 closed included); every other descriptor from 3 up is closed at
+//!   `exec`, whether or not the root got it close-on-exec, so an actor holds only its standard
+//!   descriptors and its two pipe ends. Children are signalled and reaped through their pidfds,
+//!   never by pid. A name over [`MAX_ACTOR_NAME`] bytes (or a `SpawnSpec` over the frame
+//!   limit) is refused with [`Error::SpawnFailed`](crate::Error::SpawnFailed) before anything is
+//!   spawned.
 //! - Process-wide state (the current actor, the signal pipe, the registry of live children) is
 //!   thread-local to the thread that called [`main`]; an actor is single-threaded.
 //!
@@ -162,7 +172,9 @@ use std::time::Duration;
 pub use crate::error::RemoteActorError;
 pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
 pub use endpoints::Endpoints;
-pub use nursery::{ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, Portal, RECENT_ERRORS, open_nursery};
+pub use nursery::{
+    ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, Portal, RECENT_ERRORS, open_nursery,
+};
 pub use runtime::{RootOpts, main, main_with};
 
 use crate::wire::Aid;

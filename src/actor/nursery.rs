@@ -1033,6 +1033,14 @@ impl ActorNursery {
     /// does not block on a fresh pipe); the handshake's answer is left to the caller.
     async fn spawn_child(&self, name: &str, opts: &ActorOpts) -> Result<Rc<ChildActor>> {
         let an = &self.inner;
+        let spec = SpawnSpec {
+            parent: an.me.aid.clone(),
+            name: name.to_owned(),
+            enable_modules: opts.enable_modules.clone(),
+            infect_host: opts.infect_host,
+        };
+        let spec = Msg::SpawnSpec(spec);
+        check_spawnable(name, &spec, opts.max_frame)?;
         let program = match &opts.program {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(|e| os_err("current_exe", e))?,
@@ -1052,13 +1060,6 @@ impl ActorNursery {
         an.n.start_soon(shielded(reader(child.clone())))?;
         an.n.start_soon(shielded(supervise(child.clone())))?;
 
-        let spec = SpawnSpec {
-            parent: an.me.aid.clone(),
-            name: name.to_owned(),
-            enable_modules: opts.enable_modules.clone(),
-            infect_host: opts.infect_host,
-        };
-        let spec = Msg::SpawnSpec(spec);
         // In one write: the child applies the settings before it reads anything else.
         let limit = Msg::FrameLimit { max: opts.max_frame as u32 };
         let window = Msg::StreamWindow { items: opts.stream_window as u32 };
@@ -1231,6 +1232,39 @@ impl ActorNursery {
         }
         Ok(())
     }
+}
+
+/// The longest actor name [`ActorNursery::start_actor`] accepts, in bytes: a name travels in
+/// the `SpawnSpec`, every `Aid` and every error report, which must fit the smallest frame
+/// limit (256 bytes; an error report too long for its frame has its message shortened, never
+/// its source).
+pub const MAX_ACTOR_NAME: usize = 128;
+
+/// Refuses, before anything is spawned, a name over [`MAX_ACTOR_NAME`] or a `SpawnSpec` that
+/// does not fit the frame limit (many long namespaces).
+fn check_spawnable(name: &str, spec: &Msg, max_frame: usize) -> Result<()> {
+    let refuse = |reason: String| {
+        let mut shown = name.to_owned();
+        if shown.len() > MAX_ACTOR_NAME {
+            let mut cut = MAX_ACTOR_NAME;
+            while !shown.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            shown.truncate(cut);
+            shown.push_str("...");
+        }
+        Err(Error::SpawnFailed { actor: shown, reason })
+    };
+    if name.is_empty() || name.len() > MAX_ACTOR_NAME {
+        return refuse(format!(
+            "an actor name must be 1 to {MAX_ACTOR_NAME} bytes long, this one is {} bytes",
+            name.len()
+        ));
+    }
+    if let Err(e) = crate::wire::encode_frame(spec, max_frame) {
+        return refuse(format!("its SpawnSpec does not fit a frame ({e}): enable fewer or shorter namespaces"));
+    }
+    Ok(())
 }
 
 /// Runs `work` in a shielded scope, as a nursery child.

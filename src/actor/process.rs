@@ -5,14 +5,16 @@
 //! - A [`Proc`] is reaped exactly once: by [`Proc::reap`] once its pidfd polled readable, or,
 //!   as the last resort, by its `Drop` (SIGKILL, then a blocking wait): no `Proc` ever leaves a
 //!   zombie behind.
-//! - Its pid cannot be reused while the `Proc` lives (an unreaped child keeps its pid), so
-//!   signalling it never hits a stranger.
+//! - It is reaped through its pidfd (`waitid(P_PIDFD)`), never by pid, and (`pidfd_send_signal`), never by pid: even if something
+//!   else in the process reaped it behind our back (a `waitpid(-1)`) and its pid was reused,
+//!   neither a signal nor a wait ever hits a stranger. (Without a pidfd, see
+//!   [`sys::pidfd_open`]'s fallback.)
 //! - Every live `Proc` of this process is listed in a thread-local registry, so that an actor
 //!   that has to exit at once ([`kill_all_children`]) can kill and reap them first.
 
 use std::cell::RefCell;
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -47,6 +49,10 @@ pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, Ow
     let fail = |e: std::io::Error| Error::SpawnFailed { actor: name.to_owned(), reason: e.to_string() };
     let (child_rx, our_tx) = crate::reactor::fd::pipe().map_err(fail)?;
     let (our_rx, child_tx) = crate::reactor::fd::pipe().map_err(fail)?;
+    // The child's ends never sit on 0, 1 or 2 (a root started with fd 0 closed gets a pipe
+    // there), which the child sets up as its standard descriptors.
+    let child_rx = sys::above_stdio(child_rx).map_err(fail)?;
+    let child_tx = sys::above_stdio(child_tx).map_err(fail)?;
     let me = std::process::id();
     let exec_err = |e: std::io::Error| Error::SpawnFailed {
         actor: name.to_owned(),
@@ -122,17 +128,19 @@ impl Proc {
         self.pidfd.as_raw_fd()
     }
 
-    /// Sends `sig` unless the process was already reaped.
+    /// Sends `sig` through the pidfd unless the process was already reaped: never to a pid
+    /// (someone else may have reaped the process behind our back and its pid been reused).
     pub(crate) fn signal(&self, sig: i32) {
         if self.status.is_none() {
-            let _ = sys::kill(self.pid(), sig);
+            let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), sig);
         }
     }
 
     /// Reaps the process if it has exited (`WNOHANG`): its status, once reaped.
     pub(crate) fn reap(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = sys::reap_nohang(self.pid).map_err(|e| os_err("waitpid", e))?.map(ExitStatus::from_raw);
+            self.status =
+                sys::wait_pidfd(self.pidfd.as_fd(), true).map_err(|e| os_err("waitid", e))?.map(ExitStatus::from_raw);
             if self.status.is_some() {
                 let pid = self.pid();
                 // `try_with`: the registry may already be gone if the thread is exiting.
@@ -144,8 +152,8 @@ impl Proc {
 
     fn kill_and_wait(&mut self) {
         if self.status.is_none() {
-            let _ = sys::kill(self.pid, libc::SIGKILL);
-            self.status = sys::wait_blocking(self.pid).ok().map(ExitStatus::from_raw);
+            self.signal(libc::SIGKILL);
+            self.status = sys::wait_pidfd(self.pidfd.as_fd(), false).ok().flatten().map(ExitStatus::from_raw);
         }
     }
 }
@@ -173,4 +181,51 @@ pub(crate) fn kill_all_children() {
 /// `(exit code, signal)` of a status.
 pub(crate) fn split_status(status: ExitStatus) -> (Option<i32>, Option<i32>) {
     (status.code(), status.signal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child reaped behind its `Proc`'s back, and a stranger placed at its pid: neither the
+    /// ladder's signals nor the last-resort kill-and-wait touch the stranger.
+    #[test]
+    fn a_reused_pid_is_never_signalled_or_reaped() {
+        use std::os::unix::fs::PermissionsExt;
+        let script = std::env::temp_dir().join(format!("infect-proc-reuse-{}", std::process::id()));
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (proc, rx, tx) = spawn(&script, "victim").unwrap();
+        let _ = std::fs::remove_file(&script);
+        drop((rx, tx));
+        let pid = proc.borrow().pid();
+        // Someone else reaps it (a `waitpid(-1)` elsewhere in the process, say).
+        sys::kill(pid, libc::SIGKILL).unwrap();
+        sys::wait_blocking(pid).unwrap();
+        // A stranger (also our child) at the same pid: `ns_last_pid` needs CAP_SYS_ADMIN.
+        let mut stranger = None;
+        for _ in 0..50 {
+            if std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)).is_err() {
+                eprintln!("a_reused_pid_is_never_signalled_or_reaped: skipped (cannot set ns_last_pid)");
+                kill_all_children();
+                return;
+            }
+            let mut c = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+            if c.id() == pid {
+                stranger = Some(c);
+                break;
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let mut stranger = stranger.expect("no process could be placed at the reused pid");
+        proc.borrow().signal(libc::SIGTERM);
+        assert!(proc.borrow_mut().reap().is_err(), "reaped something that is not the victim");
+        kill_all_children();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let alive = stranger.try_wait().unwrap().is_none();
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+        assert!(alive, "the stranger at pid {pid} was signalled or reaped");
+    }
 }

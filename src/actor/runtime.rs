@@ -173,7 +173,7 @@ async fn root_body<T: 'static>(
     guest::open_nursery(async |n| {
         let scope = CancelScope::new();
         let watch = CancelScope::new();
-        let (s, w) = (scope.clone(), watch.clone());
+        let (s, w, seen) = (scope.clone(), watch.clone(), interrupted.clone());
         n.start_soon(async move {
             w.run(async move {
                 let r = reactor()?;
@@ -181,8 +181,8 @@ async fn root_body<T: 'static>(
                     readable(&r, sigfd.as_raw_fd(), true).await?;
                     for sig in take_signals(sigfd) {
                         if sig == libc::SIGINT || sig == libc::SIGTERM {
-                            if interrupted.get().is_none() {
-                                interrupted.set(Some(sig));
+                            if seen.get().is_none() {
+                                seen.set(Some(sig));
                             }
                             s.cancel();
                         }
@@ -193,6 +193,14 @@ async fn root_body<T: 'static>(
             .map(|_: Option<()>| ())
         })?;
         let r = scope.run(root).await;
+        // A signal whose byte the watcher has not read yet still counts (a Ctrl-C to the group
+        // can kill a child being spawned, whose death the body may see first): drain the pipe
+        // before the watcher is cancelled.
+        for sig in take_signals(sigfd) {
+            if (sig == libc::SIGINT || sig == libc::SIGTERM) && interrupted.get().is_none() {
+                interrupted.set(Some(sig));
+            }
+        }
         watch.cancel();
         match r {
             Ok(Some(v)) => Ok(v),

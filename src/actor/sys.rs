@@ -5,7 +5,7 @@
 //! - Descriptor arguments are [`BorrowedFd`]s (open for the call) or numbers this process owns;
 //!   a descriptor a call creates is wrapped in an [`OwnedFd`] at once and is `O_CLOEXEC`.
 //! - The code that runs in a forked child before `exec` ([`child_after_fork`]) and the signal
-//!   handler ([`on_signal`]) make only async-signal-safe calls (`dup2`, `fcntl`, `sigemptyset`,
+//!   handler ([`on_signal`]) make only async-signal-safe calls (`close_range`, `dup2`, `fcntl`, `sigemptyset`,
 //!   `pthread_sigmask`, `signal`, `prctl`, `getppid`, `execve`, `_exit`, `getpid`, `write`) and touch no lock and no allocator.
 //! - `-1` becomes [`io::Error::last_os_error`]; nothing retries here.
 
@@ -31,6 +31,48 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     let fd = cvt(fd)?;
     // SAFETY: `fd` was just returned by a successful `pidfd_open`: open and owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the process the pidfd refers to, and
+/// never another one (a pidfd outlives its process: once it has exited, this fails with
+/// `ESRCH`, even if its pid was reaped behind our back and reused).
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: c_int) -> io::Result<()> {
+    // SAFETY: `pidfd` is open for the call; a null `siginfo` is allowed (as `kill` would fill it),
+    // flags 0.
+    let r = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Re-numbers `fd` to a number of at least 3 (`F_DUPFD_CLOEXEC`) if it is one of 0, 1, 2, so
+/// that a child's pipe end never collides with the standard descriptors the child sets up (a
+/// root started with fd 0 closed gets pipes on 0). Other numbers are returned as they are.
+pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: `F_DUPFD_CLOEXEC` takes an `int` (the lowest acceptable number); `fd` is open.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: `new` was just returned by a successful `fcntl(F_DUPFD_CLOEXEC)`: open, ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// The descriptors this process has open, from `/proc/self/fd` (`None` if it cannot be read):
+/// listed before `fork`, for the child to mark them close-on-exec where `close_range` is
+/// missing.
+fn open_fds() -> Option<Vec<RawFd>> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+}
+
+/// The soft limit on descriptors (`RLIMIT_NOFILE`), capped at 65536: the range the child sweeps
+/// when neither `close_range` nor `/proc/self/fd` is available.
+fn fd_limit() -> RawFd {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `rl` is a valid, writable `rlimit`.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0;
+    if ok { RawFd::try_from(rl.rlim_cur.min(65536)).unwrap_or(65536) } else { 65536 }
 }
 
 /// `kill(pid, sig)`.
@@ -66,7 +108,9 @@ pub(crate) struct SpawnArgs<'a> {
     pub(crate) argv0: &'a CStr,
     /// The whole environment, `KEY=value` strings.
     pub(crate) env: &'a [CString],
-    /// Descriptors to keep open across `exec` (their `FD_CLOEXEC` is cleared in the child).
+    /// Descriptors to keep open across `exec` (their `FD_CLOEXEC` is cleared in the child);
+    /// each at least 3 (see [`above_stdio`]). Every other descriptor but 0, 1 and 2 is closed
+    /// at `exec`, whether or not it was close-on-exec in this process.
     pub(crate) keep: [RawFd; 2],
     /// The pid the child must see as its parent once `PR_SET_PDEATHSIG` is armed.
     pub(crate) parent_pid: u32,
@@ -74,18 +118,27 @@ pub(crate) struct SpawnArgs<'a> {
 
 /// Forks and execs a child, the way `std::process::Command::spawn` does with `stdin(null)`,
 /// inherited stdout/stderr and a `pre_exec` hook: in the child, `/dev/null` becomes stdin, the
-/// signal mask is emptied and `SIGPIPE` restored to its default, the descriptors in `keep` lose
-/// `FD_CLOEXEC`, `PR_SET_PDEATHSIG(SIGTERM)` is armed and the parent re-checked with
+/// signal mask is emptied and `SIGPIPE` restored to its default, every descriptor from 3 up is
+/// marked close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`; where that is missing, each
+/// one listed from `/proc/self/fd` before the `fork`, or else every number below the
+/// descriptor limit), so that nothing this process inherited without close-on-exec reaches the
+/// child, then the descriptors in `keep` lose `FD_CLOEXEC`, `PR_SET_PDEATHSIG(SIGTERM)` is armed and the parent re-checked with
 /// `getppid`, then each path is `execve`d in turn. A failure in the child reaches us as its
 /// `errno` through a `O_CLOEXEC` pipe (end of file means the `exec` succeeded); the failed
 /// child is reaped before we return the error. Returns the child's pid.
 pub(crate) fn spawn(args: &SpawnArgs<'_>) -> io::Result<u32> {
-    if args.paths.is_empty() {
+    if args.paths.is_empty() || args.keep.iter().any(|&fd| fd < 3) {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
+    // Prepared before `fork`: the child may not allocate.
+    let listed = open_fds();
+    let sweep = match &listed {
+        Some(fds) => Sweep::Listed(fds),
+        None => Sweep::UpTo(fd_limit()),
+    };
     let argv = [args.argv0.as_ptr(), std::ptr::null()];
     let envp: Vec<*const libc::c_char> = args.env.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
-    let exec = Exec { paths: args.paths, argv: &argv, envp: &envp, keep: args.keep };
+    let exec = Exec { paths: args.paths, argv: &argv, envp: &envp, keep: args.keep, sweep };
     let parent = libc::pid_t::try_from(args.parent_pid).unwrap_or(-1);
     // SAFETY: a NUL-terminated path and flags; the result is checked and wrapped at once.
     let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
@@ -133,15 +186,25 @@ struct Exec<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     keep: [RawFd; 2],
+    sweep: Sweep<'a>,
+}
+
+/// Which descriptors the child marks close-on-exec if `close_range` is missing.
+enum Sweep<'a> {
+    /// Those listed in `/proc/self/fd` before the `fork` (the only ones that can be open:
+    /// anything opened later by this thread is `O_CLOEXEC`).
+    Listed(&'a [RawFd]),
+    /// Every number from 3 below this.
+    UpTo(RawFd),
 }
 
 /// The forked child's side of [`spawn`]: never returns.
 ///
 /// # Safety
 /// Must be called only in a child just forked from a process where `args`, `null` and
-/// `err_tx` were valid; it makes only async-signal-safe calls (`dup2`, `fcntl`, `sigemptyset`,
-/// `pthread_sigmask`, `signal`, `prctl`, `getppid`, `execve`, `write`, `_exit`), allocates
-/// nothing and takes no lock.
+/// `err_tx` were valid; it makes only async-signal-safe calls (`close_range`, `dup2`, `fcntl`,
+/// `sigemptyset`, `pthread_sigmask`, `signal`, `prctl`, `getppid`, `execve`, `write`,
+/// `_exit`), allocates nothing and takes no lock.
 unsafe fn child_after_fork(args: &Exec<'_>, null: RawFd, err_tx: RawFd, parent: libc::pid_t) -> ! {
     // SAFETY: `__errno_location` returns this thread's errno slot (async-signal-safe to read).
     let errno = || unsafe { *libc::__errno_location() };
@@ -155,6 +218,26 @@ unsafe fn child_after_fork(args: &Exec<'_>, null: RawFd, err_tx: RawFd, parent: 
                 }
             } else if libc::dup2(null, 0) == -1 {
                 break 'fail errno();
+            }
+            // Nothing inherited reaches the program: everything from 3 up is close-on-exec (the
+            // error pipe too, which the `exec` must close), then `keep` is cleared below.
+            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+            let swept = libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC);
+            if swept != 0 {
+                match args.sweep {
+                    Sweep::Listed(fds) => {
+                        for &fd in fds {
+                            if fd > 2 {
+                                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                            }
+                        }
+                    }
+                    Sweep::UpTo(max) => {
+                        for fd in 3..max {
+                            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                        }
+                    }
+                }
             }
             if libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR {
                 break 'fail errno();
@@ -234,6 +317,38 @@ pub fn reap_nohang(pid: u32) -> io::Result<Option<c_int>> {
     // SAFETY: `status` is a valid, writable `c_int` for the duration of the call.
     let r = cvt(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })?;
     Ok((r != 0).then_some(status))
+}
+
+/// `waitid(P_PIDFD, pidfd, WEXITED [| WNOHANG])`: reaps the process the pidfd refers to, and
+/// never another one (unlike `waitpid(pid)`, which after a reap behind our back could reap a
+/// new child of ours that got the same pid). `Some(raw wait status)` once reaped (in the
+/// encoding of `waitpid`, for `ExitStatus::from_raw`), `None` if it is still running (with
+/// `nohang`); `ECHILD` if someone else reaped it. Retries on `EINTR`.
+pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<c_int>> {
+    let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
+    let id = libc::id_t::try_from(pidfd.as_raw_fd()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: an all-zero `siginfo_t` is a valid value (and `si_pid == 0` is how `WNOHANG`
+        // says "no change").
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is valid and writable; `pidfd` is open for the call.
+        match cvt(unsafe { libc::waitid(libc::P_PIDFD, id, &mut info, flags) }) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        // SAFETY: `waitid` filled `info` for a child event (or left it zeroed under WNOHANG); the
+        // `si_pid`/`si_status` accessors read the union member that `SIGCHLD` info uses.
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(match info.si_code {
+            libc::CLD_EXITED => (status & 0xff) << 8,
+            libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+            _ => status & 0x7f,
+        }));
+    }
 }
 
 /// The write end of the signal self-pipe, or -1 before [`install_signal_pipe`].
