@@ -1313,6 +1313,7 @@ async fn run_all() -> Result<(usize, usize)> {
         inherited_descriptors_do_not_reach_actors,
         over_long_name_is_refused_before_spawning,
         ctrl_c_during_spawn_exits_130,
+        big_root_future_runs,
         grandchild_error_relays_to_root,
         cancel_actor_on_a_busy_child,
         stubborn_child_is_killed_by_the_ladder,
@@ -1338,6 +1339,33 @@ async fn run_all() -> Result<(usize, usize)> {
     Ok(common_proc::run_cases(all, Duration::from_secs(20)).await)
 }
 
+/// A root future of more than 128 KiB: a buffer held across awaits (and an actor call).
+async fn big_root() -> Result<u64> {
+    let mut buf = [0u8; 131_072];
+    buf[0] = 1;
+    guest::sleep(Duration::from_millis(1)).await?;
+    let v: u64 = actor::open_nursery(async |an| {
+        let p = an.start_actor("small", t()).await?;
+        let v = p.run("t", "echo", &41u64).await?;
+        p.cancel_actor().await?;
+        Ok(v)
+    })
+    .await?;
+    guest::sleep(Duration::from_millis(1)).await?;
+    buf[131_071] = 1;
+    Ok(v + u64::from(buf[0]) * u64::from(buf[131_071]))
+}
+
+async fn big_root_future_runs() -> Check {
+    let mut root = sub_root("bigfuture").map_err(|e| e.to_string())?;
+    let mut out = root.stdout.take().ok_or("no stdout")?;
+    let status = exit_of(&mut root, Duration::from_secs(10)).await?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).map_err(|e| e.to_string())?;
+    ensure!(status.code() == Some(0) && text == "big 42\n", "sub-root {status:?}, said {text:?}");
+    Ok(())
+}
+
 fn main() {
     if std::env::var_os("INFECT_ACTOR_PIPE").is_some() {
         // A child: keep the test output quiet (the actor's hook chains to this one); the parent
@@ -1348,6 +1376,16 @@ fn main() {
         hostile_child(&script);
     }
     let role = std::env::var("ACTORS_TEST_ROLE").unwrap_or_default();
+    if role == "bigfuture" {
+        // Its own `actor::main` call, so that only this root (and its children) carry the size.
+        let fut = big_root();
+        assert!(std::mem::size_of_val(&fut) > 131_072);
+        match actor::main(endpoints(), fut) {
+            Ok(v) => println!("big {v}"),
+            Err(e) => println!("error: {e}"),
+        }
+        return;
+    }
     let r = actor::main(endpoints(), async move {
         match role.as_str() {
             "tree" => role_tree().await.map(|()| (0, 0)),

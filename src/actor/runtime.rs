@@ -79,16 +79,29 @@ impl RootOpts {
 /// and removes one environment variable at start-up. The root returns `root`'s outcome; if it
 /// got `SIGINT` (or `SIGTERM`) it cancels the tree, runs its teardown callbacks and exits with
 /// status `128 + signo` (130 for `SIGINT`) instead of returning.
+///
+/// `root` may be of any size: it is boxed here, first thing, and only the box is moved on (a
+/// future holding a 128 KiB buffer across an await would otherwise be copied through several
+/// frames of the main thread's stack).
 pub fn main<T: 'static>(endpoints: Endpoints, root: impl Future<Output = Result<T>> + 'static) -> Result<T> {
-    main_with(RootOpts::new(), endpoints, root)
+    let root: RootFuture<T> = Box::pin(root);
+    main_boxed(RootOpts::new(), endpoints, root)
 }
 
-/// [`main`] with options for the root.
+/// [`main`] with options for the root (`root` is boxed at once, as there).
 pub fn main_with<T: 'static>(
     opts: RootOpts,
     endpoints: Endpoints,
     root: impl Future<Output = Result<T>> + 'static,
 ) -> Result<T> {
+    let root: RootFuture<T> = Box::pin(root);
+    main_boxed(opts, endpoints, root)
+}
+
+/// The root's future, boxed at the entry.
+type RootFuture<T> = std::pin::Pin<Box<dyn Future<Output = Result<T>>>>;
+
+fn main_boxed<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T>) -> Result<T> {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         drop(root);
         sys::remove_env(CHILD_ENV);
@@ -136,11 +149,7 @@ fn new_uuid() -> String {
     format!("{:08x}-{nanos:016x}-{n:x}", std::process::id())
 }
 
-fn run_root<T: 'static>(
-    opts: RootOpts,
-    endpoints: Endpoints,
-    root: impl Future<Output = Result<T>> + 'static,
-) -> Result<T> {
+fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T>) -> Result<T> {
     let sigfd = signal_pipe()?;
     let actor = Rc::new(ActorInner {
         aid: Aid { name: opts.name.clone(), uuid: new_uuid(), pid: std::process::id() },
@@ -167,7 +176,7 @@ fn run_root<T: 'static>(
 
 async fn root_body<T: 'static>(
     sigfd: &'static OwnedFd,
-    root: impl Future<Output = Result<T>> + 'static,
+    root: RootFuture<T>,
     interrupted: Rc<Cell<Option<i32>>>,
 ) -> Result<T> {
     guest::open_nursery(async |n| {
