@@ -271,6 +271,15 @@ pub enum Error {
         /// The bound that passed.
         timeout: core::time::Duration,
     },
+    /// The root actor was interrupted (`SIGINT`, or `SIGTERM`): tractor's `KeyboardInterrupt`.
+    /// An actor nursery open in the root returns it once it has torn its actors down (see
+    /// [`actor::main`](crate::actor::main) for the rule); the root may handle it or let it
+    /// propagate, in which case the process exits with `128 + signal`.
+    #[error("interrupted by signal {signal}{}: the actor tree was cancelled", signal_name(*signal))]
+    Interrupted {
+        /// The signal number (2 for `SIGINT`).
+        signal: i32,
+    },
     /// A frame could not be sent or was received damaged, or a payload did not (de)serialize.
     #[error(transparent)]
     Wire(#[from] crate::wire::WireError),
@@ -447,6 +456,7 @@ impl Error {
             Error::Panic { .. } => "Panic",
             Error::SpawnFailed { .. } => "SpawnFailed",
             Error::StartTimeout { .. } => "StartTimeout",
+            Error::Interrupted { .. } => "Interrupted",
             Error::Wire(w) => w.kind(),
             Error::Os { .. } => "Os",
             Error::NoActorRuntime => "NoActorRuntime",

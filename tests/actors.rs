@@ -745,6 +745,35 @@ async fn sigint_to_the_root_tears_the_tree_down() -> Check {
     Ok(())
 }
 
+async fn root_catches_the_interrupt() -> Check {
+    let mut root = sub_root("catch").map_err(|e| e.to_string())?;
+    let mut out = BufReader::new(root.stdout.take().ok_or("no stdout")?);
+    let pids = read_pids(&mut out, 2);
+    ensure!(pids.len() == 2, "saw pids {pids:?}");
+    let files: Vec<PathBuf> =
+        pids.iter().map(|p| std::env::temp_dir().join(format!("infect-actors-sub-{p}"))).collect();
+    let up = wait_until(Duration::from_secs(5), || files.iter().all(|f| f.exists())).await;
+    ensure!(up, "children did not start their work");
+    signal(root.id(), libc::SIGINT);
+    let status = exit_of(&mut root, Duration::from_secs(5)).await?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).map_err(|e| e.to_string())?;
+    // The root handled it: its value's effect, exit 0, the children gone and torn down.
+    ensure!(status.code() == Some(0) && rest.starts_with("caught 2 9\n"), "sub-root {status:?}, said {rest:?}");
+    ensure!(pids.iter().all(|&p| gone(p)), "children left: {pids:?}");
+    for f in &files {
+        ensure!(!f.exists(), "teardown callback did not remove {}", f.display());
+    }
+    // No actor nursery open: the interrupt cancels the root future, which exits 130.
+    let mut root = sub_root("bare").map_err(|e| e.to_string())?;
+    let mut out = BufReader::new(root.stdout.take().ok_or("no stdout")?);
+    ensure!(read_pids(&mut out, 1).len() == 1, "bare root did not start");
+    signal(root.id(), libc::SIGINT);
+    let status = exit_of(&mut root, Duration::from_secs(5)).await?;
+    ensure!(status.code() == Some(130), "bare root {status:?}");
+    Ok(())
+}
+
 async fn spawn_cancel_cycles() -> Check {
     async fn cycle(i: usize) -> Result<bool> {
         actor::open_nursery(async |an| {
@@ -769,6 +798,45 @@ async fn spawn_cancel_cycles() -> Check {
 }
 
 // ---------------------------------------------------------------- sub-root roles
+
+/// Two actors at work, then the interrupt caught: clean-up that awaits and even starts an actor,
+/// then a value.
+async fn role_catch() -> Result<()> {
+    let dir = PathBuf::from(std::env::var("ACTORS_TEST_DIR").unwrap_or_else(|_| "/tmp".into()));
+    let r = actor::open_nursery(async |an| {
+        guest::open_nursery(async |n| {
+            for name in ["one", "two"] {
+                let p = an.start_actor(name, t()).await?;
+                println!("pid {}", p.pid());
+                let file = dir.join(format!("infect-actors-sub-{}", p.pid())).to_string_lossy().into_owned();
+                n.start_soon(async move { p.run::<_, ()>("t", "touch_then_sleep", &file).await })?;
+            }
+            guest::sleep_forever().await
+        })
+        .await
+        .map(drop)
+    })
+    .await;
+    let Err(Error::Interrupted { signal }) = r else {
+        println!("not interrupted: {r:?}");
+        return Ok(());
+    };
+    // Nothing around us is cancelled: awaits and actors work again.
+    guest::sleep(Duration::from_millis(5)).await?;
+    let v: u64 = actor::open_nursery(async |an| {
+        let p = an.start_actor("cleaner", t()).await?;
+        p.run("t", "echo", &9u64).await
+    })
+    .await?;
+    println!("caught {signal} {v}");
+    Ok(())
+}
+
+/// A root with no actor nursery, interrupted while it sleeps.
+async fn role_bare() -> Result<()> {
+    println!("pid {}", std::process::id());
+    guest::sleep_forever().await
+}
 
 /// With fd 0 closed (the next pipe lands on it): spawn an actor and call it.
 async fn role_nostdin() -> Result<()> {
@@ -1334,6 +1402,7 @@ async fn run_all() -> Result<(usize, usize)> {
         sigint_to_a_child,
         sigkill_to_the_root_leaves_nothing,
         sigint_to_the_root_tears_the_tree_down,
+        root_catches_the_interrupt,
         spawn_cancel_cycles,
     ];
     Ok(common_proc::run_cases(all, Duration::from_secs(20)).await)
@@ -1391,6 +1460,8 @@ fn main() {
             "tree" => role_tree().await.map(|()| (0, 0)),
             "sigint" => role_sigint().await.map(|()| (0, 0)),
             "nostdin" => role_nostdin().await.map(|()| (0, 0)),
+            "catch" => role_catch().await.map(|()| (0, 0)),
+            "bare" => role_bare().await.map(|()| (0, 0)),
             "spawnloop" => role_spawnloop().await.map(|()| (0, 0)),
             _ => {
                 // Orphaned grandchildren of a killed sub-root come to us, so that we can reap

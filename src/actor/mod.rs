@@ -112,7 +112,11 @@
 //!   [`ErrorGroup`](crate::ErrorGroup)), the cancellations they caused do not.
 //! - **Signals are data.** `SIGINT`/`SIGTERM` land in a self-pipe watched by the reactor (the
 //!   handler only writes one byte); no thread, no work in the handler. `SIGINT` in the root
-//!   cancels the tree and the process exits with status 130; in a child it cancels that child:
+//!   is an interrupt the root can handle (tractor's `KeyboardInterrupt`): every actor nursery
+//!   open in the root is cancelled, tears its actors down and returns
+//!   [`Error::Interrupted`](crate::Error::Interrupted) to its opener, which may clean up or
+//!   return a value; if the root fails after it, the process exits with status 130 (see
+//!   [`main`]). In a child it cancels that child:
 //!   its calls end at the parent as `ContextCancelled { canceller: <child> }`, its teardown
 //!   callbacks run, it exits 130.
 //! - The tree shares the root's process group, so a terminal's Ctrl-C reaches every actor. A

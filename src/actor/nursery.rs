@@ -953,6 +953,10 @@ impl fmt::Debug for ActorNursery {
 /// are reaped. Supervision is one-cancels-all: the block failing, or a `run_in_actor` actor
 /// failing, cancels the block and every actor. The result: the block's value; or the error,
 /// bare; several independent errors as one [`ErrorGroup`].
+///
+/// In the root process, an interrupt (`SIGINT`/`SIGTERM`) cancels the block and the nursery
+/// returns [`Error::Interrupted`] once every actor is reaped (unless the block still returned
+/// its value): the caller handles it like any error, see [`main`](super::main).
 pub async fn open_nursery<T, F>(body: F) -> Result<T>
 where
     F: AsyncFnOnce(&ActorNursery) -> Result<T>,
@@ -970,6 +974,8 @@ where
             }),
         };
         let scope = an.inner.body_scope.clone();
+        // In the root, an interrupt cancels this block (see `actor::main`).
+        let interrupt = super::runtime::interruptible(&scope);
         let r = scope
             .run(async {
                 let v = body(&an).await?;
@@ -982,6 +988,7 @@ where
         }
         // Tear everything down, whatever cancels us meanwhile.
         let _ = CancelScope::shielded().run(an.teardown_all()).await;
+        let interrupted = interrupt.and_then(|i| i.signal());
         let mut errors = std::mem::take(&mut *an.inner.errors.borrow_mut());
         let value = match r {
             Ok(Some(v)) => Some(v),
@@ -996,6 +1003,13 @@ where
                 None
             }
         };
+        if let Some(signal) = interrupted
+            && (value.is_none() || !errors.is_empty())
+        {
+            // Whatever the actors said as they went (a Ctrl-C reaches them too) is a
+            // consequence of the interrupt.
+            return Err(Error::Interrupted { signal });
+        }
         match (value, errors.len()) {
             (Some(v), 0) => Ok(v),
             (None, 0) => Err(Error::Cancelled),

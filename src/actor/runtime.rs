@@ -9,11 +9,12 @@
 //!    the guest riding it if the spec says `infect_host`; reply `Aid` first thing;
 //! 5. exit with the serving loop's status (the teardown callbacks ran in it).
 //!
-//! For the root: route the signals, build the actor `"root"`, run the root future inside a
-//! cancel scope that `SIGINT`/`SIGTERM` cancel, run the teardown callbacks, and on a signal exit
-//! with `128 + signo` (130 for `SIGINT`) once everything is torn down.
+//! For the root: route the signals, build the actor `"root"`, run the root future (boxed at
+//! the entry), apply the interrupt rule ([`Interrupts`]) to `SIGINT`/`SIGTERM`, run the
+//! teardown callbacks, and if the root failed after an interrupt exit with `128 + signo` (130
+//! for `SIGINT`) once everything is torn down.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -76,9 +77,40 @@ impl RootOpts {
 /// when its parent cancels it or goes away).
 ///
 /// Call it first thing in `main`, before starting threads: a child adopts its inherited pipes
-/// and removes one environment variable at start-up. The root returns `root`'s outcome; if it
-/// got `SIGINT` (or `SIGTERM`) it cancels the tree, runs its teardown callbacks and exits with
-/// status `128 + signo` (130 for `SIGINT`) instead of returning.
+/// and removes one environment variable at start-up. The root returns `root`'s outcome.
+///
+/// Interrupts (tractor's `KeyboardInterrupt`): `SIGINT` (or `SIGTERM`) in the root cancels
+/// every actor nursery open in the root; each tears its actors down and returns
+/// [`Error::Interrupted`] (kind `"Interrupted"`) to the code that opened it, which can handle
+/// it like any other error: run its own clean-up (its awaits work again, nothing around it is
+/// cancelled) or return a value. With no actor nursery open the interrupt cancels `root`
+/// itself. If `root` then returns a value, `main` returns it; if it fails (the `Interrupted`
+/// propagated, or any other error), the process runs its teardown callbacks and exits with
+/// status `128 + signo` (130 for `SIGINT`) instead of returning. A second interrupt after a
+/// handled one applies the same rule again.
+///
+/// ```no_run
+/// use infect::actor::{self, ActorOpts, Endpoints};
+/// use infect::{Error, guest};
+///
+/// fn main() -> infect::Result<()> {
+///     let saved = actor::main(Endpoints::new(), async {
+///         let r = actor::open_nursery(async |an| {
+///             let _worker = an.start_actor("worker", ActorOpts::new()).await?;
+///             guest::sleep_forever().await
+///         })
+///         .await;
+///         match r {
+///             // Ctrl-C: the worker is gone; save what we have and exit 0.
+///             Err(Error::Interrupted { .. }) => Ok("saved"),
+///             Err(e) => Err(e),
+///             Ok(_) => Ok("done"),
+///         }
+///     })?;
+///     println!("{saved}");
+///     Ok(())
+/// }
+/// ```
 ///
 /// `root` may be of any size: it is boxed here, first thing, and only the box is moved on (a
 /// future holding a 128 KiB buffer across an await would otherwise be copied through several
@@ -161,12 +193,16 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
         parent_conn: Default::default(),
     });
     set_current(Some(actor.clone()));
-    let interrupted: Rc<Cell<Option<i32>>> = Rc::new(Cell::new(None));
-    let body = root_body(sigfd, root, interrupted.clone());
+    let ints = Rc::new(Interrupts::default());
+    INTERRUPTS.with(|i| *i.borrow_mut() = Some(ints.clone()));
+    let body = root_body(sigfd, root, ints.clone());
     let r = if opts.infect_host { Host::new().and_then(|h| h.run_guest(body)) } else { guest::run(body) };
+    INTERRUPTS.with(|i| *i.borrow_mut() = None);
     actor.run_teardown();
     set_current(None);
-    if let Some(sig) = interrupted.get() {
+    // An interrupted root that fails exits as the interrupt; one that returned a value (it
+    // handled the interrupt) returns it.
+    if let (Err(_), Some(sig)) = (&r, ints.signal.get()) {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         std::process::exit(128 + sig);
@@ -174,28 +210,99 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
     r
 }
 
-async fn root_body<T: 'static>(
-    sigfd: &'static OwnedFd,
-    root: RootFuture<T>,
-    interrupted: Rc<Cell<Option<i32>>>,
-) -> Result<T> {
+/// What the root's signal watcher reaches on `SIGINT`/`SIGTERM` (root process only).
+///
+/// The rule (tractor's `KeyboardInterrupt` in the root task): an interrupt cancels every actor
+/// nursery open in the root, each tears its actors down and returns
+/// [`Error::Interrupted`](crate::Error::Interrupted) to the code that opened it, which may
+/// handle it like any error (clean up, return a value) outside any cancelled scope. With no
+/// actor nursery open, the interrupt cancels the root future itself, which ends as
+/// `Interrupted`. A root that returns a value after an interrupt returns it from [`main`]; one
+/// that fails after an interrupt (with `Interrupted` or anything else) makes the process exit
+/// with `128 + signo`.
+#[derive(Default)]
+pub(crate) struct Interrupts {
+    /// The first interrupt's signal.
+    signal: Cell<Option<i32>>,
+    /// The open actor nurseries: id, body scope, the signal that cancelled it.
+    nurseries: RefCell<Vec<(u64, CancelScope, Hit)>>,
+    next: Cell<u64>,
+}
+
+/// Where the signal that cancelled one actor nursery is recorded.
+type Hit = Rc<Cell<Option<i32>>>;
+
+thread_local! {
+    static INTERRUPTS: RefCell<Option<Rc<Interrupts>>> = const { RefCell::new(None) };
+}
+
+/// An actor nursery of the root, registered so that an interrupt cancels it.
+pub(crate) struct Interruptible {
+    id: u64,
+    hit: Hit,
+    all: Rc<Interrupts>,
+}
+
+impl Interruptible {
+    /// The signal that cancelled this nursery, if one did.
+    pub(crate) fn signal(&self) -> Option<i32> {
+        self.hit.get()
+    }
+}
+
+impl Drop for Interruptible {
+    fn drop(&mut self) {
+        self.all.nurseries.borrow_mut().retain(|(id, _, _)| *id != self.id);
+    }
+}
+
+/// Registers an actor nursery's body scope with the root's interrupt rule (`None` outside the
+/// root process).
+pub(crate) fn interruptible(scope: &CancelScope) -> Option<Interruptible> {
+    let all = INTERRUPTS.with(|i| i.borrow().clone())?;
+    let id = all.next.get();
+    all.next.set(id + 1);
+    let hit = Rc::new(Cell::new(None));
+    all.nurseries.borrow_mut().push((id, scope.clone(), hit.clone()));
+    Some(Interruptible { id, hit, all })
+}
+
+impl Interrupts {
+    /// Takes the signals waiting in the pipe and applies the rule to each interrupt.
+    fn take(&self, sigfd: &OwnedFd, root: &CancelScope) {
+        for sig in take_signals(sigfd) {
+            if sig != libc::SIGINT && sig != libc::SIGTERM {
+                continue;
+            }
+            if self.signal.get().is_none() {
+                self.signal.set(Some(sig));
+            }
+            let open: Vec<(CancelScope, Hit)> =
+                self.nurseries.borrow().iter().map(|(_, s, h)| (s.clone(), h.clone())).collect();
+            if open.is_empty() {
+                root.cancel();
+            }
+            for (scope, hit) in open {
+                if hit.get().is_none() {
+                    hit.set(Some(sig));
+                }
+                scope.cancel();
+            }
+        }
+    }
+}
+
+async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, ints: Rc<Interrupts>) -> Result<T> {
     guest::open_nursery(async |n| {
         let scope = CancelScope::new();
         let watch = CancelScope::new();
-        let (s, w, seen) = (scope.clone(), watch.clone(), interrupted.clone());
+        let (s, w, i) = (scope.clone(), watch.clone(), ints.clone());
         n.start_soon(async move {
             w.run(async move {
                 let r = reactor()?;
                 loop {
                     readable(&r, sigfd.as_raw_fd(), true).await?;
-                    for sig in take_signals(sigfd) {
-                        if sig == libc::SIGINT || sig == libc::SIGTERM {
-                            if seen.get().is_none() {
-                                seen.set(Some(sig));
-                            }
-                            s.cancel();
-                        }
-                    }
+                    i.take(sigfd, &s);
                 }
             })
             .await
@@ -205,16 +312,13 @@ async fn root_body<T: 'static>(
         // A signal whose byte the watcher has not read yet still counts (a Ctrl-C to the group
         // can kill a child being spawned, whose death the body may see first): drain the pipe
         // before the watcher is cancelled.
-        for sig in take_signals(sigfd) {
-            if (sig == libc::SIGINT || sig == libc::SIGTERM) && interrupted.get().is_none() {
-                interrupted.set(Some(sig));
-            }
-        }
+        ints.take(sigfd, &scope);
         watch.cancel();
-        match r {
-            Ok(Some(v)) => Ok(v),
-            Ok(None) => Err(Error::Cancelled),
-            Err(e) => Err(e),
+        match (r, ints.signal.get()) {
+            (Ok(Some(v)), _) => Ok(v),
+            (Ok(None), Some(signal)) => Err(Error::Interrupted { signal }),
+            (Ok(None), None) => Err(Error::Cancelled),
+            (Err(e), _) => Err(e),
         }
     })
     .await
