@@ -774,6 +774,60 @@ async fn root_catches_the_interrupt() -> Check {
     Ok(())
 }
 
+/// Whether this run forces the pidfd-less fallback (the test-only switch).
+fn no_pidfd() -> bool {
+    std::env::var("INFECT_TEST_NO_PIDFD").is_ok_and(|v| v == "1")
+}
+
+/// The exit-detection path in use is the one the environment asks for.
+async fn exit_detection_mode() -> Check {
+    let v = actor::open_nursery(async |an| an.start_actor("mode", t()).await?.run::<_, u64>("t", "echo", &3u64).await)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    ensure!(v == 3, "echo {v}");
+    let fallback = actor::testing::pidfd_fallback_in_use();
+    ensure!(fallback == no_pidfd(), "fallback in use: {fallback}, forced: {}", no_pidfd());
+    Ok(())
+}
+
+/// Without pidfds (as under valgrind, or before Linux 5.3): the spawn / cancel / ladder / reap
+/// and death-detection cases pass on the SIGCHLD fallback, in a re-run of this binary.
+async fn without_pidfd_the_fallback_runs_the_cases() -> Check {
+    if no_pidfd() {
+        return Ok(()); // already the re-run
+    }
+    let cases = [
+        "exit_detection_mode",
+        "portal_run_returns_value",
+        "run_in_actor_result",
+        "run_in_actor_error",
+        "two_failures_make_a_group",
+        "grandchild_error_relays_to_root",
+        "cancel_actor_on_a_busy_child",
+        "stubborn_child_is_killed_by_the_ladder",
+        "killed_child_mid_call_is_an_error",
+        "abort_and_panic_reach_the_parent",
+        "truncated_frame_at_eof",
+        "infected_and_plain_children",
+        "silent_program_times_out_the_handshake",
+        "spawn_cancel_cycles",
+    ];
+    let mut run = std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(cases)
+        .env("INFECT_TEST_NO_PIDFD", "1")
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut out = run.stdout.take().ok_or("no stdout")?;
+    let status = exit_of(&mut run, Duration::from_secs(60)).await?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).map_err(|e| e.to_string())?;
+    let want = format!("{} passed, 0 failed", cases.len());
+    ensure!(status.code() == Some(0) && text.lines().last() == Some(want.as_str()), "re-run {status:?}:\n{text}");
+    Ok(())
+}
+
 async fn spawn_cancel_cycles() -> Check {
     async fn cycle(i: usize) -> Result<bool> {
         actor::open_nursery(async |an| {
@@ -1367,6 +1421,7 @@ async fn ctrl_c_during_spawn_exits_130() -> Check {
 
 async fn run_all() -> Result<(usize, usize)> {
     let all: Vec<Case> = cases![
+        exit_detection_mode,
         portal_run_returns_value,
         remote_failure_is_boxed,
         run_in_actor_result,
@@ -1404,6 +1459,7 @@ async fn run_all() -> Result<(usize, usize)> {
         sigint_to_the_root_tears_the_tree_down,
         root_catches_the_interrupt,
         spawn_cancel_cycles,
+        without_pidfd_the_fallback_runs_the_cases,
     ];
     Ok(common_proc::run_cases(all, Duration::from_secs(20)).await)
 }
@@ -1467,6 +1523,11 @@ fn main() {
                 // Orphaned grandchildren of a killed sub-root come to us, so that we can reap
                 // them and check they are gone.
                 actor::testing::set_child_subreaper().map_err(Error::user)?;
+                if no_pidfd() {
+                    // The fallback's SIGCHLD pipe is opened by the first spawn: before the cases,
+                    // which check that their descriptors are unchanged.
+                    actor::open_nursery(async |an| an.start_actor("warm-up", t()).await?.cancel_actor().await).await?;
+                }
                 run_all().await
             }
         }

@@ -48,7 +48,10 @@
 //! # Invariants
 //! - **No child outlives its nursery, no zombie.** An [`ActorNursery`] returns only after every
 //!   child process it spawned has been reaped. Each child has a supervisor task that waits on
-//!   its pidfd (never a blocking `waitpid` in the loop) and, when asked to end it, climbs the
+//!   its pidfd (never a blocking `waitpid` in the loop; where `pidfd_open` is missing, `ENOSYS`
+//!   under valgrind or before Linux 5.3, on a `SIGCHLD` self-pipe and `waitid(P_PID, pid,
+//!   WNOHANG | WNOWAIT)` on its own pids only; the test-only environment variable
+//!   `INFECT_TEST_NO_PIDFD=1` forces that path) and, when asked to end it, climbs the
 //!   ladder: `Cancel{None}` and a bounded wait ([`ActorOpts::cancel_timeout`]) → `SIGTERM` and a
 //!   bounded wait ([`ActorOpts::term_timeout`]) → `SIGKILL` → reap.
 //! - **A bounded handshake.** A child must answer its `SpawnSpec` with its `Aid` within
@@ -342,9 +345,11 @@ pub(crate) fn run_bare_root<T: 'static>(
     r
 }
 
-/// Test hooks (hidden): reaping orphans of a killed sub-root.
+/// Test hooks (hidden): reaping orphans of a killed sub-root; whether the pidfd-less fallback
+/// is in use (forced by the test-only environment variable `INFECT_TEST_NO_PIDFD=1`).
 #[doc(hidden)]
 pub mod testing {
+    pub use super::process::pidfd_fallback_in_use;
     pub use super::sys::{reap_nohang, set_child_subreaper};
 
     /// Makes every later panic in this actor take the `panic = "abort"` path of its panic hook

@@ -45,7 +45,7 @@ use crate::wire::{
 };
 use crate::{Error, ErrorGroup, Result};
 
-use super::conn::{Conn, os_err, reactor, readable};
+use super::conn::{Conn, os_err, reactor};
 use super::context::{CallSlot, Context, MIN_WINDOW, STREAM_BUFFER};
 use super::process::{self, Proc};
 use super::{ActorInner, current_inner};
@@ -524,10 +524,15 @@ impl ChildActor {
         }
     }
 
-    /// Waits until the child's pidfd is readable (it exited). A cancellation point.
+    /// Waits until the child exited (its pidfd is readable, or the `SIGCHLD` fallback says so).
+    /// A cancellation point.
     async fn exited(&self) -> Result<()> {
-        let fd = self.proc.borrow().pidfd();
-        readable(&reactor()?, fd, true).await
+        let mut exit = process::ExitWait::new(self.proc.clone(), reactor()?);
+        poll_fn(|cx| {
+            guest::check_cancel()?;
+            Pin::new(&mut exit).poll(cx).map(Ok)
+        })
+        .await
     }
 }
 
@@ -590,8 +595,7 @@ async fn supervise(child: Rc<ChildActor>) {
         Ok(r) => r,
         Err(_) => return,
     };
-    let fd = child.proc.borrow().pidfd();
-    let mut exit = r.readable(fd);
+    let mut exit = process::ExitWait::new(child.proc.clone(), r);
     // Until the handshake is done, the wait is bounded by the start timeout.
     let mut woke = Woke::Handshake;
     if child.aid.borrow().is_none() {
@@ -606,6 +610,9 @@ async fn supervise(child: Rc<ChildActor>) {
     if woke == Woke::StartTimeout {
         start_failed = Some(Error::StartTimeout { actor: child.name.clone(), timeout: child.start_timeout });
     }
+    // Exited within the first rung: graceful if it acknowledged the cancel, which is known once
+    // the reader has everything it wrote (below).
+    let mut exited_in_time = false;
     if woke != Woke::Exited {
         let mut gone = false;
         // Rung 1: graceful (or, after end-of-file, just a bounded wait for the exit). A child
@@ -621,7 +628,7 @@ async fn supervise(child: Rc<ChildActor>) {
             .await;
             if matches!(graceful, Ok(Some(()))) {
                 gone = true;
-                child.graceful.set(child.cancel_acked.get());
+                exited_in_time = true;
             }
         }
         // Rung 2: SIGTERM.
@@ -635,7 +642,7 @@ async fn supervise(child: Rc<ChildActor>) {
             let _ = child.exited().await;
         }
     }
-    // Reap. The pidfd said it exited, so this does not block; loop for safety all the same.
+    // Reap. It exited, so this does not block; loop for safety all the same.
     let status = loop {
         let reaped = child.proc.borrow_mut().reap();
         match reaped {
@@ -664,6 +671,9 @@ async fn supervise(child: Rc<ChildActor>) {
     )
     .await;
     child.reader_stop.cancel();
+    if exited_in_time {
+        child.graceful.set(child.cancel_acked.get());
+    }
     let (code, signal) = status.map_or((None, None), process::split_status);
     let panic = child.panic_report.borrow().clone();
     child.close(start_failed.unwrap_or(Error::ActorDied { actor: child.name.clone(), code, signal, panic }));
@@ -675,7 +685,7 @@ async fn supervise(child: Rc<ChildActor>) {
 enum Woke {
     /// The child's `Aid` arrived (only while `handshake` is waited for).
     Handshake,
-    /// The pidfd polled readable: the child exited on its own.
+    /// The child exited on its own.
     Exited,
     /// Teardown was requested, or the child closed its pipe.
     Teardown,
@@ -686,7 +696,7 @@ enum Woke {
 /// Waits until the child exits, is to be torn down, closes its pipe, or (if `handshake`)
 /// completes its handshake. A cancellation point only while waiting for the handshake (which
 /// the start timeout bounds).
-async fn watch(child: &ChildActor, exit: &mut crate::reactor::Readiness, handshake: bool) -> Woke {
+async fn watch(child: &ChildActor, exit: &mut process::ExitWait, handshake: bool) -> Woke {
     poll_fn(|cx| {
         if Pin::new(&mut *exit).poll(cx).is_ready() {
             return Poll::Ready(Woke::Exited);

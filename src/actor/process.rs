@@ -33,7 +33,8 @@ pub(crate) const CHILD_ENV: &str = "INFECT_ACTOR_PIPE";
 /// A spawned actor process, unreaped until [`reap`](Proc::reap).
 pub(crate) struct Proc {
     pid: u32,
-    pidfd: OwnedFd,
+    /// `None` where `pidfd_open` is missing (`ENOSYS`): the `SIGCHLD` fallback is used.
+    pidfd: Option<OwnedFd>,
     status: Option<ExitStatus>,
 }
 
@@ -98,7 +99,16 @@ pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, Ow
     drop(child_rx);
     drop(child_tx);
     let pidfd = match sys::pidfd_open(pid) {
-        Ok(fd) => fd,
+        Ok(fd) => Some(fd),
+        // No pidfds here (valgrind, a kernel before 5.3): the portable path.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => match sigchld_pipe() {
+            Ok(_) => None,
+            Err(e) => {
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::wait_blocking(pid);
+                return Err(fail(e));
+            }
+        },
         Err(e) => {
             let _ = sys::kill(pid, libc::SIGKILL);
             let _ = sys::wait_blocking(pid);
@@ -115,32 +125,55 @@ impl Proc {
     /// parent over a pipe pair in one process): already "reaped", nothing to signal or wait for.
     #[cfg(any(test, fuzzing))]
     pub(crate) fn detached() -> Result<Proc> {
-        let null = std::fs::File::open("/dev/null").map_err(|e| os_err("open /dev/null", e))?;
-        Ok(Proc { pid: 0, pidfd: null.into(), status: Some(ExitStatus::from_raw(0)) })
+        Ok(Proc { pid: 0, pidfd: None, status: Some(ExitStatus::from_raw(0)) })
     }
 
     pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
-    /// The pidfd: polls readable once the process exited.
-    pub(crate) fn pidfd(&self) -> RawFd {
-        self.pidfd.as_raw_fd()
-    }
-
     /// Sends `sig` through the pidfd unless the process was already reaped: never to a pid
     /// (someone else may have reaped the process behind our back and its pid been reused).
+    /// Without a pidfd, by pid: the process is unreaped (by us), so its pid is still its own.
     pub(crate) fn signal(&self, sig: i32) {
         if self.status.is_none() {
-            let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), sig);
+            let _ = match &self.pidfd {
+                Some(fd) => sys::pidfd_send_signal(fd.as_fd(), sig),
+                None => sys::kill(self.pid, sig),
+            };
+        }
+    }
+
+    /// Whether the process has exited (not reaping it): `None` when only a readiness wait on
+    /// [`exit_fd`](Self::exit_fd) can tell (the pidfd case).
+    fn exited_now(&self) -> Option<bool> {
+        if self.status.is_some() {
+            return Some(true);
+        }
+        match &self.pidfd {
+            Some(_) => None,
+            // An error (say, someone else reaped it) counts as exited: nothing more to wait for.
+            None => Some(sys::exited_nowait(self.pid).unwrap_or(true)),
+        }
+    }
+
+    /// The descriptor that polls readable when the process may have exited: its pidfd, or the
+    /// `SIGCHLD` self-pipe.
+    fn exit_fd(&self) -> RawFd {
+        match &self.pidfd {
+            Some(fd) => fd.as_raw_fd(),
+            None => SIGCHLD_RX.with(|r| r.get().map_or(-1, |fd| fd.as_raw_fd())),
         }
     }
 
     /// Reaps the process if it has exited (`WNOHANG`): its status, once reaped.
     pub(crate) fn reap(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status =
-                sys::wait_pidfd(self.pidfd.as_fd(), true).map_err(|e| os_err("waitid", e))?.map(ExitStatus::from_raw);
+            let raw = match &self.pidfd {
+                Some(fd) => sys::wait_pidfd(fd.as_fd(), true).map_err(|e| os_err("waitid", e))?,
+                None => sys::reap_nohang(self.pid).map_err(|e| os_err("waitpid", e))?,
+            };
+            self.status = raw.map(ExitStatus::from_raw);
             if self.status.is_some() {
                 let pid = self.pid();
                 // `try_with`: the registry may already be gone if the thread is exiting.
@@ -153,7 +186,11 @@ impl Proc {
     fn kill_and_wait(&mut self) {
         if self.status.is_none() {
             self.signal(libc::SIGKILL);
-            self.status = sys::wait_pidfd(self.pidfd.as_fd(), false).ok().flatten().map(ExitStatus::from_raw);
+            let raw = match &self.pidfd {
+                Some(fd) => sys::wait_pidfd(fd.as_fd(), false).ok().flatten(),
+                None => sys::wait_blocking(self.pid).ok(),
+            };
+            self.status = raw.map(ExitStatus::from_raw);
         }
     }
 }
@@ -176,6 +213,76 @@ pub(crate) fn kill_all_children() {
     for p in live {
         p.borrow_mut().kill_and_wait();
     }
+}
+
+thread_local! {
+    /// The read end of the `SIGCHLD` self-pipe, installed the first time a spawn finds no pidfd.
+    static SIGCHLD_RX: std::cell::OnceCell<OwnedFd> = const { std::cell::OnceCell::new() };
+}
+
+/// Installs the `SIGCHLD` self-pipe once (the pidfd-less path).
+fn sigchld_pipe() -> std::io::Result<()> {
+    SIGCHLD_RX.with(|r| {
+        if r.get().is_none() {
+            let _ = r.set(sys::install_sigchld_pipe()?);
+        }
+        Ok(())
+    })
+}
+
+/// Waits until `proc` has exited (not reaping it). With a pidfd: until it polls readable.
+/// Without: until `waitid(P_PID, pid, WNOWAIT)` says so, re-checked whenever the `SIGCHLD`
+/// self-pipe polls readable. Every waiter re-checks its own pid after each wake-up, and the
+/// check and the registration happen in one poll, so whichever waiter drains the pipe, none
+/// misses its child's exit (the pipe is level-triggered, the check follows each drain).
+pub(crate) struct ExitWait {
+    proc: Rc<RefCell<Proc>>,
+    reactor: crate::reactor::Reactor,
+    ready: Option<crate::reactor::Readiness>,
+}
+
+impl ExitWait {
+    pub(crate) fn new(proc: Rc<RefCell<Proc>>, reactor: crate::reactor::Reactor) -> ExitWait {
+        ExitWait { proc, reactor, ready: None }
+    }
+}
+
+impl std::future::Future for ExitWait {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let this = &mut *self;
+        loop {
+            let exited = this.proc.borrow().exited_now();
+            if exited == Some(true) {
+                return std::task::Poll::Ready(());
+            }
+            let fd = this.proc.borrow().exit_fd();
+            let ready = this.ready.get_or_insert_with(|| this.reactor.readable(fd));
+            match std::pin::Pin::new(ready).poll(cx) {
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+                // The pidfd is readable (or failed): it exited.
+                std::task::Poll::Ready(_) if exited.is_none() => return std::task::Poll::Ready(()),
+                std::task::Poll::Ready(_) => {
+                    // A `SIGCHLD`: drain the pipe, re-check.
+                    this.ready = None;
+                    SIGCHLD_RX.with(|r| {
+                        if let Some(fd) = r.get() {
+                            let mut buf = [0u8; 64];
+                            while matches!(sys::read(fd.as_fd(), &mut buf), Ok(n) if n == buf.len()) {}
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Whether spawns here run without pidfds (test hook for the `SIGCHLD` fallback): set once a
+/// spawn found `pidfd_open` missing.
+#[doc(hidden)]
+pub fn pidfd_fallback_in_use() -> bool {
+    SIGCHLD_RX.with(|r| r.get().is_some())
 }
 
 /// `(exit code, signal)` of a status.

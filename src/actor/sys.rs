@@ -5,7 +5,7 @@
 //! - Descriptor arguments are [`BorrowedFd`]s (open for the call) or numbers this process owns;
 //!   a descriptor a call creates is wrapped in an [`OwnedFd`] at once and is `O_CLOEXEC`.
 //! - The code that runs in a forked child before `exec` ([`child_after_fork`]) and the signal
-//!   handler ([`on_signal`]) make only async-signal-safe calls (`close_range`, `dup2`, `fcntl`, `sigemptyset`,
+//!   handlers ([`on_signal`], [`on_sigchld`]) make only async-signal-safe calls (`close_range`, `dup2`, `fcntl`, `sigemptyset`,
 //!   `pthread_sigmask`, `signal`, `prctl`, `getppid`, `execve`, `_exit`, `getpid`, `write`) and touch no lock and no allocator.
 //! - `-1` becomes [`io::Error::last_os_error`]; nothing retries here.
 
@@ -20,9 +20,24 @@ fn cvt(ret: c_int) -> io::Result<c_int> {
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
+/// The test-only switch that makes [`pidfd_open`] fail with `ENOSYS`, as it does under
+/// valgrind and on kernels before 5.3, so that the fallback can be tested here: the
+/// environment variable `INFECT_TEST_NO_PIDFD=1`, read once. Not for production use.
+pub(crate) const NO_PIDFD_ENV: &str = "INFECT_TEST_NO_PIDFD";
+
+fn pidfd_disabled() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var_os(NO_PIDFD_ENV).is_some_and(|v| v == "1"))
+}
+
 /// `pidfd_open(pid, 0)`: a descriptor that polls readable once process `pid` has exited.
 /// `pid` must be an unreaped child of ours, so that the number cannot have been reused.
+/// `ENOSYS` where the kernel (or valgrind) lacks it, or under the test switch
+/// ([`NO_PIDFD_ENV`]).
 pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    if pidfd_disabled() {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `pidfd_open` takes a pid and a flags word, no pointers; it returns a new
     // descriptor (O_CLOEXEC by definition) or -1.
@@ -349,6 +364,68 @@ pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Opti
             _ => status & 0x7f,
         }));
     }
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`: whether our child `pid` has exited,
+/// without reaping it (the pidfd-less exit check). `pid` must be an unreaped child of ours.
+pub(crate) fn exited_nowait(pid: u32) -> io::Result<bool> {
+    let id = libc::id_t::from(pid);
+    loop {
+        // SAFETY: an all-zero `siginfo_t` is a valid value (`si_pid == 0`: no change).
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is valid and writable for the call.
+        let r = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        match cvt(r) {
+            // SAFETY: `waitid` filled `info` for a child event or left it zeroed.
+            Ok(_) => return Ok(unsafe { info.si_pid() } != 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The write end of the `SIGCHLD` self-pipe, or -1 before [`install_sigchld_pipe`].
+static SIGCHLD_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// The `SIGCHLD` handler: one byte into its self-pipe (non-blocking; a full pipe drops it, the
+/// reader has one to wake on already); `errno` saved and restored.
+extern "C" fn on_sigchld(_sig: c_int) {
+    // SAFETY: as in `on_signal`: only `getpid`, `write` and the errno slot.
+    unsafe {
+        let errno = *libc::__errno_location();
+        if libc::getpid() == SIGNAL_OWNER.load(Ordering::Relaxed) {
+            let fd = SIGCHLD_PIPE.load(Ordering::Relaxed);
+            if fd >= 0 {
+                let byte = 0u8;
+                libc::write(fd, (&raw const byte).cast(), 1);
+            }
+        }
+        *libc::__errno_location() = errno;
+    }
+}
+
+/// Routes `SIGCHLD` into a self-pipe of its own (the pidfd-less way to learn that a child
+/// exited) and returns its read end (non-blocking, `O_CLOEXEC`). Call once per process (after
+/// [`install_signal_pipe`], whose owner pid it shares); the write end stays open for the life of
+/// the process.
+pub(crate) fn install_sigchld_pipe() -> io::Result<OwnedFd> {
+    let (rx, tx) = crate::reactor::fd::pipe()?;
+    crate::reactor::fd::set_nonblocking(&rx, true)?;
+    crate::reactor::fd::set_nonblocking(&tx, true)?;
+    SIGCHLD_PIPE.store(tx.as_raw_fd(), Ordering::Relaxed);
+    std::mem::forget(tx);
+    // SAFETY: as in `install_signal_pipe`; `SA_NOCLDSTOP`: only exits (and kills) matter.
+    unsafe {
+        if SIGNAL_OWNER.load(Ordering::Relaxed) == -1 {
+            SIGNAL_OWNER.store(libc::getpid(), Ordering::Relaxed);
+        }
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigchld as extern "C" fn(c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
+        libc::sigemptyset(&mut action.sa_mask);
+        cvt(libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut()))?;
+    }
+    Ok(rx)
 }
 
 /// The write end of the signal self-pipe, or -1 before [`install_signal_pipe`].
