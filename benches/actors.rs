@@ -91,7 +91,8 @@ async fn spawn_cancel(n: usize) -> Result<Duration> {
             let p = an.start_actor("bench", ActorOpts::new().enable_modules(["b"])).await?;
             p.cancel_actor().await
         })
-        .await?;
+        .await
+        .and_then(|v| v.ok_or(infect::Error::Cancelled))?;
         assert!(graceful);
         if i >= 5 {
             times.push(t0.elapsed());
@@ -116,6 +117,7 @@ async fn portal_round_trip(n: usize) -> Result<Duration> {
         Ok(median(times))
     })
     .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled))
 }
 
 fn pin_to_cpu0() -> bool {

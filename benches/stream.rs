@@ -113,6 +113,7 @@ async fn infected_sample(n: u64, slow: bool) -> Result<(f64, u64, u64)> {
         Ok((rate, child_hwm, root_hwm))
     })
     .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled))
 }
 
 /// The size of one stream frame (a `Yield` of a mid-range item), what the raw pipe sends.

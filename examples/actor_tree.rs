@@ -69,6 +69,7 @@ fn main() -> std::process::ExitCode {
             Ok(())
         })
         .await
+        .and_then(|v| v.ok_or(infect::Error::Cancelled))
     });
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -82,6 +82,7 @@ async fn watch_quotes(_: ()) -> Result<u32> {
         .await
     })
     .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled))
 }
 
 async fn root() -> Result<()> {
@@ -89,7 +90,8 @@ async fn root() -> Result<()> {
         let middle = an.start_actor("middle", ActorOpts::new().enable_modules([NS])).await?;
         middle.run(NS, "watch_quotes", &()).await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let e = r.expect_err("the exchange client fails");
     let remote = e.remote().expect("a remote error");
     println!("the root got: {e}");

@@ -103,6 +103,7 @@ async fn root() -> Result<()> {
         Ok(())
     })
     .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled))
 }
 
 fn mean(delays: &[Duration]) -> f64 {

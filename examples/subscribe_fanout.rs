@@ -93,6 +93,7 @@ async fn root() -> Result<()> {
         Ok(())
     })
     .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled))
 }
 
 fn main() -> Result<()> {

@@ -441,7 +441,8 @@ async fn run_task_failure_is_boxed() -> Check {
         let p = an.start_actor("aio_side", aio()).await?;
         p.run(NS, "run_task_fails", &50u64).await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let e = r.err().ok_or("no error")?;
     is_remote(&e, "ValueError", "aio_side")?;
     ensure!(remote(&e)?.message == "host task failed after sleeping", "{e:?}");
@@ -456,7 +457,8 @@ async fn move_on_after_cancels_run_task() -> Check {
         let unit: () = p.run(NS, "move_on_host_forever", &200u64).await?;
         Ok((unit, t1.elapsed()))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let ((), took) = r.map_err(dbg)?;
     ensure!(took >= Duration::from_millis(200) && took < Duration::from_millis(700), "took {took:?}");
     ensure!(t0.elapsed() < Duration::from_secs(2), "nursery took {:?}", t0.elapsed());
@@ -481,7 +483,8 @@ async fn cancel_actor_blocked_in_run_task() -> Check {
         let out = out.borrow_mut().take();
         Ok((graceful, out))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (graceful, out) = r.map_err(dbg)?;
     ensure!(graceful, "cancel_actor was not graceful");
     match out {
@@ -498,6 +501,7 @@ async fn parent_deadline_cancels_the_tree() -> Check {
             p.run::<_, ()>(NS, "host_forever", &()).await
         })
         .await
+        .and_then(|v| v.ok_or(infect::Error::Cancelled))
     })
     .await;
     ensure!(r == Ok(None), "expected the deadline to move on, got {r:?}");
@@ -538,6 +542,7 @@ async fn host_failure_under(reaction: Reaction) -> Result<(Result<Result<()>>, C
         Ok((opened, ctx))
     })
     .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled))
 }
 
 async fn context_host_failure_parent_cancels_context() -> Check {
@@ -587,7 +592,8 @@ async fn cancel_actor_in_block_interrupts_it() -> Check {
         let ctx = kept.borrow_mut().take().ok_or(Error::Closed)?;
         Ok((opened, ctx, t0.elapsed()))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (opened, ctx, took) = r.map_err(dbg)?;
     is_ctxc(&opened.err().ok_or("open_context returned Ok")?, "root", "ctx_side")?;
     ensure!(took < Duration::from_millis(500), "took {took:?}");
@@ -629,6 +635,7 @@ async fn interrupted(func: &str, arg: u64, stream_writer: bool) -> Result<(Resul
         Ok((opened, ctx, took))
     })
     .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled))
 }
 
 async fn remote_failure_interrupts_the_block() -> Check {
@@ -694,7 +701,8 @@ async fn returned_context_state() -> Check {
         let ctx = kept.borrow_mut().take().ok_or(Error::Closed)?;
         Ok((sum, ctx))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (sum, ctx) = r.map_err(dbg)?;
     ensure!(sum == 6, "sum {sum}");
     ensure!(ctx.has_outcome() && ctx.outcome::<u64>() == Some(Ok(4)), "outcome {:?}", ctx.outcome::<u64>());
@@ -721,7 +729,8 @@ async fn panics_in_context_and_host_task_are_boxed() -> Check {
         let after: u64 = p.run(NS, "host_task_panics", &7u64).await?;
         Ok((ctx_panic, took, host_panic, after))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (ctx_panic, took, host_panic, after) = r.map_err(dbg)?;
     let e = ctx_panic.err().ok_or("the context returned Ok")?;
     is_remote(&e, "Panic", "panicker")?;
@@ -757,7 +766,8 @@ async fn context_host_failure_seen_by_wait_for_result() -> Check {
             .await;
         Ok(opened)
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let opened = r.map_err(dbg)?;
     let e = opened.err().ok_or("open_context returned Ok")?;
     is_remote(&e, "ValueError", "ctx_side")
@@ -768,7 +778,8 @@ async fn host_self_cancel_is_boxed() -> Check {
         let p = an.start_actor("self_canceller", aio()).await?;
         p.open_context(NS, "host_self_cancel_ctx", &(), async |ctx, ()| ctx.wait_for_result::<()>().await).await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let e = r.err().ok_or("no error")?;
     is_remote(&e, "HostCancelled", "self_canceller")?;
     ensure!(remote(&e)?.message.ends_with("the host task cancelled itself"), "{e:?}");
@@ -794,6 +805,7 @@ async fn stream_mode(mode: &str) -> Result<(Vec<u64>, Result<()>, Result<u64>)> 
         Ok((got, end, out))
     })
     .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled))
 }
 
 async fn stream_100_values() -> Check {
@@ -821,7 +833,8 @@ async fn stream_100_values_guest_fanout() -> Check {
         })
         .await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let ([a, b], total) = r.map_err(dbg)?;
     let want: Vec<u64> = (0..100).collect();
     ensure!(a == want && b == want, "subscriber copies {a:?} / {b:?}");
@@ -851,7 +864,8 @@ async fn stream_100_values_parent_fanout() -> Check {
         })
         .await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (a, b) = r.map_err(dbg)?;
     let want: Vec<u64> = (0..100).collect();
     ensure!(a == want && b == want, "subscriber copies {a:?} / {b:?}");
@@ -893,7 +907,8 @@ async fn lagging_subscriber_gets_lagged() -> Check {
         })
         .await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (fast, (slow, lagged)) = r.map_err(dbg)?;
     ensure!(fast == (0..200).collect::<Vec<_>>(), "fast got {fast:?}");
     ensure!(lagged == [184], "lagged {lagged:?}");
@@ -975,6 +990,7 @@ async fn echo_dialog(raise: RootRaises) -> Result<(u64, Option<u64>)> {
         .await
     })
     .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled))
 }
 
 async fn echo_server_100_round_trips_then_sentinel() -> Check {
@@ -1006,7 +1022,8 @@ async fn host_fails_before_started_nowait() -> Check {
         })
         .await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let e = r.err().ok_or("no error")?;
     is_remote(&e, "ValueError", "early_failer")?;
     ensure!(remote(&e)?.message == "failed before started", "{e:?}");
@@ -1029,7 +1046,8 @@ async fn sigint_to_an_infected_child() -> Check {
         })
         .await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let e = r.err().ok_or("no error")?;
     is_ctxc(&e, "interrupted", "interrupted")?;
     ensure!(!path.exists(), "the teardown callback did not remove {}", path.display());
@@ -1049,7 +1067,8 @@ async fn not_infected_child_says_so() -> Check {
         let y: bool = infected.run(NS, "is_infected", &()).await?;
         Ok((a, b, x, y))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (a, b, x, y) = r.map_err(dbg)?;
     let e = a.err().ok_or("run_task worked in a plain child")?;
     is_remote(&e, "NotInfected", "plain")?;
@@ -1064,7 +1083,8 @@ async fn run_in_actor_infected() -> Check {
         an.run_in_actor(NS, "run_task_fails", &10u64, ActorOpts::new().infect_host(true)).await?;
         Ok(())
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let e = r.err().ok_or("no error")?;
     is_remote(&e, "ValueError", "run_task_fails")
 }
@@ -1076,7 +1096,8 @@ async fn started_twice_is_an_error() -> Check {
         let b = p.open_context(NS, "never_started", &(), async |_ctx, ()| Ok(())).await;
         Ok((a, b))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (a, b) = r.map_err(dbg)?;
     let e = a.err().ok_or("started twice went through")?;
     is_remote(&e, "StartedTwice", "twice")?;
@@ -1098,7 +1119,8 @@ async fn callee_cancel_is_raised_at_the_caller() -> Check {
         let seen = seen.borrow_mut().take();
         Ok((opened, seen))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (opened, seen) = r.map_err(dbg)?;
     // Not asked for by the root: raised out of open_context, as wait_for_result saw it.
     is_ctxc(&opened.err().ok_or("open_context returned Ok")?, "quitter", "quitter")?;
@@ -1116,7 +1138,8 @@ async fn function_kinds_are_checked() -> Check {
         let still: bool = p.run(NS, "is_infected", &()).await?;
         Ok((a, b, still))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (a, b, still) = r.map_err(dbg)?;
     is_remote(&a.err().ok_or("a context ran as a function")?, "WrongFunctionKind", "kinds")?;
     is_remote(&b.err().ok_or("a function ran as a context")?, "WrongFunctionKind", "kinds")?;
@@ -1139,7 +1162,8 @@ async fn late_receiver_gets_every_item() -> Check {
         })
         .await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let got = r.map_err(dbg)?;
     ensure!(got == (0..1500).collect::<Vec<_>>(), "got {} items, first {:?}", got.len(), got.first());
     Ok(())
@@ -1193,7 +1217,8 @@ async fn backpressure_slow_consumer() -> Check {
             .await?;
         Ok((stops, in_order, child_peak))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (stops, in_order, child_peak) = r.map_err(dbg)?;
     let grown = common_proc::rss_kib().saturating_sub(rss0);
     ensure!(in_order, "items lost or out of order");
@@ -1230,7 +1255,8 @@ async fn configured_stream_window() -> Check {
         })
         .await
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (consumed, stops) = r.map_err(dbg)?;
     ensure!(consumed == 5_000, "consumed {consumed}");
     ensure!(stops.iter().all(|&(c, s)| s >= c + 8 && s <= c + 16) && stops.len() == 3, "stops {stops:?}");
@@ -1267,7 +1293,8 @@ async fn slow_context_does_not_stall_its_neighbour() -> Check {
         let (slow, fast) = join(slow, fast).await;
         Ok((slow?, fast?))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (slow, fast) = r.map_err(dbg)?;
     let want: Vec<u64> = (0..20_000).collect();
     ensure!(fast == want, "fast stream: {} items", fast.len());
@@ -1296,7 +1323,8 @@ async fn blocked_sender_gets_the_receivers_error() -> Check {
             .await;
         Ok(out)
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let out = r.map_err(dbg)?;
     ensure!(sent.get() == W, "sent {} items", sent.get());
     is_remote(&out.err().ok_or("the context returned")?, "ValueError", "refuser")
@@ -1340,7 +1368,8 @@ async fn backpressure_parent_to_child() -> Check {
             .await?;
         Ok((stops, got))
     })
-    .await;
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (stops, got) = r.map_err(dbg)?;
     let grown = common_proc::rss_kib().saturating_sub(rss0);
     ensure!(got == FLOOD, "the child received {got} items in order");

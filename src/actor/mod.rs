@@ -158,6 +158,7 @@
 //!             Ok(())
 //!         })
 //!         .await
+//!         .map(drop) // `Ok(None)` would mean the nursery's own cancel stopped it
 //!     })
 //! }
 //! ```

@@ -804,6 +804,7 @@ impl Portal {
     ///             Ok(())
     ///         })
     ///         .await
+    ///         .map(drop)
     ///     })
     /// }
     /// ```
@@ -961,13 +962,21 @@ impl fmt::Debug for ActorNursery {
 /// When the block returns, the nursery waits for every [`run_in_actor`](ActorNursery::run_in_actor)
 /// result, then cancels every actor still running (the graceful ladder) and returns once all
 /// are reaped. Supervision is one-cancels-all: the block failing, or a `run_in_actor` actor
-/// failing, cancels the block and every actor. The result: the block's value; or the error,
-/// bare; several independent errors as one [`ErrorGroup`].
+/// failing, cancels the block and every actor.
+///
+/// The nursery is its own scope (trio's rule, as [`guest::open_nursery`]): its own
+/// [`cancel`](ActorNursery::cancel) is the normal way to stop it, not a failure. The result has
+/// the shape of `guest::open_nursery`'s: `Ok(Some(v))`, the block returned `v` and nothing
+/// failed; `Ok(None)`, the nursery's own cancel interrupted the block (every actor reaped, the
+/// calls it cut short ended with `Cancelled` inside the block and were caught here); `Err(e)`:
+/// the error, bare, several independent errors as one [`ErrorGroup`], or the cancellation of an
+/// enclosing scope.
 ///
 /// In the root process, an interrupt (`SIGINT`/`SIGTERM`) cancels the block and the nursery
-/// returns [`Error::Interrupted`] once every actor is reaped (unless the block still returned
-/// its value): the caller handles it like any error, see [`main`](super::main).
-pub async fn open_nursery<T, F>(body: F) -> Result<T>
+/// returns [`Error::Interrupted`] once every actor is reaped (even if the block still returned
+/// its value, so that no interrupt is lost): the caller handles it like any error, see
+/// [`main`](super::main).
+pub async fn open_nursery<T, F>(body: F) -> Result<Option<T>>
 where
     F: AsyncFnOnce(&ActorNursery) -> Result<T>,
 {
@@ -1013,23 +1022,24 @@ where
                 None
             }
         };
-        if let Some(signal) = interrupted
-            && (value.is_none() || !errors.is_empty())
-        {
+        if let Some(signal) = interrupted {
+            // Delivered here even if the block still returned a value (trio raises a
+            // `KeyboardInterrupt` at the nursery's exit too), so that no interrupt is lost.
             // Whatever the actors said as they went (a Ctrl-C reaches them too) is a
-            // consequence of the interrupt.
+            // consequence of it.
             return Err(Error::Interrupted { signal });
         }
         match (value, errors.len()) {
-            (Some(v), 0) => Ok(v),
-            (None, 0) => Err(Error::Cancelled),
+            (Some(v), 0) => Ok(Some(v)),
+            // Only our own `cancel()` cancels the block without an error or an interrupt.
+            (None, 0) => Ok(None),
             (_, 1) => Err(errors.pop().expect("one error")),
             _ => Err(Error::Group(ErrorGroup(errors))),
         }
     })
     .await
-    // The guest nursery's own cancellation (`Ok(None)`) keeps its old meaning here.
-    .and_then(|v| v.ok_or(Error::Cancelled))
+    // The guest nursery is never cancelled on its own (its scope is not ours to cancel).
+    .map(Option::flatten)
 }
 
 impl ActorNursery {
@@ -1222,11 +1232,33 @@ impl ActorNursery {
         Ok(Portal { child })
     }
 
-    /// Cancels every actor of this nursery (the ladder, concurrently) and waits until all are
-    /// reaped (tractor's `ActorNursery.cancel`). The block goes on; the actors' pending calls
-    /// end with `ContextCancelled` (or `ActorDied`).
+    /// Cancels the nursery (tractor's `ActorNursery.cancel`, trio's `nursery.cancel_scope.cancel()`):
+    /// its block and every actor (the ladder, concurrently), and waits until all are reaped.
+    /// Not a failure: the calls it cuts short end with `Cancelled` inside the block, the block
+    /// unwinds at its next await, and [`open_nursery`] returns `Ok(None)` (or the block's
+    /// value, if it returned one without awaiting again).
+    ///
+    /// ```no_run
+    /// use infect::actor::{self, ActorOpts, Endpoints};
+    /// use infect::guest;
+    ///
+    /// fn main() -> infect::Result<()> {
+    ///     let r = actor::main(Endpoints::new(), async {
+    ///         actor::open_nursery(async |an| {
+    ///             an.start_actor("worker", ActorOpts::new()).await?;
+    ///             an.cancel().await?;
+    ///             guest::sleep_forever().await?; // cancelled: the block ends here
+    ///             Ok("never")
+    ///         })
+    ///         .await
+    ///     })?;
+    ///     assert_eq!(r, None);
+    ///     Ok(())
+    /// }
+    /// ```
     pub async fn cancel(&self) -> Result<()> {
-        self.teardown_all().await
+        self.inner.body_scope.cancel();
+        CancelScope::shielded().run(self.teardown_all()).await.map(drop)
     }
 
     /// The number of actors started in this nursery that are not reaped yet.
