@@ -22,7 +22,8 @@ fn cvt(ret: c_int) -> io::Result<c_int> {
 
 /// The test-only switch that makes [`pidfd_open`] fail with `ENOSYS`, as it does under
 /// valgrind and on kernels before 5.3, so that the fallback can be tested here: the
-/// environment variable `INFECT_TEST_NO_PIDFD=1`, read once. Not for production use.
+/// environment variable `INFECT_TEST_NO_PIDFD=1`, read once. Not for production use. It also
+/// skips `close_range` in [`spawn`] (missing before 5.11), so the `/proc/self/fd` sweep runs.
 pub(crate) const NO_PIDFD_ENV: &str = "INFECT_TEST_NO_PIDFD";
 
 fn pidfd_disabled() -> bool {
@@ -153,7 +154,8 @@ pub(crate) fn spawn(args: &SpawnArgs<'_>) -> io::Result<u32> {
     };
     let argv = [args.argv0.as_ptr(), std::ptr::null()];
     let envp: Vec<*const libc::c_char> = args.env.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
-    let exec = Exec { paths: args.paths, argv: &argv, envp: &envp, keep: args.keep, sweep };
+    let exec =
+        Exec { paths: args.paths, argv: &argv, envp: &envp, keep: args.keep, sweep, close_range: !pidfd_disabled() };
     let parent = libc::pid_t::try_from(args.parent_pid).unwrap_or(-1);
     // SAFETY: a NUL-terminated path and flags; the result is checked and wrapped at once.
     let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
@@ -202,6 +204,8 @@ struct Exec<'a> {
     envp: &'a [*const libc::c_char],
     keep: [RawFd; 2],
     sweep: Sweep<'a>,
+    /// Try `close_range` first (off under the test switch, which plays an old kernel).
+    close_range: bool,
 }
 
 /// Which descriptors the child marks close-on-exec if `close_range` is missing.
@@ -237,7 +241,11 @@ unsafe fn child_after_fork(args: &Exec<'_>, null: RawFd, err_tx: RawFd, parent: 
             // Nothing inherited reaches the program: everything from 3 up is close-on-exec (the
             // error pipe too, which the `exec` must close), then `keep` is cleared below.
             const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-            let swept = libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC);
+            let swept = if args.close_range {
+                libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC)
+            } else {
+                -1
+            };
             if swept != 0 {
                 match args.sweep {
                     Sweep::Listed(fds) => {
