@@ -829,7 +829,7 @@ async fn without_pidfd_the_fallback_runs_the_cases() -> Check {
         "cancel_actor_on_a_busy_child",
         "stubborn_child_is_killed_by_the_ladder",
         "killed_child_mid_call_is_an_error",
-        "abort_and_panic_reach_the_parent",
+        "abort_reaches_the_parent",
         "truncated_frame_at_eof",
         "infected_and_plain_children",
         "silent_program_times_out_the_handshake",
