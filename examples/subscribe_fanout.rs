@@ -1,9 +1,10 @@
 //! Fan-out with `subscribe()`, on both sides of a process boundary.
 //!
 //! In the infected child, a host task (`host_ticker`) sends ten ticks through its linked
-//! channel; two guest tasks each `chan.subscribe()` and get every tick (tractor's
+//! channel; two guest nursery tasks each `chan.subscribe()` and get every tick (tractor's
 //! `LinkedTaskChannel.subscribe()`): one sums them, the other forwards them over the context's
-//! stream. In the root, two consumers each `stream.subscribe()` (tractor's
+//! stream. The subscribers are owned handles, so each moves into its own task, and the nursery
+//! supervises them (a failing one cancels its sibling). In the root, two consumers each `stream.subscribe()` (tractor's
 //! `MsgStream.subscribe()`) and get every forwarded tick. Every subscriber sees the end of the
 //! stream when the host task returns.
 //!
@@ -13,12 +14,14 @@
 //! cargo run --example subscribe_fanout
 //! ```
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::join;
 use infect::actor::{self, ActorOpts, BroadcastReceiver, Context, Endpoints};
 use infect::to_host::{self, HostChannel, LinkOpts};
-use infect::{Result, host};
+use infect::{Result, guest, host};
 
 const NS: &str = "fanout";
 
@@ -39,23 +42,28 @@ async fn ticks(ctx: Context, n: u32) -> Result<u32> {
         async |chan, ()| {
             ctx.started(&n).await?;
             ctx.open_stream(async |stream| {
-                let (summer, forwarder) = (chan.subscribe(), chan.subscribe());
-                let sum = async {
-                    let mut sum = 0;
-                    while let Some(tick) = summer.receive().await? {
-                        sum += tick;
-                    }
-                    Ok(sum)
-                };
-                let forward = async {
-                    while let Some(tick) = forwarder.receive().await? {
-                        stream.send(&tick).await?;
-                    }
-                    Ok::<(), infect::Error>(())
-                };
-                let (sum, forwarded) = join(sum, forward).await;
-                forwarded?;
-                sum
+                // Two nursery tasks, each with its own subscriber (an owned handle): if either
+                // fails, the nursery cancels the other and the error comes out of the block.
+                let sum = Rc::new(Cell::new(0));
+                guest::open_nursery(async |n| {
+                    let (summer, total) = (chan.subscribe(), sum.clone());
+                    n.start_soon(async move {
+                        while let Some(tick) = summer.receive().await? {
+                            total.set(total.get() + tick);
+                        }
+                        Ok(())
+                    })?;
+                    let (forwarder, stream) = (chan.subscribe(), stream.clone());
+                    n.start_soon(async move {
+                        while let Some(tick) = forwarder.receive().await? {
+                            stream.send(&tick).await?;
+                        }
+                        Ok(())
+                    })?;
+                    Ok(())
+                })
+                .await?;
+                Ok(sum.get())
             })
             .await
         },

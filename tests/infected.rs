@@ -130,7 +130,7 @@ async fn stream_from_host(ctx: Context, mode: String) -> Result<u64> {
             if mode == "subscribe" {
                 // Two guest-side subscribers fan the host's values out, each tagging its copy.
                 let (a, b) = (chan.subscribe(), chan.subscribe());
-                let forward = async |tag: u8, sub: &to_host::BroadcastReceiver<'_, (), u64, (), ()>| {
+                let forward = async |tag: u8, sub: &to_host::BroadcastReceiver<u64>| {
                     let mut n = 0u64;
                     while let Some(v) = sub.receive().await? {
                         stream.send(&(tag, v)).await?;

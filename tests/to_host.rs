@@ -693,3 +693,371 @@ fn the_guest_send_waits_for_room_back_pressure() {
     });
     assert_eq!(out, Ok((Duration::from_secs(10), vec![1, 2, 3])));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A failing host task interrupts the guest block wherever it waits (transition 9).
+// ---------------------------------------------------------------------------------------------
+
+/// Starts, sleeps `ms` on the host, then ends with `end`.
+fn ends_after(ms: u64, end: fn() -> Result<()>) -> impl FnOnce(HostChannel<(), u32, ()>) -> BoxedHost {
+    move |chan| {
+        Box::pin(async move {
+            chan.started_nowait(())?;
+            host::sleep(Duration::from_millis(ms)).await?;
+            end()
+        })
+    }
+}
+
+fn value_error() -> Result<()> {
+    Err(Error::msg("ValueError", "the host failed at 10 ms"))
+}
+
+/// Runs `body` against `target` and returns the pair's result and the virtual time it ended.
+fn run_pair<O: 'static>(
+    target: impl FnOnce(HostChannel<(), u32, ()>) -> BoxedHost + 'static,
+    opts: LinkOpts,
+    body: impl AsyncFnOnce(&to_host::LinkedTaskChannel<(), u32, (), ()>, ()) -> Result<O> + 'static,
+) -> (Result<O>, u64) {
+    let h = host();
+    h.run_guest(async move {
+        let r = to_host::open_channel_from(target, opts, body).await;
+        Ok((r, guest::current_time().as_nanos()))
+    })
+    .unwrap()
+}
+
+const MS10: u64 = 10_000_000;
+
+#[test]
+fn a_host_failure_at_10ms_ends_a_block_sleeping_1s_at_10ms_with_that_error() {
+    let slept = Rc::new(RefCell::new(None));
+    let s = slept.clone();
+    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::default(), async move |_chan, ()| {
+        let got = guest::sleep(Duration::from_secs(1)).await;
+        *s.borrow_mut() = Some((got.clone(), guest::current_time().as_nanos()));
+        got?;
+        Ok("slept a full second")
+    });
+    let e = r.unwrap_err();
+    assert_eq!((e.kind(), e.to_string().as_str()), ("ValueError", "the host failed at 10 ms"));
+    assert_eq!(at, MS10);
+    // The sleep itself was cancelled at 10 ms (the pair's scope), not at its deadline.
+    assert_eq!(*slept.borrow(), Some((Err(Error::Cancelled), MS10)));
+}
+
+#[test]
+fn a_third_party_cancel_at_10ms_ends_a_sleeping_block_at_10ms_with_host_cancelled() {
+    let target = |chan: HostChannel<(), u32, ()>| -> BoxedHost {
+        Box::pin(async move {
+            chan.started_nowait(())?;
+            let canceller = chan.canceller();
+            host::spawn(async move {
+                host::sleep(Duration::from_millis(10)).await.ok();
+                canceller.cancel("the exchange closed");
+            })
+            .unwrap()
+            .detach();
+            host::sleep(Duration::from_secs(3600)).await?;
+            Ok(())
+        })
+    };
+    let (r, at) = run_pair(target, LinkOpts::default(), async |_chan, ()| {
+        guest::sleep(Duration::from_secs(1)).await?;
+        Ok(())
+    });
+    assert_eq!(r, Err(Error::HostCancelled { reason: "the exchange closed".into() }));
+    assert_eq!(at, MS10);
+}
+
+#[test]
+fn a_host_failure_ends_a_block_waiting_on_an_event_at_once() {
+    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::default(), async |_chan, ()| {
+        // Nobody sets it: only a cancellation ends this wait (or, bounded, the 1 s deadline).
+        guest::fail_after(Duration::from_secs(1), guest::Event::new().wait()).await
+    });
+    assert_eq!(r.unwrap_err().kind(), "ValueError");
+    assert_eq!(at, MS10);
+}
+
+#[test]
+fn a_host_failure_cancels_every_task_of_a_nursery_inside_the_block_at_once() {
+    type Log = Rc<RefCell<Vec<(usize, Result<()>, u64)>>>;
+    let log: Log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::default(), async move |_chan, ()| {
+        guest::open_nursery(async |n| {
+            for k in 0..3 {
+                let l = l.clone();
+                n.start_soon(async move {
+                    let got = guest::sleep(Duration::from_secs(1 + k as u64)).await;
+                    l.borrow_mut().push((k, got.clone(), guest::current_time().as_nanos()));
+                    got
+                })?;
+            }
+            guest::sleep(Duration::from_secs(5)).await
+        })
+        .await
+    });
+    assert_eq!(r.unwrap_err().kind(), "ValueError");
+    assert_eq!(at, MS10);
+    let want: Vec<_> = (0..3).map(|k| (k, Err(Error::Cancelled), MS10)).collect();
+    assert_eq!(*log.borrow(), want);
+}
+
+#[test]
+fn a_host_return_with_suppress_false_ends_a_sleeping_block_at_once_with_host_task_exited() {
+    let (r, at) =
+        run_pair(ends_after(10, || Ok(())), LinkOpts::default().suppress_graceful_exits(false), async |_c, ()| {
+            guest::sleep(Duration::from_secs(1)).await?;
+            Ok(())
+        });
+    assert_eq!((r, at), (Err(Error::HostTaskExited), MS10));
+}
+
+#[test]
+fn a_host_return_with_the_default_suppress_does_not_interrupt_the_block() {
+    let (r, at) = run_pair(ends_after(10, || Ok(())), LinkOpts::default(), async |chan, ()| {
+        guest::sleep(Duration::from_secs(1)).await?;
+        // The channel simply ended.
+        chan.receive().await
+    });
+    assert_eq!((r, at), (Ok(None), 1_000_000_000));
+}
+
+#[test]
+fn an_interrupted_block_gets_the_host_error_from_receive_before_buffered_values() {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let target = |chan: HostChannel<(), u32, ()>| -> BoxedHost {
+        Box::pin(async move {
+            chan.started_nowait(())?;
+            for i in 0..3 {
+                chan.send_nowait(i)?;
+            }
+            host::sleep(Duration::from_millis(10)).await?;
+            value_error()
+        })
+    };
+    let (r, at) = run_pair(target, LinkOpts::default(), async move |chan, ()| {
+        let slept = guest::sleep(Duration::from_secs(1)).await;
+        let received = chan.receive().await;
+        let sent = chan.send(()).await;
+        s.borrow_mut().push((slept, received.map(drop), sent));
+        // Even a block that swallows the cancellation returns the host's error.
+        Ok(())
+    });
+    assert_eq!(r.unwrap_err().kind(), "ValueError");
+    assert_eq!(at, MS10);
+    let e = || Error::msg("ValueError", "the host failed at 10 ms");
+    assert_eq!(*seen.borrow(), vec![(Err(Error::Cancelled), Err(e()), Err(e()))]);
+}
+
+#[test]
+fn run_task_is_unaffected_by_interruption_its_caller_scope_stays_uncancelled() {
+    let h = host();
+    let out = h.run_guest(async {
+        let r = to_host::run_task(async {
+            host::sleep(Duration::from_millis(10)).await?;
+            Err::<u8, _>(Error::msg("OSError", "disk gone"))
+        })
+        .await;
+        let t = guest::current_time().as_nanos();
+        // Nothing around the caller was cancelled: a later sleep runs its full length.
+        guest::sleep(Duration::from_millis(20)).await?;
+        Ok((r.map_err(|e| e.kind().to_string()), t, guest::current_time().as_nanos()))
+    });
+    assert_eq!(out, Ok((Err("OSError".to_string()), MS10, 30_000_000)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owned channel handles: nursery tasks take clones and subscribers.
+// ---------------------------------------------------------------------------------------------
+
+/// Ticks 0..n, 1 ms apart, then returns; on a teardown, records it and ends with `on_teardown`.
+fn ticker(n: u32, seen: Seen, on_teardown: fn(Error) -> Error) -> impl FnOnce(HostChannel<(), u32, ()>) -> BoxedHost {
+    move |chan| {
+        Box::pin(async move {
+            chan.started_nowait(())?;
+            for i in 0..n {
+                let step = match chan.send(i).await {
+                    Ok(()) => host::sleep(Duration::from_millis(1)).await.map_err(Error::from),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = step {
+                    note(&seen, &e);
+                    return Err(on_teardown(e));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+type Got = Rc<RefCell<Vec<(usize, Vec<u32>, Result<()>)>>>;
+
+/// Subscribes in each of `n` nursery tasks; task `fail` (if any) fails on value 3.
+async fn fan_out(
+    chan: &to_host::LinkedTaskChannel<(), u32, (), ()>,
+    n: usize,
+    fail: Option<usize>,
+    got: Got,
+) -> Result<()> {
+    guest::open_nursery(async |nursery| {
+        for k in 0..n {
+            // An owned subscriber, moved into a 'static nursery task.
+            let sub = chan.subscribe();
+            let got = got.clone();
+            nursery.start_soon(async move {
+                let mut mine = Vec::new();
+                let r = async {
+                    while let Some(v) = sub.receive().await? {
+                        if Some(k) == fail && v == 3 {
+                            return Err(Error::msg("SubscriberError", format!("subscriber {k} refused 3")));
+                        }
+                        mine.push(v);
+                    }
+                    Ok(())
+                }
+                .await;
+                got.borrow_mut().push((k, mine, r.clone()));
+                r
+            })?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[test]
+fn fan_out_to_n_nursery_tasks_each_subscribing_every_one_gets_every_value() {
+    let got: Got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    let (r, at) =
+        run_pair(ticker(10, seen(), |e| e), LinkOpts::default(), async move |chan, ()| fan_out(chan, 4, None, g).await);
+    assert_eq!((r, at), (Ok(()), 10_000_000));
+    let all: Vec<u32> = (0..10).collect();
+    let want: Vec<_> = (0..4).map(|k| (k, all.clone(), Ok(()))).collect();
+    assert_eq!(*got.borrow(), want);
+}
+
+#[test]
+fn one_failing_subscriber_task_cancels_its_siblings_and_its_error_is_grouped_with_the_hosts() {
+    let got: Got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    let s = seen();
+    // The host, torn down, fails on its own: an independent error next to the guest's.
+    let on_teardown = |_: Error| Error::msg("HostCleanupError", "the host's clean-up failed");
+    let (r, at) = run_pair(ticker(10, s.clone(), on_teardown), LinkOpts::default(), async move |chan, ()| {
+        fan_out(chan, 3, Some(0), g).await
+    });
+    let refused = Error::msg("SubscriberError", "subscriber 0 refused 3");
+    let cleanup = Error::msg("HostCleanupError", "the host's clean-up failed");
+    assert_eq!(r, Err(Error::Group(ErrorGroup(vec![refused.clone(), cleanup]))));
+    assert_eq!(at, 3_000_000);
+    // Subscriber 0 failed on 3; its siblings were cancelled before they got it.
+    assert_eq!(
+        *got.borrow(),
+        vec![
+            (0, vec![0, 1, 2], Err(refused)),
+            (1, vec![0, 1, 2], Err(Error::Cancelled)),
+            (2, vec![0, 1, 2], Err(Error::Cancelled))
+        ]
+    );
+    // The host saw the guest's failure as the cause of its teardown.
+    assert_eq!(*s.borrow(), vec!["GuestCancelled".to_string()]);
+}
+
+#[test]
+fn handles_used_after_the_block_return_closed() {
+    let h = host();
+    let out = h.run_guest(async {
+        let (chan, sub) = to_host::open_channel_from(
+            |chan: HostChannel<u32, u32, ()>| async move {
+                chan.started_nowait(())?;
+                chan.send_nowait(7)?;
+                Ok(())
+            },
+            LinkOpts::default(),
+            async |chan, ()| Ok((chan.clone(), chan.subscribe())),
+        )
+        .await?;
+        let got = (chan.receive().await, sub.receive().await, chan.send(1).await, chan.wait_for_result().await);
+        // A subscriber made after the block is closed too.
+        let late = chan.subscribe().receive().await;
+        Ok((got, late, chan.host_done()))
+    });
+    let c = Err(Error::Closed);
+    assert_eq!(out, Ok(((c.clone(), c.clone(), Err(Error::Closed), Err(Error::Closed)), c, true)));
+}
+
+#[test]
+fn a_subscriber_made_after_reads_starts_at_the_first_value_no_reader_has_received() {
+    let (r, _) = run_pair(
+        |chan: HostChannel<(), u32, ()>| -> BoxedHost {
+            Box::pin(async move {
+                chan.started_nowait(())?;
+                for i in 0..5 {
+                    chan.send_nowait(i)?;
+                }
+                Ok(())
+            })
+        },
+        LinkOpts::default(),
+        async |chan, ()| {
+            let first = (chan.receive().await?, chan.receive().await?);
+            let early = chan.subscribe();
+            let third = chan.receive().await?;
+            // Made after the channel took 0, 1 and 2: it starts at 3, as `early` is at 2.
+            let late = chan.subscribe();
+            let (mut e, mut l) = (Vec::new(), Vec::new());
+            while let Some(v) = early.receive().await? {
+                e.push(v);
+            }
+            while let Some(v) = late.receive().await? {
+                l.push(v);
+            }
+            Ok((first, third, e, l))
+        },
+    );
+    assert_eq!(r, Ok(((Some(0), Some(1)), Some(2), vec![2, 3, 4], vec![3, 4])));
+}
+
+#[test]
+fn dropping_the_open_call_with_a_handle_kept_outside_still_tears_the_host_task_down() {
+    let h = host();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l2 = log.clone();
+    type Kept = Rc<RefCell<Option<to_host::LinkedTaskChannel<(), (), (), ()>>>>;
+    let kept: Kept = Rc::new(RefCell::new(None));
+    let k2 = kept.clone();
+    let l3 = log.clone();
+    let out = h.run_guest(async move {
+        let log = l3;
+        let k3 = k2.clone();
+        let mut open = Box::pin(to_host::open_channel_from(
+            move |chan: HostChannel<(), (), ()>| async move {
+                let _d = Dropped(l2);
+                chan.started_nowait(())?;
+                host::sleep(Duration::from_secs(3600)).await?;
+                Ok(())
+            },
+            LinkOpts::default(),
+            async move |chan, ()| {
+                *k3.borrow_mut() = Some(chan.clone());
+                guest::sleep_forever().await
+            },
+        ));
+        // Run the block until it waits, then drop the open call (the last resort).
+        assert!(futures::poll!(open.as_mut()).is_pending(), "waits for started_nowait");
+        guest::sleep(Duration::from_millis(1)).await?;
+        assert!(futures::poll!(open.as_mut()).is_pending(), "the block sleeps");
+        assert!(k2.borrow().is_some() && log.borrow().is_empty());
+        drop(open);
+        guest::sleep(Duration::from_millis(1)).await?;
+        let chan = k2.borrow_mut().take().expect("the block kept a handle");
+        Ok((chan.host_done(), chan.receive().await))
+    });
+    assert_eq!(out, Ok((true, Err(Error::Closed))));
+    assert_eq!(*log.borrow(), vec!["host task dropped"]);
+}

@@ -19,6 +19,12 @@
 //!   (`GuestTaskExited`, `GuestCancelled{cause}`, or its own / a third party's `Cancelled`), no
 //!   operation before it fails, and the kernel traced that cancellation at exactly the moment
 //!   the model says it happened;
+//! - **the host's end interrupts the block** (transition 9) exactly when the model derives it
+//!   (traced `interrupt` right after `host_end`): from then on every channel operation returns
+//!   the interruption (before the scope's check and before buffered values), and every guest
+//!   await other than the channel ([`AwaitKind`]: an `Event` nobody sets, an `Event` a nursery
+//!   child sets, a nursery of sleepers, and `guest::sleep`) that it ends returns `Cancelled` at
+//!   the very virtual time the host future was gone;
 //! - **no value lost or duplicated**: what each reader received is exactly the host's
 //!   successful sends in order (a subscriber from where it joined, a laggard after exactly the
 //!   `Lagged{n}` it was told), what the host got is exactly the guest's successful sends in
@@ -53,7 +59,7 @@ use super::translate::{Bytes, Facts};
 use crate::error::Cancelled;
 use crate::guest::{self, CancelScope};
 use crate::host::{self, Host};
-use crate::time::VirtualClock;
+use crate::time::{Clock, Instant, VirtualClock};
 use crate::to_host::translate::{GuestEnd, HostEnd};
 use crate::to_host::{self, BroadcastReceiver, HostChannel, LinkOpts, LinkedTaskChannel, SendNowaitError};
 use crate::trace::{Event, Side, Trace};
@@ -108,6 +114,7 @@ impl Drop for Tracked {
 
 type HostChan = HostChannel<Tracked, Tracked, Tracked>;
 type GuestChan = LinkedTaskChannel<Tracked, Tracked, Tracked, Tracked>;
+type Sub = BroadcastReceiver<Tracked>;
 
 // ---------------------------------------------------------------------------------------------
 // The script.
@@ -163,20 +170,43 @@ enum GuestOp {
     SubReceive(usize),
     Sleep(u64),
     WaitForResult,
+    /// A guest await other than the channel: only the block's cancellation, or its own end,
+    /// ends it.
+    Await(AwaitKind),
+}
+
+/// The guest awaits other than the channel that the host's end must interrupt at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AwaitKind {
+    /// An `Event` nobody sets: only a cancellation ends the wait.
+    Forever,
+    /// A nursery whose child sets an `Event` after this many ms, while the block waits on it.
+    EventFromNursery(u64),
+    /// A nursery with two children sleeping this many ms and twice as long.
+    Sleepers(u64),
 }
 
 impl GuestOp {
     fn decode(b: u8) -> GuestOp {
         match b % 10 {
             0 => GuestOp::Send,
-            1 | 9 => GuestOp::Receive,
+            1 => GuestOp::Receive,
             2 => GuestOp::Break,
             3 => GuestOp::Fail,
             4 => GuestOp::CancelHost,
             5 => GuestOp::Subscribe,
             6 => GuestOp::SubReceive(usize::from(b / 10)),
             7 => GuestOp::Sleep(u64::from(b / 10) * 2),
-            _ => GuestOp::WaitForResult,
+            8 => GuestOp::WaitForResult,
+            _ => {
+                let p = b / 10;
+                let ms = u64::from(p / 3) * 8;
+                GuestOp::Await(match p % 3 {
+                    0 => AwaitKind::Forever,
+                    1 => AwaitKind::EventFromNursery(ms),
+                    _ => AwaitKind::Sleepers(ms),
+                })
+            }
         }
     }
 }
@@ -251,8 +281,9 @@ enum Entry {
     ThirdParty,
     /// The host future returned this (its value's number).
     HostReturned(Result<u32>),
-    /// The drop token inside the host future was dropped: the future is gone.
-    HostDropped,
+    /// The drop token inside the host future was dropped (at this virtual time): the future
+    /// is gone.
+    HostDropped(Instant),
     GuestFirst(u32),
     GuestSent(u32),
     GuestSendFailed {
@@ -270,6 +301,14 @@ enum Entry {
     GuestSlept {
         got: Result<()>,
         cancelled: bool,
+        at: Instant,
+    },
+    /// An [`AwaitKind`] ended (at this virtual time).
+    GuestAwaited {
+        kind: AwaitKind,
+        got: Result<()>,
+        cancelled: bool,
+        at: Instant,
     },
     GuestWaited {
         got: Result<u32>,
@@ -289,9 +328,14 @@ enum Entry {
 struct Log {
     entries: Rc<RefCell<Vec<Entry>>>,
     trace: Trace,
+    clock: Rc<VirtualClock>,
 }
 
 impl Log {
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
     fn push(&self, e: Entry) {
         self.drain();
         self.entries.borrow_mut().push(e);
@@ -308,7 +352,7 @@ struct DropToken(Log);
 
 impl Drop for DropToken {
     fn drop(&mut self) {
-        self.0.push(Entry::HostDropped);
+        self.0.push(Entry::HostDropped(self.0.now()));
     }
 }
 
@@ -407,7 +451,7 @@ async fn guest_body(chan: &GuestChan, first: Tracked, script: &Script, log: &Log
     log.push(Entry::GuestFirst(first.0));
     drop(first);
     let cancelled = || scope.cancel_called();
-    let mut subs: Vec<BroadcastReceiver<'_, Tracked, Tracked, Tracked, Tracked>> = Vec::new();
+    let mut subs: Vec<Sub> = Vec::new();
     let mut next = 0;
     let mut result = Ok(());
     for &op in &script.guest {
@@ -452,7 +496,12 @@ async fn guest_body(chan: &GuestChan, first: Tracked, script: &Script, log: &Log
             }
             GuestOp::Sleep(ms) => {
                 let got = guest::sleep(Duration::from_millis(ms)).await;
-                log.push(Entry::GuestSlept { got: got.clone(), cancelled: cancelled() });
+                log.push(Entry::GuestSlept { got: got.clone(), cancelled: cancelled(), at: log.now() });
+                got
+            }
+            GuestOp::Await(kind) => {
+                let got = guest_await(kind).await;
+                log.push(Entry::GuestAwaited { kind, got: got.clone(), cancelled: cancelled(), at: log.now() });
                 got
             }
             GuestOp::WaitForResult => {
@@ -473,11 +522,36 @@ async fn guest_body(chan: &GuestChan, first: Tracked, script: &Script, log: &Log
     result
 }
 
-fn subscribe<'c>(
-    chan: &'c GuestChan,
-    subs: &mut Vec<BroadcastReceiver<'c, Tracked, Tracked, Tracked, Tracked>>,
-    log: &Log,
-) {
+/// One of the guest awaits other than the channel.
+async fn guest_await(kind: AwaitKind) -> Result<()> {
+    match kind {
+        AwaitKind::Forever => guest::Event::new().wait().await,
+        AwaitKind::EventFromNursery(ms) => {
+            let ev = guest::Event::new();
+            guest::open_nursery(async |n| {
+                let e = ev.clone();
+                n.start_soon(async move {
+                    guest::sleep(Duration::from_millis(ms)).await?;
+                    e.set();
+                    Ok(())
+                })?;
+                ev.wait().await
+            })
+            .await
+        }
+        AwaitKind::Sleepers(ms) => {
+            guest::open_nursery(async |n| {
+                for k in 1..=2 {
+                    n.start_soon(guest::sleep(Duration::from_millis(ms * k)))?;
+                }
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+fn subscribe(chan: &GuestChan, subs: &mut Vec<Sub>, log: &Log) {
     subs.push(chan.subscribe());
     log.push(Entry::GuestSubscribed(subs.len()));
 }
@@ -538,10 +612,10 @@ async fn guest_main(script: Rc<Script>, log: Log) -> Result<()> {
 /// Runs `script` once on a fresh host and returns its log.
 fn execute(script: &Script) -> Vec<Entry> {
     let trace = Trace::new();
-    let log = Log { entries: Rc::new(RefCell::new(Vec::new())), trace: trace.clone() };
+    let clock = Rc::new(VirtualClock::new());
+    let log = Log { entries: Rc::new(RefCell::new(Vec::new())), trace: trace.clone(), clock: clock.clone() };
     let live_before = live();
-    let host =
-        Host::builder().clock(Rc::new(VirtualClock::new())).seed(script.seed).trace(trace).build().expect("a host");
+    let host = Host::builder().clock(clock).seed(script.seed).trace(trace).build().expect("a host");
     let script = Rc::new(script.clone());
     let out = host.run_guest(guest_main(script.clone(), log.clone()));
     // The guest's own outcome (never GuestRunAbandoned): main swallows nothing but Ok.
@@ -575,6 +649,10 @@ struct Tally {
     groups: usize,
     caught: usize,
     host_cancelled_seen: usize,
+    /// Host ends that interrupted the block (transition 9).
+    interrupts: usize,
+    /// Guest awaits other than the channel that an interruption ended, at the host's end.
+    interrupted_awaits: usize,
 }
 
 impl core::ops::AddAssign for Tally {
@@ -595,6 +673,8 @@ impl core::ops::AddAssign for Tally {
         self.groups += o.groups;
         self.caught += o.caught;
         self.host_cancelled_seen += o.host_cancelled_seen;
+        self.interrupts += o.interrupts;
+        self.interrupted_awaits += o.interrupted_awaits;
     }
 }
 
@@ -638,12 +718,16 @@ struct Checker<'s> {
     want_teardown_events: usize,
     cancel_host_task_events: usize,
     want_cancel_host_task_events: usize,
+    /// When the host future was gone (the time of the host's end).
+    host_end_at: Option<Instant>,
+    interrupt_events: usize,
 }
 
 impl<'s> Checker<'s> {
     fn new(script: &'s Script) -> Checker<'s> {
         let mut facts = Facts::new(script.suppress);
         facts.started = script.task;
+        facts.block = !script.task;
         Checker {
             script,
             facts,
@@ -670,6 +754,8 @@ impl<'s> Checker<'s> {
             want_teardown_events: 0,
             cancel_host_task_events: 0,
             want_cancel_host_task_events: 0,
+            host_end_at: None,
+            interrupt_events: 0,
         }
     }
 
@@ -707,6 +793,11 @@ impl<'s> Checker<'s> {
             Event::Link("teardown", _) => self.teardown_events += 1,
             Event::Link("cancel_host_task", _) => self.cancel_host_task_events += 1,
             Event::Link("host_end", _) => self.host_ended(),
+            Event::Link("interrupt", _) => {
+                // Traced right after the host's end that the model says interrupts the block.
+                assert!(self.facts.interrupted && !self.host_alive, "an interrupt the model does not derive");
+                self.interrupt_events += 1;
+            }
             Event::Link("guest_end", _) => self.guest_ended(),
             _ => {}
         }
@@ -730,7 +821,9 @@ impl<'s> Checker<'s> {
         if self.guest_alive {
             self.tally.host_first += 1;
         }
-        self.facts.host_ended(end);
+        if self.facts.host_ended(end) {
+            self.tally.interrupts += 1;
+        }
     }
 
     fn guest_ended(&mut self) {
@@ -814,9 +907,10 @@ impl<'s> Checker<'s> {
             }
             Entry::HostIgnoring => self.host_ignoring = true,
             Entry::HostReturned(r) => self.host_returned = Some(r.clone()),
-            Entry::HostDropped => {
+            Entry::HostDropped(at) => {
                 assert!(!self.host_dropped, "the host future dropped twice");
                 self.host_dropped = true;
+                self.host_end_at = Some(*at);
             }
             Entry::GuestFirst(v) => {
                 assert!(
@@ -832,7 +926,10 @@ impl<'s> Checker<'s> {
                 assert!(self.guest_sent - self.host_got <= self.cap_h(), "more in flight than the capacity");
             }
             Entry::GuestSendFailed { error, cancelled } => {
-                if *cancelled {
+                if let Some(want) = self.facts.interruption() {
+                    // Checked before the scope: the host's end that cancelled the block.
+                    assert_eq!(error, &want, "a guest send in an interrupted block");
+                } else if *cancelled {
                     // Channel operations check their scope first (trio's checkpoint_if_cancelled).
                     assert_eq!(error, &Error::Cancelled, "a guest send in a cancelled scope");
                 } else {
@@ -846,12 +943,11 @@ impl<'s> Checker<'s> {
                 // A subscriber gets every value no reader has received yet.
                 self.cursors.push(self.pulled);
             }
-            Entry::GuestSlept { got, cancelled } => match got {
-                Ok(()) => assert!(!cancelled, "a guest sleep ended normally in a cancelled scope"),
-                Err(e) => assert!(e.is_cancelled() && *cancelled, "a guest sleep failed with {e:?}"),
-            },
+            Entry::GuestSlept { got, cancelled, at } | Entry::GuestAwaited { got, cancelled, at, .. } => {
+                self.non_channel_await(e, got, *cancelled, *at)
+            }
             Entry::GuestWaited { got, cancelled } => {
-                if *cancelled {
+                if *cancelled && !self.facts.interrupted {
                     assert_eq!(got, &Err(Error::Cancelled), "wait_for_result in a cancelled scope");
                 } else if self.host_alive {
                     assert!(*cancelled && got == &Err(Error::Cancelled), "wait_for_result returned {got:?} early");
@@ -892,7 +988,39 @@ impl<'s> Checker<'s> {
         }
     }
 
+    /// A guest await other than the channel: it ends normally only outside a cancelled scope
+    /// and before any interruption; cancelled, it was the scope or the interruption, and an
+    /// interruption ends it at the very time the host ended.
+    fn non_channel_await(&mut self, e: &Entry, got: &Result<()>, cancelled: bool, at: Instant) {
+        let interrupted = self.facts.interrupted;
+        match got {
+            // A nursery's wait for its children is no cancellation point: children that all
+            // finished before the cancellation make it end normally even if the cancellation
+            // came before the nursery's task resumed (found by fuzzing: seed
+            // `sleepers_finish_as_the_deadline_fires`).
+            Ok(()) if matches!(e, Entry::GuestAwaited { kind: AwaitKind::Sleepers(_), .. }) => {}
+            Ok(()) => {
+                assert!(!cancelled && !interrupted, "{e:?} ended normally in a cancelled block");
+                // An `Event` nobody sets never ends normally.
+                assert!(!matches!(e, Entry::GuestAwaited { kind: AwaitKind::Forever, .. }), "{e:?}");
+            }
+            Err(err) => {
+                assert!(err.is_cancelled() && (cancelled || interrupted), "{e:?}: with no cancellation");
+                if interrupted && !cancelled {
+                    assert_eq!(Some(at), self.host_end_at, "{e:?}: not interrupted at the host's end");
+                    self.tally.interrupted_awaits += 1;
+                }
+            }
+        }
+    }
+
     fn recv(&mut self, reader: usize, got: &Result<Option<u32>>, cancelled: bool) {
+        if let Some(want) = self.facts.interruption() {
+            // Checked first, before the scope and any value still buffered: nothing is consumed.
+            self.tally.host_cancelled_seen += usize::from(matches!(want, Error::HostCancelled { .. }));
+            assert_eq!(got, &Err(want), "reader {reader} in an interrupted block");
+            return;
+        }
         if cancelled {
             // Checked first: nothing is consumed, no cursor moves.
             assert_eq!(got, &Err(Error::Cancelled), "reader {reader} in a cancelled scope");
@@ -957,6 +1085,7 @@ impl<'s> Checker<'s> {
         assert!(!self.expect_cancel_event, "the kernel never traced the host's cancellation");
         assert_eq!(self.teardown_events, self.want_teardown_events, "teardowns");
         assert_eq!(self.cancel_host_task_events, self.want_cancel_host_task_events, "cancel_host_task deliveries");
+        assert_eq!(self.interrupt_events, usize::from(self.facts.interrupted), "interrupts traced");
     }
 }
 
@@ -1026,7 +1155,8 @@ mod tests {
                 55..=64 => 0,
                 65..=71 => 6 + 10 * rng.below(3),
                 72..=74 => 5,
-                75..=84 => 7 + 10 * rng.below(6),
+                75..=79 => 7 + 10 * rng.below(6),
+                80..=84 => 9 + 10 * rng.below(24),
                 _ if calm => 1,
                 85..=87 => 2,
                 88..=90 => 3,
@@ -1065,6 +1195,7 @@ mod tests {
         assert!(tally.values > 1000 && tally.lagged > 10 && tally.full > 30, "{tally:?}");
         assert!(tally.open_failed > 100 && tally.groups > 10 && tally.caught > 100, "{tally:?}");
         assert!(tally.host_cancelled_seen > 30 && tally.host_saw_error > 300, "{tally:?}");
+        assert!(tally.interrupts > 100 && tally.interrupted_awaits > 30, "{tally:?}");
     }
 
     /// The seeds double as scenario tests: each ends the way its row of the table says.
@@ -1096,6 +1227,22 @@ mod tests {
             ("host_swallows_teardown_then_returns", Ok(BODY)),
             ("host_swallows_teardown_then_fails", Err(host_error())),
             ("bug_open_cancelled_masks_host_failure", Err(host_error())),
+            // Transition 9: the host's end interrupts the block wherever it waits.
+            ("interrupt_host_fails_while_guest_sleeps", Err(host_error())),
+            ("interrupt_host_fails_while_guest_waits_on_an_unset_event", Err(host_error())),
+            ("interrupt_host_fails_while_guest_waits_in_a_nursery", Err(host_error())),
+            (
+                "interrupt_third_party_cancel_while_guest_waits_in_a_nursery",
+                Err(Error::HostCancelled { reason: THIRD_REASON.into() }),
+            ),
+            (
+                "interrupt_host_self_cancels_while_guest_waits_on_an_event_from_a_nursery",
+                Err(Error::HostCancelled { reason: SELF_REASON.into() }),
+            ),
+            ("interrupt_suppress_off_return_while_guest_sleeps", Err(Error::HostTaskExited)),
+            ("interrupt_host_fails_with_values_buffered_guest_receives_the_error_first", Err(host_error())),
+            ("no_interrupt_suppress_on_return_while_guest_sleeps", Ok(BODY)),
+            ("no_interrupt_run_task_host_fails", Err(host_error())),
         ];
         for (name, want) in cases {
             let path = format!("{}/fuzz/seeds/cancel_translation/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -1105,6 +1252,14 @@ mod tests {
                 _ => None,
             });
             assert_eq!(got, Some(want), "{name}");
+            let tally = check_script(&script);
+            let interrupted = name.starts_with("interrupt_");
+            if interrupted || name.starts_with("no_interrupt_") {
+                assert_eq!(tally.interrupts, usize::from(interrupted), "{name}: {tally:?}");
+            }
+            if interrupted && !name.contains("values_buffered") {
+                assert_eq!(tally.interrupted_awaits, 1, "{name}: the await ended at the host's end; {tally:?}");
+            }
         }
     }
 

@@ -6,7 +6,12 @@
 //! host) and derives from them, row by row, what each side must see. The machine keeps its own
 //! flags; the two must agree on every observer after every event:
 //! [`Link::open_outcome`], [`Link::host_sees`], [`Link::block_result`], [`Link::task_result`],
-//! every send and receive verdict, the phase, the readiness flags and the in-flight counts.
+//! [`Link::interruption`] and [`Link::guest_op`], whether a host end interrupts the block
+//! (transition 9: it ended first, after `started_nowait`, with an error for the guest — a
+//! failure, a cancellation the guest did not ask for, a return with `suppress_graceful_exits`
+//! off; never for a `run_task` pair), every send and receive verdict (after an interruption a
+//! receive returns it before any buffered value; after the guest's end, `Closed`), the phase,
+//! the readiness flags and the in-flight counts.
 //!
 //! Invariants checked besides the table: each side ends once (a second end changes nothing);
 //! nothing is accepted for a side that has ended (no send into a side that is gone, and no
@@ -78,6 +83,12 @@ pub(crate) struct Facts {
     pub(crate) guest_asked: bool,
     /// What the guest's end handed the running host (the errors it may echo back).
     pub(crate) handed: Vec<Error>,
+    /// There is a block (`open_channel_from`, not `run_task`).
+    pub(crate) block: bool,
+    /// The host's end cancelled the running block: it ended first, after `started_nowait`,
+    /// with an error for the guest (row "host fails with E" / "host cancelled by itself or a
+    /// third party" / "host returns" with `suppress_graceful_exits` off).
+    pub(crate) interrupted: bool,
 }
 
 impl Facts {
@@ -90,6 +101,8 @@ impl Facts {
             host_first: false,
             guest_asked: false,
             handed: Vec::new(),
+            block: true,
+            interrupted: false,
         }
     }
 
@@ -134,6 +147,29 @@ impl Facts {
             HostEnd::Cancelled { .. } if self.guest_asked => None,
             HostEnd::Cancelled { reason } => Some(Error::HostCancelled { reason: reason.clone() }),
         }
+    }
+
+    /// The host's end as an error for a guest that still holds the link: `host_error`, or,
+    /// with `suppress_graceful_exits` off, `HostTaskExited` for a return.
+    fn end_error(&self) -> Option<Error> {
+        match self.host_end.as_ref()? {
+            HostEnd::Returned if self.suppress => None,
+            HostEnd::Returned => Some(Error::HostTaskExited),
+            _ => self.host_error(),
+        }
+    }
+
+    /// Once the block was interrupted: the error every channel operation returns.
+    pub(crate) fn interruption(&self) -> Option<Error> {
+        if self.interrupted { self.end_error() } else { None }
+    }
+
+    /// What a guest channel operation sees first: `Closed` after the block, the interruption.
+    pub(crate) fn guest_op(&self) -> Result<()> {
+        if self.guest_end.is_some() {
+            return Err(Error::Closed);
+        }
+        self.interruption().map_or(Ok(()), Err)
     }
 
     /// A guest receive with nothing buffered, once the host has ended: end of channel
@@ -183,6 +219,9 @@ impl Facts {
                 HostEnd::Failed(f) if independent(f) => Err(f.clone()),
                 _ => Ok(()),
             },
+            // "host fails with E" (and the other interrupting rows): "the block is cancelled at
+            // once, wherever it waits; Err(E) ... out of the block".
+            Err(Error::Cancelled) if self.interrupted => Err(self.end_error().expect("an interruption is an error")),
             // "guest cancelled": Cancelled, unless the host failed on its own (never masked).
             Err(Error::Cancelled) => match end {
                 HostEnd::Failed(f) if independent(f) => Err(f.clone()),
@@ -205,12 +244,16 @@ impl Facts {
         }
     }
 
-    /// The host ended (a second end is ignored).
-    pub(crate) fn host_ended(&mut self, end: HostEnd) {
-        if self.host_end.is_none() {
-            self.host_first = self.guest_end.is_none();
-            self.host_end = Some(end);
+    /// The host ended (a second end is ignored); returns whether that end interrupts the
+    /// block now.
+    pub(crate) fn host_ended(&mut self, end: HostEnd) -> bool {
+        if self.host_end.is_some() {
+            return false;
         }
+        self.host_first = self.guest_end.is_none();
+        self.host_end = Some(end);
+        self.interrupted = self.block && self.started && self.host_first && self.end_error().is_some();
+        self.interrupted
     }
 
     /// The guest ended (a second end is ignored); returns the error handed to the host if it
@@ -317,6 +360,7 @@ impl Model {
         match (f.host_end.is_some(), f.guest_end.is_some()) {
             (true, true) => Phase::Closed,
             (false, true) => Phase::TearingDown,
+            (true, false) if f.interrupted => Phase::Interrupted,
             (true, false) => Phase::HostDone,
             (false, false) if f.started => Phase::Linked,
             (false, false) => Phase::Starting,
@@ -336,6 +380,7 @@ struct Tally {
     full: usize,
     refused_ended_side: usize,
     open_failed: usize,
+    interrupts: usize,
 }
 
 impl core::ops::AddAssign for Tally {
@@ -349,6 +394,7 @@ impl core::ops::AddAssign for Tally {
         self.full += o.full;
         self.refused_ended_side += o.refused_ended_side;
         self.open_failed += o.open_failed;
+        self.interrupts += o.interrupts;
     }
 }
 
@@ -368,6 +414,7 @@ fn run_counted(data: &[u8]) -> Tally {
     let mut link = if task_pair { Link::new_started() } else { Link::new(suppress, cap_h, cap_g) };
     let mut facts = Facts::new(suppress);
     facts.started = task_pair;
+    facts.block = !task_pair;
     let mut m = Model {
         facts,
         cap_to_host: cap_h,
@@ -408,8 +455,8 @@ fn step(link: &mut Link, m: &mut Model, op: Op, tally: &mut Tally) {
                 m.facts.started = true;
             }
         }
-        Op::HostReturned => host_end(link, m, HostEnd::Returned),
-        Op::HostFailed(n) => host_end(link, m, HostEnd::Failed(user("HostError", n))),
+        Op::HostReturned => host_end(link, m, HostEnd::Returned, tally),
+        Op::HostFailed(n) => host_end(link, m, HostEnd::Failed(user("HostError", n)), tally),
         Op::HostEchoes(n) => {
             let e = match m.facts.host_view() {
                 Err(handed) => {
@@ -418,11 +465,11 @@ fn step(link: &mut Link, m: &mut Model, op: Op, tally: &mut Tally) {
                 }
                 Ok(()) => user("HostError", n),
             };
-            host_end(link, m, HostEnd::Failed(e));
+            host_end(link, m, HostEnd::Failed(e), tally);
         }
         Op::HostCancelled(n) => {
             let reason = if n % 2 == 0 { "self" } else { "third party" };
-            host_end(link, m, HostEnd::Cancelled { reason: String::from(reason) });
+            host_end(link, m, HostEnd::Cancelled { reason: String::from(reason) }, tally);
         }
         Op::GuestExited => guest_end(link, m, GuestEnd::Exited, tally),
         Op::GuestFailed(n) => guest_end(link, m, GuestEnd::Failed(user("GuestError", n)), tally),
@@ -489,7 +536,15 @@ fn step(link: &mut Link, m: &mut Model, op: Op, tally: &mut Tally) {
         }
         Op::GuestRecv => {
             let got = link.guest_recv();
-            if m.to_guest() > 0 {
+            if guest_gone {
+                assert_eq!(got, RecvVerdict::Fail(Error::Closed), "a receive after the block");
+                tally.refused_ended_side += 1;
+            } else if let Some(e) = m.facts.interruption() {
+                // The interruption comes before any value still buffered.
+                assert_eq!(got, RecvVerdict::Fail(e.clone()), "a receive in an interrupted block");
+                tally.host_cancelled_seen += usize::from(matches!(e, Error::HostCancelled { .. }));
+                m.guest_saw = Some(e);
+            } else if m.to_guest() > 0 {
                 assert_eq!(got, RecvVerdict::Value, "buffered values come first");
                 m.got_by_guest += 1;
             } else if !host_gone {
@@ -512,10 +567,12 @@ fn step(link: &mut Link, m: &mut Model, op: Op, tally: &mut Tally) {
     }
 }
 
-fn host_end(link: &mut Link, m: &mut Model, end: HostEnd) {
+fn host_end(link: &mut Link, m: &mut Model, end: HostEnd, tally: &mut Tally) {
     let first = link.host_end().cloned();
-    link.host_ended(end.clone());
-    m.facts.host_ended(end);
+    let interrupt = link.host_ended(end.clone());
+    let want = m.facts.host_ended(end);
+    assert_eq!(interrupt, want, "the host's end interrupts the block? {m:?}");
+    tally.interrupts += usize::from(interrupt);
     if let Some(first) = first {
         // Each side ends once: a second end changes nothing.
         assert_eq!(link.host_end(), Some(&first), "a second host end replaced the first");
@@ -557,6 +614,9 @@ fn check(link: &Link, m: &Model, tally: &mut Tally) {
     assert!(m.to_host() <= m.cap_to_host && m.to_guest() <= m.cap_to_guest);
 
     assert_eq!(link.host_sees(), f.host_view(), "host_sees; {m:?}");
+    assert_eq!(link.interrupted(), f.interrupted, "interrupted; {m:?}");
+    assert_eq!(link.interruption(), f.interruption(), "interruption; {m:?}");
+    assert_eq!(link.guest_op(), f.guest_op(), "guest_op; {m:?}");
     let open = link.open_outcome();
     assert_eq!(open, f.open(), "open_outcome; {m:?}");
     tally.open_failed += usize::from(matches!(open, Some(Err(_))));
@@ -657,6 +717,7 @@ pub(crate) mod tests {
             tally += run_counted(&data);
         }
         assert!(tally.teardowns > 0 && tally.echoes > 0 && tally.groups > 0, "{tally:?}");
+        assert!(tally.interrupts > 0, "{tally:?}");
     }
 
     #[test]
@@ -676,6 +737,7 @@ pub(crate) mod tests {
         assert!(tally.full > 100, "{tally:?}");
         assert!(tally.refused_ended_side > 100, "{tally:?}");
         assert!(tally.open_failed > 100, "{tally:?}");
+        assert!(tally.interrupts > 100, "{tally:?}");
     }
 
     #[test]
@@ -705,5 +767,26 @@ pub(crate) mod tests {
         assert_eq!(f.guest_ended(GuestEnd::Exited), Some(Error::GuestTaskExited));
         f.host_ended(HostEnd::Failed(Error::GuestTaskExited));
         assert_eq!(f.block(Ok(())), Err(Error::GuestTaskExited));
+        // Host fails while the block waits elsewhere: interrupted, the block's Cancelled is E.
+        let mut f = Facts::new(true);
+        f.started = true;
+        assert!(f.host_ended(HostEnd::Failed(user("HostError", 3))));
+        assert_eq!(f.block(Err(Error::Cancelled)), Err(user("HostError", 3)));
+        // A return interrupts only with suppress off, and then is HostTaskExited.
+        let mut f = Facts::new(true);
+        f.started = true;
+        assert!(!f.host_ended(HostEnd::Returned));
+        let mut f = Facts::new(false);
+        f.started = true;
+        assert!(f.host_ended(HostEnd::Returned));
+        assert_eq!(f.block(Err(Error::Cancelled)), Err(Error::HostTaskExited));
+        // A cancellation the guest asked for does not interrupt; a run_task pair never does.
+        let mut f = Facts::new(true);
+        f.started = true;
+        assert!(f.guest_cancels_host());
+        assert!(!f.host_ended(HostEnd::Cancelled { reason: String::from("asked") }));
+        let mut f = Facts::new(true);
+        (f.started, f.block) = (true, false);
+        assert!(!f.host_ended(HostEnd::Failed(user("HostError", 4))));
     }
 }

@@ -14,10 +14,12 @@
 //! there is one cursor and values are moved out, never cloned.
 
 use alloc::collections::VecDeque;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
 use super::translate::{Link, RecvVerdict};
+use crate::guest::CancelScope;
 use crate::waiters::Waiters;
 use crate::{Error, Result};
 
@@ -145,12 +147,16 @@ pub(crate) struct Core<In, Out, S> {
     pub(crate) first: RefCell<Option<S>>,
     pub(crate) guest_waiters: Waiters,
     pub(crate) host_waiters: Waiters,
-    /// The pair's number in traces (the host task's id).
-    pub(crate) number: Cell<u64>,
+    /// The pair's number in traces: the host task's id, set once it is spawned (0 before).
+    /// Shared with every [`Canceller`](super::Canceller), which cancels that task by it.
+    pub(crate) number: Rc<Cell<u64>>,
+    /// The scope around the guest's block (`open_channel_from`; `None` for `run_task`): the
+    /// host's end cancels it when the machine says so (transition 9).
+    pub(crate) block_scope: Option<CancelScope>,
 }
 
 impl<In, Out, S> Core<In, Out, S> {
-    pub(crate) fn new(link: Link, cap_to_guest: usize) -> Core<In, Out, S> {
+    pub(crate) fn new(link: Link, cap_to_guest: usize, block_scope: Option<CancelScope>) -> Core<In, Out, S> {
         Core {
             link: RefCell::new(link),
             to_host: RefCell::new(VecDeque::new()),
@@ -158,7 +164,8 @@ impl<In, Out, S> Core<In, Out, S> {
             first: RefCell::new(None),
             guest_waiters: Waiters::default(),
             host_waiters: Waiters::default(),
-            number: Cell::new(0),
+            number: Rc::new(Cell::new(0)),
+            block_scope,
         }
     }
 }

@@ -9,13 +9,47 @@
 //! The pair is a supervision scope: **neither task outlives the other**. When either call
 //! returns, the host task has finished: it completed, or it was cancelled and (if it did not
 //! finish within its one cooperative poll) dropped. What each side sees in every case is
-//! decided by one pure state machine, [`translate::Link`]; its module docs draw the diagram and
-//! `DESIGN.md` ("Translation") has the table.
+//! decided by one pure state machine, [`translate::Link`]; its module docs draw the diagram.
+//!
+//! # Translation
+//!
+//! | what happens | the guest side sees | the host side sees |
+//! |---|---|---|
+//! | host returns `v` (`run_task`) | `Ok(v)` | — |
+//! | host fails with `E` while the block runs | the block is cancelled at once, wherever it waits (a channel operation, `guest::sleep`, an `Event`, a nursery); `receive`/`send` return `Err(E)` (before any value still buffered), other awaits `Err(Cancelled)`; the block returns `Err(E)`, cause kept | — |
+//! | host cancelled by itself or a third party ([`Canceller`]) | the same interruption, with `Err(HostCancelled{reason})` | `Cancelled` |
+//! | host returns while the block runs, `suppress_graceful_exits` on (default) | no interruption: `receive` drains, then ends (`Ok(None)`); block exit `Ok` | — |
+//! | host returns while the block runs, `suppress_graceful_exits(false)` | the same interruption, with `Err(HostTaskExited)` | — |
+//! | host fails before `started_nowait` | `Err(E)` from the open call | — |
+//! | host returns before `started_nowait` | `Err(HostTaskExited)` from the open call | — |
+//! | guest block exits normally while host runs | block `Ok`; with `suppress_graceful_exits` off, a host task that returns the `GuestTaskExited` it got makes the block return `Err(GuestTaskExited)` | `Err(GuestTaskExited)` at its next link op or host-aware await; dropped if it still runs after that |
+//! | guest cancelled, or guest fails with `E` | block returns `Err(Cancelled)` / `Err(E)` | `Err(GuestCancelled{cause})`; then torn down |
+//! | `cancel_host_task()` | no interruption: `receive` ends (`Ok(None)`) | `Cancelled` |
+//! | both fail independently | `Err(ErrorGroup[guest E, host F])` | — |
+//! | `run_task` caller cancelled | `Err(Cancelled)` | host task cancelled (it must not keep running) |
+//! | `run_task` host fails / is cancelled | `Err(E)` / `Err(HostCancelled)`; nothing around the caller is cancelled | — |
+//! | `send_nowait` into a full channel | — | `Err(Full(value))`: the value is handed back |
+//! | a channel handle or subscriber used after the block | `Err(Closed)` | — |
+//!
+//! The interruption is the pair's own cancel scope around the block (tractor's asyncio
+//! done-callback cancelling `_trio_cs`): it catches only its own cancellation, which the open
+//! call then turns into the host's error. A block that swallows the cancellation and returns
+//! `Ok` still returns the host's error.
+//!
+//! # Handles
+//!
+//! [`LinkedTaskChannel`] and [`BroadcastReceiver`] are owned handles (`'static`, the channel
+//! cheap to clone), so nursery tasks inside the block can each take one: clones share the
+//! channel's own `receive` cursor (each value goes to one of them), a subscriber has a cursor of
+//! its own and starts at the oldest value no reader has received yet. Every handle used after
+//! the block returns [`Error::Closed`]; if the open call's future is dropped mid-block, the host
+//! task is torn down even while a handle survives elsewhere.
 //!
 //! Cancellation on the guest side follows trio: the channel operations (`send`, `receive`, a
 //! subscriber's `receive`, `wait_for_result`) check their scope *first*, so inside a cancelled
 //! scope they return [`Error::Cancelled`] even when a value is ready (it stays buffered; nothing
-//! is consumed). The open call and `run_task` return an outcome the host has already decided
+//! is consumed). Two checks come before the scope's: `Closed` after the block, and the host's
+//! interruption (its error; `wait_for_result` returns the host's outcome, value or error). The open call and `run_task` return an outcome the host has already decided
 //! (the first value, or the host's end) before they check: a finished host's work is never
 //! thrown away, and the block's first await then sees the cancellation.
 //!
@@ -36,7 +70,7 @@ use channel::{Core, PRIMARY, ReadOutcome};
 use translate::{GuestEnd, HostEnd, Link, RecvVerdict, SendVerdict};
 
 use crate::error::Cancelled;
-use crate::guest::check_cancel;
+use crate::guest::{CancelScope, check_cancel};
 use crate::host::{self, JoinHandle};
 use crate::trace::Event;
 use crate::{Error, Result};
@@ -116,12 +150,17 @@ struct Pair<In, Out, S, R> {
 }
 
 impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
-    fn spawn<Fut>(link: Link, cap_to_guest: usize, target: impl FnOnce(HostChannel<In, Out, S>) -> Fut) -> Result<Self>
+    fn spawn<Fut>(
+        link: Link,
+        cap_to_guest: usize,
+        block_scope: Option<CancelScope>,
+        target: impl FnOnce(HostChannel<In, Out, S>) -> Fut,
+    ) -> Result<Self>
     where
         Fut: Future<Output = Result<R>> + 'static,
     {
         check_infected()?;
-        let core = Rc::new(Core::new(link, cap_to_guest));
+        let core = Rc::new(Core::new(link, cap_to_guest, block_scope));
         let result = Rc::new(RefCell::new(None));
         let fut = target(HostChannel { core: core.clone() });
         // A panic in the host task ends it with `Error::Panic` (the guest sees that error), so
@@ -160,6 +199,11 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
         if let Some(h) = self.handle.borrow_mut().take() {
             h.detach();
         }
+        // Both sides are done: nothing can read what is still buffered (every guest operation
+        // is refused with `Closed`, every host one too), so a handle that outlives the block
+        // does not keep the values alive.
+        self.core.to_host.borrow_mut().clear();
+        *self.core.to_guest.borrow_mut() = channel::Ring::new(1);
     }
 
     /// Waits (cancellation-aware) until the host has ended. With `checkpoint`, a cancelled scope
@@ -168,7 +212,9 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
     /// is thrown away).
     async fn wait_host_done(&self, checkpoint: bool) -> Result<()> {
         poll_fn(|cx| {
-            if checkpoint {
+            // Once the host's end interrupted the block, that end is what we waited for: it is
+            // returned, not the block's cancellation.
+            if checkpoint && !self.core.link.borrow().interrupted() {
                 check_cancel()?;
             }
             if self.core.link.borrow().host_done() {
@@ -191,9 +237,16 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
 }
 
 /// Opens a linked pair: starts `target(host_channel)` as a host task, waits until it calls
-/// `started_nowait(first)`, runs `body(&channel, first)`, then tears the pair down together
-/// and waits for the host task to finish. See the [module docs](self) and
-/// [`translate`] for what comes out in each case.
+/// `started_nowait(first)`, runs `body(&channel, first)` inside a cancel scope of the pair's
+/// own, then tears the pair down together and waits for the host task to finish. If the host
+/// task fails, is cancelled by itself or a third party, or returns with
+/// `suppress_graceful_exits(false)` while the block runs, that scope is cancelled at once,
+/// wherever the block waits, and the block's cancellation comes out as the host's error. See
+/// the [module docs](self) and [`translate`] for what comes out in each case.
+///
+/// The channel is an owned handle: clone it (or [`subscribe`](LinkedTaskChannel::subscribe))
+/// into nursery tasks inside the block. Used after the block has ended, every handle returns
+/// [`Error::Closed`].
 ///
 /// ```
 /// use infect::host::Host;
@@ -231,7 +284,9 @@ where
     Fut: Future<Output = Result<R>> + 'static,
 {
     let link = Link::new(opts.suppress_graceful_exits, opts.capacity_to_host, opts.capacity_to_guest);
-    let pair = Pair::spawn(link, opts.capacity_to_guest, target)?;
+    let scope = CancelScope::new();
+    let pair = Rc::new(Pair::spawn(link, opts.capacity_to_guest, Some(scope.clone()), target)?);
+    let _abandon = Abandon(pair.clone());
     let chan = LinkedTaskChannel { pair };
     let started = poll_fn(|cx| {
         let outcome = chan.pair.core.link.borrow().open_outcome();
@@ -264,7 +319,13 @@ where
             return out;
         }
     };
-    let r = body(&chan, first).await;
+    // The pair's scope catches only its own cancellation (the host's end interrupted the
+    // block); `block_result` then turns it into the host's error.
+    let r = match scope.run(body(&chan, first)).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(Error::Cancelled),
+        Err(e) => Err(e),
+    };
     chan.pair.finish_guest(GuestEnd::of(&r)).await;
     chan.pair.core.link.borrow().block_result(r)
 }
@@ -290,7 +351,7 @@ where
 /// assert_eq!(page.as_deref(), Ok("<html>sup</html>"));
 /// ```
 pub async fn run_task<R: 'static>(task: impl Future<Output = Result<R>> + 'static) -> Result<R> {
-    let pair: Pair<(), (), (), R> = Pair::spawn(Link::new_started(), 1, |_chan| task)?;
+    let pair: Pair<(), (), (), R> = Pair::spawn(Link::new_started(), 1, None, |_chan| task)?;
     match pair.wait_host_done(false).await {
         Ok(()) => {
             pair.finish_guest(GuestEnd::Exited).await;
@@ -303,10 +364,41 @@ pub async fn run_task<R: 'static>(task: impl Future<Output = Result<R>> + 'stati
     }
 }
 
+/// Tears the host task down if `open_channel_from` is dropped before its block ended (the last
+/// resort: the future itself is dropped). A handle that outlives the future must not keep the
+/// host task running, so the guard delivers the teardown and lets go of the task's handle.
+struct Abandon<In, Out, S, R>(Rc<Pair<In, Out, S, R>>);
+
+impl<In, Out, S, R> Drop for Abandon<In, Out, S, R> {
+    fn drop(&mut self) {
+        let pair = &self.0;
+        if !pair.core.link.borrow().guest_done() {
+            let teardown = pair.core.link.borrow_mut().guest_ended(GuestEnd::Cancelled);
+            if let (Some(c), Some(h)) = (teardown, pair.handle.borrow().as_ref()) {
+                h.cancel_with(c);
+            }
+            pair.core.host_waiters.wake_all();
+        }
+        // Normally already taken (and detached) by `finish_guest`; dropping it cancels the task.
+        drop(pair.handle.borrow_mut().take());
+    }
+}
+
 /// The guest side of a linked pair: `send`, `receive`, `subscribe`, `wait_for_result`,
 /// `cancel_host_task`.
+///
+/// An owned handle: a clone is the same channel (clones share one `receive` cursor, so each
+/// value goes to one of them, like clones of a trio memory channel); a nursery task can take a
+/// clone, or a [`subscribe`](Self::subscribe)r of its own. Once the block has ended, every
+/// handle's operations return [`Error::Closed`].
 pub struct LinkedTaskChannel<In, Out, S, R> {
-    pair: Pair<In, Out, S, R>,
+    pair: Rc<Pair<In, Out, S, R>>,
+}
+
+impl<In, Out, S, R> Clone for LinkedTaskChannel<In, Out, S, R> {
+    fn clone(&self) -> Self {
+        LinkedTaskChannel { pair: self.pair.clone() }
+    }
 }
 
 impl<In, Out, S, R> core::fmt::Debug for LinkedTaskChannel<In, Out, S, R> {
@@ -317,11 +409,13 @@ impl<In, Out, S, R> core::fmt::Debug for LinkedTaskChannel<In, Out, S, R> {
 
 impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Out, S, R> {
     /// Sends `value` to the host task, waiting for room (back-pressure). Fails with the host's
-    /// end if it has ended ([`Error::HostTaskExited`], its error, or `HostCancelled`), and with
-    /// [`Error::Cancelled`] in a cancelled scope; the value is dropped then.
+    /// end if it has ended ([`Error::HostTaskExited`], its error, or `HostCancelled`), with
+    /// [`Error::Cancelled`] in a cancelled scope, and with [`Error::Closed`] after the block;
+    /// the value is dropped then.
     pub async fn send(&self, value: In) -> Result<()> {
         let mut slot = Some(value);
         poll_fn(|cx| {
+            self.pair.core.link.borrow().guest_op()?;
             check_cancel()?;
             let verdict = self.pair.core.link.borrow_mut().guest_send();
             match verdict {
@@ -343,37 +437,25 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
 
     /// Receives the next value from the host task: `Ok(Some(v))`; `Ok(None)` (end of channel)
     /// once the host has returned and every value sent before was received; the host's error
-    /// or [`Error::HostCancelled`] if it failed or was cancelled.
+    /// or [`Error::HostCancelled`] if it failed or was cancelled (at once, before any value
+    /// still buffered: the block is being cancelled); [`Error::Closed`] after the block.
     pub async fn receive(&self) -> Result<Option<Out>> {
-        poll_fn(|cx| self.poll_read(PRIMARY, cx)).await
-    }
-
-    fn poll_read(&self, reader: u64, cx: &mut Context<'_>) -> Poll<Result<Option<Out>>> {
-        check_cancel()?;
-        let outcome = {
-            let mut link = self.pair.core.link.borrow_mut();
-            self.pair.core.to_guest.borrow_mut().read(reader, &mut link)
-        };
-        match outcome {
-            ReadOutcome::Done(r) => {
-                self.pair.core.host_waiters.wake_all();
-                Poll::Ready(r)
-            }
-            ReadOutcome::Wait => {
-                self.pair.core.guest_waiters.register(cx.waker());
-                Poll::Pending
-            }
-        }
+        poll_fn(|cx| self.pair.core.poll_read(PRIMARY, cx)).await
     }
 
     /// The values from the host as a [`Stream`](futures::Stream) (ends at end of channel; an
-    /// error is its last item).
-    pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + '_ {
-        reader_stream(self, PRIMARY)
+    /// error is its last item). It holds a handle of its own, so it can move into a task.
+    pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + use<In, Out, S, R> {
+        reader_stream(self.pair.core.clone(), PRIMARY)
     }
 
-    /// Waits for the host task to finish and returns its value, or its translated error.
+    /// Waits for the host task to finish and returns its value, or its translated error
+    /// ([`Error::Closed`] after the block). Once the host's end has interrupted the block, it
+    /// returns that end at once (the value, or the error) instead of the block's cancellation.
     pub async fn wait_for_result(&self) -> Result<R> {
+        if self.pair.core.link.borrow().guest_done() {
+            return Err(Error::Closed);
+        }
         self.pair.wait_host_done(true).await?;
         self.pair.take_result()
     }
@@ -395,25 +477,62 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
         self.pair.core.link.borrow().host_done()
     }
 
-    /// A broadcast receiver: it gets every value that no reader has received yet and every
-    /// value the host sends later, a copy of what the channel's own `receive` (and every other
-    /// subscriber) gets. A subscriber that falls
-    /// more than the channel's capacity behind the fastest reader gets [`Error::Lagged`] once,
-    /// then continues. Every subscriber sees the end of the channel. Once a channel has a
-    /// subscriber, the host's back-pressure follows the fastest reader.
-    pub fn subscribe(&self) -> BroadcastReceiver<'_, In, Out, S, R>
+    /// A broadcast receiver, an owned handle a nursery task can take: it gets a copy of what
+    /// the channel's own `receive` (and every other subscriber) gets.
+    ///
+    /// **Where it starts:** at the oldest value that *no* reader has received yet (the first
+    /// value still in flight), then every value the host sends later. Values some reader has
+    /// already received are not replayed, even if a slower subscriber still holds them: a
+    /// subscriber made after the channel's `receive` took values 0..k starts at k.
+    ///
+    /// A subscriber that falls more than the channel's capacity behind the fastest reader gets
+    /// [`Error::Lagged`] once, then continues. Every subscriber sees the end of the channel,
+    /// and the host's error or the interruption like `receive`. Once a channel has a
+    /// subscriber, the host's back-pressure follows the fastest reader. After the block, its
+    /// `receive` returns [`Error::Closed`].
+    pub fn subscribe(&self) -> BroadcastReceiver<Out>
     where
         Out: Clone,
     {
         let id = self.pair.core.to_guest.borrow_mut().subscribe(Out::clone);
-        BroadcastReceiver { chan: self, id }
+        BroadcastReceiver { reader: self.pair.core.clone(), id }
     }
 }
 
-fn reader_stream<'a, In: 'static, Out: 'static, S: 'static, R: 'static>(
-    chan: &'a LinkedTaskChannel<In, Out, S, R>,
-    reader: u64,
-) -> impl futures::Stream<Item = Result<Out>> + 'a {
+/// What a reader of the host → guest values needs from a pair (the types of the other
+/// direction erased, so a subscriber is `BroadcastReceiver<Out>`).
+trait Reader<Out> {
+    fn poll_read(&self, reader: u64, cx: &mut Context<'_>) -> Poll<Result<Option<Out>>>;
+    fn unsubscribe(&self, reader: u64);
+}
+
+impl<In, Out, S> Reader<Out> for Core<In, Out, S> {
+    fn poll_read(&self, reader: u64, cx: &mut Context<'_>) -> Poll<Result<Option<Out>>> {
+        self.link.borrow().guest_op()?;
+        check_cancel()?;
+        let outcome = {
+            let mut link = self.link.borrow_mut();
+            self.to_guest.borrow_mut().read(reader, &mut link)
+        };
+        match outcome {
+            ReadOutcome::Done(r) => {
+                self.host_waiters.wake_all();
+                Poll::Ready(r)
+            }
+            ReadOutcome::Wait => {
+                self.guest_waiters.register(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    fn unsubscribe(&self, reader: u64) {
+        self.to_guest.borrow_mut().unsubscribe(reader);
+        self.host_waiters.wake_all();
+    }
+}
+
+fn reader_stream<Out, C: Reader<Out> + ?Sized>(chan: Rc<C>, reader: u64) -> impl futures::Stream<Item = Result<Out>> {
     let mut done = false;
     futures::stream::poll_fn(move |cx| {
         if done {
@@ -434,35 +553,36 @@ fn reader_stream<'a, In: 'static, Out: 'static, S: 'static, R: 'static>(
     })
 }
 
-/// A subscriber made by [`LinkedTaskChannel::subscribe`].
-pub struct BroadcastReceiver<'a, In: 'static, Out: 'static, S: 'static, R: 'static> {
-    chan: &'a LinkedTaskChannel<In, Out, S, R>,
+/// A subscriber made by [`LinkedTaskChannel::subscribe`]: an owned (`'static`) handle with a
+/// cursor of its own; dropping it unsubscribes.
+pub struct BroadcastReceiver<Out> {
+    reader: Rc<dyn Reader<Out>>,
     id: u64,
 }
 
-impl<In, Out, S, R> core::fmt::Debug for BroadcastReceiver<'_, In, Out, S, R> {
+impl<Out> core::fmt::Debug for BroadcastReceiver<Out> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("BroadcastReceiver").field("id", &self.id).finish()
     }
 }
 
-impl<In, Out, S, R> BroadcastReceiver<'_, In, Out, S, R> {
+impl<Out> BroadcastReceiver<Out> {
     /// Receives the next value: like [`LinkedTaskChannel::receive`], plus
     /// [`Error::Lagged`] when this subscriber fell behind.
     pub async fn receive(&self) -> Result<Option<Out>> {
-        poll_fn(|cx| self.chan.poll_read(self.id, cx)).await
+        poll_fn(|cx| self.reader.poll_read(self.id, cx)).await
     }
 
-    /// The values as a [`Stream`](futures::Stream).
+    /// The values as a [`Stream`](futures::Stream) (it borrows the subscriber, whose drop
+    /// unsubscribes).
     pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + '_ {
-        reader_stream(self.chan, self.id)
+        reader_stream(self.reader.clone(), self.id)
     }
 }
 
-impl<In, Out, S, R> Drop for BroadcastReceiver<'_, In, Out, S, R> {
+impl<Out> Drop for BroadcastReceiver<Out> {
     fn drop(&mut self) {
-        self.chan.pair.core.to_guest.borrow_mut().unsubscribe(self.id);
-        self.chan.pair.core.host_waiters.wake_all();
+        self.reader.unsubscribe(self.id);
     }
 }
 
@@ -567,7 +687,8 @@ pub struct Canceller {
 }
 
 impl Canceller {
-    /// Cancels the task with `reason`; the guest side will see [`Error::HostCancelled`].
+    /// Cancels the task with `reason`; the guest side will see [`Error::HostCancelled`] (and
+    /// its block is interrupted at once).
     pub fn cancel(&self, reason: &str) {
         if let Some(id) = self.task {
             host::cancel_task(id, reason);
@@ -596,8 +717,13 @@ trait EndSink {
 
 impl<In, Out, S> EndSink for Core<In, Out, S> {
     fn ended(&self, end: HostEnd) {
-        self.link.borrow_mut().host_ended(end);
+        let interrupt = self.link.borrow_mut().host_ended(end);
         host::with_trace(|t| t.record(Event::Link("host_end", self.number.get())));
+        if interrupt && let Some(scope) = &self.block_scope {
+            // Transition 9: the host's end cancels the block wherever it waits.
+            host::with_trace(|t| t.record(Event::Link("interrupt", self.number.get())));
+            scope.cancel();
+        }
         self.guest_waiters.wake_all();
     }
 }

@@ -6,16 +6,18 @@
 //!
 //! ```text
 //!            (1) open                 (2) started_nowait
-//!   ───────────────────▶ Starting ───────────────────────▶ Linked
-//!                          │   │                            │   │
-//!   (3) host ends ◀────────┘   │ (4) guest gives up         │   │ (5) guest block ends,
-//!   before started:            │     (cancelled/failed)     │   │     or cancel_host_task
-//!   open call fails            ▼                            │   ▼
-//!                         TearingDown ◀─────────────────────┼───┘
-//!                              │                            │
-//!                              │ (6) host ends              │ (7) host ends first
-//!                              ▼                            ▼
-//!                            Closed ◀──(8) guest block ends── HostDone
+//!   ───────────────────▶ Starting ───────────────────────▶ Linked ─────────────────┐
+//!                          │   │                            │   │                 │
+//!   (3) host ends ◀────────┘   │ (4) guest gives up         │   │ (5) guest block │ (9) host ends with an
+//!   before started:            │     (cancelled/failed)     │   │     ends, or    │     error for the guest:
+//!   open call fails            ▼                            │   │     cancel_     │     the block's scope
+//!                         TearingDown ◀─────────────────────┼───┘     host_task   │     is cancelled at once
+//!                              │                            │                     ▼
+//!                              │ (6) host ends              │ (7) host ends       Interrupted
+//!                              ▼                            ▼     first, no error    │
+//!                            Closed ◀──(8) guest block ends── HostDone               │
+//!                              ▲                                                     │
+//!                              └────────────────(8) guest block ends─────────────────┘
 //! ```
 //! 1. [`Link::new`]: the host task is spawned; the guest waits in the open call.
 //! 2. [`Link::host_started`]: the first value is handed over; the guest's block runs.
@@ -27,13 +29,25 @@
 //!    returns [`Link::host_sees`] (`GuestTaskExited` or `GuestCancelled{cause}`).
 //! 6. [`Link::host_ended`] while tearing down: the pair is closed; [`Link::block_result`]
 //!    decides what the block returns.
-//! 7. [`Link::host_ended`] while `Linked`: the guest drains what was sent, then its receive
-//!    sees [`Link::guest_recv`] → end of channel, the host's error, or `HostCancelled`.
-//! 8. [`Link::guest_ended`] after the host: nothing left to tear down.
+//! 7. [`Link::host_ended`] while `Linked`, with an end that is no error for the guest (a return
+//!    with `suppress_graceful_exits` on, a cancellation or an echo the guest asked for with
+//!    `cancel_host_task`), or any end of a `run_task` pair: the guest drains what was sent,
+//!    then its receive sees [`Link::guest_recv`] → end of channel (`run_task` takes the result).
+//! 8. [`Link::guest_ended`] after the host: nothing left to tear down. Every guest operation
+//!    after it (a handle used after the block) is refused with [`Error::Closed`].
+//! 9. [`Link::host_ended`] while `Linked`, with an end the guest must see as an error (a failure
+//!    `E`, a cancellation by itself or a third party, a return with `suppress_graceful_exits`
+//!    off): `host_ended` returns `true` and the executor cancels the scope around the block *at
+//!    once*, wherever it waits (a `guest::sleep`, an `Event`, a nursery: tractor's done-callback
+//!    cancelling `_trio_cs`). From then on [`Link::interruption`] is that error: every channel
+//!    operation returns it (before its cancellation check, and before any value still
+//!    buffered), and [`Link::block_result`] turns the block's `Err(Cancelled)` into it.
+//!    `run_task` pairs ([`Link::new_started`]) have no block and never take this transition.
 //!
 //! Invariants: each side ends exactly once (a second end is ignored); nothing is accepted for
 //! a side that has ended; a value is counted in flight from the accepted send to its receive,
-//! so no value is lost or duplicated before teardown; an independent failure of each side is
+//! so no value is lost or duplicated before teardown or an interruption (which leaves what is
+//! still buffered unread: the block is being cancelled); an independent failure of each side is
 //! never masked by the other's: both come out as an [`ErrorGroup`].
 
 use alloc::boxed::Box;
@@ -89,8 +103,11 @@ pub enum Phase {
     Linked,
     /// The guest is done; the host is being torn down.
     TearingDown,
-    /// The host is done; the guest still holds the link.
+    /// The host is done with no error for the guest; the guest still holds the link.
     HostDone,
+    /// The host is done with an error for the guest, whose block is being cancelled
+    /// (transition 9); the guest still holds the link.
+    Interrupted,
     /// Both are done.
     Closed,
 }
@@ -130,6 +147,11 @@ pub struct Link {
     host_first: bool,
     /// The guest asked for the host's cancellation (`cancel_host_task`, or teardown).
     guest_cancelled_host: bool,
+    /// There is a guest block to interrupt (`open_channel_from`; `false` for `run_task`).
+    has_block: bool,
+    /// Transition 9 happened: the host's end cancelled the running block. Set only while the
+    /// guest held the link, never cleared.
+    interrupted: bool,
     /// Capacity and values in flight, guest → host.
     cap_to_host: usize,
     to_host: usize,
@@ -148,6 +170,8 @@ impl Link {
             guest_end: None,
             host_first: false,
             guest_cancelled_host: false,
+            has_block: true,
+            interrupted: false,
             cap_to_host: cap_to_host.max(1),
             to_host: 0,
             cap_to_guest: cap_to_guest.max(1),
@@ -159,6 +183,7 @@ impl Link {
     pub fn new_started() -> Link {
         let mut l = Link::new(true, 1, 1);
         l.started = true;
+        l.has_block = false;
         l
     }
 
@@ -169,6 +194,7 @@ impl Link {
             (_, None, Some(_)) => Phase::TearingDown,
             (false, None, None) => Phase::Starting,
             (true, None, None) => Phase::Linked,
+            (_, Some(_), None) if self.interrupted => Phase::Interrupted,
             (_, Some(_), None) => Phase::HostDone,
         }
     }
@@ -214,11 +240,49 @@ impl Link {
         Ok(())
     }
 
-    /// Transitions 3, 6, 7: the host task ended. A second end is ignored.
-    pub fn host_ended(&mut self, end: HostEnd) {
-        if self.host_end.is_none() {
-            self.host_first = self.guest_end.is_none();
-            self.host_end = Some(end);
+    /// Transitions 3, 6, 7, 9: the host task ended. Returns `true` when the guest's running
+    /// block must be cancelled now (transition 9). A second end is ignored.
+    pub fn host_ended(&mut self, end: HostEnd) -> bool {
+        if self.host_end.is_some() {
+            return false;
+        }
+        self.host_first = self.guest_end.is_none();
+        self.host_end = Some(end);
+        self.interrupted = self.has_block && self.started && self.host_first && self.end_error().is_some();
+        self.interrupted
+    }
+
+    /// Whether the host's end cancelled the block (transition 9).
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
+    }
+
+    /// After transition 9: the error the host's end is for the guest, which every channel
+    /// operation returns and the block's cancellation turns into.
+    pub fn interruption(&self) -> Option<Error> {
+        if self.interrupted { self.end_error() } else { None }
+    }
+
+    /// What every guest channel operation checks first, before its cancellation check:
+    /// [`Error::Closed`] once the guest side has ended (a handle used after the block), the
+    /// [`interruption`](Self::interruption) once the host's end cancelled the block.
+    pub fn guest_op(&self) -> Result<()> {
+        if self.guest_end.is_some() {
+            return Err(Error::Closed);
+        }
+        match self.interruption() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The host's end as an error for a guest that still holds the link: its failure, a
+    /// cancellation the guest did not ask for, or (with `suppress_graceful_exits` off) a return.
+    fn end_error(&self) -> Option<Error> {
+        match self.host_end.as_ref()? {
+            HostEnd::Returned if self.suppress_graceful_exits => None,
+            HostEnd::Returned => Some(Error::HostTaskExited),
+            end => self.translate_host_failure(end),
         }
     }
 
@@ -352,8 +416,12 @@ impl Link {
         SendVerdict::Accept
     }
 
-    /// Guest `receive`: buffered values first, then the host's end.
+    /// Guest `receive`: after the block, [`Error::Closed`]; once interrupted, the interruption;
+    /// else buffered values first, then the host's end.
     pub fn guest_recv(&mut self) -> RecvVerdict {
+        if let Err(e) = self.guest_op() {
+            return RecvVerdict::Fail(e);
+        }
         if self.to_guest > 0 {
             self.to_guest -= 1;
             return RecvVerdict::Value;
@@ -402,6 +470,10 @@ impl Link {
                 },
             },
             Err(Error::Cancelled) => match end {
+                // The host's end cancelled the block (transition 9): the block's cancellation is
+                // that error's consequence, and the error comes out (tractor's
+                // `maybe_raise_aio_err` after the scope caught its cancel).
+                _ if self.interrupted => Err(self.end_error().unwrap_or(Error::Cancelled)),
                 // A real host failure outlives the cancellation (trio: the group's Cancelled
                 // part is caught above, the failure propagates).
                 HostEnd::Failed(f) if !self.is_echo(f) => Err(f.clone()),
