@@ -871,6 +871,64 @@ fn run_task_is_unaffected_by_interruption_its_caller_scope_stays_uncancelled() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// HostChannel::canceller() names the link's host task.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_canceller_taken_before_the_host_task_runs_cancels_the_link_task() {
+    let slot: Rc<RefCell<Option<to_host::Canceller>>> = Rc::new(RefCell::new(None));
+    let s = slot.clone();
+    let target = move |chan: HostChannel<(), u32, ()>| -> BoxedHost {
+        // Taken in the target function, while the guest (not the link's task) is running.
+        let canceller = chan.canceller();
+        Box::pin(async move {
+            chan.started_nowait(())?;
+            host::spawn(async move {
+                host::sleep(Duration::from_millis(10)).await.ok();
+                canceller.cancel("cancelled from outside");
+            })
+            .unwrap()
+            .detach();
+            drop(s);
+            host::sleep(Duration::from_secs(3600)).await?;
+            Ok(())
+        })
+    };
+    let (r, at) = run_pair(target, LinkOpts::default(), async |chan, ()| chan.receive().await);
+    assert_eq!((r, at), (Err(Error::HostCancelled { reason: "cancelled from outside".into() }), MS10));
+    assert!(slot.borrow().is_none());
+}
+
+#[test]
+fn a_canceller_taken_inside_another_host_task_still_cancels_the_link_task() {
+    let target = |chan: HostChannel<(), u32, ()>| -> BoxedHost {
+        Box::pin(async move {
+            chan.started_nowait(())?;
+            let chan = Rc::new(chan);
+            let c = chan.clone();
+            host::spawn(async move {
+                // Taken while this helper task is the one being polled.
+                let canceller = c.canceller();
+                host::sleep(Duration::from_millis(10)).await.ok();
+                canceller.cancel("the helper cancelled the link");
+                // The helper itself was not cancelled: it goes on.
+                host::sleep(Duration::from_millis(1)).await.map_err(Error::from)?;
+                Ok::<(), Error>(())
+            })
+            .unwrap()
+            .detach();
+            host::sleep(Duration::from_secs(3600)).await?;
+            Ok(())
+        })
+    };
+    let (r, at) = run_pair(target, LinkOpts::default(), async |_chan, ()| {
+        guest::sleep(Duration::from_secs(3600)).await?;
+        Ok(())
+    });
+    assert_eq!((r, at), (Err(Error::HostCancelled { reason: "the helper cancelled the link".into() }), MS10));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Owned channel handles: nursery tasks take clones and subscribers.
 // ---------------------------------------------------------------------------------------------
 

@@ -674,23 +674,27 @@ impl<In, Out, S> HostChannel<In, Out, S> {
         .await
     }
 
-    /// A handle with which any host code (a third party) can cancel this host task.
+    /// A handle with which any host code (a third party) can cancel this pair's host task:
+    /// always the link's own task, whichever task (or none) calls this, also from the target
+    /// function before the task runs.
     pub fn canceller(&self) -> Canceller {
-        Canceller { task: host::current_task_id() }
+        Canceller { task: self.core.number.clone() }
     }
 }
 
 /// Cancels a linked host task from outside the pair (a third party).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Canceller {
-    task: Option<u64>,
+    /// The link's host task id, shared with the pair (0 until it is spawned).
+    task: Rc<Cell<u64>>,
 }
 
 impl Canceller {
     /// Cancels the task with `reason`; the guest side will see [`Error::HostCancelled`] (and
-    /// its block is interrupted at once).
+    /// its block is interrupted at once). Nothing happens once the task has finished.
     pub fn cancel(&self, reason: &str) {
-        if let Some(id) = self.task {
+        let id = self.task.get();
+        if id != 0 {
             host::cancel_task(id, reason);
         }
     }
