@@ -120,6 +120,12 @@ async fn stream_from_host(ctx: Context, mode: String) -> Result<u64> {
                 return Err(value_error("host failed at 50"));
             }
             chan.send(i).await?;
+            if m.starts_with("host_") {
+                // In step with the guest (tractor's aio streamer paces itself the same way): a
+                // host failure cancels the guest's block at once, and a value still unread then
+                // is never forwarded.
+                chan.get().await?;
+            }
         }
         Ok(())
     };
@@ -151,6 +157,9 @@ async fn stream_from_host(ctx: Context, mode: String) -> Result<u64> {
                 }
                 stream.send(&v).await?;
                 count += 1;
+                if mode.starts_with("host_") {
+                    chan.send(()).await?;
+                }
             }
             Ok(count)
         })

@@ -985,6 +985,7 @@ async fn fan_out(
         Ok(())
     })
     .await
+    .map(drop)
 }
 
 #[test]

@@ -538,16 +538,16 @@ async fn guest_await(kind: AwaitKind) -> Result<()> {
                 ev.wait().await
             })
             .await
+            .map(drop)
         }
-        AwaitKind::Sleepers(ms) => {
-            guest::open_nursery(async |n| {
-                for k in 1..=2 {
-                    n.start_soon(guest::sleep(Duration::from_millis(ms * k)))?;
-                }
-                Ok(())
-            })
-            .await
-        }
+        AwaitKind::Sleepers(ms) => guest::open_nursery(async |n| {
+            for k in 1..=2 {
+                n.start_soon(guest::sleep(Duration::from_millis(ms * k)))?;
+            }
+            Ok(())
+        })
+        .await
+        .map(drop),
     }
 }
 
@@ -926,9 +926,9 @@ impl<'s> Checker<'s> {
                 assert!(self.guest_sent - self.host_got <= self.cap_h(), "more in flight than the capacity");
             }
             Entry::GuestSendFailed { error, cancelled } => {
-                if let Some(want) = self.facts.interruption() {
-                    // Checked before the scope: the host's end that cancelled the block.
-                    assert_eq!(error, &want, "a guest send in an interrupted block");
+                if self.facts.interrupted {
+                    // The scope is not checked: the host's end that cancelled the block.
+                    assert_eq!(error, &self.facts.send_refused(), "a guest send in an interrupted block");
                 } else if *cancelled {
                     // Channel operations check their scope first (trio's checkpoint_if_cancelled).
                     assert_eq!(error, &Error::Cancelled, "a guest send in a cancelled scope");
@@ -1015,13 +1015,14 @@ impl<'s> Checker<'s> {
     }
 
     fn recv(&mut self, reader: usize, got: &Result<Option<u32>>, cancelled: bool) {
-        if let Some(want) = self.facts.interruption() {
+        if let Err(want) = self.facts.guest_op() {
             // Checked first, before the scope and any value still buffered: nothing is consumed.
             self.tally.host_cancelled_seen += usize::from(matches!(want, Error::HostCancelled { .. }));
             assert_eq!(got, &Err(want), "reader {reader} in an interrupted block");
             return;
         }
-        if cancelled {
+        // Once interrupted (here: by a return), reads report the host's end, not the scope.
+        if cancelled && !self.facts.interrupted {
             // Checked first: nothing is consumed, no cursor moves.
             assert_eq!(got, &Err(Error::Cancelled), "reader {reader} in a cancelled scope");
             return;

@@ -169,7 +169,11 @@ impl Facts {
         if self.guest_end.is_some() {
             return Err(Error::Closed);
         }
-        self.interruption().map_or(Ok(()), Err)
+        match self.host_end {
+            // "host returns while the guest still holds the link: receive ends".
+            Some(HostEnd::Returned) => Ok(()),
+            _ => self.interruption().map_or(Ok(()), Err),
+        }
     }
 
     /// A guest receive with nothing buffered, once the host has ended: end of channel
@@ -539,7 +543,7 @@ fn step(link: &mut Link, m: &mut Model, op: Op, tally: &mut Tally) {
             if guest_gone {
                 assert_eq!(got, RecvVerdict::Fail(Error::Closed), "a receive after the block");
                 tally.refused_ended_side += 1;
-            } else if let Some(e) = m.facts.interruption() {
+            } else if let Err(e) = m.facts.guest_op() {
                 // The interruption comes before any value still buffered.
                 assert_eq!(got, RecvVerdict::Fail(e.clone()), "a receive in an interrupted block");
                 tally.host_cancelled_seen += usize::from(matches!(e, Error::HostCancelled { .. }));
@@ -617,6 +621,7 @@ fn check(link: &Link, m: &Model, tally: &mut Tally) {
     assert_eq!(link.interrupted(), f.interrupted, "interrupted; {m:?}");
     assert_eq!(link.interruption(), f.interruption(), "interruption; {m:?}");
     assert_eq!(link.guest_op(), f.guest_op(), "guest_op; {m:?}");
+    assert_eq!(link.guest_skips_scope(), f.interrupted, "guest_skips_scope; {m:?}");
     let open = link.open_outcome();
     assert_eq!(open, f.open(), "open_outcome; {m:?}");
     tally.open_failed += usize::from(matches!(open, Some(Err(_))));

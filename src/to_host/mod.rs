@@ -19,7 +19,7 @@
 //! | host fails with `E` while the block runs | the block is cancelled at once, wherever it waits (a channel operation, `guest::sleep`, an `Event`, a nursery); `receive`/`send` return `Err(E)` (before any value still buffered), other awaits `Err(Cancelled)`; the block returns `Err(E)`, cause kept | — |
 //! | host cancelled by itself or a third party ([`Canceller`]) | the same interruption, with `Err(HostCancelled{reason})` | `Cancelled` |
 //! | host returns while the block runs, `suppress_graceful_exits` on (default) | no interruption: `receive` drains, then ends (`Ok(None)`); block exit `Ok` | — |
-//! | host returns while the block runs, `suppress_graceful_exits(false)` | the same interruption, with `Err(HostTaskExited)` | — |
+//! | host returns while the block runs, `suppress_graceful_exits(false)` | the block is cancelled at once (awaits other than the channel return `Err(Cancelled)`); `receive` still drains and ends (`Ok(None)`), `send` returns `Err(HostTaskExited)`; the block returns `Err(HostTaskExited)` | — |
 //! | host fails before `started_nowait` | `Err(E)` from the open call | — |
 //! | host returns before `started_nowait` | `Err(HostTaskExited)` from the open call | — |
 //! | guest block exits normally while host runs | block `Ok`; with `suppress_graceful_exits` off, a host task that returns the `GuestTaskExited` it got makes the block return `Err(GuestTaskExited)` | `Err(GuestTaskExited)` at its next link op or host-aware await; dropped if it still runs after that |
@@ -48,8 +48,10 @@
 //! Cancellation on the guest side follows trio: the channel operations (`send`, `receive`, a
 //! subscriber's `receive`, `wait_for_result`) check their scope *first*, so inside a cancelled
 //! scope they return [`Error::Cancelled`] even when a value is ready (it stays buffered; nothing
-//! is consumed). Two checks come before the scope's: `Closed` after the block, and the host's
-//! interruption (its error; `wait_for_result` returns the host's outcome, value or error). The open call and `run_task` return an outcome the host has already decided
+//! is consumed). Two rules come before the scope's: after the block they return `Closed`; once
+//! the host's end has interrupted the block they report that end instead of the cancellation it
+//! caused (its error; after a return, the drain and the end of channel; `wait_for_result` the
+//! host's outcome, value or error). The open call and `run_task` return an outcome the host has already decided
 //! (the first value, or the host's end) before they check: a finished host's work is never
 //! thrown away, and the block's first await then sees the cancellation.
 //!
@@ -214,7 +216,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
         poll_fn(|cx| {
             // Once the host's end interrupted the block, that end is what we waited for: it is
             // returned, not the block's cancellation.
-            if checkpoint && !self.core.link.borrow().interrupted() {
+            if checkpoint && !self.core.link.borrow().guest_skips_scope() {
                 check_cancel()?;
             }
             if self.core.link.borrow().host_done() {
@@ -415,8 +417,13 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     pub async fn send(&self, value: In) -> Result<()> {
         let mut slot = Some(value);
         poll_fn(|cx| {
-            self.pair.core.link.borrow().guest_op()?;
-            check_cancel()?;
+            {
+                let link = self.pair.core.link.borrow();
+                link.guest_op()?;
+                if !link.guest_skips_scope() {
+                    check_cancel()?;
+                }
+            }
             let verdict = self.pair.core.link.borrow_mut().guest_send();
             match verdict {
                 SendVerdict::Accept => {
@@ -508,8 +515,13 @@ trait Reader<Out> {
 
 impl<In, Out, S> Reader<Out> for Core<In, Out, S> {
     fn poll_read(&self, reader: u64, cx: &mut Context<'_>) -> Poll<Result<Option<Out>>> {
-        self.link.borrow().guest_op()?;
-        check_cancel()?;
+        {
+            let link = self.link.borrow();
+            link.guest_op()?;
+            if !link.guest_skips_scope() {
+                check_cancel()?;
+            }
+        }
         let outcome = {
             let mut link = self.link.borrow_mut();
             self.to_guest.borrow_mut().read(reader, &mut link)

@@ -39,9 +39,11 @@
 //!    `E`, a cancellation by itself or a third party, a return with `suppress_graceful_exits`
 //!    off): `host_ended` returns `true` and the executor cancels the scope around the block *at
 //!    once*, wherever it waits (a `guest::sleep`, an `Event`, a nursery: tractor's done-callback
-//!    cancelling `_trio_cs`). From then on [`Link::interruption`] is that error: every channel
-//!    operation returns it (before its cancellation check, and before any value still
-//!    buffered), and [`Link::block_result`] turns the block's `Err(Cancelled)` into it.
+//!    cancelling `_trio_cs`). From then on [`Link::interruption`] is that error and channel
+//!    operations report the host's end instead of the block's cancellation
+//!    ([`Link::guest_skips_scope`]): after a failure or cancellation they return it at once
+//!    (before any value still buffered); after a return they drain and end as after any
+//!    return. [`Link::block_result`] turns the block's `Err(Cancelled)` into the interruption.
 //!    `run_task` pairs ([`Link::new_started`]) have no block and never take this transition.
 //!
 //! Invariants: each side ends exactly once (a second end is ignored); nothing is accepted for
@@ -266,14 +268,26 @@ impl Link {
     /// What every guest channel operation checks first, before its cancellation check:
     /// [`Error::Closed`] once the guest side has ended (a handle used after the block), the
     /// [`interruption`](Self::interruption) once the host's end cancelled the block.
+    ///
+    /// An interruption by a *return* (`suppress_graceful_exits` off) is no error here: the
+    /// channel then drains and ends as after any return (the table's "receive ends"); only the
+    /// block's exit is `HostTaskExited`.
     pub fn guest_op(&self) -> Result<()> {
         if self.guest_end.is_some() {
             return Err(Error::Closed);
         }
         match self.interruption() {
+            Some(_) if matches!(self.host_end, Some(HostEnd::Returned)) => Ok(()),
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Whether guest channel operations skip their cancellation check: once interrupted, they
+    /// report the host's end (its error, or for a return the drain and the end of channel),
+    /// never the block's own cancellation, which that end caused.
+    pub fn guest_skips_scope(&self) -> bool {
+        self.interrupted
     }
 
     /// The host's end as an error for a guest that still holds the link: its failure, a
