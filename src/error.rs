@@ -291,6 +291,22 @@ pub enum Error {
         /// The OS error.
         message: String,
     },
+    /// A socket or other I/O operation of a host task failed (an `std::io::Error` that `?`
+    /// converted; a cancelled host-aware I/O call converts to its [`Cancelled`] instead).
+    #[error("I/O error ({kind}): {message}")]
+    Io {
+        /// The `std::io::ErrorKind`, by name (`"ConnectionRefused"`, `"UnexpectedEof"`, ...).
+        kind: String,
+        /// The error's text.
+        message: String,
+    },
+    /// A host API that needs the host loop (a [`host::net`](crate::host::net) socket) was used
+    /// where no host loop runs.
+    #[error(
+        "no host loop is running on this thread: make sockets inside a host task, \
+         `Host::block_on`, or a `to_host` task"
+    )]
+    NoHostLoop,
     /// An actor API was used outside an actor runtime.
     #[error(
         "no actor runtime is running: call this from inside `infect::actor::main` (or an \
@@ -459,6 +475,8 @@ impl Error {
             Error::Interrupted { .. } => "Interrupted",
             Error::Wire(w) => w.kind(),
             Error::Os { .. } => "Os",
+            Error::Io { .. } => "Io",
+            Error::NoHostLoop => "NoHostLoop",
             Error::NoActorRuntime => "NoActorRuntime",
             Error::NoResult { .. } => "NoResult",
             Error::UnexpectedMessage { .. } => "UnexpectedMessage",
@@ -479,6 +497,31 @@ impl Error {
     /// Whether this is a guest cancellation ([`Error::Cancelled`]).
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Cancelled)
+    }
+}
+
+/// `?` on an I/O result inside a host task: an error made by a cancelled host-aware I/O call
+/// (see [`host::net`](crate::host::net)) becomes that [`Cancelled`] (so a link teardown's cause
+/// comes out unchanged, as from a cancelled `sleep`); any other becomes [`Error::Io`].
+///
+/// ```
+/// use infect::{Cancelled, Error};
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// assert!(matches!(Error::from(refused), Error::Io { kind, .. } if kind == "ConnectionRefused"));
+/// let cancelled = std::io::Error::other(Cancelled::new("stop"));
+/// assert_eq!(Error::from(cancelled), Error::HostTaskCancelled(Cancelled::new("stop")));
+/// ```
+#[cfg(feature = "std")]
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        let inner = e.get_ref();
+        if let Some(c) = inner.and_then(|i| i.downcast_ref::<Cancelled>()) {
+            return Error::from(c.clone());
+        }
+        if let Some(err) = inner.and_then(|i| i.downcast_ref::<Error>()) {
+            return err.clone();
+        }
+        Error::Io { kind: alloc::format!("{:?}", e.kind()), message: e.to_string() }
     }
 }
 

@@ -40,6 +40,9 @@
 //! ([`Error::GuestRunAbandoned`] to its `done`), then wakes and
 //! drops every task: nothing outlives the executor.
 
+#[cfg(feature = "std")]
+pub mod net;
+
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::rc::{Rc, Weak};

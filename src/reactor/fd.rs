@@ -7,11 +7,26 @@
 //!   `read`/`write` never block the thread: they try the call, and on `EAGAIN` await
 //!   readiness from the reactor and try again. `EINTR` is retried at once.
 //! - Its readiness futures name the descriptor by number; the `AsyncFd` outlives them (they
-//!   live inside its `&self` methods), so the number cannot be closed and reused under them.
+//!   live inside it or inside its `&self` methods), so the number cannot be closed and reused
+//!   under them.
+//! - There is one non-blocking I/O loop, [`AsyncFd::poll_io`]: try the call; on `EAGAIN` poll
+//!   a readiness slot (registering the waker) and, once a `park` saw the descriptor ready,
+//!   try again; `EINTR` retries at once. `read`, `write`, `poll_read`, `poll_write` and the
+//!   socket types above the reactor (`host::net`) are all that loop with another call.
+//! - The `poll_*` methods keep one readiness slot per direction inside the `AsyncFd`, so a
+//!   poll-based caller (a `futures::io::AsyncRead` implementation) needs no future of its
+//!   own. One slot holds one waker: at most one task should poll each direction at a time
+//!   (the last poller's waker is the one woken). The `async fn`s carry their own slot, so any
+//!   number of them may wait at once.
+//! - Nothing here knows a host task or its cancellation: that check sits one layer up.
 
+use std::cell::Cell;
 use std::fmt;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use super::{Reactor, Readiness, sys};
 
@@ -77,6 +92,20 @@ pub fn set_nonblocking(fd: impl AsFd, nonblocking: bool) -> io::Result<()> {
 pub struct AsyncFd {
     fd: OwnedFd,
     reactor: Reactor,
+    /// The readiness slot of [`poll_read`](AsyncFd::poll_read) / [`poll_readable`](AsyncFd::poll_readable):
+    /// `Some` while it holds a (possibly registered) wait, taken out while being polled.
+    read_wait: Cell<Option<Readiness>>,
+    /// The same for the writing direction.
+    write_wait: Cell<Option<Readiness>>,
+}
+
+/// Which readiness an I/O call waits for when it would block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `POLLIN` (and hang-up / error).
+    Read,
+    /// `POLLOUT` (and hang-up / error).
+    Write,
 }
 
 impl AsyncFd {
@@ -91,7 +120,160 @@ impl AsyncFd {
     /// ```
     pub fn new(fd: OwnedFd, reactor: &Reactor) -> io::Result<AsyncFd> {
         set_nonblocking(&fd, true)?;
-        Ok(AsyncFd { fd, reactor: reactor.clone() })
+        Ok(AsyncFd { fd, reactor: reactor.clone(), read_wait: Cell::new(None), write_wait: Cell::new(None) })
+    }
+
+    /// The one non-blocking I/O loop: runs `op` on the descriptor; while it fails with
+    /// `EAGAIN`, waits (through the slot of `direction`) for a `park` that saw the descriptor
+    /// ready, and runs it again. `EINTR` runs it again at once. Any other outcome is returned.
+    ///
+    /// Returns `Poll::Pending` (with the waker registered) only after `op` would block.
+    ///
+    /// ```
+    /// use infect::reactor::{Reactor, fd::{self, AsyncFd, Direction}};
+    /// use std::{io::ErrorKind, task::{Context, Poll, Waker}};
+    /// let reactor = Reactor::new()?;
+    /// let (rx, _tx) = fd::pipe()?;
+    /// let rx = AsyncFd::new(rx, &reactor)?;
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let mut calls = 0;
+    /// let polled = rx.poll_io(&mut cx, Direction::Read, |_| {
+    ///     calls += 1;
+    ///     Err::<(), _>(ErrorKind::WouldBlock.into())
+    /// });
+    /// assert!(polled.is_pending() && calls == 1 && reactor.has_interests());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poll_io<T>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        op: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        let slot = match direction {
+            Direction::Read => &self.read_wait,
+            Direction::Write => &self.write_wait,
+        };
+        let mut wait = slot.take();
+        let polled = self.io_loop(cx, direction, &mut wait, op);
+        slot.set(wait);
+        polled
+    }
+
+    /// [`poll_io`](Self::poll_io) with the readiness wait in `wait` (created on first need).
+    fn io_loop<T>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        wait: &mut Option<Readiness>,
+        mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        loop {
+            match op(self.fd.as_fd()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let ready = wait.get_or_insert_with(|| self.readiness(direction));
+                    match Pin::new(ready).poll(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn readiness(&self, direction: Direction) -> Readiness {
+        match direction {
+            Direction::Read => self.readable(),
+            Direction::Write => self.writable(),
+        }
+    }
+
+    /// Polls the loop of [`read`](Self::read) once, through this descriptor's read slot.
+    ///
+    /// ```
+    /// use infect::reactor::{Reactor, fd::{self, AsyncFd}};
+    /// use std::{fs::File, io::Write, task::{Context, Poll, Waker}, time::Duration};
+    /// let reactor = Reactor::new()?;
+    /// let (rx, tx) = fd::pipe()?;
+    /// let rx = AsyncFd::new(rx, &reactor)?;
+    /// let (mut cx, mut buf) = (Context::from_waker(Waker::noop()), [0u8; 4]);
+    /// assert!(rx.poll_read(&mut cx, &mut buf).is_pending());
+    /// File::from(tx).write_all(b"ok")?;
+    /// assert_eq!(reactor.park(Some(Duration::from_secs(5)))?.woken, 1);
+    /// assert!(matches!(rx.poll_read(&mut cx, &mut buf), Poll::Ready(Ok(2))));
+    /// assert!(matches!(rx.poll_read(&mut cx, &mut buf), Poll::Ready(Ok(0)))); // writer gone
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, Direction::Read, |fd| sys::read(fd, buf))
+    }
+
+    /// Polls the loop of [`write`](Self::write) once, through this descriptor's write slot.
+    ///
+    /// ```
+    /// use infect::reactor::{Reactor, fd::{self, AsyncFd}};
+    /// use std::task::{Context, Poll, Waker};
+    /// let reactor = Reactor::new()?;
+    /// let (_rx, tx) = fd::pipe()?;
+    /// let tx = AsyncFd::new(tx, &reactor)?;
+    /// let wrote = tx.poll_write(&mut Context::from_waker(Waker::noop()), b"abc");
+    /// assert!(matches!(wrote, Poll::Ready(Ok(3))));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, Direction::Write, |fd| sys::write(fd, buf))
+    }
+
+    /// Polls for readability through the read slot: `Ready` once a `park` saw the descriptor
+    /// readable since the slot registered (the first poll registers and returns `Pending`).
+    ///
+    /// ```
+    /// use infect::reactor::{Reactor, fd::{self, AsyncFd}};
+    /// use std::{task::{Context, Waker}, time::Duration};
+    /// let reactor = Reactor::new()?;
+    /// let (rx, tx) = fd::pipe()?;
+    /// let rx = AsyncFd::new(rx, &reactor)?;
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(rx.poll_readable(&mut cx).is_pending());
+    /// drop(tx); // hang-up counts as readable
+    /// reactor.park(Some(Duration::from_secs(5)))?;
+    /// assert!(rx.poll_readable(&mut cx).is_ready());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(cx, Direction::Read)
+    }
+
+    /// Like [`poll_readable`](Self::poll_readable), for writability, through the write slot.
+    ///
+    /// ```
+    /// use infect::reactor::{Reactor, fd::{self, AsyncFd}};
+    /// use std::{task::{Context, Waker}, time::Duration};
+    /// let reactor = Reactor::new()?;
+    /// let (_rx, tx) = fd::pipe()?;
+    /// let tx = AsyncFd::new(tx, &reactor)?;
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(tx.poll_writable(&mut cx).is_pending());
+    /// reactor.park(Some(Duration::ZERO))?; // an empty pipe is writable
+    /// assert!(tx.poll_writable(&mut cx).is_ready());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(cx, Direction::Write)
+    }
+
+    fn poll_ready(&self, cx: &mut Context<'_>, direction: Direction) -> Poll<io::Result<()>> {
+        let slot = match direction {
+            Direction::Read => &self.read_wait,
+            Direction::Write => &self.write_wait,
+        };
+        let mut wait = slot.take().unwrap_or_else(|| self.readiness(direction));
+        let polled = Pin::new(&mut wait).poll(cx);
+        slot.set(Some(wait));
+        polled
     }
 
     /// Reads into `buf`: `Ok(0)` at end-of-file (or for an empty `buf`), otherwise the number
@@ -110,13 +292,8 @@ impl AsyncFd {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match sys::read(self.fd.as_fd(), buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable().await?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return done,
-            }
-        }
+        let mut wait = None;
+        poll_fn(|cx| self.io_loop(cx, Direction::Read, &mut wait, |fd| sys::read(fd, buf))).await
     }
 
     /// Writes some of `buf`, waiting for the descriptor to become writable if need be.
@@ -133,13 +310,8 @@ impl AsyncFd {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match sys::write(self.fd.as_fd(), buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return done,
-            }
-        }
+        let mut wait = None;
+        poll_fn(|cx| self.io_loop(cx, Direction::Write, &mut wait, |fd| sys::write(fd, buf))).await
     }
 
     /// Writes all of `buf`. A write that makes no progress fails with
