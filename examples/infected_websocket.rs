@@ -1,0 +1,236 @@
+//! The seed's reason to exist: a library that only speaks the host's loop (here a real
+//! websocket client stack, `async-tungstenite`, generic over futures-io) quarantined in an
+//! infected subactor and driven from structured guest tasks.
+//!
+//! Three actors. The root starts `ws_server`, an infected actor whose host tasks run a
+//! websocket echo server on `127.0.0.1` (an ephemeral port, relayed up through `ctx.started`),
+//! and `ws_client`, an infected actor whose host task connects with
+//! [`TcpStream`](infect::host::net::TcpStream) and runs the websocket client over it. The
+//! client's context endpoint (the guest side of its linked pair) drives that host task through
+//! `to_host::open_channel_from`, and relays each reply to the root through a context stream:
+//!
+//! ```text
+//! root stream.send → pipe → ws_client guest → chan.send → host task → ws.send → TCP → ws_server
+//! root ← pipe ← stream.send ← chan.receive ← send_nowait ← ws.next() ← TCP ← echo
+//! ```
+//!
+//! Each guest wait for a reply sits inside `fail_after(read_timeout)`: a server that never
+//! answers cancels the block at the deadline, which tears the host task (and its pending read)
+//! down; the root sees `TooSlow`.
+//!
+//! Run it with:
+//!
+//! ```text
+//! cargo run --release --example infected_websocket [echo|close|refuse|hang] [rounds]
+//! ```
+//!
+//! `echo` (the default) prints the first exchanges and `mean round trip rate (Hz): N`. The
+//! other scenarios make the server misbehave and print what the root saw: `close` (the server
+//! closes the connection after three echoes: `HostTaskExited`), `refuse` (the server answers
+//! the handshake with `403 Forbidden`: `HandshakeRefused`), `hang` (the server reads nothing and
+//! never answers: `TooSlow` after the 200 ms deadline). Every scenario exits 0.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use async_tungstenite::tungstenite::{self, Message, http};
+use futures::StreamExt;
+use infect::actor::{self, ActorOpts, Context, Endpoints};
+use infect::guest;
+use infect::host::{self, net::TcpListener, net::TcpStream};
+use infect::to_host::{self, HostChannel, LinkOpts};
+use infect::{Error, Result};
+
+/// The endpoint namespace this binary serves (Python's `enable_modules=[__name__]`).
+const NS: &str = "infected_websocket";
+
+/// How long the client's guest side waits for each reply.
+const READ_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// A websocket failure as the crate's error: a refused handshake gets its own kind, and an I/O
+/// error goes through `From<io::Error>`, so that a read the host task's cancellation ended comes
+/// out as that cancellation (the link's teardown), not as a websocket failure.
+fn ws_err(e: tungstenite::Error) -> Error {
+    match e {
+        tungstenite::Error::Io(e) => Error::from(e),
+        tungstenite::Error::Http(_) => Error::user_kind("HandshakeRefused", e),
+        e => Error::user_kind("WebSocket", e),
+    }
+}
+
+// ---- the server actor: websocket echo on host tasks --------------------------------------
+
+/// Serves one connection the way `mode` says.
+async fn serve_conn(stream: TcpStream, mode: String) -> Result<()> {
+    stream.set_nodelay(true)?;
+    if mode == "refuse" {
+        let refuse = |_: &Request, _: Response| -> std::result::Result<Response, ErrorResponse> {
+            let mut no = ErrorResponse::new(Some("no websockets here".into()));
+            *no.status_mut() = http::StatusCode::FORBIDDEN;
+            Err(no)
+        };
+        // The handshake fails on our side too, by design.
+        let _ = async_tungstenite::accept_hdr_async(stream, refuse).await;
+        return Ok(());
+    }
+    let mut ws = async_tungstenite::accept_async(stream).await.map_err(ws_err)?;
+    if mode == "hang" {
+        // Holds the connection open and reads nothing, until this task is torn down.
+        host::sleep(Duration::from_secs(3600)).await?;
+    }
+    let mut echoed = 0;
+    while let Some(msg) = ws.next().await {
+        match msg.map_err(ws_err)? {
+            msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await.map_err(ws_err)?,
+            Message::Close(_) => break,
+            _ => continue,
+        }
+        echoed += 1;
+        if mode == "close" && echoed == 3 {
+            ws.close(None).await.map_err(ws_err)?;
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn host_ws_server(chan: HostChannel<(), (), u16>, mode: String) -> Result<()> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    chan.started_nowait(listener.local_addr()?.port())?;
+    // The connection tasks live as long as this task: dropping a handle cancels its task.
+    let mut conns = Vec::new();
+    loop {
+        let (stream, _peer) = listener.accept().await?;
+        conns.push(host::spawn(serve_conn(stream, mode.clone())).ok_or(Error::NoHostLoop)?);
+    }
+}
+
+async fn ws_server(ctx: Context, mode: String) -> Result<()> {
+    to_host::open_channel_from(|chan| host_ws_server(chan, mode), LinkOpts::default(), async |chan, port| {
+        ctx.started(&port).await?;
+        // Serve until the root cancels us.
+        chan.wait_for_result().await
+    })
+    .await
+}
+
+// ---- the client actor: the websocket client on a host task, driven from the guest ----------
+
+async fn host_ws_client(chan: HostChannel<String, String, String>, port: u16) -> Result<()> {
+    let stream = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    stream.set_nodelay(true)?;
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (mut ws, response) = async_tungstenite::client_async(url.as_str(), stream).await.map_err(ws_err)?;
+    chan.started_nowait(format!("connected to {url} ({})", response.status()))?;
+    loop {
+        let out = chan.get().await?;
+        ws.send(Message::text(out)).await.map_err(ws_err)?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(reply))) => break chan.send_nowait(reply.to_string())?,
+                Some(Ok(Message::Close(_))) | None => return Ok(()), // the server closed
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ws_err(e)),
+            }
+        }
+    }
+}
+
+async fn ws_client(ctx: Context, port: u16) -> Result<()> {
+    to_host::open_channel_from(|chan| host_ws_client(chan, port), LinkOpts::default(), async |chan, first| {
+        ctx.started(&first).await?;
+        ctx.open_stream(async |stream| {
+            let mut msgs = pin!(stream.iter::<String>());
+            while let Some(msg) = msgs.next().await {
+                chan.send(msg?).await?;
+                let reply = guest::fail_after(READ_TIMEOUT, chan.receive()).await?;
+                stream.send(&reply.ok_or(Error::HostTaskExited)?).await?;
+            }
+            Ok(())
+        })
+        .await
+    })
+    .await
+}
+
+// ---- the root ------------------------------------------------------------------------------
+
+/// Streams `rounds` messages through the client and checks each echo; the round-trip times.
+async fn exchange(p: &actor::Portal, port: u16, rounds: u64) -> Result<Vec<Duration>> {
+    p.open_context(NS, "ws_client", &port, async |ctx, first: String| {
+        println!("client: {first}");
+        ctx.open_stream(async |stream| {
+            let mut delays = Vec::new();
+            let mut replies = pin!(stream.iter::<String>());
+            for i in 0..rounds {
+                let msg = format!("hello {i}");
+                let send = Instant::now();
+                stream.send(&msg).await?;
+                let reply = replies.next().await.ok_or(Error::Closed)??;
+                delays.push(send.elapsed());
+                assert_eq!(reply, msg);
+                if i < 3 {
+                    println!("sent {msg:?}, got {reply:?}");
+                }
+            }
+            Ok(delays)
+        })
+        .await
+    })
+    .await
+}
+
+async fn root(mode: String, rounds: u64) -> Result<()> {
+    actor::open_nursery(async |n| {
+        let opts = || ActorOpts::new().enable_modules([NS]).infect_host(true);
+        let server = n.start_actor("ws_server", opts()).await?;
+        let client = n.start_actor("ws_client", opts()).await?;
+        server
+            .open_context(NS, "ws_server", &mode, async |ctx, port: u16| {
+                println!("server: listening on 127.0.0.1 (mode {mode})");
+                let start = Instant::now();
+                match exchange(&client, port, rounds).await {
+                    Ok(delays) => {
+                        println!("{} messages echoed", delays.len());
+                        // Whole hertz: an integer keeps float formatting out of a minimal binary.
+                        println!("mean round trip rate (Hz): {}", (1.0 / mean(&delays)) as u64);
+                    }
+                    Err(e) => {
+                        let (kind, what) = match e.remote() {
+                            Some(r) => (r.boxed_type.clone(), r.message.clone()),
+                            None => (e.kind().to_owned(), e.to_string()),
+                        };
+                        // Rounded down to 100 ms, so that the line is the same on every run.
+                        let ms = start.elapsed().as_millis() / 100 * 100;
+                        println!("the root saw {kind} ({what}) after {ms} ms");
+                    }
+                }
+                // Stop serving: the server's block is cancelled, its host tasks torn down (this
+                // side absorbs the `ContextCancelled` it asked for).
+                ctx.cancel().await
+            })
+            .await?;
+        client.cancel_actor().await?;
+        server.cancel_actor().await?;
+        Ok(())
+    })
+    .await
+}
+
+fn mean(delays: &[Duration]) -> f64 {
+    delays.iter().map(Duration::as_secs_f64).sum::<f64>() / delays.len().max(1) as f64
+}
+
+fn main() {
+    let endpoints = Endpoints::new().context(NS, "ws_server", ws_server).context(NS, "ws_client", ws_client);
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "echo".into());
+    let default_rounds = if mode == "echo" { 1000 } else { 5 };
+    let rounds = args.next().and_then(|r| r.parse().ok()).unwrap_or(default_rounds);
+    if let Err(e) = actor::main(endpoints, root(mode, rounds)) {
+        eprintln!("infected_websocket: {e}");
+        std::process::exit(1);
+    }
+}
