@@ -107,7 +107,8 @@ async fn host_ws_server(chan: HostChannel<(), (), u16>, mode: String) -> Result<
     }
 }
 
-async fn ws_server(ctx: Context, mode: String) -> Result<()> {
+/// The server's context endpoint: relays the port up, serves until cancelled.
+pub async fn ws_server(ctx: Context, mode: String) -> Result<()> {
     to_host::open_channel_from(|chan| host_ws_server(chan, mode), LinkOpts::default(), async |chan, port| {
         ctx.started(&port).await?;
         // Serve until the root cancels us.
@@ -138,7 +139,8 @@ async fn host_ws_client(chan: HostChannel<String, String, String>, port: u16) ->
     }
 }
 
-async fn ws_client(ctx: Context, port: u16) -> Result<()> {
+/// The client's context endpoint: drives the host task's websocket from the root's stream.
+pub async fn ws_client(ctx: Context, port: u16) -> Result<()> {
     to_host::open_channel_from(|chan| host_ws_client(chan, port), LinkOpts::default(), async |chan, first| {
         ctx.started(&first).await?;
         ctx.open_stream(async |stream| {
@@ -157,56 +159,59 @@ async fn ws_client(ctx: Context, port: u16) -> Result<()> {
 
 // ---- the root ------------------------------------------------------------------------------
 
-/// Streams `rounds` messages through the client and checks each echo; the round-trip times.
-async fn exchange(p: &actor::Portal, port: u16, rounds: u64) -> Result<Vec<Duration>> {
+/// What one run of a scenario saw (the process test `tests/net_actors.rs` checks it exactly).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The client's `started` value.
+    pub connected: Option<String>,
+    /// Each message the root sent and the reply it got, in order.
+    pub exchanged: Vec<(String, String)>,
+    /// Each round trip's time, root to client to server and back.
+    pub delays: Vec<Duration>,
+    /// The error kind and message the root's client context ended with, if any.
+    pub failure: Option<(String, String)>,
+    /// From the server's `started` to the end of the client context.
+    pub elapsed: Duration,
+}
+
+/// Streams `rounds` messages through the client, recording each exchange into `out`.
+async fn exchange(p: &actor::Portal, port: u16, rounds: u64, out: &mut Outcome) -> Result<()> {
     p.open_context(NS, "ws_client", &port, async |ctx, first: String| {
-        println!("client: {first}");
+        out.connected = Some(first);
         ctx.open_stream(async |stream| {
-            let mut delays = Vec::new();
             let mut replies = pin!(stream.iter::<String>());
             for i in 0..rounds {
                 let msg = format!("hello {i}");
                 let send = Instant::now();
                 stream.send(&msg).await?;
                 let reply = replies.next().await.ok_or(Error::Closed)??;
-                delays.push(send.elapsed());
-                assert_eq!(reply, msg);
-                if i < 3 {
-                    println!("sent {msg:?}, got {reply:?}");
-                }
+                out.delays.push(send.elapsed());
+                out.exchanged.push((msg, reply));
             }
-            Ok(delays)
+            Ok(())
         })
         .await
     })
     .await
 }
 
-async fn root(mode: String, rounds: u64) -> Result<()> {
+/// Runs one scenario: starts both actors, exchanges `rounds` messages, stops both.
+pub async fn scenario(mode: &str, rounds: u64) -> Result<Outcome> {
     actor::open_nursery(async |n| {
         let opts = || ActorOpts::new().enable_modules([NS]).infect_host(true);
         let server = n.start_actor("ws_server", opts()).await?;
         let client = n.start_actor("ws_client", opts()).await?;
+        let mut out = Outcome::default();
         server
             .open_context(NS, "ws_server", &mode, async |ctx, port: u16| {
-                println!("server: listening on 127.0.0.1 (mode {mode})");
                 let start = Instant::now();
-                match exchange(&client, port, rounds).await {
-                    Ok(delays) => {
-                        println!("{} messages echoed", delays.len());
-                        // Whole hertz: an integer keeps float formatting out of a minimal binary.
-                        println!("mean round trip rate (Hz): {}", (1.0 / mean(&delays)) as u64);
-                    }
-                    Err(e) => {
-                        let (kind, what) = match e.remote() {
-                            Some(r) => (r.boxed_type.clone(), r.message.clone()),
-                            None => (e.kind().to_owned(), e.to_string()),
-                        };
-                        // Rounded down to 100 ms, so that the line is the same on every run.
-                        let ms = start.elapsed().as_millis() / 100 * 100;
-                        println!("the root saw {kind} ({what}) after {ms} ms");
-                    }
+                if let Err(e) = exchange(&client, port, rounds, &mut out).await {
+                    out.failure = Some(match e.remote() {
+                        Some(r) => (r.boxed_type.clone(), r.message.clone()),
+                        None => (e.kind().to_owned(), e.to_string()),
+                    });
                 }
+                out.elapsed = start.elapsed();
                 // Stop serving: the server's block is cancelled, its host tasks torn down (this
                 // side absorbs the `ContextCancelled` it asked for).
                 ctx.cancel().await
@@ -214,22 +219,45 @@ async fn root(mode: String, rounds: u64) -> Result<()> {
             .await?;
         client.cancel_actor().await?;
         server.cancel_actor().await?;
-        Ok(())
+        Ok(out)
     })
     .await
 }
 
-fn mean(delays: &[Duration]) -> f64 {
+async fn root(mode: String, rounds: u64) -> Result<()> {
+    let out = scenario(&mode, rounds).await?;
+    println!("server: websocket echo on 127.0.0.1 (mode {mode})");
+    if let Some(connected) = &out.connected {
+        println!("client: {connected}");
+    }
+    for (sent, got) in out.exchanged.iter().take(3) {
+        println!("sent {sent:?}, got {got:?}");
+    }
+    println!("{} messages echoed", out.exchanged.len());
+    match &out.failure {
+        None => println!("mean round trip rate (Hz): {}", (1.0 / mean(&out.delays)) as u64),
+        // Rounded down to 100 ms, so that the line is the same on every run.
+        Some((kind, what)) => println!("the root saw {kind} ({what}) after {} ms", out.elapsed.as_millis() / 100 * 100),
+    }
+    Ok(())
+}
+
+/// The mean of `delays`, in seconds.
+pub fn mean(delays: &[Duration]) -> f64 {
     delays.iter().map(Duration::as_secs_f64).sum::<f64>() / delays.len().max(1) as f64
 }
 
+/// The endpoints this binary serves.
+pub fn endpoints() -> Endpoints {
+    Endpoints::new().context(NS, "ws_server", ws_server).context(NS, "ws_client", ws_client)
+}
+
 fn main() {
-    let endpoints = Endpoints::new().context(NS, "ws_server", ws_server).context(NS, "ws_client", ws_client);
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "echo".into());
     let default_rounds = if mode == "echo" { 1000 } else { 5 };
     let rounds = args.next().and_then(|r| r.parse().ok()).unwrap_or(default_rounds);
-    if let Err(e) = actor::main(endpoints, root(mode, rounds)) {
+    if let Err(e) = actor::main(endpoints(), root(mode, rounds)) {
         eprintln!("infected_websocket: {e}");
         std::process::exit(1);
     }
