@@ -62,15 +62,19 @@ fn ws_err(e: tungstenite::Error) -> Error {
 
 // ---- the server actor: websocket echo on host tasks --------------------------------------
 
+/// The handshake callback of the `refuse` mode: answers `403 Forbidden` instead of `101`. (Its
+/// signature is tungstenite's `Callback`; the large error is the HTTP response to send.)
+#[allow(clippy::result_large_err)]
+fn refuse(_: &Request, _: Response) -> std::result::Result<Response, ErrorResponse> {
+    let mut no = ErrorResponse::new(Some("no websockets here".into()));
+    *no.status_mut() = http::StatusCode::FORBIDDEN;
+    Err(no)
+}
+
 /// Serves one connection the way `mode` says.
 async fn serve_conn(stream: TcpStream, mode: String) -> Result<()> {
     stream.set_nodelay(true)?;
     if mode == "refuse" {
-        let refuse = |_: &Request, _: Response| -> std::result::Result<Response, ErrorResponse> {
-            let mut no = ErrorResponse::new(Some("no websockets here".into()));
-            *no.status_mut() = http::StatusCode::FORBIDDEN;
-            Err(no)
-        };
         // The handshake fails on our side too, by design.
         let _ = async_tungstenite::accept_hdr_async(stream, refuse).await;
         return Ok(());
@@ -109,11 +113,15 @@ async fn host_ws_server(chan: HostChannel<(), (), u16>, mode: String) -> Result<
 
 /// The server's context endpoint: relays the port up, serves until cancelled.
 pub async fn ws_server(ctx: Context, mode: String) -> Result<()> {
-    to_host::open_channel_from(|chan| host_ws_server(chan, mode), LinkOpts::default(), async |chan, port| {
-        ctx.started(&port).await?;
-        // Serve until the root cancels us.
-        chan.wait_for_result().await
-    })
+    to_host::open_channel_from(
+        |chan| host_ws_server(chan, mode),
+        LinkOpts::default(),
+        async |chan, port| {
+            ctx.started(&port).await?;
+            // Serve until the root cancels us.
+            chan.wait_for_result().await
+        },
+    )
     .await
 }
 
@@ -141,19 +149,23 @@ async fn host_ws_client(chan: HostChannel<String, String, String>, port: u16) ->
 
 /// The client's context endpoint: drives the host task's websocket from the root's stream.
 pub async fn ws_client(ctx: Context, port: u16) -> Result<()> {
-    to_host::open_channel_from(|chan| host_ws_client(chan, port), LinkOpts::default(), async |chan, first| {
-        ctx.started(&first).await?;
-        ctx.open_stream(async |stream| {
-            let mut msgs = pin!(stream.iter::<String>());
-            while let Some(msg) = msgs.next().await {
-                chan.send(msg?).await?;
-                let reply = guest::fail_after(READ_TIMEOUT, chan.receive()).await?;
-                stream.send(&reply.ok_or(Error::HostTaskExited)?).await?;
-            }
-            Ok(())
-        })
-        .await
-    })
+    to_host::open_channel_from(
+        |chan| host_ws_client(chan, port),
+        LinkOpts::default(),
+        async |chan, first| {
+            ctx.started(&first).await?;
+            ctx.open_stream(async |stream| {
+                let mut msgs = pin!(stream.iter::<String>());
+                while let Some(msg) = msgs.next().await {
+                    chan.send(msg?).await?;
+                    let reply = guest::fail_after(READ_TIMEOUT, chan.receive()).await?;
+                    stream.send(&reply.ok_or(Error::HostTaskExited)?).await?;
+                }
+                Ok(())
+            })
+            .await
+        },
+    )
     .await
 }
 

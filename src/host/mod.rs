@@ -28,7 +28,7 @@
 //! 3. A loop turn runs the batch that was queued when the turn began.
 //! 4. The output goes to the [`JoinHandle`].
 //! 5. [`JoinHandle::cancel`] records the reason and wakes the task: during its next poll every
-//!    host-aware await ([`sleep`], link operations, fd readiness) returns
+//!    host-aware await ([`sleep`], link operations, fd readiness, [`net`] socket I/O) returns
 //!    `Err(Cancelled{reason})`, and stays that way (sticky). A task still pending after that
 //!    poll is dropped on the spot: cancellation is cooperative for one poll, then enforced.
 //!

@@ -174,7 +174,7 @@ async fn accept(fd: &AsyncFd) -> io::Result<(Stream, SockAddr)> {
 }
 
 fn inet(addr: SockAddr) -> io::Result<SocketAddr> {
-    addr.to_inet().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address"))
+    addr.socket_addr().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address"))
 }
 
 /// The futures-io traits and the inherent `read`/`write`, for each stream type (and `&` it).

@@ -90,7 +90,7 @@ impl SockAddr {
     }
 
     /// The IP address and port, if this is an `AF_INET`/`AF_INET6` address.
-    pub(crate) fn to_inet(&self) -> Option<SocketAddr> {
+    pub(crate) fn socket_addr(&self) -> Option<SocketAddr> {
         match self.family() {
             libc::AF_INET => {
                 // SAFETY: the family says the storage holds a `sockaddr_in`.
@@ -102,7 +102,12 @@ impl SockAddr {
                 // SAFETY: the family says the storage holds a `sockaddr_in6`.
                 let sin6 = unsafe { (&raw const self.storage).cast::<libc::sockaddr_in6>().read() };
                 let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(sin6.sin6_port), sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    u16::from_be(sin6.sin6_port),
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )))
             }
             _ => None,
         }
@@ -207,7 +212,12 @@ pub(crate) fn unix_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds: [c_int; 2] = [-1, -1];
     // SAFETY: `fds` is a writable array of two `c_int`s, which `socketpair` fills in.
     cvt(unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
     })?;
     // SAFETY: both were just returned by `socketpair`: open and owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
