@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`time`] | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks, timers |
 //! | `reactor` (std) | `poll(2)` over a handful of fds and one wake fd |
-//! | [`host`] | the host executor (asyncio's role), built on `async-task` |
+//! | [`host`] | the host executor (asyncio's role), built on `async-task`; `host::net` (std): its sockets |
 //! | [`guest`] | the structured-concurrency runtime (trio's role), host-agnostic |
 //! | [`to_host`] | the linked task pair between the two loops |
 //! | [`wire`] | the postcard + COBS framed IPC protocol |

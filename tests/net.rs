@@ -473,3 +473,37 @@ fn unix_cancel_mid_read_loses_nothing_and_closes() {
     });
     assert_eq!(open_fds(), before);
 }
+
+// ---------------------------------------------------------------- the link's teardown through `?`
+
+/// A guest block that fails while its host task waits in a socket read: the read returns the
+/// teardown's `Cancelled` (cause: the guest's failure), the host task propagates it with `?`
+/// (`From<io::Error> for Error`), and the block comes out with exactly the guest's error — no
+/// error group, as with a cancelled `host::sleep`. The host task's socket is closed.
+#[test]
+fn guest_failure_tears_down_a_reading_host_task() {
+    let _s = serial();
+    let (host, _clock) = vhost();
+    let (client, server) = host.block_on(async { UnixStream::pair().unwrap() });
+    let fd = client.as_raw_fd();
+    let seen = Rc::new(std::cell::RefCell::new(None));
+    let seen_host = seen.clone();
+    let out = host.run_guest(async move {
+        let target = move |chan: to_host::HostChannel<(), (), ()>| async move {
+            chan.started_nowait(())?;
+            let r = client.read(&mut [0u8; 4]).await;
+            *seen_host.borrow_mut() = r.as_ref().err().and_then(net::cancelled).map(|c| c.reason.clone());
+            r?;
+            Ok(())
+        };
+        to_host::open_channel_from(target, to_host::LinkOpts::default(), async |_chan, ()| {
+            guest::sleep(Duration::from_millis(10)).await?;
+            Err::<(), _>(common::boom("ValueError", "guest gave up"))
+        })
+        .await
+    });
+    assert_eq!(out, Err(common::boom("ValueError", "guest gave up")));
+    assert!(seen.borrow().is_some(), "the host read was cancelled");
+    assert!(!fd_is_open(fd), "the host task's socket is closed");
+    drop(server);
+}
