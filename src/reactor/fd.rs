@@ -90,13 +90,14 @@ pub fn set_nonblocking(fd: impl AsFd, nonblocking: bool) -> io::Result<()> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct AsyncFd {
-    fd: OwnedFd,
-    reactor: Reactor,
     /// The readiness slot of [`poll_read`](AsyncFd::poll_read) / [`poll_readable`](AsyncFd::poll_readable):
     /// `Some` while it holds a (possibly registered) wait, taken out while being polled.
     read_wait: Cell<Option<Readiness>>,
     /// The same for the writing direction.
     write_wait: Cell<Option<Readiness>>,
+    /// Declared after the slots, so that their interests are removed before the number closes.
+    fd: OwnedFd,
+    reactor: Reactor,
 }
 
 /// Which readiness an I/O call waits for when it would block.
