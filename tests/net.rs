@@ -507,3 +507,45 @@ fn guest_failure_tears_down_a_reading_host_task() {
     assert!(!fd_is_open(fd), "the host task's socket is closed");
     drop(server);
 }
+
+// ---------------------------------------------------------------- the reactor's poll API
+
+struct CountWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn count_waker() -> (std::sync::Arc<CountWaker>, std::task::Waker) {
+    let c = std::sync::Arc::new(CountWaker(0.into()));
+    (c.clone(), c.into())
+}
+
+/// `AsyncFd::poll_read` keeps one registration per direction: a re-poll with another waker
+/// replaces the waker (only the latest is woken), a read and a write wait side by side, and
+/// after the data is read the slot registers anew.
+#[test]
+fn asyncfd_poll_slots_one_per_direction() {
+    use infect::reactor::{Reactor, fd};
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::task::{Context, Poll};
+    let _s = serial();
+    let reactor = Reactor::new().unwrap();
+    let (rx, tx) = fd::pipe().unwrap();
+    let (rx, tx) = (fd::AsyncFd::new(rx, &reactor).unwrap(), fd::AsyncFd::new(tx, &reactor).unwrap());
+    let ((a, wa), (b, wb)) = (count_waker(), count_waker());
+    let mut buf = [0u8; 8];
+    assert!(rx.poll_read(&mut Context::from_waker(&wa), &mut buf).is_pending());
+    assert!(rx.poll_read(&mut Context::from_waker(&wb), &mut buf).is_pending());
+    assert!(matches!(tx.poll_write(&mut Context::from_waker(&wa), b"ab"), Poll::Ready(Ok(2))));
+    assert_eq!(reactor.park(Some(Duration::from_secs(5))).unwrap().woken, 1, "one registration");
+    assert_eq!((a.0.load(SeqCst), b.0.load(SeqCst)), (0, 1), "the latest waker is woken");
+    assert!(matches!(rx.poll_read(&mut Context::from_waker(&wb), &mut buf), Poll::Ready(Ok(2))));
+    assert!(!reactor.has_interests());
+    assert!(rx.poll_read(&mut Context::from_waker(&wb), &mut buf).is_pending());
+    assert!(reactor.has_interests(), "registered anew");
+    drop(rx);
+    assert!(!reactor.has_interests(), "dropping the AsyncFd removes its interest");
+}
