@@ -234,6 +234,8 @@ pub async fn scenario(mode: &str, rounds: u64) -> Result<Outcome> {
         Ok(out)
     })
     .await
+    // `None` only if the nursery's own cancel cut the block short, which this root never asks for.
+    .and_then(|out| out.ok_or(Error::Cancelled))
 }
 
 async fn root(mode: String, rounds: u64) -> Result<()> {
