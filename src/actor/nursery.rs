@@ -708,7 +708,7 @@ async fn watch(child: &ChildActor, exit: &mut process::ExitWait, handshake: bool
             return Poll::Ready(Woke::Handshake);
         }
         // While waiting for the handshake, the start timeout's scope cancels the wait.
-        if handshake && guest::check_cancel().is_err() {
+        if handshake && guest::check_cancel_only().is_err() {
             return Poll::Ready(Woke::StartTimeout);
         }
         child.register_state(cx.waker());

@@ -20,7 +20,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use crate::guest::{self, CancelScope};
+use crate::guest::{self, CancelScope, TaskRef};
 use crate::host::Host;
 use crate::wire::{Aid, DEFAULT_MAX_FRAME, FrameDecoder, Msg};
 use crate::{Error, Result};
@@ -227,6 +227,9 @@ pub(crate) struct Interrupts {
     /// The open actor nurseries: id, body scope, the signal that cancelled it.
     nurseries: RefCell<Vec<(u64, CancelScope, Hit)>>,
     next: Cell<u64>,
+    /// The task running the root future, which an interrupt with no actor nursery open is
+    /// delivered to.
+    main: RefCell<Option<TaskRef>>,
 }
 
 /// Where the signal that cancelled one actor nursery is recorded.
@@ -279,8 +282,19 @@ impl Interrupts {
             }
             let open: Vec<(CancelScope, Hit)> =
                 self.nurseries.borrow().iter().map(|(_, s, h)| (s.clone(), h.clone())).collect();
-            if open.is_empty() {
-                root.cancel();
+            // Once the root future has returned there is nothing left to interrupt: the signal
+            // only counts for the exit status.
+            if open.is_empty() && !root.inner.is_exited() {
+                // To the await the root's task is blocked in, once: a second interrupt before
+                // that await took the first one changes nothing. A root blocked in foreign
+                // futures only (which no check reaches) has its scope cancelled instead.
+                let main = self.main.borrow().clone();
+                match main {
+                    Some(task) => {
+                        task.deliver(Error::Interrupted { signal: sig }, Some(root));
+                    }
+                    None => root.cancel(),
+                }
             }
             for (scope, hit) in open {
                 if hit.get().is_none() {
@@ -293,6 +307,8 @@ impl Interrupts {
 }
 
 async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, ints: Rc<Interrupts>) -> Result<T> {
+    // The root future runs in this task (the guest run's main task), inside the block below.
+    *ints.main.borrow_mut() = TaskRef::current();
     guest::open_nursery(async |n| {
         let scope = CancelScope::new();
         let watch = CancelScope::new();

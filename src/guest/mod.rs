@@ -69,8 +69,8 @@ pub use sched::{GuestRun, GuestTick, Hooks};
 pub use scope::{CancelScope, fail_after, fail_at, move_on_after, move_on_at};
 pub use sync::{Empty, Event, Receiver, Sender, TrySendError, channel};
 
-pub(crate) use sched::with_local;
-pub(crate) use scope::check_cancel;
+pub(crate) use sched::{TaskRef, with_local};
+pub(crate) use scope::{check_cancel, check_cancel_only};
 
 use crate::time::{Clock, Instant, TimerKey};
 use crate::trace::{Policy, Trace};

@@ -145,11 +145,16 @@ where
                 }
             };
             // Wait for the children; this wait is not a cancellation point (children are being
-            // cancelled if anything is, and we must outlive them).
+            // cancelled if anything is, and we must outlive them). An error delivered to this
+            // task meanwhile is taken here as an error of the block (trio): it cancels the
+            // children and comes out once they have finished.
             poll_fn(|cx| {
                 if n.inner.live.get() == 0 {
                     Poll::Ready(())
                 } else {
+                    if let Some(e) = with_local(|l| l.take_raise()).flatten() {
+                        n.inner.fail(e);
+                    }
                     *n.inner.waiter.borrow_mut() = Some(cx.waker().clone());
                     crate::cx::note_park();
                     Poll::Pending
@@ -254,16 +259,28 @@ impl Nursery {
             },
             self.inner.scope.inner.clone(),
         );
+        // An error delivered to this task while it waits: the child is cancelled as for a
+        // cancellation, and the error comes out of `start` once the child has reported.
+        let mut raised = None;
         poll_fn(|cx| {
             let mut st = cell.state.borrow_mut();
             match core::mem::replace(&mut *st, StartState::Taken) {
+                StartState::Started(_) | StartState::Failed(_) if raised.is_some() => {
+                    Poll::Ready(Err(raised.take().expect("a raised error")))
+                }
                 StartState::Started(v) => Poll::Ready(Ok(v)),
                 StartState::Failed(e) => Poll::Ready(Err(e)),
                 other => {
                     *st = other;
                     drop(st);
-                    if super::scope::check_cancel().is_err() {
-                        child_scope.cancel();
+                    match super::scope::check_cancel() {
+                        Ok(()) => {}
+                        Err(e) => {
+                            if !e.is_cancelled() {
+                                raised = Some(e);
+                            }
+                            child_scope.cancel();
+                        }
                     }
                     *cell.waiter.borrow_mut() = Some(cx.waker().clone());
                     crate::cx::note_park();

@@ -90,6 +90,35 @@ pub(crate) fn with_local<R>(f: impl FnOnce(&Rc<Local>) -> R) -> Option<R> {
     Some(f(&rc))
 }
 
+/// A guest task to deliver an error to, once (crate-internal; the rule is in the
+/// [guest module docs](super#errors-delivered-to-a-task)). The root actor's interrupt is its user.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) struct TaskRef {
+    key: TaskKey,
+    local: alloc::rc::Weak<Local>,
+}
+
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+impl TaskRef {
+    /// The task being polled; `None` outside a guest task.
+    pub(crate) fn current() -> Option<TaskRef> {
+        with_local(|l| l.current_task().map(|key| TaskRef { key, local: Rc::downgrade(l) })).flatten()
+    }
+
+    /// Delivers `error` to the task, to be returned by its next cancellation check (the first
+    /// check of every infect await, also in a shield), or taken by a nursery it waits in (as an
+    /// error of the nursery's block). Wakes the task. If the task's next poll neither takes it
+    /// nor parks at any of infect's awaits (it is blocked in foreign futures only), the
+    /// delivery is dropped and `fallback` is cancelled instead.
+    ///
+    /// One at a time: `false` (nothing changes) if an earlier delivery is still waiting, or the
+    /// task (or its run) has ended.
+    pub(crate) fn deliver(&self, error: Error, fallback: Option<&super::CancelScope>) -> bool {
+        self.local.upgrade().is_some_and(|l| l.deliver(self.key, error, fallback.map(|s| s.inner.clone())))
+    }
+}
+
 /// Identifies a task slot and its generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TaskKey {
@@ -210,6 +239,15 @@ struct TaskSlot {
     /// allocation, in the common case) holds the others.
     blocked_in: Option<Rc<ScopeInner>>,
     blocked_more: Vec<Rc<ScopeInner>>,
+    /// An error delivered to the task ([`Local::deliver`]) that no await has taken yet.
+    raise: Option<Raise>,
+}
+
+/// An error delivered to a task, waiting for the task's next cancellation check.
+struct Raise {
+    error: Error,
+    /// Cancelled instead if the task turns out to be blocked in foreign futures only.
+    fallback: Option<Rc<ScopeInner>>,
 }
 
 /// Sets a flag back to `false` when dropped (also while unwinding).
@@ -411,6 +449,7 @@ impl Local {
             root_scope,
             blocked_in: None,
             blocked_more: Vec::new(),
+            raise: None,
         });
         self.live.set(self.live.get() + 1);
         if let Some(t) = &self.trace {
@@ -418,6 +457,38 @@ impl Local {
         }
         waker.wake_by_ref();
         key
+    }
+
+    /// The task being polled, if any.
+    pub(crate) fn current_task(&self) -> Option<TaskKey> {
+        self.current.get()
+    }
+
+    /// Delivers `error` to the task `key`, once (see [`TaskRef::deliver`]): `false` (and nothing
+    /// changes) if the task has exited or an earlier delivery has not been taken yet.
+    pub(crate) fn deliver(&self, key: TaskKey, error: Error, fallback: Option<Rc<ScopeInner>>) -> bool {
+        let waker = {
+            if self.generations.borrow().get(key.index as usize) != Some(&key.generation) {
+                return false;
+            }
+            let mut slots = self.slots.borrow_mut();
+            let Some(Some(slot)) = slots.get_mut(key.index as usize) else { return false };
+            if slot.raise.is_some() {
+                return false;
+            }
+            slot.raise = Some(Raise { error, fallback });
+            slot.waker.clone()
+        };
+        waker.wake_by_ref();
+        true
+    }
+
+    /// Takes the error delivered to the task being polled, if one waits.
+    pub(crate) fn take_raise(&self) -> Option<Error> {
+        let key = self.current.get()?;
+        let mut slots = self.slots.borrow_mut();
+        let slot = slots.get_mut(key.index as usize)?.as_mut()?;
+        slot.raise.take().map(|r| r.error)
     }
 
     /// The scope that is current for the task being polled.
@@ -621,12 +692,13 @@ impl Local {
             match slots[key.index as usize].as_mut() {
                 Some(slot) => {
                     slot.waker.queued.store(false, Ordering::Release);
-                    slot.fut.take().map(|f| (f, slot.waker.clone(), slot.root_scope.clone()))
+                    let raising = slot.raise.is_some();
+                    slot.fut.take().map(|f| (f, slot.waker.clone(), slot.root_scope.clone(), raising))
                 }
                 None => None,
             }
         };
-        let Some((mut fut, waker_arc, root)) = taken else { return };
+        let Some((mut fut, waker_arc, root, raising)) = taken else { return };
         if let Some(t) = &self.trace {
             t.record(Event::Poll(Side::Guest, waker_arc.number));
         }
@@ -634,12 +706,24 @@ impl Local {
         let mut cx = Context::from_waker(&waker);
         self.current.set(Some(key));
         let polling = Polling { local: self, prev_scope: Some(self.swap_scope(Some(root))) };
+        let parks = crate::cx::parks();
         let r = fut.as_mut().poll(&mut cx);
         drop(polling);
         match r {
             Poll::Pending => {
+                let mut fallback = None;
                 if let Some(slot) = self.slots.borrow_mut()[key.index as usize].as_mut() {
                     slot.fut = Some(fut);
+                    // An error waited for this poll, which neither took it nor parked at any of
+                    // infect's awaits: the task is blocked in foreign futures only, where no
+                    // check will ever take it. The delivery falls back to its scope's
+                    // cancellation (which the foreign-future rule enforces).
+                    if raising && crate::cx::parks() == parks && slot.raise.is_some() {
+                        fallback = slot.raise.take().and_then(|r| r.fallback);
+                    }
+                }
+                if let Some(scope) = fallback {
+                    super::CancelScope { inner: scope }.cancel();
                 }
             }
             Poll::Ready(()) => {

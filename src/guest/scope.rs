@@ -348,8 +348,24 @@ pub async fn fail_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>
 /// ([`crate::cx::note_park`]; [`Waiters::register`](crate::waiters::Waiters::register) does it),
 /// so that a cancelled scope does not take it for a foreign future (see [`Enforced`]). Passing
 /// the check alone does not count: an await that completes at once does not wait anywhere.
+///
+/// An error delivered to the task ([`TaskRef::deliver`](super::sched::TaskRef::deliver)) comes
+/// first, once, whatever the scope (also in a shield): the check takes it and returns it.
 pub(crate) fn check_cancel() -> Result<()> {
+    check(true)
+}
+
+/// [`check_cancel`] for a caller that only wants to know whether its scope is cancelled: a
+/// delivered error stays for the next await that can return it.
+pub(crate) fn check_cancel_only() -> Result<()> {
+    check(false)
+}
+
+fn check(take: bool) -> Result<()> {
     with_local(|local| {
+        if take && let Some(e) = local.take_raise() {
+            return Err(e);
+        }
         if local.current_scope_cancelled() {
             Err(Error::Cancelled)
         } else {
