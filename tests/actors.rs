@@ -795,6 +795,44 @@ async fn root_catches_the_interrupt() -> Check {
     Ok(())
 }
 
+/// Runs a sub-root in `role`, interrupts it once it said its pid: its status and what it said
+/// after the pid.
+async fn interrupt_sub_root(role: &str) -> std::result::Result<(std::process::ExitStatus, String), String> {
+    let mut root = sub_root(role).map_err(|e| e.to_string())?;
+    let mut out = BufReader::new(root.stdout.take().ok_or("no stdout")?);
+    ensure!(read_pids(&mut out, 1).len() == 1, "{role} root did not start");
+    signal(root.id(), libc::SIGINT);
+    let status = exit_of(&mut root, Duration::from_secs(5)).await?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).map_err(|e| e.to_string())?;
+    Ok((status, rest))
+}
+
+/// No actor nursery open: the interrupt is `Interrupted{SIGINT}` at the root's blocked await
+/// (not a cancellation), once; the root's clean-up sleep works and its value comes out of
+/// `actor::main`: exit 0.
+async fn root_handles_the_interrupt_at_its_await() -> Check {
+    let (status, rest) = interrupt_sub_root("handle").await?;
+    ensure!(status.code() == Some(0) && rest == "handled 2 after 0s\nvalue 42\n", "sub-root {status:?}, said {rest:?}");
+    Ok(())
+}
+
+/// A root that propagates the interrupt from its await exits 130.
+async fn root_propagating_the_interrupt_exits_130() -> Check {
+    let (status, rest) = interrupt_sub_root("propagate").await?;
+    ensure!(status.code() == Some(130) && rest == "sleep: Interrupted\n", "sub-root {status:?}, said {rest:?}");
+    Ok(())
+}
+
+/// The root's task waiting in a guest nursery: the children are cancelled and the nursery
+/// returns `Interrupted`; the root returns its value.
+async fn root_waiting_in_a_guest_nursery_gets_the_interrupt() -> Check {
+    let (status, rest) = interrupt_sub_root("guestnursery").await?;
+    let want = "nursery Err(Interrupted { signal: 2 }), children [\"Cancelled\", \"Cancelled\"]\nvalue 7\n";
+    ensure!(status.code() == Some(0) && rest == want, "sub-root {status:?}, said {rest:?}");
+    Ok(())
+}
+
 /// Whether this run forces the pidfd-less fallback (the test-only switch).
 fn no_pidfd() -> bool {
     std::env::var("INFECT_TEST_NO_PIDFD").is_ok_and(|v| v == "1")
@@ -960,6 +998,51 @@ async fn role_catch() -> Result<()> {
 async fn role_bare() -> Result<()> {
     println!("pid {}", std::process::id());
     guest::sleep_forever().await
+}
+
+/// No actor nursery: the interrupt comes out of the sleep the root is blocked in, once; the
+/// root sleeps again for its clean-up and returns a value (printed by `main`).
+async fn role_handle() -> Result<u64> {
+    println!("pid {}", std::process::id());
+    let t0 = Instant::now();
+    let r = guest::sleep(Duration::from_secs(10)).await;
+    let Err(Error::Interrupted { signal }) = r else {
+        println!("sleep ended with {r:?}");
+        return Ok(0);
+    };
+    // Clean-up that awaits: nothing is cancelled, the interrupt was delivered once.
+    guest::sleep(Duration::from_millis(10)).await?;
+    println!("handled {signal} after {}s", t0.elapsed().as_secs());
+    Ok(42)
+}
+
+/// No actor nursery: the interrupt propagates out of the root.
+async fn role_propagate() -> Result<()> {
+    println!("pid {}", std::process::id());
+    let r = guest::sleep(Duration::from_secs(10)).await;
+    println!("sleep: {}", r.as_ref().map_or_else(|e| e.kind().to_owned(), |()| "ok".to_owned()));
+    r
+}
+
+/// The root's task waits in a guest nursery whose children sleep: the interrupt cancels them and
+/// the nursery returns it.
+async fn role_guest_nursery() -> Result<u64> {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let r = guest::open_nursery(async |n| {
+        for _ in 0..2 {
+            let seen = seen.clone();
+            n.start_soon(async move {
+                let r = guest::sleep(Duration::from_secs(10)).await;
+                seen.borrow_mut().push(r.as_ref().map_or_else(|e| e.kind().to_owned(), |()| "ok".to_owned()));
+                r
+            })?;
+        }
+        println!("pid {}", std::process::id());
+        Ok(())
+    })
+    .await;
+    println!("nursery {r:?}, children {:?}", seen.borrow());
+    Ok(7)
 }
 
 /// With fd 0 closed (the next pipe lands on it): spawn an actor and call it.
@@ -1545,6 +1628,9 @@ async fn run_all() -> Result<(usize, usize)> {
         sigkill_to_the_root_leaves_nothing,
         sigint_to_the_root_tears_the_tree_down,
         root_catches_the_interrupt,
+        root_handles_the_interrupt_at_its_await,
+        root_propagating_the_interrupt_exits_130,
+        root_waiting_in_a_guest_nursery_gets_the_interrupt,
         nursery_cancel_is_not_a_failure,
         spawn_cancel_cycles,
         without_pidfd_the_fallback_runs_the_cases,
@@ -1590,6 +1676,19 @@ fn main() {
         hostile_child(&script);
     }
     let role = std::env::var("ACTORS_TEST_ROLE").unwrap_or_default();
+    if role == "handle" || role == "guestnursery" {
+        // Their own `actor::main` call: the value must come out of it.
+        let r = if role == "handle" {
+            actor::main(endpoints(), role_handle())
+        } else {
+            actor::main(endpoints(), role_guest_nursery())
+        };
+        match r {
+            Ok(v) => println!("value {v}"),
+            Err(e) => println!("error: {e}"),
+        }
+        return;
+    }
     if role == "bigfuture" {
         // Its own `actor::main` call, so that only this root (and its children) carry the size.
         let fut = big_root();
@@ -1607,6 +1706,7 @@ fn main() {
             "nostdin" => role_nostdin().await.map(|()| (0, 0)),
             "catch" => role_catch().await.map(|()| (0, 0)),
             "bare" => role_bare().await.map(|()| (0, 0)),
+            "propagate" => role_propagate().await.map(|()| (0, 0)),
             "spawnloop" => role_spawnloop().await.map(|()| (0, 0)),
             _ => {
                 // Orphaned grandchildren of a killed sub-root come to us, so that we can reap
