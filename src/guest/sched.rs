@@ -781,3 +781,203 @@ impl Local {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! One-shot delivery of an error to a task ([`TaskRef::deliver`]) on a virtual clock.
+    use alloc::rc::Rc;
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+    use core::time::Duration;
+
+    use super::TaskRef;
+    use crate::guest::{self, CancelScope, GuestConfig};
+    use crate::time::{Instant, VirtualClock};
+    use crate::{Error, Result};
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn at(n: u64) -> Instant {
+        Instant::ZERO + s(n)
+    }
+
+    fn vrun<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
+        GuestConfig::new(Rc::new(VirtualClock::new())).run(main)
+    }
+
+    const INT: Error = Error::Interrupted { signal: 2 };
+    const TERM: Error = Error::Interrupted { signal: 15 };
+
+    /// Taken once, by the await the task is blocked in, at the instant of the delivery; a
+    /// second delivery while the first waits changes nothing; the next await works again.
+    #[test]
+    fn delivered_once_at_the_blocked_await() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        let r = vrun(async move {
+            let me = TaskRef::current().expect("in a guest task");
+            let l2 = l.clone();
+            let out = guest::open_nursery(async |n| {
+                n.start_soon(async move {
+                    guest::sleep(s(3)).await?;
+                    let first = me.deliver(INT, None);
+                    // Not taken yet: the second changes nothing.
+                    let second = me.deliver(TERM, None);
+                    l2.borrow_mut().push(format!("deliver {first} {second}"));
+                    Ok(())
+                })?;
+                let r = guest::sleep(s(10)).await;
+                l.borrow_mut().push(format!("sleep {r:?} at {:?}", guest::current_time()));
+                let r = guest::sleep(s(1)).await;
+                l.borrow_mut().push(format!("clean-up {r:?} at {:?}", guest::current_time()));
+                Ok(guest::current_time())
+            })
+            .await;
+            Ok(out)
+        });
+        assert_eq!(r, Ok(Ok(Some(at(4)))));
+        let want = [
+            "deliver true false".to_owned(),
+            format!("sleep {:?} at {:?}", Err::<(), _>(INT), at(3)),
+            format!("clean-up Ok(()) at {:?}", at(4)),
+        ];
+        assert_eq!(*log.borrow(), want);
+    }
+
+    /// A task waiting in a nursery for its children takes it as an error of the block: the
+    /// children are cancelled at that instant and the nursery returns it; a second delivery
+    /// after the first was taken is delivered again.
+    #[test]
+    fn a_nursery_wait_takes_it_and_cancels_the_children() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        let r = vrun(async move {
+            let me = TaskRef::current().expect("in a guest task");
+            let first = guest::open_nursery(async |n| {
+                let me = me.clone();
+                n.start_soon(async move {
+                    guest::sleep(s(2)).await?;
+                    assert!(me.deliver(INT, None));
+                    Ok(())
+                })?;
+                for name in ["a", "b"] {
+                    let l = l.clone();
+                    n.start_soon(async move {
+                        let r = guest::sleep(s(10)).await;
+                        l.borrow_mut().push(format!("{name} {r:?} at {:?}", guest::current_time()));
+                        r
+                    })?;
+                }
+                Ok(1)
+            })
+            .await;
+            let t1 = guest::current_time();
+            // Taken: the next one is delivered again, here at the sleep.
+            let second = guest::open_nursery(async |n| {
+                let me = me.clone();
+                n.start_soon(async move {
+                    guest::sleep(s(1)).await?;
+                    assert!(me.deliver(TERM, None));
+                    Ok(())
+                })?;
+                guest::sleep(s(10)).await?;
+                Ok(2)
+            })
+            .await;
+            Ok((first, t1, second, guest::current_time()))
+        });
+        assert_eq!(r, Ok((Err(INT), at(2), Err(TERM), at(3))));
+        let want = [format!("a Err(Cancelled) at {:?}", at(2)), format!("b Err(Cancelled) at {:?}", at(2))];
+        assert_eq!(*log.borrow(), want);
+    }
+
+    /// In a shield too (trio's `KeyboardInterrupt`): the check takes it first.
+    #[test]
+    fn a_shield_does_not_hold_it_back() {
+        let r = vrun(async move {
+            let me = TaskRef::current().expect("in a guest task");
+            guest::open_nursery(async |n| {
+                n.start_soon(async move {
+                    guest::sleep(s(5)).await?;
+                    assert!(me.deliver(INT, None));
+                    Ok(())
+                })?;
+                let r = CancelScope::shielded().run(guest::sleep(s(10))).await;
+                Ok((r, guest::current_time()))
+            })
+            .await
+        });
+        assert_eq!(r, Ok(Some((Err(INT), at(5)))));
+    }
+
+    /// A task blocked in foreign futures only (no check reaches it): the fallback scope is
+    /// cancelled instead, at that instant, and nothing stays pending.
+    #[test]
+    fn blocked_in_foreign_futures_falls_back_to_the_scope() {
+        let r = vrun(async move {
+            let me = TaskRef::current().expect("in a guest task");
+            let fallback = CancelScope::new();
+            let fb = fallback.clone();
+            guest::open_nursery(async |n| {
+                n.start_soon(async move {
+                    guest::sleep(s(4)).await?;
+                    assert!(me.deliver(INT, Some(&fb)));
+                    Ok(())
+                })?;
+                let r = fallback.run(async { Ok(futures::future::pending::<()>().await) }).await;
+                let t = guest::current_time();
+                // The delivery was dropped in favour of the scope: this sleep is not interrupted.
+                guest::sleep(s(1)).await?;
+                Ok((r, fallback.cancelled_caught(), t, guest::current_time()))
+            })
+            .await
+        });
+        assert_eq!(r, Ok(Some((Ok(None), true, at(4), at(5)))));
+    }
+
+    /// A task waiting in `Nursery::start`: the child is cancelled and `start` returns it.
+    #[test]
+    fn a_start_wait_cancels_the_child_and_returns_it() {
+        let r = vrun(async move {
+            let me = TaskRef::current().expect("in a guest task");
+            guest::open_nursery(async |n| {
+                n.start_soon(async move {
+                    guest::sleep(s(3)).await?;
+                    assert!(me.deliver(INT, None));
+                    Ok(())
+                })?;
+                let r = n
+                    .start(async |status: guest::TaskStatus<u8>| {
+                        guest::sleep(s(10)).await?;
+                        status.started(1);
+                        Ok(())
+                    })
+                    .await;
+                Ok((r, guest::current_time()))
+            })
+            .await
+        });
+        assert_eq!(r, Ok(Some((Err(INT), at(3)))));
+    }
+
+    /// An ended task gets nothing.
+    #[test]
+    fn an_ended_task_refuses_it() {
+        let r = vrun(async move {
+            let child = Rc::new(RefCell::new(None));
+            let c = child.clone();
+            guest::open_nursery(async |n| {
+                n.start_soon(async move {
+                    *c.borrow_mut() = TaskRef::current();
+                    Ok(())
+                })
+            })
+            .await?;
+            let task = child.borrow_mut().take().expect("the child ran");
+            Ok(task.deliver(INT, None))
+        });
+        assert_eq!(r, Ok(false));
+    }
+}
