@@ -118,7 +118,9 @@
 //!   is an interrupt the root can handle (tractor's `KeyboardInterrupt`): every actor nursery
 //!   open in the root is cancelled, tears its actors down and returns
 //!   [`Error::Interrupted`](crate::Error::Interrupted) to its opener, which may clean up or
-//!   return a value; if the root fails after it, the process exits with status 130 (see
+//!   return a value; with no actor nursery open, the root's own task gets `Interrupted` once,
+//!   from the await it is blocked in (a guest nursery it waits in returns it, after cancelling
+//!   its children). If the root fails after it, the process exits with status 130 (see
 //!   [`main`]). In a child it cancels that child:
 //!   its calls end at the parent as `ContextCancelled { canceller: <child> }`, its teardown
 //!   callbacks run, it exits 130.

@@ -83,11 +83,39 @@ impl RootOpts {
 /// every actor nursery open in the root; each tears its actors down and returns
 /// [`Error::Interrupted`] (kind `"Interrupted"`) to the code that opened it, which can handle
 /// it like any other error: run its own clean-up (its awaits work again, nothing around it is
-/// cancelled) or return a value. With no actor nursery open the interrupt cancels `root`
-/// itself. If `root` then returns a value, `main` returns it; if it fails (the `Interrupted`
-/// propagated, or any other error), the process runs its teardown callbacks and exits with
-/// status `128 + signo` (130 for `SIGINT`) instead of returning. A second interrupt after a
-/// handled one applies the same rule again.
+/// cancelled) or return a value. With no actor nursery open, the interrupt is delivered once
+/// to `root`'s own task, as trio raises `KeyboardInterrupt` in the main task: the await it is
+/// blocked in (any of infect's, also in a shielded scope) returns `Err(Interrupted)`, and its
+/// next awaits work normally; a guest nursery it is waiting in takes it as an error of its
+/// block (its children are cancelled, it returns `Interrupted` once they have finished). A
+/// `root` blocked in foreign futures only, which no await of infect's reaches, is cancelled
+/// instead and ends as `Interrupted`. If `root` then returns a value, `main` returns it; if
+/// it fails (the `Interrupted` propagated, or any other error), the process runs its teardown
+/// callbacks and exits with status `128 + signo` (130 for `SIGINT`) instead of returning. A
+/// second interrupt while the first has not reached an await yet changes nothing; one after a
+/// handled interrupt applies the same rule again.
+///
+/// ```no_run
+/// use infect::{Error, actor, guest};
+/// use std::time::Duration;
+///
+/// fn main() -> infect::Result<()> {
+///     let v = actor::main(actor::Endpoints::new(), async {
+///         match guest::sleep(Duration::from_secs(3600)).await {
+///             // Ctrl-C while we sleep: clean up (awaits work) and return a value, exit 0.
+///             Err(Error::Interrupted { .. }) => {
+///                 guest::sleep(Duration::from_millis(10)).await?;
+///                 Ok("interrupted")
+///             }
+///             r => r.map(|()| "slept"),
+///         }
+///     })?;
+///     println!("{v}");
+///     Ok(())
+/// }
+/// ```
+///
+/// With actor nurseries:
 ///
 /// ```no_run
 /// use infect::actor::{self, ActorOpts, Endpoints};
@@ -216,10 +244,16 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
 /// nursery open in the root, each tears its actors down and returns
 /// [`Error::Interrupted`](crate::Error::Interrupted) to the code that opened it, which may
 /// handle it like any error (clean up, return a value) outside any cancelled scope. With no
-/// actor nursery open, the interrupt cancels the root future itself, which ends as
-/// `Interrupted`. A root that returns a value after an interrupt returns it from [`main`]; one
-/// that fails after an interrupt (with `Interrupted` or anything else) makes the process exit
-/// with `128 + signo`.
+/// actor nursery open, `Interrupted { signal }` is delivered once to the root's main task (the
+/// task running the root future; [`TaskRef::deliver`](crate::guest::TaskRef::deliver)): the
+/// next cancellation check there (the first check of every infect await) returns it, or a guest
+/// nursery waiting for its children there takes it as its block's error; a second interrupt
+/// before it was taken changes nothing, one after is delivered again. A root blocked in foreign
+/// futures only gets the delivery's fallback: its scope is cancelled and it ends as
+/// `Interrupted`. After the root future returned, an interrupt only counts for the exit
+/// status. A root that returns a value after an interrupt returns it from [`main`]; one that
+/// fails after an interrupt (with `Interrupted` or anything else) makes the process exit with
+/// `128 + signo`.
 #[derive(Default)]
 pub(crate) struct Interrupts {
     /// The first interrupt's signal.

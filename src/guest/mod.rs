@@ -51,6 +51,28 @@
 //!
 //! Dropping is the last resort because a dropped future gets no async clean-up: prefer infect's
 //! awaits, or wrap the foreign one in [`cancellable`] and clean up after it.
+//!
+//! # Errors delivered to a task
+//! The crate can deliver one error to one guest task (crate-internal; the root actor's
+//! interrupt is its user, trio's `KeyboardInterrupt` raised in the main task): the error waits
+//! in the task's slot and the task is woken. Then, in order:
+//!
+//! 1. **The next check takes it, once.** The cancellation check that every infect await makes
+//!    first returns it in place of anything else, whatever the scope (a shield does not hold
+//!    it back, a cancelled scope does not turn it into `Cancelled`): the await returns that
+//!    error, and the task's next awaits work normally. An await that only asks whether its
+//!    scope is cancelled leaves it for the next one.
+//! 2. **A nursery wait takes it as the block's error.** A task waiting in [`open_nursery`] for
+//!    its children (an uncancellable wait) takes it as if its block had failed with it: the
+//!    nursery is cancelled and returns it once the children have finished, their
+//!    cancellations being its consequences (other errors are grouped with it, as usual). A task
+//!    waiting in [`Nursery::start`] cancels the starting child and `start` returns it.
+//! 3. **Foreign futures: the fallback.** If the task's next poll neither takes it nor waits at
+//!    any of infect's awaits, the task is blocked in foreign futures only, where no check will
+//!    come: the delivery is dropped and the scope named with it is cancelled instead (the
+//!    foreign-future rule above then applies).
+//! 4. **One at a time.** A delivery while an earlier one waits changes nothing; after it was
+//!    taken, a new one is delivered again. An ended task gets nothing.
 
 mod nursery;
 mod sched;
@@ -69,8 +91,12 @@ pub use sched::{GuestRun, GuestTick, Hooks};
 pub use scope::{CancelScope, fail_after, fail_at, move_on_after, move_on_at};
 pub use sync::{Empty, Event, Receiver, Sender, TrySendError, channel};
 
-pub(crate) use sched::{TaskRef, with_local};
-pub(crate) use scope::{check_cancel, check_cancel_only};
+#[cfg(feature = "std")]
+pub(crate) use sched::TaskRef;
+pub(crate) use sched::with_local;
+pub(crate) use scope::check_cancel;
+#[cfg(feature = "std")]
+pub(crate) use scope::check_cancel_only;
 
 use crate::time::{Clock, Instant, TimerKey};
 use crate::trace::{Policy, Trace};
@@ -316,14 +342,17 @@ pub mod lowlevel {
     use crate::{Error, Result};
 
     /// trio's `checkpoint_if_cancelled`: `Err(Cancelled)` if the current scope is (effectively)
-    /// cancelled, `Ok` at once otherwise, without yielding. Outside a guest task: `Ok`.
+    /// cancelled, `Ok` at once otherwise, without yielding. Outside a guest task: `Ok`. An error
+    /// delivered to the task (see [the rule](super#errors-delivered-to-a-task)) comes first.
     pub async fn checkpoint_if_cancelled() -> Result<()> {
         check_cancel()
     }
 
     /// For a hand-written `poll`: `Ready(Error::Cancelled)` if the current scope is cancelled;
     /// otherwise `Pending`, and the guest task will be woken when that scope (or an enclosing
-    /// one it is not shielded from) is cancelled or its deadline passes. The wake goes to the
+    /// one it is not shielded from) is cancelled or its deadline passes. An error delivered to
+    /// the task ([the rule](super#errors-delivered-to-a-task)) comes first, as `Ready` with
+    /// that error, and the delivery wakes the task too. The wake goes to the
     /// task's own waker: a sub-executor between the task and this poll must re-poll its children
     /// when woken. Outside a guest task: always `Pending`.
     ///

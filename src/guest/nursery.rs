@@ -17,6 +17,10 @@
 //!   `Ok(None)`, and [`Nursery::cancel_scope`]`.cancelled_caught()` is `true`; one error → that
 //!   error, bare; several independent errors → one [`ErrorGroup`](crate::ErrorGroup) in the
 //!   order they happened.
+//! - An error delivered to the opening task while it waits for the children (see the
+//!   [guest module docs](super#errors-delivered-to-a-task)) is an error of the block: it
+//!   cancels the children and comes out as above. One delivered to a task waiting in
+//!   [`Nursery::start`] cancels the starting child and comes out of `start`.
 
 use alloc::rc::Rc;
 use alloc::vec::Vec;

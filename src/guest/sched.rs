@@ -926,7 +926,7 @@ mod tests {
                     assert!(me.deliver(INT, Some(&fb)));
                     Ok(())
                 })?;
-                let r = fallback.run(async { Ok(futures::future::pending::<()>().await) }).await;
+                let r = fallback.run(futures::future::pending::<Result<()>>()).await;
                 let t = guest::current_time();
                 // The delivery was dropped in favour of the scope: this sleep is not interrupted.
                 guest::sleep(s(1)).await?;

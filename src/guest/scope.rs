@@ -22,6 +22,10 @@
 //!   at any of infect's awaits is blocked in foreign futures only, and is dropped there in favour
 //!   of `Err(Cancelled)`. A shielded scope that is not itself cancelled counts as a park for the
 //!   scopes around it: nothing under a shield is dropped.
+//! - An error delivered to a task ([`TaskRef::deliver`](super::sched::TaskRef::deliver)) is
+//!   not a cancellation and ignores scopes: [`check_cancel`] returns it first, once (also in a
+//!   shield); only a task blocked in foreign futures falls back to a scope's cancellation (see
+//!   the [guest module docs](super#errors-delivered-to-a-task)).
 
 use alloc::rc::{Rc, Weak};
 use core::cell::{Cell, OnceCell, RefCell};
@@ -357,6 +361,7 @@ pub(crate) fn check_cancel() -> Result<()> {
 
 /// [`check_cancel`] for a caller that only wants to know whether its scope is cancelled: a
 /// delivered error stays for the next await that can return it.
+#[cfg(feature = "std")]
 pub(crate) fn check_cancel_only() -> Result<()> {
     check(false)
 }
