@@ -250,10 +250,12 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
 /// nursery waiting for its children there takes it as its block's error; a second interrupt
 /// before it was taken changes nothing, one after is delivered again. A root blocked in foreign
 /// futures only gets the delivery's fallback: its scope is cancelled and it ends as
-/// `Interrupted`. After the root future returned, an interrupt only counts for the exit
-/// status. A root that returns a value after an interrupt returns it from [`main`]; one that
-/// fails after an interrupt (with `Interrupted` or anything else) makes the process exit with
-/// `128 + signo`.
+/// `Interrupted`. An interrupt that arrives after the root future returned is not delivered
+/// (it still makes a failed root exit as the interrupt); one delivered but not taken yet when
+/// the root future returns (it returned without another await) is raised at the root's exit,
+/// as trio does, so that no interrupt is lost. A root that returns a value after an interrupt
+/// returns it from [`main`]; one that fails after an interrupt (with `Interrupted` or anything
+/// else) makes the process exit with `128 + signo`.
 #[derive(Default)]
 pub(crate) struct Interrupts {
     /// The first interrupt's signal.
