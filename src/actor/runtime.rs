@@ -250,7 +250,9 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
 /// nursery waiting for its children there takes it as its block's error; a second interrupt
 /// before it was taken changes nothing, one after is delivered again. A root blocked in foreign
 /// futures only gets the delivery's fallback: its scope is cancelled and it ends as
-/// `Interrupted`. An interrupt that arrives after the root future returned is not delivered
+/// `Interrupted`. One delivered and not taken yet when the root's task opens an actor nursery
+/// goes to that nursery instead (cancelled before its block starts, it returns `Interrupted`),
+/// so that no await of its shielded teardown returns it. An interrupt that arrives after the root future returned is not delivered
 /// (it still makes a failed root exit as the interrupt); one delivered but not taken yet when
 /// the root future returns (it returned without another await) is raised at the root's exit,
 /// as trio does, so that no interrupt is lost. A root that returns a value after an interrupt
@@ -302,6 +304,21 @@ pub(crate) fn interruptible(scope: &CancelScope) -> Option<Interruptible> {
     let id = all.next.get();
     all.next.set(id + 1);
     let hit = Rc::new(Cell::new(None));
+    // An interrupt delivered to this task and not taken yet now falls under the nursery rule:
+    // it cancels this nursery (before its block starts), which returns it, rather than coming
+    // out of an await of the nursery's shielded teardown (which must reap every actor).
+    match guest::take_delivered() {
+        Some(Error::Interrupted { signal }) => {
+            hit.set(Some(signal));
+            scope.cancel();
+        }
+        Some(other) => {
+            if let Some(task) = TaskRef::current() {
+                task.deliver(other, None);
+            }
+        }
+        None => {}
+    }
     all.nurseries.borrow_mut().push((id, scope.clone(), hit.clone()));
     Some(Interruptible { id, hit, all })
 }
@@ -435,4 +452,38 @@ fn run_child(env: &str, endpoints: Endpoints) -> Result<i32> {
     let code = if spec.infect_host { Host::new()?.run_guest(fut)? } else { guest::run(fut)? };
     set_current(None);
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::{INTERRUPTS, Interrupts, interruptible};
+    use crate::Error;
+    use crate::guest::{self, CancelScope, GuestConfig, TaskRef};
+    use crate::time::VirtualClock;
+
+    /// An interrupt delivered to the root's task and not taken yet when it opens an actor
+    /// nursery falls under the nursery rule: the nursery's block scope is cancelled before it
+    /// starts and the nursery records the signal; nothing stays for the teardown's awaits.
+    #[test]
+    fn a_pending_interrupt_goes_to_an_actor_nursery_opened_next() {
+        let ints = Rc::new(Interrupts::default());
+        INTERRUPTS.with(|i| *i.borrow_mut() = Some(ints.clone()));
+        let all = ints.clone();
+        let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async move {
+            let me = TaskRef::current().expect("in a guest task");
+            assert!(me.deliver(Error::Interrupted { signal: 2 }, None));
+            let scope = CancelScope::new();
+            let reg = interruptible(&scope).expect("registered");
+            let open = all.nurseries.borrow().len();
+            // The delivery was taken over: this await is not interrupted.
+            let slept = guest::sleep(std::time::Duration::from_secs(1)).await;
+            let out = (reg.signal(), scope.cancel_called(), open, slept);
+            drop(reg);
+            Ok((out, all.nurseries.borrow().len()))
+        });
+        INTERRUPTS.with(|i| *i.borrow_mut() = None);
+        assert_eq!(r, Ok(((Some(2), true, 1, Ok(())), 0)));
+    }
 }

@@ -91,9 +91,9 @@ pub use sched::{GuestRun, GuestTick, Hooks};
 pub use scope::{CancelScope, fail_after, fail_at, move_on_after, move_on_at};
 pub use sync::{Empty, Event, Receiver, Sender, TrySendError, channel};
 
-#[cfg(feature = "std")]
-pub(crate) use sched::TaskRef;
 pub(crate) use sched::with_local;
+#[cfg(feature = "std")]
+pub(crate) use sched::{TaskRef, take_delivered};
 pub(crate) use scope::check_cancel;
 #[cfg(feature = "std")]
 pub(crate) use scope::check_cancel_only;

@@ -119,6 +119,12 @@ impl TaskRef {
     }
 }
 
+/// Takes the error delivered to the task being polled, if one waits ([`TaskRef::deliver`]).
+#[cfg(feature = "std")]
+pub(crate) fn take_delivered() -> Option<Error> {
+    with_local(|l| l.take_raise()).flatten()
+}
+
 /// Identifies a task slot and its generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TaskKey {
