@@ -833,6 +833,30 @@ async fn root_waiting_in_a_guest_nursery_gets_the_interrupt() -> Check {
     Ok(())
 }
 
+/// The first interrupt handled at one sleep, the second delivered again at the next: exit 130.
+async fn a_second_interrupt_after_a_handled_one_is_delivered_again() -> Check {
+    let mut root = sub_root("twice").map_err(|e| e.to_string())?;
+    let mut out = BufReader::new(root.stdout.take().ok_or("no stdout")?);
+    ensure!(read_pids(&mut out, 1).len() == 1, "twice root did not start");
+    signal(root.id(), libc::SIGINT);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).map_err(|e| e.to_string())?;
+    ensure!(line == "first: Interrupted\n", "after the first interrupt: {line:?}");
+    signal(root.id(), libc::SIGINT);
+    let status = exit_of(&mut root, Duration::from_secs(5)).await?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).map_err(|e| e.to_string())?;
+    ensure!(status.code() == Some(130) && rest.is_empty(), "sub-root {status:?}, said {rest:?}");
+    Ok(())
+}
+
+/// A root blocked in a foreign future only: the interrupt cancels it (the fallback), exit 130.
+async fn root_blocked_in_a_foreign_future_is_cancelled_by_the_interrupt() -> Check {
+    let (status, rest) = interrupt_sub_root("foreign").await?;
+    ensure!(status.code() == Some(130) && rest.is_empty(), "sub-root {status:?}, said {rest:?}");
+    Ok(())
+}
+
 /// Whether this run forces the pidfd-less fallback (the test-only switch).
 fn no_pidfd() -> bool {
     std::env::var("INFECT_TEST_NO_PIDFD").is_ok_and(|v| v == "1")
@@ -1022,6 +1046,22 @@ async fn role_propagate() -> Result<()> {
     let r = guest::sleep(Duration::from_secs(10)).await;
     println!("sleep: {}", r.as_ref().map_or_else(|e| e.kind().to_owned(), |()| "ok".to_owned()));
     r
+}
+
+/// Handles a first interrupt at its sleep, says so, sleeps again: a second interrupt after the
+/// first was taken is delivered again, and this time it propagates.
+async fn role_twice() -> Result<()> {
+    println!("pid {}", std::process::id());
+    let r = guest::sleep(Duration::from_secs(10)).await;
+    println!("first: {}", r.as_ref().map_or_else(|e| e.kind().to_owned(), |()| "ok".to_owned()));
+    guest::sleep(Duration::from_secs(10)).await
+}
+
+/// Blocked in a foreign future only, which no check of infect's reaches: the interrupt falls
+/// back to cancelling the root, which ends as `Interrupted`.
+async fn role_foreign() -> Result<()> {
+    println!("pid {}", std::process::id());
+    futures::future::pending::<Result<()>>().await
 }
 
 /// The root's task waits in a guest nursery whose children sleep: the interrupt cancels them and
@@ -1631,6 +1671,8 @@ async fn run_all() -> Result<(usize, usize)> {
         root_handles_the_interrupt_at_its_await,
         root_propagating_the_interrupt_exits_130,
         root_waiting_in_a_guest_nursery_gets_the_interrupt,
+        a_second_interrupt_after_a_handled_one_is_delivered_again,
+        root_blocked_in_a_foreign_future_is_cancelled_by_the_interrupt,
         nursery_cancel_is_not_a_failure,
         spawn_cancel_cycles,
         without_pidfd_the_fallback_runs_the_cases,
@@ -1707,6 +1749,8 @@ fn main() {
             "catch" => role_catch().await.map(|()| (0, 0)),
             "bare" => role_bare().await.map(|()| (0, 0)),
             "propagate" => role_propagate().await.map(|()| (0, 0)),
+            "twice" => role_twice().await.map(|()| (0, 0)),
+            "foreign" => role_foreign().await.map(|()| (0, 0)),
             "spawnloop" => role_spawnloop().await.map(|()| (0, 0)),
             _ => {
                 // Orphaned grandchildren of a killed sub-root come to us, so that we can reap
