@@ -319,6 +319,42 @@ pub enum Error {
         /// The context's endpoint (`ns.func`).
         ctx: String,
     },
+    /// `started_nowait` was called a second time on one linked channel.
+    #[error("started_nowait called twice on one linked channel")]
+    LinkStartedTwice,
+    /// The linked host task's result was already taken by an earlier `wait_for_result`.
+    #[error("the host task's result was already taken")]
+    ResultTaken,
+    /// A [`CancelScope`](crate::guest::CancelScope) was entered a second time.
+    #[error("a CancelScope can be entered only once: make a new one")]
+    ScopeReused,
+    /// A function endpoint was called as a context, or a context endpoint as a function.
+    #[error("'{func}' is a {is} endpoint, but it was called as a {called}")]
+    WrongFunctionKind {
+        /// The endpoint (`ns.func`).
+        func: String,
+        /// What the endpoint is (`Function` or `Context`).
+        is: String,
+        /// How it was called.
+        called: String,
+    },
+    /// A context already has an open stream (one stream per context at a time).
+    #[error("context '{ctx}' already has an open stream")]
+    StreamAlreadyOpen {
+        /// The context's endpoint (`ns.func`).
+        ctx: String,
+    },
+    /// A `Context` method was used on the side it is not for (caller or callee).
+    #[error("ctx.{what}() is only for {side}")]
+    WrongContextSide {
+        /// The method.
+        what: String,
+        /// The side it is for.
+        side: String,
+    },
+    /// A host was built without `std` and without a clock.
+    #[error("a host needs a clock without std: HostBuilder::clock")]
+    NoClock,
     /// A context endpoint opened a stream, or returned, before it called `ctx.started(value)`.
     #[error(
         "context '{ctx}' did not call ctx.started(): call it once before opening a stream or \
@@ -481,6 +517,13 @@ impl Error {
             Error::NoResult { .. } => "NoResult",
             Error::UnexpectedMessage { .. } => "UnexpectedMessage",
             Error::StartedTwice { .. } => "StartedTwice",
+            Error::LinkStartedTwice => "StartedTwice",
+            Error::ResultTaken => "ResultTaken",
+            Error::ScopeReused => "ScopeReused",
+            Error::WrongFunctionKind { .. } => "WrongFunctionKind",
+            Error::StreamAlreadyOpen { .. } => "StreamAlreadyOpen",
+            Error::WrongContextSide { .. } => "WrongContextSide",
+            Error::NoClock => "NoClock",
             Error::NotStarted { .. } => "NotStarted",
             Error::StreamOverrun { .. } => "StreamOverrun",
         }

@@ -315,10 +315,11 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
     let prepared: Result<CallFuture> = (|| {
         let endpoint = s.actor.endpoints.lookup(&s.actor.enabled, &s.actor.aid.name, ns, func)?;
         if endpoint.kind() != kind {
-            return Err(Error::msg(
-                "WrongFunctionKind",
-                format!("'{ns}.{func}' is a {:?} endpoint, but it was called as a {kind:?}", endpoint.kind()),
-            ));
+            return Err(Error::WrongFunctionKind {
+                func: format!("{ns}.{func}"),
+                is: format!("{:?}", endpoint.kind()),
+                called: format!("{kind:?}"),
+            });
         }
         match endpoint {
             Endpoint::Function(f) => f(args),

@@ -529,7 +529,7 @@ impl Context {
             return Err(Error::NotStarted { ctx: i.what.clone() });
         }
         if i.stream_open.replace(true) {
-            return Err(Error::msg("StreamAlreadyOpen", format!("context '{}' already has an open stream", i.what)));
+            return Err(Error::StreamAlreadyOpen { ctx: i.what.clone() });
         }
         let stream = MsgStream { ctx: self.clone(), closed: Rc::new(Cell::new(false)) };
         let r = body(&stream).await;
@@ -888,7 +888,7 @@ impl Context {
 }
 
 fn wrong_side(what: &str, side: &str) -> Error {
-    Error::msg("WrongContextSide", format!("ctx.{what}() is only for {side}"))
+    Error::WrongContextSide { what: what.into(), side: side.into() }
 }
 
 /// The reader id of the stream's own `receive`.

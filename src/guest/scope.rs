@@ -244,7 +244,7 @@ impl CancelScope {
     /// kind `ScopeReused`, without running `body`.
     pub async fn run<T>(&self, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
         if self.inner.entered.get() {
-            return Err(Error::msg("ScopeReused", "a CancelScope can be entered only once: make a new one"));
+            return Err(Error::ScopeReused);
         }
         let r = Enter::new(self.inner.clone(), Enforced::new(body)).await;
         match r {

@@ -294,7 +294,7 @@ impl HostBuilder {
         #[cfg(feature = "std")]
         let clock = self.clock.unwrap_or_else(|| Rc::new(crate::time::MonotonicClock::new()));
         #[cfg(not(feature = "std"))]
-        let clock = self.clock.ok_or(Error::msg("NoClock", "a host needs a clock without std: HostBuilder::clock"))?;
+        let clock = self.clock.ok_or(Error::NoClock)?;
         let shared = Arc::new(Shared {
             queue: ConcurrentQueue::unbounded(),
             sleeping: AtomicBool::new(false),

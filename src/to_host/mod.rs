@@ -232,7 +232,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
     fn take_result(&self) -> Result<R> {
         self.core.link.borrow().task_result()?;
         if self.result_taken.replace(true) {
-            return Err(Error::msg("ResultTaken", "the host task's result was already taken"));
+            return Err(Error::ResultTaken);
         }
         self.result.borrow_mut().take().ok_or(Error::HostTaskExited)
     }

@@ -236,7 +236,7 @@ impl Link {
         }
         self.host_sees()?;
         if self.started {
-            return Err(Error::msg("StartedTwice", "started_nowait called twice on one linked channel"));
+            return Err(Error::LinkStartedTwice);
         }
         self.started = true;
         Ok(())
