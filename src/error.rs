@@ -69,6 +69,31 @@ impl core::error::Error for ErrorGroup {}
 
 /// A user error, kept with its kind name so that it can be matched after it crossed a loop or a
 /// process boundary.
+///
+/// Its kind is the name given to [`Error::user_kind`], or the full type path of the wrapped value
+/// ([`core::any::type_name`]) when it was made with [`Error::user`]; it is never one of the
+/// crate's own kind names (see [`Error::user_kind`]).
+///
+/// Equality (`==`) compares the kind and the `Display` text, which is what a test asserting an
+/// outcome wants. *Identity* is different: [`UserError::is_same`] tells whether two values are
+/// clones of one error (one creation), which is how a nursery tells "the same error seen twice"
+/// from "two errors that read alike".
+///
+/// ```
+/// use infect::Error;
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("bad input {0}")]
+/// struct BadInput(u8);
+///
+/// let Error::User(u) = Error::user(BadInput(7)) else { panic!() };
+/// assert_eq!(u.kind(), std::any::type_name::<BadInput>()); // its full type path
+/// assert!(u.kind().ends_with("::BadInput"));
+/// assert_eq!(u.to_string(), "bad input 7");
+/// let Error::User(twin) = Error::user(BadInput(7)) else { panic!() };
+/// assert!(u == twin && !u.is_same(&twin)); // alike, but two errors
+/// assert!(u.is_same(&u.clone())); // one error, seen twice
+/// ```
 #[derive(Debug, Clone)]
 pub struct UserError {
     kind: String,
@@ -76,7 +101,7 @@ pub struct UserError {
 }
 
 impl UserError {
-    /// The name the error was given (its type name unless set with [`Error::user_kind`]).
+    /// The name the error was given: its full type path unless set with [`Error::user_kind`].
     pub fn kind(&self) -> &str {
         &self.kind
     }
@@ -84,6 +109,12 @@ impl UserError {
     /// The original error value.
     pub fn inner(&self) -> &(dyn core::error::Error + Send + Sync + 'static) {
         &*self.source
+    }
+
+    /// Whether `self` and `other` are one error (clones of the value one [`Error::user`] or
+    /// [`Error::user_kind`] call made), not merely alike.
+    pub fn is_same(&self, other: &UserError) -> bool {
+        Arc::ptr_eq(&self.source, &other.source)
     }
 }
 
@@ -102,6 +133,108 @@ impl fmt::Display for UserError {
 impl core::error::Error for UserError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         self.source.source()
+    }
+}
+
+/// An operating-system or I/O error, kept whole: with `std`, the real [`std::io::Error`] (shared,
+/// so that [`Error`] stays `Clone`), with its [`ErrorKind`](std::io::ErrorKind), its errno and
+/// its source; without `std`, the errno.
+///
+/// Two `IoError`s are equal (`==`) when their kind, errno and text are; [`IoError::is_same`]
+/// tells whether they are one error.
+///
+/// ```
+/// use infect::error::IoError;
+/// use std::io;
+///
+/// let e = IoError::from(io::Error::from_raw_os_error(libc::ECONNREFUSED));
+/// assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+/// assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
+/// assert_eq!(e, IoError::from_raw_os_error(libc::ECONNREFUSED));
+/// assert!(e.is_same(&e.clone()) && !e.is_same(&IoError::from_raw_os_error(libc::ECONNREFUSED)));
+/// ```
+#[derive(Clone)]
+pub struct IoError {
+    #[cfg(feature = "std")]
+    inner: Arc<std::io::Error>,
+    #[cfg(not(feature = "std"))]
+    inner: Arc<i32>,
+}
+
+impl IoError {
+    /// The error of OS error code `errno` (what `errno` held after a failed call).
+    pub fn from_raw_os_error(errno: i32) -> IoError {
+        #[cfg(feature = "std")]
+        return IoError::from(std::io::Error::from_raw_os_error(errno));
+        #[cfg(not(feature = "std"))]
+        return IoError { inner: Arc::new(errno) };
+    }
+
+    /// The OS error code, if the error came from the OS.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        #[cfg(feature = "std")]
+        return self.inner.raw_os_error();
+        #[cfg(not(feature = "std"))]
+        return Some(*self.inner);
+    }
+
+    /// The I/O error kind (`ConnectionRefused`, `UnexpectedEof`, ...).
+    #[cfg(feature = "std")]
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.inner.kind()
+    }
+
+    /// The [`std::io::Error`] itself.
+    #[cfg(feature = "std")]
+    pub fn get(&self) -> &std::io::Error {
+        &self.inner
+    }
+
+    /// Whether `self` and `other` are one error (clones of one value), not merely alike.
+    pub fn is_same(&self, other: &IoError) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<std::io::Error> for IoError {
+    fn from(e: std::io::Error) -> IoError {
+        IoError { inner: Arc::new(e) }
+    }
+}
+
+impl PartialEq for IoError {
+    fn eq(&self, other: &Self) -> bool {
+        #[cfg(feature = "std")]
+        return self.kind() == other.kind()
+            && self.raw_os_error() == other.raw_os_error()
+            && alloc::format!("{}", self.inner) == alloc::format!("{}", other.inner);
+        #[cfg(not(feature = "std"))]
+        return self.inner == other.inner;
+    }
+}
+
+impl fmt::Debug for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.inner, f)
+    }
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        #[cfg(feature = "std")]
+        return fmt::Display::fmt(&*self.inner, f);
+        #[cfg(not(feature = "std"))]
+        return write!(f, "os error {}", self.inner);
+    }
+}
+
+impl core::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        #[cfg(feature = "std")]
+        return self.inner.source();
+        #[cfg(not(feature = "std"))]
+        return None;
     }
 }
 
@@ -187,8 +320,11 @@ pub enum Error {
     User(UserError),
     /// An error raised in another actor (process), boxed with its kind name, message, source
     /// actor and relay path (tractor's `RemoteActorError`).
+    ///
+    /// Match its kind with [`RemoteActorError::kind`] or [`RemoteActorError::is`]. It is shared
+    /// (an `Arc`), so that its clones are [the same error](Error::is_same).
     #[error(transparent)]
-    RemoteActor(Box<RemoteActorError>),
+    RemoteActor(Arc<RemoteActorError>),
     /// A remote call or context ended because an actor cancelled it (tractor's
     /// `ContextCancelled`): a kind of remote error, with the name of the actor that asked for the
     /// cancellation.
@@ -197,7 +333,7 @@ pub enum Error {
         /// The name of the actor that requested the cancellation.
         canceller: String,
         /// Where the cancellation was raised and how it travelled.
-        remote: Box<RemoteActorError>,
+        remote: Arc<RemoteActorError>,
     },
     /// An actor was asked to run an endpoint of a namespace it was not told to serve.
     #[error(
@@ -254,8 +390,11 @@ pub enum Error {
     SpawnFailed {
         /// The actor's name.
         actor: String,
-        /// What went wrong (the OS error or the handshake failure).
+        /// What went wrong (the OS error's text, or why the actor was refused).
         reason: String,
+        /// The OS error, when an OS call failed (`ENOENT` for a program that does not exist);
+        /// `None` when the actor was refused before anything was spawned.
+        source: Option<IoError>,
     },
     /// A child actor did not complete its handshake (its `Aid`) within
     /// [`ActorOpts::start_timeout`](crate::actor::ActorOpts::start_timeout): it was terminated
@@ -283,22 +422,27 @@ pub enum Error {
     /// A frame could not be sent or was received damaged, or a payload did not (de)serialize.
     #[error(transparent)]
     Wire(#[from] crate::wire::WireError),
-    /// An operating-system call failed.
-    #[error("{op} failed: {message}")]
+    /// An operating-system call that the crate made failed (a pipe, `poll`, `waitid`, ...).
+    #[error("{op} failed: {source}")]
     Os {
-        /// What was being done.
+        /// What was being done (the call, or what it was for).
         op: String,
-        /// The OS error.
-        message: String,
+        /// The OS error, whole ([`Error::io_error`] reaches it).
+        source: IoError,
     },
-    /// A socket or other I/O operation of a host task failed (an `std::io::Error` that `?`
-    /// converted; a cancelled host-aware I/O call converts to its [`Cancelled`] instead).
-    #[error("I/O error ({kind}): {message}")]
-    Io {
-        /// The `std::io::ErrorKind`, by name (`"ConnectionRefused"`, `"UnexpectedEof"`, ...).
-        kind: String,
-        /// The error's text.
-        message: String,
+    /// A socket or other I/O operation of a host task failed: an `std::io::Error` that `?`
+    /// converted, kept whole (a cancelled host-aware I/O call converts to its [`Cancelled`]
+    /// instead).
+    #[error("I/O error: {0}")]
+    Io(IoError),
+    /// A child actor was started with a malformed start-up variable: the program was not
+    /// started by an infect parent (or the variable was changed on the way).
+    #[error("malformed actor start-up variable {var}={value:?}: start actors with an ActorNursery, not by hand")]
+    BadActorEnv {
+        /// The variable's name.
+        var: String,
+        /// Its value.
+        value: String,
     },
     /// A host API that needs the host loop (a [`host::net`](crate::host::net) socket) was used
     /// where no host loop runs.
@@ -461,72 +605,176 @@ impl fmt::Display for RemoteActorError {
 
 impl core::error::Error for RemoteActorError {}
 
+impl RemoteActorError {
+    /// The original error's kind: one of the crate's ([`RemoteKind::Crate`]) or a user error's.
+    ///
+    /// ```
+    /// use infect::error::{ErrorKind, RemoteActorError, RemoteKind};
+    /// use infect::wire::Aid;
+    /// let e = RemoteActorError {
+    ///     boxed_type: "ModuleNotExposed".into(),
+    ///     message: "namespace 'math' is not enabled".into(),
+    ///     src: Aid { name: "worker".into(), uuid: "u".into(), pid: 7 },
+    ///     relay_path: vec![],
+    /// };
+    /// assert_eq!(e.kind(), RemoteKind::Crate(ErrorKind::ModuleNotExposed));
+    /// assert!(e.is(ErrorKind::ModuleNotExposed));
+    /// ```
+    pub fn kind(&self) -> RemoteKind<'_> {
+        RemoteKind::of(&self.boxed_type)
+    }
+
+    /// Whether the original error was of the crate's kind `kind`.
+    pub fn is(&self, kind: ErrorKind) -> bool {
+        self.kind() == RemoteKind::Crate(kind)
+    }
+}
+
 impl Error {
-    /// Wraps any error value as [`Error::User`], named after its type.
+    /// Wraps any error value as [`Error::User`], of kind its full type path
+    /// ([`core::any::type_name`], `"my_crate::feed::FeedLost"`).
+    ///
+    /// An `std::io::Error` is not a user error: it becomes what `Error::from` makes of it
+    /// ([`Error::Io`], or its [`Cancelled`]).
+    ///
+    /// ```
+    /// use infect::Error;
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("the feed went away")]
+    /// struct FeedLost;
+    ///
+    /// let e = Error::user(FeedLost);
+    /// assert_eq!(e.kind(), std::any::type_name::<FeedLost>()); // "my_crate::FeedLost" in a crate
+/// assert!(e.kind().ends_with("::FeedLost"));
+    /// assert_eq!(e.crate_kind(), None);
+    /// let refused = Error::user(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+    /// assert_eq!(refused.kind(), "Io");
+    /// ```
     pub fn user<E: core::error::Error + Send + Sync + 'static>(e: E) -> Error {
-        let name = core::any::type_name::<E>();
-        let kind = name.rsplit("::").next().unwrap_or(name);
-        Error::user_kind(kind, e)
+        #[cfg(feature = "std")]
+        {
+            let mut slot = Some(e);
+            if let Some(io) = (&mut slot as &mut dyn core::any::Any).downcast_mut::<Option<std::io::Error>>() {
+                return Error::from(io.take().expect("just put"));
+            }
+            let e = slot.expect("not taken");
+            Error::user_kind(core::any::type_name::<E>(), e)
+        }
+        #[cfg(not(feature = "std"))]
+        Error::user_kind(core::any::type_name::<E>(), e)
     }
 
     /// Wraps an error value as [`Error::User`] under an explicit kind name.
+    ///
+    /// A user kind never reads as one of the crate's kinds, on this side of a process boundary
+    /// or the other: a `kind` that names one (`kind.parse::<ErrorKind>()` accepts it, say
+    /// `"StartedTwice"` or `"Closed"`) is kept as `"user:"` followed by it, so that a remote
+    /// error of kind `StartedTwice` is always the crate's.
+    ///
+    /// ```
+    /// use infect::Error;
+    /// use infect::error::ErrorKind;
+    ///
+    /// let e = Error::msg("ValueError", "bad value");
+    /// assert_eq!(e.kind(), "ValueError");
+    /// let clash = Error::msg("StartedTwice", "my own error");
+    /// assert_eq!(clash.kind(), "user:StartedTwice");
+    /// assert_eq!(ErrorKind::StartedTwice.as_str(), "StartedTwice");
+    /// ```
     pub fn user_kind<E: core::error::Error + Send + Sync + 'static>(kind: &str, e: E) -> Error {
-        Error::User(UserError { kind: String::from(kind), source: Arc::new(e) })
+        let kind = match kind.parse::<ErrorKind>() {
+            Ok(_) => alloc::format!("user:{kind}"),
+            Err(_) => String::from(kind),
+        };
+        Error::User(UserError { kind, source: Arc::new(e) })
     }
 
-    /// A user error that is only a message, of kind `kind`.
+    /// A user error that is only a message, of kind `kind` (named as [`Error::user_kind`]
+    /// names it).
     pub fn msg(kind: &str, message: impl Into<String>) -> Error {
         Error::user_kind(kind, Message(message.into()))
     }
 
-    /// A stable name for this error's kind: the variant name, or the user error's kind.
+    /// A stable name for this error's kind: the crate kind's name ([`ErrorKind::as_str`]), or
+    /// the user error's kind. It is what crosses a process boundary as a remote error's
+    /// `boxed_type`.
+    ///
+    /// ```
+    /// use infect::Error;
+    /// assert_eq!(Error::Closed.kind(), "Closed");
+    /// assert_eq!(Error::msg("ValueError", "bad").kind(), "ValueError");
+    /// ```
     pub fn kind(&self) -> &str {
-        match self {
-            Error::Cancelled => "Cancelled",
-            Error::TooSlow => "TooSlow",
-            Error::HostTaskCancelled(_) => "HostTaskCancelled",
-            Error::HostCancelled { .. } => "HostCancelled",
-            Error::HostTaskExited => "HostTaskExited",
-            Error::GuestCancelled { .. } => "GuestCancelled",
-            Error::GuestTaskExited => "GuestTaskExited",
-            Error::Group(_) => "ErrorGroup",
-            Error::NotInfected => "NotInfected",
-            Error::GuestRunAbandoned => "GuestRunAbandoned",
-            Error::GuestAlreadyRunning => "GuestAlreadyRunning",
-            Error::StartedNotCalled => "StartedNotCalled",
-            Error::NurseryClosed => "NurseryClosed",
-            Error::OutsideGuest => "OutsideGuest",
-            Error::Closed => "Closed",
-            Error::Full => "Full",
-            Error::Lagged { .. } => "Lagged",
-            Error::User(u) => u.kind(),
-            Error::RemoteActor(_) => "RemoteActorError",
-            Error::ContextCancelled { .. } => "ContextCancelled",
-            Error::ModuleNotExposed { .. } => "ModuleNotExposed",
-            Error::UnknownFunction { .. } => "UnknownFunction",
-            Error::ActorDied { .. } => "ActorDied",
-            Error::Panic { .. } => "Panic",
-            Error::SpawnFailed { .. } => "SpawnFailed",
-            Error::StartTimeout { .. } => "StartTimeout",
-            Error::Interrupted { .. } => "Interrupted",
-            Error::Wire(w) => w.kind(),
-            Error::Os { .. } => "Os",
-            Error::Io { .. } => "Io",
-            Error::NoHostLoop => "NoHostLoop",
-            Error::NoActorRuntime => "NoActorRuntime",
-            Error::NoResult { .. } => "NoResult",
-            Error::UnexpectedMessage { .. } => "UnexpectedMessage",
-            Error::StartedTwice { .. } => "StartedTwice",
-            Error::LinkStartedTwice => "StartedTwice",
-            Error::ResultTaken => "ResultTaken",
-            Error::ScopeReused => "ScopeReused",
-            Error::WrongFunctionKind { .. } => "WrongFunctionKind",
-            Error::StreamAlreadyOpen { .. } => "StreamAlreadyOpen",
-            Error::WrongContextSide { .. } => "WrongContextSide",
-            Error::NoClock => "NoClock",
-            Error::NotStarted { .. } => "NotStarted",
-            Error::StreamOverrun { .. } => "StreamOverrun",
+        match (self, self.crate_kind()) {
+            (Error::User(u), _) => u.kind(),
+            (_, Some(k)) => k.as_str(),
+            (_, None) => unreachable!("every error but a user error has a crate kind"),
         }
+    }
+
+    /// The crate's kind of this error, `None` for a user error ([`Error::User`]).
+    ///
+    /// ```
+    /// use infect::Error;
+    /// use infect::error::ErrorKind;
+    /// assert_eq!(Error::Closed.crate_kind(), Some(ErrorKind::Closed));
+    /// assert_eq!(Error::msg("ValueError", "bad").crate_kind(), None);
+    /// ```
+    pub fn crate_kind(&self) -> Option<ErrorKind> {
+        use crate::wire::WireError as W;
+        Some(match self {
+            Error::Cancelled => ErrorKind::Cancelled,
+            Error::TooSlow => ErrorKind::TooSlow,
+            Error::HostTaskCancelled(_) => ErrorKind::HostTaskCancelled,
+            Error::HostCancelled { .. } => ErrorKind::HostCancelled,
+            Error::HostTaskExited => ErrorKind::HostTaskExited,
+            Error::GuestCancelled { .. } => ErrorKind::GuestCancelled,
+            Error::GuestTaskExited => ErrorKind::GuestTaskExited,
+            Error::Group(_) => ErrorKind::ErrorGroup,
+            Error::NotInfected => ErrorKind::NotInfected,
+            Error::GuestRunAbandoned => ErrorKind::GuestRunAbandoned,
+            Error::GuestAlreadyRunning => ErrorKind::GuestAlreadyRunning,
+            Error::StartedNotCalled => ErrorKind::StartedNotCalled,
+            Error::NurseryClosed => ErrorKind::NurseryClosed,
+            Error::OutsideGuest => ErrorKind::OutsideGuest,
+            Error::Closed => ErrorKind::Closed,
+            Error::Full => ErrorKind::Full,
+            Error::Lagged { .. } => ErrorKind::Lagged,
+            Error::User(_) => return None,
+            Error::RemoteActor(_) => ErrorKind::RemoteActorError,
+            Error::ContextCancelled { .. } => ErrorKind::ContextCancelled,
+            Error::ModuleNotExposed { .. } => ErrorKind::ModuleNotExposed,
+            Error::UnknownFunction { .. } => ErrorKind::UnknownFunction,
+            Error::ActorDied { .. } => ErrorKind::ActorDied,
+            Error::Panic { .. } => ErrorKind::Panic,
+            Error::SpawnFailed { .. } => ErrorKind::SpawnFailed,
+            Error::StartTimeout { .. } => ErrorKind::StartTimeout,
+            Error::Interrupted { .. } => ErrorKind::Interrupted,
+            Error::Wire(W::FrameTooLarge { .. }) => ErrorKind::FrameTooLarge,
+            Error::Wire(W::Corrupt { .. }) => ErrorKind::Corrupt,
+            Error::Wire(W::Undecodable { .. }) => ErrorKind::Undecodable,
+            Error::Wire(W::Truncated { .. }) => ErrorKind::Truncated,
+            Error::Wire(W::Encode { .. }) => ErrorKind::Encode,
+            Error::Wire(W::Decode { .. }) => ErrorKind::Decode,
+            Error::Os { .. } => ErrorKind::Os,
+            Error::Io(_) => ErrorKind::Io,
+            Error::BadActorEnv { .. } => ErrorKind::BadActorEnv,
+            Error::NoHostLoop => ErrorKind::NoHostLoop,
+            Error::NoActorRuntime => ErrorKind::NoActorRuntime,
+            Error::NoResult { .. } => ErrorKind::NoResult,
+            Error::UnexpectedMessage { .. } => ErrorKind::UnexpectedMessage,
+            Error::StartedTwice { .. } => ErrorKind::StartedTwice,
+            Error::LinkStartedTwice => ErrorKind::LinkStartedTwice,
+            Error::ResultTaken => ErrorKind::ResultTaken,
+            Error::ScopeReused => ErrorKind::ScopeReused,
+            Error::WrongFunctionKind { .. } => ErrorKind::WrongFunctionKind,
+            Error::StreamAlreadyOpen { .. } => ErrorKind::StreamAlreadyOpen,
+            Error::WrongContextSide { .. } => ErrorKind::WrongContextSide,
+            Error::NoClock => ErrorKind::NoClock,
+            Error::NotStarted { .. } => ErrorKind::NotStarted,
+            Error::StreamOverrun { .. } => ErrorKind::StreamOverrun,
+        })
     }
 
     /// The remote error inside a [`Error::RemoteActor`] or [`Error::ContextCancelled`].
@@ -537,21 +785,95 @@ impl Error {
         }
     }
 
+    /// The OS error inside an [`Error::Io`], [`Error::Os`] or [`Error::SpawnFailed`].
+    ///
+    /// ```
+    /// use infect::Error;
+    /// let e = Error::from(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+    /// let io = e.io_error().unwrap();
+    /// assert_eq!((io.kind(), io.raw_os_error()), (std::io::ErrorKind::ConnectionRefused, Some(libc::ECONNREFUSED)));
+    /// ```
+    pub fn io_error(&self) -> Option<&IoError> {
+        match self {
+            Error::Io(e) | Error::Os { source: e, .. } | Error::SpawnFailed { source: Some(e), .. } => Some(e),
+            _ => None,
+        }
+    }
+
     /// Whether this is a guest cancellation ([`Error::Cancelled`]).
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Cancelled)
+    }
+
+    /// Whether `self` and `other` are *one* error (the same error seen twice, say raised by a
+    /// child and re-raised by the block that waited for it), not merely two that read alike.
+    ///
+    /// An error that carries a shared source (a user error, an OS error, a remote error) is the
+    /// same as another only if that source is the same allocation (its clones); a group is the
+    /// same as another if each of its errors is; any other crate error (a value with no source,
+    /// like [`Error::Closed`]) is the same as an equal one. Nurseries use this to count an
+    /// error once; `==` still compares values.
+    ///
+    /// ```
+    /// use infect::Error;
+    /// let a = Error::msg("ValueError", "bad");
+    /// assert!(a.is_same(&a.clone()));
+    /// assert!(a == Error::msg("ValueError", "bad") && !a.is_same(&Error::msg("ValueError", "bad")));
+    /// assert!(Error::Closed.is_same(&Error::Closed));
+    /// ```
+    pub fn is_same(&self, other: &Error) -> bool {
+        fn both(a: &Option<Box<Error>>, b: &Option<Box<Error>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => a.is_same(b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        match (self, other) {
+            (Error::User(a), Error::User(b)) => a.is_same(b),
+            (Error::Io(a), Error::Io(b)) => a.is_same(b),
+            (Error::Os { op: a, source: x }, Error::Os { op: b, source: y }) => a == b && x.is_same(y),
+            (
+                Error::SpawnFailed { actor: a, reason: r, source: x },
+                Error::SpawnFailed { actor: b, reason: q, source: y },
+            ) => {
+                a == b
+                    && r == q
+                    && match (x, y) {
+                        (Some(x), Some(y)) => x.is_same(y),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            }
+            (Error::RemoteActor(a), Error::RemoteActor(b)) => Arc::ptr_eq(a, b),
+            (
+                Error::ContextCancelled { canceller: c, remote: a },
+                Error::ContextCancelled { canceller: d, remote: b },
+            ) => c == d && Arc::ptr_eq(a, b),
+            (Error::Group(a), Error::Group(b)) => {
+                a.0.len() == b.0.len() && a.0.iter().zip(&b.0).all(|(a, b)| a.is_same(b))
+            }
+            (Error::GuestCancelled { cause: a }, Error::GuestCancelled { cause: b }) => both(a, b),
+            (Error::HostTaskCancelled(a), Error::HostTaskCancelled(b)) => {
+                a.reason == b.reason && both(&a.cause, &b.cause)
+            }
+            _ => self == other,
+        }
     }
 }
 
 /// `?` on an I/O result inside a host task: an error made by a cancelled host-aware I/O call
 /// (see [`host::net`](crate::host::net)) becomes that [`Cancelled`] (so a link teardown's cause
-/// comes out unchanged, as from a cancelled `sleep`); any other becomes [`Error::Io`].
+/// comes out unchanged, as from a cancelled `sleep`), one that wraps an [`Error`] becomes it;
+/// any other becomes [`Error::Io`], whole (its kind, errno and source).
 ///
 /// ```
 /// use infect::{Cancelled, Error};
-/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-/// assert!(matches!(Error::from(refused), Error::Io { kind, .. } if kind == "ConnectionRefused"));
-/// let cancelled = std::io::Error::other(Cancelled::new("stop"));
+/// use std::io;
+/// let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+/// let Error::Io(e) = Error::from(refused) else { panic!() };
+/// assert_eq!((e.kind(), e.raw_os_error()), (io::ErrorKind::ConnectionRefused, Some(libc::ECONNREFUSED)));
+/// let cancelled = io::Error::other(Cancelled::new("stop"));
 /// assert_eq!(Error::from(cancelled), Error::HostTaskCancelled(Cancelled::new("stop")));
 /// ```
 #[cfg(feature = "std")]
@@ -564,7 +886,214 @@ impl From<std::io::Error> for Error {
         if let Some(err) = inner.and_then(|i| i.downcast_ref::<Error>()) {
             return err.clone();
         }
-        Error::Io { kind: alloc::format!("{:?}", e.kind()), message: e.to_string() }
+        Error::Io(IoError::from(e))
+    }
+}
+
+impl From<IoError> for Error {
+    fn from(e: IoError) -> Error {
+        Error::Io(e)
+    }
+}
+
+macro_rules! error_kinds {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// The crate's own error kinds, one per [`Error`] variant (and one per
+        /// [`WireError`](crate::wire::WireError) variant), by the name [`Error::kind`] gives and
+        /// that crosses the wire: match a local error with [`Error::crate_kind`] and a remote
+        /// one with [`RemoteActorError::kind`] or [`RemoteActorError::is`], without comparing
+        /// strings.
+        ///
+        /// The names are stable: each is its variant's name ([`ErrorKind::as_str`], and
+        /// [`str::parse`] back), except [`ErrorGroup`](ErrorKind::ErrorGroup) for
+        /// [`Error::Group`] and [`RemoteActorError`](ErrorKind::RemoteActorError) for
+        /// [`Error::RemoteActor`].
+        ///
+        /// ```
+        /// use infect::error::ErrorKind;
+        /// assert_eq!(ErrorKind::SpawnFailed.as_str(), "SpawnFailed");
+        /// assert_eq!("SpawnFailed".parse::<ErrorKind>(), Ok(ErrorKind::SpawnFailed));
+        /// assert!("ValueError".parse::<ErrorKind>().is_err());
+        /// assert_eq!(ErrorKind::SpawnFailed, "SpawnFailed");
+        /// ```
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum ErrorKind {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$name,)*];
+
+            /// The kind's stable name, as [`Error::kind`] gives it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$name => stringify!($name),)*
+                }
+            }
+        }
+
+        impl core::str::FromStr for ErrorKind {
+            type Err = UnknownKind;
+
+            fn from_str(s: &str) -> Result<ErrorKind, UnknownKind> {
+                match s {
+                    $(stringify!($name) => Ok(ErrorKind::$name),)*
+                    _ => Err(UnknownKind),
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    /// [`Error::Cancelled`].
+    Cancelled,
+    /// [`Error::TooSlow`].
+    TooSlow,
+    /// [`Error::HostTaskCancelled`].
+    HostTaskCancelled,
+    /// [`Error::HostCancelled`].
+    HostCancelled,
+    /// [`Error::HostTaskExited`].
+    HostTaskExited,
+    /// [`Error::GuestCancelled`].
+    GuestCancelled,
+    /// [`Error::GuestTaskExited`].
+    GuestTaskExited,
+    /// [`Error::Group`].
+    ErrorGroup,
+    /// [`Error::NotInfected`].
+    NotInfected,
+    /// [`Error::GuestRunAbandoned`].
+    GuestRunAbandoned,
+    /// [`Error::GuestAlreadyRunning`].
+    GuestAlreadyRunning,
+    /// [`Error::StartedNotCalled`].
+    StartedNotCalled,
+    /// [`Error::NurseryClosed`].
+    NurseryClosed,
+    /// [`Error::OutsideGuest`].
+    OutsideGuest,
+    /// [`Error::Closed`].
+    Closed,
+    /// [`Error::Full`].
+    Full,
+    /// [`Error::Lagged`].
+    Lagged,
+    /// [`Error::RemoteActor`].
+    RemoteActorError,
+    /// [`Error::ContextCancelled`].
+    ContextCancelled,
+    /// [`Error::ModuleNotExposed`].
+    ModuleNotExposed,
+    /// [`Error::UnknownFunction`].
+    UnknownFunction,
+    /// [`Error::ActorDied`].
+    ActorDied,
+    /// [`Error::Panic`].
+    Panic,
+    /// [`Error::SpawnFailed`].
+    SpawnFailed,
+    /// [`Error::StartTimeout`].
+    StartTimeout,
+    /// [`Error::Interrupted`].
+    Interrupted,
+    /// [`WireError::FrameTooLarge`](crate::wire::WireError::FrameTooLarge).
+    FrameTooLarge,
+    /// [`WireError::Corrupt`](crate::wire::WireError::Corrupt).
+    Corrupt,
+    /// [`WireError::Undecodable`](crate::wire::WireError::Undecodable).
+    Undecodable,
+    /// [`WireError::Truncated`](crate::wire::WireError::Truncated).
+    Truncated,
+    /// [`WireError::Encode`](crate::wire::WireError::Encode).
+    Encode,
+    /// [`WireError::Decode`](crate::wire::WireError::Decode).
+    Decode,
+    /// [`Error::Os`].
+    Os,
+    /// [`Error::Io`].
+    Io,
+    /// [`Error::BadActorEnv`].
+    BadActorEnv,
+    /// [`Error::NoHostLoop`].
+    NoHostLoop,
+    /// [`Error::NoActorRuntime`].
+    NoActorRuntime,
+    /// [`Error::StartedTwice`].
+    StartedTwice,
+    /// [`Error::LinkStartedTwice`].
+    LinkStartedTwice,
+    /// [`Error::ResultTaken`].
+    ResultTaken,
+    /// [`Error::ScopeReused`].
+    ScopeReused,
+    /// [`Error::WrongFunctionKind`].
+    WrongFunctionKind,
+    /// [`Error::StreamAlreadyOpen`].
+    StreamAlreadyOpen,
+    /// [`Error::WrongContextSide`].
+    WrongContextSide,
+    /// [`Error::NoClock`].
+    NoClock,
+    /// [`Error::NotStarted`].
+    NotStarted,
+    /// [`Error::StreamOverrun`].
+    StreamOverrun,
+    /// [`Error::UnexpectedMessage`].
+    UnexpectedMessage,
+    /// [`Error::NoResult`].
+    NoResult,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for ErrorKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ErrorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A name that is none of the crate's [`ErrorKind`]s (a user error's kind, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not one of infect's error kinds")]
+pub struct UnknownKind;
+
+/// The kind of a [`RemoteActorError`]: one of the crate's own, or a user error's.
+///
+/// ```
+/// use infect::error::{ErrorKind, RemoteKind};
+/// assert_eq!(RemoteKind::of("SpawnFailed"), RemoteKind::Crate(ErrorKind::SpawnFailed));
+/// assert_eq!(RemoteKind::of("my_app::FeedLost"), RemoteKind::User("my_app::FeedLost"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteKind<'a> {
+    /// One of the crate's kinds.
+    Crate(ErrorKind),
+    /// A user error's kind (its type path, or the name it was given).
+    User(&'a str),
+}
+
+impl<'a> RemoteKind<'a> {
+    /// The kind that the wire name `boxed_type` stands for. A user kind never reads as a crate
+    /// kind (see [`Error::user_kind`]), so for an infect peer this is exact.
+    pub fn of(boxed_type: &'a str) -> RemoteKind<'a> {
+        match boxed_type.parse() {
+            Ok(k) => RemoteKind::Crate(k),
+            Err(_) => RemoteKind::User(boxed_type),
+        }
     }
 }
 

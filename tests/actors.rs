@@ -1215,10 +1215,14 @@ async fn missing_program_is_a_spawn_error() -> Check {
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
     ensure!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
-    let Err(Error::SpawnFailed { actor, reason }) = &r else {
+    let Err(Error::SpawnFailed { actor, reason, source }) = &r else {
         return Err(format!("expected SpawnFailed, got {r:?}"));
     };
     ensure!(actor == "ghost", "actor {actor}");
+    // The OS error is kept whole: execve's ENOENT.
+    let errno = source.as_ref().and_then(|s| s.raw_os_error());
+    ensure!(errno == Some(libc::ENOENT), "source {source:?}");
+    ensure!(r.as_ref().err().and_then(|e| e.io_error()).map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound), "{r:?}");
     ensure!(reason.starts_with(&format!("{}: ", program.display())), "reason {reason:?}");
     let shown = r.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
     ensure!(shown.starts_with(&format!("could not start actor 'ghost': {}: ", program.display())), "{shown}");
@@ -1599,7 +1603,7 @@ async fn over_long_name_is_refused_before_spawning() -> Check {
     let (p, spawned, v) = r.map_err(|e| format!("{e:?}"))?;
     ensure!(spawned == 0 && v == 1, "spawned {spawned}, echo {v}");
     match p {
-        Err(Error::SpawnFailed { actor, reason }) => {
+        Err(Error::SpawnFailed { actor, reason, source: None }) => {
             ensure!(actor == format!("{}...", "n".repeat(actor::MAX_ACTOR_NAME)), "actor {actor}");
             ensure!(reason == "an actor name must be 1 to 128 bytes long, this one is 129 bytes", "{reason}");
         }

@@ -105,7 +105,10 @@ fn tcp_refused_is_connection_refused() {
     let err = Host::new().unwrap().block_on(async { TcpStream::connect(dead_addr().await).await.unwrap_err() });
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
     assert!(net::cancelled(&err).is_none());
-    assert!(matches!(Error::from(err), Error::Io { kind, .. } if kind == "ConnectionRefused"));
+    let errno = err.raw_os_error();
+    assert_eq!(errno, Some(libc::ECONNREFUSED));
+    let Error::Io(io) = Error::from(err) else { panic!("not Error::Io") };
+    assert_eq!((io.kind(), io.raw_os_error()), (ErrorKind::ConnectionRefused, errno));
     assert_eq!(open_fds(), before, "the refused socket is closed");
 }
 

@@ -34,7 +34,7 @@ use super::sys;
 
 /// Wraps an OS error with what was being done.
 pub(crate) fn os_err(op: &str, e: io::Error) -> Error {
-    Error::Os { op: op.to_owned(), message: e.to_string() }
+    Error::Os { op: op.to_owned(), source: e.into() }
 }
 
 /// The reactor of the loop this task runs on.

@@ -355,7 +355,7 @@ impl ChildActor {
         relay_path: Vec<String>,
         canceller: Option<String>,
     ) -> Error {
-        let remote = Box::new(RemoteActorError { boxed_type, message, src, relay_path });
+        let remote = std::sync::Arc::new(RemoteActorError { boxed_type, message, src, relay_path });
         if remote.boxed_type == "ContextCancelled" {
             let canceller = canceller.unwrap_or_else(|| remote.src.name.clone());
             Error::ContextCancelled { canceller, remote }
@@ -1016,7 +1016,7 @@ where
             Err(e) => {
                 // The block re-raising a child's error (say, from `wait_for_result`) is the
                 // same error: it counts once.
-                if !errors.contains(&e) {
+                if !errors.iter().any(|x| x.is_same(&e)) {
                     errors.insert(0, e);
                 }
                 None
@@ -1309,7 +1309,7 @@ fn check_spawnable(name: &str, spec: &Msg, max_frame: usize) -> Result<()> {
             shown.truncate(cut);
             shown.push_str("...");
         }
-        Err(Error::SpawnFailed { actor: shown, reason })
+        Err(Error::SpawnFailed { actor: shown, reason, source: None })
     };
     if name.is_empty() || name.len() > MAX_ACTOR_NAME {
         return refuse(format!(

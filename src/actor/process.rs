@@ -47,7 +47,7 @@ thread_local! {
 /// Spawns `program` as actor `name`: returns the process and our ends of its pipes, `(from the
 /// child, to the child)`.
 pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, OwnedFd, OwnedFd)> {
-    let fail = |e: std::io::Error| Error::SpawnFailed { actor: name.to_owned(), reason: e.to_string() };
+    let fail = |e: std::io::Error| Error::SpawnFailed { actor: name.to_owned(), reason: e.to_string(), source: Some(e.into()) };
     let (child_rx, our_tx) = crate::reactor::fd::pipe().map_err(fail)?;
     let (our_rx, child_tx) = crate::reactor::fd::pipe().map_err(fail)?;
     // The child's ends never sit on 0, 1 or 2 (a root started with fd 0 closed gets a pipe
@@ -58,6 +58,7 @@ pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, Ow
     let exec_err = |e: std::io::Error| Error::SpawnFailed {
         actor: name.to_owned(),
         reason: format!("{}: {e}", program.display()),
+        source: Some(e.into()),
     };
     let cstr = |b: &[u8]| CString::new(b).map_err(|_| exec_err(std::io::ErrorKind::InvalidInput.into()));
     let prog = program.as_os_str().as_bytes();

@@ -901,7 +901,7 @@ impl<'s> Checker<'s> {
                     Some(want) => assert_eq!(error, &want, "what the host sees after {:?}", self.requested),
                     None => {
                         assert!(*start && self.facts.started, "the host saw {error:?} with no cancellation");
-                        assert_eq!(error.kind(), "StartedTwice");
+                        assert_eq!(error.kind(), "LinkStartedTwice");
                     }
                 }
             }

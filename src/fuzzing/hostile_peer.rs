@@ -259,7 +259,7 @@ async fn parent_call(p: &Portal, op: u8, items: u64) -> Result<u64> {
 /// A pipe end pair for a [`Conn`] that only writes (`tx`) or only reads (`rx`): the other end
 /// is a pipe of its own that nothing uses.
 fn half_conn(rx: Option<std::os::fd::OwnedFd>, tx: Option<std::os::fd::OwnedFd>) -> Result<Conn> {
-    let os = |e: std::io::Error| Error::Os { op: "pipe".into(), message: e.to_string() };
+    let os = |e: std::io::Error| Error::Os { op: "pipe".into(), source: e.into() };
     let (dummy_rx, dummy_tx) = crate::reactor::fd::pipe().map_err(os)?;
     Conn::new(rx.unwrap_or(dummy_rx), tx.unwrap_or(dummy_tx), reactor()?, DEFAULT_MAX_FRAME)
 }
@@ -277,7 +277,7 @@ pub(crate) fn run_counted(data: &[u8]) -> Tally {
     let tally = Rc::new(RefCell::new(Tally::default()));
     let (outs, t) = (outcomes.clone(), tally.clone());
     let r = actor::run_bare_root("fuzz-parent", async move {
-        let os = |e: std::io::Error| Error::Os { op: "pipe".into(), message: e.to_string() };
+        let os = |e: std::io::Error| Error::Os { op: "pipe".into(), source: e.into() };
         let (p_rx, c_tx) = crate::reactor::fd::pipe().map_err(os)?;
         let (c_rx, p_tx) = crate::reactor::fd::pipe().map_err(os)?;
         let writer = half_conn(None, Some(c_tx))?;

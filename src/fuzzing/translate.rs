@@ -233,7 +233,7 @@ impl Facts {
             },
             // "guest fails with E"; "both fail independently" is a group of both.
             Err(e) => match end {
-                HostEnd::Failed(f) if independent(f) && *f != e => Err(Error::Group(ErrorGroup(vec![e, f.clone()]))),
+                HostEnd::Failed(f) if independent(f) && !f.is_same(&e) => Err(Error::Group(ErrorGroup(vec![e, f.clone()]))),
                 _ => Err(e),
             },
         }
@@ -453,7 +453,7 @@ fn step(link: &mut Link, m: &mut Model, op: Op, tally: &mut Tally) {
             } else if guest_gone {
                 assert_eq!(got, m.facts.host_view(), "started_nowait after the guest ended");
             } else if m.facts.started {
-                assert_eq!(got.map_err(|e| String::from(e.kind())), Err(String::from("StartedTwice")));
+                assert_eq!(got.map_err(|e| String::from(e.kind())), Err(String::from("LinkStartedTwice")));
             } else {
                 assert_eq!(got, Ok(()));
                 m.facts.started = true;
@@ -759,10 +759,14 @@ pub(crate) mod tests {
         // Host fails mid-stream, guest propagates it: not doubled.
         let mut f = Facts::new(true);
         f.started = true;
-        f.host_ended(HostEnd::Failed(user("HostError", 1)));
-        assert_eq!(f.recv_end(), Err(user("HostError", 1)));
-        f.guest_ended(GuestEnd::Failed(user("HostError", 1)));
-        assert_eq!(f.block(Err(user("HostError", 1))), Err(user("HostError", 1)));
+        let host_error = user("HostError", 1);
+        f.host_ended(HostEnd::Failed(host_error.clone()));
+        assert_eq!(f.recv_end(), Err(host_error.clone()));
+        f.guest_ended(GuestEnd::Failed(host_error.clone()));
+        assert_eq!(f.block(Err(host_error.clone())), Err(host_error.clone()));
+        // An error of the guest's own that only reads like the host's is not the host's: both.
+        let twin = Err(Error::Group(ErrorGroup(vec![user("HostError", 1), host_error.clone()])));
+        assert_eq!(f.block(Err(user("HostError", 1))), twin);
         // Both fail independently: a group, guest first.
         let g = Err(Error::Group(ErrorGroup(vec![user("GuestError", 2), user("HostError", 1)])));
         assert_eq!(f.block(Err(user("GuestError", 2))), g);

@@ -433,7 +433,7 @@ mod standalone {
     pub(super) fn run<T: 'static>(config: GuestConfig, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
         let reactor = match Reactor::new() {
             Ok(r) => r,
-            Err(e) => return Err(Error::user(e)),
+            Err(e) => return Err(Error::Os { op: "creating the reactor's wake fd".into(), source: e.into() }),
         };
         let _enter = reactor.enter();
         let driver = Arc::new(Driver {

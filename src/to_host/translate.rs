@@ -494,7 +494,7 @@ impl Link {
                 _ => Err(Error::Cancelled),
             },
             Err(e) => match end {
-                HostEnd::Failed(f) if *f == e || self.is_echo(f) => Err(e),
+                HostEnd::Failed(f) if f.is_same(&e) || self.is_echo(f) => Err(e),
                 HostEnd::Failed(f) => Err(Error::Group(ErrorGroup(vec![e, f.clone()]))),
                 _ => Err(e),
             },
