@@ -1099,3 +1099,167 @@ impl<'a> RemoteKind<'a> {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Aid, Malformed, WireError};
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    fn s(x: &str) -> String {
+        x.to_string()
+    }
+
+    fn remote(kind: &str) -> Arc<RemoteActorError> {
+        Arc::new(RemoteActorError {
+            boxed_type: s(kind),
+            message: s("m"),
+            src: Aid { name: s("a"), uuid: s("u"), pid: 1 },
+            relay_path: vec![],
+        })
+    }
+
+    /// One value of every crate variant and the kind string it must keep: the names cross the
+    /// wire, so renaming one breaks peers built from another version. Do not edit a row; add
+    /// one for a new variant.
+    fn table() -> Vec<(Error, &'static str)> {
+        let pc = || Malformed::Postcard(postcard::Error::SerdeDeCustom);
+        vec![
+            (Error::Cancelled, "Cancelled"),
+            (Error::TooSlow, "TooSlow"),
+            (Error::HostTaskCancelled(Cancelled::new("r")), "HostTaskCancelled"),
+            (Error::HostCancelled { reason: s("r") }, "HostCancelled"),
+            (Error::HostTaskExited, "HostTaskExited"),
+            (Error::GuestCancelled { cause: None }, "GuestCancelled"),
+            (Error::GuestTaskExited, "GuestTaskExited"),
+            (Error::Group(ErrorGroup(vec![])), "ErrorGroup"),
+            (Error::NotInfected, "NotInfected"),
+            (Error::GuestRunAbandoned, "GuestRunAbandoned"),
+            (Error::GuestAlreadyRunning, "GuestAlreadyRunning"),
+            (Error::StartedNotCalled, "StartedNotCalled"),
+            (Error::NurseryClosed, "NurseryClosed"),
+            (Error::OutsideGuest, "OutsideGuest"),
+            (Error::Closed, "Closed"),
+            (Error::Full, "Full"),
+            (Error::Lagged { skipped: 1 }, "Lagged"),
+            (Error::RemoteActor(remote("ValueError")), "RemoteActorError"),
+            (Error::ContextCancelled { canceller: s("c"), remote: remote("ContextCancelled") }, "ContextCancelled"),
+            (Error::ModuleNotExposed { ns: s("n"), actor: s("a") }, "ModuleNotExposed"),
+            (Error::UnknownFunction { ns: s("n"), func: s("f"), actor: s("a") }, "UnknownFunction"),
+            (Error::ActorDied { actor: s("a"), code: Some(1), signal: None, panic: None }, "ActorDied"),
+            (Error::Panic { message: s("m"), location: None }, "Panic"),
+            (Error::SpawnFailed { actor: s("a"), reason: s("r"), source: None }, "SpawnFailed"),
+            (Error::StartTimeout { actor: s("a"), timeout: core::time::Duration::from_secs(1) }, "StartTimeout"),
+            (Error::Interrupted { signal: 2 }, "Interrupted"),
+            (Error::Wire(WireError::FrameTooLarge { size: 2, max: 1 }), "FrameTooLarge"),
+            (Error::Wire(WireError::Corrupt { size: 1 }), "Corrupt"),
+            (Error::Wire(WireError::Undecodable { size: 1, reason: pc() }), "Undecodable"),
+            (Error::Wire(WireError::Truncated { bytes: 1 }), "Truncated"),
+            (Error::Wire(WireError::Encode { type_name: "u8", cause: postcard::Error::SerdeSerCustom }), "Encode"),
+            (Error::Wire(WireError::Decode { type_name: "u8", reason: pc() }), "Decode"),
+            (Error::Os { op: s("pipe"), source: IoError::from_raw_os_error(24) }, "Os"),
+            (Error::Io(IoError::from_raw_os_error(111)), "Io"),
+            (Error::BadActorEnv { var: s("V"), value: s("x") }, "BadActorEnv"),
+            (Error::NoHostLoop, "NoHostLoop"),
+            (Error::NoActorRuntime, "NoActorRuntime"),
+            (Error::StartedTwice { ctx: s("c") }, "StartedTwice"),
+            (Error::LinkStartedTwice, "LinkStartedTwice"),
+            (Error::ResultTaken, "ResultTaken"),
+            (Error::ScopeReused, "ScopeReused"),
+            (Error::WrongFunctionKind { func: s("f"), is: s("Function"), called: s("Context") }, "WrongFunctionKind"),
+            (Error::StreamAlreadyOpen { ctx: s("c") }, "StreamAlreadyOpen"),
+            (Error::WrongContextSide { what: s("w"), side: s("s") }, "WrongContextSide"),
+            (Error::NoClock, "NoClock"),
+            (Error::NotStarted { ctx: s("c") }, "NotStarted"),
+            (Error::StreamOverrun { ctx: s("c"), capacity: 1, dropped: 1 }, "StreamOverrun"),
+            (Error::UnexpectedMessage { peer: s("p"), msg: s("Aid"), why: s("w") }, "UnexpectedMessage"),
+            (Error::NoResult { actor: s("a") }, "NoResult"),
+        ]
+    }
+
+    #[test]
+    fn every_crate_kind_string_is_pinned() {
+        let table = table();
+        for (e, name) in &table {
+            assert_eq!(e.kind(), *name, "{e:?}");
+            let k = e.crate_kind().expect("a crate error has a crate kind");
+            assert_eq!((k.as_str(), name.parse::<ErrorKind>()), (*name, Ok(k)), "{e:?}");
+            assert_eq!(RemoteKind::of(name), RemoteKind::Crate(k));
+        }
+        // One row per kind, each kind once, in declaration order.
+        let kinds: Vec<ErrorKind> = table.iter().map(|(e, _)| e.crate_kind().unwrap()).collect();
+        assert_eq!(kinds, ErrorKind::ALL);
+        assert_eq!(ErrorKind::ALL.len(), 49);
+    }
+
+    #[test]
+    fn a_user_kind_is_explicit_or_the_full_type_path_and_never_a_crate_kind() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("feed lost")]
+        struct FeedLost;
+        let e = Error::user(FeedLost);
+        assert_eq!(e.kind(), "infect::error::tests::a_user_kind_is_explicit_or_the_full_type_path_and_never_a_crate_kind::FeedLost");
+        assert_eq!(e.crate_kind(), None);
+        assert_eq!(Error::user_kind("FeedLost", FeedLost).kind(), "FeedLost");
+        for k in ErrorKind::ALL {
+            let e = Error::msg(k.as_str(), "mine");
+            let want = alloc::format!("user:{}", k.as_str());
+            assert_eq!((e.kind(), e.crate_kind(), RemoteKind::of(e.kind())), (want.as_str(), None, RemoteKind::User(&want)));
+        }
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn an_io_error_keeps_its_errno_kind_and_source() {
+        use std::io;
+        let e = Error::from(io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        let Error::Io(io) = &e else { panic!("{e:?}") };
+        assert_eq!((io.kind(), io.raw_os_error()), (io::ErrorKind::ConnectionRefused, Some(libc::ECONNREFUSED)));
+        assert_eq!(e.kind(), "Io");
+        assert_eq!(e.to_string(), alloc::format!("I/O error: {}", io::Error::from_raw_os_error(libc::ECONNREFUSED)));
+        // A custom io::Error keeps its inner error (one that wraps an infect Error is that error).
+        let wrapped = Error::msg("Bad", "bad bytes");
+        assert!(Error::from(io::Error::new(io::ErrorKind::InvalidData, wrapped.clone())).is_same(&wrapped));
+        let custom = Error::from(io::Error::new(io::ErrorKind::InvalidData, "bad bytes"));
+        assert_eq!(custom.io_error().map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+        assert_eq!(custom.io_error().unwrap().get().get_ref().map(|i| i.to_string()), Some(s("bad bytes")));
+        // `Error::user` on an io::Error does not collapse it into a user error.
+        assert_eq!(Error::user(io::Error::from_raw_os_error(libc::ENOENT)), Error::Io(IoError::from_raw_os_error(libc::ENOENT)));
+        // Equality by kind, errno and text; identity by allocation.
+        let a = IoError::from_raw_os_error(libc::EPIPE);
+        assert!(a == IoError::from_raw_os_error(libc::EPIPE) && a != IoError::from_raw_os_error(libc::EBADF));
+        assert!(Error::Io(a.clone()).is_same(&Error::Io(a.clone())));
+        assert!(!Error::Io(a.clone()).is_same(&Error::Io(IoError::from_raw_os_error(libc::EPIPE))));
+        // A cancelled host-aware I/O call still converts to its cancellation.
+        assert_eq!(Error::from(io::Error::other(Cancelled::new("stop"))), Error::HostTaskCancelled(Cancelled::new("stop")));
+    }
+
+    #[test]
+    fn identity_tells_one_error_seen_twice_from_two_alike() {
+        let a = Error::msg("ValueError", "bad");
+        let b = Error::msg("ValueError", "bad");
+        assert!(a == b && !a.is_same(&b) && a.is_same(&a.clone()));
+        let r = remote("ValueError");
+        let (x, y) = (Error::RemoteActor(r.clone()), Error::RemoteActor(remote("ValueError")));
+        assert!(x == y && !x.is_same(&y) && x.is_same(&Error::RemoteActor(r)));
+        let g = Error::Group(ErrorGroup(vec![a.clone(), Error::Closed]));
+        assert!(g.is_same(&g.clone()));
+        assert!(!g.is_same(&Error::Group(ErrorGroup(vec![b.clone(), Error::Closed]))));
+        let cause = |e: &Error| Error::GuestCancelled { cause: Some(Box::new(e.clone())) };
+        assert!(cause(&a).is_same(&cause(&a)) && !cause(&a).is_same(&cause(&b)));
+        assert!(Error::Closed.is_same(&Error::Closed) && !Error::Closed.is_same(&Error::Full));
+    }
+
+    #[test]
+    fn a_remote_error_is_matched_by_kind_without_strings() {
+        let r = remote("SpawnFailed");
+        assert_eq!(r.kind(), RemoteKind::Crate(ErrorKind::SpawnFailed));
+        assert!(r.is(ErrorKind::SpawnFailed) && !r.is(ErrorKind::ActorDied));
+        let u = remote("my_app::FeedLost");
+        assert_eq!(u.kind(), RemoteKind::User("my_app::FeedLost"));
+        assert!(!u.is(ErrorKind::SpawnFailed));
+        assert_eq!(ErrorKind::SpawnFailed, "SpawnFailed");
+        assert_eq!(ErrorKind::SpawnFailed.to_string(), "SpawnFailed");
+    }
+}
