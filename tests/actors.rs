@@ -22,6 +22,7 @@ use infect::guest;
 use infect::wire::{
     Aid, CUT_MARKER, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, WireError, encode_frame, encode_payload,
 };
+use infect::error::{ErrorKind, RemoteKind};
 use infect::{Error, Result};
 
 use common_proc::{
@@ -36,6 +37,20 @@ async fn echo(x: u64) -> Result<u64> {
 
 async fn fail(message: String) -> Result<()> {
     Err(Error::msg("ValueError", message))
+}
+
+/// A user error type of this binary: its kind is its type path, `actors::FeedLost`.
+#[derive(Debug, thiserror::Error)]
+#[error("feed {0} lost")]
+struct FeedLost(String);
+
+async fn fail_typed(feed: String) -> Result<()> {
+    Err(Error::user(FeedLost(feed)))
+}
+
+/// A user error whose explicit kind is a crate kind's name.
+async fn fail_clashing(_: ()) -> Result<()> {
+    Err(Error::msg("StartedTwice", "my own StartedTwice"))
 }
 
 async fn sleep_forever(_: ()) -> Result<()> {
@@ -135,6 +150,8 @@ fn endpoints() -> Endpoints {
     Endpoints::new()
         .function("t", "echo", echo)
         .function("t", "fail", fail)
+        .function("t", "fail_typed", fail_typed)
+        .function("t", "fail_clashing", fail_clashing)
         .function("t", "sleep_forever", sleep_forever)
         .function("t", "stubborn", stubborn)
         .function("t", "pid", pid)
@@ -330,6 +347,30 @@ async fn remote_failure_is_boxed() -> Check {
     Ok(())
 }
 
+async fn remote_user_error_kind_is_its_type_path() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("typed", t()).await?;
+        let typed = p.run::<_, ()>("t", "fail_typed", "prices").await;
+        let clash = p.run::<_, ()>("t", "fail_clashing", &()).await;
+        p.cancel_actor().await?;
+        Ok((typed, clash))
+    })
+    .await
+    .and_then(|v| v.ok_or(infect::Error::Cancelled));
+    let (typed, clash) = r.map_err(|e| format!("{e:?}"))?;
+    let typed = typed.err().ok_or("no error")?;
+    let rt = remote(&typed)?;
+    ensure!(std::any::type_name::<FeedLost>() == "actors::FeedLost", "{}", std::any::type_name::<FeedLost>());
+    ensure!(rt.boxed_type == "actors::FeedLost" && rt.message == "feed prices lost", "{rt:?}");
+    ensure!(rt.kind() == RemoteKind::User("actors::FeedLost"), "{:?}", rt.kind());
+    // A user kind named like a crate kind arrives as a user kind, not as the crate's.
+    let clash = clash.err().ok_or("no error")?;
+    let rc = remote(&clash)?;
+    ensure!(rc.boxed_type == "user:StartedTwice" && rc.message == "my own StartedTwice", "{rc:?}");
+    ensure!(rc.kind() == RemoteKind::User("user:StartedTwice") && !rc.is(ErrorKind::StartedTwice), "{rc:?}");
+    Ok(())
+}
+
 async fn run_in_actor_result() -> Check {
     let v = actor::open_nursery(async |an| {
         let p = an.run_in_actor("t", "echo", &5u64, ActorOpts::new()).await?;
@@ -362,7 +403,8 @@ async fn run_in_actor_error() -> Check {
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let e = r.err().ok_or("no error")?;
-    ensure!(e.kind() == "RemoteActorError" && remote(&e)?.message == "seen twice", "{e:?}");
+    // Counted once by identity (the portal's result and the nursery's record are one error).
+    ensure!(matches!(&e, Error::RemoteActor(r) if r.message == "seen twice"), "{e:?}");
     Ok(())
 }
 
@@ -409,6 +451,8 @@ async fn bad_requests_keep_the_child_serving() -> Check {
     let a = a.err().ok_or("namespace accepted")?;
     let ra = remote(&a)?;
     ensure!(ra.boxed_type == "ModuleNotExposed", "{a:?}");
+    // Matched without comparing strings.
+    ensure!(ra.kind() == RemoteKind::Crate(ErrorKind::ModuleNotExposed) && ra.is(ErrorKind::ModuleNotExposed), "{a:?}");
     ensure!(
         ra.message
             == "namespace 'other' is not enabled in actor 'picky': add it to the actor's `ActorOpts::enable_modules` when starting it",
@@ -417,11 +461,11 @@ async fn bad_requests_keep_the_child_serving() -> Check {
     );
     let b = b.err().ok_or("unknown function accepted")?;
     let rb = remote(&b)?;
-    ensure!(rb.boxed_type == "UnknownFunction", "{b:?}");
+    ensure!(rb.boxed_type == "UnknownFunction" && rb.is(ErrorKind::UnknownFunction), "{b:?}");
     ensure!(rb.message.starts_with("no function 'nope' in namespace 't' of actor 'picky'"), "{}", rb.message);
     let c = c.err().ok_or("bad argument accepted")?;
     let rc = remote(&c)?;
-    ensure!(rc.boxed_type == "Decode", "{c:?}");
+    ensure!(rc.boxed_type == "Decode" && rc.kind() == RemoteKind::Crate(ErrorKind::Decode), "{c:?}");
     ensure!(rc.message.starts_with("could not decode the payload as a `u64`"), "{}", rc.message);
     ensure!(ok == 9, "then {ok}");
     Ok(())
@@ -1638,6 +1682,7 @@ async fn run_all() -> Result<(usize, usize)> {
         exit_detection_mode,
         portal_run_returns_value,
         remote_failure_is_boxed,
+        remote_user_error_kind_is_its_type_path,
         run_in_actor_result,
         run_in_actor_error,
         two_failures_make_a_group,

@@ -95,6 +95,21 @@ fn two_independent_errors_come_out_as_one_group_in_order() {
 }
 
 #[test]
+fn two_children_failing_alike_are_two_errors() {
+    let (r, _) = vrun(async {
+        guest::open_nursery(async |n| {
+            n.start_soon(async { Err(boom("Same", "failed")) })?;
+            n.start_soon(async { Err(boom("Same", "failed")) })?;
+            guest::sleep_forever().await
+        })
+        .await
+    });
+    let Err(Error::Group(ErrorGroup(errs))) = &r else { panic!("expected a group, got {r:?}") };
+    assert_eq!(errs, &vec![boom("Same", "failed"), boom("Same", "failed")]);
+    assert!(!errs[0].is_same(&errs[1]));
+}
+
+#[test]
 fn an_error_raised_during_clean_up_joins_the_group() {
     let (r, end) = vrun(async {
         guest::open_nursery(async |n| {

@@ -546,7 +546,34 @@ fn a_guest_error_that_is_the_host_error_is_not_doubled() {
         )
         .await
     });
-    assert_eq!(out.unwrap_err().kind(), "HostError");
+    // The host's error, once (not a group of it and its echo).
+    assert_eq!(out, Err(Error::msg("HostError", "host side broke")));
+}
+
+#[test]
+fn a_guest_error_that_only_reads_like_the_host_error_is_kept_beside_it() {
+    let h = host();
+    let out = h.run_guest(async move {
+        to_host::open_channel_from(
+            |chan: HostChannel<(), (), ()>| async move {
+                chan.started_nowait(())?;
+                Err::<(), _>(Error::msg("HostError", "host side broke"))
+            },
+            LinkOpts::default(),
+            async |chan, ()| {
+                while !chan.host_done() {
+                    guest::checkpoint().await?;
+                }
+                // The guest's own error, made apart from the host's: two errors, not one.
+                Err::<(), _>(Error::msg("HostError", "host side broke"))
+            },
+        )
+        .await
+    });
+    let Err(Error::Group(ErrorGroup(errs))) = &out else { panic!("expected a group, got {out:?}") };
+    let twin = Error::msg("HostError", "host side broke");
+    assert_eq!(errs, &vec![twin.clone(), twin]);
+    assert!(!errs[0].is_same(&errs[1]));
 }
 
 #[test]
