@@ -5,9 +5,10 @@
 //! the host task `host_exchange_client` fails with a user error, `ExchangeError`. The linked
 //! channel hands it to the guest side as it is (its kind kept), it propagates out of the context
 //! endpoint `subscribe_quotes`, travels to `middle` boxed as a `RemoteActorError` of kind
-//! `ExchangeError`, and `middle`, which does not handle it, relays it to the root, adding its
-//! name to the relay path. One SC discipline end to end: every task and process on the way was
-//! torn down before the error reached the root.
+//! `error_across_boundaries::ExchangeError` (a user error's kind is its type's full path), and
+//! `middle`, which does not handle it, relays it to the root, adding its name to the relay path.
+//! One SC discipline end to end: every task and process on the way was torn down before the
+//! error reached the root.
 //!
 //! Run it with:
 //!
@@ -21,6 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 use infect::actor::{self, ActorOpts, Context, Endpoints};
+use infect::error::RemoteKind;
 use infect::to_host::{self, HostChannel, LinkOpts};
 use infect::{Error, Result, host};
 
@@ -100,7 +102,8 @@ async fn root() -> Result<()> {
     println!("  raised in:  {}", remote.src.name);
     println!("  relayed by: {:?}", remote.relay_path);
     println!("  message:    {}", remote.message);
-    assert_eq!(remote.boxed_type, "ExchangeError");
+    assert_eq!(remote.boxed_type, std::any::type_name::<ExchangeError>());
+    assert_eq!(remote.kind(), RemoteKind::User("error_across_boundaries::ExchangeError"));
     assert_eq!(remote.relay_path, ["middle"]);
     Ok(())
 }

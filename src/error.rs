@@ -7,6 +7,116 @@
 //! [`Error::User`]. [`Error::kind`] names each variant with a stable string, which is what
 //! crosses a process boundary as a remote error's boxed type.
 
+//! The crate's one error type, and how errors cross loops and processes.
+//!
+//! Guest code unwinds with `?` the way trio code unwinds with exceptions, so every layer speaks
+//! the same [`Error`]: cancellation ([`Error::Cancelled`]) is a value that a
+//! [`CancelScope`](crate::guest::CancelScope) catches on its way out, the cross-loop translation
+//! errors of [`to_host`](crate::to_host) are variants, and user errors ride in [`Error::User`].
+//!
+//! # The model
+//!
+//! **Every crate error is a variant** of one flat, `#[non_exhaustive]` [`Error`] (the wire
+//! layer's own [`WireError`](crate::wire::WireError) nests in [`Error::Wire`], and OS errors in
+//! an [`IoError`]); no crate error is a string. By the layer that raises them:
+//!
+//! | layer | variants |
+//! |---|---|
+//! | guest (scopes, nurseries, channels) | [`Cancelled`](Error::Cancelled), [`TooSlow`](Error::TooSlow), [`Group`](Error::Group), [`StartedNotCalled`](Error::StartedNotCalled), [`OutsideGuest`](Error::OutsideGuest), [`NurseryClosed`](Error::NurseryClosed), [`ScopeReused`](Error::ScopeReused), [`Closed`](Error::Closed), [`Full`](Error::Full), [`Lagged`](Error::Lagged) |
+//! | host (executor, reactor, `host::net`) | [`HostTaskCancelled`](Error::HostTaskCancelled), [`NoHostLoop`](Error::NoHostLoop), [`NoClock`](Error::NoClock), [`Io`](Error::Io), [`Os`](Error::Os) |
+//! | guest run on a host | [`GuestRunAbandoned`](Error::GuestRunAbandoned), [`GuestAlreadyRunning`](Error::GuestAlreadyRunning) |
+//! | `to_host` (linked task pairs) | [`HostCancelled`](Error::HostCancelled), [`HostTaskExited`](Error::HostTaskExited), [`GuestCancelled`](Error::GuestCancelled), [`GuestTaskExited`](Error::GuestTaskExited), [`NotInfected`](Error::NotInfected), [`LinkStartedTwice`](Error::LinkStartedTwice), [`ResultTaken`](Error::ResultTaken) |
+//! | `wire` (frames, payloads) | [`Wire`](Error::Wire) |
+//! | `actor` (processes, calls, contexts) | [`RemoteActor`](Error::RemoteActor), [`ContextCancelled`](Error::ContextCancelled), [`ModuleNotExposed`](Error::ModuleNotExposed), [`UnknownFunction`](Error::UnknownFunction), [`WrongFunctionKind`](Error::WrongFunctionKind), [`ActorDied`](Error::ActorDied), [`Panic`](Error::Panic), [`SpawnFailed`](Error::SpawnFailed), [`StartTimeout`](Error::StartTimeout), [`BadActorEnv`](Error::BadActorEnv), [`Interrupted`](Error::Interrupted), [`NoActorRuntime`](Error::NoActorRuntime), [`StartedTwice`](Error::StartedTwice), [`NotStarted`](Error::NotStarted), [`StreamAlreadyOpen`](Error::StreamAlreadyOpen), [`StreamOverrun`](Error::StreamOverrun), [`WrongContextSide`](Error::WrongContextSide), [`UnexpectedMessage`](Error::UnexpectedMessage), [`NoResult`](Error::NoResult), [`Os`](Error::Os) |
+//!
+//! The enum is flat rather than one nested enum per layer: `?` carries errors across every
+//! layer anyway, and a flat enum keeps each match one pattern deep (`Err(Error::Cancelled)`,
+//! not `Err(Error::Guest(GuestError::Cancelled))`); the table above is the grouping.
+//!
+//! **OS errors stay whole.** [`Error::Io`] (an `std::io::Error` that `?` converted) and
+//! [`Error::Os`] (an OS call the crate made) hold an [`IoError`]: the real `std::io::Error`,
+//! with its [`ErrorKind`](std::io::ErrorKind), errno and source ([`Error::io_error`]).
+//!
+//! **Kinds.** [`Error::kind`] names each error with a stable string: a crate error's is its
+//! [`ErrorKind`] ([`ErrorKind::as_str`], the variant's name; pinned by a test, never renamed),
+//! a user error's is the name given to [`Error::user_kind`] or, from [`Error::user`], its type's
+//! full path (`"my_app::FeedLost"`). A user kind never reads as a crate kind: one that would is
+//! kept as `"user:…"`. So a kind string tells a crate error from a user error on either side of
+//! a process boundary.
+//!
+//! **What crosses the wire.** An error leaving an actor travels as its kind (`boxed_type`), its
+//! `Display` text, its source actor and its relay path; it arrives as [`Error::RemoteActor`] (or
+//! [`Error::ContextCancelled`] for a cancellation), with a [`RemoteActorError`] whose
+//! [`kind`](RemoteActorError::kind) is a [`RemoteKind`]: one of the crate's [`ErrorKind`]s, or a
+//! user kind. The value itself (an `io::Error`, a user type) stays in the process that made it.
+//!
+//! **Identity.** `==` compares errors by value (what a test asserting an outcome wants);
+//! [`Error::is_same`] tells one error seen twice (clones: a child's error that the block
+//! re-raised) from two that read alike. Nurseries and linked task pairs count an error once by
+//! identity, so two independent failures with the same text both come out in the
+//! [`ErrorGroup`].
+//!
+//! # Examples
+//!
+//! Matching a local error:
+//!
+//! ```
+//! use infect::{Error, guest};
+//! use infect::time::VirtualClock;
+//! use std::rc::Rc;
+//! use std::time::Duration;
+//!
+//! let r = guest::GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+//!     guest::fail_after(Duration::from_secs(1), guest::sleep_forever()).await
+//! });
+//! assert!(matches!(r, Err(Error::TooSlow)));
+//! ```
+//!
+//! Matching a remote error of one of the crate's kinds, without comparing strings:
+//!
+//! ```
+//! use infect::Error;
+//! use infect::error::{ErrorKind, RemoteKind};
+//!
+//! fn is_missing_endpoint(e: &Error) -> bool {
+//!     e.remote().is_some_and(|r| r.is(ErrorKind::UnknownFunction) || r.is(ErrorKind::ModuleNotExposed))
+//! }
+//!
+//! fn describe(e: &Error) -> String {
+//!     match e.remote().map(|r| r.kind()) {
+//!         Some(RemoteKind::Crate(ErrorKind::ActorDied)) => "the actor's child died".into(),
+//!         Some(RemoteKind::Crate(k)) => format!("infect error {k}"),
+//!         Some(RemoteKind::User(kind)) => format!("the actor's own {kind}"),
+//!         None => format!("local {}", e.kind()),
+//!     }
+//! }
+//! # let r = infect::error::RemoteActorError {
+//! #     boxed_type: "UnknownFunction".into(),
+//! #     message: "no function".into(),
+//! #     src: infect::wire::Aid { name: "w".into(), uuid: "u".into(), pid: 1 },
+//! #     relay_path: vec![],
+//! # };
+//! # let e = Error::RemoteActor(std::sync::Arc::new(r));
+//! # assert!(is_missing_endpoint(&e));
+//! # assert_eq!(describe(&e), "infect error UnknownFunction");
+//! # assert_eq!(describe(&Error::Closed), "local Closed");
+//! ```
+//!
+//! A user error's kind:
+//!
+//! ```
+//! use infect::Error;
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("cannot divide {0} by zero")]
+//! struct ZeroDivision(u32);
+//!
+//! // Its type's full path ("my_app::ZeroDivision" in crate `my_app`)...
+//! assert_eq!(Error::user(ZeroDivision(1)).kind(), std::any::type_name::<ZeroDivision>());
+//! // ...or a name of your choosing, as a Python peer would spell it.
+//! assert_eq!(Error::user_kind("ZeroDivisionError", ZeroDivision(1)).kind(), "ZeroDivisionError");
+//! ```
+
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -646,7 +756,7 @@ impl Error {
     ///
     /// let e = Error::user(FeedLost);
     /// assert_eq!(e.kind(), std::any::type_name::<FeedLost>()); // "my_crate::FeedLost" in a crate
-/// assert!(e.kind().ends_with("::FeedLost"));
+    /// assert!(e.kind().ends_with("::FeedLost"));
     /// assert_eq!(e.crate_kind(), None);
     /// let refused = Error::user(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
     /// assert_eq!(refused.kind(), "Io");
@@ -1199,13 +1309,19 @@ mod tests {
         #[error("feed lost")]
         struct FeedLost;
         let e = Error::user(FeedLost);
-        assert_eq!(e.kind(), "infect::error::tests::a_user_kind_is_explicit_or_the_full_type_path_and_never_a_crate_kind::FeedLost");
+        assert_eq!(
+            e.kind(),
+            "infect::error::tests::a_user_kind_is_explicit_or_the_full_type_path_and_never_a_crate_kind::FeedLost"
+        );
         assert_eq!(e.crate_kind(), None);
         assert_eq!(Error::user_kind("FeedLost", FeedLost).kind(), "FeedLost");
         for k in ErrorKind::ALL {
             let e = Error::msg(k.as_str(), "mine");
             let want = alloc::format!("user:{}", k.as_str());
-            assert_eq!((e.kind(), e.crate_kind(), RemoteKind::of(e.kind())), (want.as_str(), None, RemoteKind::User(&want)));
+            assert_eq!(
+                (e.kind(), e.crate_kind(), RemoteKind::of(e.kind())),
+                (want.as_str(), None, RemoteKind::User(&want))
+            );
         }
     }
 
@@ -1225,14 +1341,20 @@ mod tests {
         assert_eq!(custom.io_error().map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
         assert_eq!(custom.io_error().unwrap().get().get_ref().map(|i| i.to_string()), Some(s("bad bytes")));
         // `Error::user` on an io::Error does not collapse it into a user error.
-        assert_eq!(Error::user(io::Error::from_raw_os_error(libc::ENOENT)), Error::Io(IoError::from_raw_os_error(libc::ENOENT)));
+        assert_eq!(
+            Error::user(io::Error::from_raw_os_error(libc::ENOENT)),
+            Error::Io(IoError::from_raw_os_error(libc::ENOENT))
+        );
         // Equality by kind, errno and text; identity by allocation.
         let a = IoError::from_raw_os_error(libc::EPIPE);
         assert!(a == IoError::from_raw_os_error(libc::EPIPE) && a != IoError::from_raw_os_error(libc::EBADF));
         assert!(Error::Io(a.clone()).is_same(&Error::Io(a.clone())));
         assert!(!Error::Io(a.clone()).is_same(&Error::Io(IoError::from_raw_os_error(libc::EPIPE))));
         // A cancelled host-aware I/O call still converts to its cancellation.
-        assert_eq!(Error::from(io::Error::other(Cancelled::new("stop"))), Error::HostTaskCancelled(Cancelled::new("stop")));
+        assert_eq!(
+            Error::from(io::Error::other(Cancelled::new("stop"))),
+            Error::HostTaskCancelled(Cancelled::new("stop"))
+        );
     }
 
     #[test]

@@ -18,11 +18,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use infect::actor::{self, ActorOpts, Endpoints};
+use infect::error::{ErrorKind, RemoteKind};
 use infect::guest;
 use infect::wire::{
     Aid, CUT_MARKER, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, WireError, encode_frame, encode_payload,
 };
-use infect::error::{ErrorKind, RemoteKind};
 use infect::{Error, Result};
 
 use common_proc::{
@@ -1266,7 +1266,10 @@ async fn missing_program_is_a_spawn_error() -> Check {
     // The OS error is kept whole: execve's ENOENT.
     let errno = source.as_ref().and_then(|s| s.raw_os_error());
     ensure!(errno == Some(libc::ENOENT), "source {source:?}");
-    ensure!(r.as_ref().err().and_then(|e| e.io_error()).map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound), "{r:?}");
+    ensure!(
+        r.as_ref().err().and_then(|e| e.io_error()).map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound),
+        "{r:?}"
+    );
     ensure!(reason.starts_with(&format!("{}: ", program.display())), "reason {reason:?}");
     let shown = r.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
     ensure!(shown.starts_with(&format!("could not start actor 'ghost': {}: ", program.display())), "{shown}");

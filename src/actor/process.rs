@@ -47,7 +47,11 @@ thread_local! {
 /// Spawns `program` as actor `name`: returns the process and our ends of its pipes, `(from the
 /// child, to the child)`.
 pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, OwnedFd, OwnedFd)> {
-    let fail = |e: std::io::Error| Error::SpawnFailed { actor: name.to_owned(), reason: e.to_string(), source: Some(e.into()) };
+    let fail = |e: std::io::Error| Error::SpawnFailed {
+        actor: name.to_owned(),
+        reason: e.to_string(),
+        source: Some(e.into()),
+    };
     let (child_rx, our_tx) = crate::reactor::fd::pipe().map_err(fail)?;
     let (our_rx, child_tx) = crate::reactor::fd::pipe().map_err(fail)?;
     // The child's ends never sit on 0, 1 or 2 (a root started with fd 0 closed gets a pipe

@@ -405,8 +405,8 @@ fn parse_child_env(spec: &str) -> Option<(RawFd, RawFd, u32)> {
 
 /// The child's life; returns its exit status.
 fn run_child(env: &str, endpoints: Endpoints) -> Result<i32> {
-    let (rx, tx, ppid) = parse_child_env(env)
-        .ok_or_else(|| Error::BadActorEnv { var: CHILD_ENV.into(), value: env.into() })?;
+    let (rx, tx, ppid) =
+        parse_child_env(env).ok_or_else(|| Error::BadActorEnv { var: CHILD_ENV.into(), value: env.into() })?;
     let rx = sys::adopt_inherited(rx).map_err(|e| os_err("adopting the parent pipe", e))?;
     let tx = sys::adopt_inherited(tx).map_err(|e| os_err("adopting the parent pipe", e))?;
     if !sys::parent_alive(ppid) {

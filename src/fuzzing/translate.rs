@@ -233,7 +233,9 @@ impl Facts {
             },
             // "guest fails with E"; "both fail independently" is a group of both.
             Err(e) => match end {
-                HostEnd::Failed(f) if independent(f) && !f.is_same(&e) => Err(Error::Group(ErrorGroup(vec![e, f.clone()]))),
+                HostEnd::Failed(f) if independent(f) && !f.is_same(&e) => {
+                    Err(Error::Group(ErrorGroup(vec![e, f.clone()])))
+                }
                 _ => Err(e),
             },
         }

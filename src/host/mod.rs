@@ -290,7 +290,8 @@ impl HostBuilder {
     /// clock was given without std.
     pub fn build(self) -> Result<Host> {
         #[cfg(feature = "std")]
-        let reactor = crate::reactor::Reactor::new().map_err(|e| Error::Os { op: "creating the reactor's wake fd".into(), source: e.into() })?;
+        let reactor = crate::reactor::Reactor::new()
+            .map_err(|e| Error::Os { op: "creating the reactor's wake fd".into(), source: e.into() })?;
         #[cfg(feature = "std")]
         let clock = self.clock.unwrap_or_else(|| Rc::new(crate::time::MonotonicClock::new()));
         #[cfg(not(feature = "std"))]
