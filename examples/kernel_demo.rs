@@ -5,8 +5,8 @@
 //! - a [`Host`] on a *virtual* clock with autojump: the tour "takes" 10 seconds and runs in
 //!   microseconds, and every time printed is exact;
 //! - host tasks (`Host::spawn`, `host::sleep`) and a `call_later` callback;
-//! - a guest run started on the host with `Host::start_guest_run`, whose `done` callback
-//!   receives the guest's outcome exactly once;
+//! - a guest run on the host with `Host::run_guest`, which runs the host loop (host tasks and
+//!   callbacks included) until the guest has finished, and returns its outcome;
 //! - host → guest: a host task feeds a guest channel with `try_send`, and sets a guest `Event`;
 //! - guest → host: a guest task sets an `Event` that a host task awaits;
 //! - host-side code moving a guest deadline (`CancelScope::set_deadline` from `call_later`);
@@ -17,16 +17,12 @@
 //!
 //! Run it with `cargo run --example kernel_demo`.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use infect::guest::{self, CancelScope, Event};
 use infect::host::{self, Host};
 use infect::time::{Clock, Instant, VirtualClock};
-
-/// Where the guest run's `done` callback leaves its outcome.
-type Outcome = Rc<RefCell<Option<infect::Result<(Vec<u32>, bool)>>>>;
 
 fn secs(t: Instant) -> f64 {
     t.as_nanos() as f64 / 1e9
@@ -87,43 +83,7 @@ fn main() -> infect::Result<()> {
         w.set_deadline(Instant::from_nanos(9_000_000_000));
     });
 
-    // The guest: a nursery with a reader and a slow job under a timeout.
-    let done: Outcome = Rc::default();
-    let d = done.clone();
-    let n = now.clone();
-    host.start_guest_run(
-        async move {
-            guest::open_nursery(async |nursery| {
-                let n2 = n.clone();
-                nursery.start_soon(async move {
-                    // Without `go`, this would give up after 1 s.
-                    let waited = guest::move_on_after(Duration::from_secs(1), go.wait()).await?;
-                    println!("[{:>5.1} s] guest job: got go: {}", n2(), waited.is_some());
-                    Ok(())
-                })?;
-                guest_ready.set();
-                println!("[{:>5.1} s] guest: ready", n());
-                let mut got = Vec::new();
-                window
-                    .run(async {
-                        while let Some(r) = readings_rx.recv().await? {
-                            println!("[{:>5.1} s] guest reader: got {r}", n());
-                            got.push(r);
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                println!("[{:>5.1} s] guest reader: window closed (caught: {})", n(), window.cancelled_caught());
-                Ok((got, window.cancelled_caught()))
-            })
-            .await
-            // `None` only if the nursery itself were cancelled, which this program never does.
-            .map(Option::unwrap_or_default)
-        },
-        move |outcome| *d.borrow_mut() = Some(outcome),
-    )?;
-
-    // Cancel the poller once the guest is done, from a host task.
+    // Cancel the poller at 10 s, after the guest is done, from a host task.
     let n = now.clone();
     let canceller = host.spawn(async move {
         host::sleep(Duration::from_secs(10)).await?;
@@ -132,18 +92,45 @@ fn main() -> infect::Result<()> {
         poller.await
     });
 
-    let (outcome, stopped) = host.block_on(async {
-        let stopped = canceller.await;
-        let outcome = done.borrow_mut().take();
-        (outcome, stopped)
+    // The guest: a nursery with a reader and a slow job under a timeout.
+    let n = now.clone();
+    let outcome = host.run_guest(async move {
+        guest::open_nursery(async |nursery| {
+            let n2 = n.clone();
+            nursery.start_soon(async move {
+                // Without `go`, this would give up after 1 s.
+                let waited = guest::move_on_after(Duration::from_secs(1), go.wait()).await?;
+                println!("[{:>5.1} s] guest job: got go: {}", n2(), waited.is_some());
+                Ok(())
+            })?;
+            guest_ready.set();
+            println!("[{:>5.1} s] guest: ready", n());
+            let mut got = Vec::new();
+            window
+                .run(async {
+                    while let Some(r) = readings_rx.recv().await? {
+                        println!("[{:>5.1} s] guest reader: got {r}", n());
+                        got.push(r);
+                    }
+                    Ok(())
+                })
+                .await?;
+            println!("[{:>5.1} s] guest reader: window closed (caught: {})", n(), window.cancelled_caught());
+            Ok((got, window.cancelled_caught()))
+        })
+        .await
+        // `None` only if the nursery itself were cancelled, which this program never does.
+        .map(Option::unwrap_or_default)
     });
+
+    let stopped = host.block_on(canceller);
     println!("[{:>5.1} s] guest outcome: {outcome:?}", now());
     println!("[{:>5.1} s] poller returned: {stopped:?}", now());
     host.block_on(handshake).expect("handshake task");
     let sensor = host.block_on(sensor);
     println!("[{:>5.1} s] sensor task: {sensor:?}", now());
 
-    assert_eq!(outcome, Some(Ok((vec![17, 23, 42, 8], true))));
+    assert_eq!(outcome, Ok((vec![17, 23, 42, 8], true)));
     assert_eq!(stopped, Ok(Ok("the demo is over".to_string())));
     Ok(())
 }

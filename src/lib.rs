@@ -22,6 +22,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 pub mod actor;
 mod cx;
+mod embed;
 pub mod error;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
@@ -32,10 +33,11 @@ pub mod host;
 mod panic;
 #[cfg(feature = "std")]
 pub mod reactor;
+mod sync;
 pub mod time;
+mod timers;
 pub mod to_host;
 pub mod trace;
-mod waiters;
 pub mod wire;
 
 pub use error::{Cancelled, Error, ErrorGroup, Result};

@@ -1,19 +1,18 @@
-//! Time: the [`Clock`] trait, a monotonic clock (std) and a virtual clock with *autojump*, and
-//! the deterministic timer queue that both executors use.
+//! Time: the [`Clock`] trait, a monotonic clock (std) and a virtual clock with *autojump*.
 //!
 //! Invariants:
 //! - The kernel never reads the wall clock directly: every deadline and timeout is an
 //!   [`Instant`] read from the loop's [`Clock`].
-//! - [`Timers`] fires in `(deadline, registration order)` order, so two timers with the same
-//!   deadline fire in the order they were armed, on every run.
+//! - Both executors keep their timers in one deterministic queue that fires in `(deadline,
+//!   arming order)` order, so two timers with the same deadline fire in the order they were
+//!   armed, on every run; every sleep (host and guest) is one timer slot in it, fixed at its
+//!   first poll.
 //! - A virtual clock only moves when told to: by [`VirtualClock::advance`], or by the loop that
 //!   owns it calling [`Clock::autojump`] when every task of every loop is blocked (trio's
 //!   `MockClock(autojump_threshold=0)`).
 
-use alloc::collections::BTreeMap;
 use core::cell::Cell;
 use core::ops::{Add, Sub};
-use core::task::Waker;
 use core::time::Duration;
 
 /// A point on a [`Clock`]'s time line, in nanoseconds since the clock's origin.
@@ -159,139 +158,5 @@ impl Default for MonotonicClock {
 impl Clock for MonotonicClock {
     fn now(&self) -> Instant {
         Instant(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
-    }
-}
-
-/// The key of an armed timer, to disarm it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TimerKey(Instant, u64);
-
-impl TimerKey {
-    /// When the timer fires.
-    pub fn deadline(self) -> Instant {
-        self.0
-    }
-}
-
-/// A deterministic timer queue: targets (wakers by default) keyed by `(deadline, arming order)`.
-#[derive(Debug)]
-pub struct Timers<T = Waker> {
-    armed: BTreeMap<TimerKey, T>,
-    seq: u64,
-}
-
-impl<T> Default for Timers<T> {
-    fn default() -> Self {
-        Timers { armed: BTreeMap::new(), seq: 0 }
-    }
-}
-
-/// A timer target that can carry a task's waker: what a sleep arms. The host's and the guest's
-/// timer queues fire other targets too (callbacks, scope deadlines); this is how a sleep's
-/// registration reaches its waker in either.
-pub trait WakeTarget {
-    /// The target that wakes `waker`.
-    fn from_waker(waker: &Waker) -> Self;
-    /// The waker this target wakes, if it is a waker target.
-    fn waker_mut(&mut self) -> Option<&mut Waker>;
-}
-
-impl WakeTarget for Waker {
-    fn from_waker(waker: &Waker) -> Self {
-        waker.clone()
-    }
-
-    fn waker_mut(&mut self) -> Option<&mut Waker> {
-        Some(self)
-    }
-}
-
-impl<T: WakeTarget> Timers<T> {
-    /// Replaces the waker of an armed timer; `false` if it already fired or was disarmed.
-    pub fn rearm(&mut self, key: TimerKey, waker: &Waker) -> bool {
-        match self.armed.get_mut(&key).and_then(T::waker_mut) {
-            Some(w) => {
-                if !w.will_wake(waker) {
-                    w.clone_from(waker);
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The one registration path of every sleep (host and guest): the timer slot `slot` wakes
-    /// `waker` at `deadline`. A slot that is still armed keeps its place in the queue and takes
-    /// `waker`, the waker of the latest poll (the `Future` contract: a sleep polled by another
-    /// task wakes that task); an empty or fired slot is armed afresh.
-    ///
-    /// ```
-    /// use infect::time::{Instant, Timers};
-    /// use std::task::Waker;
-    /// let mut timers: Timers = Timers::new();
-    /// let mut slot = None;
-    /// timers.register(&mut slot, Instant::from_nanos(5), Waker::noop());
-    /// let first = slot;
-    /// timers.register(&mut slot, Instant::from_nanos(5), Waker::noop());
-    /// assert_eq!(slot, first); // re-registered in place
-    /// assert_eq!(timers.len(), 1);
-    /// ```
-    pub fn register(&mut self, slot: &mut Option<TimerKey>, deadline: Instant, waker: &Waker) {
-        if let Some(k) = *slot
-            && k.deadline() == deadline
-            && self.rearm(k, waker)
-        {
-            return;
-        }
-        if let Some(k) = slot.take() {
-            self.disarm(k);
-        }
-        *slot = Some(self.arm(deadline, T::from_waker(waker)));
-    }
-}
-
-impl<T> Timers<T> {
-    /// An empty queue.
-    pub fn new() -> Timers<T> {
-        Timers::default()
-    }
-
-    /// Arms a timer that fires `target` at `deadline`.
-    pub fn arm(&mut self, deadline: Instant, target: T) -> TimerKey {
-        self.seq += 1;
-        let key = TimerKey(deadline, self.seq);
-        self.armed.insert(key, target);
-        key
-    }
-
-    /// Disarms a timer (no effect if it already fired).
-    pub fn disarm(&mut self, key: TimerKey) {
-        self.armed.remove(&key);
-    }
-
-    /// Whether the timer is still armed.
-    pub fn is_armed(&self, key: TimerKey) -> bool {
-        self.armed.contains_key(&key)
-    }
-
-    /// The earliest deadline, if any timer is armed.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.armed.keys().next().map(|k| k.0)
-    }
-
-    /// Removes and returns the target of the earliest timer if its deadline is `<= now`.
-    pub fn pop_expired(&mut self, now: Instant) -> Option<T> {
-        let first = self.armed.first_key_value().map(|(k, _)| *k)?;
-        if first.0 <= now { self.armed.remove(&first) } else { None }
-    }
-
-    /// Number of armed timers.
-    pub fn len(&self) -> usize {
-        self.armed.len()
-    }
-
-    /// Whether no timer is armed.
-    pub fn is_empty(&self) -> bool {
-        self.armed.is_empty()
     }
 }

@@ -1,4 +1,5 @@
-//! Determinism tools: the optional event [`Trace`] and the optional seeded [`Policy`].
+//! Determinism tools: the optional event [`Trace`] of [`TraceEvent`]s, and the optional seeded
+//! scheduling policy (crate-private; a loop gets one from its seed).
 //!
 //! Invariants:
 //! - Without a policy, both run queues are FIFO: run order is wake order.
@@ -25,7 +26,7 @@ pub enum Side {
 
 /// One traced kernel event. Task numbers are per loop, in spawn order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Event {
+pub enum TraceEvent {
     /// A task was spawned.
     Spawn(Side, u64),
     /// A task was polled.
@@ -45,7 +46,7 @@ pub enum Event {
 /// A shared, append-only record of kernel events. Clone it into the loops you want traced.
 #[derive(Debug, Clone)]
 pub struct Trace {
-    events: Arc<ConcurrentQueue<Event>>,
+    events: Arc<ConcurrentQueue<TraceEvent>>,
 }
 
 impl Default for Trace {
@@ -61,13 +62,13 @@ impl Trace {
     }
 
     /// Appends an event.
-    pub fn record(&self, event: Event) {
+    pub fn record(&self, event: TraceEvent) {
         // An unbounded queue only refuses a push once closed, and a trace is never closed.
         let _ = self.events.push(event);
     }
 
     /// Takes every event recorded so far, in order.
-    pub fn take(&self) -> Vec<Event> {
+    pub fn take(&self) -> Vec<TraceEvent> {
         self.events.try_iter().collect()
     }
 
@@ -78,7 +79,7 @@ impl Trace {
 }
 
 /// FNV-1a over the events' fields: equal sequences hash equally on every run and platform.
-pub fn hash_events(events: &[Event]) -> u64 {
+pub fn hash_events(events: &[TraceEvent]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |x: u64| {
         for b in x.to_le_bytes() {
@@ -88,12 +89,12 @@ pub fn hash_events(events: &[Event]) -> u64 {
     };
     for e in events {
         let (tag, side, n) = match *e {
-            Event::Spawn(s, n) => (1, s, n),
-            Event::Poll(s, n) => (2, s, n),
-            Event::Wake(s, n) => (3, s, n),
-            Event::Cancel(s, n) => (4, s, n),
-            Event::Exit(s, n) => (5, s, n),
-            Event::Link(name, n) => {
+            TraceEvent::Spawn(s, n) => (1, s, n),
+            TraceEvent::Poll(s, n) => (2, s, n),
+            TraceEvent::Wake(s, n) => (3, s, n),
+            TraceEvent::Cancel(s, n) => (4, s, n),
+            TraceEvent::Exit(s, n) => (5, s, n),
+            TraceEvent::Link(name, n) => {
                 eat(6);
                 for b in name.bytes() {
                     eat(u64::from(b));
@@ -101,7 +102,7 @@ pub fn hash_events(events: &[Event]) -> u64 {
                 eat(n);
                 continue;
             }
-            Event::GuestTick => {
+            TraceEvent::GuestTick => {
                 eat(7);
                 continue;
             }
@@ -113,20 +114,22 @@ pub fn hash_events(events: &[Event]) -> u64 {
     h
 }
 
-/// A seeded scheduling policy: permutes each batch of runnable tasks reproducibly.
+/// A seeded scheduling policy: permutes each batch of runnable tasks reproducibly (set with
+/// [`HostBuilder::seed`](crate::host::HostBuilder::seed) or
+/// [`GuestConfig::seed`](crate::guest::GuestConfig::seed)).
 #[derive(Debug)]
-pub struct Policy {
+pub(crate) struct Policy {
     state: Cell<u64>,
 }
 
 impl Policy {
     /// A policy seeded with `seed`.
-    pub fn seeded(seed: u64) -> Policy {
+    pub(crate) fn seeded(seed: u64) -> Policy {
         Policy { state: Cell::new(seed) }
     }
 
     /// The next pseudo-random number (splitmix64).
-    pub fn next_u64(&self) -> u64 {
+    pub(crate) fn next_u64(&self) -> u64 {
         let s = self.state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
         self.state.set(s);
         let mut z = s;
@@ -136,7 +139,7 @@ impl Policy {
     }
 
     /// Shuffles `batch` in place (Fisher–Yates).
-    pub fn permute<T>(&self, batch: &mut [T]) {
+    pub(crate) fn permute<T>(&self, batch: &mut [T]) {
         for i in (1..batch.len()).rev() {
             let j = (self.next_u64() % (i as u64 + 1)) as usize;
             batch.swap(i, j);

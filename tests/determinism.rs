@@ -11,7 +11,7 @@ use common::{Log, vclock};
 use infect::guest::{self, Event, GuestConfig};
 use infect::host::{self, Host};
 use infect::time::Instant;
-use infect::trace::{self, Event as T, Side, Trace};
+use infect::trace::{self, Side, Trace, TraceEvent as T};
 
 /// Runs the workload on a host with a guest; returns the trace and the application log.
 fn host_workload(seed: Option<u64>) -> (Vec<T>, Vec<String>) {

@@ -1,6 +1,6 @@
 //! The two ways to run a guest, one scheduler: the outcome of `main` reaches the caller (or
-//! `done`, exactly once) unchanged under `guest::run`, `GuestConfig::run`, `Host::run_guest`,
-//! `Host::start_guest_run`, and a callback loop that only implements `guest::Hooks`; virtual
+//! `done`, exactly once) unchanged under `guest::run`, `GuestConfig::run`, `Host::run_guest`
+//! and a callback loop that only implements `guest::Hooks`; virtual
 //! time is exact under each; setup errors come back from the call; a run that is abandoned
 //! reports `GuestRunAbandoned` and drops its tasks.
 
@@ -104,87 +104,29 @@ fn host_run_guest_returns_the_error_of_main() {
     assert_eq!(host.now(), secs(2));
 }
 
+// `done` exactly once, the one-guest rule at setup and the drop order when the host is dropped
+// with a guest blocked are unit tests of the embedding (`src/embed.rs`): the call that starts a
+// guest without running the host is crate-internal.
+
 #[test]
-fn host_start_guest_run_calls_done_exactly_once_with_ok() {
-    let host = Host::builder().clock(vclock()).build().unwrap();
-    let done: Outcomes<(Instant, u32)> = Rc::default();
-    let d = done.clone();
-    host.start_guest_run(sleepy_main(3), move |r| d.borrow_mut().push(r)).unwrap();
-    assert!(host.guest_running());
-    assert!(done.borrow().is_empty(), "done must not be called before the host runs");
-    host.run();
-    assert_eq!(*done.borrow(), vec![Ok((secs(605), 3))]);
+fn a_second_guest_on_one_host_is_refused_while_the_first_runs() {
+    let host = Rc::new(Host::builder().clock(vclock()).build().unwrap());
+    let h = host.clone();
+    let ran = Rc::new(RefCell::new(false));
+    let r = ran.clone();
+    let out = host.run_guest(async move {
+        guest::sleep(s(1)).await?;
+        let second = h.run_guest(async move {
+            *r.borrow_mut() = true;
+            Ok(2)
+        });
+        Ok((second, guest::current_time()))
+    });
+    assert_eq!(out, Ok((Err(Error::GuestAlreadyRunning), secs(1))));
+    assert!(!*ran.borrow(), "a refused guest's main never runs");
     assert!(!host.guest_running());
-    // Running the host again, or dropping it, never calls done a second time.
-    host.run();
-    drop(host);
-    assert_eq!(done.borrow().len(), 1);
-}
-
-#[test]
-fn host_start_guest_run_calls_done_exactly_once_with_err() {
-    let host = Host::builder().clock(vclock()).build().unwrap();
-    let done: Outcomes<u32> = Rc::default();
-    let d = done.clone();
-    host.start_guest_run(failing_main(), move |r| d.borrow_mut().push(r)).unwrap();
-    host.run();
-    drop(host);
-    assert_eq!(*done.borrow(), vec![Err(boom("Boom", "main failed"))]);
-}
-
-#[test]
-fn a_second_guest_run_on_one_host_is_refused_at_setup() {
-    let host = Host::builder().clock(vclock()).build().unwrap();
-    let first: Outcomes<u32> = Rc::default();
-    let f = first.clone();
-    host.start_guest_run(
-        async {
-            guest::sleep(s(1)).await?;
-            Ok(1)
-        },
-        move |r| f.borrow_mut().push(r),
-    )
-    .unwrap();
-    let second_done = Rc::new(RefCell::new(0));
-    let sd = second_done.clone();
-    let r = host.start_guest_run(async { Ok(2) }, move |_: Result<u32>| *sd.borrow_mut() += 1);
-    assert_eq!(r, Err(Error::GuestAlreadyRunning));
-    host.run();
-    assert_eq!(*first.borrow(), vec![Ok(1)]);
-    assert_eq!(*second_done.borrow(), 0, "a refused run never calls its done");
-    // Once the first finished, a new run may start.
+    // Once the first finished, a new guest may ride the host.
     assert_eq!(host.run_guest(async { Ok(3) }), Ok(3));
-}
-
-#[test]
-fn dropping_the_host_abandons_a_running_guest() {
-    let host = Host::builder().clock(vclock()).build().unwrap();
-    let drops = DropCounter::new();
-    let done: Outcomes<Option<()>> = Rc::default();
-    let d = done.clone();
-    let (g_main, g_child) = (drops.guard(), drops.guard());
-    host.start_guest_run(
-        async move {
-            let _g = g_main;
-            guest::open_nursery(async |n| {
-                n.start_soon(async move {
-                    let _g = g_child;
-                    guest::sleep_forever().await
-                })?;
-                guest::sleep_forever().await
-            })
-            .await
-        },
-        move |r| d.borrow_mut().push(r),
-    )
-    .unwrap();
-    // Let the guest block, without finishing: run the host until it stalls.
-    host.run_until_stalled();
-    assert!(host.guest_running());
-    assert_eq!(drops.dropped(), 0);
-    drop(host);
-    assert_eq!(*done.borrow(), vec![Err(Error::GuestRunAbandoned)]);
-    assert_eq!(drops.dropped(), 2, "both guest tasks were dropped");
 }
 
 #[test]

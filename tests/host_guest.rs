@@ -17,7 +17,7 @@ use common::{Log, s, secs, vclock};
 use infect::guest::{self, CancelScope, Event};
 use infect::host::{self, Host};
 use infect::time::Instant;
-use infect::trace::{Event as T, Side, Trace};
+use infect::trace::{Side, Trace, TraceEvent as T};
 
 fn vhost() -> Host {
     Host::builder().clock(vclock()).build().unwrap()

@@ -104,7 +104,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::guest::{CancelScope, check_cancel};
-use crate::waiters::Waiters;
+use crate::sync::Waiters;
 use crate::wire::{Cid, FuncKind, Msg, decode_payload, encode_payload};
 use crate::{Error, Result};
 

@@ -62,7 +62,7 @@ use crate::host::{self, Host};
 use crate::time::{Clock, Instant, VirtualClock};
 use crate::to_host::translate::{GuestEnd, HostEnd};
 use crate::to_host::{self, BroadcastReceiver, HostChannel, LinkOpts, LinkedTaskChannel, SendNowaitError};
-use crate::trace::{Event, Side, Trace};
+use crate::trace::{Side, Trace, TraceEvent};
 use crate::{Error, Result};
 
 /// Runs one fuzz input; panics if an invariant does not hold.
@@ -264,7 +264,7 @@ impl Script {
 #[derive(Debug, Clone, PartialEq)]
 enum Entry {
     /// A kernel trace event.
-    Kernel(Event),
+    Kernel(TraceEvent),
     HostStarted,
     HostSent(u32),
     /// `send_nowait` said `Full` and handed this value back.
@@ -780,25 +780,25 @@ impl<'s> Checker<'s> {
         self.requested.as_ref().map(|(_, c)| Error::from(c.clone()))
     }
 
-    fn kernel(&mut self, ev: &Event) {
+    fn kernel(&mut self, ev: &TraceEvent) {
         match *ev {
-            Event::Link("open", n) => {
+            TraceEvent::Link("open", n) => {
                 assert_eq!(self.hid, None, "one pair per script");
                 self.hid = Some(n);
             }
-            Event::Cancel(Side::Host, id) if Some(id) == self.hid => {
+            TraceEvent::Cancel(Side::Host, id) if Some(id) == self.hid => {
                 assert!(self.expect_cancel_event, "the kernel cancelled the host task when the model did not");
                 self.expect_cancel_event = false;
             }
-            Event::Link("teardown", _) => self.teardown_events += 1,
-            Event::Link("cancel_host_task", _) => self.cancel_host_task_events += 1,
-            Event::Link("host_end", _) => self.host_ended(),
-            Event::Link("interrupt", _) => {
+            TraceEvent::Link("teardown", _) => self.teardown_events += 1,
+            TraceEvent::Link("cancel_host_task", _) => self.cancel_host_task_events += 1,
+            TraceEvent::Link("host_end", _) => self.host_ended(),
+            TraceEvent::Link("interrupt", _) => {
                 // Traced right after the host's end that the model says interrupts the block.
                 assert!(self.facts.interrupted && !self.host_alive, "an interrupt the model does not derive");
                 self.interrupt_events += 1;
             }
-            Event::Link("guest_end", _) => self.guest_ended(),
+            TraceEvent::Link("guest_end", _) => self.guest_ended(),
             _ => {}
         }
     }
@@ -1112,7 +1112,7 @@ fn dump(script: &Script, log: &[Entry], at: usize) {
     std::eprintln!("{script:?}");
     for (i, e) in log.iter().enumerate().take(at + 1) {
         match e {
-            Entry::Kernel(Event::Poll(..) | Event::Wake(..) | Event::GuestTick) => {}
+            Entry::Kernel(TraceEvent::Poll(..) | TraceEvent::Wake(..) | TraceEvent::GuestTick) => {}
             e => std::eprintln!("{i:4} {e:?}"),
         }
     }

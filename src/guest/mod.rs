@@ -91,14 +91,15 @@ pub use sched::{GuestRun, GuestTick, Hooks};
 pub use scope::{CancelScope, fail_after, fail_at, move_on_after, move_on_at};
 pub use sync::{Empty, Event, Receiver, Sender, TrySendError, channel};
 
-pub(crate) use sched::with_local;
 #[cfg(feature = "std")]
 pub(crate) use sched::{TaskRef, take_delivered};
+pub(crate) use sched::{current_carrier, with_local};
 pub(crate) use scope::check_cancel;
 #[cfg(feature = "std")]
 pub(crate) use scope::check_cancel_only;
 
-use crate::time::{Clock, Instant, TimerKey};
+use crate::time::{Clock, Instant};
+use crate::timers::SleepTimer;
 use crate::trace::{Policy, Trace};
 use crate::{Error, Result};
 
@@ -208,7 +209,7 @@ pub async fn sleep(d: Duration) -> Result<()> {
 /// Sleeps until the guest clock reads `deadline` (cancellation-aware; a checkpoint, see
 /// [`sleep`]).
 pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
-    Sleep { deadline, key: None, waited: false }
+    Sleep(SleepTimer::at(deadline))
 }
 
 /// Sleeps until cancelled; always returns `Err(Cancelled)` (so `?` unwinds).
@@ -217,13 +218,8 @@ pub async fn sleep_forever() -> Result<()> {
     Err(Error::Cancelled)
 }
 
-struct Sleep {
-    deadline: Instant,
-    key: Option<TimerKey>,
-    /// Returned `Pending` at least once: a deadline reached now ends the sleep (otherwise it
-    /// yields once first, trio's `sleep(0)`).
-    waited: bool,
-}
+/// The guest's sleep: the one timer slot ([`SleepTimer`]) behind the guest's cancellation check.
+struct Sleep(SleepTimer);
 
 impl Future for Sleep {
     type Output = Result<()>;
@@ -233,29 +229,7 @@ impl Future for Sleep {
             self.disarm();
             return Poll::Ready(Err(e));
         }
-        let this = &mut *self;
-        let r = with_local(|local| {
-            if local.now() >= this.deadline {
-                if let Some(k) = this.key.take() {
-                    local.disarm(k);
-                }
-                if this.waited {
-                    return Poll::Ready(());
-                }
-                // Already due at the first poll: a checkpoint still yields once.
-                this.waited = true;
-                cx.waker().wake_by_ref();
-                crate::cx::note_park();
-                return Poll::Pending;
-            }
-            this.waited = true;
-            if this.deadline != Instant::NEVER {
-                local.register_wake(&mut this.key, this.deadline, cx.waker());
-            }
-            crate::cx::note_park();
-            Poll::Pending
-        });
-        match r {
+        match with_local(|local| self.0.poll(&**local, cx.waker(), true)) {
             None => Poll::Ready(Err(Error::OutsideGuest)),
             Some(Poll::Ready(())) => Poll::Ready(Ok(())),
             Some(Poll::Pending) => Poll::Pending,
@@ -265,7 +239,7 @@ impl Future for Sleep {
 
 impl Sleep {
     fn disarm(&mut self) {
-        if let Some(k) = self.key.take() {
+        if let Some(k) = self.0.take_key() {
             with_local(|l| l.disarm(k));
         }
     }
@@ -283,19 +257,7 @@ impl Drop for Sleep {
 /// `cancel()` by another task, while this task yields is seen by this checkpoint (trio does the
 /// schedule point first "so that the cancel point has the most up-to-date info").
 pub async fn checkpoint() -> Result<()> {
-    check_cancel()?;
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(check_cancel())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            crate::cx::note_park();
-            Poll::Pending
-        }
-    })
-    .await
+    crate::timers::yield_once(check_cancel).await
 }
 
 /// Awaits a foreign future (one that is not infect's) as a cancellation point: `Ok(output)` if it
@@ -386,19 +348,16 @@ pub mod lowlevel {
 mod standalone {
     //! `guest::run`: the guest on the smallest possible host, a tick queue parked on the reactor.
     use super::*;
-    use crate::reactor::{Notifier, Reactor};
+    use crate::reactor::{ParkGate, Reactor};
     use alloc::sync::Arc;
     use concurrent_queue::ConcurrentQueue;
     use core::cell::RefCell;
-    use core::sync::atomic::{AtomicBool, Ordering};
 
     struct Driver {
         ticks: ConcurrentQueue<GuestTick>,
         timer: ConcurrentQueue<(Instant, GuestTick)>,
-        /// The loop is parked or about to park: a tick request must wake the reactor. Otherwise
-        /// the loop will see the tick before it parks, and no syscall is spent on it.
-        sleeping: AtomicBool,
-        notifier: Notifier,
+        /// A tick request wakes the reactor only while the loop is parked (or about to park).
+        gate: ParkGate,
         /// The loop's thread: a request from it (a waker fired while the reactor dispatches)
         /// needs no wake-up, the loop looks at the queue before it parks again.
         owner: std::thread::ThreadId,
@@ -409,11 +368,7 @@ mod standalone {
     impl Hooks for DriverHooks {
         fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
             let _ = self.0.ticks.push(tick);
-            // Dekker pairing with the park below: publish, fence, read the flag.
-            core::sync::atomic::fence(Ordering::SeqCst);
-            if self.0.sleeping.load(Ordering::SeqCst) && std::thread::current().id() != self.0.owner {
-                self.0.notifier.notify();
-            }
+            self.0.gate.notify_if(|| std::thread::current().id() != self.0.owner);
         }
 
         fn wake_at(&self, deadline: Instant, tick: GuestTick) {
@@ -439,8 +394,7 @@ mod standalone {
         let driver = Arc::new(Driver {
             ticks: ConcurrentQueue::unbounded(),
             timer: ConcurrentQueue::unbounded(),
-            sleeping: AtomicBool::new(false),
-            notifier: reactor.notifier(),
+            gate: ParkGate::new(reactor.notifier()),
             owner: std::thread::current().id(),
         });
         // Emptied on every way out (also unwinding): a queued tick holds the run's `Shared`, whose
@@ -479,12 +433,10 @@ mod standalone {
                 }
                 continue;
             }
-            driver.sleeping.store(true, Ordering::SeqCst);
-            core::sync::atomic::fence(Ordering::SeqCst);
-            if driver.ticks.is_empty() && driver.timer.is_empty() {
-                crate::reactor::park_until(&reactor, &*clock, deadline);
-            }
-            driver.sleeping.store(false, Ordering::SeqCst);
+            driver.gate.park(
+                || !(driver.ticks.is_empty() && driver.timer.is_empty()),
+                || crate::reactor::park_until(&reactor, &*clock, deadline),
+            );
         }
     }
 }

@@ -47,8 +47,9 @@ use concurrent_queue::ConcurrentQueue;
 use super::scope::ScopeInner;
 use crate::Error;
 use crate::cx::kernel_slot;
-use crate::time::{Clock, Instant, TimerKey, Timers};
-use crate::trace::{Event, Policy, Side, Trace};
+use crate::time::{Clock, Instant};
+use crate::timers::{Target, TimerKey, TimerLoop, Timers};
+use crate::trace::{Policy, Side, Trace, TraceEvent};
 
 /// What a host must provide to carry a guest run (trio's `start_guest_run` hooks).
 ///
@@ -119,6 +120,12 @@ impl TaskRef {
     }
 }
 
+/// The carrier of the guest run being ticked on this thread (see [`GuestRun::set_carrier`]);
+/// `None` outside a guest task or for a run nobody marked.
+pub(crate) fn current_carrier() -> Option<Rc<dyn core::any::Any>> {
+    with_local(|l| l.carrier.borrow().clone()).flatten()
+}
+
 /// Takes the error delivered to the task being polled, if one waits ([`TaskRef::deliver`]).
 #[cfg(feature = "std")]
 pub(crate) fn take_delivered() -> Option<Error> {
@@ -183,6 +190,13 @@ impl GuestTick {
         unsafe { self.run_unchecked() }
     }
 
+    /// The tick as a waker that runs it when woken, without allocating (a host that schedules
+    /// wakers carries the tick as one). Wake it only on the thread that started the run: on
+    /// another it panics (std), as [`run`](GuestTick::run) does.
+    pub(crate) fn into_waker(self) -> Waker {
+        Waker::from(self.0)
+    }
+
     /// Runs the tick without checking the thread.
     ///
     /// # Safety
@@ -205,6 +219,21 @@ impl GuestTick {
     }
 }
 
+/// A guest run as a waker: waking it runs one tick ([`GuestTick::into_waker`]).
+impl Wake for Shared {
+    fn wake(self: Arc<Self>) {
+        let tick = GuestTick(self);
+        #[cfg(feature = "std")]
+        tick.run();
+        // SAFETY: without `std` the kernel is single-threaded by contract (see `cx`): this is the
+        // thread that started the run.
+        #[cfg(not(feature = "std"))]
+        unsafe {
+            tick.run_unchecked()
+        }
+    }
+}
+
 /// Per-task waker: pushes the task key onto the shared queue once per batch.
 pub(crate) struct TaskWaker {
     key: TaskKey,
@@ -221,7 +250,7 @@ impl Wake for TaskWaker {
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
             if let Some(t) = &self.shared.trace {
-                t.record(Event::Wake(Side::Guest, self.number));
+                t.record(TraceEvent::Wake(Side::Guest, self.number));
             }
             // The queue is unbounded and never closed: a push cannot fail.
             let _ = self.shared.queue.push(self.key);
@@ -281,24 +310,8 @@ impl Drop for Polling<'_> {
     }
 }
 
-/// What a timer fires.
-pub(crate) enum TimerTarget {
-    Wake(Waker),
-    Scope(alloc::rc::Weak<ScopeInner>),
-}
-
-impl crate::time::WakeTarget for TimerTarget {
-    fn from_waker(waker: &Waker) -> Self {
-        TimerTarget::Wake(waker.clone())
-    }
-
-    fn waker_mut(&mut self) -> Option<&mut Waker> {
-        match self {
-            TimerTarget::Wake(w) => Some(w),
-            TimerTarget::Scope(_) => None,
-        }
-    }
-}
+/// What a guest timer fires besides a sleep's waker: a scope's deadline.
+pub(crate) type ScopeDeadline = alloc::rc::Weak<ScopeInner>;
 
 /// Hands the outcome to the user's `done` (`true`: the run was abandoned).
 type Finish = Box<dyn FnOnce(bool)>;
@@ -311,7 +324,7 @@ pub(crate) struct Local {
     generations: RefCell<Vec<u32>>,
     free: RefCell<Vec<u32>>,
     live: Cell<usize>,
-    timers: RefCell<Timers<TimerTarget>>,
+    timers: RefCell<Timers<ScopeDeadline>>,
     /// The task being polled, and its current innermost scope.
     current: Cell<Option<TaskKey>>,
     current_scope: RefCell<Option<Rc<ScopeInner>>>,
@@ -325,8 +338,8 @@ pub(crate) struct Local {
     trace: Option<Trace>,
     policy: Option<Policy>,
     batch: RefCell<Vec<TaskKey>>,
-    /// Set by the host that carries this run (for `to_host`): an opaque token.
-    pub(crate) carrier: Cell<usize>,
+    /// Set by the host that carries this run (for `to_host`): opaque to the guest.
+    carrier: RefCell<Option<Rc<dyn core::any::Any>>>,
     /// Bumped each time a scope's foreign-future watcher notes where its task blocks, so that
     /// enclosing watchers in the same poll keep the innermost note.
     pub(crate) foreign_notes: Cell<u64>,
@@ -350,9 +363,10 @@ impl GuestRun {
         self.local.finished.get()
     }
 
-    /// Marks the run as carried by `token` (used by the host so `to_host` can find it).
-    pub(crate) fn set_carrier(&self, token: usize) {
-        self.local.carrier.set(token);
+    /// Marks the run as carried by `carrier`, which the guest keeps for whoever carries it
+    /// (the `embed` module's typed handle to its host, which `to_host` reads) and never opens.
+    pub(crate) fn set_carrier(&self, carrier: Rc<dyn core::any::Any>) {
+        *self.local.carrier.borrow_mut() = Some(carrier);
     }
 }
 
@@ -416,7 +430,7 @@ pub(crate) fn start<T: 'static>(
         trace: setup.trace,
         policy: setup.policy,
         batch: RefCell::new(Vec::new()),
-        carrier: Cell::new(0),
+        carrier: RefCell::new(None),
         foreign_notes: Cell::new(0),
     });
     shared.local.store(Rc::as_ptr(&local).cast_mut(), Ordering::Release);
@@ -459,7 +473,7 @@ impl Local {
         });
         self.live.set(self.live.get() + 1);
         if let Some(t) = &self.trace {
-            t.record(Event::Spawn(Side::Guest, number));
+            t.record(TraceEvent::Spawn(Side::Guest, number));
         }
         waker.wake_by_ref();
         key
@@ -543,26 +557,17 @@ impl Local {
         }
         for w in to_wake {
             if let Some(t) = &self.trace {
-                t.record(Event::Cancel(Side::Guest, w.number));
+                t.record(TraceEvent::Cancel(Side::Guest, w.number));
             }
             w.wake_by_ref();
         }
     }
 
     /// Arms a timer.
-    pub(crate) fn arm(&self, deadline: Instant, target: TimerTarget) -> TimerKey {
-        let key = self.timers.borrow_mut().arm(deadline, target);
+    pub(crate) fn arm(&self, deadline: Instant, scope: ScopeDeadline) -> TimerKey {
+        let key = self.timers.borrow_mut().arm(deadline, scope);
         self.timers_changed();
         key
-    }
-
-    /// A sleep's registration: `slot` wakes `waker` at `deadline` (see [`Timers::register`]).
-    pub(crate) fn register_wake(&self, slot: &mut Option<TimerKey>, deadline: Instant, waker: &Waker) {
-        let before = *slot;
-        self.timers.borrow_mut().register(slot, deadline, waker);
-        if *slot != before {
-            self.timers_changed();
-        }
     }
 
     /// Disarms a timer.
@@ -612,7 +617,7 @@ impl Local {
         self.shared.tick_pending.store(true, Ordering::SeqCst);
         let _cx = CURRENT.enter(Rc::as_ptr(self));
         if let Some(t) = &self.trace {
-            t.record(Event::GuestTick);
+            t.record(TraceEvent::GuestTick);
         }
         self.fire_timers();
         let mut batch = core::mem::take(&mut *self.batch.borrow_mut());
@@ -661,8 +666,8 @@ impl Local {
         loop {
             let target = self.timers.borrow_mut().pop_expired(now);
             match target {
-                Some(TimerTarget::Wake(w)) => w.wake(),
-                Some(TimerTarget::Scope(s)) => {
+                Some(Target::Wake(w)) => w.wake(),
+                Some(Target::Fire(s)) => {
                     if let Some(s) = s.upgrade() {
                         s.deadline_fired();
                         cancelled_any = true;
@@ -706,7 +711,7 @@ impl Local {
         };
         let Some((mut fut, waker_arc, root, raising)) = taken else { return };
         if let Some(t) = &self.trace {
-            t.record(Event::Poll(Side::Guest, waker_arc.number));
+            t.record(TraceEvent::Poll(Side::Guest, waker_arc.number));
         }
         let waker = Waker::from(waker_arc.clone());
         let mut cx = Context::from_waker(&waker);
@@ -738,7 +743,7 @@ impl Local {
                 self.free.borrow_mut().push(key.index);
                 self.live.set(self.live.get() - 1);
                 if let Some(t) = &self.trace {
-                    t.record(Event::Exit(Side::Guest, waker_arc.number));
+                    t.record(TraceEvent::Exit(Side::Guest, waker_arc.number));
                 }
                 drop(fut);
                 drop(slot);
@@ -785,6 +790,23 @@ impl Local {
         if let Some(f) = finish {
             f(true);
         }
+    }
+}
+
+/// A sleep's slot on the guest run (see [`SleepTimer`](crate::timers::SleepTimer)).
+impl TimerLoop for Local {
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn register(&self, slot: &mut Option<TimerKey>, deadline: Instant, waker: &Waker) {
+        if self.timers.borrow_mut().register(slot, deadline, waker) {
+            self.timers_changed();
+        }
+    }
+
+    fn disarm(&self, key: TimerKey) {
+        self.timers.borrow_mut().disarm(key);
     }
 }
 

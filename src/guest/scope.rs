@@ -34,8 +34,9 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
-use super::sched::{Local, TimerTarget, with_local};
-use crate::time::{Instant, TimerKey};
+use super::sched::{Local, with_local};
+use crate::time::Instant;
+use crate::timers::TimerKey;
 use crate::{Error, Result};
 
 pub(crate) struct ScopeInner {
@@ -122,7 +123,7 @@ impl ScopeInner {
             local.timers_changed();
             local.wake_cancelled();
         } else if live && d != Instant::NEVER {
-            let key = local.arm(d, TimerTarget::Scope(Rc::downgrade(self)));
+            let key = local.arm(d, Rc::downgrade(self));
             self.timer.set(Some(key));
         } else {
             local.timers_changed();
@@ -349,7 +350,7 @@ pub async fn fail_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>
 /// Also notes the scope the task may block in, so that cancelling it wakes the task.
 ///
 /// An await that then returns `Pending` must also count as a park at one of infect's awaits
-/// ([`crate::cx::note_park`]; [`Waiters::register`](crate::waiters::Waiters::register) does it),
+/// ([`crate::cx::note_park`]; [`Waiters::register`](crate::sync::Waiters::register) does it),
 /// so that a cancelled scope does not take it for a foreign future (see [`Enforced`]). Passing
 /// the check alone does not count: an await that completes at once does not wait anywhere.
 ///

@@ -21,7 +21,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 
 use super::scope::check_cancel;
-use crate::waiters::Waiters;
+use crate::sync::Waiters;
 use crate::{Error, Result};
 
 #[derive(Default)]

@@ -2,13 +2,14 @@
 //!
 //! # Who touches what
 //! - `Shared` is the only part another thread may touch: the job queue (a `ConcurrentQueue`,
-//!   which is also the local run queue, so run order is wake order), the `sleeping` flag, the
-//!   reactor's [`Notifier`](crate::reactor::Notifier), and the guest's timer requests. Task
-//!   wakers and [`Remote::call_soon_threadsafe`] push jobs there; a push wakes the reactor only
-//!   when the loop is parked (or about to park), so a same-thread wake costs no syscall.
-//! - `Core` (task table, timers, current task, the guest run) is owned by the host thread. It
-//!   is reached through the owning [`Host`] or, while the loop runs, through the thread's
-//!   current-host slot.
+//!   which is also the local run queue, so run order is wake order), the reactor's park gate
+//!   (the `sleeping` flag and its [`Notifier`](crate::reactor::Notifier)), and the alarm
+//!   requests. Task wakers, [`Remote::call_soon_threadsafe`] and the crate's wakes-from-any-thread
+//!   push jobs there; a push wakes the reactor only when the loop is parked (or about to park),
+//!   so a same-thread wake costs no syscall.
+//! - `Core` (task table, timers, alarms, current task, what the host carries) is owned by the
+//!   host thread. It is reached through the owning [`Host`] or, while the loop runs, through the
+//!   thread's current-host slot.
 //! - Task futures need not be `Send`: a `Runnable` may be pushed from any thread, but it is only
 //!   ever run or dropped on the host thread. Shutdown closes every task on the host thread
 //!   before the queue can outlive the host, so no later wake can create a `Runnable` again.
@@ -36,9 +37,18 @@
 //! current-task state is restored on the way out, so host-aware awaits after the panic was
 //! caught behave as outside that task.
 //!
-//! Dropping the [`Host`] abandons a guest run that has not finished
-//! ([`Error::GuestRunAbandoned`] to its `done`), then wakes and
-//! drops every task: nothing outlives the executor.
+//! # What a host offers a carried loop
+//! The host knows no guest. What lets another runtime ride it (the crate's
+//! [`Host::run_guest`], built in the `embed` module) is generic: a wake scheduled from any thread
+//! (a [`Waker`] woken on the host thread at its next turn), an alarm (wake at a deadline, a later
+//! request replacing the earlier one), and carried parts, each of which keeps [`Host::run`] going
+//! while it is busy and is shut down first when the host drops.
+//!
+//! # Drop order
+//! Dropping the [`Host`] shuts down what it carries first, in the order it was attached (a
+//! guest run that has not finished is abandoned: every guest task is dropped and its `done` gets
+//! [`Error::GuestRunAbandoned`]), because those parts may hold links to host tasks; then it
+//! wakes and drops every task, then the timers and alarms: nothing outlives the executor.
 
 #[cfg(feature = "std")]
 pub mod net;
@@ -60,9 +70,9 @@ use concurrent_queue::ConcurrentQueue;
 
 use crate::cx::kernel_slot;
 use crate::error::Cancelled;
-use crate::guest::{GuestConfig, GuestRun, GuestTick, Hooks};
-use crate::time::{Clock, Instant, TimerKey, Timers};
-use crate::trace::{Event, Policy, Side, Trace};
+use crate::time::{Clock, Instant};
+use crate::timers::{SleepTimer, Target, TimerKey, TimerLoop, Timers};
+use crate::trace::{Policy, Side, Trace, TraceEvent};
 use crate::{Error, Result};
 
 /// A callback that is not `Send`, queued by the host thread for the host thread.
@@ -78,17 +88,18 @@ enum Job {
     Task(Runnable<u64>),
     Call(Box<dyn FnOnce() + Send>),
     Local(LocalFn),
-    Guest(GuestTick),
+    /// A wake scheduled from any thread: the waker is woken on the host thread.
+    Wake(Waker),
 }
 
 /// The thread-safe part of the host.
 struct Shared {
     queue: ConcurrentQueue<Job>,
     /// The loop is parked or about to park: pushes must wake the reactor.
-    sleeping: AtomicBool,
     #[cfg(feature = "std")]
-    notifier: Option<crate::reactor::Notifier>,
-    guest_timer: ConcurrentQueue<(Instant, GuestTick)>,
+    gate: crate::reactor::ParkGate,
+    /// Alarm requests from any thread: `(alarm, Some((deadline, waker)))` sets, `None` clears.
+    alarm_requests: ConcurrentQueue<(usize, Option<(Instant, Waker)>)>,
 }
 
 impl Shared {
@@ -113,39 +124,17 @@ impl Shared {
         self.notify_if_sleeping();
     }
 
-    /// Wakes a parked loop. Dekker pairing with `Host::park`: the producer publishes its job,
-    /// then (fence) reads `sleeping`; the loop sets `sleeping`, then (fence) reads the queues. The
-    /// two fences make sure at least one of them sees the other's write, so a job is never left
-    /// in the queue of a loop that parks without being woken.
+    /// Wakes a parked loop (the reactor's [`ParkGate`](crate::reactor::ParkGate): a job is
+    /// never left in the queue of a loop that parks without being woken). Without `std` there
+    /// is no reactor to wake: the loop polls its queue while it waits.
     fn notify_if_sleeping(&self) {
-        core::sync::atomic::fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
-            #[cfg(feature = "std")]
-            if let Some(n) = &self.notifier {
-                n.notify();
-            }
-        }
+        #[cfg(feature = "std")]
+        self.gate.notify();
     }
 }
 
-/// What a host timer fires.
-enum TimerTarget {
-    Wake(Waker),
-    Call(Box<dyn FnOnce()>),
-}
-
-impl crate::time::WakeTarget for TimerTarget {
-    fn from_waker(waker: &Waker) -> Self {
-        TimerTarget::Wake(waker.clone())
-    }
-
-    fn waker_mut(&mut self) -> Option<&mut Waker> {
-        match self {
-            TimerTarget::Wake(w) => Some(w),
-            TimerTarget::Call(_) => None,
-        }
-    }
-}
+/// What a host timer fires besides a sleep's waker: a `call_at` callback.
+type TimerCall = Box<dyn FnOnce()>;
 
 struct TaskCtl {
     id: u64,
@@ -167,7 +156,7 @@ impl TaskCtl {
         *self.cancel.borrow_mut() = Some(c);
         if let Some(core) = self.core.upgrade() {
             if let Some(t) = &core.trace {
-                t.record(Event::Cancel(Side::Host, self.id));
+                t.record(TraceEvent::Cancel(Side::Host, self.id));
             }
             let w = core.tasks.borrow().get(&self.id).map(|e| e.waker.clone());
             if let Some(w) = w {
@@ -189,15 +178,17 @@ struct TaskEntry {
 pub(crate) struct Core {
     shared: Arc<Shared>,
     clock: Rc<dyn Clock>,
-    timers: RefCell<Timers<TimerTarget>>,
+    timers: RefCell<Timers<TimerCall>>,
+    /// Alarms by id: the pending `(deadline, waker)` of each (see [`Alarm`]).
+    alarms: RefCell<Vec<Option<(Instant, Waker)>>>,
+    /// What the host carries, in attachment order (see [`Carried`]).
+    carried: RefCell<Vec<Rc<dyn Carried>>>,
     tasks: RefCell<BTreeMap<u64, TaskEntry>>,
     next_id: Cell<u64>,
     current: RefCell<Option<Rc<TaskCtl>>>,
     /// The current task's `requested` flag (null outside a task): the fast path of
     /// `check_cancelled`, valid while `current` holds that task's `TaskCtl`.
     current_requested: Cell<*const Cell<bool>>,
-    guest: RefCell<Option<GuestRun>>,
-    guest_wake: RefCell<Option<(Instant, GuestTick)>>,
     trace: Option<Trace>,
     policy: Option<Policy>,
     closed: Cell<bool>,
@@ -230,11 +221,6 @@ fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     // loop, or the shutdown in `Drop`) runs on this thread; the guard restores it before that
     // borrow ends.
     Some(f(unsafe { &*ptr }))
-}
-
-/// A token that identifies the host running on this thread (for `to_host`).
-pub(crate) fn current_token() -> Option<usize> {
-    with_core(|c| c as *const Core as usize)
 }
 
 /// Spawns a task on the host whose loop runs on this thread.
@@ -298,22 +284,21 @@ impl HostBuilder {
         let clock = self.clock.ok_or(Error::NoClock)?;
         let shared = Arc::new(Shared {
             queue: ConcurrentQueue::unbounded(),
-            sleeping: AtomicBool::new(false),
             #[cfg(feature = "std")]
-            notifier: Some(reactor.notifier()),
-            guest_timer: ConcurrentQueue::unbounded(),
+            gate: crate::reactor::ParkGate::new(reactor.notifier()),
+            alarm_requests: ConcurrentQueue::unbounded(),
         });
         Ok(Host {
             core: Rc::new(Core {
                 shared,
                 clock,
                 timers: RefCell::new(Timers::new()),
+                alarms: RefCell::new(Vec::new()),
+                carried: RefCell::new(Vec::new()),
                 tasks: RefCell::new(BTreeMap::new()),
                 next_id: Cell::new(1),
                 current: RefCell::new(None),
                 current_requested: Cell::new(core::ptr::null()),
-                guest: RefCell::new(None),
-                guest_wake: RefCell::new(None),
                 trace: self.trace,
                 policy: self.seed.map(Policy::seeded),
                 closed: Cell::new(false),
@@ -342,7 +327,7 @@ impl core::fmt::Debug for Host {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Host")
             .field("tasks", &self.core.tasks.borrow().len())
-            .field("guest", &self.core.guest.borrow().is_some())
+            .field("carried", &self.core.carried.borrow().len())
             .finish_non_exhaustive()
     }
 }
@@ -390,7 +375,7 @@ impl Host {
 
     /// Runs `f` when the host clock reaches `deadline`. The returned key cancels it.
     pub fn call_at(&self, deadline: Instant, f: impl FnOnce() + 'static) -> CallHandle {
-        CallHandle(self.core.timers.borrow_mut().arm(deadline, TimerTarget::Call(Box::new(f))))
+        CallHandle(self.core.timers.borrow_mut().arm(deadline, Box::new(f)))
     }
 
     /// Runs `f` after `d`.
@@ -410,52 +395,49 @@ impl Host {
         Remote { shared: self.core.shared.clone() }
     }
 
-    /// Starts a guest run riding this host (trio's `start_guest_run` on asyncio): the guest's
-    /// ticks run as host jobs, its deadlines as host timers, and `to_host` calls inside it link
-    /// host tasks of this host. `done` gets the guest's outcome, exactly once; if the host is
-    /// dropped first it gets [`Error::GuestRunAbandoned`].
-    pub fn start_guest_run<T: 'static>(
-        &self,
-        main: impl Future<Output = Result<T>> + 'static,
-        done: impl FnOnce(Result<T>) + 'static,
-    ) -> Result<()> {
-        if self.core.guest.borrow().as_ref().is_some_and(|g| !g.is_finished()) {
-            return Err(Error::GuestAlreadyRunning);
-        }
-        let mut config = GuestConfig::new(self.core.clock.clone());
-        if let Some(t) = &self.core.trace {
-            config = config.trace(t.clone());
-        }
-        if let Some(p) = &self.core.policy {
-            config = config.seed(p.next_u64());
-        }
-        let run = config.start_guest_run(main, HostHooks { shared: self.core.shared.clone() }, done)?;
-        run.set_carrier(Rc::as_ptr(&self.core) as usize);
-        *self.core.guest.borrow_mut() = Some(run);
-        Ok(())
+    /// The trace the host records into, if it has one.
+    pub(crate) fn trace(&self) -> Option<Trace> {
+        self.core.trace.clone()
     }
 
-    /// Whether a guest run is riding this host and has not finished.
-    pub fn guest_running(&self) -> bool {
-        self.core.guest.borrow().as_ref().is_some_and(|g| !g.is_finished())
+    /// The next number of the host's seeded policy (a seed for a loop it carries), if seeded.
+    pub(crate) fn next_seed(&self) -> Option<u64> {
+        self.core.policy.as_ref().map(Policy::next_u64)
     }
 
-    /// Runs a guest to completion on this host and returns its outcome: the host loop runs
-    /// until the guest's `done` has been called.
-    pub fn run_guest<T: 'static>(&self, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
-        let out: Rc<RefCell<Option<Result<T>>>> = Rc::new(RefCell::new(None));
-        let o = out.clone();
-        self.start_guest_run(main, move |r| *o.borrow_mut() = Some(r))?;
+    /// A new alarm on this host (see [`Alarm`]).
+    pub(crate) fn alarm(&self) -> Alarm {
+        let mut alarms = self.core.alarms.borrow_mut();
+        alarms.push(None);
+        Alarm { shared: self.core.shared.clone(), id: alarms.len() - 1 }
+    }
+
+    /// Attaches `part` to this host: [`Host::run`] goes on while it is busy, and the host's
+    /// drop shuts it down first (see the [drop order](self#drop-order)).
+    pub(crate) fn attach(&self, part: Rc<dyn Carried>) {
+        self.core.carried.borrow_mut().push(part);
+    }
+
+    /// The attached part of type `T`, if any.
+    pub(crate) fn attached<T: Carried>(&self) -> Option<Rc<T>> {
+        self.core.carried.borrow().iter().find_map(|c| {
+            let any: Rc<dyn core::any::Any> = c.clone();
+            any.downcast::<T>().ok()
+        })
+    }
+
+    /// A handle to this host for code that runs inside its loop (see [`HostRef`]).
+    pub(crate) fn handle(&self) -> HostRef {
+        HostRef(Rc::downgrade(&self.core))
+    }
+
+    /// Runs loop turns until `until()` holds; the host is current meanwhile. `until` is
+    /// checked before each turn.
+    pub(crate) fn run_until(&self, until: impl Fn() -> bool) {
         let _cx = self.enter();
-        // A panic that unwinds out of a guest tick leaves that run half-polled: abandon it on the
-        // way out, so a caller that catches the panic finds the host free for another guest.
-        let abandon = AbandonOnUnwind(&self.core);
-        while out.borrow().is_none() {
+        while !until() {
             self.turn(false);
         }
-        core::mem::forget(abandon);
-        let r = out.borrow_mut().take();
-        r.unwrap_or(Err(Error::GuestRunAbandoned))
     }
 
     /// Runs the loop until `fut` completes and returns its output. `fut` need not be `'static`;
@@ -469,7 +451,7 @@ impl Host {
         loop {
             if main.woken.swap(false, Ordering::SeqCst) {
                 if let Some(t) = &self.core.trace {
-                    t.record(Event::Poll(Side::Host, 0));
+                    t.record(TraceEvent::Poll(Side::Host, 0));
                 }
                 if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                     return v;
@@ -480,14 +462,14 @@ impl Host {
     }
 
     /// Runs the loop until nothing is left to do: no host task, no queued job, no pending
-    /// `call_at`/`call_later` callback, no active guest run.
+    /// `call_at`/`call_later` callback, no active guest run (nor other busy carried part).
     pub fn run(&self) {
         let _cx = self.enter();
         // Armed timers count as work: a pending `call_later` callback must run, not be dropped
         // with the host. (A task's `Sleep` timer is disarmed when the sleep is dropped, so a
         // timer never outlives the task that armed it.)
         while !(self.core.tasks.borrow().is_empty()
-            && !self.guest_running()
+            && !self.core.carried.borrow().iter().any(|c| c.busy())
             && self.core.no_jobs()
             && self.core.timers.borrow().is_empty())
         {
@@ -510,19 +492,20 @@ impl Host {
         }
     }
 
-    /// The earliest pending deadline (host timers and the guest's `wake_at`), if any.
+    /// The earliest pending deadline (host timers, and the alarms of what it carries: a
+    /// guest run's `wake_at`), if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.collect_guest_timer();
+        self.collect_alarms();
         let t = self.core.timers.borrow().next_deadline();
-        let g = self.core.guest_wake.borrow().as_ref().map(|w| w.0);
-        match (t, g) {
+        let a = self.core.alarms.borrow().iter().flatten().map(|w| w.0).min();
+        match (t, a) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
     /// Makes this host (and its reactor) current on this thread while the guard lives.
-    fn enter(&self) -> EnterGuard {
+    pub(crate) fn enter(&self) -> EnterGuard {
         EnterGuard {
             _host: CURRENT.enter(Rc::as_ptr(&self.core)),
             #[cfg(feature = "std")]
@@ -539,38 +522,52 @@ impl Host {
     fn turn_with(&self, main_woken: &AtomicBool) {
         self.fire_timers();
         let ran = self.run_batch();
-        self.release_finished_guest();
         if ran == 0 && !main_woken.load(Ordering::SeqCst) {
             self.park(main_woken);
         }
     }
 
-    fn collect_guest_timer(&self) {
-        if self.core.shared.guest_timer.is_empty() {
+    /// Applies the alarm requests, in the order they were made.
+    fn collect_alarms(&self) {
+        if self.core.shared.alarm_requests.is_empty() {
             return;
         }
-        while let Ok((d, tick)) = self.core.shared.guest_timer.pop() {
-            *self.core.guest_wake.borrow_mut() = (d != Instant::NEVER).then_some((d, tick));
+        let mut alarms = self.core.alarms.borrow_mut();
+        while let Ok((id, req)) = self.core.shared.alarm_requests.pop() {
+            if let Some(a) = alarms.get_mut(id) {
+                *a = req;
+            }
         }
     }
 
     fn fire_timers(&self) {
-        self.collect_guest_timer();
-        if self.core.timers.borrow().is_empty() && self.core.guest_wake.borrow().is_none() {
+        self.collect_alarms();
+        let no_alarm = self.core.alarms.borrow().iter().all(Option::is_none);
+        if self.core.timers.borrow().is_empty() && no_alarm {
             return;
         }
         let now = self.core.clock.now();
         loop {
             let t = self.core.timers.borrow_mut().pop_expired(now);
             match t {
-                Some(TimerTarget::Wake(w)) => w.wake(),
-                Some(TimerTarget::Call(f)) => self.core.shared.push(Job::Local(LocalFn(f))),
+                Some(Target::Wake(w)) => w.wake(),
+                Some(Target::Fire(f)) => self.core.shared.push(Job::Local(LocalFn(f))),
                 None => break,
             }
         }
-        let due = self.core.guest_wake.borrow().as_ref().is_some_and(|w| w.0 <= now);
-        if due && let Some((_, tick)) = self.core.guest_wake.borrow_mut().take() {
-            self.core.shared.push(Job::Guest(tick));
+        if no_alarm {
+            return;
+        }
+        let mut due = Vec::new();
+        for a in self.core.alarms.borrow_mut().iter_mut() {
+            if a.as_ref().is_some_and(|w| w.0 <= now)
+                && let Some((_, w)) = a.take()
+            {
+                due.push(w);
+            }
+        }
+        for w in due {
+            self.core.shared.push(Job::Wake(w));
         }
     }
 
@@ -601,59 +598,52 @@ impl Host {
             match job {
                 Job::Task(r) => {
                     if let Some(t) = &self.core.trace {
-                        t.record(Event::Poll(Side::Host, *r.metadata()));
+                        t.record(TraceEvent::Poll(Side::Host, *r.metadata()));
                     }
                     r.run();
                 }
                 Job::Call(f) => f(),
                 Job::Local(f) => (f.0)(),
-                Job::Guest(tick) => tick.run_on_host(),
+                Job::Wake(w) => w.wake(),
             }
         }
         *self.core.batch.borrow_mut() = batch;
         ran
     }
 
-    fn release_finished_guest(&self) {
-        let finished = self.core.guest.borrow().as_ref().is_some_and(GuestRun::is_finished);
-        if finished {
-            let run = self.core.guest.borrow_mut().take();
-            *self.core.guest_wake.borrow_mut() = None;
-            drop(run);
-        }
-    }
-
     /// Nothing is runnable: wait for a wake, an fd, or the next deadline (autojumping a virtual
     /// clock when every task of both loops is blocked).
     fn park(&self, main_woken: &AtomicBool) {
-        let shared = &self.core.shared;
-        shared.sleeping.store(true, Ordering::SeqCst);
-        core::sync::atomic::fence(Ordering::SeqCst);
-        if !self.core.no_jobs() || main_woken.load(Ordering::SeqCst) {
-            shared.sleeping.store(false, Ordering::SeqCst);
-            return;
-        }
-        let deadline = self.next_deadline();
         let clock = &self.core.clock;
         #[cfg(feature = "std")]
-        {
-            let reactor = self.core.reactor.as_ref().expect("std hosts have a reactor");
-            crate::reactor::park_until(reactor, &**clock, deadline);
-        }
+        self.core.shared.gate.park(
+            || !self.core.no_jobs() || main_woken.load(Ordering::SeqCst),
+            || {
+                let reactor = self.core.reactor.as_ref().expect("std hosts have a reactor");
+                crate::reactor::park_until(reactor, &**clock, self.next_deadline());
+            },
+        );
         #[cfg(not(feature = "std"))]
         {
-            // No reactor: a virtual clock jumps; a real clock is polled until the deadline or a
-            // cross-thread wake (there is nothing else that could wake us).
+            // No reactor (and no gate: nothing to notify): a virtual clock jumps; a real clock
+            // is polled until the deadline or a cross-thread wake.
+            if !self.core.no_jobs() || main_woken.load(Ordering::SeqCst) {
+                return;
+            }
+            let deadline = self.next_deadline();
+            let shared = &self.core.shared;
             match deadline {
                 Some(d) if clock.now() >= d || clock.autojump(d) => {}
                 _ => {
-                    while shared.queue.is_empty() && deadline.is_none_or(|d| clock.now() < d) {
+                    while shared.queue.is_empty()
+                        && shared.alarm_requests.is_empty()
+                        && deadline.is_none_or(|d| clock.now() < d)
+                    {
                         core::hint::spin_loop();
                     }
                 }
             }
         }
-        shared.sleeping.store(false, Ordering::SeqCst);
     }
 }
 
@@ -661,9 +651,11 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _cx = self.enter();
         self.core.closed.set(true);
-        // The guest first: its tasks may hold links to host tasks.
-        let guest = self.core.guest.borrow_mut().take();
-        drop(guest);
+        // What the host carries first (a guest run): it may hold links to host tasks.
+        let carried: Vec<Rc<dyn Carried>> = self.core.carried.borrow().clone();
+        for part in &carried {
+            part.shutdown();
+        }
         loop {
             let wakers: Vec<(u64, Waker)> =
                 self.core.tasks.borrow().iter().map(|(id, e)| (*id, e.waker.clone())).collect();
@@ -680,23 +672,14 @@ impl Drop for Host {
             drop(local);
         }
         *self.core.timers.borrow_mut() = Timers::new();
-        *self.core.guest_wake.borrow_mut() = None;
-        while self.core.shared.guest_timer.pop().is_ok() {}
+        while self.core.shared.alarm_requests.pop().is_ok() {}
+        self.core.alarms.borrow_mut().clear();
+        self.core.carried.borrow_mut().clear();
     }
 }
 
-/// Abandons the host's guest run when dropped; [`Host::run_guest`] forgets it on a normal exit,
-/// so it only acts while a panic unwinds.
-struct AbandonOnUnwind<'a>(&'a Core);
-
-impl Drop for AbandonOnUnwind<'_> {
-    fn drop(&mut self) {
-        let run = self.0.guest.borrow_mut().take();
-        drop(run);
-    }
-}
-
-struct EnterGuard {
+/// Keeps a host current on this thread (see `Host::enter`); nests.
+pub(crate) struct EnterGuard {
     _host: crate::cx::SlotGuard<*const Core>,
     #[cfg(feature = "std")]
     _reactor: Option<crate::reactor::EnterGuard>,
@@ -718,33 +701,56 @@ impl alloc::task::Wake for MainWaker {
     }
 }
 
-/// The hooks that let a guest run ride this host.
-struct HostHooks {
-    shared: Arc<Shared>,
+/// A part of what a host carries (the guest run of [`Host::run_guest`]): attached with
+/// `Host::attach`, found again by its type.
+pub(crate) trait Carried: core::any::Any {
+    /// Whether it has work left: [`Host::run`] goes on while it does.
+    fn busy(&self) -> bool;
+    /// Called once when the host drops, before any host task is dropped.
+    fn shutdown(&self);
 }
 
-impl Hooks for HostHooks {
-    fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
-        self.shared.push(Job::Guest(tick));
-    }
+/// A wake at a deadline, settable from any thread: the host wakes the waker on its thread once
+/// its clock reaches the deadline. A later [`set`](Alarm::set) replaces the earlier one;
+/// [`clear`](Alarm::clear) cancels it. A pending alarm is a deadline of the host (it bounds a
+/// park and lets a virtual clock jump to it) but not work: it does not keep [`Host::run`] going.
+#[derive(Clone)]
+pub(crate) struct Alarm {
+    shared: Arc<Shared>,
+    id: usize,
+}
 
-    fn wake_at(&self, deadline: Instant, tick: GuestTick) {
-        let _ = self.shared.guest_timer.push((deadline, tick));
+impl Alarm {
+    /// Wakes `waker` on the host thread once the host clock reads `deadline`.
+    pub(crate) fn set(&self, deadline: Instant, waker: Waker) {
+        let _ = self.shared.alarm_requests.push((self.id, Some((deadline, waker))));
         self.shared.notify_if_sleeping();
     }
+
+    /// Cancels the pending wake, if any.
+    pub(crate) fn clear(&self) {
+        let _ = self.shared.alarm_requests.push((self.id, None));
+    }
 }
 
-impl GuestTick {
-    fn run_on_host(self) {
-        #[cfg(feature = "std")]
-        self.run();
-        // SAFETY: the tick was queued by `HostHooks`, which only exists for a guest run started by
-        // `Host::start_guest_run` on the host's own thread, and the host loop runs jobs only on
-        // that thread (the `Host` is `!Send`).
-        #[cfg(not(feature = "std"))]
-        unsafe {
-            self.run_unchecked()
-        }
+/// A handle to a host for code that runs inside its loop: it spawns there without looking up
+/// the thread's current host. Holds the host weakly (spawning fails once it is gone).
+#[derive(Clone)]
+pub(crate) struct HostRef(Weak<Core>);
+
+impl HostRef {
+    /// Spawns `fut` on the host; `None` if the host is gone.
+    pub(crate) fn spawn<F>(&self, fut: F) -> Option<JoinHandle<F::Output>>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.0.upgrade().map(|core| spawn_on(&core, fut))
+    }
+
+    /// Whether this host's loop is the one running on this thread.
+    pub(crate) fn is_running_here(&self) -> bool {
+        with_core(|core| core::ptr::eq(core, self.0.as_ptr())).unwrap_or(false)
     }
 }
 
@@ -765,6 +771,12 @@ impl Remote {
     /// from any thread (asyncio's `call_soon_threadsafe`).
     pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) {
         self.shared.push(Job::Call(Box::new(f)));
+    }
+
+    /// Wakes `waker` on the host thread at the next turn (after what is already queued); wakes
+    /// a parked loop. Callable from any thread; allocates nothing.
+    pub(crate) fn wake_soon(&self, waker: Waker) {
+        self.shared.push(Job::Wake(waker));
     }
 }
 
@@ -792,7 +804,7 @@ where
     let (runnable, task) =
         unsafe { async_task::Builder::new().metadata(id).spawn_unchecked(move |_| wrapped, schedule) };
     if let Some(t) = &core.trace {
-        t.record(Event::Spawn(Side::Host, id));
+        t.record(TraceEvent::Spawn(Side::Host, id));
     }
     if core.closed.get() {
         ctl.request_cancel("host shut down");
@@ -868,7 +880,7 @@ impl<F> Drop for HostTask<F> {
         if let Some(core) = self.ctl.core.upgrade() {
             core.tasks.borrow_mut().remove(&self.ctl.id);
             if let Some(t) = &core.trace {
-                t.record(Event::Exit(Side::Host, self.ctl.id));
+                t.record(TraceEvent::Exit(Side::Host, self.ctl.id));
             }
         }
     }
@@ -989,8 +1001,10 @@ pub(crate) fn cancel_task(id: u64, reason: &str) {
     }
 }
 
-/// The number of the host task being polled on this thread, if any.
-pub fn current_task_id() -> Option<u64> {
+/// The number of the host task being polled on this thread, if any (the fuzz targets cancel a
+/// `run_task` host by it).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn current_task_id() -> Option<u64> {
     with_core(|core| core.current.borrow().as_ref().map(|c| c.id)).flatten()
 }
 
@@ -1018,46 +1032,25 @@ pub fn cancel_current(reason: &str) {
 /// The deadline is fixed at the **first poll** (`now + d` on that host's clock), not when `sleep`
 /// is called: a `Sleep` made outside a loop, or long before it is awaited, still sleeps `d`.
 pub fn sleep(d: Duration) -> Sleep {
-    Sleep { when: When::After(d), key: None }
+    Sleep(SleepTimer::after(d))
 }
 
 /// Sleeps until the clock of the host that polls it reads `deadline` (host-aware).
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { when: When::At(deadline), key: None }
+    Sleep(SleepTimer::at(deadline))
 }
 
 /// Yields to the other host jobs once (asyncio's `sleep(0)`), host-aware.
 pub async fn yield_now() -> core::result::Result<(), Cancelled> {
-    check_cancelled()?;
-    let mut yielded = false;
-    core::future::poll_fn(|cx| {
-        if yielded {
-            check_cancelled()?;
-            Poll::Ready(Ok(()))
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await
+    crate::timers::yield_once(check_cancelled).await
 }
 
-/// The future of [`sleep`] and [`sleep_until`]. Each poll that returns `Pending` registers the
-/// waker of that poll ([`Timers::register`]): whichever task polled it last is woken.
+/// The future of [`sleep`] and [`sleep_until`]: the crate's one timer slot behind the host's
+/// cancellation check. Each poll that returns `Pending` registers the waker of that poll:
+/// whichever task polled it last is woken.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
-pub struct Sleep {
-    when: When,
-    key: Option<TimerKey>,
-}
-
-/// A sleep's deadline: relative until the first poll inside a loop fixes it.
-#[derive(Debug, Clone, Copy)]
-enum When {
-    After(Duration),
-    At(Instant),
-}
+pub struct Sleep(SleepTimer);
 
 impl Future for Sleep {
     type Output = core::result::Result<(), Cancelled>;
@@ -1067,34 +1060,17 @@ impl Future for Sleep {
             self.disarm();
             return Poll::Ready(Err(c));
         }
-        let this = &mut *self;
-        let r = with_core(|core| {
-            let now = core.clock.now();
-            let deadline = match this.when {
-                When::At(d) => d,
-                When::After(d) => now + d,
-            };
-            this.when = When::At(deadline);
-            if now >= deadline {
-                if let Some(k) = this.key.take() {
-                    core.timers.borrow_mut().disarm(k);
-                }
-                return true;
-            }
-            core.timers.borrow_mut().register(&mut this.key, deadline, cx.waker());
-            false
-        });
-        match r {
+        match with_core(|core| self.0.poll(core, cx.waker(), false)) {
             None => Poll::Ready(Err(Cancelled::new("host::sleep polled outside a host loop"))),
-            Some(true) => Poll::Ready(Ok(())),
-            Some(false) => Poll::Pending,
+            Some(Poll::Ready(())) => Poll::Ready(Ok(())),
+            Some(Poll::Pending) => Poll::Pending,
         }
     }
 }
 
 impl Sleep {
     fn disarm(&mut self) {
-        if let Some(k) = self.key.take() {
+        if let Some(k) = self.0.take_key() {
             with_core(|c| c.timers.borrow_mut().disarm(k));
         }
     }
@@ -1103,5 +1079,20 @@ impl Sleep {
 impl Drop for Sleep {
     fn drop(&mut self) {
         self.disarm();
+    }
+}
+
+/// A sleep's slot on the host (see [`SleepTimer`]).
+impl TimerLoop for Core {
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn register(&self, slot: &mut Option<TimerKey>, deadline: Instant, waker: &Waker) {
+        self.timers.borrow_mut().register(slot, deadline, waker);
+    }
+
+    fn disarm(&self, key: TimerKey) {
+        self.timers.borrow_mut().disarm(key);
     }
 }

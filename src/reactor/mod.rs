@@ -4,8 +4,8 @@
 //! The reactor runs nothing. Its [`Readiness`] futures only *register wakers*, so they work
 //! under any executor; whoever owns the thread's loop calls [`Reactor::park`] when it has
 //! nothing to run, and `park` wakes the wakers of the descriptors that became ready. Timers
-//! are not here: the loop owner keeps them in [`time::Timers`](crate::time::Timers) and
-//! passes the time to the next deadline as `park`'s timeout.
+//! are not here: the loop owner keeps them in its own timer queue and passes the time to the
+//! next deadline as `park`'s timeout.
 //!
 //! # Invariants
 //!
@@ -208,6 +208,52 @@ pub(crate) fn park_until(reactor: &Reactor, clock: &dyn crate::time::Clock, dead
         None => {
             let _ = reactor.park(None);
         }
+    }
+}
+
+/// The park gate of a loop that parks on a reactor: the `sleeping` flag that makes a producer
+/// on another thread wake the loop only when it is parked (or about to park), so a wake that
+/// the loop will see before it parks costs no syscall. The host and the standalone guest driver
+/// park through it.
+///
+/// Dekker pairing: a producer publishes its work, then (fence) reads `sleeping`
+/// ([`notify`](ParkGate::notify)); the loop sets `sleeping`, then (fence) looks for work
+/// ([`park`](ParkGate::park)). The two fences make sure at least one of them sees the other's
+/// write, so work is never left behind by a loop that parks without being woken.
+pub(crate) struct ParkGate {
+    sleeping: AtomicBool,
+    notifier: Notifier,
+}
+
+impl ParkGate {
+    /// A gate that wakes the loop through `notifier`.
+    pub(crate) fn new(notifier: Notifier) -> ParkGate {
+        ParkGate { sleeping: AtomicBool::new(false), notifier }
+    }
+
+    /// Producer side, after publishing work: wakes the loop if it is parked or about to park.
+    pub(crate) fn notify(&self) {
+        self.notify_if(|| true);
+    }
+
+    /// [`notify`](ParkGate::notify), when `needed()` also holds (asked only if the loop is
+    /// parked or about to park: a producer on the loop's own thread needs no wake-up).
+    pub(crate) fn notify_if(&self, needed: impl FnOnce() -> bool) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) && needed() {
+            self.notifier.notify();
+        }
+    }
+
+    /// Loop side: runs `park` unless `has_work()` (checked after the flag is raised) finds
+    /// something to do.
+    pub(crate) fn park(&self, has_work: impl FnOnce() -> bool, park: impl FnOnce()) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !has_work() {
+            park();
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
     }
 }
 

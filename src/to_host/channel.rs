@@ -20,7 +20,7 @@ use core::cell::{Cell, RefCell};
 
 use super::translate::{Link, RecvVerdict};
 use crate::guest::CancelScope;
-use crate::waiters::Waiters;
+use crate::sync::Waiters;
 use crate::{Error, Result};
 
 /// The reader id of the channel's own `receive`.

@@ -56,8 +56,10 @@
 //! thrown away, and the block's first await then sees the cancellation.
 //!
 //! These calls need a guest that rides a [`Host`](crate::host::Host)
-//! ([`Host::start_guest_run`](crate::host::Host::start_guest_run) / `run_guest`, or an actor
-//! spawned with `infect_host(true)`); anywhere else they return [`Error::NotInfected`].
+//! ([`Host::run_guest`](crate::host::Host::run_guest), or an actor spawned with
+//! `infect_host(true)`): they find that host through the typed handle the guest run keeps to
+//! it. Anywhere else (a standalone [`guest::run`](crate::guest::run), a guest on another host's
+//! hooks) they return [`Error::NotInfected`].
 
 mod channel;
 pub mod translate;
@@ -74,7 +76,7 @@ use translate::{GuestEnd, HostEnd, Link, RecvVerdict, SendVerdict};
 use crate::error::Cancelled;
 use crate::guest::{CancelScope, check_cancel};
 use crate::host::{self, JoinHandle};
-use crate::trace::Event;
+use crate::trace::TraceEvent;
 use crate::{Error, Result};
 
 /// Options of [`open_channel_from`].
@@ -130,17 +132,8 @@ impl<T> From<SendNowaitError<T>> for Error {
     }
 }
 
-/// Fails with [`Error::NotInfected`] unless the calling guest rides the host running here.
-fn check_infected() -> Result<()> {
-    let carrier = crate::guest::with_local(|l| l.carrier.get()).ok_or(Error::NotInfected)?;
-    match host::current_token() {
-        Some(t) if t == carrier && carrier != 0 => Ok(()),
-        _ => Err(Error::NotInfected),
-    }
-}
-
 fn trace(name: &'static str, number: u64) {
-    host::with_trace(|t| t.record(Event::Link(name, number)));
+    host::with_trace(|t| t.record(TraceEvent::Link(name, number)));
 }
 
 /// The guest half's handle to the host task, shared by the channel.
@@ -161,7 +154,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
     where
         Fut: Future<Output = Result<R>> + 'static,
     {
-        check_infected()?;
+        let host = crate::embed::carrier_host()?;
         let core = Rc::new(Core::new(link, cap_to_guest, block_scope));
         let result = Rc::new(RefCell::new(None));
         let fut = target(HostChannel { core: core.clone() });
@@ -171,7 +164,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
         let fut = crate::panic::catch(fut);
         let side =
             HostSide { fut, guard: EndGuard { core: core.clone(), result: result.clone(), seen: None, done: false } };
-        let handle = host::spawn(side).ok_or(Error::NotInfected)?;
+        let handle = host.spawn(side).ok_or(Error::NotInfected)?;
         core.number.set(handle.id());
         trace("open", handle.id());
         Ok(Pair { core, result, handle: RefCell::new(Some(handle)), result_taken: Cell::new(false) })
@@ -734,10 +727,10 @@ trait EndSink {
 impl<In, Out, S> EndSink for Core<In, Out, S> {
     fn ended(&self, end: HostEnd) {
         let interrupt = self.link.borrow_mut().host_ended(end);
-        host::with_trace(|t| t.record(Event::Link("host_end", self.number.get())));
+        host::with_trace(|t| t.record(TraceEvent::Link("host_end", self.number.get())));
         if interrupt && let Some(scope) = &self.block_scope {
             // Transition 9: the host's end cancels the block wherever it waits.
-            host::with_trace(|t| t.record(Event::Link("interrupt", self.number.get())));
+            host::with_trace(|t| t.record(TraceEvent::Link("interrupt", self.number.get())));
             scope.cancel();
         }
         self.guest_waiters.wake_all();
