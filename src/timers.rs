@@ -12,6 +12,7 @@
 //!   and the guest's `Sleep` are this slot plus their own cancellation check.
 
 use alloc::collections::BTreeMap;
+use core::num::NonZeroU64;
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
@@ -19,7 +20,7 @@ use crate::time::Instant;
 
 /// The key of an armed timer, to disarm it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct TimerKey(Instant, u64);
+pub(crate) struct TimerKey(Instant, NonZeroU64);
 
 impl TimerKey {
     /// When the timer fires.
@@ -39,6 +40,7 @@ pub(crate) enum Target<X> {
 /// A deterministic timer queue keyed by `(deadline, arming order)`.
 pub(crate) struct Timers<X> {
     armed: BTreeMap<TimerKey, Target<X>>,
+    /// The last arming's number (keys count from 1, so that `Option<TimerKey>` needs no tag).
     seq: u64,
 }
 
@@ -56,7 +58,7 @@ impl<X> Timers<X> {
 
     fn insert(&mut self, deadline: Instant, target: Target<X>) -> TimerKey {
         self.seq += 1;
-        let key = TimerKey(deadline, self.seq);
+        let key = TimerKey(deadline, NonZeroU64::new(self.seq).expect("counts from 1"));
         self.armed.insert(key, target);
         key
     }
@@ -131,11 +133,14 @@ pub(crate) trait TimerLoop {
     fn disarm(&self, key: TimerKey);
 }
 
-/// A sleep's deadline: relative until the first poll fixes it.
+/// A sleep's deadline: relative until the first poll fixes it, and whether a poll returned
+/// `Pending` yet. (One enum of 16 bytes, so that a sleep is as small as the slot it holds.)
 #[derive(Debug, Clone, Copy)]
 enum When {
     After(Duration),
     At(Instant),
+    /// At the deadline, after a poll that returned `Pending`.
+    Waited(Instant),
 }
 
 /// The timer slot behind every `Sleep` (see the module invariants).
@@ -143,19 +148,17 @@ enum When {
 pub(crate) struct SleepTimer {
     when: When,
     key: Option<TimerKey>,
-    /// Returned `Pending` at least once.
-    waited: bool,
 }
 
 impl SleepTimer {
     /// Fires `d` after its first poll (on the clock of the loop that polls it).
     pub(crate) fn after(d: Duration) -> SleepTimer {
-        SleepTimer { when: When::After(d), key: None, waited: false }
+        SleepTimer { when: When::After(d), key: None }
     }
 
     /// Fires once the clock of the loop that polls it reads `deadline`.
     pub(crate) fn at(deadline: Instant) -> SleepTimer {
-        SleepTimer { when: When::At(deadline), key: None, waited: false }
+        SleepTimer { when: When::At(deadline), key: None }
     }
 
     /// One poll on `lp`: `Ready` once the deadline has passed, else the slot wakes `waker` then
@@ -164,24 +167,23 @@ impl SleepTimer {
     /// (trio's `sleep(0)`): it wakes itself and returns `Pending` first.
     pub(crate) fn poll(&mut self, lp: &impl TimerLoop, waker: &Waker, checkpoint: bool) -> Poll<()> {
         let now = lp.now();
-        let deadline = match self.when {
-            When::At(d) => d,
-            When::After(d) => now + d,
+        let (deadline, waited) = match self.when {
+            When::After(d) => (now + d, false),
+            When::At(deadline) => (deadline, false),
+            When::Waited(deadline) => (deadline, true),
         };
-        self.when = When::At(deadline);
+        self.when = When::Waited(deadline);
         if now >= deadline {
             if let Some(k) = self.key.take() {
                 lp.disarm(k);
             }
-            if self.waited || !checkpoint {
+            if waited || !checkpoint {
                 return Poll::Ready(());
             }
-            self.waited = true;
             waker.wake_by_ref();
             crate::cx::note_park();
             return Poll::Pending;
         }
-        self.waited = true;
         if deadline != Instant::NEVER {
             lp.register(&mut self.key, deadline, waker);
         }
@@ -289,5 +291,12 @@ mod tests {
         let mut never = SleepTimer::at(Instant::NEVER);
         assert_eq!(never.poll(&lp, w, true), Poll::Pending);
         assert!(lp.timers.borrow().is_empty());
+    }
+
+    /// A sleep is smaller than the guest's was before the two were one (a deadline, a key and a
+    /// flag: 40 bytes): 16 for the deadline and its state, 16 for the key.
+    #[test]
+    fn a_sleep_is_small() {
+        assert!(core::mem::size_of::<SleepTimer>() <= 32, "{}", core::mem::size_of::<SleepTimer>());
     }
 }

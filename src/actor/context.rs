@@ -105,6 +105,7 @@ use serde::de::DeserializeOwned;
 
 use crate::guest::{CancelScope, check_cancel};
 use crate::sync::Waiters;
+use crate::sync::broadcast::{Broadcast, PRIMARY, Position};
 use crate::wire::{Cid, FuncKind, Msg, decode_payload, encode_payload};
 use crate::{Error, Result};
 
@@ -892,40 +893,12 @@ fn wrong_side(what: &str, side: &str) -> Error {
 }
 
 /// The reader id of the stream's own `receive`.
-const PRIMARY: u64 = 0;
-
-/// The broadcast ring behind [`MsgStream::subscribe`]: items by sequence number, one cursor
-/// per reader.
+/// The broadcast ring behind [`MsgStream::subscribe`] (the crate's one cursor ring), and how
+/// the stream ended.
 struct Bcast {
-    buf: VecDeque<Vec<u8>>,
-    /// Sequence number of `buf[0]`.
-    head: u64,
-    /// Items pulled from the context so far (the next item's sequence number).
-    pulled: u64,
-    /// How the stream ended, after `pulled` items.
+    ring: Broadcast<Vec<u8>>,
+    /// How the stream ended, after every item pulled.
     end: Option<Result<()>>,
-    primary: u64,
-    subs: Vec<(u64, u64)>,
-    next_id: u64,
-    /// How many items are kept for readers behind the fastest.
-    retain: usize,
-}
-
-impl Bcast {
-    fn cursor(&mut self, reader: u64) -> Option<&mut u64> {
-        if reader == PRIMARY {
-            return Some(&mut self.primary);
-        }
-        self.subs.iter_mut().find(|(i, _)| *i == reader).map(|(_, c)| c)
-    }
-
-    fn trim(&mut self) {
-        let min = self.subs.iter().map(|&(_, c)| c).fold(self.primary, u64::min);
-        while self.head < min.min(self.pulled) || self.pulled - self.head > self.retain as u64 {
-            self.buf.pop_front();
-            self.head += 1;
-        }
-    }
 }
 
 /// A context's two-way stream of items (tractor's `MsgStream`), open for the duration of
@@ -997,19 +970,8 @@ impl MsgStream {
     /// the first subscription; later ones share it).
     pub fn subscribe_with_capacity(&self, capacity: usize) -> BroadcastReceiver {
         let mut b = self.ctx.inner.bcast.borrow_mut();
-        let b = b.get_or_insert_with(|| Bcast {
-            buf: VecDeque::new(),
-            head: 0,
-            pulled: 0,
-            end: None,
-            primary: 0,
-            subs: Vec::new(),
-            next_id: PRIMARY + 1,
-            retain: capacity.max(1),
-        });
-        let id = b.next_id;
-        b.next_id += 1;
-        b.subs.push((id, b.pulled));
+        let b = b.get_or_insert_with(|| Bcast { ring: Broadcast::new(capacity), end: None });
+        let id = b.ring.subscribe(Vec::clone);
         BroadcastReceiver { stream: self.clone(), id }
     }
 
@@ -1039,20 +1001,10 @@ impl MsgStream {
             drop(guard);
             return self.ctx.poll_item(cx);
         };
-        let (head, pulled) = (b.head, b.pulled);
-        let Some(cursor) = b.cursor(reader) else {
-            return Poll::Ready(Err(Error::Closed));
-        };
-        let c = *cursor;
-        if c < head {
-            *cursor = head;
-            return Poll::Ready(Err(Error::Lagged { skipped: head - c }));
-        }
-        if c < pulled {
-            *cursor = c + 1;
-            let v = b.buf[(c - head) as usize].clone();
-            b.trim();
-            return Poll::Ready(Ok(Some(v)));
+        match b.ring.position(reader) {
+            Err(e) => return Poll::Ready(Err(e)),
+            Ok(Position::Behind) => return Poll::Ready(Ok(Some(b.ring.take(reader)))),
+            Ok(Position::Frontier) => {}
         }
         if let Some(end) = &b.end {
             return Poll::Ready(end.clone().map(|()| None));
@@ -1064,12 +1016,8 @@ impl MsgStream {
         match got {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(Some(v))) => {
-                b.buf.push_back(v.clone());
-                b.pulled += 1;
-                if let Some(cursor) = b.cursor(reader) {
-                    *cursor = c + 1;
-                }
-                b.trim();
+                b.ring.pull_got(v);
+                let v = b.ring.take(reader);
                 drop(guard);
                 // The other readers have an item now.
                 i.slot.waiters.wake_all();
@@ -1138,8 +1086,7 @@ impl Drop for BroadcastReceiver {
     fn drop(&mut self) {
         let mut b = self.stream.ctx.inner.bcast.borrow_mut();
         if let Some(b) = b.as_mut() {
-            b.subs.retain(|&(i, _)| i != self.id);
-            b.trim();
+            b.ring.unsubscribe(self.id);
         }
     }
 }

@@ -5,138 +5,55 @@
 //! machine accounts for: a value the machine accepted is pushed here in the same call, and a
 //! value the machine releases is taken here in the same call.
 //!
-//! Host → guest values sit in a ring addressed by sequence number. Each reader (the channel's
-//! own `receive`, and each subscriber) has a cursor. The machine counts a value in flight until
-//! the *first* reader pulls it (`pulled`), so the host's back-pressure follows the fastest
+//! Host → guest values sit in the crate's broadcast ring (`sync::broadcast`), read by the
+//! channel's own `receive` (its primary reader) and each subscriber. The machine counts a value
+//! in flight until the *first* reader pulls it, so the host's back-pressure follows the fastest
 //! reader, as in tractor's broadcast receiver. Values already pulled stay in the ring for slower
 //! readers, at most `capacity` of them; a reader whose cursor falls behind the ring's head gets
-//! [`Error::Lagged`] with the count it missed, then continues from the head. Without subscribers
-//! there is one cursor and values are moved out, never cloned.
+//! [`Error::Lagged`](crate::Error::Lagged) with the count it missed, then continues from the
+//! head. Without subscribers there is one cursor and values are moved out, never cloned.
 
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
-use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
 use super::translate::{Link, RecvVerdict};
 use crate::guest::CancelScope;
 use crate::sync::Waiters;
-use crate::{Error, Result};
 
-/// The reader id of the channel's own `receive`.
-pub(crate) const PRIMARY: u64 = 0;
+use crate::sync::broadcast::{Broadcast, Pull};
+pub(crate) use crate::sync::broadcast::{PRIMARY, ReadOutcome};
 
-pub(crate) struct Ring<T> {
-    buf: VecDeque<T>,
-    /// Sequence number of `buf[0]`.
-    head: u64,
-    /// Values pulled by the fastest reader (released by the machine).
-    pulled: u64,
-    /// The channel's own cursor (next sequence number `receive` reads).
-    primary: u64,
-    /// Subscribers' ids and cursors, in subscription order (few; a `Vec` beats a map).
-    subs: Vec<(u64, u64)>,
-    next_reader: u64,
-    /// How many already-pulled values are kept for slower readers.
-    retain: usize,
-    /// Set by the first `subscribe` (which needs `T: Clone`).
-    clone: Option<fn(&T) -> T>,
-}
+/// The host → guest values: the crate's broadcast ring, its values released by the machine.
+pub(crate) struct Ring<T>(Broadcast<T>);
 
 impl<T> Ring<T> {
     pub(crate) fn new(retain: usize) -> Ring<T> {
-        Ring {
-            buf: VecDeque::new(),
-            head: 0,
-            pulled: 0,
-            primary: 0,
-            subs: Vec::new(),
-            next_reader: PRIMARY + 1,
-            retain: retain.max(1),
-            clone: None,
-        }
+        Ring(Broadcast::new(retain))
     }
 
     pub(crate) fn push(&mut self, v: T) {
-        self.buf.push_back(v);
+        self.0.push(v);
     }
 
-    /// Adds a reader that sees every value no reader has pulled yet, and all later ones.
+    /// Adds a reader that sees every value no reader has received yet, and all later ones.
     pub(crate) fn subscribe(&mut self, clone: fn(&T) -> T) -> u64 {
-        self.clone = Some(clone);
-        let id = self.next_reader;
-        self.next_reader += 1;
-        self.subs.push((id, self.pulled));
-        id
+        self.0.subscribe(clone)
     }
 
     pub(crate) fn unsubscribe(&mut self, id: u64) {
-        self.subs.retain(|&(i, _)| i != id);
-        self.trim();
-    }
-
-    fn cursor(&mut self, reader: u64) -> Option<&mut u64> {
-        if reader == PRIMARY {
-            return Some(&mut self.primary);
-        }
-        self.subs.iter_mut().find(|(i, _)| *i == reader).map(|(_, c)| c)
+        self.0.unsubscribe(id);
     }
 
     /// One read by `reader`, consulting the machine when it needs a new value or the end.
     pub(crate) fn read(&mut self, reader: u64, link: &mut Link) -> ReadOutcome<T> {
-        let (head, pulled) = (self.head, self.pulled);
-        let Some(cursor) = self.cursor(reader) else {
-            return ReadOutcome::Done(Err(Error::Closed));
-        };
-        let c = *cursor;
-        if c < head {
-            *cursor = head;
-            return ReadOutcome::Done(Err(Error::Lagged { skipped: head - c }));
-        }
-        if c == pulled {
-            match link.guest_recv() {
-                RecvVerdict::Value => self.pulled += 1,
-                RecvVerdict::Wait => return ReadOutcome::Wait,
-                RecvVerdict::End => return ReadOutcome::Done(Ok(None)),
-                RecvVerdict::Fail(e) => return ReadOutcome::Done(Err(e)),
-            }
-        }
-        let idx = (c - self.head) as usize;
-        let shared =
-            (reader != PRIMARY && self.primary <= c) || self.subs.iter().any(|&(id, other)| id != reader && other <= c);
-        let v = if !shared && idx == 0 {
-            self.head += 1;
-            self.buf.pop_front().expect("cursor within the ring")
-        } else {
-            let clone = self.clone.expect("a value shared between readers implies a subscriber");
-            clone(&self.buf[idx])
-        };
-        if let Some(cursor) = self.cursor(reader) {
-            *cursor = c + 1;
-        }
-        if !self.subs.is_empty() {
-            self.trim();
-        }
-        ReadOutcome::Done(Ok(Some(v)))
+        self.0.read(reader, || match link.guest_recv() {
+            RecvVerdict::Value => Pull::Buffered,
+            RecvVerdict::Wait => Pull::Wait,
+            RecvVerdict::End => Pull::Done(Ok(None)),
+            RecvVerdict::Fail(e) => Pull::Done(Err(e)),
+        })
     }
-
-    /// Drops values no reader needs, and pulled values beyond what is retained for laggards.
-    fn trim(&mut self) {
-        let min = self.subs.iter().map(|&(_, c)| c).fold(self.primary.min(self.pulled), u64::min);
-        while self.head < min {
-            self.buf.pop_front();
-            self.head += 1;
-        }
-        while self.pulled - self.head > self.retain as u64 {
-            self.buf.pop_front();
-            self.head += 1;
-        }
-    }
-}
-
-pub(crate) enum ReadOutcome<T> {
-    Wait,
-    Done(Result<Option<T>>),
 }
 
 /// Everything both halves of one pair share (single-threaded).
