@@ -351,6 +351,55 @@ mod tests {
         assert_eq!(host.next_deadline(), None);
     }
 
+    /// A guest whose tick panicked is abandoned on the way out of `run_guest`, and leaves no
+    /// deadline behind: the virtual clock does not jump to its sleeper's 100 s, and the next guest
+    /// runs on the same host from the instant of the panic.
+    #[test]
+    fn a_panicked_guest_leaves_no_alarm_behind() {
+        let host = vhost();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            host.run_guest(async {
+                guest::open_nursery(async |n| {
+                    n.start_soon(async { guest::sleep(Duration::from_secs(100)).await })?;
+                    guest::sleep(Duration::from_secs(1)).await?;
+                    // A tick ends here, reporting the sleeper's deadline to the host's alarm.
+                    guest::checkpoint().await?;
+                    if guest::current_time() == at(1) {
+                        panic!("the guest panics at 1 s");
+                    }
+                    Ok(())
+                })
+                .await
+            })
+        }));
+        assert!(caught.is_err());
+        assert!(!host.guest_running());
+        assert_eq!(host.next_deadline(), None);
+        let r = host.run_guest(async {
+            guest::sleep(Duration::from_secs(2)).await?;
+            Ok(guest::current_time())
+        });
+        assert_eq!(r, Ok(at(3)));
+    }
+
+    /// `to_host` links through the carrier to the host that carries the guest, and only while
+    /// that host's loop is the one running: inside another host's loop nested in a guest task it
+    /// is `NotInfected`, as for a guest that rides no host of ours.
+    #[test]
+    fn to_host_finds_only_the_host_that_carries_the_guest() {
+        let host = vhost();
+        let r = host.run_guest(async {
+            let other = vhost();
+            let nested = other.block_on(crate::to_host::run_task(async { Ok(1) }));
+            let ours = crate::to_host::run_task(async { Ok(2) }).await;
+            Ok((nested, ours))
+        });
+        assert_eq!(r, Ok((Err(Error::NotInfected), Ok(2))));
+        let standalone = guest::GuestConfig::new(Rc::new(VirtualClock::new()))
+            .run(async { crate::to_host::run_task(async { Ok(3) }).await });
+        assert_eq!(standalone, Err(Error::NotInfected));
+    }
+
     /// A host sleep run from the guest through `to_host`: the host's clock reading at its end.
     async fn to_host_sleep(clock: Rc<dyn crate::time::Clock>, d: Duration) -> Result<Instant> {
         crate::to_host::run_task(async move {

@@ -391,7 +391,7 @@ pub enum Error {
     Group(#[from] ErrorGroup),
     /// A `to_host` call from a guest that is not riding a host.
     #[error(
-        "to_host called outside an infected guest: start the guest with `Host::start_guest_run` \
+        "to_host called outside an infected guest: start the guest with `Host::run_guest` \
          (or spawn the actor with `infect_host(true)`) before linking host tasks"
     )]
     NotInfected,
@@ -401,7 +401,7 @@ pub enum Error {
          GuestRun handle alive) until the guest's done callback has been called"
     )]
     GuestRunAbandoned,
-    /// `start_guest_run` while another guest run is active on the same host.
+    /// `Host::run_guest` while another guest run is active on the same host.
     #[error("a guest run is already active on this host: one guest run per host at a time")]
     GuestAlreadyRunning,
     /// `Nursery::start` child returned without calling `started`.

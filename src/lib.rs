@@ -4,14 +4,20 @@
 //! kernel**, after the mode of the Python actor runtime *tractor* in which a subactor runs the
 //! asyncio loop as its host and trio on top of it as a guest.
 //!
+//! The layers, lowest first. A module uses only the layers above it in this table (a test,
+//! `tests/layers.rs`, keeps it so); the host and the guest share a layer and know nothing of
+//! each other.
+//!
 //! | layer | what it is |
 //! |---|---|
-//! | [`time`] | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks, timers |
-//! | `reactor` (std) | `poll(2)` over a handful of fds and one wake fd |
-//! | [`host`] | the host executor (asyncio's role), built on `async-task`; `host::net` (std): its sockets |
-//! | [`guest`] | the structured-concurrency runtime (trio's role), host-agnostic |
+//! | [`time`], [`trace`], [`wire`], `cx` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: the "current loop" slots |
+//! | `timers`, `sync`, `reactor` (std) | crate-private: the one timer queue and sleep slot both loops use, the one waker list and broadcast ring; `poll(2)` over a handful of fds, one wake fd and the park gate |
+//! | [`host`] · [`guest`] | the host executor (asyncio's role), built on `async-task`, generic: wakes from any thread, alarms, shutdown of what it carries; `host::net` (std): its sockets · the structured-concurrency runtime (trio's role), riding any host through [`guest::Hooks`] |
+//! | `embed` | crate-private: our host carrying a guest ([`Host::run_guest`](host::Host::run_guest), one guest per host, the typed handle `to_host` finds its host by) |
 //! | [`to_host`] | the linked task pair between the two loops |
-//! | [`wire`] | the postcard + COBS framed IPC protocol |
+//! | `actor` (std) | subprocess actors over pipes: nurseries, contexts, streams, supervision |
+//!
+//! [`error`] is every layer's: one [`Error`] type.
 //!
 //! Without the default `std` feature the kernel core builds as `#![no_std]` + `alloc`.
 #![cfg_attr(not(feature = "std"), no_std)]

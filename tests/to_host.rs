@@ -688,7 +688,7 @@ fn to_host_outside_a_host_is_not_infected_with_a_how_to_fix_message() {
     let r = guest::run(async { to_host::run_task(async { Ok(1) }).await });
     let e = r.unwrap_err();
     assert_eq!(e, Error::NotInfected);
-    assert!(e.to_string().contains("start_guest_run"), "{e}");
+    assert!(e.to_string().contains("Host::run_guest"), "{e}");
 }
 
 #[test]

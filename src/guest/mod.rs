@@ -20,7 +20,7 @@
 //!
 //! # Scheduler
 //! FIFO: tasks run in the order they were woken, one batch per tick, unless a seeded
-//! [`Policy`] permutes each batch. A tick never re-enters itself.
+//! policy ([`GuestConfig::seed`]) permutes each batch. A tick never re-enters itself.
 //!
 //! # Cancellation and foreign futures
 //! A scope's cancellation (its `cancel()` or its deadline) reaches every await inside it, also
