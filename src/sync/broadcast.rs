@@ -126,6 +126,7 @@ impl<T> Broadcast<T> {
 
     /// Pulls `v`, a new value the source handed in when a reader at the frontier asked (the
     /// reader then [`take`](Self::take)s it).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))] // the actor layer's fan-out
     pub(crate) fn pull_got(&mut self, v: T) {
         self.buf.push_back(v);
         self.pulled += 1;
