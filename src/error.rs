@@ -27,7 +27,7 @@
 //! | guest run on a host | [`GuestRunAbandoned`](Error::GuestRunAbandoned), [`GuestAlreadyRunning`](Error::GuestAlreadyRunning) |
 //! | `to_host` (linked task pairs) | [`HostCancelled`](Error::HostCancelled), [`HostTaskExited`](Error::HostTaskExited), [`GuestCancelled`](Error::GuestCancelled), [`GuestTaskExited`](Error::GuestTaskExited), [`NotInfected`](Error::NotInfected), [`LinkStartedTwice`](Error::LinkStartedTwice), [`ResultTaken`](Error::ResultTaken) |
 //! | `wire` (frames, payloads) | [`Wire`](Error::Wire) |
-//! | `actor` (processes, calls, contexts) | [`RemoteActor`](Error::RemoteActor), [`ContextCancelled`](Error::ContextCancelled), [`ModuleNotExposed`](Error::ModuleNotExposed), [`UnknownFunction`](Error::UnknownFunction), [`WrongFunctionKind`](Error::WrongFunctionKind), [`ActorDied`](Error::ActorDied), [`Panic`](Error::Panic), [`SpawnFailed`](Error::SpawnFailed), [`StartTimeout`](Error::StartTimeout), [`BadActorEnv`](Error::BadActorEnv), [`Interrupted`](Error::Interrupted), [`NoActorRuntime`](Error::NoActorRuntime), [`StartedTwice`](Error::StartedTwice), [`NotStarted`](Error::NotStarted), [`StreamAlreadyOpen`](Error::StreamAlreadyOpen), [`StreamOverrun`](Error::StreamOverrun), [`WrongContextSide`](Error::WrongContextSide), [`UnexpectedMessage`](Error::UnexpectedMessage), [`NoResult`](Error::NoResult), [`Os`](Error::Os) |
+//! | `actor` (processes, calls, contexts) | [`RemoteActor`](Error::RemoteActor), [`ContextCancelled`](Error::ContextCancelled), [`ModuleNotExposed`](Error::ModuleNotExposed), [`UnknownFunction`](Error::UnknownFunction), [`WrongFunctionKind`](Error::WrongFunctionKind), [`ActorDied`](Error::ActorDied), [`Panic`](Error::Panic), [`SpawnFailed`](Error::SpawnFailed), [`StartTimeout`](Error::StartTimeout), [`LaunchFailed`](Error::LaunchFailed), [`ProtocolMismatch`](Error::ProtocolMismatch), [`BadActorEnv`](Error::BadActorEnv), [`Interrupted`](Error::Interrupted), [`NoActorRuntime`](Error::NoActorRuntime), [`StartedTwice`](Error::StartedTwice), [`NotStarted`](Error::NotStarted), [`StreamAlreadyOpen`](Error::StreamAlreadyOpen), [`StreamOverrun`](Error::StreamOverrun), [`WrongContextSide`](Error::WrongContextSide), [`UnexpectedMessage`](Error::UnexpectedMessage), [`NoResult`](Error::NoResult), [`Os`](Error::Os) |
 //!
 //! The enum is flat rather than one nested enum per layer: `?` carries errors across every
 //! layer anyway, and a flat enum keeps each match one pattern deep (`Err(Error::Cancelled)`,
@@ -471,7 +471,17 @@ pub enum Error {
     },
     /// A child actor's process ended (exit status or signal) while something still waited on
     /// it.
-    #[error("actor '{actor}' died: {}{}", describe_exit(*code, *signal), match panic { Some(p) => alloc::format!(" after it {p}"), None => String::new() })]
+    ///
+    /// For an actor started through a launcher (`ActorOpts::launcher`), `code` and `signal`
+    /// are the local launcher's (ssh passes the remote program's exit status on, and exits 255
+    /// when the remote program was killed or the connection broke) and `stderr` quotes the last
+    /// line written to the launcher's stderr (its own messages and the remote program's).
+    #[error(
+        "actor '{actor}' died: {}{}{}",
+        describe_exit(*code, *signal),
+        match panic { Some(p) => alloc::format!(" after it {p}"), None => String::new() },
+        quote_stderr(stderr.as_deref())
+    )]
     ActorDied {
         /// The actor's name.
         actor: String,
@@ -483,6 +493,10 @@ pub enum Error {
         /// message`): under `panic = "abort"` its panic hook writes it to the parent before the
         /// process aborts. `None` for any other death.
         panic: Option<String>,
+        /// For an actor started through a launcher: the last line of the launcher's stderr, if
+        /// anything was written there. `None` for an actor spawned directly (its stderr is
+        /// ours).
+        stderr: Option<String>,
     },
     /// A task panicked (with unwinding): caught at the task boundary (an actor's endpoint or
     /// context, a `to_host` host task) and delivered as this error instead of unwinding
@@ -648,12 +662,113 @@ pub enum Error {
         /// Why it is out of the dialog.
         why: String,
     },
+    /// An actor started through a launcher (`ActorOpts::launcher`: ssh, srun, `kubectl exec`)
+    /// did not get as far as its handshake: the launcher could not be run, or it (or the
+    /// program it started) ended before the actor answered. `failure` says which, by the
+    /// launcher's exit status; `stderr` quotes the last line the launcher wrote to its stderr,
+    /// which usually says the rest (`Permission denied (publickey).`, `command not found`).
+    #[error(
+        "could not start actor '{actor}' through `{launcher}`: {failure}{}{}",
+        match (code, signal) { (None, None) => String::new(), _ => alloc::format!(" ({})", describe_exit(*code, *signal)) },
+        quote_stderr(stderr.as_deref())
+    )]
+    LaunchFailed {
+        /// The actor's name.
+        actor: String,
+        /// The launcher prefix, its words joined by spaces.
+        launcher: String,
+        /// What went wrong, as far as the exit status tells.
+        failure: LaunchFailure,
+        /// The launcher's exit status, if it ran and exited.
+        code: Option<i32>,
+        /// The signal that killed the launcher, if one did.
+        signal: Option<i32>,
+        /// The last line of the launcher's stderr, if it wrote one.
+        stderr: Option<String>,
+    },
+    /// A child actor's program speaks another version of the actor protocol than this parent
+    /// (the handshake carries it: `wire::PROTOCOL_VERSION`): it refused the handshake and
+    /// exited, typically an older or newer build of the program installed on the other host.
+    #[error(
+        "actor '{actor}' runs a program that speaks another version of infect's actor protocol          (this parent speaks protocol {ours}): {report}; install the same build of the program          on both sides (`ActorOpts::program` names the one to run)"
+    )]
+    ProtocolMismatch {
+        /// The actor's name.
+        actor: String,
+        /// The protocol version this parent speaks.
+        ours: u32,
+        /// What the child said (its report, or the last line of its launcher's stderr).
+        report: String,
+    },
     /// `Portal::wait_for_result` on a portal that was not made by `run_in_actor`.
     #[error("actor '{actor}' was started with start_actor: only run_in_actor portals have a result")]
     NoResult {
         /// The actor's name.
         actor: String,
     },
+}
+
+/// What went wrong when an actor started through a launcher ended before its handshake
+/// ([`Error::LaunchFailed`]), as far as the launcher's exit status tells.
+///
+/// ```
+/// use infect::error::LaunchFailure;
+///
+/// assert_eq!(LaunchFailure::from_exit(Some(255), None), LaunchFailure::Launcher);
+/// assert_eq!(LaunchFailure::from_exit(Some(127), None), LaunchFailure::ProgramMissing);
+/// assert_eq!(LaunchFailure::from_exit(Some(1), None), LaunchFailure::Ended);
+/// assert_eq!(LaunchFailure::from_exit(None, Some(9)), LaunchFailure::Ended);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum LaunchFailure {
+    /// The launcher could not be run here (`execve` failed: not found, not executable).
+    NotRun {
+        /// The OS error (`ENOENT` for a launcher that does not exist).
+        source: IoError,
+    },
+    /// The launcher failed on its own: it exited with status 255, which is how ssh reports its
+    /// own errors (host unreachable, host key, authentication refused).
+    Launcher,
+    /// The other side could not find or run the program: exit status 127 or 126, the shell's
+    /// "command not found" and "not executable".
+    ProgramMissing,
+    /// The launcher or the program ended before the handshake with another status.
+    Ended,
+}
+
+impl LaunchFailure {
+    /// Classifies a launcher that exited (`code`) or was killed (`signal`) before the actor's
+    /// handshake.
+    pub fn from_exit(code: Option<i32>, signal: Option<i32>) -> LaunchFailure {
+        match (code, signal) {
+            (Some(255), None) => LaunchFailure::Launcher,
+            (Some(126 | 127), None) => LaunchFailure::ProgramMissing,
+            _ => LaunchFailure::Ended,
+        }
+    }
+}
+
+impl fmt::Display for LaunchFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LaunchFailure::NotRun { source } => write!(f, "the launcher could not be run: {source}"),
+            LaunchFailure::Launcher => f.write_str(
+                "the launcher failed on its own (for ssh: the host could not be reached or refused the authentication)",
+            ),
+            LaunchFailure::ProgramMissing => {
+                f.write_str("the program was not found (or is not executable) on the other side")
+            }
+            LaunchFailure::Ended => f.write_str("the launcher ended before the actor's handshake"),
+        }
+    }
+}
+
+/// `: its launcher's last stderr line: "..."`, or nothing.
+fn quote_stderr(line: Option<&str>) -> String {
+    match line {
+        Some(l) => alloc::format!("; the launcher's last stderr line: {l:?}"),
+        None => String::new(),
+    }
 }
 
 /// Describes an exit status or a signal for a message.
@@ -884,6 +999,8 @@ impl Error {
             Error::NoClock => ErrorKind::NoClock,
             Error::NotStarted { .. } => ErrorKind::NotStarted,
             Error::StreamOverrun { .. } => ErrorKind::StreamOverrun,
+            Error::LaunchFailed { .. } => ErrorKind::LaunchFailed,
+            Error::ProtocolMismatch { .. } => ErrorKind::ProtocolMismatch,
         })
     }
 
@@ -1156,6 +1273,10 @@ error_kinds! {
     UnexpectedMessage,
     /// [`Error::NoResult`].
     NoResult,
+    /// [`Error::LaunchFailed`].
+    LaunchFailed,
+    /// [`Error::ProtocolMismatch`].
+    ProtocolMismatch,
 }
 
 impl fmt::Display for ErrorKind {
@@ -1257,7 +1378,7 @@ mod tests {
             (Error::ContextCancelled { canceller: s("c"), remote: remote("ContextCancelled") }, "ContextCancelled"),
             (Error::ModuleNotExposed { ns: s("n"), actor: s("a") }, "ModuleNotExposed"),
             (Error::UnknownFunction { ns: s("n"), func: s("f"), actor: s("a") }, "UnknownFunction"),
-            (Error::ActorDied { actor: s("a"), code: Some(1), signal: None, panic: None }, "ActorDied"),
+            (Error::ActorDied { actor: s("a"), code: Some(1), signal: None, panic: None, stderr: None }, "ActorDied"),
             (Error::Panic { message: s("m"), location: None }, "Panic"),
             (Error::SpawnFailed { actor: s("a"), reason: s("r"), source: None }, "SpawnFailed"),
             (Error::StartTimeout { actor: s("a"), timeout: core::time::Duration::from_secs(1) }, "StartTimeout"),
@@ -1285,6 +1406,18 @@ mod tests {
             (Error::StreamOverrun { ctx: s("c"), capacity: 1, dropped: 1 }, "StreamOverrun"),
             (Error::UnexpectedMessage { peer: s("p"), msg: s("Aid"), why: s("w") }, "UnexpectedMessage"),
             (Error::NoResult { actor: s("a") }, "NoResult"),
+            (
+                Error::LaunchFailed {
+                    actor: s("a"),
+                    launcher: s("ssh h"),
+                    failure: LaunchFailure::Launcher,
+                    code: Some(255),
+                    signal: None,
+                    stderr: None,
+                },
+                "LaunchFailed",
+            ),
+            (Error::ProtocolMismatch { actor: s("a"), ours: 1, report: s("r") }, "ProtocolMismatch"),
         ]
     }
 
@@ -1300,7 +1433,7 @@ mod tests {
         // One row per kind, each kind once, in declaration order.
         let kinds: Vec<ErrorKind> = table.iter().map(|(e, _)| e.crate_kind().unwrap()).collect();
         assert_eq!(kinds, ErrorKind::ALL);
-        assert_eq!(ErrorKind::ALL.len(), 49);
+        assert_eq!(ErrorKind::ALL.len(), 51);
     }
 
     #[test]

@@ -544,7 +544,7 @@ async fn stubborn_child_is_killed_by_the_ladder() -> Check {
     ensure!(!graceful, "reported graceful");
     ensure!(took >= Duration::from_millis(400) && took < Duration::from_millis(900), "ladder took {took:?}");
     match out {
-        Some(Err(Error::ActorDied { actor, code: None, signal: Some(9), panic: None })) => {
+        Some(Err(Error::ActorDied { actor, code: None, signal: Some(9), panic: None, stderr: None })) => {
             ensure!(actor == "stubborn", "{actor}")
         }
         other => return Err(format!("call ended with {other:?}")),
@@ -571,7 +571,7 @@ async fn killed_child_mid_call_is_an_error() -> Check {
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
     match r.map_err(|e| format!("{e:?}"))? {
-        Err(Error::ActorDied { actor, code: None, signal: Some(9), panic: None }) => {
+        Err(Error::ActorDied { actor, code: None, signal: Some(9), panic: None, stderr: None }) => {
             ensure!(actor == "victim", "{actor}")
         }
         other => return Err(format!("call ended with {other:?}")),
@@ -587,7 +587,11 @@ async fn abort_reaches_the_parent() -> Check {
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
     match r.map_err(|e| format!("{e:?}"))? {
-        Err(Error::ActorDied { ref actor, code: None, signal: Some(6), panic: None }) if actor == "aborter" => Ok(()),
+        Err(Error::ActorDied { ref actor, code: None, signal: Some(6), panic: None, stderr: None })
+            if actor == "aborter" =>
+        {
+            Ok(())
+        }
         other => Err(format!("abort: {other:?}")),
     }
 }
@@ -639,9 +643,9 @@ async fn panic_under_abort_reports_its_message() -> Check {
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
     match r.map_err(|e| format!("{e:?}"))? {
-        Err(ref e @ Error::ActorDied { ref actor, code: None, signal: Some(6), panic: Some(ref msg) })
-            if actor == "abort_panicker" =>
-        {
+        Err(
+            ref e @ Error::ActorDied { ref actor, code: None, signal: Some(6), panic: Some(ref msg), stderr: None },
+        ) if actor == "abort_panicker" => {
             let line = PANIC_LINE + 6;
             let want = format!("panicked at tests/actors.rs:{line}:5: aborting panic on purpose");
             ensure!(*msg == want, "panic {msg:?}, expected {want:?}");
@@ -710,7 +714,7 @@ async fn truncated_frame_at_eof() -> Check {
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let (out, errs) = r.map_err(|e| format!("{e:?}"))?;
     match out {
-        Err(Error::ActorDied { actor, code: Some(3), signal: None, panic: None }) => {
+        Err(Error::ActorDied { actor, code: Some(3), signal: None, panic: None, stderr: None }) => {
             ensure!(actor == "truncator", "{actor}")
         }
         other => return Err(format!("call ended with {other:?}")),

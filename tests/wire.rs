@@ -17,6 +17,7 @@ fn every_variant() -> Vec<Msg> {
     vec![
         Msg::Aid(aid("child")),
         Msg::SpawnSpec(SpawnSpec {
+            protocol: infect::wire::PROTOCOL_VERSION,
             parent: aid("root"),
             name: "child".into(),
             enable_modules: vec!["math".into(), "io".into()],

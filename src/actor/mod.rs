@@ -169,6 +169,7 @@ mod child;
 pub(crate) mod conn;
 pub mod context;
 mod endpoints;
+mod launch;
 mod nursery;
 mod process;
 mod runtime;
@@ -182,6 +183,7 @@ use std::time::Duration;
 pub use crate::error::RemoteActorError;
 pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
 pub use endpoints::Endpoints;
+pub use launch::LAUNCHED_ARG;
 pub use nursery::{
     ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, Portal, RECENT_ERRORS, open_nursery,
 };
@@ -354,6 +356,13 @@ pub(crate) fn run_bare_root<T: 'static>(
 pub mod testing {
     pub use super::process::pidfd_fallback_in_use;
     pub use super::sys::{reap_nohang, set_child_subreaper};
+
+    /// Makes this process, when it starts as a child actor, claim actor protocol `version`
+    /// instead of [`PROTOCOL_VERSION`](crate::wire::PROTOCOL_VERSION) in its handshake (call it
+    /// before [`main`](super::main)): a stand-in for a program of another build.
+    pub fn pretend_protocol(version: u32) {
+        super::runtime::pretend_protocol(version);
+    }
 
     /// Makes every later panic in this actor take the `panic = "abort"` path of its panic hook
     /// (report the panic to the parent, then abort), so that unwinding builds can test it.

@@ -27,6 +27,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ use crate::{Error, ErrorGroup, Result};
 
 use super::conn::{Conn, os_err, reactor};
 use super::context::{CallSlot, Context, MIN_WINDOW, STREAM_BUFFER};
+use super::launch::{self, Launched};
 use super::process::{self, Proc};
 use super::{ActorInner, current_inner};
 
@@ -66,6 +68,7 @@ pub struct ActorOpts {
     enable_modules: Vec<String>,
     infect_host: bool,
     program: Option<PathBuf>,
+    launcher: Vec<OsString>,
     max_frame: usize,
     stream_window: usize,
     name: Option<String>,
@@ -84,6 +87,7 @@ impl Default for ActorOpts {
             enable_modules: Vec::new(),
             infect_host: false,
             program: None,
+            launcher: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
             stream_window: STREAM_BUFFER,
             name: None,
@@ -126,10 +130,53 @@ impl ActorOpts {
     }
 
     /// Runs `program` instead of re-executing this binary; it must call
-    /// [`actor::main`](super::main) with endpoints for the enabled namespaces.
+    /// [`actor::main`](super::main) with endpoints for the enabled namespaces. With a
+    /// [`launcher`](Self::launcher) it is the path on the other side (this binary's own path by
+    /// default, which must then exist there too).
     pub fn program(mut self, program: impl Into<PathBuf>) -> ActorOpts {
         self.program = Some(program.into());
         self
+    }
+
+    /// Starts the child through a launcher: the process run here is `launcher... program
+    /// --infect-actor-stdio` ([`LAUNCHED_ARG`](super::LAUNCHED_ARG)), and the child speaks its
+    /// frames over the launcher's stdin and stdout. Any command that runs its arguments as a
+    /// program and relays its stdin and stdout will do: `ssh host` (use `-T -o BatchMode=yes`
+    /// so that it never prompts), `srun`, `kubectl exec -i pod --`, `docker exec -i box`, or
+    /// `sh -c 'exec "$@"' --` locally. Authentication, encryption and placement are the
+    /// launcher's. Everything above the connection works unchanged: portals, contexts,
+    /// streams, errors, infected children, grandchildren started on the other side.
+    ///
+    /// What the launcher writes to stderr (with the remote program's stderr) is forwarded to
+    /// this process's stderr; its last line is quoted in the errors: [`Error::LaunchFailed`]
+    /// when the launcher cannot be run or ends before the handshake (ssh's exit status 255:
+    /// unreachable host, refused authentication; 127: program not found on the other side),
+    /// [`Error::ProtocolMismatch`] when the program there is of another build,
+    /// [`Error::ActorDied`] when it dies later. The ladder applies to the local launcher
+    /// process (the graceful cancel reaches the remote child through the pipe first); the
+    /// remote child exits when its stdin ends. [`Portal::pid`] is the launcher's pid, the
+    /// portal's [`aid`](Portal::aid) the remote process's.
+    ///
+    /// ssh joins its arguments into one command line for the remote shell: keep the program's
+    /// path free of spaces and shell metacharacters.
+    ///
+    /// ```
+    /// use infect::actor::ActorOpts;
+    ///
+    /// let opts = ActorOpts::new()
+    ///     .launcher(["ssh", "-T", "-o", "BatchMode=yes", "worker1.example"])
+    ///     .program("/opt/app/bin/app");
+    /// assert_eq!(opts.launch_prefix()[0], "ssh");
+    /// assert!(ActorOpts::new().launch_prefix().is_empty());
+    /// ```
+    pub fn launcher<S: Into<OsString>>(mut self, prefix: impl IntoIterator<Item = S>) -> ActorOpts {
+        self.launcher = prefix.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The launcher prefix set so far (empty: the child is spawned directly).
+    pub fn launch_prefix(&self) -> &[OsString] {
+        &self.launcher
     }
 
     /// The frame limit between this parent and the child, delimiter included, in both
@@ -309,6 +356,8 @@ pub(crate) struct ChildActor {
     one_shot: Cell<bool>,
     result: RefCell<Option<Result<Vec<u8>>>>,
     result_ready: Event,
+    /// Started through a launcher: its stderr's forwarder state.
+    launched: Option<Rc<Launched>>,
 }
 
 impl ChildActor {
@@ -345,6 +394,14 @@ impl ChildActor {
 
     pub(crate) fn closed_error(&self) -> Option<Error> {
         self.closed.borrow().clone()
+    }
+
+    /// What the child said when it refused the handshake for a protocol mismatch, if it did.
+    fn mismatch_report(&self) -> Option<String> {
+        self.peer_errors.recent().into_iter().find_map(|e| match e.remote() {
+            Some(r) if r.boxed_type == "ProtocolMismatch" && r.relay_path.is_empty() => Some(r.message.clone()),
+            _ => None,
+        })
     }
 
     /// The error a peer's `Msg::Error` stands for.
@@ -658,10 +715,11 @@ async fn supervise(child: Rc<ChildActor>) {
     // foreign program may have handed its end to someone else (a daemon it forked): the wait is
     // bounded by the first rung's bound, then the reader is stopped, so that the nursery's exit
     // never waits on a process that is not ours.
+    // A launcher's stderr likewise, so that its last line is complete.
     let _ = guest::move_on_after(
         child.cancel_timeout,
         poll_fn(|cx| {
-            if child.eof.get() {
+            if child.eof.get() && child.launched.as_ref().is_none_or(|l| l.done()) {
                 return Poll::Ready(Ok(()));
             }
             guest::check_cancel()?;
@@ -671,12 +729,23 @@ async fn supervise(child: Rc<ChildActor>) {
     )
     .await;
     child.reader_stop.cancel();
+    if let Some(l) = &child.launched {
+        l.stop();
+    }
     if exited_in_time {
         child.graceful.set(child.cancel_acked.get());
     }
     let (code, signal) = status.map_or((None, None), process::split_status);
     let panic = child.panic_report.borrow().clone();
-    child.close(start_failed.unwrap_or(Error::ActorDied { actor: child.name.clone(), code, signal, panic }));
+    let launched = child.launched.as_deref();
+    let stderr = launched.and_then(Launched::last_line);
+    let early = match (&start_failed, child.aid.borrow().is_none()) {
+        // Ended before its handshake: a mismatch it reported, or a launch that failed.
+        (None, true) => launch::before_handshake(&child.name, launched, child.mismatch_report(), code, signal),
+        _ => None,
+    };
+    let died = Error::ActorDied { actor: child.name.clone(), code, signal, panic, stderr };
+    child.close(start_failed.or(early).unwrap_or(died));
     child.reaped.set();
 }
 
@@ -868,7 +937,9 @@ impl Portal {
         &self.child.name
     }
 
-    /// The actor's process id.
+    /// The actor's process id: of the process this side spawned, so for an actor started
+    /// through a [launcher](ActorOpts::launcher) the launcher's (the actor's own pid on the other
+    /// side is in its [`aid`](Self::aid)).
     pub fn pid(&self) -> u32 {
         self.child.pid
     }
@@ -1068,6 +1139,7 @@ impl ActorNursery {
     async fn spawn_child(&self, name: &str, opts: &ActorOpts) -> Result<Rc<ChildActor>> {
         let an = &self.inner;
         let spec = SpawnSpec {
+            protocol: crate::wire::PROTOCOL_VERSION,
             parent: an.me.aid.clone(),
             name: name.to_owned(),
             enable_modules: opts.enable_modules.clone(),
@@ -1079,7 +1151,13 @@ impl ActorNursery {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(|e| os_err("current_exe", e))?,
         };
-        let (proc, rx, tx) = process::spawn(&program, name)?;
+        let (proc, rx, tx, stderr) = if opts.launcher.is_empty() {
+            let (proc, rx, tx) = process::spawn(&program, name)?;
+            (proc, rx, tx, None)
+        } else {
+            let (proc, rx, tx, err) = process::spawn_launched(&opts.launcher, &program, name)?;
+            (proc, rx, tx, Some(err))
+        };
         let pid = proc.borrow().pid();
         let conn = match Conn::new(rx, tx, reactor()?, opts.max_frame) {
             Ok(c) => c,
@@ -1088,11 +1166,17 @@ impl ActorNursery {
                 return Err(e);
             }
         };
-        let child = self.new_child(name, conn, proc, pid, opts);
-        // The reader and the supervisor are shielded: they must outlive any cancellation of the
-        // nursery, so that the child is always read to the end and always reaped.
+        let launched = stderr.as_ref().map(|_| Rc::new(Launched::new(launch::show(&opts.launcher))));
+        let child = self.new_child(name, conn, proc, pid, opts, launched.clone());
+        // The reader, the supervisor and the stderr forwarder are shielded: they must outlive
+        // any cancellation of the nursery, so that the child is always read to the end and
+        // always reaped.
         an.n.start_soon(shielded(reader(child.clone())))?;
         an.n.start_soon(shielded(supervise(child.clone())))?;
+        if let (Some(l), Some(fd)) = (launched, stderr) {
+            let c = child.clone();
+            an.n.start_soon(shielded(launch::forward_stderr(l, fd, move || c.wake_state())))?;
+        }
 
         // In one write: the child applies the settings before it reads anything else.
         let limit = Msg::FrameLimit { max: opts.max_frame as u32 };
@@ -1112,7 +1196,15 @@ impl ActorNursery {
     }
 
     /// The parent's record of a child on `conn`, listed in this nursery.
-    fn new_child(&self, name: &str, conn: Conn, proc: Rc<RefCell<Proc>>, pid: u32, opts: &ActorOpts) -> Rc<ChildActor> {
+    fn new_child(
+        &self,
+        name: &str,
+        conn: Conn,
+        proc: Rc<RefCell<Proc>>,
+        pid: u32,
+        opts: &ActorOpts,
+        launched: Option<Rc<Launched>>,
+    ) -> Rc<ChildActor> {
         let an = &self.inner;
         let child = Rc::new(ChildActor {
             name: name.to_owned(),
@@ -1143,6 +1235,7 @@ impl ActorNursery {
             one_shot: Cell::new(false),
             result: RefCell::new(None),
             result_ready: Event::new(),
+            launched,
         });
         an.children.borrow_mut().push(child.clone());
         child
@@ -1163,7 +1256,7 @@ impl ActorNursery {
         let opts = ActorOpts::new().max_frame(max_frame);
         let conn = Conn::new(rx, tx, reactor()?, opts.max_frame)?;
         let proc = Rc::new(RefCell::new(Proc::detached()?));
-        let child = self.new_child(&aid.name.clone(), conn, proc, 0, &opts);
+        let child = self.new_child(&aid.name.clone(), conn, proc, 0, &opts, None);
         *child.aid.borrow_mut() = Some(aid);
         self.inner.n.start_soon(shielded(reader(child.clone())))?;
         let c = child.clone();
@@ -1181,6 +1274,7 @@ impl ActorNursery {
                 code: Some(0),
                 signal: None,
                 panic: c.panic_report.borrow().clone(),
+                stderr: None,
             });
             c.reaped.set();
         }))?;

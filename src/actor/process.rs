@@ -13,7 +13,7 @@
 //!   that has to exit at once ([`kill_all_children`]) can kill and reap them first.
 
 use std::cell::RefCell;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::ExitStatusExt;
@@ -21,9 +21,11 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::rc::Rc;
 
+use crate::error::LaunchFailure;
 use crate::{Error, Result};
 
 use super::conn::os_err;
+use super::launch::LAUNCHED_ARG;
 use super::sys;
 
 /// The environment variable that tells a process it is an actor child: `"rx,tx,ppid"`, the
@@ -58,31 +60,100 @@ pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, Ow
     // there), which the child sets up as its standard descriptors.
     let child_rx = sys::above_stdio(child_rx).map_err(fail)?;
     let child_tx = sys::above_stdio(child_tx).map_err(fail)?;
-    let me = std::process::id();
     let exec_err = |e: std::io::Error| Error::SpawnFailed {
         actor: name.to_owned(),
         reason: format!("{}: {e}", program.display()),
         source: Some(e.into()),
     };
-    let cstr = |b: &[u8]| CString::new(b).map_err(|_| exec_err(std::io::ErrorKind::InvalidInput.into()));
-    let prog = program.as_os_str().as_bytes();
-    let paths = if prog.contains(&b'/') {
-        vec![cstr(prog)?]
-    } else {
-        // What `execvp` would try (glibc's default search path if `PATH` is unset).
-        let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
-        let mut v = Vec::new();
-        for dir in path.as_bytes().split(|&b| b == b':') {
-            let mut full = dir.to_vec();
-            if !full.is_empty() {
-                full.push(b'/');
-            }
-            full.extend_from_slice(prog);
-            v.push(cstr(&full)?);
-        }
-        v
+    let invalid = || exec_err(std::io::ErrorKind::InvalidInput.into());
+    let me = std::process::id();
+    let mut env = environment().ok_or_else(invalid)?;
+    env.push(
+        cstr(format!("{CHILD_ENV}={},{},{me}", child_rx.as_raw_fd(), child_tx.as_raw_fd()).as_bytes())
+            .ok_or_else(invalid)?,
+    );
+    let paths = search_paths(program.as_os_str()).ok_or_else(invalid)?;
+    let argv = [cstr(program.as_os_str().as_bytes()).ok_or_else(invalid)?];
+    let fds = sys::ChildFds::Keep([child_rx.as_raw_fd(), child_tx.as_raw_fd()]);
+    let pid =
+        sys::spawn(&sys::SpawnArgs { paths: &paths, argv: &argv, env: &env, fds, parent_pid: me }).map_err(exec_err)?;
+    drop((child_rx, child_tx));
+    let proc = track(pid).map_err(fail)?;
+    Ok((proc, our_rx, our_tx))
+}
+
+/// Spawns `launcher... program LAUNCHED_ARG` for actor `name`, its stdin, stdout and stderr
+/// piped to us: returns the launcher's process and our ends of its pipes, `(its stdout, its
+/// stdin, its stderr)`. The environment is ours (without [`CHILD_ENV`]); the launcher gets the
+/// same process hygiene and parent-death signal as a direct child.
+pub(crate) fn spawn_launched(
+    launcher: &[OsString],
+    program: &Path,
+    name: &str,
+) -> Result<(Rc<RefCell<Proc>>, OwnedFd, OwnedFd, OwnedFd)> {
+    let fail = |e: std::io::Error| Error::SpawnFailed {
+        actor: name.to_owned(),
+        reason: e.to_string(),
+        source: Some(e.into()),
     };
-    let argv0 = cstr(prog)?;
+    let (child_in, our_tx) = crate::reactor::fd::pipe().map_err(fail)?;
+    let (our_rx, child_out) = crate::reactor::fd::pipe().map_err(fail)?;
+    let (our_err, child_err) = crate::reactor::fd::pipe().map_err(fail)?;
+    let child_in = sys::above_stdio(child_in).map_err(fail)?;
+    let child_out = sys::above_stdio(child_out).map_err(fail)?;
+    let child_err = sys::above_stdio(child_err).map_err(fail)?;
+    let shown = super::launch::show(launcher);
+    let not_run = |e: std::io::Error| Error::LaunchFailed {
+        actor: name.to_owned(),
+        launcher: shown.clone(),
+        failure: LaunchFailure::NotRun { source: e.into() },
+        code: None,
+        signal: None,
+        stderr: None,
+    };
+    let invalid = || not_run(std::io::ErrorKind::InvalidInput.into());
+    let first = launcher.first().ok_or_else(invalid)?;
+    let paths = search_paths(first).ok_or_else(invalid)?;
+    let mut argv = Vec::new();
+    for arg in launcher.iter().map(|a| a.as_os_str()).chain([program.as_os_str(), OsStr::new(LAUNCHED_ARG)]) {
+        argv.push(cstr(arg.as_bytes()).ok_or_else(invalid)?);
+    }
+    let env = environment().ok_or_else(invalid)?;
+    let me = std::process::id();
+    let fds = sys::ChildFds::Stdio([child_in.as_raw_fd(), child_out.as_raw_fd(), child_err.as_raw_fd()]);
+    let pid =
+        sys::spawn(&sys::SpawnArgs { paths: &paths, argv: &argv, env: &env, fds, parent_pid: me }).map_err(not_run)?;
+    drop((child_in, child_out, child_err));
+    let proc = track(pid).map_err(fail)?;
+    Ok((proc, our_rx, our_tx, our_err))
+}
+
+fn cstr(b: &[u8]) -> Option<CString> {
+    CString::new(b).ok()
+}
+
+/// What `execvp` would try for `prog`: the path itself if it names one, else each `PATH` entry
+/// (glibc's default search path if `PATH` is unset). `None` if a candidate holds a NUL byte.
+fn search_paths(prog: &OsStr) -> Option<Vec<CString>> {
+    let prog = prog.as_bytes();
+    if prog.contains(&b'/') {
+        return Some(vec![cstr(prog)?]);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+    let mut v = Vec::new();
+    for dir in path.as_bytes().split(|&b| b == b':') {
+        let mut full = dir.to_vec();
+        if !full.is_empty() {
+            full.push(b'/');
+        }
+        full.extend_from_slice(prog);
+        v.push(cstr(&full)?);
+    }
+    Some(v)
+}
+
+/// This process's environment as `KEY=value` strings, without [`CHILD_ENV`].
+fn environment() -> Option<Vec<CString>> {
     let mut env = Vec::new();
     for (k, v) in std::env::vars_os() {
         if k != OsStr::new(CHILD_ENV) {
@@ -92,37 +163,32 @@ pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, Ow
             env.push(cstr(&kv)?);
         }
     }
-    env.push(cstr(format!("{CHILD_ENV}={},{},{me}", child_rx.as_raw_fd(), child_tx.as_raw_fd()).as_bytes())?);
-    let pid = sys::spawn(&sys::SpawnArgs {
-        paths: &paths,
-        argv0: &argv0,
-        env: &env,
-        keep: [child_rx.as_raw_fd(), child_tx.as_raw_fd()],
-        parent_pid: me,
-    })
-    .map_err(exec_err)?;
-    drop(child_rx);
-    drop(child_tx);
+    Some(env)
+}
+
+/// Opens the pidfd of our new child `pid` (or installs the `SIGCHLD` fallback) and lists it in
+/// the registry; on failure kills and reaps it.
+fn track(pid: u32) -> std::io::Result<Rc<RefCell<Proc>>> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => Some(fd),
         // No pidfds here (valgrind, a kernel before 5.3): the portable path.
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => match sigchld_pipe() {
-            Ok(_) => None,
+            Ok(()) => None,
             Err(e) => {
                 let _ = sys::kill(pid, libc::SIGKILL);
                 let _ = sys::wait_blocking(pid);
-                return Err(fail(e));
+                return Err(e);
             }
         },
         Err(e) => {
             let _ = sys::kill(pid, libc::SIGKILL);
             let _ = sys::wait_blocking(pid);
-            return Err(fail(e));
+            return Err(e);
         }
     };
     let proc = Rc::new(RefCell::new(Proc { pid, pidfd, status: None }));
     LIVE.with(|l| l.borrow_mut().push((pid, proc.clone())));
-    Ok((proc, our_rx, our_tx))
+    Ok(proc)
 }
 
 impl Proc {

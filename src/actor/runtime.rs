@@ -1,10 +1,16 @@
 //! [`main`]: the entry point of every actor process, root or child.
 //!
-//! In order, for a child (the environment names its pipes):
+//! In order, for a child (the environment names its pipes, or its last argument is
+//! [`LAUNCHED_ARG`](super::LAUNCHED_ARG): it was started through a launcher and its parent is at
+//! the other end of its stdin and stdout):
 //! 1. adopt the inherited pipe ends (marking them `O_CLOEXEC`), forget the variable, re-check
-//!    the parent is alive (the death signal was armed before `exec`);
+//!    the parent is alive (the death signal was armed before `exec`); or, launched, move stdin
+//!    and stdout above the standard numbers (close-on-exec) and point them at `/dev/null` and
+//!    stderr ([`launch`](super::launch));
 //! 2. route `SIGINT`/`SIGTERM` into the signal self-pipe;
-//! 3. read the `SpawnSpec` (blocking: nothing else runs yet), build the actor;
+//! 3. read the `SpawnSpec` (blocking: nothing else runs yet); if it is not a `SpawnSpec` of this
+//!    build's [`PROTOCOL_VERSION`], report a `ProtocolMismatch` error to the parent and exit
+//!    with [`PROTOCOL_MISMATCH_EXIT`]; build the actor;
 //! 4. run the serving loop ([`child::serve`](super::child)) on the guest, or on the host with
 //!    the guest riding it if the spec says `infect_host`; reply `Aid` first thing;
 //! 5. exit with the serving loop's status (the teardown callbacks ran in it).
@@ -19,15 +25,18 @@ use std::future::Future;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::guest::{self, CancelScope, TaskRef};
 use crate::host::Host;
-use crate::wire::{Aid, DEFAULT_MAX_FRAME, FrameDecoder, Msg};
+use crate::wire::{
+    Aid, DEFAULT_MAX_FRAME, FrameDecoder, Msg, PROTOCOL_MISMATCH_EXIT, PROTOCOL_VERSION, encode_frame_fit,
+};
 use crate::{Error, Result};
 
 use super::conn::{Conn, os_err, reactor, readable};
 use super::process::CHILD_ENV;
-use super::{ActorInner, Endpoints, child, set_current, sys};
+use super::{ActorInner, Endpoints, child, launch, set_current, sys};
 
 /// How the root actor runs.
 ///
@@ -162,10 +171,15 @@ pub fn main_with<T: 'static>(
 type RootFuture<T> = std::pin::Pin<Box<dyn Future<Output = Result<T>>>>;
 
 fn main_boxed<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T>) -> Result<T> {
-    if let Ok(spec) = std::env::var(CHILD_ENV) {
+    let env = std::env::var(CHILD_ENV).ok();
+    if env.is_some() || launch::launched() {
         drop(root);
         sys::remove_env(CHILD_ENV);
-        let code = match run_child(&spec, endpoints) {
+        let pipes = match env {
+            Some(spec) => inherited_pipes(&spec),
+            None => launch::take_stdio().map(Some),
+        };
+        let code = match pipes.and_then(|p| p.map_or(Ok(0), |(rx, tx)| run_child(rx, tx, endpoints))) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("infect actor child: {e}");
@@ -403,26 +417,54 @@ fn parse_child_env(spec: &str) -> Option<(RawFd, RawFd, u32)> {
     Some((rx, tx, ppid))
 }
 
-/// The child's life; returns its exit status.
-fn run_child(env: &str, endpoints: Endpoints) -> Result<i32> {
+/// The pipes named by `CHILD_ENV` (`env` is its value), adopted; `None` if the parent is
+/// already gone.
+fn inherited_pipes(env: &str) -> Result<Option<(OwnedFd, OwnedFd)>> {
     let (rx, tx, ppid) =
         parse_child_env(env).ok_or_else(|| Error::BadActorEnv { var: CHILD_ENV.into(), value: env.into() })?;
     let rx = sys::adopt_inherited(rx).map_err(|e| os_err("adopting the parent pipe", e))?;
     let tx = sys::adopt_inherited(tx).map_err(|e| os_err("adopting the parent pipe", e))?;
-    if !sys::parent_alive(ppid) {
-        return Ok(0);
+    Ok(sys::parent_alive(ppid).then_some((rx, tx)))
+}
+
+/// The protocol version this process claims in its handshake: [`PROTOCOL_VERSION`], unless a
+/// test made it pretend otherwise ([`pretend_protocol`]); 0 means "not set".
+static PRETENDED: AtomicU32 = AtomicU32::new(0);
+
+/// Makes this process, as a child, claim protocol `version` (a test of the mismatch path).
+pub(crate) fn pretend_protocol(version: u32) {
+    PRETENDED.store(version, Ordering::Relaxed);
+}
+
+fn protocol_spoken() -> u32 {
+    match PRETENDED.load(Ordering::Relaxed) {
+        0 => PROTOCOL_VERSION,
+        v => v,
     }
+}
+
+/// The child's life on its parent pipes; returns its exit status.
+fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
     let sigfd = signal_pipe()?;
 
     // The handshake's first half, blocking: nothing else can happen before we know who we are.
     let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::new());
     let mut buf = vec![0u8; 16 * 1024];
+    let ours = protocol_spoken();
     let spec = loop {
         if let Some(item) = decoder.next() {
             match item {
-                Ok(Msg::SpawnSpec(spec)) => break spec,
-                // Anything else before the spec is a protocol error: nothing to serve yet.
-                _ => continue,
+                Ok(Msg::SpawnSpec(spec)) if spec.protocol == ours => break spec,
+                // The first frame decides: a parent of another build is refused, clearly.
+                other => {
+                    let (name, theirs) = match other {
+                        Ok(Msg::SpawnSpec(spec)) => (spec.name, format!("protocol {}", spec.protocol)),
+                        Ok(m) => (String::new(), format!("a {} message where a SpawnSpec belongs", m.name())),
+                        Err(e) => (String::new(), format!("a first frame this build cannot read ({e})")),
+                    };
+                    refuse_handshake(&tx, &name, ours, &theirs);
+                    return Ok(PROTOCOL_MISMATCH_EXIT);
+                }
             }
         }
         match sys::read(rx.as_fd(), &mut buf) {
@@ -452,6 +494,36 @@ fn run_child(env: &str, endpoints: Endpoints) -> Result<i32> {
     let code = if spec.infect_host { Host::new()?.run_guest(fut)? } else { guest::run(fut)? };
     set_current(None);
     Ok(code)
+}
+
+/// Refuses the handshake: tells the parent (one `Msg::Error` of kind `ProtocolMismatch`,
+/// written as it is, blocking) and our stderr (which a launcher relays) which protocols met.
+fn refuse_handshake(tx: &OwnedFd, name: &str, ours: u32, theirs: &str) {
+    let message = format!(
+        "the program {} ({}, infect {}) speaks actor protocol {ours}, its parent sent {theirs}",
+        std::env::args().next().unwrap_or_default(),
+        if name.is_empty() { "an actor child".to_owned() } else { format!("actor '{name}'") },
+        env!("CARGO_PKG_VERSION"),
+    );
+    eprintln!("infect actor child: protocol mismatch: {message}");
+    let report = Msg::Error {
+        cid: None,
+        src: Aid { name: name.to_owned(), uuid: new_uuid(), pid: std::process::id() },
+        boxed_type: "ProtocolMismatch".to_owned(),
+        message,
+        relay_path: Vec::new(),
+        canceller: None,
+    };
+    if let Ok(frame) = encode_frame_fit(&report, DEFAULT_MAX_FRAME) {
+        let mut left: &[u8] = &frame;
+        while !left.is_empty() {
+            match sys::write(tx.as_fd(), left) {
+                Ok(n) => left = &left[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

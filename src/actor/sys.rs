@@ -9,7 +9,7 @@
 //!   `pthread_sigmask`, `signal`, `prctl`, `getppid`, `execve`, `_exit`, `getpid`, `write`) and touch no lock and no allocator.
 //! - `-1` becomes [`io::Error::last_os_error`]; nothing retries here.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -114,36 +114,91 @@ pub(crate) fn adopt_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A close-on-exec copy of `fd` numbered 3 or more (`F_DUPFD_CLOEXEC`): how a launched child
+/// takes its frame pipes off its standard descriptors 0 and 1 before it points those elsewhere
+/// ([`point_stdio_away`]). Fails with `EBADF` if `fd` is not open.
+pub(crate) fn dup_above_stdio(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: `F_DUPFD_CLOEXEC` takes an `int` (the lowest acceptable number); on a number that
+    // is not open it fails with `EBADF`, and it reads nothing through pointers.
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: `new` was just returned by a successful `fcntl(F_DUPFD_CLOEXEC)`: open, ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Points stdin at `/dev/null` and stdout at stderr (`dup2`), once a launched child holds its
+/// frame pipes elsewhere ([`dup_above_stdio`]): nothing the program prints can reach the frame
+/// stream, and what it prints to stdout goes where its diagnostics go (to `/dev/null` if it
+/// has no stderr). Called at start-up,
+/// before anything else uses the standard descriptors.
+pub(crate) fn point_stdio_away() -> io::Result<()> {
+    // SAFETY: a NUL-terminated path and flags; the result is checked and wrapped at once.
+    let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: `null` was just opened and is owned by nobody else.
+    let null = unsafe { OwnedFd::from_raw_fd(null) };
+    // SAFETY: `dup2` takes two descriptor numbers: `null` is open; 0 is replaced atomically.
+    cvt(unsafe { libc::dup2(null.as_raw_fd(), 0) })?;
+    // SAFETY: as above; if 2 is not open this fails with `EBADF` (and 1 stays as it was).
+    if cvt(unsafe { libc::dup2(2, 1) }).is_err() {
+        // No stderr: stdout goes nowhere rather than into the frame stream.
+        // SAFETY: as above.
+        cvt(unsafe { libc::dup2(null.as_raw_fd(), 1) })?;
+    }
+    Ok(())
+}
+
+/// The descriptors a spawned program gets, each at least 3 (see [`above_stdio`]). Every other
+/// descriptor from 3 up is closed at `exec`, whether or not it was close-on-exec in this
+/// process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ChildFds {
+    /// `/dev/null` as stdin, stdout and stderr inherited, and these two kept open across `exec`
+    /// under their own numbers (their `FD_CLOEXEC` is cleared in the child): an actor child's
+    /// pipe ends.
+    Keep([RawFd; 2]),
+    /// These three become the program's stdin, stdout and stderr (`dup2` onto 0, 1, 2), nothing
+    /// else is kept: a launcher's pipes.
+    Stdio([RawFd; 3]),
+}
+
+impl ChildFds {
+    fn all_above_stdio(&self) -> bool {
+        match self {
+            ChildFds::Keep(fds) => fds.iter().all(|&fd| fd > 2),
+            ChildFds::Stdio(fds) => fds.iter().all(|&fd| fd > 2),
+        }
+    }
+}
+
 /// What [`spawn`] runs: every string is built before `fork`, so that the child only reads
 /// memory and makes system calls.
 pub(crate) struct SpawnArgs<'a> {
     /// The candidate paths to `execve`, in order (one if the program names a path, else one per
     /// `PATH` entry, as `execvp` would try them); non-empty.
     pub(crate) paths: &'a [CString],
-    /// `argv[0]`, the only argument.
-    pub(crate) argv0: &'a CStr,
+    /// The arguments, `argv[0]` first; non-empty.
+    pub(crate) argv: &'a [CString],
     /// The whole environment, `KEY=value` strings.
     pub(crate) env: &'a [CString],
-    /// Descriptors to keep open across `exec` (their `FD_CLOEXEC` is cleared in the child);
-    /// each at least 3 (see [`above_stdio`]). Every other descriptor but 0, 1 and 2 is closed
-    /// at `exec`, whether or not it was close-on-exec in this process.
-    pub(crate) keep: [RawFd; 2],
+    /// Which descriptors the program gets besides its standard ones.
+    pub(crate) fds: ChildFds,
     /// The pid the child must see as its parent once `PR_SET_PDEATHSIG` is armed.
     pub(crate) parent_pid: u32,
 }
 
-/// Forks and execs a child, the way `std::process::Command::spawn` does with `stdin(null)`,
-/// inherited stdout/stderr and a `pre_exec` hook: in the child, `/dev/null` becomes stdin, the
-/// signal mask is emptied and `SIGPIPE` restored to its default, every descriptor from 3 up is
-/// marked close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`; where that is missing, each
-/// one listed from `/proc/self/fd` before the `fork`, or else every number below the
-/// descriptor limit), so that nothing this process inherited without close-on-exec reaches the
-/// child, then the descriptors in `keep` lose `FD_CLOEXEC`, `PR_SET_PDEATHSIG(SIGTERM)` is armed and the parent re-checked with
-/// `getppid`, then each path is `execve`d in turn. A failure in the child reaches us as its
+/// Forks and execs a child, the way `std::process::Command::spawn` does with `stdin(null)`
+/// (or three piped standard descriptors), inherited stdout/stderr and a `pre_exec` hook: in the
+/// child, `/dev/null` becomes stdin (or the three [`ChildFds::Stdio`] descriptors become 0, 1,
+/// 2), the signal mask is emptied and `SIGPIPE` restored to its default, every descriptor from 3
+/// up is marked close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`; where that is
+/// missing, each one listed from `/proc/self/fd` before the `fork`, or else every number below
+/// the descriptor limit), so that nothing this process inherited without close-on-exec reaches
+/// the child, then the [`ChildFds::Keep`] descriptors lose `FD_CLOEXEC`,
+/// `PR_SET_PDEATHSIG(SIGTERM)` is armed and the parent re-checked with `getppid`, then each
+/// path is `execve`d in turn. A failure in the child reaches us as its
 /// `errno` through a `O_CLOEXEC` pipe (end of file means the `exec` succeeded); the failed
 /// child is reaped before we return the error. Returns the child's pid.
 pub(crate) fn spawn(args: &SpawnArgs<'_>) -> io::Result<u32> {
-    if args.paths.is_empty() || args.keep.iter().any(|&fd| fd < 3) {
+    if args.paths.is_empty() || args.argv.is_empty() || !args.fds.all_above_stdio() {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     // Prepared before `fork`: the child may not allocate.
@@ -152,10 +207,10 @@ pub(crate) fn spawn(args: &SpawnArgs<'_>) -> io::Result<u32> {
         Some(fds) => Sweep::Listed(fds),
         None => Sweep::UpTo(fd_limit()),
     };
-    let argv = [args.argv0.as_ptr(), std::ptr::null()];
+    let argv: Vec<*const libc::c_char> = args.argv.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     let envp: Vec<*const libc::c_char> = args.env.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     let exec =
-        Exec { paths: args.paths, argv: &argv, envp: &envp, keep: args.keep, sweep, close_range: !pidfd_disabled() };
+        Exec { paths: args.paths, argv: &argv, envp: &envp, fds: args.fds, sweep, close_range: !pidfd_disabled() };
     let parent = libc::pid_t::try_from(args.parent_pid).unwrap_or(-1);
     // SAFETY: a NUL-terminated path and flags; the result is checked and wrapped at once.
     let null = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
@@ -202,7 +257,7 @@ struct Exec<'a> {
     paths: &'a [CString],
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
-    keep: [RawFd; 2],
+    fds: ChildFds,
     sweep: Sweep<'a>,
     /// Try `close_range` first (off under the test switch, which plays an old kernel).
     close_range: bool,
@@ -231,12 +286,25 @@ unsafe fn child_after_fork(args: &Exec<'_>, null: RawFd, err_tx: RawFd, parent: 
     // passed points at memory built before `fork`, valid and NUL-terminated as required.
     let err = unsafe {
         'fail: {
-            if null == 0 {
-                if libc::fcntl(0, libc::F_SETFD, 0) == -1 {
-                    break 'fail errno();
+            match args.fds {
+                ChildFds::Keep(_) => {
+                    if null == 0 {
+                        if libc::fcntl(0, libc::F_SETFD, 0) == -1 {
+                            break 'fail errno();
+                        }
+                    } else if libc::dup2(null, 0) == -1 {
+                        break 'fail errno();
+                    }
                 }
-            } else if libc::dup2(null, 0) == -1 {
-                break 'fail errno();
+                ChildFds::Stdio(fds) => {
+                    // Each source is at least 3, so no `dup2` overwrites a later source; the
+                    // copies on 0, 1, 2 are not close-on-exec.
+                    for (target, fd) in (0..).zip(fds) {
+                        if libc::dup2(fd, target) == -1 {
+                            break 'fail errno();
+                        }
+                    }
+                }
             }
             // Nothing inherited reaches the program: everything from 3 up is close-on-exec (the
             // error pipe too, which the `exec` must close), then `keep` is cleared below.
@@ -271,9 +339,11 @@ unsafe fn child_after_fork(args: &Exec<'_>, null: RawFd, err_tx: RawFd, parent: 
             if r != 0 {
                 break 'fail r;
             }
-            for fd in args.keep {
-                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    break 'fail errno();
+            if let ChildFds::Keep(keep) = args.fds {
+                for fd in keep {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        break 'fail errno();
+                    }
                 }
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) == -1 {

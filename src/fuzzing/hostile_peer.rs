@@ -190,6 +190,7 @@ fn next_item(c: &mut Cursor<'_>, credit: &RefCell<BTreeMap<Cid, u64>>) -> Item {
         11 => {
             if c.byte() & 1 == 0 {
                 Msg::SpawnSpec(SpawnSpec {
+                    protocol: crate::wire::PROTOCOL_VERSION,
                     parent: peer(),
                     name: "x".into(),
                     enable_modules: vec![],

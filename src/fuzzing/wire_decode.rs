@@ -184,6 +184,7 @@ mod tests {
         match rng.below(13) {
             0 => Msg::Aid(aid(rng)),
             1 => Msg::SpawnSpec(SpawnSpec {
+                protocol: rng.below(3) as u32,
                 parent: aid(rng),
                 name: text(rng),
                 enable_modules: (0..rng.below(3)).map(|_| text(rng)).collect(),

@@ -31,12 +31,25 @@ pub struct Aid {
     pub pid: u32,
 }
 
+/// The version of the actor protocol this build speaks: the first field of every
+/// [`SpawnSpec`]. A child whose own version differs refuses the handshake (it reports a
+/// `ProtocolMismatch` error and exits with status [`PROTOCOL_MISMATCH_EXIT`]), so that a parent
+/// and a child from different builds (a program installed on another host, say) fail with a
+/// clear error instead of misreading each other. Raised whenever a message's encoding changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The exit status of a child that refused its handshake for a protocol mismatch (`EX_PROTOCOL`
+/// of `sysexits.h`): a parent that could not read the child's report (it speaks another
+/// encoding) still recognises the mismatch by it.
+pub const PROTOCOL_MISMATCH_EXIT: i32 = 76;
+
 /// What a parent tells a child it just spawned (tractor's `SpawnSpec`).
 ///
 /// ```
-/// use infect::wire::{Aid, SpawnSpec};
+/// use infect::wire::{Aid, PROTOCOL_VERSION, SpawnSpec};
 ///
 /// let spec = SpawnSpec {
+///     protocol: PROTOCOL_VERSION,
 ///     parent: Aid { name: "root".into(), uuid: "r".into(), pid: 1 },
 ///     name: "worker".into(),
 ///     enable_modules: vec!["math".into()],
@@ -46,6 +59,9 @@ pub struct Aid {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpawnSpec {
+    /// The parent's [`PROTOCOL_VERSION`]. First, so that its encoding (a varint right after the
+    /// message's variant index) stays readable whatever later versions do to the other fields.
+    pub protocol: u32,
     /// The parent's identity: the first hop of every relay path that leaves the child.
     pub parent: Aid,
     /// The name the parent gave the child.

@@ -71,6 +71,14 @@ pub fn children_of(parent: u32) -> Vec<(u32, char)> {
     out
 }
 
+/// The state letter of process `pid` (`R`, `S`, `Z`, ...) from `/proc/<pid>/stat`, `None` if
+/// there is no such process.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ...": comm may hold spaces and parentheses.
+    stat[stat.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
+}
+
 /// The descriptors this process has open.
 pub fn open_fds() -> BTreeSet<String> {
     std::fs::read_dir("/proc/self/fd")
