@@ -25,7 +25,11 @@
 //! ```text
 //! parent (Portal side)                                 child (serving side)
 //!  spawn: pipes on fds named by INFECT_ACTOR_PIPE ──▶  adopts them (O_CLOEXEC), death signal armed
-//!  SpawnSpec{parent, name, enable_modules, infect} ──▶  builds its actor, picks its loop
+//!   (or `launcher... program --infect-actor-stdio`:   takes its stdin/stdout as the pipes, see
+//!    the launcher's stdin/stdout are the pipes)        ActorOpts::launcher
+//!  SpawnSpec{protocol, parent, name, enable_modules, infect} ──▶  checks the protocol version,
+//!                                                       builds its actor, picks its loop
+//!                       ◀── Error{ProtocolMismatch}, exit 76   (another build: refuses instead)
 //!  [FrameLimit{max}]  (only with ActorOpts::max_frame) ▶  both directions use `max` from here on
 //!  [StreamWindow{items}] (only with ActorOpts::stream_window) ▶  every context's window from here on
 //!                       ◀── Aid{name, uuid, pid}         handshake done: start_actor returns
@@ -135,6 +139,15 @@
 //!   never by pid. A name over [`MAX_ACTOR_NAME`] bytes (or a `SpawnSpec` over the frame
 //!   limit) is refused with [`Error::SpawnFailed`](crate::Error::SpawnFailed) before anything is
 //!   spawned.
+//! - **Launchers.** A child started through [`ActorOpts::launcher`] (ssh, srun, `kubectl exec`)
+//!   is the same dialog over the launcher's stdin and stdout; the launcher is the process this
+//!   side spawns, supervises and reaps (the ladder applies to it, the graceful cancel reaches
+//!   the remote child through the pipe first), and the remote child's only tie to us is its
+//!   stdin: its end-of-file is "parent gone". The launcher's stderr is forwarded to ours and
+//!   its last line quoted in the errors ([`Error::LaunchFailed`](crate::Error::LaunchFailed),
+//!   [`Error::ProtocolMismatch`](crate::Error::ProtocolMismatch), `ActorDied::stderr`). A
+//!   terminal's Ctrl-C reaches the local launcher too (it is in the tree's process group): ssh
+//!   exits on it, and the remote child ends as "parent gone".
 //! - Process-wide state (the current actor, the signal pipe, the registry of live children) is
 //!   thread-local to the thread that called [`main`]; an actor is single-threaded.
 //!
