@@ -727,7 +727,7 @@ pub enum LaunchFailure {
         source: IoError,
     },
     /// The launcher failed on its own: it exited with status 255, which is how ssh reports its
-    /// own errors (host unreachable, host key, authentication refused).
+    /// own errors (host unreachable, host key not accepted, authentication refused).
     Launcher,
     /// The other side could not find or run the program: exit status 127 or 126, the shell's
     /// "command not found" and "not executable".
@@ -753,7 +753,8 @@ impl fmt::Display for LaunchFailure {
         match self {
             LaunchFailure::NotRun { source } => write!(f, "the launcher could not be run: {source}"),
             LaunchFailure::Launcher => f.write_str(
-                "the launcher failed on its own (for ssh: the host could not be reached or refused the authentication)",
+                "the launcher failed on its own (for ssh: the host could not be reached, its host key was not \
+                 accepted, or it refused the authentication)",
             ),
             LaunchFailure::ProgramMissing => {
                 f.write_str("the program was not found (or is not executable) on the other side")

@@ -55,6 +55,12 @@ async fn noisy(x: u64) -> Result<u64> {
     Ok(x)
 }
 
+/// Blocks the whole actor (its thread) for `ms`: it cannot answer anything meanwhile.
+async fn block(ms: u64) -> Result<()> {
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(())
+}
+
 async fn sleep_forever(_: ()) -> Result<()> {
     guest::sleep_forever().await
 }
@@ -124,6 +130,7 @@ fn endpoints() -> Endpoints {
         .function("t", "fail", fail)
         .function("t", "noisy", noisy)
         .function("t", "sleep_forever", sleep_forever)
+        .function("t", "block", block)
         .function("t", "die_loudly", die_loudly)
         .function("t", "grandchild_fails", grandchild_fails)
         .function("t", "infected_round_trip", infected_round_trip)
@@ -255,6 +262,35 @@ async fn killing_the_launcher_leaves_no_actor() -> Check {
     nothing_launched_left(&[theirs]).await?;
     ensure!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
     Ok(())
+}
+
+/// The ladder climbs on the local launcher process: an actor that cannot answer the graceful
+/// cancel (its thread is blocked for 1.5 s) behind a launcher that does not exec gets no
+/// `CancelAck`; the launcher gets `SIGTERM` after the first rung and is reaped, `cancel_actor`
+/// says it was not graceful, and the actor, orphaned, exits once it unblocks and finds its stdin
+/// ended.
+async fn the_ladder_reaches_the_launcher() -> Check {
+    let launcher = ["sh", "-c", "\"$@\"; exit $?", "--"];
+    let opts = via(&launcher).cancel_timeout(Duration::from_millis(200)).term_timeout(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let r = nursery(async |an| {
+        let p = an.start_actor("blocked", opts).await?;
+        let theirs: u32 = p.run("t", "pid", &()).await?;
+        let blocker = p.clone();
+        let graceful = guest::open_nursery(async |n| {
+            n.start_soon(async move { blocker.run::<_, ()>("t", "block", &1500u64).await.or(Ok(())) })?;
+            guest::sleep(Duration::from_millis(100)).await?;
+            p.cancel_actor().await
+        })
+        .await?;
+        Ok((theirs, p.pid(), graceful, t0.elapsed()))
+    })
+    .await;
+    let (theirs, launcher_pid, graceful, took) = r.map_err(|e| format!("{e:?}"))?;
+    ensure!(graceful == Some(false), "cancel_actor graceful {graceful:?}");
+    ensure!(took < Duration::from_millis(1400), "the ladder took {took:?}: it waited for the actor");
+    ensure!(gone(launcher_pid), "the launcher {launcher_pid} is not reaped");
+    nothing_launched_left(&[theirs]).await
 }
 
 /// After the handshake the program writes a line to stderr and exits 3: `ActorDied` with the
@@ -594,6 +630,7 @@ async fn run_all() -> Result<(usize, usize)> {
         sh_launcher_echo,
         sh_launcher_infected,
         killing_the_launcher_leaves_no_actor,
+        the_ladder_reaches_the_launcher,
         launched_death_quotes_stderr,
         launcher_not_found,
         program_missing,
