@@ -265,30 +265,32 @@ async fn killing_the_launcher_leaves_no_actor() -> Check {
 }
 
 /// The ladder climbs on the local launcher process: an actor that cannot answer the graceful
-/// cancel (its thread is blocked for 1.5 s) behind a launcher that does not exec gets no
+/// cancel (its thread is blocked for 2 s) behind a launcher that does not exec gets no
 /// `CancelAck`; the launcher gets `SIGTERM` after the first rung and is reaped, `cancel_actor`
 /// says it was not graceful, and the actor, orphaned, exits once it unblocks and finds its stdin
 /// ended.
 async fn the_ladder_reaches_the_launcher() -> Check {
     let launcher = ["sh", "-c", "\"$@\"; exit $?", "--"];
     let opts = via(&launcher).cancel_timeout(Duration::from_millis(200)).term_timeout(Duration::from_millis(300));
-    let t0 = Instant::now();
     let r = nursery(async |an| {
         let p = an.start_actor("blocked", opts).await?;
         let theirs: u32 = p.run("t", "pid", &()).await?;
         let blocker = p.clone();
         let graceful = guest::open_nursery(async |n| {
-            n.start_soon(async move { blocker.run::<_, ()>("t", "block", &1500u64).await.or(Ok(())) })?;
+            n.start_soon(async move { blocker.run::<_, ()>("t", "block", &2000u64).await.or(Ok(())) })?;
             guest::sleep(Duration::from_millis(100)).await?;
-            p.cancel_actor().await
+            let t0 = Instant::now();
+            let graceful = p.cancel_actor().await?;
+            Ok((graceful, t0.elapsed()))
         })
         .await?;
-        Ok((theirs, p.pid(), graceful, t0.elapsed()))
+        Ok((theirs, p.pid(), graceful))
     })
     .await;
-    let (theirs, launcher_pid, graceful, took) = r.map_err(|e| format!("{e:?}"))?;
-    ensure!(graceful == Some(false), "cancel_actor graceful {graceful:?}");
-    ensure!(took < Duration::from_millis(1400), "the ladder took {took:?}: it waited for the actor");
+    let (theirs, launcher_pid, out) = r.map_err(|e| format!("{e:?}"))?;
+    let (graceful, took) = out.ok_or("the guest nursery was cancelled")?;
+    ensure!(!graceful, "cancel_actor said graceful");
+    ensure!(took < Duration::from_millis(1500), "the ladder took {took:?}: it waited for the actor");
     ensure!(gone(launcher_pid), "the launcher {launcher_pid} is not reaped");
     nothing_launched_left(&[theirs]).await
 }
