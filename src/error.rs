@@ -522,17 +522,21 @@ pub enum Error {
     },
     /// A child actor did not complete its handshake (its `Aid`) within
     /// [`ActorOpts::start_timeout`](crate::actor::ActorOpts::start_timeout): it was terminated
-    /// (`SIGTERM`, then `SIGKILL`) and reaped.
+    /// (`SIGTERM`, then `SIGKILL`; for an actor started through a launcher, the launcher) and
+    /// reaped.
     #[error(
         "actor '{actor}' did not complete its handshake within {} ms: is the program an infect \
-         actor (does it call `infect::actor::main`)? If it only starts slowly, raise \
-         `ActorOpts::start_timeout`", timeout.as_millis()
+         actor (does it call `infect::actor::main`)? If it only starts slowly (a launcher still \
+         connecting, say), raise `ActorOpts::start_timeout`{}", timeout.as_millis(), quote_stderr(stderr.as_deref())
     )]
     StartTimeout {
         /// The actor's name.
         actor: String,
         /// The bound that passed.
         timeout: core::time::Duration,
+        /// For an actor started through a launcher: the last line of the launcher's stderr, if
+        /// it wrote one (ssh's complaint, say). `None` for an actor spawned directly.
+        stderr: Option<String>,
     },
     /// The root actor was interrupted (`SIGINT`, or `SIGTERM`): tractor's `KeyboardInterrupt`.
     /// An actor nursery open in the root returns it once it has torn its actors down (see
@@ -1382,7 +1386,10 @@ mod tests {
             (Error::ActorDied { actor: s("a"), code: Some(1), signal: None, panic: None, stderr: None }, "ActorDied"),
             (Error::Panic { message: s("m"), location: None }, "Panic"),
             (Error::SpawnFailed { actor: s("a"), reason: s("r"), source: None }, "SpawnFailed"),
-            (Error::StartTimeout { actor: s("a"), timeout: core::time::Duration::from_secs(1) }, "StartTimeout"),
+            (
+                Error::StartTimeout { actor: s("a"), timeout: core::time::Duration::from_secs(1), stderr: None },
+                "StartTimeout",
+            ),
             (Error::Interrupted { signal: 2 }, "Interrupted"),
             (Error::Wire(WireError::FrameTooLarge { size: 2, max: 1 }), "FrameTooLarge"),
             (Error::Wire(WireError::Corrupt { size: 1 }), "Corrupt"),

@@ -1520,7 +1520,7 @@ async fn silent_program_times_out_the_handshake() -> Check {
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
     let took = t0.elapsed();
     match &r {
-        Err(e @ Error::StartTimeout { actor, timeout }) => {
+        Err(e @ Error::StartTimeout { actor, timeout, stderr: None }) => {
             ensure!(actor == "mute" && *timeout == bound, "{e:?}");
             ensure!(e.kind() == "StartTimeout", "kind {}", e.kind());
             ensure!(e.to_string().starts_with("actor 'mute' did not complete its handshake within 300 ms"), "{e}");

@@ -372,14 +372,19 @@ async fn protocol_mismatch() -> Check {
     nothing_launched_left(&[]).await
 }
 
-/// A launcher that never starts the program (`sleep`) is bounded by the start timeout.
+/// A launcher that never starts the program (it says why on stderr, then sleeps) is bounded by
+/// the start timeout, whose error quotes it.
 async fn hung_launcher_times_out() -> Check {
-    let opts = via(&["sh", "-c", "exec sleep 30", "--"])
+    let opts = via(&["sh", "-c", "echo still connecting >&2; exec sleep 30", "--"])
         .start_timeout(Duration::from_millis(300))
         .term_timeout(Duration::from_millis(200));
     let t0 = Instant::now();
     let r = nursery(async |an| an.start_actor("hung", opts).await.map(drop)).await;
-    ensure!(matches!(&r, Err(Error::StartTimeout { actor, .. }) if actor == "hung"), "{r:?}");
+    ensure!(
+        matches!(&r, Err(Error::StartTimeout { actor, timeout, stderr: Some(line) })
+            if actor == "hung" && *timeout == Duration::from_millis(300) && line == "still connecting"),
+        "{r:?}"
+    );
     ensure!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
     Ok(())
 }

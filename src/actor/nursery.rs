@@ -152,7 +152,7 @@ impl ActorOpts {
     /// when the launcher cannot be run or ends before the handshake (ssh's exit status 255:
     /// unreachable host, refused authentication; 127: program not found on the other side),
     /// [`Error::ProtocolMismatch`] when the program there is of another build,
-    /// [`Error::ActorDied`] when it dies later. The ladder applies to the local launcher
+    /// [`Error::ActorDied`] when it dies later, [`Error::StartTimeout`] when it does not answer in time. The ladder applies to the local launcher
     /// process (the graceful cancel reaches the remote child through the pipe first); the
     /// remote child exits when its stdin ends. [`Portal::pid`] is the launcher's pid, the
     /// portal's [`aid`](Portal::aid) the remote process's.
@@ -663,10 +663,7 @@ async fn supervise(child: Rc<ChildActor>) {
         woke = watch(&child, &mut exit, false).await;
     }
     drop(exit);
-    let mut start_failed = None;
-    if woke == Woke::StartTimeout {
-        start_failed = Some(Error::StartTimeout { actor: child.name.clone(), timeout: child.start_timeout });
-    }
+    let timed_out = woke == Woke::StartTimeout;
     // Exited within the first rung: graceful if it acknowledged the cancel, which is known once
     // the reader has everything it wrote (below).
     let mut exited_in_time = false;
@@ -674,7 +671,7 @@ async fn supervise(child: Rc<ChildActor>) {
         let mut gone = false;
         // Rung 1: graceful (or, after end-of-file, just a bounded wait for the exit). A child
         // that never joined the dialog (no `Aid` in time) skips it.
-        if start_failed.is_none() {
+        if !timed_out {
             let graceful = guest::move_on_after(child.cancel_timeout, async {
                 if !child.eof.get() {
                     child.cancel_sent.set(true);
@@ -739,13 +736,18 @@ async fn supervise(child: Rc<ChildActor>) {
     let panic = child.panic_report.borrow().clone();
     let launched = child.launched.as_deref();
     let stderr = launched.and_then(Launched::last_line);
-    let early = match (&start_failed, child.aid.borrow().is_none()) {
+    let early = match (timed_out, child.aid.borrow().is_none()) {
+        (true, _) => Some(Error::StartTimeout {
+            actor: child.name.clone(),
+            timeout: child.start_timeout,
+            stderr: stderr.clone(),
+        }),
         // Ended before its handshake: a mismatch it reported, or a launch that failed.
-        (None, true) => launch::before_handshake(&child.name, launched, child.mismatch_report(), code, signal),
-        _ => None,
+        (false, true) => launch::before_handshake(&child.name, launched, child.mismatch_report(), code, signal),
+        (false, false) => None,
     };
     let died = Error::ActorDied { actor: child.name.clone(), code, signal, panic, stderr };
-    child.close(start_failed.or(early).unwrap_or(died));
+    child.close(early.unwrap_or(died));
     child.reaped.set();
 }
 
