@@ -152,10 +152,11 @@ impl ActorOpts {
     /// when the launcher cannot be run or ends before the handshake (ssh's exit status 255:
     /// unreachable host, refused authentication; 127: program not found on the other side),
     /// [`Error::ProtocolMismatch`] when the program there is of another build,
-    /// [`Error::ActorDied`] when it dies later, [`Error::StartTimeout`] when it does not answer in time. The ladder applies to the local launcher
-    /// process (the graceful cancel reaches the remote child through the pipe first); the
-    /// remote child exits when its stdin ends. [`Portal::pid`] is the launcher's pid, the
-    /// portal's [`aid`](Portal::aid) the remote process's.
+    /// [`Error::ActorDied`] when it dies later, [`Error::StartTimeout`] when it does not answer
+    /// in time. The ladder applies to the local launcher process (the graceful cancel reaches
+    /// the remote child through the pipe first); the remote child exits when its stdin ends.
+    /// [`Portal::pid`] is the launcher's pid, the portal's [`aid`](Portal::aid) the remote
+    /// process's.
     ///
     /// ssh joins its arguments into one command line for the remote shell: keep the program's
     /// path free of spaces and shell metacharacters.
