@@ -37,6 +37,22 @@
 //! current-task state is restored on the way out, so host-aware awaits after the panic was
 //! caught behave as outside that task.
 //!
+//! # Order of execution
+//! - **A loop turn** fires the timers that are due (a [`Host::call_at`] callback is queued, a
+//!   [`sleep`]'s task is woken; same deadline: arming order), then runs the *batch* of jobs
+//!   queued when the turn began: first those queued from other threads (or before the loop
+//!   ran), then those queued on the host thread, each in FIFO order. What a job queues runs
+//!   at a later turn, so no task is polled twice in one batch and run order is wake order.
+//!   A [seed](HostBuilder::seed) permutes each batch, reproducibly.
+//! - **A job** is a task's poll (queued by its waker: spawn, then each wake; waking a task
+//!   that is already queued does nothing), a [`call_soon`](Host::call_soon) or
+//!   [`Remote::call_soon_threadsafe`] callback, a due `call_at` callback, or a wake.
+//! - **Parking.** A turn that ran nothing parks the thread in the reactor's `poll(2)` until
+//!   an fd a task waits on is ready, a job arrives from another thread (the reactor's wake fd;
+//!   a push from the host thread itself needs no syscall), or the next deadline. A
+//!   [`VirtualClock`](crate::time::VirtualClock) with autojump jumps to that deadline instead
+//!   of waiting, once no fd is ready: virtual time passes only when every task is blocked.
+//!
 //! # What a host offers a carried loop
 //! The host knows no guest. What lets another runtime ride it (the crate's
 //! [`Host::run_guest`], built in the `embed` module) is generic: a wake scheduled from any thread
@@ -239,7 +255,31 @@ where
     Some(spawn_on(&rc, fut))
 }
 
-/// Configures a [`Host`].
+/// Configures a [`Host`]: its clock, an event trace, a scheduling seed.
+///
+/// Two hosts built with the same seed, fed the same program, run it in the same order: their
+/// traces are equal (a different seed explores another interleaving of each batch).
+///
+/// ```
+/// use infect::{host::{self, Host}, time::VirtualClock, trace::Trace};
+/// use std::{rc::Rc, time::Duration};
+///
+/// fn traced_run(seed: u64) -> u64 {
+///     let trace = Trace::new();
+///     let host = Host::builder()
+///         .clock(Rc::new(VirtualClock::new()))
+///         .trace(trace.clone())
+///         .seed(seed)
+///         .build()
+///         .unwrap();
+///     for i in 0..4u64 {
+///         host.spawn(async move { host::sleep(Duration::from_millis(i % 2)).await }).detach();
+///     }
+///     host.run();
+///     trace.hash()
+/// }
+/// assert_eq!(traced_run(7), traced_run(7));
+/// ```
 pub struct HostBuilder {
     clock: Option<Rc<dyn Clock>>,
     trace: Option<Trace>,
@@ -311,7 +351,14 @@ impl HostBuilder {
     }
 }
 
-/// The host executor. `!Send`: it lives on the thread that built it.
+/// The host executor. `!Send`: it lives on the thread that built it (other threads reach it
+/// through a [`Remote`]).
+///
+/// Nothing runs until the host's loop does: [`block_on`](Host::block_on) runs it until one
+/// future completes, [`run`](Host::run) until nothing is left, [`run_guest`](Host::run_guest)
+/// until a guest riding it has finished, and [`run_until_stalled`](Host::run_until_stalled)
+/// for one non-blocking pass (driving the host from another loop). See the
+/// [module docs](self) for the order things run in, cancellation, and the drop order.
 ///
 /// ```
 /// use infect::host::Host;
@@ -333,18 +380,44 @@ impl core::fmt::Debug for Host {
 }
 
 impl Host {
-    /// A host on the monotonic clock.
+    /// A host on the monotonic clock (no trace, no seed: FIFO order). For a virtual clock,
+    /// a trace or a seed, use [`Host::builder`].
+    ///
+    /// ```
+    /// let host = infect::host::Host::new()?;
+    /// assert_eq!(host.block_on(async { 1 + 1 }), 2);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     #[cfg(feature = "std")]
     pub fn new() -> Result<Host> {
         Host::builder().build()
     }
 
-    /// A builder, to set the clock, the trace or the seed.
+    /// A builder, to set the clock, the trace or the seed (see [`HostBuilder`]).
+    ///
+    /// ```
+    /// use infect::{host::Host, time::VirtualClock};
+    /// use std::rc::Rc;
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// assert_eq!(host.now().as_nanos(), 0);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn builder() -> HostBuilder {
         HostBuilder { clock: None, trace: None, seed: None }
     }
 
-    /// The host's clock.
+    /// The host's clock: the one every host timer, [`sleep`] and a carried guest read.
+    ///
+    /// ```
+    /// use infect::{host::{self, Host}, time::{Clock, VirtualClock}};
+    /// use std::{rc::Rc, time::Duration};
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// host.block_on(host::sleep(Duration::from_millis(3)))?;
+    /// // The virtual clock jumped straight to the sleep's deadline.
+    /// assert_eq!(host.clock().now().as_nanos(), 3_000_000);
+    /// assert_eq!(host.now(), host.clock().now());
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn clock(&self) -> Rc<dyn Clock> {
         self.core.clock.clone()
     }
@@ -354,7 +427,23 @@ impl Host {
         self.core.clock.now()
     }
 
-    /// Spawns `fut` as a host task. See [`JoinHandle`] for awaiting, cancelling and detaching.
+    /// Spawns `fut` as a host task and queues its first poll (after what is already queued).
+    /// The future need not be `Send`. See [`JoinHandle`] for awaiting, cancelling and
+    /// detaching; dropping the handle cancels the task.
+    ///
+    /// ```
+    /// use infect::host::Host;
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let host = Host::new()?;
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// for i in 0..3 {
+    ///     let log = log.clone();
+    ///     host.spawn(async move { log.borrow_mut().push(i) }).detach();
+    /// }
+    /// host.run();
+    /// assert_eq!(*log.borrow(), [0, 1, 2]); // first polls in spawn order
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
@@ -363,34 +452,108 @@ impl Host {
         spawn_on(&self.core, fut)
     }
 
-    /// Queues `f` to run on the next loop turn, after what is already queued.
+    /// Queues `f` to run on the next loop turn, after what is already queued (asyncio's
+    /// `call_soon`). `f` need not be `Send`; it runs on the host thread.
+    ///
+    /// ```
+    /// use infect::host::Host;
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let host = Host::new()?;
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// let (a, b) = (log.clone(), log.clone());
+    /// host.call_soon(move || a.borrow_mut().push("first"));
+    /// host.call_soon(move || b.borrow_mut().push("second"));
+    /// assert!(log.borrow().is_empty()); // nothing runs before the loop does
+    /// host.run();
+    /// assert_eq!(*log.borrow(), ["first", "second"]);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn call_soon(&self, f: impl FnOnce() + 'static) {
         self.core.shared.push(Job::Local(LocalFn(Box::new(f))));
     }
 
-    /// Queues `f` from this thread; see [`Remote::call_soon_threadsafe`] for other threads.
+    /// Queues a `Send` callback from this thread, exactly as [`Remote::call_soon_threadsafe`]
+    /// does from another (use a [`remote`](Host::remote) handle there).
+    ///
+    /// ```
+    /// use infect::host::Host;
+    /// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
+    /// let host = Host::new()?;
+    /// let n = Arc::new(AtomicU32::new(0));
+    /// let m = n.clone();
+    /// host.call_soon_threadsafe(move || { m.fetch_add(1, Ordering::SeqCst); });
+    /// host.run();
+    /// assert_eq!(n.load(Ordering::SeqCst), 1);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) {
         self.remote().call_soon_threadsafe(f);
     }
 
-    /// Runs `f` when the host clock reaches `deadline`. The returned key cancels it.
+    /// Runs `f` when the host clock reaches `deadline` (asyncio's `call_at`). The returned
+    /// handle cancels it ([`cancel_call`](Host::cancel_call)). Callbacks with the same deadline
+    /// run in the order they were armed; a pending callback keeps [`run`](Host::run) going.
+    ///
+    /// ```
+    /// use infect::{host::Host, time::{Instant, VirtualClock}};
+    /// use std::{cell::RefCell, rc::Rc, time::Duration};
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// let at = Instant::ZERO + Duration::from_secs(2);
+    /// for name in ["a", "b", "c"] {
+    ///     let (log, clock) = (log.clone(), host.clock());
+    ///     host.call_at(at, move || log.borrow_mut().push((name, clock.now().as_nanos())));
+    /// }
+    /// host.run();
+    /// assert_eq!(*log.borrow(), [("a", 2_000_000_000), ("b", 2_000_000_000), ("c", 2_000_000_000)]);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn call_at(&self, deadline: Instant, f: impl FnOnce() + 'static) -> CallHandle {
         CallHandle(self.core.timers.borrow_mut().arm(deadline, Box::new(f)))
     }
 
-    /// Runs `f` after `d`.
+    /// Runs `f` once `d` has passed on the host clock (asyncio's `call_later`); see
+    /// [`call_at`](Host::call_at).
+    ///
+    /// ```
+    /// use infect::{host::Host, time::VirtualClock};
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let fired_at = Rc::new(Cell::new(0));
+    /// let (f, clock) = (fired_at.clone(), host.clock());
+    /// host.call_later(Duration::from_millis(250), move || f.set(clock.now().as_nanos()));
+    /// host.run();
+    /// assert_eq!(fired_at.get(), 250_000_000);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn call_later(&self, d: Duration, f: impl FnOnce() + 'static) -> CallHandle {
         self.call_at(self.now() + d, f)
     }
 
-    /// Cancels a `call_at`/`call_later` that has not run; `true` if it had not.
+    /// Cancels a `call_at`/`call_later` that has not run; `true` if it had not (it then never
+    /// runs), `false` if it had already run or been cancelled.
+    ///
+    /// ```
+    /// use infect::{host::Host, time::VirtualClock};
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let ran = Rc::new(Cell::new(false));
+    /// let r = ran.clone();
+    /// let call = host.call_later(Duration::from_secs(1), move || r.set(true));
+    /// assert!(host.cancel_call(call));
+    /// assert!(!host.cancel_call(call));
+    /// host.run(); // returns at once: nothing is left
+    /// assert!(!ran.get());
+    /// assert_eq!(host.now().as_nanos(), 0);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn cancel_call(&self, call: CallHandle) -> bool {
         let armed = self.core.timers.borrow().is_armed(call.0);
         self.core.timers.borrow_mut().disarm(call.0);
         armed
     }
 
-    /// A `Send + Sync` handle for other threads.
+    /// A `Send + Sync` handle for other threads (see [`Remote`]).
     pub fn remote(&self) -> Remote {
         Remote { shared: self.core.shared.clone() }
     }
@@ -440,8 +603,26 @@ impl Host {
         }
     }
 
-    /// Runs the loop until `fut` completes and returns its output. `fut` need not be `'static`;
-    /// it is polled by the loop itself, not spawned.
+    /// Runs the loop until `fut` completes and returns its output (asyncio's
+    /// `run_until_complete`). `fut` need not be `'static`: it is polled by the loop itself, not
+    /// spawned, so it may borrow locals. Host tasks and callbacks run meanwhile; tasks still
+    /// pending when `fut` completes stay on the host (a later `block_on` or `run` goes on
+    /// with them). With a virtual clock, time jumps to the next deadline whenever nothing can
+    /// run.
+    ///
+    /// ```
+    /// use infect::{host::{self, Host}, time::VirtualClock};
+    /// use std::{rc::Rc, time::Duration};
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let words = vec!["borrowed", "locals"];
+    /// let n = host.block_on(async {
+    ///     host::sleep(Duration::from_secs(10)).await?;
+    ///     Ok::<_, infect::Cancelled>(words.len())
+    /// })?;
+    /// assert_eq!(n, 2);
+    /// assert_eq!(host.now().as_nanos(), 10_000_000_000);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
         let _cx = self.enter();
         let mut fut = core::pin::pin!(fut);
@@ -463,6 +644,27 @@ impl Host {
 
     /// Runs the loop until nothing is left to do: no host task, no queued job, no pending
     /// `call_at`/`call_later` callback, no active guest run (nor other busy carried part).
+    /// A task that waits forever (on an fd, say) keeps it running forever: cancel it, or use
+    /// [`block_on`](Host::block_on) with the future you are waiting for.
+    ///
+    /// ```
+    /// use infect::{host::{self, Host}, time::VirtualClock};
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let done = Rc::new(Cell::new(0));
+    /// for secs in [3, 1, 2] {
+    ///     let done = done.clone();
+    ///     host.spawn(async move {
+    ///         let _ = host::sleep(Duration::from_secs(secs)).await;
+    ///         done.set(done.get() + 1);
+    ///     })
+    ///     .detach();
+    /// }
+    /// host.run();
+    /// assert_eq!(done.get(), 3);
+    /// assert_eq!(host.now().as_nanos(), 3_000_000_000);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn run(&self) {
         let _cx = self.enter();
         // Armed timers count as work: a pending `call_later` callback must run, not be dropped
@@ -478,7 +680,25 @@ impl Host {
     }
 
     /// Runs every job that is ready now (and those they make ready), without parking; returns
-    /// the number of jobs run. The building block for driving the host from another loop.
+    /// the number of jobs run. The building block for driving the host from another loop:
+    /// call it, then wait (in that loop) until [`next_deadline`](Host::next_deadline) or until
+    /// a [`Remote`] call arrives. It never moves a virtual clock.
+    ///
+    /// ```
+    /// use infect::{host::{self, Host}, time::{Instant, VirtualClock}};
+    /// use std::{rc::Rc, time::Duration};
+    /// let clock = Rc::new(VirtualClock::new());
+    /// let host = Host::builder().clock(clock.clone()).build()?;
+    /// let h = host.spawn(async { host::sleep(Duration::from_secs(1)).await });
+    /// assert_eq!(host.run_until_stalled(), 1); // the first poll: the task now sleeps
+    /// assert_eq!(host.run_until_stalled(), 0);
+    /// assert_eq!(host.next_deadline(), Some(Instant::ZERO + Duration::from_secs(1)));
+    /// clock.advance(Duration::from_secs(1)); // the outer loop's own wait
+    /// assert_eq!(host.run_until_stalled(), 1); // the timer woke the task: it finished
+    /// assert!(h.is_finished());
+    /// assert_eq!(host.next_deadline(), None);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn run_until_stalled(&self) -> usize {
         let _cx = self.enter();
         let mut total = 0;
@@ -493,7 +713,7 @@ impl Host {
     }
 
     /// The earliest pending deadline (host timers, and the alarms of what it carries: a
-    /// guest run's `wake_at`), if any.
+    /// guest run's `wake_at`), if any. See [`run_until_stalled`](Host::run_until_stalled).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.collect_alarms();
         let t = self.core.timers.borrow().next_deadline();
@@ -754,7 +974,25 @@ impl HostRef {
     }
 }
 
-/// A `Send + Sync` handle to a host, for other threads.
+/// A `Send + Sync` handle to a host, for other threads: the only way to reach a host from
+/// another thread (the host itself and its tasks stay on theirs). A call queued through it
+/// wakes a parked loop; callbacks queued from one thread run in the order they were queued.
+/// A callback queued to a host that is gone never runs.
+///
+/// ```
+/// use infect::host::Host;
+/// let host = Host::new()?;
+/// let remote = host.remote();
+/// let (tx, rx) = futures::channel::oneshot::channel();
+/// let worker = std::thread::spawn(move || {
+///     // Runs on the host thread, at the host's next turn.
+///     remote.call_soon_threadsafe(move || { let _ = tx.send(std::thread::current().id()); });
+/// });
+/// let ran_on = host.block_on(rx).unwrap();
+/// assert_eq!(ran_on, std::thread::current().id());
+/// worker.join().unwrap();
+/// # Ok::<(), infect::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Remote {
     shared: Arc<Shared>,
@@ -780,7 +1018,8 @@ impl Remote {
     }
 }
 
-/// Identifies a `call_at` / `call_later` callback, to cancel it.
+/// Identifies a `call_at` / `call_later` callback, to cancel it with [`Host::cancel_call`]
+/// (example there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallHandle(TimerKey);
 
@@ -889,6 +1128,49 @@ impl<F> Drop for HostTask<F> {
 /// The handle to a host task: await it for `Ok(output)` or `Err(Cancelled)`, cancel it with a
 /// reason, or detach it. Dropping the handle cancels the task (reason `"join handle
 /// dropped"`); call [`detach`](JoinHandle::detach) to let it run on.
+///
+/// Cancellation is cooperative for one poll, then enforced: [`cancel`](JoinHandle::cancel)
+/// wakes the task, its host-aware awaits ([`sleep`], [`yield_now`], [`check_cancelled`],
+/// link operations, [`net`] socket I/O) return `Err(Cancelled{reason})` during that poll, and
+/// a task still pending after it is dropped on the spot (the handle then gives
+/// `Err(Cancelled)`). A task that returns during that poll gives its own output.
+///
+/// ```
+/// use infect::{host::{self, Host}, time::VirtualClock};
+/// use std::{cell::Cell, rc::Rc, time::Duration};
+/// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+///
+/// // Awaited: the output.
+/// let a = host.spawn(async { 1 });
+/// assert_eq!(a.id(), 1); // spawn order on this host, from 1
+/// assert_eq!(host.block_on(a), Ok(1));
+///
+/// // Cancelled while it ignores the error: dropped after its one cooperative poll.
+/// let b = host.spawn(async {
+///     let _ = host::sleep(Duration::from_secs(5)).await; // Err(Cancelled), ignored
+///     std::future::pending::<()>().await; // would wait forever
+/// });
+/// host.run_until_stalled();
+/// b.cancel("stop");
+/// assert!(b.is_cancel_requested());
+/// assert_eq!(host.block_on(b).unwrap_err().reason, "stop");
+///
+/// // Detached: runs on without its handle.
+/// let ran = Rc::new(Cell::new(false));
+/// let r = ran.clone();
+/// host.spawn(async move { r.set(true) }).detach();
+///
+/// // Dropped: cancelled before it ever ran.
+/// let never = Rc::new(Cell::new(false));
+/// let n = never.clone();
+/// drop(host.spawn(async move {
+///     if host::yield_now().await.is_ok() { n.set(true) }
+/// }));
+/// host.run();
+/// assert!(ran.get());
+/// assert!(!never.get());
+/// # Ok::<(), infect::Error>(())
+/// ```
 #[must_use = "dropping a JoinHandle cancels its task; call .detach() to let it run"]
 pub struct JoinHandle<T> {
     task: Option<async_task::FallibleTask<core::result::Result<T, Cancelled>, u64>>,
@@ -967,7 +1249,22 @@ impl<T> Future for JoinHandle<T> {
 }
 
 /// The cancellation check of host-aware awaits: `Err(Cancelled{reason})` if the host task being
-/// polled has been cancelled. `Ok` outside a host task.
+/// polled has been cancelled. `Ok` outside a host task. Call it in a loop that does not
+/// otherwise await anything host-aware, to make the loop cancellable; the check is sticky
+/// (once cancelled, every later check fails too).
+///
+/// ```
+/// use infect::host::{self, Host};
+/// let host = Host::new()?;
+/// let out = host.block_on(host.spawn(async {
+///     assert!(host::check_cancelled().is_ok());
+///     host::cancel_current("enough");
+///     host::check_cancelled().unwrap_err().reason
+/// }));
+/// assert_eq!(out, Ok("enough".to_owned()));
+/// assert!(host::check_cancelled().is_ok()); // outside a host task
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub fn check_cancelled() -> core::result::Result<(), Cancelled> {
     let requested = with_core(|core| {
         // SAFETY: non-null only while `HostTask::poll` runs, which holds the `Rc<TaskCtl>` that
@@ -1008,7 +1305,20 @@ pub(crate) fn current_task_id() -> Option<u64> {
     with_core(|core| core.current.borrow().as_ref().map(|c| c.id)).flatten()
 }
 
-/// Spawns a host task on the host running on this thread. `None` outside a host loop.
+/// Spawns a host task on the host running on this thread (asyncio's `create_task`), so code
+/// inside the loop needs no `&Host`. `None` outside a host loop.
+///
+/// ```
+/// use infect::host::{self, Host};
+/// assert!(host::spawn(async {}).is_none()); // no loop runs here
+/// let host = Host::new()?;
+/// let out = host.block_on(async {
+///     let h = host::spawn(async { 6 * 7 }).expect("inside the loop");
+///     h.await
+/// });
+/// assert_eq!(out, Ok(42));
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub fn spawn<F>(fut: F) -> Option<JoinHandle<F::Output>>
 where
     F: Future + 'static,
@@ -1018,7 +1328,8 @@ where
 }
 
 /// Cancels the host task being polled (asyncio's `current_task().cancel()`): from its next
-/// host-aware await on, it sees `Err(Cancelled{reason})`.
+/// host-aware await on, it sees `Err(Cancelled{reason})`. Nothing outside a host task
+/// (example at [`check_cancelled`]).
 pub fn cancel_current(reason: &str) {
     let ctl = with_core(|core| core.current.borrow().clone()).flatten();
     if let Some(ctl) = ctl {
@@ -1031,23 +1342,74 @@ pub fn cancel_current(reason: &str) {
 ///
 /// The deadline is fixed at the **first poll** (`now + d` on that host's clock), not when `sleep`
 /// is called: a `Sleep` made outside a loop, or long before it is awaited, still sleeps `d`.
+/// Polled outside a host loop it returns `Err(Cancelled)` at once. Sleeps with the same
+/// deadline wake in the order they were first polled.
+///
+/// ```
+/// use infect::{host::{self, Host}, time::VirtualClock};
+/// use std::{rc::Rc, time::Duration};
+/// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+/// let later = host::sleep(Duration::from_secs(5)); // made now, armed at its first poll
+/// host.block_on(async {
+///     host::sleep(Duration::from_secs(1)).await?;
+///     later.await
+/// })?;
+/// assert_eq!(host.now().as_nanos(), 6_000_000_000);
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub fn sleep(d: Duration) -> Sleep {
     Sleep(SleepTimer::after(d))
 }
 
-/// Sleeps until the clock of the host that polls it reads `deadline` (host-aware).
+/// Sleeps until the clock of the host that polls it reads `deadline` (host-aware); a deadline
+/// that has passed completes at the first poll.
+///
+/// ```
+/// use infect::{host::{self, Host}, time::{Instant, VirtualClock}};
+/// use std::{rc::Rc, time::Duration};
+/// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+/// let at = Instant::ZERO + Duration::from_millis(1500);
+/// host.block_on(host::sleep_until(at))?;
+/// assert_eq!(host.now(), at);
+/// host.block_on(host::sleep_until(Instant::ZERO))?; // in the past: at once
+/// assert_eq!(host.now(), at);
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep(SleepTimer::at(deadline))
 }
 
-/// Yields to the other host jobs once (asyncio's `sleep(0)`), host-aware.
+/// Yields to the other host jobs once (asyncio's `sleep(0)`), host-aware: the task is queued
+/// behind what is queued now, so two tasks that yield in turn interleave.
+///
+/// ```
+/// use infect::host::{self, Host};
+/// use std::{cell::RefCell, rc::Rc};
+/// let host = Host::new()?;
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// for name in ["a", "b"] {
+///     let log = log.clone();
+///     host.spawn(async move {
+///         for i in 0..2 {
+///             log.borrow_mut().push(format!("{name}{i}"));
+///             host::yield_now().await?;
+///         }
+///         Ok::<_, infect::Cancelled>(())
+///     })
+///     .detach();
+/// }
+/// host.run();
+/// assert_eq!(*log.borrow(), ["a0", "b0", "a1", "b1"]);
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub async fn yield_now() -> core::result::Result<(), Cancelled> {
     crate::timers::yield_once(check_cancelled).await
 }
 
-/// The future of [`sleep`] and [`sleep_until`]: the crate's one timer slot behind the host's
-/// cancellation check. Each poll that returns `Pending` registers the waker of that poll:
-/// whichever task polled it last is woken.
+/// The future of [`sleep`] and [`sleep_until`] (examples there): the crate's one timer slot
+/// behind the host's cancellation check. Each poll that returns `Pending` registers the waker
+/// of that poll: whichever task polled it last is woken. Dropping it disarms its timer, so a
+/// dropped sleep keeps no loop running.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep(SleepTimer);
