@@ -171,10 +171,30 @@ impl Host {
     /// Runs a guest to completion on this host and returns its outcome: the host loop runs
     /// (host tasks, timers and fds included) until the guest's main task has finished. The guest
     /// reads the host's clock, records into its trace, and draws its seed from the host's seed.
-    /// Inside it, `to_host` links host tasks of this host.
+    /// Inside it, `to_host` links host tasks of this host. This is the one-process form of
+    /// tractor's infected asyncio: use it when structured-concurrency code must drive host-side
+    /// code; for a guest alone use [`guest::run`](crate::guest::run), for host tasks alone
+    /// [`block_on`](Host::block_on).
     ///
-    /// One guest per host: called while another guest rides this host (from inside that guest,
-    /// say), it returns [`Error::GuestAlreadyRunning`] without running `main`.
+    /// What a user can rely on:
+    /// - **One loop, one thread.** A guest tick is one host job: it runs in the host's FIFO
+    ///   among host tasks and callbacks, polls one batch of woken guest tasks, and returns to
+    ///   the host. A guest task woken by a host task (a guest [`Event`](crate::guest::Event)
+    ///   set, a value sent) runs at the guest's next tick; the guest's next deadline is a
+    ///   deadline of the host, so a virtual clock jumps only when both loops are blocked.
+    /// - **One guest per host.** Called while another guest rides this host (from inside that
+    ///   guest, say), it returns [`Error::GuestAlreadyRunning`] without running `main`. Once a
+    ///   run has finished, the host takes another.
+    /// - **`to_host` finds this host only.** Inside the guest, [`to_host`](crate::to_host)
+    ///   spawns on the host that carries it; a guest that rides no host of ours (standalone
+    ///   [`guest::run`](crate::guest::run), or another loop's hooks) gets
+    ///   [`Error::NotInfected`].
+    /// - **Nothing is left behind.** When it returns, every guest task has ended (nurseries
+    ///   guarantee it) and the guest's alarm is cleared; host tasks the guest spawned without
+    ///   linking (detached) stay on the host. A panic that unwinds out of a guest task abandons
+    ///   the run on its way out (every guest task is dropped), so a caller that catches the
+    ///   panic finds the host free for another guest. Dropping the host drops what it carries
+    ///   (a guest run) before its tasks, because guest tasks may hold links to them.
     ///
     /// ```
     /// use infect::{guest, host::Host, time::VirtualClock, to_host};
@@ -186,6 +206,17 @@ impl Host {
     /// })?;
     /// assert_eq!(out, 42);
     /// assert_eq!(host.now().as_nanos(), 5_000_000_000);
+    ///
+    /// // One guest per host: a second one, started from inside the first, is refused.
+    /// let h = Rc::new(host);
+    /// let inner = h.clone();
+    /// let refused = h.run_guest(async move { Ok(inner.run_guest(async { Ok(()) })) })?;
+    /// assert!(matches!(refused, Err(infect::Error::GuestAlreadyRunning)));
+    /// assert_eq!(h.run_guest(async { Ok("the host is free again") })?, "the host is free again");
+    ///
+    /// // `to_host` needs a carrying host: a standalone guest is not infected.
+    /// let r = guest::run(async { to_host::run_task(async { Ok(1) }).await });
+    /// assert!(matches!(r, Err(infect::Error::NotInfected)));
     /// # Ok::<(), infect::Error>(())
     /// ```
     pub fn run_guest<T: 'static>(&self, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
