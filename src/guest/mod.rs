@@ -13,14 +13,82 @@
 //!   taken only for futures that are not infect's (see
 //!   [below](self#cancellation-and-foreign-futures)).
 //! - One scheduler, two ways to run it: [`run`] (standalone, parking on the reactor) and
-//!   [`start_guest_run`] (riding any host through the [`Hooks`] trait, trio's guest mode).
+//!   [`start_guest_run`] (riding any host through the [`Hooks`] trait, trio's guest mode;
+//!   [`Host::run_guest`](crate::host::Host::run_guest) is that on our own host, with
+//!   [`to_host`](crate::to_host) links).
 //!
-//! See [`sched`](self#scheduler) below for the task life cycle; each submodule's docs state its
-//! invariants.
+//! # Entry points
+//! - [`run`]: the guest alone on this thread, on the monotonic clock; [`GuestConfig::run`]
+//!   for another clock (a [`VirtualClock`](crate::time::VirtualClock) in tests), a trace or
+//!   a seed.
+//! - [`Host::run_guest`](crate::host::Host::run_guest): the guest riding our host, host tasks
+//!   beside it (infected mode).
+//! - [`start_guest_run`] / [`GuestConfig::start_guest_run`]: the guest riding a loop that is
+//!   not ours; the [`Hooks`] docs have a complete host in thirty lines.
+//!
+//! The free functions ([`sleep`], [`checkpoint`], [`open_nursery`], ...) find the run that
+//! polls them through the thread's current-run slot, the way trio finds its run. Outside a
+//! guest task, [`sleep`] and [`open_nursery`] fail with [`Error::OutsideGuest`], the
+//! cancellation checks pass, and events and channels are plain futures.
 //!
 //! # Scheduler
-//! FIFO: tasks run in the order they were woken, one batch per tick, unless a seeded
-//! policy ([`GuestConfig::seed`]) permutes each batch. A tick never re-enters itself.
+//! - **FIFO.** Tasks run in the order they were woken, one batch per tick, unless a seeded
+//!   policy ([`GuestConfig::seed`]) permutes each batch (reproducibly: same seed, same
+//!   order). A tick polls the batch that was queued when it began; a task woken during the
+//!   tick runs in the next one, and a task woken twice before its poll is polled once.
+//! - **A tick never re-enters itself**, and a hook only *schedules* a tick: the host runs it
+//!   later, on the thread that started the run. One tick fires the scope deadlines and sleeps
+//!   that are due (same deadline: arming order), polls one batch, and hands the host what it
+//!   needs next (another tick soon, or a wake at the next deadline).
+//! - **Wakers are `Send`.** A guest task may be woken from any thread (the wake asks the host
+//!   for a tick through [`Hooks::run_sync_soon_threadsafe`]); its future is not `Send` and is
+//!   only ever polled or dropped on the run's thread.
+//! - **The end.** When the main task ends, every other task has ended too (its nurseries saw
+//!   to that), and `done` (or [`run`]'s return) gets its outcome exactly once. Dropping the
+//!   [`GuestRun`] earlier abandons the run: every task is dropped and `done` gets
+//!   [`Error::GuestRunAbandoned`].
+//! - **Time** is the run's [`Clock`]: every sleep's deadline is fixed at its first poll
+//!   (`now + d`); with a virtual clock that autojumps, time moves only when every task is
+//!   blocked.
+//!
+//! # Cancel scopes
+//! - Scopes form a tree, fixed when a scope is entered: its parent is the scope that was
+//!   current in the task that entered it; a nursery's children start in the nursery's scope.
+//!   A scope is entered once ([`Error::ScopeReused`] otherwise).
+//! - A scope is *effectively cancelled* when it, or an enclosing scope reached without crossing
+//!   a [shield](CancelScope::shielded), was cancelled ([`CancelScope::cancel`], or its
+//!   deadline passed). Every cancellation-aware await checks this **first** and returns
+//!   [`Error::Cancelled`] while it holds, even if it could complete at once; the check is
+//!   sticky, so clean-up that awaits outside a shield sees it again.
+//! - A scope **catches** an [`Error::Cancelled`] that leaves its body iff it was itself
+//!   cancelled: the innermost cancelled scope catches ([`CancelScope::run`] returns
+//!   `Ok(None)`), code above it goes on normally; a cancellation that belongs to an enclosing
+//!   scope passes through as `Err(Cancelled)`.
+//! - A deadline that has already passed when the scope is entered (or set) cancels it at
+//!   once: even the body's first await sees it. Moving a deadline takes effect at once, also
+//!   from host code on the same thread.
+//! - Whatever can make a scope effectively cancelled (cancel, deadline, unshield) wakes every
+//!   task blocked inside it, at infect's awaits or in foreign futures: no cancelled task stays
+//!   asleep.
+//!
+//! # Nurseries
+//! A nursery's block and its children run in the nursery's own scope; [`open_nursery`]
+//! returns only once the block *and* every child have finished. The first error (from the
+//! block or a child) cancels the scope, so the siblings unwind with `Cancelled`, which the
+//! nursery catches as consequences; independent errors come out together as one
+//! [`ErrorGroup`](crate::ErrorGroup), in the order they happened. Children are `'static`, so
+//! that dropping a nursery future (the last resort) never leaves a child with a dangling
+//! borrow. The result has the shape of [`CancelScope::run`]: the nursery's own cancellation
+//! is `Ok(None)`, not a failure.
+//!
+//! # Events and channels
+//! [`Event`] and the bounded [`channel`] are single-threaded (`Rc`) and usable from host code
+//! on the same thread too: a host task may set a guest event or send into a guest channel
+//! without waiting, and the woken guest task runs at the guest's next tick. Their awaits are
+//! cancellation-aware when polled by a guest task (checked first, as every guest await) and
+//! plain elsewhere; the forms that do not wait never check. A channel buffers at most its
+//! capacity, hands values out in the order they went in, and ends once every sender is gone
+//! and the buffer is drained; once the receiver is gone a send fails with [`Error::Closed`].
 //!
 //! # Cancellation and foreign futures
 //! A scope's cancellation (its `cancel()` or its deadline) reaches every await inside it, also
@@ -103,7 +171,25 @@ use crate::timers::SleepTimer;
 use crate::trace::{Policy, Trace};
 use crate::{Error, Result};
 
-/// How to run a guest: its clock, and the optional determinism tools.
+/// How to run a guest: its clock, and the optional determinism tools (a [`Trace`], a seed).
+///
+/// ```
+/// use infect::{guest::{self, GuestConfig}, time::VirtualClock, trace::{Side, Trace, TraceEvent}};
+/// use std::{rc::Rc, time::Duration};
+///
+/// let trace = Trace::new();
+/// let out = GuestConfig::new(Rc::new(VirtualClock::new()))
+///     .trace(trace.clone())
+///     .seed(1)
+///     .run(async {
+///         guest::sleep(Duration::from_secs(90)).await?; // virtual: no real wait
+///         Ok(guest::current_time().as_nanos())
+///     });
+/// assert_eq!(out, Ok(90_000_000_000));
+/// let events = trace.take();
+/// assert_eq!(events.first(), Some(&TraceEvent::Spawn(Side::Guest, 0))); // the main task
+/// assert_eq!(events.last(), Some(&TraceEvent::Exit(Side::Guest, 0)));
+/// ```
 pub struct GuestConfig {
     clock: Rc<dyn Clock>,
     trace: Option<Trace>,
@@ -138,7 +224,8 @@ impl GuestConfig {
         self
     }
 
-    /// Starts `main` as a guest riding the host behind `hooks`; see [`start_guest_run`].
+    /// Starts `main` as a guest riding the host behind `hooks`, on this configuration's clock;
+    /// see [`start_guest_run`] and the complete host in the [`Hooks`] docs.
     pub fn start_guest_run<T: 'static>(
         self,
         main: impl Future<Output = Result<T>> + 'static,
@@ -149,7 +236,8 @@ impl GuestConfig {
         Ok(sched::start(setup, main, Box::new(hooks), done))
     }
 
-    /// Runs `main` standalone; see [`run`].
+    /// Runs `main` standalone on this configuration's clock; see [`run`] (and the example on
+    /// [`GuestConfig`]).
     #[cfg(feature = "std")]
     pub fn run<T: 'static>(self, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
         standalone::run(self, main)
@@ -169,7 +257,9 @@ impl Default for GuestConfig {
 /// exactly once, with what [`run`] would have returned. Errors in setting up come back from this
 /// call; everything else goes to `done`.
 ///
-/// See `examples/guest_on_callback_loop.rs` for a host that is a plain callback loop.
+/// A complete host is in the [`Hooks`] docs; `examples/guest_on_callback_loop.rs` is one that
+/// is a plain callback loop (a GUI main loop's shape). On our own host, use
+/// [`Host::run_guest`](crate::host::Host::run_guest).
 #[cfg(feature = "std")]
 pub fn start_guest_run<T: 'static>(
     main: impl Future<Output = Result<T>> + 'static,
@@ -180,7 +270,11 @@ pub fn start_guest_run<T: 'static>(
 }
 
 /// Runs `main` to completion on this thread, parking on the reactor when idle, on the
-/// monotonic clock.
+/// monotonic clock, and returns its outcome. The entry point for a structured-concurrency
+/// program that needs no host tasks (with them, use
+/// [`Host::run_guest`](crate::host::Host::run_guest)); [`GuestConfig::run`] takes another
+/// clock, a trace or a seed. Leaves nothing behind: every task, timer and fd of the run is
+/// gone when it returns, on every way out.
 ///
 /// ```
 /// use infect::guest;
@@ -191,7 +285,19 @@ pub fn run<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Resul
     GuestConfig::default().run(main)
 }
 
-/// The guest's current time; [`Instant::ZERO`] outside a guest task.
+/// The guest's current time (trio's `current_time`), on the run's clock; [`Instant::ZERO`]
+/// outside a guest task.
+///
+/// ```
+/// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
+/// use std::{rc::Rc, time::Duration};
+/// assert_eq!(guest::current_time(), Instant::ZERO); // no guest task here
+/// let t = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+///     guest::sleep(Duration::from_millis(20)).await?;
+///     Ok(guest::current_time())
+/// });
+/// assert_eq!(t, Ok(Instant::ZERO + Duration::from_millis(20)));
+/// ```
 pub fn current_time() -> Instant {
     with_local(|l| l.now()).unwrap_or(Instant::ZERO)
 }
@@ -201,18 +307,57 @@ pub fn current_time() -> Instant {
 /// Every sleep is a checkpoint, as in trio: `sleep(Duration::ZERO)` (or a deadline that has
 /// already passed) checks for cancellation, yields to the other tasks once, and checks again
 /// ([`checkpoint`]). A sleep polled by another task than before wakes that task (the waker of the
-/// latest poll is the one registered).
+/// latest poll is the one registered). Sleeps with the same deadline wake in the order they
+/// were first polled.
+///
+/// ```
+/// use infect::{Error, guest::{self, CancelScope, GuestConfig}, time::VirtualClock};
+/// use std::{rc::Rc, time::Duration};
+/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+///     guest::sleep(Duration::from_secs(2)).await?;
+///     let scope = CancelScope::new();
+///     scope.cancel();
+///     // In a cancelled scope even a zero sleep is a cancellation point.
+///     let inside = scope.run(async { guest::sleep(Duration::ZERO).await }).await;
+///     assert_eq!(inside, Ok(None)); // the scope caught its own cancellation
+///     Ok(guest::current_time().as_nanos())
+/// });
+/// assert_eq!(r, Ok(2_000_000_000));
+/// # let _ = Error::Cancelled;
+/// ```
 pub async fn sleep(d: Duration) -> Result<()> {
     sleep_until(current_time() + d).await
 }
 
 /// Sleeps until the guest clock reads `deadline` (cancellation-aware; a checkpoint, see
 /// [`sleep`]).
+///
+/// ```
+/// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
+/// use std::{rc::Rc, time::Duration};
+/// let at = Instant::ZERO + Duration::from_secs(7);
+/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async move {
+///     guest::sleep_until(at).await?;
+///     Ok(guest::current_time())
+/// });
+/// assert_eq!(r, Ok(at));
+/// ```
 pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
     Sleep(SleepTimer::at(deadline))
 }
 
-/// Sleeps until cancelled; always returns `Err(Cancelled)` (so `?` unwinds).
+/// Sleeps until cancelled (trio's `sleep_forever`); always returns `Err(Cancelled)` (so `?`
+/// unwinds).
+///
+/// ```
+/// use infect::{guest::{self, GuestConfig}, time::VirtualClock};
+/// use std::{rc::Rc, time::Duration};
+/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+///     let out = guest::move_on_after(Duration::from_secs(3), guest::sleep_forever()).await?;
+///     Ok((out, guest::current_time().as_nanos()))
+/// });
+/// assert_eq!(r, Ok((None, 3_000_000_000)));
+/// ```
 pub async fn sleep_forever() -> Result<()> {
     sleep_until(Instant::NEVER).await?;
     Err(Error::Cancelled)
@@ -256,6 +401,39 @@ impl Drop for Sleep {
 /// It checks for cancellation before *and after* the yield: a deadline that fires, or a
 /// `cancel()` by another task, while this task yields is seen by this checkpoint (trio does the
 /// schedule point first "so that the cancel point has the most up-to-date info").
+///
+/// ```
+/// use infect::{Error, guest};
+/// use std::{cell::RefCell, rc::Rc};
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// let l = log.clone();
+/// let r = guest::run(async move {
+///     guest::open_nursery(async |n| {
+///         for name in ["a", "b"] {
+///             let log = l.clone();
+///             n.start_soon(async move {
+///                 for i in 0..2 {
+///                     log.borrow_mut().push(format!("{name}{i}"));
+///                     guest::checkpoint().await?; // lets the other task run
+///                 }
+///                 Ok(())
+///             })?;
+///         }
+///         Ok(())
+///     })
+///     .await?;
+///     // A nursery cancelled by its own block: the child's checkpoint returns Cancelled.
+///     guest::open_nursery(async |n| {
+///         n.start_soon(async { loop { guest::checkpoint().await? } })?;
+///         n.cancel();
+///         Ok(())
+///     })
+///     .await
+/// });
+/// assert_eq!(r, Ok(Some(())));
+/// assert_eq!(*log.borrow(), ["a0", "b0", "a1", "b1"]);
+/// # let _ = Error::Cancelled;
+/// ```
 pub async fn checkpoint() -> Result<()> {
     crate::timers::yield_once(check_cancel).await
 }
@@ -306,6 +484,22 @@ pub mod lowlevel {
     /// trio's `checkpoint_if_cancelled`: `Err(Cancelled)` if the current scope is (effectively)
     /// cancelled, `Ok` at once otherwise, without yielding. Outside a guest task: `Ok`. An error
     /// delivered to the task (see [the rule](super#errors-delivered-to-a-task)) comes first.
+    ///
+    /// ```
+    /// use infect::{Error, guest::{self, CancelScope, lowlevel}};
+    /// let r = guest::run(async {
+    ///     assert_eq!(lowlevel::checkpoint_if_cancelled().await, Ok(()));
+    ///     let scope = CancelScope::new();
+    ///     scope.cancel();
+    ///     scope
+    ///         .run(async {
+    ///             assert_eq!(lowlevel::checkpoint_if_cancelled().await, Err(Error::Cancelled));
+    ///             Err::<(), _>(Error::Cancelled)
+    ///         })
+    ///         .await
+    /// });
+    /// assert_eq!(r, Ok(None));
+    /// ```
     pub async fn checkpoint_if_cancelled() -> Result<()> {
         check_cancel()
     }
