@@ -56,7 +56,60 @@ use crate::trace::{Policy, Side, Trace, TraceEvent};
 /// The contract (embassy's pender, trio's guest mode): a hook only *schedules*; the host calls
 /// [`GuestTick::run`] later, on the thread that started the guest run, never from inside the
 /// hook. Hooks are called from the host thread, except `run_sync_soon_threadsafe`, which a
-/// waker on another thread may call.
+/// waker on another thread may call. The host keeps the [`GuestRun`] until `done` was called,
+/// and runs every tick it was handed (a tick of a finished run does nothing). That is all a
+/// host needs: here is a complete one, a queue of ticks and one timer slot on a virtual clock.
+///
+/// ```
+/// use infect::guest::{self, GuestConfig, GuestTick, Hooks};
+/// use infect::time::{Clock, Instant, VirtualClock};
+/// use std::{cell::RefCell, rc::Rc, sync::{Arc, Mutex}, time::Duration};
+///
+/// #[derive(Default)]
+/// struct Posted {
+///     soon: Vec<GuestTick>,
+///     timer: Option<(Instant, GuestTick)>,
+/// }
+/// struct MyHooks(Arc<Mutex<Posted>>);
+/// impl Hooks for MyHooks {
+///     fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
+///         self.0.lock().unwrap().soon.push(tick);
+///     }
+///     fn wake_at(&self, deadline: Instant, tick: GuestTick) {
+///         // A later request replaces the earlier one; NEVER clears it.
+///         self.0.lock().unwrap().timer = (deadline != Instant::NEVER).then_some((deadline, tick));
+///     }
+/// }
+///
+/// let clock = Rc::new(VirtualClock::new());
+/// let posted = Arc::new(Mutex::new(Posted::default()));
+/// let out = Rc::new(RefCell::new(None));
+/// let o = out.clone();
+/// let run = GuestConfig::new(clock.clone()).start_guest_run(
+///     async {
+///         guest::sleep(Duration::from_secs(4)).await?;
+///         Ok(guest::current_time().as_nanos())
+///     },
+///     MyHooks(posted.clone()),
+///     move |r| *o.borrow_mut() = Some(r),
+/// )?;
+/// // The host's loop: run what is posted, else jump to the guest's timer.
+/// while !run.is_finished() {
+///     let (soon, timer) = {
+///         let mut p = posted.lock().unwrap(); // not held while a tick runs: ticks call hooks
+///         let soon = std::mem::take(&mut p.soon);
+///         let timer = if soon.is_empty() { p.timer.take() } else { None };
+///         (soon, timer)
+///     };
+///     soon.into_iter().for_each(GuestTick::run);
+///     if let Some((at, tick)) = timer {
+///         clock.advance(at - clock.now());
+///         tick.run();
+///     }
+/// }
+/// assert_eq!(out.borrow_mut().take(), Some(Ok(4_000_000_000)));
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub trait Hooks: Send + Sync + 'static {
     /// Schedules `tick` to run soon on the host thread. May be called from any thread.
     fn run_sync_soon_threadsafe(&self, tick: GuestTick);
@@ -164,7 +217,10 @@ impl Shared {
     }
 }
 
-/// A scheduled guest tick. The host runs it on the thread that started the guest run.
+/// A scheduled guest tick, handed to the host through [`Hooks`]. The host runs it (once,
+/// [`GuestTick::run`]) on the thread that started the guest run, later, never from inside the
+/// hook; it is `Send`, so a hook called from another thread may post it back to the host
+/// thread. Example: the host in the [`Hooks`] docs.
 pub struct GuestTick(Arc<Shared>);
 
 impl core::fmt::Debug for GuestTick {
@@ -347,6 +403,26 @@ pub(crate) struct Local {
 
 /// The handle to a guest run. Keep it until `done` has been called: dropping it earlier
 /// abandons the run (every task is dropped and `done` gets [`Error::GuestRunAbandoned`]).
+/// Example of a run to its end: the host in the [`Hooks`] docs.
+///
+/// ```
+/// use infect::{Error, guest::{self, GuestConfig, GuestTick, Hooks}, time::{Instant, VirtualClock}};
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// struct Ignore; // a host that never runs a tick
+/// impl Hooks for Ignore {
+///     fn run_sync_soon_threadsafe(&self, _: GuestTick) {}
+///     fn wake_at(&self, _: Instant, _: GuestTick) {}
+/// }
+/// let out = Rc::new(RefCell::new(None));
+/// let o = out.clone();
+/// let run = GuestConfig::new(Rc::new(VirtualClock::new()))
+///     .start_guest_run(guest::sleep_forever(), Ignore, move |r| *o.borrow_mut() = Some(r))?;
+/// assert!(!run.is_finished());
+/// drop(run); // abandoned
+/// assert_eq!(out.borrow_mut().take(), Some(Err(Error::GuestRunAbandoned)));
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub struct GuestRun {
     local: Rc<Local>,
 }
