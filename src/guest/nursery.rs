@@ -64,8 +64,35 @@ impl NurseryInner {
     }
 }
 
-/// A handle to an open nursery: start child tasks in it, or cancel it. Cheap to clone; a
-/// child may keep a clone to start siblings.
+/// A handle to an open nursery ([`open_nursery`]): start child tasks in it, or cancel it.
+/// Cheap to clone; a child may keep a clone to start siblings.
+///
+/// ```
+/// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
+/// use std::{rc::Rc, time::Duration};
+/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+///     guest::open_nursery(async |n| {
+///         for secs in [1, 2, 3] {
+///             let sibling = n.clone();
+///             n.start_soon(async move {
+///                 guest::sleep(Duration::from_secs(secs)).await?;
+///                 if secs == 3 {
+///                     // A child may start siblings through its clone of the handle.
+///                     sibling.start_soon(async { guest::sleep(Duration::from_secs(1)).await })?;
+///                 }
+///                 Ok(())
+///             })?;
+///         }
+///         assert_eq!(n.live_children(), 3);
+///         // A deadline on the whole nursery (its own scope): not reached here.
+///         n.cancel_scope().set_deadline(Instant::ZERO + Duration::from_secs(10));
+///         Ok(())
+///     })
+///     .await?; // returns once the block and all four children are done
+///     Ok(guest::current_time().as_nanos())
+/// });
+/// assert_eq!(r, Ok(4_000_000_000));
+/// ```
 #[derive(Clone)]
 pub struct Nursery {
     inner: Rc<NurseryInner>,

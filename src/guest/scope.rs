@@ -132,7 +132,8 @@ impl ScopeInner {
 }
 
 /// A trio cancel scope. Clone it to cancel or move its deadline from elsewhere (another guest
-/// task, or host code on the same thread).
+/// task, or host code on the same thread). The rules (the scope tree, what is effectively
+/// cancelled, who catches) are in the [guest module docs](super#cancel-scopes).
 ///
 /// ```
 /// use infect::guest::{self, CancelScope};
@@ -145,6 +146,42 @@ impl ScopeInner {
 ///     Ok(out)
 /// });
 /// assert_eq!(r, Ok(None));
+/// ```
+///
+/// A deadline, moved from another task; a shield that lets clean-up wait:
+///
+/// ```
+/// use infect::{Error, guest::{self, CancelScope, GuestConfig}, time::{Instant, VirtualClock}};
+/// use std::{rc::Rc, time::Duration};
+/// let secs = |s| Instant::ZERO + Duration::from_secs(s);
+/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async move {
+///     let scope = CancelScope::with_deadline(secs(10));
+///     assert_eq!(scope.deadline(), secs(10));
+///     let out = guest::open_nursery(async |n| {
+///         let s = scope.clone();
+///         n.start_soon(async move {
+///             guest::sleep(Duration::from_secs(1)).await?;
+///             s.set_deadline(secs(2)); // takes effect at once
+///             Ok(())
+///         })?;
+///         scope
+///             .run(async {
+///                 let e = guest::sleep_forever().await.unwrap_err();
+///                 assert_eq!(e, Error::Cancelled);
+///                 // Clean-up that must wait: a shield keeps the cancellation out.
+///                 let shield = CancelScope::shielded();
+///                 assert!(shield.shield());
+///                 shield.run(guest::sleep(Duration::from_secs(1))).await?;
+///                 Err::<(), _>(e)
+///             })
+///             .await
+///     })
+///     .await?;
+///     assert_eq!(out, Some(None)); // the nursery finished, the scope caught its deadline
+///     assert!(scope.cancel_called() && scope.cancelled_caught());
+///     Ok(guest::current_time())
+/// });
+/// assert_eq!(r, Ok(secs(3))); // deadline at 2 s, plus 1 s of shielded clean-up
 /// ```
 #[derive(Clone)]
 pub struct CancelScope {
@@ -320,22 +357,76 @@ impl<F: Future> Future for Enter<F> {
     }
 }
 
-/// Runs `body` with a deadline `d` from now; `Ok(None)` if the deadline cancelled it.
+/// Runs `body` with a deadline `d` from now (trio's `move_on_after`); `Ok(Some(v))` if it
+/// finished, `Ok(None)` if the deadline cancelled it.
+///
+/// ```
+/// use infect::{guest::{self, GuestConfig}, time::VirtualClock};
+/// use std::{rc::Rc, time::Duration};
+/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+///     let quick = guest::move_on_after(Duration::from_secs(5), async { Ok("in time") }).await?;
+///     let slow = guest::move_on_after(Duration::from_secs(5), async {
+///         guest::sleep(Duration::from_secs(60)).await?;
+///         Ok("late")
+///     })
+///     .await?;
+///     Ok((quick, slow, guest::current_time().as_nanos()))
+/// });
+/// assert_eq!(r, Ok((Some("in time"), None, 5_000_000_000)));
+/// ```
 pub async fn move_on_after<T>(d: Duration, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
     move_on_at(super::current_time() + d, body).await
 }
 
-/// Runs `body` with an absolute deadline; `Ok(None)` if the deadline cancelled it.
+/// Runs `body` with an absolute deadline (trio's `move_on_at`); `Ok(None)` if the deadline
+/// cancelled it. A deadline already past cancels the body's first await.
+///
+/// ```
+/// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
+/// use std::{rc::Rc, time::Duration};
+/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+///     let past = guest::move_on_at(Instant::ZERO, guest::checkpoint()).await?;
+///     let at = Instant::ZERO + Duration::from_millis(40);
+///     let later = guest::move_on_at(at, guest::sleep_forever()).await?;
+///     Ok((past, later, guest::current_time().as_nanos()))
+/// });
+/// assert_eq!(r, Ok((None, None, 40_000_000)));
+/// ```
 pub async fn move_on_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
     CancelScope::with_deadline(deadline).run(body).await
 }
 
-/// Runs `body` with a deadline `d` from now; [`Error::TooSlow`] if the deadline cancelled it.
+/// Runs `body` with a deadline `d` from now (trio's `fail_after`); [`Error::TooSlow`] if the
+/// deadline cancelled it (a `cancel()` of an enclosing scope still comes out as
+/// `Cancelled`).
+///
+/// ```
+/// use infect::{Error, guest::{self, GuestConfig}, time::VirtualClock};
+/// use std::{rc::Rc, time::Duration};
+/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+///     let ok = guest::fail_after(Duration::from_secs(1), async { Ok(1) }).await?;
+///     let late = guest::fail_after(Duration::from_secs(1), guest::sleep_forever()).await;
+///     assert!(matches!(late, Err(Error::TooSlow)));
+///     Ok((ok, guest::current_time().as_nanos()))
+/// });
+/// assert_eq!(r, Ok((1, 1_000_000_000)));
+/// ```
 pub async fn fail_after<T>(d: Duration, body: impl Future<Output = Result<T>>) -> Result<T> {
     fail_at(super::current_time() + d, body).await
 }
 
-/// Runs `body` with an absolute deadline; [`Error::TooSlow`] if the deadline cancelled it.
+/// Runs `body` with an absolute deadline (trio's `fail_at`); [`Error::TooSlow`] if the
+/// deadline cancelled it.
+///
+/// ```
+/// use infect::{Error, guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
+/// use std::{rc::Rc, time::Duration};
+/// let at = Instant::ZERO + Duration::from_secs(3);
+/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async move {
+///     guest::fail_at(at, guest::sleep(Duration::from_secs(4))).await
+/// });
+/// assert!(matches!(r, Err(Error::TooSlow)));
+/// ```
 pub async fn fail_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>) -> Result<T> {
     let scope = CancelScope::with_deadline(deadline);
     match scope.run(body).await? {
