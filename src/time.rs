@@ -9,13 +9,44 @@
 //!   first poll.
 //! - A virtual clock only moves when told to: by [`VirtualClock::advance`], or by the loop that
 //!   owns it calling [`Clock::autojump`] when every task of every loop is blocked (trio's
-//!   `MockClock(autojump_threshold=0)`).
+//!   `MockClock(autojump_threshold=0)`). Autojump waits for real I/O first: a loop jumps only
+//!   when a non-blocking look at its fds found none ready either.
+//!
+//! Use a [`VirtualClock`] in tests: a program that sleeps for minutes runs in microseconds and
+//! every instant it reads is exact. Give it to a host with
+//! [`HostBuilder::clock`](crate::host::HostBuilder::clock) (a guest riding that host reads
+//! the same clock) or to a standalone guest with
+//! [`GuestConfig::new`](crate::guest::GuestConfig::new).
+//!
+//! ```
+//! use infect::{host::{self, Host}, time::{Instant, VirtualClock}};
+//! use std::{rc::Rc, time::Duration};
+//! let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+//! host.block_on(host::sleep(Duration::from_secs(600)))?; // ten virtual minutes, no real wait
+//! assert_eq!(host.now(), Instant::ZERO + Duration::from_secs(600));
+//! # Ok::<(), infect::Error>(())
+//! ```
 
 use core::cell::Cell;
 use core::ops::{Add, Sub};
 use core::time::Duration;
 
-/// A point on a [`Clock`]'s time line, in nanoseconds since the clock's origin.
+/// A point on a [`Clock`]'s time line, in nanoseconds since the clock's origin. Arithmetic
+/// saturates: adding to [`NEVER`](Instant::NEVER) stays `NEVER`, and a difference is never
+/// negative.
+///
+/// ```
+/// use infect::time::Instant;
+/// use core::time::Duration;
+/// let t = Instant::ZERO + Duration::from_millis(3);
+/// assert_eq!(t.as_nanos(), 3_000_000);
+/// assert_eq!(t, Instant::from_nanos(3_000_000));
+/// assert_eq!(t - Instant::ZERO, Duration::from_millis(3));
+/// assert_eq!(Instant::ZERO - t, Duration::ZERO); // saturating
+/// assert_eq!(Instant::ZERO.saturating_duration_since(t), Duration::ZERO);
+/// assert_eq!(Instant::NEVER + Duration::from_secs(1), Instant::NEVER);
+/// assert!(t < Instant::NEVER);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Instant(u64);
 
@@ -56,7 +87,35 @@ impl Sub<Instant> for Instant {
     }
 }
 
-/// A source of monotonic time for a loop.
+/// A source of monotonic time for a loop. Implement it to drive the kernel from another time
+/// source; `now` must never go backwards.
+///
+/// ```
+/// use infect::{guest::{self, GuestConfig}, time::{Clock, Instant}};
+/// use std::{cell::Cell, rc::Rc, time::Duration};
+///
+/// /// A clock that jumps like a virtual one but counts its jumps.
+/// #[derive(Default)]
+/// struct Counting { now: Cell<u64>, jumps: Cell<u32> }
+/// impl Clock for Counting {
+///     fn now(&self) -> Instant { Instant::from_nanos(self.now.get()) }
+///     fn may_autojump(&self) -> bool { true }
+///     fn autojump(&self, deadline: Instant) -> bool {
+///         if deadline == Instant::NEVER { return false; }
+///         self.now.set(self.now.get().max(deadline.as_nanos()));
+///         self.jumps.set(self.jumps.get() + 1);
+///         true
+///     }
+/// }
+/// let clock = Rc::new(Counting::default());
+/// let r = GuestConfig::new(clock.clone()).run(async {
+///     guest::sleep(Duration::from_secs(1)).await?;
+///     guest::sleep(Duration::from_secs(1)).await
+/// });
+/// assert_eq!(r, Ok(()));
+/// assert_eq!(clock.now(), Instant::ZERO + Duration::from_secs(2));
+/// assert_eq!(clock.jumps.get(), 2);
+/// ```
 pub trait Clock {
     /// The current time.
     fn now(&self) -> Instant;
@@ -132,7 +191,17 @@ impl Clock for VirtualClock {
     }
 }
 
-/// The operating system's monotonic clock, with its origin at creation.
+/// The operating system's monotonic clock, with its origin at creation: the default clock of
+/// [`Host::new`](crate::host::Host::new) and [`guest::run`](crate::guest::run). It never
+/// autojumps.
+///
+/// ```
+/// use infect::time::{Clock, Instant, MonotonicClock};
+/// let clock = MonotonicClock::new();
+/// let (a, b) = (clock.now(), clock.now());
+/// assert!(a <= b);
+/// assert!(!clock.autojump(Instant::NEVER) && !clock.may_autojump());
+/// ```
 #[cfg(feature = "std")]
 #[derive(Debug)]
 pub struct MonotonicClock {

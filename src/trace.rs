@@ -24,7 +24,9 @@ pub enum Side {
     Guest,
 }
 
-/// One traced kernel event. Task numbers are per loop, in spawn order.
+/// One traced kernel event. Task numbers are per loop, in spawn order: a host's tasks count
+/// from 1 ([`JoinHandle::id`](crate::host::JoinHandle::id); `Poll(Host, 0)` is the future of
+/// [`Host::block_on`](crate::host::Host::block_on)), a guest run's from 0 (its main task).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TraceEvent {
     /// A task was spawned.
@@ -43,7 +45,26 @@ pub enum TraceEvent {
     GuestTick,
 }
 
-/// A shared, append-only record of kernel events. Clone it into the loops you want traced.
+/// A shared, append-only record of kernel events. Clone it into the loops you want traced
+/// ([`HostBuilder::trace`](crate::host::HostBuilder::trace),
+/// [`GuestConfig::trace`](crate::guest::GuestConfig::trace)); a guest riding a traced host
+/// records into the host's trace.
+///
+/// ```
+/// use infect::host::Host;
+/// use infect::trace::{Side, Trace, TraceEvent};
+/// let trace = Trace::new();
+/// let host = Host::builder().trace(trace.clone()).build()?;
+/// let h = host.spawn(async { 1 });
+/// host.run();
+/// assert_eq!(
+///     trace.take(),
+///     [TraceEvent::Spawn(Side::Host, 1), TraceEvent::Poll(Side::Host, 1), TraceEvent::Exit(Side::Host, 1)]
+/// );
+/// assert!(trace.take().is_empty()); // taken
+/// drop(h);
+/// # Ok::<(), infect::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Trace {
     events: Arc<ConcurrentQueue<TraceEvent>>,
@@ -72,13 +93,33 @@ impl Trace {
         self.events.try_iter().collect()
     }
 
-    /// Takes every event recorded so far and condenses it to a 64-bit FNV-1a hash.
+    /// Takes every event recorded so far and condenses it to a 64-bit FNV-1a hash
+    /// ([`hash_events`]): two runs compared by one number.
+    ///
+    /// ```
+    /// use infect::trace::{Side, Trace, TraceEvent, hash_events};
+    /// let trace = Trace::new();
+    /// trace.record(TraceEvent::Spawn(Side::Guest, 0));
+    /// trace.record(TraceEvent::GuestTick);
+    /// assert_eq!(trace.hash(), hash_events(&[TraceEvent::Spawn(Side::Guest, 0), TraceEvent::GuestTick]));
+    /// assert_eq!(trace.hash(), hash_events(&[])); // the first hash took the events
+    /// ```
     pub fn hash(&self) -> u64 {
         hash_events(&self.take())
     }
 }
 
-/// FNV-1a over the events' fields: equal sequences hash equally on every run and platform.
+/// FNV-1a over the events' fields: equal sequences hash equally on every run and platform (the
+/// value is stable: a test may pin it); order matters.
+///
+/// ```
+/// use infect::trace::{Side, TraceEvent::*, hash_events};
+/// let a = [Spawn(Side::Host, 1), Poll(Side::Host, 1)];
+/// let b = [Poll(Side::Host, 1), Spawn(Side::Host, 1)];
+/// assert_eq!(hash_events(&a), hash_events(&a.clone()));
+/// assert_ne!(hash_events(&a), hash_events(&b));
+/// assert_eq!(hash_events(&[]), 0xcbf2_9ce4_8422_2325); // FNV-1a's offset basis
+/// ```
 pub fn hash_events(events: &[TraceEvent]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |x: u64| {
