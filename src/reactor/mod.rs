@@ -103,7 +103,12 @@ use libc::{c_int, c_short};
 ///
 /// Cloning is cheap and yields another handle to the same reactor. It is `!Send`: a
 /// reactor belongs to the thread whose loop parks on it; other threads get a [`Notifier`].
-/// See the [module docs](self) for the invariants.
+/// See the [module docs](self) for the invariants and a complete example. A [`Host`] and
+/// [`guest::run`] each own one and make it current while their loop runs, so readiness
+/// futures awaited inside them park on it; use one directly only to write your own loop.
+///
+/// [`Host`]: crate::host::Host
+/// [`guest::run`]: crate::guest::run
 #[derive(Clone)]
 pub struct Reactor {
     inner: Rc<Inner>,
@@ -173,7 +178,7 @@ impl WakeFd {
     }
 }
 
-/// What one [`Reactor::park`] did.
+/// What one [`Reactor::park`] did (example there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Parked {
     /// How many fd wakers it woke.
@@ -514,7 +519,10 @@ impl fmt::Debug for Notifier {
     }
 }
 
-/// The future of [`Reactor::readable`] and [`Reactor::writable`].
+/// The future of [`Reactor::readable`] and [`Reactor::writable`] (examples there, and in the
+/// [module docs](self)): `Ok(())` once a [`park`](Reactor::park) saw the fd ready (hang-up
+/// and error count as ready). It only registers a waker, so it works under any executor;
+/// dropping it removes its interest.
 #[must_use = "a Readiness does nothing unless polled"]
 pub struct Readiness {
     reactor: Reactor,
@@ -618,7 +626,7 @@ impl fmt::Debug for Readiness {
 }
 
 /// Keeps a reactor [current](Reactor::current) on this thread; restores the previous one
-/// when dropped. `!Send`.
+/// when dropped (guards nest). `!Send`. Example: [`Reactor::enter`].
 pub struct EnterGuard {
     previous: Option<Reactor>,
 }
