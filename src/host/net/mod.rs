@@ -55,6 +55,32 @@
 //! assert_eq!(echoed, b"ping");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A host task cancelled while it waits in a read gets its [`Cancelled`] inside the
+//! `io::Error`, and the socket is left as it was:
+//!
+//! ```
+//! use futures::io::AsyncWriteExt;
+//! use infect::host::{self, Host, net::{self, UnixStream}};
+//!
+//! let host = Host::new()?;
+//! host.block_on(async {
+//!     let (mut a, b) = UnixStream::pair()?;
+//!     let reader = host::spawn(async move {
+//!         let e = b.read(&mut [0u8; 1]).await.unwrap_err();
+//!         (net::cancelled(&e).map(|c| c.reason.clone()), b)
+//!     })
+//!     .unwrap();
+//!     host::yield_now().await.unwrap(); // the reader's first poll: it waits for a byte
+//!     reader.cancel("stop");
+//!     let (reason, b) = reader.await.unwrap();
+//!     assert_eq!(reason.as_deref(), Some("stop"));
+//!     a.write_all(b"x").await?; // outside the cancelled task the socket works as before
+//!     assert_eq!(b.read(&mut [0u8; 1]).await?, 1);
+//!     std::io::Result::Ok(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod sys;
 
