@@ -1,12 +1,3 @@
-//! The crate's one error type.
-//!
-//! Guest code unwinds with `?` the way trio code unwinds with exceptions, so every layer of the
-//! kernel speaks the same [`Error`]: cancellation ([`Error::Cancelled`]) is a value that a
-//! [`CancelScope`](crate::guest::CancelScope) catches on its way out, the cross-loop translation
-//! errors of [`to_host`](crate::to_host) are variants, and user errors ride in
-//! [`Error::User`]. [`Error::kind`] names each variant with a stable string, which is what
-//! crosses a process boundary as a remote error's boxed type.
-
 //! The crate's one error type, and how errors cross loops and processes.
 //!
 //! Guest code unwinds with `?` the way trio code unwinds with exceptions, so every layer speaks
