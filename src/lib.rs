@@ -152,7 +152,11 @@
 //!
 //! [`error`] is every layer's: one [`Error`] type.
 //!
-//! Without the default `std` feature the kernel core builds as `#![no_std]` + `alloc`.
+//! Without the default `std` feature the kernel core (`time`, `trace`, `wire`, `host`, `guest`,
+//! `to_host`) builds as `#![no_std]` + `alloc` (`cargo build --no-default-features`): there is
+//! no reactor then (a host polls its queue while it waits, and needs a clock from
+//! [`HostBuilder::clock`](host::HostBuilder::clock)), and no thread-locals, so the "current
+//! loop" slots are globals and the kernel assumes one kernel thread.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, clippy::undocumented_unsafe_blocks)]
 
