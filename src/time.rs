@@ -160,7 +160,25 @@ impl VirtualClock {
     }
 
     /// A virtual clock at zero that never jumps by itself: a loop that waits on it with nothing
-    /// else to do returns as stalled (or waits on its fds) until the test advances it.
+    /// else to do returns as stalled (or waits on its fds) until the test advances it. For a
+    /// test that steps time by hand:
+    ///
+    /// ```
+    /// use infect::{host::{self, Host}, time::{Clock, Instant, VirtualClock}};
+    /// use std::{rc::Rc, time::Duration};
+    /// let clock = Rc::new(VirtualClock::without_autojump());
+    /// let host = Host::builder().clock(clock.clone()).build()?;
+    /// let nap = host.spawn(host::sleep(Duration::from_secs(1)));
+    /// host.run_until_stalled();
+    /// assert!(!clock.autojump(Instant::ZERO + Duration::from_secs(1))); // it will not jump
+    /// clock.advance(Duration::from_millis(999));
+    /// host.run_until_stalled();
+    /// assert!(!nap.is_finished());
+    /// clock.advance(Duration::from_millis(1));
+    /// host.run_until_stalled();
+    /// assert!(nap.is_finished());
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn without_autojump() -> VirtualClock {
         VirtualClock { now: Cell::new(0), no_autojump: true }
     }

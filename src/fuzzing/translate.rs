@@ -1,9 +1,9 @@
 //! Fuzz target `translate`: the pure translation machine [`Link`] against a reference model.
 //!
-//! The model ([`Facts`]) is written from the table of `DESIGN.md` ("Translation"), not from the
-//! machine: it keeps only the facts a spectator of the pair could log (who ended, how, in which
-//! order, whether the guest asked for the host's cancellation, what the guest's end handed the
-//! host) and derives from them, row by row, what each side must see. The machine keeps its own
+//! The model ([`Facts`]) is written from the translation table of the
+//! [`to_host`](crate::to_host#translation) module docs, not from the machine: it keeps only the
+//! facts a spectator of the pair could log (who ended, how, in which order, whether the guest
+//! asked for the host's cancellation, what the guest's end handed the host) and derives from them, row by row, what each side must see. The machine keeps its own
 //! flags; the two must agree on every observer after every event:
 //! [`Link::open_outcome`], [`Link::host_sees`], [`Link::block_result`], [`Link::task_result`],
 //! [`Link::interruption`] and [`Link::guest_op`], whether a host end interrupts the block
@@ -65,7 +65,7 @@ impl<'a> Bytes<'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The reference model: DESIGN.md's table as a function of logged facts.
+// The reference model: the to_host module docs' translation table as a function of logged facts.
 // ---------------------------------------------------------------------------------------------
 
 /// What the reference model decides from: facts a spectator of the pair can log.
