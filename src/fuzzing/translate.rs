@@ -3,10 +3,11 @@
 //! The model ([`Facts`]) is written from the translation table of the
 //! [`to_host`](crate::to_host#translation) module docs, not from the machine: it keeps only the
 //! facts a spectator of the pair could log (who ended, how, in which order, whether the guest
-//! asked for the host's cancellation, what the guest's end handed the host) and derives from them, row by row, what each side must see. The machine keeps its own
-//! flags; the two must agree on every observer after every event:
-//! [`Link::open_outcome`], [`Link::host_sees`], [`Link::block_result`], [`Link::task_result`],
-//! [`Link::interruption`] and [`Link::guest_op`], whether a host end interrupts the block
+//! asked for the host's cancellation, what the guest's end handed the host) and derives from
+//! them, row by row, what each side must see. The machine keeps its own flags; the two must
+//! agree on every observer after every event: [`Link::open_outcome`], [`Link::host_sees`],
+//! [`Link::block_result`], [`Link::task_result`], [`Link::interruption`] and
+//! [`Link::guest_op`], whether a host end interrupts the block
 //! (transition 9: it ended first, after `started_nowait`, with an error for the guest — a
 //! failure, a cancellation the guest did not ask for, a return with `suppress_graceful_exits`
 //! off; never for a `run_task` pair), every send and receive verdict (after an interruption a
