@@ -38,7 +38,7 @@ async fn host_echo_server(chan: HostChannel<u64, u64, &'static str>) -> Result<(
 }
 
 async fn guest_to_host_echo_server(ctx: Context, _: ()) -> Result<()> {
-    to_host::open_channel_from(host_echo_server, LinkOpts::default(), async |chan, first| {
+    to_host::open_channel_from(host_echo_server, LinkOpts::new(), async |chan, first| {
         ctx.started(first).await?;
         ctx.open_stream(async |stream| {
             let mut msgs = pin!(stream.iter::<u64>());

@@ -42,7 +42,7 @@ async fn produce(ctx: Context, n: u64) -> Result<u64> {
         }
         Ok(())
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |chan, ()| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| {
         ctx.started(&()).await?;
         ctx.open_stream(async |stream| {
             let mut sent = 0;

@@ -54,7 +54,7 @@ async fn host_exchange_client(chan: HostChannel<(), f64, ()>) -> Result<()> {
 
 /// In the infected actor: relays the quotes until the host side fails.
 async fn subscribe_quotes(ctx: Context, _: ()) -> Result<()> {
-    to_host::open_channel_from(host_exchange_client, LinkOpts::default(), async |chan, ()| {
+    to_host::open_channel_from(host_exchange_client, LinkOpts::new(), async |chan, ()| {
         ctx.started(&()).await?;
         ctx.open_stream(async |stream| {
             while let Some(quote) = chan.receive().await? {

@@ -115,7 +115,7 @@ async fn host_ws_server(chan: HostChannel<(), (), u16>, mode: String) -> Result<
 pub async fn ws_server(ctx: Context, mode: String) -> Result<()> {
     to_host::open_channel_from(
         |chan| host_ws_server(chan, mode),
-        LinkOpts::default(),
+        LinkOpts::new(),
         async |chan, port| {
             ctx.started(&port).await?;
             // Serve until the root cancels us.
@@ -151,7 +151,7 @@ async fn host_ws_client(chan: HostChannel<String, String, String>, port: u16) ->
 pub async fn ws_client(ctx: Context, port: u16) -> Result<()> {
     to_host::open_channel_from(
         |chan| host_ws_client(chan, port),
-        LinkOpts::default(),
+        LinkOpts::new(),
         async |chan, first| {
             ctx.started(&first).await?;
             ctx.open_stream(async |stream| {

@@ -38,7 +38,7 @@ async fn host_ticker(chan: HostChannel<(), u32, ()>, ticks: u32) -> Result<()> {
 async fn ticks(ctx: Context, n: u32) -> Result<u32> {
     to_host::open_channel_from(
         move |chan| host_ticker(chan, n),
-        LinkOpts::default(),
+        LinkOpts::new(),
         async |chan, ()| {
             ctx.started(&n).await?;
             ctx.open_stream(async |stream| {

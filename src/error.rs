@@ -22,7 +22,7 @@
 //!
 //! | layer | variants |
 //! |---|---|
-//! | guest (scopes, nurseries, channels) | [`Cancelled`](Error::Cancelled), [`TooSlow`](Error::TooSlow), [`Group`](Error::Group), [`StartedNotCalled`](Error::StartedNotCalled), [`OutsideGuest`](Error::OutsideGuest), [`NurseryClosed`](Error::NurseryClosed), [`ScopeReused`](Error::ScopeReused), [`Closed`](Error::Closed), [`Full`](Error::Full), [`Lagged`](Error::Lagged) |
+//! | guest (scopes, nurseries, channels) | [`Cancelled`](Error::Cancelled), [`TooSlow`](Error::TooSlow), [`Group`](Error::Group), [`StartedNotCalled`](Error::StartedNotCalled), [`OutsideGuest`](Error::OutsideGuest), [`NurseryClosed`](Error::NurseryClosed), [`ScopeReused`](Error::ScopeReused), [`Closed`](Error::Closed), [`EndOfChannel`](Error::EndOfChannel), [`Full`](Error::Full), [`Lagged`](Error::Lagged) |
 //! | host (executor, reactor, `host::net`) | [`HostTaskCancelled`](Error::HostTaskCancelled), [`NoHostLoop`](Error::NoHostLoop), [`NoClock`](Error::NoClock), [`Io`](Error::Io), [`Os`](Error::Os) |
 //! | guest run on a host | [`GuestRunAbandoned`](Error::GuestRunAbandoned), [`GuestAlreadyRunning`](Error::GuestAlreadyRunning) |
 //! | `to_host` (linked task pairs) | [`HostCancelled`](Error::HostCancelled), [`HostTaskExited`](Error::HostTaskExited), [`GuestCancelled`](Error::GuestCancelled), [`GuestTaskExited`](Error::GuestTaskExited), [`NotInfected`](Error::NotInfected), [`LinkStartedTwice`](Error::LinkStartedTwice), [`ResultTaken`](Error::ResultTaken) |
@@ -416,6 +416,13 @@ pub enum Error {
     /// A channel's other side is gone.
     #[error("the channel is closed")]
     Closed,
+    /// `receive()` found the end of a channel or stream: every sender dropped (a guest
+    /// channel), the peer closed its side or the context ended (a context's stream), everything
+    /// sent before was received (trio's `EndOfChannel`). The `Option`-shaped reads
+    /// (`try_next`, the `Stream`s) give `None` instead. (A linked pair's `receive` ends with
+    /// [`Error::HostTaskExited`] instead: its sender is a host task, and that is its exit.)
+    #[error("end of channel: the sending side closed it")]
+    EndOfChannel,
     /// A non-blocking send found the other side's buffer full (the value was handed back).
     #[error("the channel is full: wait with send().await, or raise the capacity")]
     Full,
@@ -849,6 +856,7 @@ impl Error {
             Error::NurseryClosed => ErrorKind::NurseryClosed,
             Error::OutsideGuest => ErrorKind::OutsideGuest,
             Error::Closed => ErrorKind::Closed,
+            Error::EndOfChannel => ErrorKind::EndOfChannel,
             Error::Full => ErrorKind::Full,
             Error::Lagged { .. } => ErrorKind::Lagged,
             Error::User(_) => return None,
@@ -1088,6 +1096,8 @@ error_kinds! {
     OutsideGuest,
     /// [`Error::Closed`].
     Closed,
+    /// [`Error::EndOfChannel`].
+    EndOfChannel,
     /// [`Error::Full`].
     Full,
     /// [`Error::Lagged`].
@@ -1251,6 +1261,7 @@ mod tests {
             (Error::NurseryClosed, "NurseryClosed"),
             (Error::OutsideGuest, "OutsideGuest"),
             (Error::Closed, "Closed"),
+            (Error::EndOfChannel, "EndOfChannel"),
             (Error::Full, "Full"),
             (Error::Lagged { skipped: 1 }, "Lagged"),
             (Error::RemoteActor(remote("ValueError")), "RemoteActorError"),

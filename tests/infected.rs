@@ -82,7 +82,7 @@ async fn host_fails_ctx(ctx: Context, ms: u64) -> Result<()> {
         host::sleep(Duration::from_millis(ms)).await?;
         Err::<(), _>(value_error("host task failed"))
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |chan, first| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |chan, first| {
         ctx.started(first).await?;
         chan.receive().await?;
         Ok(())
@@ -99,7 +99,7 @@ async fn host_self_cancel_ctx(ctx: Context, _: ()) -> Result<()> {
         host::sleep(Duration::from_secs(5)).await?;
         Ok(())
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |chan, ()| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| {
         ctx.started(&()).await?;
         chan.receive().await?;
         Ok(())
@@ -129,7 +129,7 @@ async fn stream_from_host(ctx: Context, mode: String) -> Result<u64> {
         }
         Ok(())
     };
-    let opts = LinkOpts::default().suppress_graceful_exits(mode != "host_exits_strict");
+    let opts = LinkOpts::new().suppress_graceful_exits(mode != "host_exits_strict");
     to_host::open_channel_from(target, opts, async |chan, ()| {
         ctx.started(&()).await?;
         ctx.open_stream(async |stream| {
@@ -182,7 +182,7 @@ async fn echo_host(chan: HostChannel<u64, u64, &'static str>) -> Result<()> {
 }
 
 async fn echo_ctx(ctx: Context, _: ()) -> Result<()> {
-    to_host::open_channel_from(echo_host, LinkOpts::default(), async |chan, first| {
+    to_host::open_channel_from(echo_host, LinkOpts::new(), async |chan, first| {
         ctx.started(first).await?;
         ctx.open_stream(async |stream| {
             let mut msgs = pin!(stream.iter::<u64>());
@@ -206,7 +206,7 @@ async fn host_fails_before_started(ctx: Context, _: ()) -> Result<()> {
         host::sleep(Duration::from_millis(10)).await?;
         Err::<(), _>(value_error("failed before started"))
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |_chan, ()| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |_chan, ()| {
         ctx.started(&()).await?;
         Ok(())
     })
@@ -233,7 +233,7 @@ async fn sigint_ctx(ctx: Context, path: String) -> Result<()> {
             }
         }
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |_chan, ()| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |_chan, ()| {
         ctx.started(&()).await?;
         guest::sleep_forever().await
     })
@@ -1407,7 +1407,7 @@ async fn infected_root_echo() -> Check {
 /// `open_channel_from`, no child.
 async fn role_infected_root() -> Result<()> {
     ensure_ok(actor::current_actor().is_infected())?;
-    let n = to_host::open_channel_from(echo_host, LinkOpts::default(), async |chan, first| {
+    let n = to_host::open_channel_from(echo_host, LinkOpts::new(), async |chan, first| {
         ensure_ok(first == "start")?;
         let mut n = 0u64;
         while n < 1000 {

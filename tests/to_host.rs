@@ -75,7 +75,7 @@ fn streaming_100_values_in_order_then_end_of_channel() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             streamer(100, |_| Ok(()), s),
-            LinkOpts::default().capacity(4),
+            LinkOpts::new().capacity(4),
             async |chan, first| {
                 assert_eq!(first, "go");
                 let mut got = Vec::new();
@@ -98,7 +98,7 @@ fn fan_out_subscriber_and_main_consumer_both_get_all_100_and_end() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             streamer(100, |_| Ok(()), seen()),
-            LinkOpts::default().capacity(8),
+            LinkOpts::new().capacity(8),
             async |chan, _| {
                 let sub = chan.subscribe();
                 let mut main = Vec::new();
@@ -134,7 +134,7 @@ fn a_lagging_subscriber_gets_lagged_with_the_exact_count_then_catches_up_and_end
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             streamer(20, |_| Ok(()), seen()),
-            LinkOpts::default().capacity(4),
+            LinkOpts::new().capacity(4),
             async |chan, _| {
                 let sub = chan.subscribe();
                 let mut main = Vec::new();
@@ -163,7 +163,7 @@ fn host_fails_mid_stream_at_50_guest_gets_the_values_then_the_error() {
         let g = got.clone();
         let r = to_host::open_channel_from(
             streamer(50, |n| Err(Error::msg("ValueError", format!("failed at {n}"))), seen()),
-            LinkOpts::default(),
+            LinkOpts::new(),
             async move |chan, _| {
                 loop {
                     match chan.receive().await? {
@@ -191,7 +191,7 @@ fn host_exits_early_at_50_with_suppress_false_is_host_task_exited() {
         let g = got.clone();
         let r = to_host::open_channel_from(
             streamer(50, |_| Ok(()), seen()),
-            LinkOpts::default().suppress_graceful_exits(false),
+            LinkOpts::new().suppress_graceful_exits(false),
             async move |chan, _| {
                 while chan.receive().await?.is_some() {
                     *g.borrow_mut() += 1;
@@ -209,7 +209,7 @@ fn host_exits_early_at_50_with_suppress_false_is_host_task_exited() {
 fn host_exits_early_with_suppress_true_is_a_clean_exit() {
     let h = host();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(streamer(50, |_| Ok(()), seen()), LinkOpts::default(), async |chan, _| {
+        to_host::open_channel_from(streamer(50, |_| Ok(()), seen()), LinkOpts::new(), async |chan, _| {
             let mut n = 0;
             while chan.receive().await?.is_some() {
                 n += 1;
@@ -229,7 +229,7 @@ fn guest_fails_at_50_host_sees_guest_cancelled_with_the_cause() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             move |c| stream_forever(c, s2),
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| {
                 loop {
                     let v = chan.receive().await?.expect("the host streams forever");
@@ -261,7 +261,7 @@ fn the_host_sees_the_guest_error_as_the_cause_of_guest_cancelled() {
         }
     };
     let out = h.run_guest(async move {
-        to_host::open_channel_from(target, LinkOpts::default(), async |_chan, ()| {
+        to_host::open_channel_from(target, LinkOpts::new(), async |_chan, ()| {
             guest::checkpoint().await?;
             Err::<(), _>(Error::msg("Boom", "guest exploded"))
         })
@@ -286,7 +286,7 @@ fn guest_breaks_at_50_host_sees_guest_task_exited_and_the_block_is_ok() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             move |c| stream_forever(c, s2),
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| {
                 loop {
                     if chan.receive().await? == Some(50) {
@@ -309,7 +309,7 @@ fn guest_exit_with_suppress_false_and_host_returning_guest_task_exited_fails_the
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             move |c| stream_forever(c, s2),
-            LinkOpts::default().suppress_graceful_exits(false),
+            LinkOpts::new().suppress_graceful_exits(false),
             async |chan, ()| {
                 chan.receive().await?;
                 Ok(())
@@ -332,7 +332,7 @@ fn host_self_cancel_is_host_cancelled_at_the_guest_with_the_reason() {
         Ok(())
     };
     let out = h.run_guest(async move {
-        to_host::open_channel_from(target, LinkOpts::default(), async |chan, ()| {
+        to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| {
             let first = chan.receive().await?;
             let second = chan.receive().await;
             Ok((first, second))
@@ -360,7 +360,7 @@ fn a_third_party_cancel_is_host_cancelled_at_the_guest() {
     };
     let clock = h.clock();
     let out = h.run_guest(async move {
-        let r = to_host::open_channel_from(target, LinkOpts::default(), async |chan, ()| chan.receive().await).await;
+        let r = to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| chan.receive().await).await;
         Ok((r, guest::current_time()))
     });
     let (r, at) = out.unwrap();
@@ -377,7 +377,7 @@ fn host_fails_before_started_is_that_error_from_the_open_call() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             |_chan: HostChannel<(), (), ()>| async { Err::<(), _>(Error::msg("ConnectionRefused", "no exchange")) },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async move |_, ()| {
                 *rb.borrow_mut() = true;
                 Ok(())
@@ -396,7 +396,7 @@ fn host_returns_before_started_is_host_task_exited_from_the_open_call() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             |_chan: HostChannel<(), (), ()>| async { Ok(()) },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |_, ()| Ok(()),
         )
         .await
@@ -422,7 +422,7 @@ fn an_outer_move_on_after_cancels_the_block_and_tears_the_host_down() {
                     }
                     Ok(())
                 },
-                LinkOpts::default(),
+                LinkOpts::new(),
                 async |chan, ()| chan.receive().await,
             ))
             .await?;
@@ -494,7 +494,7 @@ fn an_uncooperative_host_task_is_dropped_after_its_grace_poll() {
                 std::future::pending::<()>().await;
                 Ok(())
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |_, ()| Ok("left"),
         )
         .await
@@ -512,7 +512,7 @@ fn both_sides_failing_independently_is_a_group_of_both() {
                 chan.started_nowait(())?;
                 Err::<(), _>(Error::msg("HostError", "host side broke"))
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| {
                 // Wait until the host has failed, without receiving its error.
                 while !chan.host_done() {
@@ -541,7 +541,7 @@ fn a_guest_error_that_is_the_host_error_is_not_doubled() {
                 chan.started_nowait(())?;
                 Err::<(), _>(Error::msg("HostError", "host side broke"))
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| chan.receive().await.map(|_| ()),
         )
         .await
@@ -594,7 +594,7 @@ fn send_nowait_past_capacity_hands_the_value_back() {
                 }
                 Ok(())
             },
-            LinkOpts::default().capacity(2),
+            LinkOpts::new().capacity(2),
             async |chan, ()| {
                 let mut got = Vec::new();
                 while let Some(v) = chan.receive().await? {
@@ -621,7 +621,7 @@ async fn echo(chan: HostChannel<u32, u32, &'static str>) -> Result<()> {
 fn an_echo_of_1000_values_ends_cleanly() {
     let h = host();
     let out = h.run_guest(async {
-        to_host::open_channel_from(echo, LinkOpts::default(), async |chan, first| {
+        to_host::open_channel_from(echo, LinkOpts::new(), async |chan, first| {
             assert_eq!(first, "start");
             for i in 0..1000 {
                 chan.send(i).await?;
@@ -645,7 +645,7 @@ fn wait_for_result_returns_the_host_value_after_the_stream() {
                 chan.send(1).await?;
                 Ok("final")
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| {
                 let v = chan.receive().await?;
                 let r = chan.wait_for_result().await?;
@@ -666,7 +666,7 @@ fn cancel_host_task_ends_the_channel_without_an_error() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             move |c| stream_forever(c, s2),
-            LinkOpts::default().capacity(1),
+            LinkOpts::new().capacity(1),
             async |chan, ()| {
                 let first = chan.receive().await?;
                 chan.cancel_host_task();
@@ -705,7 +705,7 @@ fn the_guest_send_waits_for_room_back_pressure() {
                 }
                 Ok(got)
             },
-            LinkOpts::default().capacity(1),
+            LinkOpts::new().capacity(1),
             async |chan, ()| {
                 chan.send(1).await?;
                 let t0 = guest::current_time();
@@ -760,7 +760,7 @@ const MS10: u64 = 10_000_000;
 fn a_host_failure_at_10ms_ends_a_block_sleeping_1s_at_10ms_with_that_error() {
     let slept = Rc::new(RefCell::new(None));
     let s = slept.clone();
-    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::default(), async move |_chan, ()| {
+    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::new(), async move |_chan, ()| {
         let got = guest::sleep(Duration::from_secs(1)).await;
         *s.borrow_mut() = Some((got.clone(), guest::current_time().as_nanos()));
         got?;
@@ -789,7 +789,7 @@ fn a_third_party_cancel_at_10ms_ends_a_sleeping_block_at_10ms_with_host_cancelle
             Ok(())
         })
     };
-    let (r, at) = run_pair(target, LinkOpts::default(), async |_chan, ()| {
+    let (r, at) = run_pair(target, LinkOpts::new(), async |_chan, ()| {
         guest::sleep(Duration::from_secs(1)).await?;
         Ok(())
     });
@@ -799,7 +799,7 @@ fn a_third_party_cancel_at_10ms_ends_a_sleeping_block_at_10ms_with_host_cancelle
 
 #[test]
 fn a_host_failure_ends_a_block_waiting_on_an_event_at_once() {
-    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::default(), async |_chan, ()| {
+    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::new(), async |_chan, ()| {
         // Nobody sets it: only a cancellation ends this wait (or, bounded, the 1 s deadline).
         guest::fail_after(Duration::from_secs(1), guest::Event::new().wait()).await
     });
@@ -812,7 +812,7 @@ fn a_host_failure_cancels_every_task_of_a_nursery_inside_the_block_at_once() {
     type Log = Rc<RefCell<Vec<(usize, Result<()>, u64)>>>;
     let log: Log = Rc::new(RefCell::new(Vec::new()));
     let l = log.clone();
-    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::default(), async move |_chan, ()| {
+    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::new(), async move |_chan, ()| {
         guest::open_nursery(async |n| {
             for k in 0..3 {
                 let l = l.clone();
@@ -835,7 +835,7 @@ fn a_host_failure_cancels_every_task_of_a_nursery_inside_the_block_at_once() {
 #[test]
 fn a_host_return_with_suppress_false_ends_a_sleeping_block_at_once_with_host_task_exited() {
     let (r, at) =
-        run_pair(ends_after(10, || Ok(())), LinkOpts::default().suppress_graceful_exits(false), async |_c, ()| {
+        run_pair(ends_after(10, || Ok(())), LinkOpts::new().suppress_graceful_exits(false), async |_c, ()| {
             guest::sleep(Duration::from_secs(1)).await?;
             Ok(())
         });
@@ -844,7 +844,7 @@ fn a_host_return_with_suppress_false_ends_a_sleeping_block_at_once_with_host_tas
 
 #[test]
 fn a_host_return_with_the_default_suppress_does_not_interrupt_the_block() {
-    let (r, at) = run_pair(ends_after(10, || Ok(())), LinkOpts::default(), async |chan, ()| {
+    let (r, at) = run_pair(ends_after(10, || Ok(())), LinkOpts::new(), async |chan, ()| {
         guest::sleep(Duration::from_secs(1)).await?;
         // The channel simply ended.
         chan.receive().await
@@ -866,7 +866,7 @@ fn an_interrupted_block_gets_the_host_error_from_receive_before_buffered_values(
             value_error()
         })
     };
-    let (r, at) = run_pair(target, LinkOpts::default(), async move |chan, ()| {
+    let (r, at) = run_pair(target, LinkOpts::new(), async move |chan, ()| {
         let slept = guest::sleep(Duration::from_secs(1)).await;
         let received = chan.receive().await;
         let sent = chan.send(()).await;
@@ -921,7 +921,7 @@ fn a_canceller_taken_before_the_host_task_runs_cancels_the_link_task() {
             Ok(())
         })
     };
-    let (r, at) = run_pair(target, LinkOpts::default(), async |chan, ()| chan.receive().await);
+    let (r, at) = run_pair(target, LinkOpts::new(), async |chan, ()| chan.receive().await);
     assert_eq!((r, at), (Err(Error::HostCancelled { reason: "cancelled from outside".into() }), MS10));
     assert!(slot.borrow().is_none());
 }
@@ -948,7 +948,7 @@ fn a_canceller_taken_inside_another_host_task_still_cancels_the_link_task() {
             Ok(())
         })
     };
-    let (r, at) = run_pair(target, LinkOpts::default(), async |_chan, ()| {
+    let (r, at) = run_pair(target, LinkOpts::new(), async |_chan, ()| {
         guest::sleep(Duration::from_secs(3600)).await?;
         Ok(())
     });
@@ -1020,7 +1020,7 @@ fn fan_out_to_n_nursery_tasks_each_subscribing_every_one_gets_every_value() {
     let got: Got = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
     let (r, at) =
-        run_pair(ticker(10, seen(), |e| e), LinkOpts::default(), async move |chan, ()| fan_out(chan, 4, None, g).await);
+        run_pair(ticker(10, seen(), |e| e), LinkOpts::new(), async move |chan, ()| fan_out(chan, 4, None, g).await);
     assert_eq!((r, at), (Ok(()), 10_000_000));
     let all: Vec<u32> = (0..10).collect();
     let want: Vec<_> = (0..4).map(|k| (k, all.clone(), Ok(()))).collect();
@@ -1034,7 +1034,7 @@ fn one_failing_subscriber_task_cancels_its_siblings_and_its_error_is_grouped_wit
     let s = seen();
     // The host, torn down, fails on its own: an independent error next to the guest's.
     let on_teardown = |_: Error| Error::msg("HostCleanupError", "the host's clean-up failed");
-    let (r, at) = run_pair(ticker(10, s.clone(), on_teardown), LinkOpts::default(), async move |chan, ()| {
+    let (r, at) = run_pair(ticker(10, s.clone(), on_teardown), LinkOpts::new(), async move |chan, ()| {
         fan_out(chan, 3, Some(0), g).await
     });
     let refused = Error::msg("SubscriberError", "subscriber 0 refused 3");
@@ -1064,7 +1064,7 @@ fn handles_used_after_the_block_return_closed() {
                 chan.send_nowait(7)?;
                 Ok(())
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| Ok((chan.clone(), chan.subscribe())),
         )
         .await?;
@@ -1089,7 +1089,7 @@ fn a_subscriber_made_after_reads_starts_at_the_first_value_no_reader_has_receive
                 Ok(())
             })
         },
-        LinkOpts::default(),
+        LinkOpts::new(),
         async |chan, ()| {
             let first = (chan.receive().await?, chan.receive().await?);
             let early = chan.subscribe();
@@ -1128,7 +1128,7 @@ fn dropping_the_open_call_with_a_handle_kept_outside_still_tears_the_host_task_d
                 host::sleep(Duration::from_secs(3600)).await?;
                 Ok(())
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async move |chan, ()| {
                 *k3.borrow_mut() = Some(chan.clone());
                 guest::sleep_forever().await

@@ -181,11 +181,11 @@ use std::time::Duration;
 
 pub use crate::error::RemoteActorError;
 pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
-pub use endpoints::Endpoints;
+pub use endpoints::{ContextFn, ContextHandler, Endpoints, Function, FunctionHandler, OneShot, ServedBy};
 pub use nursery::{
     ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, Portal, RECENT_ERRORS, open_nursery,
 };
-pub use runtime::{RootOpts, main, main_with};
+pub use runtime::{RootOpts, main, main_with, run, run_with};
 
 use crate::wire::Aid;
 

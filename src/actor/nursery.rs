@@ -46,6 +46,7 @@ use crate::wire::{
 use crate::{Error, ErrorGroup, Result};
 
 use super::conn::{Conn, os_err, reactor};
+use super::endpoints::{ContextFn, Function, OneShot};
 use super::context::{CallSlot, Context, MIN_WINDOW, STREAM_BUFFER};
 use super::process::{self, Proc};
 use super::{ActorInner, current_inner};
@@ -742,9 +743,9 @@ impl Portal {
     /// waits on nothing but its answer, so a remote failure or death ends it the moment it
     /// arrives (the same supervision as a context's block). Cancelling
     /// the caller cancels the remote call and waits (at most the cancel timeout) for it to end.
-    pub async fn run<A: Serialize + ?Sized, R: DeserializeOwned>(&self, ns: &str, func: &str, args: &A) -> Result<R> {
+    pub async fn run<A: Serialize, R: DeserializeOwned>(&self, func: Function<A, R>, args: &A) -> Result<R> {
         let args = encode_payload(args)?;
-        let value = self.child.call(ns, func, args, true).await?;
+        let value = self.child.call(func.ns(), func.name(), args, true).await?;
         Ok(decode_payload(&value)?)
     }
 
@@ -808,17 +809,17 @@ impl Portal {
     ///     })
     /// }
     /// ```
-    pub async fn open_context<A, S, T>(
+    pub async fn open_context<A, S, R, T>(
         &self,
-        ns: &str,
-        func: &str,
+        func: ContextFn<A, S, R>,
         args: &A,
         body: impl AsyncFnOnce(&Context, S) -> Result<T>,
     ) -> Result<T>
     where
-        A: Serialize + ?Sized,
+        A: Serialize,
         S: DeserializeOwned,
     {
+        let (ns, func) = (func.ns(), func.name());
         let args = encode_payload(args)?;
         let (cid, slot) = self.child.begin_call(ns, func, args, FuncKind::Context).await?;
         let _forget = ForgetCall { child: &self.child, cid };
@@ -849,8 +850,9 @@ impl Portal {
     }
 
     /// The result of a [`run_in_actor`](ActorNursery::run_in_actor) actor's call, once it
-    /// arrived (the error as `Err`). [`Error::NoResult`] for a `start_actor` portal.
-    pub async fn wait_for_result<R: DeserializeOwned>(&self) -> Result<R> {
+    /// arrived (the error as `Err`). [`Error::NoResult`] for a `start_actor` portal. (Public
+    /// as [`OneShot::wait_for_result`], typed by the call's handle.)
+    pub(crate) async fn wait_for_result<R: DeserializeOwned>(&self) -> Result<R> {
         if !self.child.one_shot.get() {
             return Err(Error::NoResult { actor: self.child.name.clone() });
         }
@@ -1195,13 +1197,13 @@ impl ActorNursery {
     /// The call is pipelined behind the handshake: this returns once the process is spawned and
     /// the request is written, without waiting for an answer, so that several one-shot actors
     /// started in a row are all under way before any of their outcomes is looked at.
-    pub async fn run_in_actor<A: Serialize + ?Sized>(
+    pub async fn run_in_actor<A: Serialize, R>(
         &self,
-        ns: &str,
-        func: &str,
+        func: Function<A, R>,
         args: &A,
         opts: ActorOpts,
-    ) -> Result<Portal> {
+    ) -> Result<OneShot<R>> {
+        let (ns, func) = (func.ns(), func.name());
         let name = opts.name.clone().unwrap_or_else(|| func.to_owned());
         let payload = encode_payload(args)?;
         let opts = opts.enable_modules([ns]);
@@ -1229,7 +1231,7 @@ impl ActorNursery {
                 .await
                 .map(drop)
         })?;
-        Ok(Portal { child })
+        Ok(OneShot::new(Portal { child }))
     }
 
     /// Cancels the nursery (tractor's `ActorNursery.cancel`, trio's `nursery.cancel_scope.cancel()`):

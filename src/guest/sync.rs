@@ -109,7 +109,7 @@ struct Chan<T> {
 ///             Ok(())
 ///         })?;
 ///         let mut got = Vec::new();
-///         while let Some(v) = rx.recv().await? { got.push(v); }
+///         while let Some(v) = rx.try_next().await? { got.push(v); }
 ///         Ok(got)
 ///     })
 ///     .await
@@ -128,7 +128,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     (Sender { chan: chan.clone() }, Receiver { chan })
 }
 
-/// `try_recv` found the channel empty while senders remain.
+/// [`Receiver::try_receive`] found the channel empty while senders remain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the channel is empty")]
 pub struct Empty;
@@ -232,7 +232,7 @@ impl<T> core::fmt::Debug for Receiver<T> {
 impl<T> Receiver<T> {
     /// Receives without waiting: `Ok(Some(v))`, `Ok(None)` at end-of-channel, `Err(Empty)`
     /// when empty but senders remain.
-    pub fn try_recv(&mut self) -> core::result::Result<Option<T>, Empty> {
+    pub fn try_receive(&mut self) -> core::result::Result<Option<T>, Empty> {
         let v = self.chan.buf.borrow_mut().pop_front();
         match v {
             Some(v) => {
@@ -244,15 +244,35 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Receives the next value; `Ok(None)` once every sender is gone and the buffer is empty;
-    /// [`Error::Cancelled`] in a cancelled scope (a buffered value stays in the buffer).
-    pub async fn recv(&mut self) -> Result<Option<T>> {
+    /// Receives the next value (trio's `await rx.receive()`): `Ok(v)`; [`Error::EndOfChannel`]
+    /// once every sender is gone and the buffer is empty; [`Error::Cancelled`] in a cancelled
+    /// scope (a buffered value stays in the buffer).
+    ///
+    /// ```
+    /// use infect::{Error, guest};
+    /// let r = guest::run(async {
+    ///     let (tx, mut rx) = guest::channel::<u32>(1);
+    ///     tx.send(7).await?;
+    ///     drop(tx);
+    ///     let seven = rx.receive().await?;
+    ///     Ok((seven, rx.receive().await))
+    /// });
+    /// assert_eq!(r, Ok((7, Err(Error::EndOfChannel))));
+    /// ```
+    pub async fn receive(&mut self) -> Result<T> {
+        self.try_next().await?.ok_or(Error::EndOfChannel)
+    }
+
+    /// Receives the next value, `Ok(None)` at the end of the channel (trio's `async for v in
+    /// rx`: `while let Some(v) = rx.try_next().await? { .. }`); otherwise as
+    /// [`receive`](Self::receive).
+    pub async fn try_next(&mut self) -> Result<Option<T>> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>>> {
         check_cancel()?;
-        match self.try_recv() {
+        match self.try_receive() {
             Ok(v) => Poll::Ready(Ok(v)),
             Err(Empty) => {
                 self.chan.recv_waiters.register(cx.waker());
