@@ -33,7 +33,7 @@ fn link_round_trips(round_trips: u64) -> f64 {
                 let mut sum = 0u64;
                 for i in 0..round_trips {
                     chan.send(i).await?;
-                    sum += chan.receive().await?.unwrap_or(0);
+                    sum += chan.receive().await?;
                 }
                 Ok(sum)
             })

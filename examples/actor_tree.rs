@@ -47,7 +47,10 @@ async fn root() -> Result<()> {
         // A remote failure arrives as a RemoteActorError, boxing the remote error's kind.
         match calc.run(DIVIDE, &(1, 0)).await {
             Err(Error::RemoteActor(e)) => {
-                println!("calculator failed: {} (boxed type {:?}, from actor '{}')", e.message, e.boxed_type, e.src.name);
+                println!(
+                    "calculator failed: {} (boxed type {:?}, from actor '{}')",
+                    e.message, e.boxed_type, e.src.name
+                );
             }
             other => println!("unexpected: {other:?}"),
         }

@@ -143,7 +143,7 @@ fn main() {
                 Ok(())
             })?;
             let mut got = Vec::new();
-            while let Some(msg) = rx.recv().await? {
+            while let Some(msg) = rx.try_next().await? {
                 println!("[{:>3} ms] guest consumer: got {msg:?}", ms(guest::current_time()));
                 got.push(msg);
             }

@@ -108,7 +108,7 @@ fn main() -> infect::Result<()> {
             let mut got = Vec::new();
             window
                 .run(async {
-                    while let Some(r) = readings_rx.recv().await? {
+                    while let Some(r) = readings_rx.try_next().await? {
                         println!("[{:>5.1} s] guest reader: got {r}", n());
                         got.push(r);
                     }

@@ -39,7 +39,7 @@ fn host_workload(seed: Option<u64>) -> (Vec<T>, Vec<String>) {
         host::sleep(std::time::Duration::from_millis(1)).await.unwrap();
         e.set();
         l.push("h: event set".into());
-        while let Ok(Some(v)) = rx.recv().await {
+        while let Ok(Some(v)) = rx.try_next().await {
             l.push(format!("h: got {v}"));
         }
     })

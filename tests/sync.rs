@@ -42,7 +42,7 @@ fn a_full_channel_holds_the_sender_back_until_the_receiver_takes_a_value() {
                 loop {
                     guest::sleep(s(1)).await?;
                     most = most.max(rx.len());
-                    match rx.recv().await? {
+                    match rx.try_next().await? {
                         Some(v) => lc.push(format!("got {v} at {}s", at())),
                         None => break,
                     }
@@ -82,16 +82,16 @@ fn end_of_channel_comes_once_every_sender_is_gone_and_repeats() {
         tx.send("a").await?;
         tx2.send("b").await?;
         drop(tx);
-        assert_eq!(rx.try_recv(), Ok(Some("a")));
+        assert_eq!(rx.try_receive(), Ok(Some("a")));
         tx2.send("c").await?;
-        assert_eq!(rx.try_recv(), Ok(Some("b")));
+        assert_eq!(rx.try_receive(), Ok(Some("b")));
         // One sender is left and the buffer holds "c".
         drop(tx2);
         let mut got = Vec::new();
-        while let Some(v) = rx.recv().await? {
+        while let Some(v) = rx.try_next().await? {
             got.push(v);
         }
-        Ok((got, rx.recv().await?, rx.try_recv(), rx.is_empty()))
+        Ok((got, rx.try_next().await?, rx.try_receive(), rx.is_empty()))
     });
     assert_eq!(r, Ok((vec!["c"], None, Ok(None), true)));
 }
@@ -100,7 +100,7 @@ fn end_of_channel_comes_once_every_sender_is_gone_and_repeats() {
 fn try_recv_on_an_empty_open_channel_is_err() {
     let (r, _) = vrun(async {
         let (_tx, mut rx) = guest::channel::<u8>(1);
-        Ok(rx.try_recv())
+        Ok(rx.try_receive())
     });
     assert_eq!(r, Ok(Err(guest::Empty)));
 }
@@ -160,7 +160,7 @@ fn a_blocked_send_is_cancelled_and_sends_nothing() {
         let t = guest::current_time();
         drop(tx);
         let mut rest = Vec::new();
-        while let Some(v) = rx.recv().await? {
+        while let Some(v) = rx.try_next().await? {
             rest.push(v);
         }
         Ok((out, t, rest))
@@ -177,9 +177,9 @@ fn a_receive_in_a_cancelled_scope_is_cancelled_and_leaves_the_value() {
         let (scope, scope2) = (CancelScope::new(), CancelScope::new());
         scope.cancel();
         scope2.cancel();
-        let out = scope.run(rx.recv()).await?;
+        let out = scope.run(rx.try_next()).await?;
         let send_out = scope2.run(tx.send(8)).await?;
-        Ok((out, send_out, rx.len(), rx.try_recv()))
+        Ok((out, send_out, rx.len(), rx.try_receive()))
     });
     assert_eq!(r, Ok((None, None, 1, Ok(Some(7)))));
 }
@@ -188,7 +188,7 @@ fn a_receive_in_a_cancelled_scope_is_cancelled_and_leaves_the_value() {
 fn a_blocked_receive_is_cancelled_by_a_deadline() {
     let (r, end) = vrun(async {
         let (_tx, mut rx) = guest::channel::<u8>(1);
-        let out = guest::move_on_after(s(4), rx.recv()).await?;
+        let out = guest::move_on_after(s(4), rx.try_next()).await?;
         Ok(out)
     });
     assert_eq!(r, Ok(None));

@@ -73,20 +73,16 @@ fn streaming_100_values_in_order_then_end_of_channel() {
     let h = host();
     let s = seen();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(
-            streamer(100, |_| Ok(()), s),
-            LinkOpts::new().capacity(4),
-            async |chan, first| {
-                assert_eq!(first, "go");
-                let mut got = Vec::new();
-                while let Some(v) = chan.receive().await? {
-                    got.push(v);
-                }
-                // End of channel is sticky.
-                assert_eq!(chan.receive().await, Ok(None));
-                Ok(got)
-            },
-        )
+        to_host::open_channel_from(streamer(100, |_| Ok(()), s), LinkOpts::new().capacity(4), async |chan, first| {
+            assert_eq!(first, "go");
+            let mut got = Vec::new();
+            while let Some(v) = chan.try_next().await? {
+                got.push(v);
+            }
+            // End of channel is sticky.
+            assert_eq!(chan.try_next().await, Ok(None));
+            Ok(got)
+        })
         .await
     });
     assert_eq!(out, Ok((0..100).collect::<Vec<_>>()));
@@ -96,32 +92,28 @@ fn streaming_100_values_in_order_then_end_of_channel() {
 fn fan_out_subscriber_and_main_consumer_both_get_all_100_and_end() {
     let h = host();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(
-            streamer(100, |_| Ok(()), seen()),
-            LinkOpts::new().capacity(8),
-            async |chan, _| {
-                let sub = chan.subscribe();
-                let mut main = Vec::new();
-                let mut fan = Vec::new();
-                let (mut main_done, mut fan_done) = (false, false);
-                // Both readers in one task, alternating: neither lags.
-                while !(main_done && fan_done) {
-                    if !main_done {
-                        match chan.receive().await? {
-                            Some(v) => main.push(v),
-                            None => main_done = true,
-                        }
-                    }
-                    if !fan_done {
-                        match sub.receive().await? {
-                            Some(v) => fan.push(v),
-                            None => fan_done = true,
-                        }
+        to_host::open_channel_from(streamer(100, |_| Ok(()), seen()), LinkOpts::new().capacity(8), async |chan, _| {
+            let sub = chan.subscribe();
+            let mut main = Vec::new();
+            let mut fan = Vec::new();
+            let (mut main_done, mut fan_done) = (false, false);
+            // Both readers in one task, alternating: neither lags.
+            while !(main_done && fan_done) {
+                if !main_done {
+                    match chan.try_next().await? {
+                        Some(v) => main.push(v),
+                        None => main_done = true,
                     }
                 }
-                Ok((main, fan))
-            },
-        )
+                if !fan_done {
+                    match sub.try_next().await? {
+                        Some(v) => fan.push(v),
+                        None => fan_done = true,
+                    }
+                }
+            }
+            Ok((main, fan))
+        })
         .await
     });
     let all: Vec<u32> = (0..100).collect();
@@ -132,24 +124,20 @@ fn fan_out_subscriber_and_main_consumer_both_get_all_100_and_end() {
 fn a_lagging_subscriber_gets_lagged_with_the_exact_count_then_catches_up_and_ends() {
     let h = host();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(
-            streamer(20, |_| Ok(()), seen()),
-            LinkOpts::new().capacity(4),
-            async |chan, _| {
-                let sub = chan.subscribe();
-                let mut main = Vec::new();
-                while let Some(v) = chan.receive().await? {
-                    main.push(v);
-                }
-                // The subscriber never read: the ring kept only the last 4 pulled values.
-                let lag = sub.receive().await;
-                let mut rest = Vec::new();
-                while let Some(v) = sub.receive().await? {
-                    rest.push(v);
-                }
-                Ok((main.len(), lag, rest))
-            },
-        )
+        to_host::open_channel_from(streamer(20, |_| Ok(()), seen()), LinkOpts::new().capacity(4), async |chan, _| {
+            let sub = chan.subscribe();
+            let mut main = Vec::new();
+            while let Some(v) = chan.try_next().await? {
+                main.push(v);
+            }
+            // The subscriber never read: the ring kept only the last 4 pulled values.
+            let lag = sub.try_next().await;
+            let mut rest = Vec::new();
+            while let Some(v) = sub.try_next().await? {
+                rest.push(v);
+            }
+            Ok((main.len(), lag, rest))
+        })
         .await
     });
     assert_eq!(out, Ok((20, Err(Error::Lagged { skipped: 16 }), vec![16, 17, 18, 19])));
@@ -166,7 +154,7 @@ fn host_fails_mid_stream_at_50_guest_gets_the_values_then_the_error() {
             LinkOpts::new(),
             async move |chan, _| {
                 loop {
-                    match chan.receive().await? {
+                    match chan.try_next().await? {
                         Some(v) => g.borrow_mut().push(v),
                         None => return Ok(()),
                     }
@@ -193,7 +181,7 @@ fn host_exits_early_at_50_with_suppress_false_is_host_task_exited() {
             streamer(50, |_| Ok(()), seen()),
             LinkOpts::new().suppress_graceful_exits(false),
             async move |chan, _| {
-                while chan.receive().await?.is_some() {
+                while chan.try_next().await?.is_some() {
                     *g.borrow_mut() += 1;
                 }
                 Ok("drained")
@@ -211,7 +199,7 @@ fn host_exits_early_with_suppress_true_is_a_clean_exit() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(streamer(50, |_| Ok(()), seen()), LinkOpts::new(), async |chan, _| {
             let mut n = 0;
-            while chan.receive().await?.is_some() {
+            while chan.try_next().await?.is_some() {
                 n += 1;
             }
             Ok(n)
@@ -232,7 +220,7 @@ fn guest_fails_at_50_host_sees_guest_cancelled_with_the_cause() {
             LinkOpts::new(),
             async |chan, ()| {
                 loop {
-                    let v = chan.receive().await?.expect("the host streams forever");
+                    let v = chan.try_next().await?.expect("the host streams forever");
                     if v == 50 {
                         return Err::<(), _>(Error::msg("KeyError", "guest failed at 50"));
                     }
@@ -289,7 +277,7 @@ fn guest_breaks_at_50_host_sees_guest_task_exited_and_the_block_is_ok() {
             LinkOpts::new(),
             async |chan, ()| {
                 loop {
-                    if chan.receive().await? == Some(50) {
+                    if chan.try_next().await? == Some(50) {
                         return Ok(50);
                     }
                 }
@@ -311,7 +299,7 @@ fn guest_exit_with_suppress_false_and_host_returning_guest_task_exited_fails_the
             move |c| stream_forever(c, s2),
             LinkOpts::new().suppress_graceful_exits(false),
             async |chan, ()| {
-                chan.receive().await?;
+                chan.try_next().await?;
                 Ok(())
             },
         )
@@ -333,8 +321,8 @@ fn host_self_cancel_is_host_cancelled_at_the_guest_with_the_reason() {
     };
     let out = h.run_guest(async move {
         to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| {
-            let first = chan.receive().await?;
-            let second = chan.receive().await;
+            let first = chan.try_next().await?;
+            let second = chan.try_next().await;
             Ok((first, second))
         })
         .await
@@ -360,7 +348,7 @@ fn a_third_party_cancel_is_host_cancelled_at_the_guest() {
     };
     let clock = h.clock();
     let out = h.run_guest(async move {
-        let r = to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| chan.receive().await).await;
+        let r = to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| chan.try_next().await).await;
         Ok((r, guest::current_time()))
     });
     let (r, at) = out.unwrap();
@@ -423,7 +411,7 @@ fn an_outer_move_on_after_cancels_the_block_and_tears_the_host_down() {
                     Ok(())
                 },
                 LinkOpts::new(),
-                async |chan, ()| chan.receive().await,
+                async |chan, ()| chan.try_next().await,
             ))
             .await?;
         Ok((r, scope.cancelled_caught(), guest::current_time().as_nanos()))
@@ -542,7 +530,7 @@ fn a_guest_error_that_is_the_host_error_is_not_doubled() {
                 Err::<(), _>(Error::msg("HostError", "host side broke"))
             },
             LinkOpts::new(),
-            async |chan, ()| chan.receive().await.map(|_| ()),
+            async |chan, ()| chan.try_next().await.map(|_| ()),
         )
         .await
     });
@@ -597,7 +585,7 @@ fn send_nowait_past_capacity_hands_the_value_back() {
             LinkOpts::new().capacity(2),
             async |chan, ()| {
                 let mut got = Vec::new();
-                while let Some(v) = chan.receive().await? {
+                while let Some(v) = chan.try_next().await? {
                     got.push(v);
                 }
                 Ok(got)
@@ -625,7 +613,7 @@ fn an_echo_of_1000_values_ends_cleanly() {
             assert_eq!(first, "start");
             for i in 0..1000 {
                 chan.send(i).await?;
-                assert_eq!(chan.receive().await?, Some(i));
+                assert_eq!(chan.try_next().await?, Some(i));
             }
             Ok(1000)
         })
@@ -647,7 +635,7 @@ fn wait_for_result_returns_the_host_value_after_the_stream() {
             },
             LinkOpts::new(),
             async |chan, ()| {
-                let v = chan.receive().await?;
+                let v = chan.try_next().await?;
                 let r = chan.wait_for_result().await?;
                 let again = chan.wait_for_result().await.map_err(|e| e.kind().to_string());
                 Ok((v, r, again))
@@ -668,10 +656,10 @@ fn cancel_host_task_ends_the_channel_without_an_error() {
             move |c| stream_forever(c, s2),
             LinkOpts::new().capacity(1),
             async |chan, ()| {
-                let first = chan.receive().await?;
+                let first = chan.try_next().await?;
                 chan.cancel_host_task();
                 let mut rest = 0;
-                while chan.receive().await?.is_some() {
+                while chan.try_next().await?.is_some() {
                     rest += 1;
                 }
                 Ok((first, rest <= 1))
@@ -847,7 +835,7 @@ fn a_host_return_with_the_default_suppress_does_not_interrupt_the_block() {
     let (r, at) = run_pair(ends_after(10, || Ok(())), LinkOpts::new(), async |chan, ()| {
         guest::sleep(Duration::from_secs(1)).await?;
         // The channel simply ended.
-        chan.receive().await
+        chan.try_next().await
     });
     assert_eq!((r, at), (Ok(None), 1_000_000_000));
 }
@@ -868,7 +856,7 @@ fn an_interrupted_block_gets_the_host_error_from_receive_before_buffered_values(
     };
     let (r, at) = run_pair(target, LinkOpts::new(), async move |chan, ()| {
         let slept = guest::sleep(Duration::from_secs(1)).await;
-        let received = chan.receive().await;
+        let received = chan.try_next().await;
         let sent = chan.send(()).await;
         s.borrow_mut().push((slept, received.map(drop), sent));
         // Even a block that swallows the cancellation returns the host's error.
@@ -921,7 +909,7 @@ fn a_canceller_taken_before_the_host_task_runs_cancels_the_link_task() {
             Ok(())
         })
     };
-    let (r, at) = run_pair(target, LinkOpts::new(), async |chan, ()| chan.receive().await);
+    let (r, at) = run_pair(target, LinkOpts::new(), async |chan, ()| chan.try_next().await);
     assert_eq!((r, at), (Err(Error::HostCancelled { reason: "cancelled from outside".into() }), MS10));
     assert!(slot.borrow().is_none());
 }
@@ -996,7 +984,7 @@ async fn fan_out(
             nursery.start_soon(async move {
                 let mut mine = Vec::new();
                 let r = async {
-                    while let Some(v) = sub.receive().await? {
+                    while let Some(v) = sub.try_next().await? {
                         if Some(k) == fail && v == 3 {
                             return Err(Error::msg("SubscriberError", format!("subscriber {k} refused 3")));
                         }
@@ -1068,9 +1056,9 @@ fn handles_used_after_the_block_return_closed() {
             async |chan, ()| Ok((chan.clone(), chan.subscribe())),
         )
         .await?;
-        let got = (chan.receive().await, sub.receive().await, chan.send(1).await, chan.wait_for_result().await);
+        let got = (chan.try_next().await, sub.try_next().await, chan.send(1).await, chan.wait_for_result().await);
         // A subscriber made after the block is closed too.
-        let late = chan.subscribe().receive().await;
+        let late = chan.subscribe().try_next().await;
         Ok((got, late, chan.host_done()))
     });
     let c = Err(Error::Closed);
@@ -1091,16 +1079,16 @@ fn a_subscriber_made_after_reads_starts_at_the_first_value_no_reader_has_receive
         },
         LinkOpts::new(),
         async |chan, ()| {
-            let first = (chan.receive().await?, chan.receive().await?);
+            let first = (chan.try_next().await?, chan.try_next().await?);
             let early = chan.subscribe();
-            let third = chan.receive().await?;
+            let third = chan.try_next().await?;
             // Made after the channel took 0, 1 and 2: it starts at 3, as `early` is at 2.
             let late = chan.subscribe();
             let (mut e, mut l) = (Vec::new(), Vec::new());
-            while let Some(v) = early.receive().await? {
+            while let Some(v) = early.try_next().await? {
                 e.push(v);
             }
-            while let Some(v) = late.receive().await? {
+            while let Some(v) = late.try_next().await? {
                 l.push(v);
             }
             Ok((first, third, e, l))
@@ -1142,7 +1130,7 @@ fn dropping_the_open_call_with_a_handle_kept_outside_still_tears_the_host_task_d
         drop(open);
         guest::sleep(Duration::from_millis(1)).await?;
         let chan = k2.borrow_mut().take().expect("the block kept a handle");
-        Ok((chan.host_done(), chan.receive().await))
+        Ok((chan.host_done(), chan.try_next().await))
     });
     assert_eq!(out, Ok((true, Err(Error::Closed))));
     assert_eq!(*log.borrow(), vec!["host task dropped"]);

@@ -46,8 +46,8 @@ use crate::wire::{
 use crate::{Error, ErrorGroup, Result};
 
 use super::conn::{Conn, os_err, reactor};
-use super::endpoints::{ContextFn, Function, OneShot};
 use super::context::{CallSlot, Context, MIN_WINDOW, STREAM_BUFFER};
+use super::endpoints::{ContextFn, Function, OneShot};
 use super::process::{self, Proc};
 use super::{ActorInner, current_inner};
 
@@ -735,7 +735,19 @@ impl fmt::Debug for Portal {
 }
 
 impl Portal {
-    /// Runs function `func` of namespace `ns` in the actor with `args` and returns its result.
+    /// Runs the function `func` names in the actor with `args` and returns its result (both
+    /// typed by the handle).
+    ///
+    /// ```no_run
+    /// # use infect::actor::{ActorOpts, Function, Portal};
+    /// const ADD: Function<(u32, u32), u32> = Function::new("math", "add");
+    ///
+    /// # async fn demo(portal: &Portal) -> infect::Result<()> {
+    /// let three = portal.run(ADD, &(1, 2)).await?;
+    /// assert_eq!(three, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// A failure in the actor comes back as [`Error::RemoteActor`] (its `boxed_type` is the
     /// remote error's kind); an actor that dies meanwhile as [`Error::ActorDied`]; arguments
@@ -749,8 +761,8 @@ impl Portal {
         Ok(decode_payload(&value)?)
     }
 
-    /// Opens a context with the actor (tractor's `Portal.open_context`): starts context
-    /// endpoint `func` of namespace `ns` with `args`, waits for its `ctx.started(first)`, and
+    /// Opens a context with the actor (tractor's `Portal.open_context`): starts the context
+    /// endpoint `func` names with `args`, waits for its `ctx.started(first)`, and
     /// runs `body(&ctx, first)`, the `async with` block, inside the context's own cancel scope.
     /// The context is a supervision scope: if the callee fails (or cancels itself, or a
     /// `ContextCancelled` arrives that `ctx.cancel()` did not ask for, or the actor dies) while
@@ -765,7 +777,11 @@ impl Portal {
     /// [`Context`] for the dialog and the rules.
     ///
     /// ```no_run
-    /// use infect::actor::{self, ActorOpts, Context, Endpoints};
+    /// use std::process::ExitCode;
+    /// use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
+    ///
+    /// /// Takes the bound, starts with a `String`, returns the bound.
+    /// const COUNTER: ContextFn<u32, String, u32> = ContextFn::new("demo", "counter");
     ///
     /// async fn counter(ctx: Context, upto: u32) -> infect::Result<u32> {
     ///     ctx.started(&"counting").await?;
@@ -779,18 +795,17 @@ impl Portal {
     ///     Ok(upto)
     /// }
     ///
-    /// fn main() -> infect::Result<()> {
-    ///     let endpoints = Endpoints::new().context("demo", "counter", counter);
-    ///     actor::main(endpoints, async {
+    /// fn main() -> ExitCode {
+    ///     actor::main(Endpoints::new().serve(COUNTER, counter), async {
     ///         actor::open_nursery(async |an| {
     ///             let p = an.start_actor("counter", ActorOpts::new().enable_modules(["demo"])).await?;
     ///             let sum = p
-    ///                 .open_context("demo", "counter", &3u32, async |ctx, first: String| {
+    ///                 .open_context(COUNTER, &3, async |ctx, first| {
     ///                     assert_eq!(first, "counting");
     ///                     let sum = ctx
     ///                         .open_stream(async |stream| {
     ///                             let mut sum = 0;
-    ///                             while let Some(i) = stream.receive::<u32>().await? {
+    ///                             while let Some(i) = stream.try_next::<u32>().await? {
     ///                                 sum += i;
     ///                             }
     ///                             Ok(sum)
@@ -1189,10 +1204,11 @@ impl ActorNursery {
         Ok(Portal { child })
     }
 
-    /// Starts a one-shot actor running `ns.func(args)` (tractor's `run_in_actor`): its portal's
-    /// [`wait_for_result`](Portal::wait_for_result) gives the result; the nursery waits for it
-    /// on exit and raises its error (one-cancels-all). The actor is named after `func` unless
-    /// `opts` names it, and `ns` is enabled for it.
+    /// Starts a one-shot actor running `func(args)` (tractor's `run_in_actor`): the returned
+    /// [`OneShot`]'s [`wait_for_result`](OneShot::wait_for_result) gives the result, typed by
+    /// the handle; the nursery waits for it
+    /// on exit and raises its error (one-cancels-all). The actor is named after the function unless
+    /// `opts` names it, and its namespace is enabled for it.
     ///
     /// The call is pipelined behind the handshake: this returns once the process is spawned and
     /// the request is written, without waiting for an answer, so that several one-shot actors
@@ -1245,7 +1261,7 @@ impl ActorNursery {
     /// use infect::guest;
     ///
     /// fn main() -> infect::Result<()> {
-    ///     let r = actor::main(Endpoints::new(), async {
+    ///     let r = actor::run(Endpoints::new(), async {
     ///         actor::open_nursery(async |an| {
     ///             an.start_actor("worker", ActorOpts::new()).await?;
     ///             an.cancel().await?;

@@ -17,9 +17,9 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::OnceLock;
-use std::process::ExitCode;
 
 use crate::guest::{self, CancelScope, TaskRef};
 use crate::host::Host;

@@ -288,7 +288,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
 ///     })
 ///     .await
 /// });
-/// assert_eq!(out, Ok(Some(42)));
+/// assert_eq!(out, Ok(42));
 /// ```
 pub async fn open_channel_from<In, Out, S, R, O, Fut>(
     target: impl FnOnce(HostChannel<In, Out, S>) -> Fut,
