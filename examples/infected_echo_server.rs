@@ -69,34 +69,35 @@ async fn guest_to_host_echo_server(ctx: Context) -> Result<()> {
 async fn root() -> Result<()> {
     actor::open_nursery(async |n| {
         let p = n.start_actor("host_server", ActorOpts::new().enable_modules([NS]).infect_host(true)).await?;
-        p.open_context(GUEST_TO_HOST_ECHO_SERVER, &(), async |ctx, first| {
-            assert_eq!(first, "start");
+        let delays = p
+            .open_context(GUEST_TO_HOST_ECHO_SERVER, &(), async |ctx, first| {
+                assert_eq!(first, "start");
 
-            let mut count = 0u64;
-            ctx.open_stream(async |stream| {
-                let mut delays = Vec::new();
-                let mut send = Instant::now();
+                let mut count = 0u64;
+                ctx.open_stream(async |stream| {
+                    let mut delays = Vec::new();
+                    let mut send = Instant::now();
 
-                stream.send(&count).await?;
-                while let Some(msg) = stream.try_next::<u64>().await? {
-                    let recv = Instant::now();
-                    delays.push(recv - send);
-                    assert_eq!(msg, count);
-                    count += 1;
-                    send = Instant::now();
                     stream.send(&count).await?;
+                    while let Some(msg) = stream.try_next().await? {
+                        let recv = Instant::now();
+                        delays.push(recv - send);
+                        assert_eq!(count, msg);
+                        count += 1;
+                        send = Instant::now();
+                        stream.send(&count).await?;
 
-                    if count >= 1000 {
-                        break;
+                        if count >= 1000 {
+                            break;
+                        }
                     }
-                }
-
-                println!("mean round trip rate (Hz): {}", Duration::from_secs(1).as_nanos() / mean(&delays).as_nanos());
-                Ok(())
+                    Ok(delays)
+                })
+                .await
             })
-            .await
-        })
-        .await?;
+            .await?;
+
+        println!("mean round trip rate (Hz): {}", Duration::from_secs(1).as_nanos() / mean(&delays).as_nanos());
         p.cancel_actor().await?;
         Ok(())
     })

@@ -1724,6 +1724,7 @@ async fn run_all() -> Result<(usize, usize)> {
         over_long_name_is_refused_before_spawning,
         ctrl_c_during_spawn_exits_130,
         big_root_future_runs,
+        main_prints_the_error_and_exits_1,
         grandchild_error_relays_to_root,
         cancel_actor_on_a_busy_child,
         stubborn_child_is_killed_by_the_ladder,
@@ -1785,7 +1786,54 @@ async fn big_root_future_runs() -> Check {
     Ok(())
 }
 
-fn main() {
+/// `actor::main` in a sub-root: prints `"<program>: <error>"` (the error's `Display`) to stderr and
+/// exits 1 when the root fails; silent, exit 0, when it returns `Ok`. The failing root fails
+/// with an error that came back from a child actor, so that the whole tree is up when it ends.
+async fn main_prints_the_error_and_exits_1() -> Check {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let program = exe.file_name().ok_or("no file name")?.to_string_lossy().into_owned();
+    let mut outcomes = Vec::new();
+    for role in ["mainfails", "mainok"] {
+        let mut root = std::process::Command::new(&exe)
+            .env("ACTORS_TEST_ROLE", role)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut err = root.stderr.take().ok_or("no stderr")?;
+        let status = exit_of(&mut root, Duration::from_secs(10)).await?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut err, &mut text).map_err(|e| e.to_string())?;
+        outcomes.push((status.code(), text));
+    }
+    let failed = format!("{program}: {}\n", Error::NurseryClosed);
+    ensure!(
+        outcomes[0] == (Some(1), failed.clone()),
+        "failing root: {:?}, expected (Some(1), {failed:?})",
+        outcomes[0]
+    );
+    ensure!(outcomes[1] == (Some(0), String::new()), "succeeding root: {:?}", outcomes[1]);
+    Ok(())
+}
+
+/// The root of the `mainfails` role: an error from a child, after a successful call.
+async fn role_main_fails() -> Result<()> {
+    actor::open_nursery::<(), _>(async |an| {
+        let p = an.start_actor("helper", t()).await?;
+        let v = p.run(ECHO, &7).await?;
+        ensure_eq(v, 7)?;
+        Err(Error::NurseryClosed)
+    })
+    .await
+    .map(drop)
+}
+
+fn ensure_eq(a: u64, b: u64) -> Result<()> {
+    if a == b { Ok(()) } else { Err(Error::msg("Mismatch", format!("{a} != {b}"))) }
+}
+
+fn main() -> std::process::ExitCode {
     if std::env::var_os("INFECT_ACTOR_PIPE").is_some() {
         // A child: keep the test output quiet (the actor's hook chains to this one); the parent
         // checks what the panics report.
@@ -1795,6 +1843,12 @@ fn main() {
         hostile_child(&script);
     }
     let role = std::env::var("ACTORS_TEST_ROLE").unwrap_or_default();
+    if role == "mainfails" {
+        return actor::main(endpoints(), role_main_fails());
+    }
+    if role == "mainok" {
+        return actor::main(endpoints(), async { Ok(()) });
+    }
     if role == "handle" || role == "guestnursery" {
         // Their own `actor::main` call: the value must come out of it.
         let r = if role == "handle" {
@@ -1806,7 +1860,7 @@ fn main() {
             Ok(v) => println!("value {v}"),
             Err(e) => println!("error: {e}"),
         }
-        return;
+        return std::process::ExitCode::SUCCESS;
     }
     if role == "bigfuture" {
         // Its own `actor::main` call, so that only this root (and its children) carry the size.
@@ -1816,7 +1870,7 @@ fn main() {
             Ok(v) => println!("big {v}"),
             Err(e) => println!("error: {e}"),
         }
-        return;
+        return std::process::ExitCode::SUCCESS;
     }
     let r = actor::run(endpoints(), async move {
         match role.as_str() {
@@ -1845,4 +1899,5 @@ fn main() {
         }
     });
     common_proc::report(r);
+    std::process::ExitCode::SUCCESS
 }

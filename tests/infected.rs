@@ -748,6 +748,40 @@ async fn returned_context_state() -> Check {
     Ok(())
 }
 
+/// A context stream read with `receive()`: each item bare, then `EndOfChannel` once the callee
+/// closed its side; `try_next()` then says `None`, and a subscriber's `receive()` also ends
+/// with `EndOfChannel`. The endpoint's own result is unaffected.
+async fn stream_receive_ends_with_end_of_channel() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("counter", aio()).await?;
+        let got = p
+            .open_context(COUNT_TO, &2, async |ctx, ()| {
+                let got = ctx
+                    .open_stream(async |stream| {
+                        let sub = stream.subscribe();
+                        let a: u64 = stream.receive().await?;
+                        let b: u64 = stream.receive().await?;
+                        let end = stream.receive::<u64>().await;
+                        let then = stream.try_next::<u64>().await;
+                        let sub_items = (sub.receive::<u64>().await?, sub.receive::<u64>().await?);
+                        let sub_end = sub.receive::<u64>().await;
+                        Ok((a, b, end, then, sub_items, sub_end))
+                    })
+                    .await?;
+                Ok((got, ctx.wait_for_result::<u64>().await?))
+            })
+            .await?;
+        p.cancel_actor().await?;
+        Ok(got)
+    })
+    .await
+    .and_then(|v| v.ok_or(Error::Cancelled));
+    let got = r.map_err(dbg)?;
+    let want = ((0, 1, Err(Error::EndOfChannel), Ok(None), (0, 1), Err(Error::EndOfChannel)), 2);
+    ensure!(got == want, "got {got:?}, want {want:?}");
+    Ok(())
+}
+
 /// A panic in a context endpoint (after `started`, interrupting the caller's block) and in an
 /// infected actor's host task: each arrives as a remote `Panic` with its message and location,
 /// and the actor serves on.
@@ -1488,6 +1522,7 @@ async fn run_all() -> Result<(usize, usize)> {
         started_twice_is_an_error,
         callee_cancel_is_raised_at_the_caller,
         function_kinds_are_checked,
+        stream_receive_ends_with_end_of_channel,
         late_receiver_gets_every_item,
         backpressure_slow_consumer,
         slow_context_does_not_stall_its_neighbour,

@@ -243,3 +243,20 @@ fn an_event_wakes_every_waiter_once_and_stays_set() {
     assert_eq!(end, secs(2));
     assert_eq!(log.take(), ["w1 at 2s", "w2 at 2s", "w3 at 2s"]);
 }
+
+/// `receive()` gives each value bare, then `EndOfChannel` once every sender is gone and the
+/// buffer is drained; `try_next()` says `None` at that point, `try_receive()` `Ok(None)`.
+#[test]
+fn receive_ends_with_end_of_channel_try_next_with_none() {
+    let r = guest::run(async {
+        let (tx, mut rx) = guest::channel::<u32>(4);
+        let empty = rx.try_receive().map_err(|_| "empty");
+        tx.send(1).await?;
+        tx.send(2).await?;
+        drop(tx);
+        let a = rx.receive().await?;
+        let b = rx.try_next().await?;
+        Ok((empty, a, b, rx.receive().await, rx.try_next().await, rx.try_receive().map_err(|_| "empty")))
+    });
+    assert_eq!(r, Ok((Err("empty"), 1, Some(2), Err(Error::EndOfChannel), Ok(None), Ok(None))));
+}

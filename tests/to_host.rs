@@ -1135,3 +1135,48 @@ fn dropping_the_open_call_with_a_handle_kept_outside_still_tears_the_host_task_d
     assert_eq!(out, Ok((true, Err(Error::Closed))));
     assert_eq!(*log.borrow(), vec!["host task dropped"]);
 }
+
+/// `receive()` gives each value bare and, once the host returned and every value was read,
+/// `HostTaskExited` (the seed's `out = await chan.receive()` ports as one line); a subscriber's
+/// `receive()` does the same; `try_next()` and `stream()` give the `Option`-shaped end (`None`)
+/// on the same channel state, and `stream()` needs no `pin!`.
+#[test]
+fn receive_ends_with_host_task_exited_and_try_next_with_none() {
+    use futures::StreamExt;
+    let (r, _) = run_pair(
+        |chan: HostChannel<(), u32, ()>| -> BoxedHost {
+            Box::pin(async move {
+                chan.started_nowait(())?;
+                for i in 0..3 {
+                    chan.send_nowait(i)?;
+                }
+                Ok(())
+            })
+        },
+        LinkOpts::new(),
+        async |chan, ()| {
+            let sub = chan.subscribe();
+            let a = chan.receive().await?;
+            let b = chan.receive().await?;
+            let rest: Vec<Result<u32>> = chan.stream().collect().await;
+            let end = (chan.receive().await, chan.try_next().await);
+            let subbed = (sub.receive().await?, sub.try_next().await?, sub.receive().await?);
+            let sub_end = (sub.receive().await, sub.try_next().await);
+            let mut s = sub.stream();
+            let sub_stream_end = s.next().await.is_none();
+            Ok((a, b, rest, end, subbed, sub_end, sub_stream_end))
+        },
+    );
+    assert_eq!(
+        r,
+        Ok((
+            0,
+            1,
+            vec![Ok(2)],
+            (Err(Error::HostTaskExited), Ok(None)),
+            (0, Some(1), 2),
+            (Err(Error::HostTaskExited), Ok(None)),
+            true
+        ))
+    );
+}
