@@ -141,7 +141,7 @@ impl Host {
         let hooks = HostHooks { remote: self.remote(), alarm: embedded.alarm.clone() };
         // Weak: the run (held by the slot) holds this callback until it is called.
         let slot: Weak<Embedded> = Rc::downgrade(&embedded);
-        let run = config.start_guest_run(main, hooks, move |r| {
+        let run = crate::guest::start_guest_run_with(config, main, hooks, move |r| {
             // Finished: the host no longer carries it (its `Local` lives on until this tick ends).
             if let Some(e) = slot.upgrade() {
                 let run = e.run.borrow_mut().take();

@@ -51,7 +51,8 @@ use super::endpoints::{ContextFn, Function, OneShot};
 use super::process::{self, Proc};
 use super::{ActorInner, current_inner};
 
-/// How to start a child actor.
+/// How to start a child actor, builder-style: [`ActorOpts::new`] gives the defaults (listed
+/// there), each method sets one option (the fields are private; the runtime reads them).
 ///
 /// ```
 /// use std::time::Duration;
@@ -60,7 +61,7 @@ use super::{ActorInner, current_inner};
 ///     .enable_modules(["math", "text"])
 ///     .infect_host(true)
 ///     .cancel_timeout(Duration::from_millis(200));
-/// assert_eq!(opts.enabled(), ["math", "text"]);
+/// assert_ne!(format!("{opts:?}"), format!("{:?}", ActorOpts::new()));
 /// ```
 #[derive(Debug, Clone)]
 pub struct ActorOpts {
@@ -96,7 +97,9 @@ impl Default for ActorOpts {
 }
 
 impl ActorOpts {
-    /// No namespace enabled, not infected, this binary, 500 ms per rung of the ladder, a
+    /// The defaults: no namespace enabled, not infected, this binary, the default frame limit
+    /// ([`DEFAULT_MAX_FRAME`], 64 KiB) and stream window ([`STREAM_BUFFER`]), named after the
+    /// function (for [`ActorNursery::run_in_actor`]), 500 ms per rung of the ladder, a
     /// [`DEFAULT_START_TIMEOUT`] (10 s) handshake.
     pub fn new() -> ActorOpts {
         ActorOpts::default()
@@ -112,11 +115,6 @@ impl ActorOpts {
             }
         }
         self
-    }
-
-    /// The namespaces enabled so far.
-    pub fn enabled(&self) -> &[String] {
-        &self.enable_modules
     }
 
     /// Runs the child infected: the host executor as its loop, its actor runtime as a guest
@@ -142,14 +140,6 @@ impl ActorOpts {
     /// A message over the limit is refused at its sender before a byte is written: here,
     /// [`Portal::run`] fails with `Error::Wire(FrameTooLarge { size, max })` and the actor keeps
     /// serving; in the child, a result over the limit becomes an error for that call.
-    ///
-    /// ```
-    /// use infect::actor::ActorOpts;
-    ///
-    /// assert_eq!(ActorOpts::new().max_frame(4096).frame_limit(), 4096);
-    /// assert_eq!(ActorOpts::new().max_frame(1).frame_limit(), 256);
-    /// assert_eq!(ActorOpts::new().max_frame(1 << 20).frame_limit(), 64 * 1024);
-    /// ```
     pub fn max_frame(mut self, max: usize) -> ActorOpts {
         self.max_frame = max.clamp(MIN_FRAME, DEFAULT_MAX_FRAME);
         self
@@ -160,27 +150,9 @@ impl ActorOpts {
     /// and so the most a receiver buffers ([`STREAM_BUFFER`] by default, at least 2). Lower it
     /// for big items: a context buffers at most `window` frames of the frame limit per
     /// direction. The child learns it in a `Msg::StreamWindow` right after its `SpawnSpec`.
-    ///
-    /// ```
-    /// use infect::actor::ActorOpts;
-    ///
-    /// assert_eq!(ActorOpts::new().window(), infect::actor::STREAM_BUFFER);
-    /// assert_eq!(ActorOpts::new().stream_window(16).window(), 16);
-    /// assert_eq!(ActorOpts::new().stream_window(0).window(), 2);
-    /// ```
     pub fn stream_window(mut self, items: usize) -> ActorOpts {
         self.stream_window = items.clamp(MIN_WINDOW, u32::MAX as usize);
         self
-    }
-
-    /// The stream window these options give (see [`stream_window`](ActorOpts::stream_window)).
-    pub fn window(&self) -> usize {
-        self.stream_window
-    }
-
-    /// The frame limit these options give (see [`max_frame`](ActorOpts::max_frame)).
-    pub fn frame_limit(&self) -> usize {
-        self.max_frame
     }
 
     /// The child's name for [`ActorNursery::run_in_actor`] (default: the function's name).
@@ -209,23 +181,9 @@ impl ActorOpts {
     /// [`term_timeout`](Self::term_timeout) `SIGKILL`, is reaped, and
     /// [`ActorNursery::start_actor`] (or the [`run_in_actor`](ActorNursery::run_in_actor)
     /// call) fails with [`Error::StartTimeout`] naming it.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use infect::actor::{ActorOpts, DEFAULT_START_TIMEOUT};
-    ///
-    /// assert_eq!(ActorOpts::new().start_wait(), DEFAULT_START_TIMEOUT);
-    /// let opts = ActorOpts::new().start_timeout(Duration::from_millis(300));
-    /// assert_eq!(opts.start_wait(), Duration::from_millis(300));
-    /// ```
     pub fn start_timeout(mut self, d: Duration) -> ActorOpts {
         self.start_timeout = d;
         self
-    }
-
-    /// The handshake bound these options give (see [`start_timeout`](Self::start_timeout)).
-    pub fn start_wait(&self) -> Duration {
-        self.start_timeout
     }
 }
 
@@ -1350,4 +1308,33 @@ async fn shielded(work: impl Future<Output = ()>) -> Result<()> {
         })
         .await
         .map(drop)
+}
+
+#[cfg(test)]
+mod opts_tests {
+    use super::*;
+
+    /// The documented defaults and clamps of [`ActorOpts`].
+    #[test]
+    fn actor_opts_defaults_and_clamps() {
+        let d = ActorOpts::new();
+        assert_eq!(d.enable_modules, Vec::<String>::new());
+        assert!(!d.infect_host && d.program.is_none() && d.name.is_none());
+        assert_eq!((d.max_frame, d.stream_window), (DEFAULT_MAX_FRAME, STREAM_BUFFER));
+        assert_eq!((d.cancel_timeout, d.term_timeout), (Duration::from_millis(500), Duration::from_millis(500)));
+        assert_eq!(d.start_timeout, DEFAULT_START_TIMEOUT);
+        assert_eq!(
+            ActorOpts::new().enable_modules(["a", "b"]).enable_modules(["a", "c"]).enable_modules,
+            ["a", "b", "c"]
+        );
+        assert_eq!(ActorOpts::new().max_frame(4096).max_frame, 4096);
+        assert_eq!(ActorOpts::new().max_frame(1).max_frame, 256);
+        assert_eq!(ActorOpts::new().max_frame(1 << 20).max_frame, 64 * 1024);
+        assert_eq!(ActorOpts::new().stream_window(16).stream_window, 16);
+        assert_eq!(ActorOpts::new().stream_window(0).stream_window, 2);
+        assert_eq!(
+            ActorOpts::new().start_timeout(Duration::from_millis(300)).start_timeout,
+            Duration::from_millis(300)
+        );
+    }
 }

@@ -517,7 +517,7 @@ mod tests {
         let ints = Rc::new(Interrupts::default());
         INTERRUPTS.with(|i| *i.borrow_mut() = Some(ints.clone()));
         let all = ints.clone();
-        let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async move {
+        let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
             let me = TaskRef::current().expect("in a guest task");
             assert!(me.deliver(Error::Interrupted { signal: 2 }, None));
             let scope = CancelScope::new();

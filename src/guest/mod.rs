@@ -103,7 +103,17 @@ use crate::timers::SleepTimer;
 use crate::trace::{Policy, Trace};
 use crate::{Error, Result};
 
-/// How to run a guest: its clock, and the optional determinism tools.
+/// How to run a guest, builder-style: its clock, and the optional determinism tools (no trace,
+/// no seed by default). Pass it to [`run_with`] or [`start_guest_run_with`].
+///
+/// ```
+/// use std::rc::Rc;
+/// use infect::guest::{self, GuestConfig};
+/// use infect::time::VirtualClock;
+///
+/// let config = GuestConfig::new(Rc::new(VirtualClock::new())).seed(7);
+/// assert_eq!(guest::run_with(config, async { Ok(6 * 7) }), Ok(42));
+/// ```
 pub struct GuestConfig {
     clock: Rc<dyn Clock>,
     trace: Option<Trace>,
@@ -137,23 +147,23 @@ impl GuestConfig {
         self.seed = Some(seed);
         self
     }
+}
 
-    /// Starts `main` as a guest riding the host behind `hooks`; see [`start_guest_run`].
-    pub fn start_guest_run<T: 'static>(
-        self,
-        main: impl Future<Output = Result<T>> + 'static,
-        hooks: impl Hooks,
-        done: impl FnOnce(Result<T>) + 'static,
-    ) -> Result<GuestRun> {
-        let setup = sched::Setup { clock: self.clock, trace: self.trace, policy: self.seed.map(Policy::seeded) };
-        Ok(sched::start(setup, main, Box::new(hooks), done))
-    }
+/// [`start_guest_run`] with `config` (its clock, trace and seed).
+pub fn start_guest_run_with<T: 'static>(
+    config: GuestConfig,
+    main: impl Future<Output = Result<T>> + 'static,
+    hooks: impl Hooks,
+    done: impl FnOnce(Result<T>) + 'static,
+) -> Result<GuestRun> {
+    let setup = sched::Setup { clock: config.clock, trace: config.trace, policy: config.seed.map(Policy::seeded) };
+    Ok(sched::start(setup, main, Box::new(hooks), done))
+}
 
-    /// Runs `main` standalone; see [`run`].
-    #[cfg(feature = "std")]
-    pub fn run<T: 'static>(self, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
-        standalone::run(self, main)
-    }
+/// [`run`] with `config` (its clock, trace and seed).
+#[cfg(feature = "std")]
+pub fn run_with<T: 'static>(config: GuestConfig, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
+    standalone::run(config, main)
 }
 
 #[cfg(feature = "std")]
@@ -176,7 +186,7 @@ pub fn start_guest_run<T: 'static>(
     hooks: impl Hooks,
     done: impl FnOnce(Result<T>) + 'static,
 ) -> Result<GuestRun> {
-    GuestConfig::default().start_guest_run(main, hooks, done)
+    start_guest_run_with(GuestConfig::default(), main, hooks, done)
 }
 
 /// Runs `main` to completion on this thread, parking on the reactor when idle, on the
@@ -188,7 +198,7 @@ pub fn start_guest_run<T: 'static>(
 /// ```
 #[cfg(feature = "std")]
 pub fn run<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
-    GuestConfig::default().run(main)
+    run_with(GuestConfig::default(), main)
 }
 
 /// The guest's current time; [`Instant::ZERO`] outside a guest task.
@@ -405,7 +415,7 @@ mod standalone {
         let clock = config.clock.clone();
         let out: Rc<RefCell<Option<Result<T>>>> = Rc::new(RefCell::new(None));
         let out2 = out.clone();
-        let run = config.start_guest_run(main, DriverHooks(driver.clone()), move |r| {
+        let run = super::start_guest_run_with(config, main, DriverHooks(driver.clone()), move |r| {
             *out2.borrow_mut() = Some(r);
         })?;
         let mut wake: Option<(Instant, GuestTick)> = None;

@@ -832,7 +832,7 @@ mod tests {
     }
 
     fn vrun<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
-        GuestConfig::new(Rc::new(VirtualClock::new())).run(main)
+        crate::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), main)
     }
 
     const INT: Error = Error::Interrupted { signal: 2 };
