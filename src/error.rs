@@ -467,7 +467,7 @@ pub enum Error {
     /// An actor was asked to run a function that its binary does not register.
     #[error(
         "no function '{func}' in namespace '{ns}' of actor '{actor}': register it with \
-         `Endpoints::function` in the binary the actor runs"
+         `Endpoints::serve` in the binary the actor runs"
     )]
     UnknownFunction {
         /// The namespace.
@@ -656,7 +656,8 @@ pub enum Error {
         /// Why it is out of the dialog.
         why: String,
     },
-    /// `Portal::wait_for_result` on a portal that was not made by `run_in_actor`.
+    /// A one-shot result asked of a portal that was not made by `run_in_actor` (the typed
+    /// [`OneShot`](crate::actor::OneShot) makes this impossible from outside the crate).
     #[error("actor '{actor}' was started with start_actor: only run_in_actor portals have a result")]
     NoResult {
         /// The actor's name.

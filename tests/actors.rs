@@ -1260,7 +1260,7 @@ async fn another_program_serves_its_endpoints() -> Check {
     // "t" is enabled, but that program registers nothing in it (this binary does).
     let fn_msg = |func: &str, ns: &str| {
         format!(
-            "no function '{func}' in namespace '{ns}' of actor 'calculator': register it with `Endpoints::function` in the binary the actor runs"
+            "no function '{func}' in namespace '{ns}' of actor 'calculator': register it with `Endpoints::serve` in the binary the actor runs"
         )
     };
     for (e, func, ns) in [(not_served.err(), "echo", "t"), (unknown.err(), "nope", "math")] {
@@ -1366,7 +1366,7 @@ async fn oversized_unknown_function_report_is_shortened() -> Check {
     let rb = remote(&e)?;
     ensure!(rb.boxed_type == "UnknownFunction" && rb.src.name == "small", "{e:?}");
     let full = format!(
-        "no function '{func}' in namespace 't' of actor 'small': register it with `Endpoints::function` in the binary the actor runs"
+        "no function '{func}' in namespace 't' of actor 'small': register it with `Endpoints::serve` in the binary the actor runs"
     );
     let kept = rb.message.strip_suffix(CUT_MARKER).ok_or_else(|| format!("not marked as cut: {:?}", rb.message))?;
     ensure!(full.starts_with(kept) && kept.len() > 100 && kept.len() < full.len(), "message {:?}", rb.message);

@@ -5,7 +5,8 @@
 //!
 //! The *caller* opened the context ([`Portal::open_context`](super::Portal::open_context)); the
 //! *callee* serves it (an endpoint registered with
-//! [`Endpoints::context`](super::Endpoints::context)). Who sends what, and when:
+//! [`Endpoints::serve`](super::Endpoints::serve) with a [`ContextFn`](super::ContextFn)).
+//! Who sends what, and when:
 //!
 //! ```text
 //! caller (open_context)                                  callee (context endpoint)
@@ -16,7 +17,7 @@
 //!  ── either side, in its ctx.open_stream(body) ─────────────────────────────────────────────
 //!  Yield{cid, item} ──────────────────────────────────▶  stream.send / stream.receive
 //!            ◀──────────────────────────────────────── Yield{cid, item}
-//!  Stop{cid} (its stream block returned) ─────────────▶  receive ends (Ok(None)) after the
+//!  Stop{cid} (its stream block returned) ─────────────▶  receive ends (EndOfChannel) after the
 //!            ◀──────────────────────────────────────── Stop{cid}  items already sent
 //!  ── the end ───────────────────────────────────────────────────────────────────────────────
 //!            ◀──────────────────────────────────────── Return{cid, r} | Error{cid}

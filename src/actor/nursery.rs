@@ -16,7 +16,7 @@
 //!   bounded), reaps, and *closes* the child: every call still waiting on it ends with
 //!   [`Error::ActorDied`].
 //! - for `run_in_actor`, the **collector** runs the one call and keeps its outcome for
-//!   [`Portal::wait_for_result`]; a failure that this nursery did not cause itself starts
+//!   [`OneShot::wait_for_result`]; a failure that this nursery did not cause itself starts
 //!   one-cancels-all.
 //!
 //! The nursery's own exit, in order: the block returns (or fails, or is cancelled); if it
