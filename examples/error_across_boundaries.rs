@@ -79,11 +79,11 @@ async fn watch_quotes() -> Result<u32> {
         let p = an.start_actor("exchange", ActorOpts::new().enable_modules([NS]).infect_host(true)).await?;
         p.open_context(SUBSCRIBE_QUOTES, &(), async |ctx, ()| {
             ctx.open_stream(async |stream| {
-                let mut n = 0;
-                while stream.try_next::<f64>().await?.is_some() {
-                    n += 1;
+                let mut quotes: Vec<f64> = Vec::new();
+                while let Some(quote) = stream.try_next().await? {
+                    quotes.push(quote);
                 }
-                Ok(n)
+                Ok(quotes.len() as u32)
             })
             .await
         })

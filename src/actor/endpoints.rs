@@ -92,6 +92,17 @@ impl Endpoint {
 /// assert!(endpoints.contains(ADD.ns(), ADD.name()));
 /// assert_eq!(ZERO.name(), "zero");
 /// ```
+///
+/// A call with arguments of another type does not compile:
+///
+/// ```compile_fail
+/// # use infect::actor::{Function, Portal};
+/// const ADD: Function<(u32, u32), u32> = Function::new("math", "add");
+///
+/// async fn call(portal: &Portal) -> infect::Result<String> {
+///     portal.run(ADD, &("1", "2")).await // refused: ADD takes (u32, u32) and gives a u32
+/// }
+/// ```
 pub struct Function<A, R> {
     ns: &'static str,
     name: &'static str,

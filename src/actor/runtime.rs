@@ -197,8 +197,8 @@ fn exit_code(outcome: Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let arg0 = std::env::args_os().next().unwrap_or_default();
-            let program = std::path::Path::new(&arg0).file_name().unwrap_or(arg0.as_os_str()).to_string_lossy();
-            eprintln!("{program}: {e}");
+            let program = std::path::Path::new(&arg0).file_name().unwrap_or(&arg0);
+            eprintln!("{}: {e}", program.display());
             ExitCode::FAILURE
         }
     }
