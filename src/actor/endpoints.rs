@@ -1,7 +1,15 @@
 //! [`Endpoints`]: the functions a binary lets its actors serve, by namespace and name (the
-//! analogue of tractor's `enable_modules`).
+//! analogue of tractor's `enable_modules`), and the typed handles ([`Function`], [`ContextFn`])
+//! that name them at both ends.
 //!
 //! Invariants:
+//! - Both ends of a call are the same binary, so a handle declared once types both: the
+//!   handler registered for it ([`Endpoints::serve`]) and every call through it
+//!   ([`Portal::run`](super::Portal::run), [`Portal::open_context`](super::Portal::open_context),
+//!   [`ActorNursery::run_in_actor`](super::ActorNursery::run_in_actor)) are checked by the
+//!   compiler. What crosses the pipe is still `(ns, name)` and postcard bytes: a handle whose
+//!   types disagree with what the serving binary registered (another program, or a handle made
+//!   for the mistake) fails at run time, when its arguments or result do not decode.
 //! - The registry is built once, by the binary, before [`main`](super::main); it is the same in
 //!   every actor of that binary. Which of its namespaces an actor may serve is decided per actor,
 //!   by its parent (`ActorOpts::enable_modules`).
@@ -184,7 +192,21 @@ handle_common!(ContextFn<A, S, R>, "context function");
 
 /// A handler that can serve a [`Function<A, R>`]: an `async fn() -> Result<R>` (for
 /// `A = ()`) or an `async fn(A) -> Result<R>`. `M` only tells the two shapes apart; it is
-/// inferred.
+/// inferred. Closures work too.
+///
+/// ```
+/// use infect::actor::{Endpoints, Function};
+///
+/// const PING: Function<(), String> = Function::new("net", "ping");
+/// const SQUARE: Function<u64, u64> = Function::new("math", "square");
+///
+/// async fn ping() -> infect::Result<String> {
+///     Ok("pong".into())
+/// }
+///
+/// let endpoints = Endpoints::new().serve(PING, ping).serve(SQUARE, async |x: u64| Ok(x * x));
+/// assert!(endpoints.contains("net", "ping") && endpoints.contains("math", "square"));
+/// ```
 pub trait FunctionHandler<A, R, M>: 'static {
     /// The handler's future.
     type Future: Future<Output = Result<R>> + 'static;
@@ -216,6 +238,18 @@ where
 
 /// A handler that can serve a [`ContextFn<A, S, R>`]: an `async fn(Context) -> Result<R>` (for
 /// `A = ()`) or an `async fn(Context, A) -> Result<R>`. `M` only tells the two shapes apart.
+///
+/// ```
+/// use infect::actor::{Context, ContextFn, Endpoints};
+///
+/// const HELLO: ContextFn<(), String> = ContextFn::new("greet", "hello");
+///
+/// async fn hello(ctx: Context) -> infect::Result<()> {
+///     ctx.started(&"hello").await
+/// }
+///
+/// assert!(Endpoints::new().serve(HELLO, hello).contains("greet", "hello"));
+/// ```
 pub trait ContextHandler<A, R, M>: 'static {
     /// The handler's future.
     type Future: Future<Output = Result<R>> + 'static;
@@ -246,10 +280,21 @@ where
 }
 
 /// A typed handle that handler `H` can serve ([`Function`] with a [`FunctionHandler`],
-/// [`ContextFn`] with a [`ContextHandler`]); what [`Endpoints::serve`] takes.
+/// [`ContextFn`] with a [`ContextHandler`]); what [`Endpoints::serve`] takes. Only the
+/// crate's handles implement it (its methods name a crate-private type).
+///
+/// ```
+/// use infect::actor::{Function, ServedBy};
+///
+/// fn path_of<E: ServedBy<H, M>, H, M>(endpoint: E, _handler: H) -> (&'static str, &'static str) {
+///     endpoint.path()
+/// }
+///
+/// const DOUBLE: Function<u64, u64> = Function::new("math", "double");
+/// assert_eq!(path_of(DOUBLE, async |x: u64| Ok(2 * x)), ("math", "double"));
+/// ```
 pub trait ServedBy<H, M>: Copy {
     /// The namespace and the name.
-    #[doc(hidden)]
     fn path(&self) -> (&'static str, &'static str);
     /// The type-erased endpoint serving it with `handler`.
     #[doc(hidden)]
@@ -298,6 +343,27 @@ where
 /// [`ActorNursery::run_in_actor`](super::ActorNursery::run_in_actor) with a [`Function<A, R>`]:
 /// a [`Portal`] (it derefs to one) whose [`wait_for_result`](OneShot::wait_for_result) gives
 /// the call's `R`.
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// use infect::actor::{self, ActorOpts, Endpoints, Function};
+///
+/// const ADD: Function<(i64, i64), i64> = Function::new("math", "add");
+///
+/// fn main() -> ExitCode {
+///     actor::main(Endpoints::new().serve(ADD, async |(a, b): (i64, i64)| Ok(a + b)), async {
+///         actor::open_nursery(async |an| {
+///             let once = an.run_in_actor(ADD, &(1, 2), ActorOpts::new()).await?;
+///             let three = once.wait_for_result().await?; // an i64, from the handle
+///             assert_eq!(three, 3);
+///             println!("{} answered", once.name()); // a `Portal` method, through `Deref`
+///             Ok(())
+///         })
+///         .await
+///         .map(drop)
+///     })
+/// }
+/// ```
 pub struct OneShot<R> {
     portal: Portal,
     result: PhantomData<fn() -> R>,
