@@ -179,7 +179,7 @@ fn host_and_guest_exchange_values_over_guest_channels() {
         while let Ok(Some(v)) = from_guest.try_next().await {
             seen.push(v);
             host::sleep(s(1)).await.unwrap();
-            if to_guest.try_send(v * 10).is_err() {
+            if to_guest.send_nowait(v * 10).is_err() {
                 break;
             }
         }

@@ -7,7 +7,7 @@ mod common;
 use futures::StreamExt;
 
 use common::{Log, s, secs, vclock};
-use infect::guest::{self, CancelScope, Event, GuestConfig, TrySendError};
+use infect::guest::{self, CancelScope, Event, GuestConfig, SendNowaitError};
 use infect::time::{Clock, Instant};
 use infect::{Error, Result};
 
@@ -82,16 +82,16 @@ fn end_of_channel_comes_once_every_sender_is_gone_and_repeats() {
         tx.send("a").await?;
         tx2.send("b").await?;
         drop(tx);
-        assert_eq!(rx.try_receive(), Ok(Some("a")));
+        assert_eq!(rx.receive_nowait(), Ok(Some("a")));
         tx2.send("c").await?;
-        assert_eq!(rx.try_receive(), Ok(Some("b")));
+        assert_eq!(rx.receive_nowait(), Ok(Some("b")));
         // One sender is left and the buffer holds "c".
         drop(tx2);
         let mut got = Vec::new();
         while let Some(v) = rx.try_next().await? {
             got.push(v);
         }
-        Ok((got, rx.try_next().await?, rx.try_receive(), rx.is_empty()))
+        Ok((got, rx.try_next().await?, rx.receive_nowait(), rx.is_empty()))
     });
     assert_eq!(r, Ok((vec!["c"], None, Ok(None), true)));
 }
@@ -100,7 +100,7 @@ fn end_of_channel_comes_once_every_sender_is_gone_and_repeats() {
 fn try_recv_on_an_empty_open_channel_is_err() {
     let (r, _) = vrun(async {
         let (_tx, mut rx) = guest::channel::<u8>(1);
-        Ok(rx.try_receive())
+        Ok(rx.receive_nowait())
     });
     assert_eq!(r, Ok(Err(guest::Empty)));
 }
@@ -109,18 +109,18 @@ fn try_recv_on_an_empty_open_channel_is_err() {
 fn a_full_or_closed_channel_hands_the_value_back() {
     let (r, _) = vrun(async {
         let (tx, rx) = guest::channel::<String>(1);
-        tx.try_send("one".into()).unwrap();
-        let full = tx.try_send("two".into());
+        tx.send_nowait("one".into()).unwrap();
+        let full = tx.send_nowait("two".into());
         drop(rx);
-        let closed = tx.try_send("three".into());
+        let closed = tx.send_nowait("three".into());
         let send = tx.send("four".into()).await;
         Ok((full, closed, send))
     });
     assert_eq!(
         r,
         Ok((
-            Err(TrySendError::Full("two".to_string())),
-            Err(TrySendError::Closed("three".to_string())),
+            Err(SendNowaitError::Full("two".to_string())),
+            Err(SendNowaitError::Gone("three".to_string(), Error::Closed)),
             Err(Error::Closed)
         ))
     );
@@ -179,7 +179,7 @@ fn a_receive_in_a_cancelled_scope_is_cancelled_and_leaves_the_value() {
         scope2.cancel();
         let out = scope.run(rx.try_next()).await?;
         let send_out = scope2.run(tx.send(8)).await?;
-        Ok((out, send_out, rx.len(), rx.try_receive()))
+        Ok((out, send_out, rx.len(), rx.receive_nowait()))
     });
     assert_eq!(r, Ok((None, None, 1, Ok(Some(7)))));
 }
@@ -245,18 +245,18 @@ fn an_event_wakes_every_waiter_once_and_stays_set() {
 }
 
 /// `receive()` gives each value bare, then `EndOfChannel` once every sender is gone and the
-/// buffer is drained; `try_next()` says `None` at that point, `try_receive()` `Ok(None)`.
+/// buffer is drained; `try_next()` says `None` at that point, `receive_nowait()` `Ok(None)`.
 #[test]
 fn receive_ends_with_end_of_channel_try_next_with_none() {
     let r = guest::run(async {
         let (tx, mut rx) = guest::channel::<u32>(4);
-        let empty = rx.try_receive().map_err(|_| "empty");
+        let empty = rx.receive_nowait().map_err(|_| "empty");
         tx.send(1).await?;
         tx.send(2).await?;
         drop(tx);
         let a = rx.receive().await?;
         let b = rx.try_next().await?;
-        Ok((empty, a, b, rx.receive().await, rx.try_next().await, rx.try_receive().map_err(|_| "empty")))
+        Ok((empty, a, b, rx.receive().await, rx.try_next().await, rx.receive_nowait().map_err(|_| "empty")))
     });
     assert_eq!(r, Ok((Err("empty"), 1, Some(2), Err(Error::EndOfChannel), Ok(None), Ok(None))));
 }

@@ -89,7 +89,7 @@ use core::time::Duration;
 pub use nursery::{Nursery, TaskStatus, open_nursery};
 pub use sched::{GuestRun, GuestTick, Hooks};
 pub use scope::{CancelScope, fail_after, fail_at, move_on_after, move_on_at};
-pub use sync::{Empty, Event, Receiver, Sender, TrySendError, channel};
+pub use sync::{Empty, Event, Receiver, SendNowaitError, Sender, channel};
 
 #[cfg(feature = "std")]
 pub(crate) use sched::{TaskRef, take_delivered};

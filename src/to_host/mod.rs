@@ -136,25 +136,7 @@ impl LinkOpts {
     }
 }
 
-/// Why [`HostChannel::send_nowait`] did not send; the value is handed back either way.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SendNowaitError<T> {
-    /// The guest's buffer is full.
-    #[error("the linked channel is full")]
-    Full(T),
-    /// The guest side is gone; the error is what the host side sees.
-    #[error("the guest side is gone: {1}")]
-    Gone(T, Error),
-}
-
-impl<T> From<SendNowaitError<T>> for Error {
-    fn from(e: SendNowaitError<T>) -> Error {
-        match e {
-            SendNowaitError::Full(_) => Error::Full,
-            SendNowaitError::Gone(_, e) => e,
-        }
-    }
-}
+pub use crate::guest::SendNowaitError;
 
 fn trace(name: &'static str, number: u64) {
     host::with_trace(|t| t.record(TraceEvent::Link(name, number)));
