@@ -395,8 +395,9 @@ mod tests {
             Ok((nested, ours))
         });
         assert_eq!(r, Ok((Err(Error::NotInfected), Ok(2))));
-        let standalone = guest::GuestConfig::new(Rc::new(VirtualClock::new()))
-            .run(async { crate::to_host::run_task(async { Ok(3) }).await });
+        let standalone = guest::run_with(guest::GuestConfig::new(Rc::new(VirtualClock::new())), async {
+            crate::to_host::run_task(async { Ok(3) }).await
+        });
         assert_eq!(standalone, Err(Error::NotInfected));
     }
 
