@@ -192,13 +192,12 @@ pub fn main_with(opts: RootOpts, endpoints: Endpoints, root: impl Future<Output 
 }
 
 /// Prints `"<program>: <error>"` for an error; the exit code of the outcome.
+#[inline(never)]
 fn exit_code(outcome: Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let arg0 = std::env::args_os().next().unwrap_or_default();
-            let program = std::path::Path::new(&arg0).file_name().unwrap_or(&arg0);
-            eprintln!("{}: {e}", program.display());
+            eprintln!("{}: {e}", sys::program_name());
             ExitCode::FAILURE
         }
     }

@@ -524,3 +524,22 @@ pub(crate) fn wait_blocking(pid: u32) -> io::Result<c_int> {
         }
     }
 }
+
+unsafe extern "C" {
+    /// argv[0]'s last path component, set by the C library (glibc and musl) before `main`.
+    static program_invocation_short_name: *const libc::c_char;
+}
+
+/// This program's name as it was started (argv[0]'s last path component), for error lines.
+/// (`std::env::args_os` would copy the whole argument vector, which costs a minimal binary
+/// close to a kilobyte of code.)
+pub(crate) fn program_name() -> String {
+    // SAFETY: the C library points `program_invocation_short_name` into argv[0] (or at an empty
+    // string) before `main` and never frees or moves it; it is NUL-terminated and only read.
+    let name = unsafe { program_invocation_short_name };
+    if name.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null and NUL-terminated, as above; it lives as long as the process.
+    unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+}
