@@ -16,7 +16,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use infect::Result;
-use infect::actor::{self, ActorOpts, Endpoints};
+use infect::actor::{self, ActorOpts, Endpoints, Function};
+
+const ECHO: Function<u64, u64> = Function::new("b", "echo");
 
 async fn echo(x: u64) -> Result<u64> {
     Ok(x)
@@ -107,7 +109,7 @@ async fn portal_round_trip(n: usize) -> Result<Duration> {
         let mut times = Vec::with_capacity(n);
         for i in 0..(n + n / 10) as u64 {
             let t0 = Instant::now();
-            let v: u64 = p.run("b", "echo", &i).await?;
+            let v = p.run(ECHO, &i).await?;
             assert_eq!(v, i);
             if i >= (n / 10) as u64 {
                 times.push(t0.elapsed());
@@ -134,8 +136,8 @@ fn main() {
     if std::env::var_os("ACTORS_BENCH_PONG").is_some() {
         pong();
     }
-    let endpoints = Endpoints::new().function("b", "echo", echo);
-    let r = actor::main(endpoints, async {
+    let endpoints = Endpoints::new().serve(ECHO, echo);
+    let r = actor::run(endpoints, async {
         for pinned in [false, true] {
             if pinned && !pin_to_cpu0() {
                 println!("(could not pin to CPU 0)");

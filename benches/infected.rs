@@ -15,17 +15,16 @@
 //!    `/proc/<pid>/status`, read after 20,000 round trips, before it is cancelled).
 
 use std::io::{Read, Write};
-use std::pin::pin;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use futures::StreamExt;
-use infect::actor::{self, ActorOpts, Context, Endpoints};
+use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
 use infect::to_host::{self, HostChannel, LinkOpts};
 use infect::wire::{DEFAULT_MAX_FRAME, Msg, encode_frame, encode_payload};
-use infect::{Error, Result, host};
+use infect::{Result, host};
 
 const NS: &str = "bench";
+const GUEST_TO_HOST_ECHO_SERVER: ContextFn<(), String> = ContextFn::new(NS, "guest_to_host_echo_server");
 const SAMPLES: usize = 9;
 const TRIPS: u64 = 2000;
 
@@ -37,14 +36,13 @@ async fn host_echo_server(chan: HostChannel<u64, u64, &'static str>) -> Result<(
     }
 }
 
-async fn guest_to_host_echo_server(ctx: Context, _: ()) -> Result<()> {
-    to_host::open_channel_from(host_echo_server, LinkOpts::default(), async |chan, first| {
+async fn guest_to_host_echo_server(ctx: Context) -> Result<()> {
+    to_host::open_channel_from(host_echo_server, LinkOpts::new(), async |chan, first| {
         ctx.started(first).await?;
         ctx.open_stream(async |stream| {
-            let mut msgs = pin!(stream.iter::<u64>());
-            while let Some(msg) = msgs.next().await {
-                chan.send(msg?).await?;
-                let out = chan.receive().await?.ok_or(Error::HostTaskExited)?;
+            while let Some(msg) = stream.try_next().await? {
+                chan.send(msg).await?;
+                let out = chan.receive().await?;
                 stream.send(&out).await?;
             }
             Ok(())
@@ -115,14 +113,14 @@ async fn echo_rate() -> Result<(f64, u64)> {
     actor::open_nursery(async |an| {
         let p = an.start_actor("host_server", ActorOpts::new().enable_modules([NS]).infect_host(true)).await?;
         let rates = p
-            .open_context(NS, "guest_to_host_echo_server", &(), async |ctx, first: String| {
+            .open_context(GUEST_TO_HOST_ECHO_SERVER, &(), async |ctx, first| {
                 assert_eq!(first, "start");
                 ctx.open_stream(async |stream| {
                     let mut count = 0u64;
                     let mut trip = async || -> Result<()> {
                         stream.send(&count).await?;
-                        let back = stream.receive::<u64>().await?;
-                        assert_eq!(back, Some(count));
+                        let back: u64 = stream.receive().await?;
+                        assert_eq!(back, count);
                         count += 1;
                         Ok(())
                     };
@@ -193,8 +191,8 @@ fn main() {
     if let Some(size) = std::env::var("INFECTED_BENCH_PONG").ok().and_then(|s| s.parse().ok()) {
         pong(size);
     }
-    let endpoints = Endpoints::new().context(NS, "guest_to_host_echo_server", guest_to_host_echo_server);
-    let r = actor::main(endpoints, async {
+    let endpoints = Endpoints::new().serve(GUEST_TO_HOST_ECHO_SERVER, guest_to_host_echo_server);
+    let r = actor::run(endpoints, async {
         let size = frame_size();
         println!("echo frame: {size} bytes; {SAMPLES} samples of {TRIPS} round trips (raw: of {})", TRIPS * 10);
         for pinned in [false, true] {

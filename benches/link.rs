@@ -29,11 +29,11 @@ fn link_round_trips(round_trips: u64) -> f64 {
     let t0 = Instant::now();
     let n = host
         .run_guest(async move {
-            to_host::open_channel_from(echo, LinkOpts::default(), async |chan, ()| {
+            to_host::open_channel_from(echo, LinkOpts::new(), async |chan, ()| {
                 let mut sum = 0u64;
                 for i in 0..round_trips {
                     chan.send(i).await?;
-                    sum += chan.receive().await?.unwrap_or(0);
+                    sum += chan.receive().await?;
                 }
                 Ok(sum)
             })

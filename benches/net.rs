@@ -191,7 +191,7 @@ fn main() {
     let all = get_affinity();
     // The websocket part first: in a child, `actor::main` serves and exits, never reaching the
     // socket part below.
-    let r = actor::main(ws::endpoints(), async move {
+    let r = actor::run(ws::endpoints(), async move {
         websocket("unpinned").await?;
         if set_affinity(&cpu0()) {
             websocket("pinned to CPU 0").await?;

@@ -21,12 +21,14 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use infect::actor::{self, ActorOpts, Context, Endpoints};
+use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
 use infect::to_host::{self, HostChannel, LinkOpts};
 use infect::wire::{DEFAULT_MAX_FRAME, Msg, encode_frame, encode_payload};
 use infect::{Result, guest};
 
 const NS: &str = "bench";
+/// Streams `n` items from a host task; returns how many it sent.
+const PRODUCE: ContextFn<u64, (), u64> = ContextFn::new(NS, "produce");
 const SAMPLES: usize = 5;
 const FAST_ITEMS: u64 = 1_000_000;
 const SLOW_ITEMS: u64 = 200_000;
@@ -42,11 +44,11 @@ async fn produce(ctx: Context, n: u64) -> Result<u64> {
         }
         Ok(())
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |chan, ()| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| {
         ctx.started(&()).await?;
         ctx.open_stream(async |stream| {
             let mut sent = 0;
-            while let Some(v) = chan.receive().await? {
+            while let Some(v) = chan.try_next().await? {
                 stream.send(&v).await?;
                 sent += 1;
             }
@@ -89,12 +91,12 @@ async fn infected_sample(n: u64, slow: bool) -> Result<(f64, u64, u64)> {
         reset_hwm();
         let pid = p.pid().to_string();
         let (rate, child_hwm) = p
-            .open_context(NS, "produce", &n, async |ctx, ()| {
+            .open_context(PRODUCE, &n, async |ctx, ()| {
                 let got = ctx
                     .open_stream(async |stream| {
                         let t0 = Instant::now();
                         let mut got = 0u64;
-                        while let Some(v) = stream.receive::<u64>().await? {
+                        while let Some(v) = stream.try_next::<u64>().await? {
                             assert_eq!(v, got);
                             got += 1;
                             if slow && got.is_multiple_of(SLOW_EVERY) {
@@ -180,8 +182,8 @@ fn main() {
     }) {
         raw_writer(n, size);
     }
-    let endpoints = Endpoints::new().context(NS, "produce", produce);
-    let r = actor::main(endpoints, async {
+    let endpoints = Endpoints::new().serve(PRODUCE, produce);
+    let r = actor::run(endpoints, async {
         let size = frame_size();
         println!(
             "{SAMPLES} samples; fast: {FAST_ITEMS} items, slow: {SLOW_ITEMS} items with 1 ms of sleep per \

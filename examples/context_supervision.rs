@@ -18,10 +18,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use infect::actor::{self, ActorOpts, Context, Endpoints};
+use std::process::ExitCode;
+
+use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
 use infect::{Error, Result, guest};
 
 const NS: &str = "supervision";
+
+/// Both endpoints take a delay in ms and start with `()`.
+const FLAKY: ContextFn<u64, ()> = ContextFn::new(NS, "flaky");
+const PATIENT: ContextFn<u64, ()> = ContextFn::new(NS, "patient");
 
 /// Fails `ms` after `started`.
 async fn flaky(ctx: Context, ms: u64) -> Result<()> {
@@ -40,14 +46,14 @@ async fn patient(ctx: Context, _: u64) -> Result<()> {
 /// block for its state.
 async fn open_and_keep(
     p: &actor::Portal,
-    func: &str,
+    func: ContextFn<u64, ()>,
     arg: u64,
     block: impl AsyncFnOnce(&Context) -> Result<&'static str>,
 ) -> (Result<&'static str>, Context) {
     let kept = Rc::new(RefCell::new(None));
     let k2 = kept.clone();
     let out = p
-        .open_context(NS, func, &arg, async |ctx, ()| {
+        .open_context(func, &arg, async |ctx, ()| {
             *k2.borrow_mut() = Some(ctx.clone());
             block(ctx).await
         })
@@ -63,7 +69,7 @@ async fn root() -> Result<()> {
         // 1. A remote failure interrupts the block.
         let p = an.start_actor("flaky", opts()).await?;
         let t0 = Instant::now();
-        let (out, ctx) = open_and_keep(&p, "flaky", 20, async |_ctx| {
+        let (out, ctx) = open_and_keep(&p, FLAKY, 20, async |_ctx| {
             guest::sleep(Duration::from_secs(1)).await?;
             Ok("slept a whole second")
         })
@@ -77,7 +83,7 @@ async fn root() -> Result<()> {
 
         // 2. ctx.cancel() is absorbed.
         let p = an.start_actor("patient", opts()).await?;
-        let (out, ctx) = open_and_keep(&p, "patient", 0, async |ctx| {
+        let (out, ctx) = open_and_keep(&p, PATIENT, 0, async |ctx| {
             ctx.cancel().await?;
             Ok("cancelled it myself")
         })
@@ -88,7 +94,7 @@ async fn root() -> Result<()> {
         assert!(out.is_ok() && ctx.cancel_acked());
 
         // 3. cancel_actor() inside the block is raised.
-        let (out, ctx) = open_and_keep(&p, "patient", 0, async |_ctx| {
+        let (out, ctx) = open_and_keep(&p, PATIENT, 0, async |_ctx| {
             p.cancel_actor().await?;
             Ok("cancelled the whole actor")
         })
@@ -100,10 +106,9 @@ async fn root() -> Result<()> {
         Ok(())
     })
     .await
-    .and_then(|v| v.ok_or(infect::Error::Cancelled))
+    .map(drop)
 }
 
-fn main() -> Result<()> {
-    let endpoints = Endpoints::new().context(NS, "flaky", flaky).context(NS, "patient", patient);
-    actor::main(endpoints, root())
+fn main() -> ExitCode {
+    actor::main(Endpoints::new().serve(FLAKY, flaky).serve(PATIENT, patient), root())
 }

@@ -19,14 +19,20 @@
 //! It prints the error as the root sees it and exits 0.
 
 use std::fmt;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use infect::actor::{self, ActorOpts, Context, Endpoints};
+use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints, Function};
 use infect::error::RemoteKind;
 use infect::to_host::{self, HostChannel, LinkOpts};
 use infect::{Error, Result, host};
 
 const NS: &str = "boundaries";
+
+/// The infected actor's context endpoint: streams the exchange's quotes.
+const SUBSCRIBE_QUOTES: ContextFn<(), ()> = ContextFn::new(NS, "subscribe_quotes");
+/// The middle actor's function: how many quotes it read before the stream ended.
+const WATCH_QUOTES: Function<(), u32> = Function::new(NS, "watch_quotes");
 
 /// A library's own error type, on the host side.
 #[derive(Debug)]
@@ -53,11 +59,11 @@ async fn host_exchange_client(chan: HostChannel<(), f64, ()>) -> Result<()> {
 }
 
 /// In the infected actor: relays the quotes until the host side fails.
-async fn subscribe_quotes(ctx: Context, _: ()) -> Result<()> {
-    to_host::open_channel_from(host_exchange_client, LinkOpts::default(), async |chan, ()| {
+async fn subscribe_quotes(ctx: Context) -> Result<()> {
+    to_host::open_channel_from(host_exchange_client, LinkOpts::new(), async |chan, ()| {
         ctx.started(&()).await?;
         ctx.open_stream(async |stream| {
-            while let Some(quote) = chan.receive().await? {
+            while let Some(quote) = chan.try_next().await? {
                 stream.send(&quote).await?;
             }
             Ok(())
@@ -68,16 +74,16 @@ async fn subscribe_quotes(ctx: Context, _: ()) -> Result<()> {
 }
 
 /// In the middle actor: starts the infected actor and reads its quotes; does not handle errors.
-async fn watch_quotes(_: ()) -> Result<u32> {
+async fn watch_quotes() -> Result<u32> {
     actor::open_nursery(async |an| {
         let p = an.start_actor("exchange", ActorOpts::new().enable_modules([NS]).infect_host(true)).await?;
-        p.open_context(NS, "subscribe_quotes", &(), async |ctx, ()| {
+        p.open_context(SUBSCRIBE_QUOTES, &(), async |ctx, ()| {
             ctx.open_stream(async |stream| {
-                let mut n = 0;
-                while stream.receive::<f64>().await?.is_some() {
-                    n += 1;
+                let mut quotes: Vec<f64> = Vec::new();
+                while let Some(quote) = stream.try_next().await? {
+                    quotes.push(quote);
                 }
-                Ok(n)
+                Ok(quotes.len() as u32)
             })
             .await
         })
@@ -90,7 +96,7 @@ async fn watch_quotes(_: ()) -> Result<u32> {
 async fn root() -> Result<()> {
     let r: Result<u32> = actor::open_nursery(async |an| {
         let middle = an.start_actor("middle", ActorOpts::new().enable_modules([NS])).await?;
-        middle.run(NS, "watch_quotes", &()).await
+        middle.run(WATCH_QUOTES, &()).await
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
@@ -108,8 +114,7 @@ async fn root() -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
-    let endpoints =
-        Endpoints::new().context(NS, "subscribe_quotes", subscribe_quotes).function(NS, "watch_quotes", watch_quotes);
+fn main() -> ExitCode {
+    let endpoints = Endpoints::new().serve(SUBSCRIBE_QUOTES, subscribe_quotes).serve(WATCH_QUOTES, watch_quotes);
     actor::main(endpoints, root())
 }

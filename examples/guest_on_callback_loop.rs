@@ -143,7 +143,7 @@ fn main() {
                 Ok(())
             })?;
             let mut got = Vec::new();
-            while let Some(msg) = rx.recv().await? {
+            while let Some(msg) = rx.try_next().await? {
                 println!("[{:>3} ms] guest consumer: got {msg:?}", ms(guest::current_time()));
                 got.push(msg);
             }
@@ -163,8 +163,9 @@ fn main() {
 
     let outcome: Rc<RefCell<Option<infect::Result<Vec<String>>>>> = Rc::default();
     let out = outcome.clone();
-    let run = GuestConfig::new(main_loop.clock.clone())
-        .start_guest_run(guest_main, LoopHooks(main_loop.shared.clone()), move |r| *out.borrow_mut() = Some(r))
+    let config = GuestConfig::new(main_loop.clock.clone());
+    let hooks = LoopHooks(main_loop.shared.clone());
+    let run = guest::start_guest_run_with(config, guest_main, hooks, move |r| *out.borrow_mut() = Some(r))
         .expect("starting the guest run");
     main_loop.run(|| outcome.borrow().is_some());
     assert!(run.is_finished());

@@ -19,17 +19,19 @@
 //!
 //! It prints one line, `mean round trip rate (Hz): N`, and exits 0.
 
-use std::pin::pin;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use infect::actor::{self, ActorOpts, Context, Endpoints};
+use infect::Result;
+use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
 use infect::host;
 use infect::to_host::{self, HostChannel, LinkOpts};
-use infect::{Error, Result};
 
 /// The endpoint namespace this binary serves (Python's `enable_modules=[__name__]`).
 const NS: &str = "infected_echo_server";
+
+/// The context endpoint (`@tractor.context`): no arguments, started with a `String`.
+const GUEST_TO_HOST_ECHO_SERVER: ContextFn<(), String> = ContextFn::new(NS, "guest_to_host_echo_server");
 
 async fn host_echo_server(chan: HostChannel<u64, u64, &'static str>) -> Result<()> {
     // a first message must be sent **from** this host task or the guest side will never
@@ -43,18 +45,17 @@ async fn host_echo_server(chan: HostChannel<u64, u64, &'static str>) -> Result<(
     }
 }
 
-async fn guest_to_host_echo_server(ctx: Context, _: ()) -> Result<()> {
+async fn guest_to_host_echo_server(ctx: Context) -> Result<()> {
     // this will block until the host task sends a "first" message.
-    to_host::open_channel_from(host_echo_server, LinkOpts::default(), async |chan, first| {
+    to_host::open_channel_from(host_echo_server, LinkOpts::new(), async |chan, first| {
         assert_eq!(first, "start");
         ctx.started(first).await?;
 
         ctx.open_stream(async |stream| {
-            let mut msgs = pin!(stream.iter::<u64>());
-            while let Some(msg) = msgs.next().await {
-                chan.send(msg?).await?;
+            while let Some(msg) = stream.try_next().await? {
+                chan.send(msg).await?;
 
-                let out = chan.receive().await?.ok_or(Error::HostTaskExited)?;
+                let out = chan.receive().await?;
                 // echo back to parent actor-task
                 stream.send(&out).await?;
             }
@@ -69,7 +70,7 @@ async fn root() -> Result<()> {
     actor::open_nursery(async |n| {
         let p = n.start_actor("host_server", ActorOpts::new().enable_modules([NS]).infect_host(true)).await?;
         let delays = p
-            .open_context(NS, "guest_to_host_echo_server", &(), async |ctx, first: String| {
+            .open_context(GUEST_TO_HOST_ECHO_SERVER, &(), async |ctx, first| {
                 assert_eq!(first, "start");
 
                 let mut count = 0u64;
@@ -78,11 +79,10 @@ async fn root() -> Result<()> {
                     let mut send = Instant::now();
 
                     stream.send(&count).await?;
-                    let mut msgs = pin!(stream.iter::<u64>());
-                    while let Some(msg) = msgs.next().await {
+                    while let Some(msg) = stream.try_next().await? {
                         let recv = Instant::now();
                         delays.push(recv - send);
-                        assert_eq!(msg?, count);
+                        assert_eq!(count, msg);
                         count += 1;
                         send = Instant::now();
                         stream.send(&count).await?;
@@ -97,25 +97,18 @@ async fn root() -> Result<()> {
             })
             .await?;
 
-        // Whole hertz: printing an integer keeps float formatting out of a minimal binary.
-        println!("mean round trip rate (Hz): {}", (1.0 / mean(&delays)) as u64);
+        println!("mean round trip rate (Hz): {}", Duration::from_secs(1).as_nanos() / mean(&delays).as_nanos());
         p.cancel_actor().await?;
         Ok(())
     })
     .await
-    .and_then(|v| v.ok_or(infect::Error::Cancelled))
+    .map(drop)
 }
 
-fn mean(delays: &[Duration]) -> f64 {
-    delays.iter().map(Duration::as_secs_f64).sum::<f64>() / delays.len() as f64
+fn mean(delays: &[Duration]) -> Duration {
+    delays.iter().sum::<Duration>() / delays.len() as u32
 }
 
-fn main() {
-    let endpoints = Endpoints::new().context(NS, "guest_to_host_echo_server", guest_to_host_echo_server);
-    if let Err(e) = actor::main(endpoints, root()) {
-        // `Display`, not `main() -> Result`'s `Debug`: the message is what a user needs, and
-        // the derived `Debug` of every error type stays out of a minimal binary.
-        eprintln!("infected_echo_server: {e}");
-        std::process::exit(1);
-    }
+fn main() -> ExitCode {
+    actor::main(Endpoints::new().serve(GUEST_TO_HOST_ECHO_SERVER, guest_to_host_echo_server), root())
 }

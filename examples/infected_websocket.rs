@@ -31,13 +31,13 @@
 //! never answers: `TooSlow` after the 200 ms deadline). Every scenario exits 0.
 
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::{self, Message, http};
 use futures::StreamExt;
-use infect::actor::{self, ActorOpts, Context, Endpoints};
+use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
 use infect::guest;
 use infect::host::{self, net::TcpListener, net::TcpStream};
 use infect::to_host::{self, HostChannel, LinkOpts};
@@ -45,6 +45,11 @@ use infect::{Error, Result};
 
 /// The endpoint namespace this binary serves (Python's `enable_modules=[__name__]`).
 const NS: &str = "infected_websocket";
+
+/// The server's context endpoint: takes the mode, starts with its port.
+pub const WS_SERVER: ContextFn<String, u16> = ContextFn::new(NS, "ws_server");
+/// The client's context endpoint: takes the server's port, starts with a "connected" line.
+pub const WS_CLIENT: ContextFn<u16, String> = ContextFn::new(NS, "ws_client");
 
 /// How long the client's guest side waits for each reply.
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
@@ -115,7 +120,7 @@ async fn host_ws_server(chan: HostChannel<(), (), u16>, mode: String) -> Result<
 pub async fn ws_server(ctx: Context, mode: String) -> Result<()> {
     to_host::open_channel_from(
         |chan| host_ws_server(chan, mode),
-        LinkOpts::default(),
+        LinkOpts::new(),
         async |chan, port| {
             ctx.started(&port).await?;
             // Serve until the root cancels us.
@@ -151,15 +156,14 @@ async fn host_ws_client(chan: HostChannel<String, String, String>, port: u16) ->
 pub async fn ws_client(ctx: Context, port: u16) -> Result<()> {
     to_host::open_channel_from(
         |chan| host_ws_client(chan, port),
-        LinkOpts::default(),
+        LinkOpts::new(),
         async |chan, first| {
             ctx.started(&first).await?;
             ctx.open_stream(async |stream| {
-                let mut msgs = pin!(stream.iter::<String>());
-                while let Some(msg) = msgs.next().await {
-                    chan.send(msg?).await?;
+                while let Some(msg) = stream.try_next().await? {
+                    chan.send(msg).await?;
                     let reply = guest::fail_after(READ_TIMEOUT, chan.receive()).await?;
-                    stream.send(&reply.ok_or(Error::HostTaskExited)?).await?;
+                    stream.send(&reply).await?;
                 }
                 Ok(())
             })
@@ -188,15 +192,14 @@ pub struct Outcome {
 
 /// Streams `rounds` messages through the client, recording each exchange into `out`.
 async fn exchange(p: &actor::Portal, port: u16, rounds: u64, out: &mut Outcome) -> Result<()> {
-    p.open_context(NS, "ws_client", &port, async |ctx, first: String| {
+    p.open_context(WS_CLIENT, &port, async |ctx, first| {
         out.connected = Some(first);
         ctx.open_stream(async |stream| {
-            let mut replies = pin!(stream.iter::<String>());
             for i in 0..rounds {
                 let msg = format!("hello {i}");
                 let send = Instant::now();
                 stream.send(&msg).await?;
-                let reply = replies.next().await.ok_or(Error::Closed)??;
+                let reply = stream.receive().await?;
                 out.delays.push(send.elapsed());
                 out.exchanged.push((msg, reply));
             }
@@ -215,7 +218,7 @@ pub async fn scenario(mode: &str, rounds: u64) -> Result<Outcome> {
         let client = n.start_actor("ws_client", opts()).await?;
         let mut out = Outcome::default();
         server
-            .open_context(NS, "ws_server", &mode, async |ctx, port: u16| {
+            .open_context(WS_SERVER, &mode.to_owned(), async |ctx, port| {
                 let start = Instant::now();
                 if let Err(e) = exchange(&client, port, rounds, &mut out).await {
                     out.failure = Some(match e.remote() {
@@ -249,30 +252,29 @@ async fn root(mode: String, rounds: u64) -> Result<()> {
     }
     println!("{} messages echoed", out.exchanged.len());
     match &out.failure {
-        None => println!("mean round trip rate (Hz): {}", (1.0 / mean(&out.delays)) as u64),
+        None => {
+            println!("mean round trip rate (Hz): {}", Duration::from_secs(1).as_nanos() / mean(&out.delays).as_nanos())
+        }
         // Rounded down to 100 ms, so that the line is the same on every run.
         Some((kind, what)) => println!("the root saw {kind} ({what}) after {} ms", out.elapsed.as_millis() / 100 * 100),
     }
     Ok(())
 }
 
-/// The mean of `delays`, in seconds.
-pub fn mean(delays: &[Duration]) -> f64 {
-    delays.iter().map(Duration::as_secs_f64).sum::<f64>() / delays.len().max(1) as f64
+/// The mean of `delays` (a nanosecond if there are none).
+pub fn mean(delays: &[Duration]) -> Duration {
+    (delays.iter().sum::<Duration>() / delays.len().max(1) as u32).max(Duration::from_nanos(1))
 }
 
 /// The endpoints this binary serves.
 pub fn endpoints() -> Endpoints {
-    Endpoints::new().context(NS, "ws_server", ws_server).context(NS, "ws_client", ws_client)
+    Endpoints::new().serve(WS_SERVER, ws_server).serve(WS_CLIENT, ws_client)
 }
 
-fn main() {
+fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "echo".into());
     let default_rounds = if mode == "echo" { 1000 } else { 5 };
     let rounds = args.next().and_then(|r| r.parse().ok()).unwrap_or(default_rounds);
-    if let Err(e) = actor::main(endpoints(), root(mode, rounds)) {
-        eprintln!("infected_websocket: {e}");
-        std::process::exit(1);
-    }
+    actor::main(endpoints(), root(mode, rounds))
 }

@@ -7,7 +7,7 @@
 //! - host tasks (`Host::spawn`, `host::sleep`) and a `call_later` callback;
 //! - a guest run on the host with `Host::run_guest`, which runs the host loop (host tasks and
 //!   callbacks included) until the guest has finished, and returns its outcome;
-//! - host → guest: a host task feeds a guest channel with `try_send`, and sets a guest `Event`;
+//! - host → guest: a host task feeds a guest channel with `send_nowait`, and sets a guest `Event`;
 //! - guest → host: a guest task sets an `Event` that a host task awaits;
 //! - host-side code moving a guest deadline (`CancelScope::set_deadline` from `call_later`);
 //! - structured concurrency in the guest: a nursery, `move_on_after`, a cancel scope that
@@ -48,7 +48,7 @@ fn main() -> infect::Result<()> {
         for reading in [17, 23, 42, 8, 15] {
             host::sleep(Duration::from_secs(2)).await?;
             println!("[{:>5.1} s] host sensor: reading {reading}", n());
-            if readings_tx.try_send(reading).is_err() {
+            if readings_tx.send_nowait(reading).is_err() {
                 println!("[{:>5.1} s] host sensor: guest stopped listening", n());
                 break;
             }
@@ -108,7 +108,7 @@ fn main() -> infect::Result<()> {
             let mut got = Vec::new();
             window
                 .run(async {
-                    while let Some(r) = readings_rx.recv().await? {
+                    while let Some(r) = readings_rx.try_next().await? {
                         println!("[{:>5.1} s] guest reader: got {r}", n());
                         got.push(r);
                     }

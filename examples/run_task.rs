@@ -13,13 +13,17 @@
 //! cargo run --example run_task
 //! ```
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use infect::actor::{self, ActorOpts, Endpoints};
+use infect::actor::{self, ActorOpts, Endpoints, Function};
 use infect::to_host;
 use infect::{Result, guest, host};
 
 const NS: &str = "run_task";
+
+const FETCH: Function<String, String> = Function::new(NS, "fetch");
+const FETCH_WITH_DEADLINE: Function<u64, Option<String>> = Function::new(NS, "fetch_with_deadline");
 
 /// A host-side future: it only uses host-aware awaits.
 async fn host_fetch(url: String) -> Result<String> {
@@ -43,24 +47,23 @@ async fn root() -> Result<()> {
         let portal = an.start_actor("host_side", ActorOpts::new().enable_modules([NS]).infect_host(true)).await?;
 
         let t0 = Instant::now();
-        let page: String = portal.run(NS, "fetch", "https://x.io").await?;
+        let page = portal.run(FETCH, &"https://x.io".to_owned()).await?;
         println!("fetched {page} in {} ms", t0.elapsed().as_millis());
 
-        let late: Option<String> = portal.run(NS, "fetch_with_deadline", &100u64).await?;
+        let late = portal.run(FETCH_WITH_DEADLINE, &100).await?;
         println!("with a 100 ms deadline: {late:?}");
         portal.cancel_actor().await?;
 
         // The one-shot flavour: an infected actor that runs one call and is reaped after it.
-        let one_shot = an.run_in_actor(NS, "fetch", "https://y.io", ActorOpts::new().infect_host(true)).await?;
-        println!("run_in_actor: {}", one_shot.wait_for_result::<String>().await?);
+        let one_shot = an.run_in_actor(FETCH, &"https://y.io".to_owned(), ActorOpts::new().infect_host(true)).await?;
+        println!("run_in_actor: {}", one_shot.wait_for_result().await?);
         Ok(())
     })
     .await
-    .and_then(|v| v.ok_or(infect::Error::Cancelled))
+    .map(drop)
 }
 
-fn main() -> Result<()> {
-    let endpoints =
-        Endpoints::new().function(NS, "fetch", fetch).function(NS, "fetch_with_deadline", fetch_with_deadline);
+fn main() -> ExitCode {
+    let endpoints = Endpoints::new().serve(FETCH, fetch).serve(FETCH_WITH_DEADLINE, fetch_with_deadline);
     actor::main(endpoints, root())
 }

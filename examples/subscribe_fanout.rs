@@ -19,11 +19,16 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::join;
-use infect::actor::{self, ActorOpts, BroadcastReceiver, Context, Endpoints};
+use std::process::ExitCode;
+
+use infect::actor::{self, ActorOpts, BroadcastReceiver, Context, ContextFn, Endpoints};
 use infect::to_host::{self, HostChannel, LinkOpts};
 use infect::{Result, guest, host};
 
 const NS: &str = "fanout";
+
+/// Takes how many ticks to send, starts with that number, returns their sum.
+const TICKS: ContextFn<u32, u32, u32> = ContextFn::new(NS, "ticks");
 
 async fn host_ticker(chan: HostChannel<(), u32, ()>, ticks: u32) -> Result<()> {
     chan.started_nowait(())?;
@@ -38,7 +43,7 @@ async fn host_ticker(chan: HostChannel<(), u32, ()>, ticks: u32) -> Result<()> {
 async fn ticks(ctx: Context, n: u32) -> Result<u32> {
     to_host::open_channel_from(
         move |chan| host_ticker(chan, n),
-        LinkOpts::default(),
+        LinkOpts::new(),
         async |chan, ()| {
             ctx.started(&n).await?;
             ctx.open_stream(async |stream| {
@@ -48,14 +53,14 @@ async fn ticks(ctx: Context, n: u32) -> Result<u32> {
                 guest::open_nursery(async |n| {
                     let (summer, total) = (chan.subscribe(), sum.clone());
                     n.start_soon(async move {
-                        while let Some(tick) = summer.receive().await? {
+                        while let Some(tick) = summer.try_next().await? {
                             total.set(total.get() + tick);
                         }
                         Ok(())
                     })?;
                     let (forwarder, stream) = (chan.subscribe(), stream.clone());
                     n.start_soon(async move {
-                        while let Some(tick) = forwarder.receive().await? {
+                        while let Some(tick) = forwarder.try_next().await? {
                             stream.send(&tick).await?;
                         }
                         Ok(())
@@ -73,7 +78,7 @@ async fn ticks(ctx: Context, n: u32) -> Result<u32> {
 
 async fn consume(name: &str, sub: &BroadcastReceiver) -> Result<Vec<u32>> {
     let mut got = Vec::new();
-    while let Some(tick) = sub.receive::<u32>().await? {
+    while let Some(tick) = sub.try_next().await? {
         got.push(tick);
     }
     println!("{name} got every tick: {got:?}");
@@ -84,7 +89,7 @@ async fn root() -> Result<()> {
     actor::open_nursery(async |an| {
         let portal = an.start_actor("ticker", ActorOpts::new().enable_modules([NS]).infect_host(true)).await?;
         let sum = portal
-            .open_context(NS, "ticks", &10u32, async |ctx, n: u32| {
+            .open_context(TICKS, &10, async |ctx, n| {
                 println!("the child will send {n} ticks");
                 ctx.open_stream(async |stream| {
                     let (a, b) = (stream.subscribe(), stream.subscribe());
@@ -101,9 +106,9 @@ async fn root() -> Result<()> {
         Ok(())
     })
     .await
-    .and_then(|v| v.ok_or(infect::Error::Cancelled))
+    .map(drop)
 }
 
-fn main() -> Result<()> {
-    actor::main(Endpoints::new().context(NS, "ticks", ticks), root())
+fn main() -> ExitCode {
+    actor::main(Endpoints::new().serve(TICKS, ticks), root())
 }

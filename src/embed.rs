@@ -141,7 +141,7 @@ impl Host {
         let hooks = HostHooks { remote: self.remote(), alarm: embedded.alarm.clone() };
         // Weak: the run (held by the slot) holds this callback until it is called.
         let slot: Weak<Embedded> = Rc::downgrade(&embedded);
-        let run = config.start_guest_run(main, hooks, move |r| {
+        let run = crate::guest::start_guest_run_with(config, main, hooks, move |r| {
             // Finished: the host no longer carries it (its `Local` lives on until this tick ends).
             if let Some(e) = slot.upgrade() {
                 let run = e.run.borrow_mut().take();
@@ -426,8 +426,9 @@ mod tests {
             Ok((nested, ours))
         });
         assert_eq!(r, Ok((Err(Error::NotInfected), Ok(2))));
-        let standalone = guest::GuestConfig::new(Rc::new(VirtualClock::new()))
-            .run(async { crate::to_host::run_task(async { Ok(3) }).await });
+        let standalone = guest::run_with(guest::GuestConfig::new(Rc::new(VirtualClock::new())), async {
+            crate::to_host::run_task(async { Ok(3) }).await
+        });
         assert_eq!(standalone, Err(Error::NotInfected));
     }
 

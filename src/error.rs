@@ -13,7 +13,7 @@
 //!
 //! | layer | variants |
 //! |---|---|
-//! | guest (scopes, nurseries, channels) | [`Cancelled`](Error::Cancelled), [`TooSlow`](Error::TooSlow), [`Group`](Error::Group), [`StartedNotCalled`](Error::StartedNotCalled), [`OutsideGuest`](Error::OutsideGuest), [`NurseryClosed`](Error::NurseryClosed), [`ScopeReused`](Error::ScopeReused), [`Closed`](Error::Closed), [`Full`](Error::Full), [`Lagged`](Error::Lagged) |
+//! | guest (scopes, nurseries, channels) | [`Cancelled`](Error::Cancelled), [`TooSlow`](Error::TooSlow), [`Group`](Error::Group), [`StartedNotCalled`](Error::StartedNotCalled), [`OutsideGuest`](Error::OutsideGuest), [`NurseryClosed`](Error::NurseryClosed), [`ScopeReused`](Error::ScopeReused), [`Closed`](Error::Closed), [`EndOfChannel`](Error::EndOfChannel), [`Full`](Error::Full), [`Lagged`](Error::Lagged) |
 //! | host (executor, reactor, `host::net`) | [`HostTaskCancelled`](Error::HostTaskCancelled), [`NoHostLoop`](Error::NoHostLoop), [`NoClock`](Error::NoClock), [`Io`](Error::Io), [`Os`](Error::Os) |
 //! | guest run on a host | [`GuestRunAbandoned`](Error::GuestRunAbandoned), [`GuestAlreadyRunning`](Error::GuestAlreadyRunning) |
 //! | `to_host` (linked task pairs) | [`HostCancelled`](Error::HostCancelled), [`HostTaskExited`](Error::HostTaskExited), [`GuestCancelled`](Error::GuestCancelled), [`GuestTaskExited`](Error::GuestTaskExited), [`NotInfected`](Error::NotInfected), [`LinkStartedTwice`](Error::LinkStartedTwice), [`ResultTaken`](Error::ResultTaken) |
@@ -57,7 +57,8 @@
 //! use std::rc::Rc;
 //! use std::time::Duration;
 //!
-//! let r = guest::GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+//! let clock = guest::GuestConfig::new(Rc::new(VirtualClock::new()));
+//! let r = guest::run_with(clock, async {
 //!     guest::fail_after(Duration::from_secs(1), guest::sleep_forever()).await
 //! });
 //! assert!(matches!(r, Err(Error::TooSlow)));
@@ -407,6 +408,13 @@ pub enum Error {
     /// A channel's other side is gone.
     #[error("the channel is closed")]
     Closed,
+    /// `receive()` found the end of a channel or stream: every sender dropped (a guest
+    /// channel), the peer closed its side or the context ended (a context's stream), everything
+    /// sent before was received (trio's `EndOfChannel`). The `Option`-shaped reads
+    /// (`try_next`, the `Stream`s) give `None` instead. (A linked pair's `receive` ends with
+    /// [`Error::HostTaskExited`] instead: its sender is a host task, and that is its exit.)
+    #[error("end of channel: the sending side closed it")]
+    EndOfChannel,
     /// A non-blocking send found the other side's buffer full (the value was handed back).
     #[error("the channel is full: wait with send().await, or raise the capacity")]
     Full,
@@ -450,7 +458,7 @@ pub enum Error {
     /// An actor was asked to run a function that its binary does not register.
     #[error(
         "no function '{func}' in namespace '{ns}' of actor '{actor}': register it with \
-         `Endpoints::function` in the binary the actor runs"
+         `Endpoints::serve` in the binary the actor runs"
     )]
     UnknownFunction {
         /// The namespace.
@@ -695,7 +703,8 @@ pub enum Error {
         /// What the child said (its report, or the last line of its launcher's stderr).
         report: String,
     },
-    /// `Portal::wait_for_result` on a portal that was not made by `run_in_actor`.
+    /// A one-shot result asked of a portal that was not made by `run_in_actor` (the typed
+    /// [`OneShot`](crate::actor::OneShot) makes this impossible from outside the crate).
     #[error("actor '{actor}' was started with start_actor: only run_in_actor portals have a result")]
     NoResult {
         /// The actor's name.
@@ -960,6 +969,7 @@ impl Error {
             Error::NurseryClosed => ErrorKind::NurseryClosed,
             Error::OutsideGuest => ErrorKind::OutsideGuest,
             Error::Closed => ErrorKind::Closed,
+            Error::EndOfChannel => ErrorKind::EndOfChannel,
             Error::Full => ErrorKind::Full,
             Error::Lagged { .. } => ErrorKind::Lagged,
             Error::User(_) => return None,
@@ -1201,6 +1211,8 @@ error_kinds! {
     OutsideGuest,
     /// [`Error::Closed`].
     Closed,
+    /// [`Error::EndOfChannel`].
+    EndOfChannel,
     /// [`Error::Full`].
     Full,
     /// [`Error::Lagged`].
@@ -1368,6 +1380,7 @@ mod tests {
             (Error::NurseryClosed, "NurseryClosed"),
             (Error::OutsideGuest, "OutsideGuest"),
             (Error::Closed, "Closed"),
+            (Error::EndOfChannel, "EndOfChannel"),
             (Error::Full, "Full"),
             (Error::Lagged { skipped: 1 }, "Lagged"),
             (Error::RemoteActor(remote("ValueError")), "RemoteActorError"),
@@ -1432,7 +1445,7 @@ mod tests {
         // One row per kind, each kind once, in declaration order.
         let kinds: Vec<ErrorKind> = table.iter().map(|(e, _)| e.crate_kind().unwrap()).collect();
         assert_eq!(kinds, ErrorKind::ALL);
-        assert_eq!(ErrorKind::ALL.len(), 51);
+        assert_eq!(ErrorKind::ALL.len(), 52);
     }
 
     #[test]

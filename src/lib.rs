@@ -25,7 +25,7 @@
 //! use infect::{guest::{self, GuestConfig}, time::VirtualClock};
 //! use std::{rc::Rc, time::Duration};
 //!
-//! let out = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+//! let out = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 //!     let (tx, mut rx) = guest::channel::<u32>(1);
 //!     let total = guest::open_nursery(async |n| {
 //!         n.start_soon(async move {

@@ -17,7 +17,7 @@ use std::io::BufReader;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use infect::actor::{self, ActorOpts, Endpoints};
+use infect::actor::{self, ActorOpts, ContextFn, Endpoints, Function};
 use infect::error::{ErrorKind, RemoteKind};
 use infect::guest;
 use infect::wire::{
@@ -49,53 +49,53 @@ async fn fail_typed(feed: String) -> Result<()> {
 }
 
 /// A user error whose explicit kind is a crate kind's name.
-async fn fail_clashing(_: ()) -> Result<()> {
+async fn fail_clashing() -> Result<()> {
     Err(Error::msg("StartedTwice", "my own StartedTwice"))
 }
 
-async fn sleep_forever(_: ()) -> Result<()> {
+async fn sleep_forever() -> Result<()> {
     guest::sleep_forever().await
 }
 
 /// Ignores cancellation entirely: blocks the whole process.
-async fn stubborn(_: ()) -> Result<()> {
+async fn stubborn() -> Result<()> {
     std::thread::sleep(Duration::from_secs(30));
     Ok(())
 }
 
-async fn pid(_: ()) -> Result<u32> {
+async fn pid() -> Result<u32> {
     Ok(std::process::id())
 }
 
-async fn abort(_: ()) -> Result<()> {
+async fn abort() -> Result<()> {
     std::process::abort()
 }
 
 /// The line of the `panic!` in [`panics`], for the expected location.
 const PANIC_LINE: u32 = line!() + 3;
 
-async fn panics(_: ()) -> Result<()> {
+async fn panics() -> Result<()> {
     panic!("endpoint panicked on purpose")
 }
 
 /// Panics the way a `panic = "abort"` build does: the hook reports, then the process aborts.
-async fn panics_aborting(_: ()) -> Result<()> {
+async fn panics_aborting() -> Result<()> {
     actor::testing::abort_on_panic();
     panic!("aborting panic on purpose")
 }
 
-async fn infected(_: ()) -> Result<bool> {
+async fn infected() -> Result<bool> {
     Ok(actor::current_actor().is_infected())
 }
 
 /// Writes a corrupt frame into the pipe to the parent, then answers normally.
-async fn garbage(_: ()) -> Result<u64> {
+async fn garbage() -> Result<u64> {
     actor::current_actor().write_raw_to_parent(b"garbage\x00").map_err(Error::user)?;
     Ok(7)
 }
 
 /// Writes a frame over the limit (no zero inside) into the pipe, then answers normally.
-async fn oversize_raw(_: ()) -> Result<u64> {
+async fn oversize_raw() -> Result<u64> {
     let mut bytes = vec![0x11u8; 70_000];
     bytes.push(0);
     actor::current_actor().write_raw_to_parent(&bytes).map_err(Error::user)?;
@@ -103,7 +103,7 @@ async fn oversize_raw(_: ()) -> Result<u64> {
 }
 
 /// Writes three bytes of a frame and dies.
-async fn truncate(_: ()) -> Result<()> {
+async fn truncate() -> Result<()> {
     actor::current_actor().write_raw_to_parent(&[0x05, 0x01, 0x02]).map_err(Error::user)?;
     std::process::exit(3)
 }
@@ -119,7 +119,7 @@ async fn big(n: u32) -> Result<Vec<u8>> {
 /// Runs a one-shot grandchild that fails: its error comes back through us.
 async fn grandchild_fails(message: String) -> Result<()> {
     actor::open_nursery(async |an| {
-        an.run_in_actor("t", "fail", &message, ActorOpts::new().name("grandchild")).await?;
+        an.run_in_actor(FAIL, &message, ActorOpts::new().name("grandchild")).await?;
         Ok(())
     })
     .await
@@ -127,7 +127,7 @@ async fn grandchild_fails(message: String) -> Result<()> {
 }
 
 /// Starts a grandchild, prints its pid, and holds it until cancelled.
-async fn hold_grandchild(_: ()) -> Result<()> {
+async fn hold_grandchild() -> Result<()> {
     actor::open_nursery(async |an| {
         let gc = an.start_actor("grandchild", ActorOpts::new().enable_modules(["t"])).await?;
         println!("pid {}", gc.pid());
@@ -146,27 +146,52 @@ async fn touch_then_sleep(path: String) -> Result<()> {
     guest::sleep_forever().await
 }
 
+// Typed handles on the endpoints below, declared once and used at both ends.
+/// `examples/actor_tree.rs`'s `math.add`, for the case that runs that program as an actor.
+const MATH_ADD: Function<(i64, i64), i64> = Function::new("math", "add");
+/// What the hostile children (which are no infect actors) are asked to run.
+const ANYTHING: Function<(), u64> = Function::new("t", "anything");
+const ECHO: Function<u64, u64> = Function::new("t", "echo");
+const FAIL: Function<String, ()> = Function::new("t", "fail");
+const FAIL_TYPED: Function<String, ()> = Function::new("t", "fail_typed");
+const FAIL_CLASHING: Function<(), ()> = Function::new("t", "fail_clashing");
+const SLEEP_FOREVER: Function<(), ()> = Function::new("t", "sleep_forever");
+const STUBBORN: Function<(), ()> = Function::new("t", "stubborn");
+const PID: Function<(), u32> = Function::new("t", "pid");
+const ABORT: Function<(), ()> = Function::new("t", "abort");
+const PANICS: Function<(), ()> = Function::new("t", "panics");
+const PANICS_ABORTING: Function<(), ()> = Function::new("t", "panics_aborting");
+const INFECTED: Function<(), bool> = Function::new("t", "infected");
+const GARBAGE: Function<(), u64> = Function::new("t", "garbage");
+const OVERSIZE_RAW: Function<(), u64> = Function::new("t", "oversize_raw");
+const TRUNCATE: Function<(), ()> = Function::new("t", "truncate");
+const BIG: Function<u32, Vec<u8>> = Function::new("t", "big");
+const ECHO_BYTES: Function<Vec<u8>, Vec<u8>> = Function::new("t", "echo_bytes");
+const GRANDCHILD_FAILS: Function<String, ()> = Function::new("t", "grandchild_fails");
+const HOLD_GRANDCHILD: Function<(), ()> = Function::new("t", "hold_grandchild");
+const TOUCH_THEN_SLEEP: Function<String, ()> = Function::new("t", "touch_then_sleep");
+
 fn endpoints() -> Endpoints {
     Endpoints::new()
-        .function("t", "echo", echo)
-        .function("t", "fail", fail)
-        .function("t", "fail_typed", fail_typed)
-        .function("t", "fail_clashing", fail_clashing)
-        .function("t", "sleep_forever", sleep_forever)
-        .function("t", "stubborn", stubborn)
-        .function("t", "pid", pid)
-        .function("t", "abort", abort)
-        .function("t", "panics", panics)
-        .function("t", "panics_aborting", panics_aborting)
-        .function("t", "infected", infected)
-        .function("t", "garbage", garbage)
-        .function("t", "oversize_raw", oversize_raw)
-        .function("t", "truncate", truncate)
-        .function("t", "big", big)
-        .function("t", "echo_bytes", echo_bytes)
-        .function("t", "grandchild_fails", grandchild_fails)
-        .function("t", "hold_grandchild", hold_grandchild)
-        .function("t", "touch_then_sleep", touch_then_sleep)
+        .serve(ECHO, echo)
+        .serve(FAIL, fail)
+        .serve(FAIL_TYPED, fail_typed)
+        .serve(FAIL_CLASHING, fail_clashing)
+        .serve(SLEEP_FOREVER, sleep_forever)
+        .serve(STUBBORN, stubborn)
+        .serve(PID, pid)
+        .serve(ABORT, abort)
+        .serve(PANICS, panics)
+        .serve(PANICS_ABORTING, panics_aborting)
+        .serve(INFECTED, infected)
+        .serve(GARBAGE, garbage)
+        .serve(OVERSIZE_RAW, oversize_raw)
+        .serve(TRUNCATE, truncate)
+        .serve(BIG, big)
+        .serve(ECHO_BYTES, echo_bytes)
+        .serve(GRANDCHILD_FAILS, grandchild_fails)
+        .serve(HOLD_GRANDCHILD, hold_grandchild)
+        .serve(TOUCH_THEN_SLEEP, touch_then_sleep)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -317,7 +342,7 @@ fn hostile_script() -> Option<String> {
 async fn portal_run_returns_value() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("echoer", t()).await?;
-        let v: u64 = p.run("t", "echo", &42u64).await?;
+        let v: u64 = p.run(ECHO, &42u64).await?;
         let aid = p.aid().ok_or(Error::Closed)?;
         let graceful = p.cancel_actor().await?;
         Ok((v, aid, graceful, p.pid()))
@@ -334,7 +359,7 @@ async fn portal_run_returns_value() -> Check {
 async fn remote_failure_is_boxed() -> Check {
     let r: Result<()> = actor::open_nursery(async |an| {
         let p = an.start_actor("failer", t()).await?;
-        p.run("t", "fail", "bad thing").await
+        p.run(FAIL, &"bad thing".to_owned()).await
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
@@ -350,8 +375,8 @@ async fn remote_failure_is_boxed() -> Check {
 async fn remote_user_error_kind_is_its_type_path() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("typed", t()).await?;
-        let typed = p.run::<_, ()>("t", "fail_typed", "prices").await;
-        let clash = p.run::<_, ()>("t", "fail_clashing", &()).await;
+        let typed = p.run(FAIL_TYPED, &"prices".to_owned()).await;
+        let clash = p.run(FAIL_CLASHING, &()).await;
         p.cancel_actor().await?;
         Ok((typed, clash))
     })
@@ -373,9 +398,9 @@ async fn remote_user_error_kind_is_its_type_path() -> Check {
 
 async fn run_in_actor_result() -> Check {
     let v = actor::open_nursery(async |an| {
-        let p = an.run_in_actor("t", "echo", &5u64, ActorOpts::new()).await?;
+        let p = an.run_in_actor(ECHO, &5u64, ActorOpts::new()).await?;
         ensure_ok(p.name() == "echo")?;
-        p.wait_for_result::<u64>().await
+        p.wait_for_result().await
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled))
@@ -387,7 +412,7 @@ async fn run_in_actor_result() -> Check {
 async fn run_in_actor_error() -> Check {
     // The block does not look at the result: the nursery raises it on exit.
     let r: Result<()> = actor::open_nursery(async |an| {
-        an.run_in_actor("t", "fail", "one-shot failed", ActorOpts::new()).await?;
+        an.run_in_actor(FAIL, &"one-shot failed".to_owned(), ActorOpts::new()).await?;
         Ok(())
     })
     .await
@@ -397,8 +422,8 @@ async fn run_in_actor_error() -> Check {
     ensure!(rem.boxed_type == "ValueError" && rem.message == "one-shot failed", "{e:?}");
     // The block re-raising it from wait_for_result: still one error.
     let r: Result<()> = actor::open_nursery(async |an| {
-        let p = an.run_in_actor("t", "fail", "seen twice", ActorOpts::new()).await?;
-        p.wait_for_result::<()>().await
+        let p = an.run_in_actor(FAIL, &"seen twice".to_owned(), ActorOpts::new()).await?;
+        p.wait_for_result().await
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
@@ -410,8 +435,8 @@ async fn run_in_actor_error() -> Check {
 
 async fn two_failures_make_a_group() -> Check {
     let r: Result<()> = actor::open_nursery(async |an| {
-        an.run_in_actor("t", "fail", "one", ActorOpts::new().name("first")).await?;
-        an.run_in_actor("t", "fail", "two", ActorOpts::new().name("second")).await?;
+        an.run_in_actor(FAIL, &"one".to_owned(), ActorOpts::new().name("first")).await?;
+        an.run_in_actor(FAIL, &"two".to_owned(), ActorOpts::new().name("second")).await?;
         Ok(())
     })
     .await
@@ -439,10 +464,10 @@ async fn two_failures_make_a_group() -> Check {
 async fn bad_requests_keep_the_child_serving() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("picky", t()).await?;
-        let a = p.run::<_, u64>("other", "echo", &1u64).await;
-        let b = p.run::<_, u64>("t", "nope", &1u64).await;
-        let c = p.run::<_, u64>("t", "echo", "not a number").await;
-        let ok: u64 = p.run("t", "echo", &9u64).await?;
+        let a = p.run(Function::<u64, u64>::new("other", "echo"), &1).await;
+        let b = p.run(Function::<u64, u64>::new("t", "nope"), &1).await;
+        let c = p.run(Function::<_, u64>::new("t", "echo"), &"not a number").await;
+        let ok: u64 = p.run(ECHO, &9u64).await?;
         Ok((a, b, c, ok))
     })
     .await
@@ -474,7 +499,7 @@ async fn bad_requests_keep_the_child_serving() -> Check {
 async fn grandchild_error_relays_to_root() -> Check {
     let r: Result<()> = actor::open_nursery(async |an| {
         let p = an.start_actor("middle", t()).await?;
-        p.run("t", "grandchild_fails", "deep trouble").await
+        p.run(GRANDCHILD_FAILS, &"deep trouble".to_owned()).await
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
@@ -493,7 +518,7 @@ async fn cancel_actor_on_a_busy_child() -> Check {
         let graceful = guest::open_nursery(async |n| {
             let (p2, o) = (p.clone(), out.clone());
             n.start_soon(async move {
-                *o.borrow_mut() = Some(p2.run::<_, ()>("t", "sleep_forever", &()).await);
+                *o.borrow_mut() = Some(p2.run(SLEEP_FOREVER, &()).await);
                 Ok(())
             })?;
             guest::sleep(Duration::from_millis(100)).await?;
@@ -525,7 +550,7 @@ async fn stubborn_child_is_killed_by_the_ladder() -> Check {
         let (graceful, took) = guest::open_nursery(async |n| {
             let (p2, o) = (p.clone(), out.clone());
             n.start_soon(async move {
-                *o.borrow_mut() = Some(p2.run::<_, ()>("t", "stubborn", &()).await);
+                *o.borrow_mut() = Some(p2.run(STUBBORN, &()).await);
                 Ok(())
             })?;
             guest::sleep(Duration::from_millis(100)).await?;
@@ -555,14 +580,14 @@ async fn stubborn_child_is_killed_by_the_ladder() -> Check {
 async fn killed_child_mid_call_is_an_error() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("victim", t()).await?;
-        let pid: u32 = p.run("t", "pid", &()).await?;
+        let pid: u32 = p.run(PID, &()).await?;
         let out = guest::open_nursery(async |n| {
             n.start_soon(async move {
                 guest::sleep(Duration::from_millis(50)).await?;
                 signal(pid, libc::SIGKILL);
                 Ok(())
             })?;
-            Ok(guest::fail_after(Duration::from_secs(5), p.run::<_, ()>("t", "sleep_forever", &())).await)
+            Ok(guest::fail_after(Duration::from_secs(5), p.run(SLEEP_FOREVER, &())).await)
         })
         .await?
         .ok_or(Error::Cancelled)?;
@@ -582,7 +607,7 @@ async fn killed_child_mid_call_is_an_error() -> Check {
 async fn abort_reaches_the_parent() -> Check {
     let r = actor::open_nursery(async |an| {
         let a = an.start_actor("aborter", t()).await?;
-        Ok(a.run::<_, ()>("t", "abort", &()).await)
+        Ok(a.run(ABORT, &()).await)
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
@@ -605,7 +630,7 @@ async fn panic_in_endpoint_is_boxed_and_the_actor_serves_on() -> Check {
     if cfg!(panic = "abort") {
         let r = actor::open_nursery(async |an| {
             let p = an.start_actor("panicker", t()).await?;
-            Ok(p.run::<_, ()>("t", "panics", &()).await)
+            Ok(p.run(PANICS, &()).await)
         })
         .await
         .and_then(|v| v.ok_or(infect::Error::Cancelled));
@@ -616,8 +641,8 @@ async fn panic_in_endpoint_is_boxed_and_the_actor_serves_on() -> Check {
     }
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("panicker", t()).await?;
-        let panicked = p.run::<_, ()>("t", "panics", &()).await;
-        let after: u64 = p.run("t", "echo", &3u64).await?;
+        let panicked = p.run(PANICS, &()).await;
+        let after: u64 = p.run(ECHO, &3u64).await?;
         let graceful = p.cancel_actor().await?;
         Ok((panicked, after, graceful))
     })
@@ -638,7 +663,7 @@ async fn panic_in_endpoint_is_boxed_and_the_actor_serves_on() -> Check {
 async fn panic_under_abort_reports_its_message() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("abort_panicker", t()).await?;
-        Ok(p.run::<_, ()>("t", "panics_aborting", &()).await)
+        Ok(p.run(PANICS_ABORTING, &()).await)
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
@@ -661,7 +686,7 @@ async fn damaged_streams() -> Check {
         let p = an.start_actor("garbler", t()).await?;
         // Arguments too big for a frame: refused here, before a byte is written (cid 1).
         let huge = vec![0u64; 70_000];
-        let too_big = p.run::<_, u64>("t", "echo", &huge).await;
+        let too_big = p.run(Function::<_, u64>::new("t", "echo"), &huge).await;
         let expected = encode_frame(
             &Msg::Start {
                 cid: 1,
@@ -673,14 +698,14 @@ async fn damaged_streams() -> Check {
             usize::MAX,
         )?
         .len();
-        let after: u64 = p.run("t", "echo", &3u64).await?;
+        let after: u64 = p.run(ECHO, &3u64).await?;
         // Garbage, then a valid answer.
-        let g: u64 = p.run("t", "garbage", &()).await?;
+        let g: u64 = p.run(GARBAGE, &()).await?;
         let errors_after_garbage = p.wire_errors();
         // A raw frame over the limit, then a valid answer.
-        let o: u64 = p.run("t", "oversize_raw", &()).await?;
+        let o: u64 = p.run(OVERSIZE_RAW, &()).await?;
         // A result too big for a frame: the child says so.
-        let big = p.run::<_, Vec<u8>>("t", "big", &70_000u32).await;
+        let big = p.run(BIG, &70_000).await;
         Ok((too_big, expected, after, g, errors_after_garbage, o, p.wire_errors(), big))
     })
     .await
@@ -707,7 +732,7 @@ async fn damaged_streams() -> Check {
 async fn truncated_frame_at_eof() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("truncator", t()).await?;
-        let out = p.run::<_, ()>("t", "truncate", &()).await;
+        let out = p.run(TRUNCATE, &()).await;
         Ok((out, p.wire_errors()))
     })
     .await
@@ -727,9 +752,9 @@ async fn infected_and_plain_children() -> Check {
     let r = actor::open_nursery(async |an| {
         let a = an.start_actor("plain", t()).await?;
         let b = an.start_actor("infected", t().infect_host(true)).await?;
-        let x: bool = a.run("t", "infected", &()).await?;
-        let y: bool = b.run("t", "infected", &()).await?;
-        let v: u64 = b.run("t", "echo", &11u64).await?;
+        let x: bool = a.run(INFECTED, &()).await?;
+        let y: bool = b.run(INFECTED, &()).await?;
+        let v: u64 = b.run(ECHO, &11u64).await?;
         Ok((x, y, v, b.cancel_actor().await?))
     })
     .await
@@ -750,7 +775,7 @@ async fn sigint_to_a_child() -> Check {
             let (pc, o) = (p.clone(), out.clone());
             let arg = p2.to_string_lossy().into_owned();
             n.start_soon(async move {
-                *o.borrow_mut() = Some(pc.run::<_, ()>("t", "touch_then_sleep", &arg).await);
+                *o.borrow_mut() = Some(pc.run(TOUCH_THEN_SLEEP, &arg).await);
                 Ok(())
             })?;
             let up = wait_until(Duration::from_secs(5), || p2.exists()).await;
@@ -912,7 +937,7 @@ fn no_pidfd() -> bool {
 
 /// The exit-detection path in use is the one the environment asks for.
 async fn exit_detection_mode() -> Check {
-    let v = actor::open_nursery(async |an| an.start_actor("mode", t()).await?.run::<_, u64>("t", "echo", &3u64).await)
+    let v = actor::open_nursery(async |an| an.start_actor("mode", t()).await?.run(ECHO, &3u64).await)
         .await
         .and_then(|v| v.ok_or(infect::Error::Cancelled))
         .map_err(|e| format!("{e:?}"))?;
@@ -976,7 +1001,7 @@ async fn nursery_cancel_is_not_a_failure() -> Check {
         an.start_actor("second", t()).await?;
         guest::open_nursery(async |n| {
             n.start_soon(async move {
-                *c2.borrow_mut() = Some(a.run::<_, ()>("t", "sleep_forever", &()).await);
+                *c2.borrow_mut() = Some(a.run(SLEEP_FOREVER, &()).await);
                 Ok(())
             })?;
             guest::sleep(Duration::from_millis(50)).await?;
@@ -1041,7 +1066,7 @@ async fn role_catch() -> Result<()> {
                 let p = an.start_actor(name, t()).await?;
                 println!("pid {}", p.pid());
                 let file = dir.join(format!("infect-actors-sub-{}", p.pid())).to_string_lossy().into_owned();
-                n.start_soon(async move { p.run::<_, ()>("t", "touch_then_sleep", &file).await })?;
+                n.start_soon(async move { p.run(TOUCH_THEN_SLEEP, &file).await })?;
             }
             guest::sleep_forever().await
         })
@@ -1058,7 +1083,7 @@ async fn role_catch() -> Result<()> {
     guest::sleep(Duration::from_millis(5)).await?;
     let v: u64 = actor::open_nursery(async |an| {
         let p = an.start_actor("cleaner", t()).await?;
-        p.run("t", "echo", &9u64).await
+        p.run(ECHO, &9u64).await
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled))?;
@@ -1139,7 +1164,7 @@ async fn role_nostdin() -> Result<()> {
     unsafe { libc::close(0) };
     let v: u64 = actor::open_nursery(async |an| {
         let p = an.start_actor("stdinless", t()).await?;
-        let v = p.run("t", "echo", &5u64).await?;
+        let v = p.run(ECHO, &5u64).await?;
         p.cancel_actor().await?;
         Ok(v)
     })
@@ -1170,7 +1195,7 @@ async fn role_tree() -> Result<()> {
             for name in ["left", "right"] {
                 let p = an.start_actor(name, t()).await?;
                 println!("pid {}", p.pid());
-                n.start_soon(async move { p.run::<_, ()>("t", "hold_grandchild", &()).await })?;
+                n.start_soon(async move { p.run(HOLD_GRANDCHILD, &()).await })?;
             }
             guest::sleep_forever().await
         })
@@ -1189,7 +1214,7 @@ async fn role_sigint() -> Result<()> {
                 let p = an.start_actor(name, t()).await?;
                 println!("pid {}", p.pid());
                 let file = dir.join(format!("infect-actors-sub-{}", p.pid())).to_string_lossy().into_owned();
-                n.start_soon(async move { p.run::<_, ()>("t", "touch_then_sleep", &file).await })?;
+                n.start_soon(async move { p.run(TOUCH_THEN_SLEEP, &file).await })?;
             }
             guest::sleep_forever().await
         })
@@ -1214,11 +1239,11 @@ async fn another_program_serves_its_endpoints() -> Check {
     let opts = ActorOpts::new().enable_modules(["math", "t"]).program(&program);
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("calculator", opts).await?;
-        let sum: i64 = p.run("math", "add", &(40i64, 2i64)).await?;
-        let not_enabled = p.run::<_, String>("text", "shout", "hi").await;
-        let not_served = p.run::<_, u64>("t", "echo", &1u64).await;
-        let unknown = p.run::<_, i64>("math", "nope", &(1i64, 2i64)).await;
-        let again: i64 = p.run("math", "add", &(1i64, 2i64)).await?;
+        let sum = p.run(MATH_ADD, &(40, 2)).await?;
+        let not_enabled = p.run(Function::<String, String>::new("text", "shout"), &"hi".to_owned()).await;
+        let not_served = p.run(ECHO, &1u64).await;
+        let unknown = p.run(Function::<(i64, i64), i64>::new("math", "nope"), &(1, 2)).await;
+        let again = p.run(MATH_ADD, &(1, 2)).await?;
         let graceful = p.cancel_actor().await?;
         Ok((sum, not_enabled, not_served, unknown, again, graceful))
     })
@@ -1239,7 +1264,7 @@ async fn another_program_serves_its_endpoints() -> Check {
     // "t" is enabled, but that program registers nothing in it (this binary does).
     let fn_msg = |func: &str, ns: &str| {
         format!(
-            "no function '{func}' in namespace '{ns}' of actor 'calculator': register it with `Endpoints::function` in the binary the actor runs"
+            "no function '{func}' in namespace '{ns}' of actor 'calculator': register it with `Endpoints::serve` in the binary the actor runs"
         )
     };
     for (e, func, ns) in [(not_served.err(), "echo", "t"), (unknown.err(), "nope", "math")] {
@@ -1285,7 +1310,7 @@ async fn configured_frame_limit() -> Check {
         let p = an.start_actor("small", t().max_frame(256)).await?;
         // Arguments over 256 bytes: refused here, before a byte is written (cid 1).
         let arg = vec![7u8; 300];
-        let too_big = p.run::<_, Vec<u8>>("t", "echo_bytes", &arg).await;
+        let too_big = p.run(ECHO_BYTES, &arg).await;
         let expected = encode_frame(
             &Msg::Start {
                 cid: 1,
@@ -1298,10 +1323,10 @@ async fn configured_frame_limit() -> Check {
         )?
         .len();
         // Still serving, with small payloads both ways.
-        let small: Vec<u8> = p.run("t", "echo_bytes", &vec![1u8; 100]).await?;
+        let small = p.run(ECHO_BYTES, &vec![1u8; 100]).await?;
         // A result over 256 bytes: the child refuses to send it and reports an error instead.
-        let big = p.run::<_, Vec<u8>>("t", "big", &300u32).await;
-        let after: u64 = p.run("t", "echo", &11u64).await?;
+        let big = p.run(BIG, &300).await;
+        let after: u64 = p.run(ECHO, &11u64).await?;
         let graceful = p.cancel_actor().await?;
         Ok((too_big, expected, small, big, after, graceful, p.wire_errors()))
     })
@@ -1334,8 +1359,8 @@ async fn oversized_unknown_function_report_is_shortened() -> Check {
         Duration::from_secs(5),
         actor::open_nursery(async |an| {
             let p = an.start_actor("small", t().max_frame(256)).await?;
-            let unknown = p.run::<_, u64>("t", &func, &1u64).await;
-            let after: u64 = p.run("t", "echo", &5u64).await?;
+            let unknown = p.run(Function::<u64, u64>::new("t", func.clone().leak()), &1).await;
+            let after: u64 = p.run(ECHO, &5u64).await?;
             Ok((unknown, after, p.cancel_actor().await?))
         }),
     )
@@ -1345,7 +1370,7 @@ async fn oversized_unknown_function_report_is_shortened() -> Check {
     let rb = remote(&e)?;
     ensure!(rb.boxed_type == "UnknownFunction" && rb.src.name == "small", "{e:?}");
     let full = format!(
-        "no function '{func}' in namespace 't' of actor 'small': register it with `Endpoints::function` in the binary the actor runs"
+        "no function '{func}' in namespace 't' of actor 'small': register it with `Endpoints::serve` in the binary the actor runs"
     );
     let kept = rb.message.strip_suffix(CUT_MARKER).ok_or_else(|| format!("not marked as cut: {:?}", rb.message))?;
     ensure!(full.starts_with(kept) && kept.len() > 100 && kept.len() < full.len(), "message {:?}", rb.message);
@@ -1362,7 +1387,7 @@ async fn oversized_endpoint_error_is_shortened() -> Check {
         Duration::from_secs(5),
         actor::open_nursery(async |an| {
             let p = an.start_actor(&name, t().max_frame(256)).await?;
-            let failed = p.run::<_, ()>("t", "fail", &message).await;
+            let failed = p.run(FAIL, &message).await;
             Ok((failed, p.cancel_actor().await?))
         }),
     )
@@ -1386,7 +1411,7 @@ async fn flooding_child_costs_bounded_memory() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("flooder", hostile.opts()).await?;
         // Served after the flood (pipe order): by now the parent has read all of it.
-        let seven: u64 = p.run("t", "anything", &()).await?;
+        let seven = p.run(ANYTHING, &()).await?;
         let grown = rss_kib().saturating_sub(rss0);
         Ok((seven, p.wire_error_count(), p.wire_errors(), p.peer_error_count(), p.peer_errors(), grown))
     })
@@ -1416,7 +1441,7 @@ async fn out_of_dialog_messages_are_refused() -> Check {
     let hostile = Hostile::new("out_of_dialog")?;
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("liar", hostile.opts()).await?;
-        let seven: u64 = p.run("t", "anything", &()).await?;
+        let seven = p.run(ANYTHING, &()).await?;
         Ok((seven, p.aid(), p.pid(), p.protocol_errors(), p.protocol_error_count()))
     })
     .await
@@ -1442,7 +1467,7 @@ async fn unsolicited_cancel_ack_is_refused() -> Check {
     let hostile = Hostile::new("cancelack")?;
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("eager", hostile.opts()).await?;
-        let seven: u64 = p.run("t", "anything", &()).await?;
+        let seven = p.run(ANYTHING, &()).await?;
         let graceful = p.cancel_actor().await?;
         Ok((seven, graceful, p.protocol_errors()))
     })
@@ -1463,7 +1488,7 @@ async fn items_past_the_window_are_an_overrun() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("pusher", hostile.opts()).await?;
         let out = p
-            .open_context("t", "stream", &(), async |ctx, ()| {
+            .open_context(ContextFn::<(), ()>::new("t", "stream"), &(), async |ctx, ()| {
                 ctx.open_stream(async |stream| {
                     guest::sleep(Duration::from_millis(200)).await?;
                     stream.receive::<u64>().await
@@ -1531,7 +1556,7 @@ async fn silent_program_times_out_the_handshake() -> Check {
     // The same bound holds for a one-shot actor, whose call is pipelined behind the handshake.
     let t0 = Instant::now();
     let r: Result<()> = actor::open_nursery(async |an| {
-        an.run_in_actor("t", "echo", &1u64, opts().name("mute-once")).await?;
+        an.run_in_actor(ECHO, &1u64, opts().name("mute-once")).await?;
         Ok(())
     })
     .await
@@ -1619,7 +1644,7 @@ async fn inherited_descriptors_do_not_reach_actors() -> Check {
     ensure!(fd >= 0, "open failed");
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("clean", t()).await?;
-        let pid: u32 = p.run("t", "pid", &()).await?;
+        let pid: u32 = p.run(PID, &()).await?;
         let mut fds = Vec::new();
         for e in std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(Error::user)?.flatten() {
             let target = std::fs::read_link(e.path()).unwrap_or_default();
@@ -1646,7 +1671,7 @@ async fn over_long_name_is_refused_before_spawning() -> Check {
         let spawned = an.live_actors();
         // Exactly at the limit is fine.
         let ok = an.start_actor(&"n".repeat(actor::MAX_ACTOR_NAME), t()).await?;
-        let v: u64 = ok.run("t", "echo", &1u64).await?;
+        let v: u64 = ok.run(ECHO, &1u64).await?;
         Ok((p.map(drop), spawned, v))
     })
     .await
@@ -1703,6 +1728,7 @@ async fn run_all() -> Result<(usize, usize)> {
         over_long_name_is_refused_before_spawning,
         ctrl_c_during_spawn_exits_130,
         big_root_future_runs,
+        main_prints_the_error_and_exits_1,
         grandchild_error_relays_to_root,
         cancel_actor_on_a_busy_child,
         stubborn_child_is_killed_by_the_ladder,
@@ -1743,7 +1769,7 @@ async fn big_root() -> Result<u64> {
     guest::sleep(Duration::from_millis(1)).await?;
     let v: u64 = actor::open_nursery(async |an| {
         let p = an.start_actor("small", t()).await?;
-        let v = p.run("t", "echo", &41u64).await?;
+        let v = p.run(ECHO, &41u64).await?;
         p.cancel_actor().await?;
         Ok(v)
     })
@@ -1764,7 +1790,54 @@ async fn big_root_future_runs() -> Check {
     Ok(())
 }
 
-fn main() {
+/// `actor::main` in a sub-root: prints `"<program>: <error>"` (the error's `Display`) to stderr and
+/// exits 1 when the root fails; silent, exit 0, when it returns `Ok`. The failing root fails
+/// with an error that came back from a child actor, so that the whole tree is up when it ends.
+async fn main_prints_the_error_and_exits_1() -> Check {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let program = exe.file_name().ok_or("no file name")?.to_string_lossy().into_owned();
+    let mut outcomes = Vec::new();
+    for role in ["mainfails", "mainok"] {
+        let mut root = std::process::Command::new(&exe)
+            .env("ACTORS_TEST_ROLE", role)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut err = root.stderr.take().ok_or("no stderr")?;
+        let status = exit_of(&mut root, Duration::from_secs(10)).await?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut err, &mut text).map_err(|e| e.to_string())?;
+        outcomes.push((status.code(), text));
+    }
+    let failed = format!("{program}: {}\n", Error::NurseryClosed);
+    ensure!(
+        outcomes[0] == (Some(1), failed.clone()),
+        "failing root: {:?}, expected (Some(1), {failed:?})",
+        outcomes[0]
+    );
+    ensure!(outcomes[1] == (Some(0), String::new()), "succeeding root: {:?}", outcomes[1]);
+    Ok(())
+}
+
+/// The root of the `mainfails` role: an error from a child, after a successful call.
+async fn role_main_fails() -> Result<()> {
+    actor::open_nursery::<(), _>(async |an| {
+        let p = an.start_actor("helper", t()).await?;
+        let v = p.run(ECHO, &7).await?;
+        ensure_eq(v, 7)?;
+        Err(Error::NurseryClosed)
+    })
+    .await
+    .map(drop)
+}
+
+fn ensure_eq(a: u64, b: u64) -> Result<()> {
+    if a == b { Ok(()) } else { Err(Error::msg("Mismatch", format!("{a} != {b}"))) }
+}
+
+fn main() -> std::process::ExitCode {
     if std::env::var_os("INFECT_ACTOR_PIPE").is_some() {
         // A child: keep the test output quiet (the actor's hook chains to this one); the parent
         // checks what the panics report.
@@ -1774,30 +1847,36 @@ fn main() {
         hostile_child(&script);
     }
     let role = std::env::var("ACTORS_TEST_ROLE").unwrap_or_default();
+    if role == "mainfails" {
+        return actor::main(endpoints(), role_main_fails());
+    }
+    if role == "mainok" {
+        return actor::main(endpoints(), async { Ok(()) });
+    }
     if role == "handle" || role == "guestnursery" {
         // Their own `actor::main` call: the value must come out of it.
         let r = if role == "handle" {
-            actor::main(endpoints(), role_handle())
+            actor::run(endpoints(), role_handle())
         } else {
-            actor::main(endpoints(), role_guest_nursery())
+            actor::run(endpoints(), role_guest_nursery())
         };
         match r {
             Ok(v) => println!("value {v}"),
             Err(e) => println!("error: {e}"),
         }
-        return;
+        return std::process::ExitCode::SUCCESS;
     }
     if role == "bigfuture" {
         // Its own `actor::main` call, so that only this root (and its children) carry the size.
         let fut = big_root();
         assert!(std::mem::size_of_val(&fut) > 131_072);
-        match actor::main(endpoints(), fut) {
+        match actor::run(endpoints(), fut) {
             Ok(v) => println!("big {v}"),
             Err(e) => println!("error: {e}"),
         }
-        return;
+        return std::process::ExitCode::SUCCESS;
     }
-    let r = actor::main(endpoints(), async move {
+    let r = actor::run(endpoints(), async move {
         match role.as_str() {
             "tree" => role_tree().await.map(|()| (0, 0)),
             "sigint" => role_sigint().await.map(|()| (0, 0)),
@@ -1824,4 +1903,5 @@ fn main() {
         }
     });
     common_proc::report(r);
+    std::process::ExitCode::SUCCESS
 }

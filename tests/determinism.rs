@@ -39,7 +39,7 @@ fn host_workload(seed: Option<u64>) -> (Vec<T>, Vec<String>) {
         host::sleep(std::time::Duration::from_millis(1)).await.unwrap();
         e.set();
         l.push("h: event set".into());
-        while let Ok(Some(v)) = rx.recv().await {
+        while let Ok(Some(v)) = rx.try_next().await {
             l.push(format!("h: got {v}"));
         }
     })
@@ -83,7 +83,7 @@ fn guest_workload(seed: Option<u64>) -> Vec<T> {
     if let Some(s) = seed {
         config = config.seed(s);
     }
-    let r = config.run(async {
+    let r = guest::run_with(config, async {
         guest::open_nursery(async |n| {
             for id in 0..4u64 {
                 n.start_soon(async move {
@@ -170,7 +170,7 @@ fn a_seeded_standalone_guest_is_reproducible_and_seeds_differ() {
 #[test]
 fn the_fifo_guest_trace_is_exact() {
     let trace = Trace::new();
-    let r = GuestConfig::new(vclock()).trace(trace.clone()).run(async {
+    let r = guest::run_with(GuestConfig::new(vclock()).trace(trace.clone()), async {
         guest::open_nursery(async |n| {
             n.start_soon(async { guest::checkpoint().await })?;
             n.start_soon(async { guest::sleep(std::time::Duration::from_secs(1)).await })?;

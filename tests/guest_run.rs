@@ -1,5 +1,5 @@
 //! The two ways to run a guest, one scheduler: the outcome of `main` reaches the caller (or
-//! `done`, exactly once) unchanged under `guest::run`, `GuestConfig::run`, `Host::run_guest`
+//! `done`, exactly once) unchanged under `guest::run`, `guest::run_with`, `Host::run_guest`
 //! and a callback loop that only implements `guest::Hooks`; virtual
 //! time is exact under each; setup errors come back from the call; a run that is abandoned
 //! reports `GuestRunAbandoned` and drops its tasks.
@@ -70,7 +70,7 @@ fn run_on_the_monotonic_clock_really_sleeps() {
 fn config_run_on_a_virtual_clock_is_exact_and_instant() {
     let clock = vclock();
     let wall = std::time::Instant::now();
-    let r = GuestConfig::new(clock.clone()).run(sleepy_main(7));
+    let r = guest::run_with(GuestConfig::new(clock.clone()), sleepy_main(7));
     // 5 s (the nursery waits for its slowest child) + 600 s.
     assert_eq!(r, Ok((secs(605), 7)));
     assert_eq!(clock.now(), secs(605));
@@ -80,7 +80,7 @@ fn config_run_on_a_virtual_clock_is_exact_and_instant() {
 #[test]
 fn config_run_reports_the_error_at_its_virtual_instant() {
     let clock = vclock();
-    let r = GuestConfig::new(clock.clone()).run(failing_main());
+    let r = guest::run_with(GuestConfig::new(clock.clone()), failing_main());
     assert_eq!(r, Err(boom("Boom", "main failed")));
     assert_eq!(clock.now(), secs(2));
 }

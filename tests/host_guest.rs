@@ -176,10 +176,10 @@ fn host_and_guest_exchange_values_over_guest_channels() {
     let echo = host.spawn(async move {
         let mut seen = Vec::new();
         // A guest receiver awaited by a host task is a plain future.
-        while let Ok(Some(v)) = from_guest.recv().await {
+        while let Ok(Some(v)) = from_guest.try_next().await {
             seen.push(v);
             host::sleep(s(1)).await.unwrap();
-            if to_guest.try_send(v * 10).is_err() {
+            if to_guest.send_nowait(v * 10).is_err() {
                 break;
             }
         }
@@ -189,7 +189,7 @@ fn host_and_guest_exchange_values_over_guest_channels() {
         let mut back = Vec::new();
         for i in 1..=3 {
             to_host.send(i).await?;
-            back.push((from_host.recv().await?, guest::current_time()));
+            back.push((from_host.try_next().await?, guest::current_time()));
         }
         Ok(back)
     });

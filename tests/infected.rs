@@ -16,13 +16,11 @@
 mod common_proc;
 
 use std::cell::RefCell;
-use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::future::join;
-use infect::actor::{self, ActorOpts, Context, Endpoints, RootOpts};
+use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints, Function, RootOpts};
 use infect::to_host::{self, HostChannel, LinkOpts};
 use infect::{Error, Result, guest, host};
 
@@ -61,7 +59,7 @@ async fn move_on_host_forever(ms: u64) -> Result<()> {
     }
 }
 
-async fn host_forever(_: ()) -> Result<()> {
+async fn host_forever() -> Result<()> {
     to_host::run_task(host_sleep_forever()).await
 }
 
@@ -69,7 +67,7 @@ async fn run_task_echo(x: u64) -> Result<u64> {
     to_host::run_task(async move { Ok(x) }).await
 }
 
-async fn is_infected(_: ()) -> Result<bool> {
+async fn is_infected() -> Result<bool> {
     Ok(actor::current_actor().is_infected())
 }
 
@@ -82,7 +80,7 @@ async fn host_fails_ctx(ctx: Context, ms: u64) -> Result<()> {
         host::sleep(Duration::from_millis(ms)).await?;
         Err::<(), _>(value_error("host task failed"))
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |chan, first| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |chan, first| {
         ctx.started(first).await?;
         chan.receive().await?;
         Ok(())
@@ -91,7 +89,7 @@ async fn host_fails_ctx(ctx: Context, ms: u64) -> Result<()> {
 }
 
 /// The host task cancels itself after `started`.
-async fn host_self_cancel_ctx(ctx: Context, _: ()) -> Result<()> {
+async fn host_self_cancel_ctx(ctx: Context) -> Result<()> {
     let target = |chan: HostChannel<(), (), ()>| async move {
         chan.started_nowait(())?;
         host::yield_now().await?;
@@ -99,7 +97,7 @@ async fn host_self_cancel_ctx(ctx: Context, _: ()) -> Result<()> {
         host::sleep(Duration::from_secs(5)).await?;
         Ok(())
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |chan, ()| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| {
         ctx.started(&()).await?;
         chan.receive().await?;
         Ok(())
@@ -129,7 +127,7 @@ async fn stream_from_host(ctx: Context, mode: String) -> Result<u64> {
         }
         Ok(())
     };
-    let opts = LinkOpts::default().suppress_graceful_exits(mode != "host_exits_strict");
+    let opts = LinkOpts::new().suppress_graceful_exits(mode != "host_exits_strict");
     to_host::open_channel_from(target, opts, async |chan, ()| {
         ctx.started(&()).await?;
         ctx.open_stream(async |stream| {
@@ -138,7 +136,7 @@ async fn stream_from_host(ctx: Context, mode: String) -> Result<u64> {
                 let (a, b) = (chan.subscribe(), chan.subscribe());
                 let forward = async |tag: u8, sub: &to_host::BroadcastReceiver<u64>| {
                     let mut n = 0u64;
-                    while let Some(v) = sub.receive().await? {
+                    while let Some(v) = sub.try_next().await? {
                         stream.send(&(tag, v)).await?;
                         n += 1;
                     }
@@ -148,7 +146,7 @@ async fn stream_from_host(ctx: Context, mode: String) -> Result<u64> {
                 return Ok(x? + y?);
             }
             let mut count = 0u64;
-            while let Some(v) = chan.receive().await? {
+            while let Some(v) = chan.try_next().await? {
                 if count == 50 && mode == "guest_fails" {
                     return Err(value_error("guest failed at 50"));
                 }
@@ -181,14 +179,13 @@ async fn echo_host(chan: HostChannel<u64, u64, &'static str>) -> Result<()> {
     }
 }
 
-async fn echo_ctx(ctx: Context, _: ()) -> Result<()> {
-    to_host::open_channel_from(echo_host, LinkOpts::default(), async |chan, first| {
+async fn echo_ctx(ctx: Context) -> Result<()> {
+    to_host::open_channel_from(echo_host, LinkOpts::new(), async |chan, first| {
         ctx.started(first).await?;
         ctx.open_stream(async |stream| {
-            let mut msgs = pin!(stream.iter::<u64>());
-            while let Some(msg) = msgs.next().await {
-                chan.send(msg?).await?;
-                match chan.receive().await? {
+            while let Some(msg) = stream.try_next().await? {
+                chan.send(msg).await?;
+                match chan.try_next().await? {
                     Some(out) => stream.send(&out).await?,
                     None => break, // the host loop ended
                 }
@@ -201,12 +198,12 @@ async fn echo_ctx(ctx: Context, _: ()) -> Result<()> {
 }
 
 /// The host side fails before `started_nowait`.
-async fn host_fails_before_started(ctx: Context, _: ()) -> Result<()> {
+async fn host_fails_before_started(ctx: Context) -> Result<()> {
     let target = |_chan: HostChannel<(), (), ()>| async move {
         host::sleep(Duration::from_millis(10)).await?;
         Err::<(), _>(value_error("failed before started"))
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |_chan, ()| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |_chan, ()| {
         ctx.started(&()).await?;
         Ok(())
     })
@@ -233,20 +230,20 @@ async fn sigint_ctx(ctx: Context, path: String) -> Result<()> {
             }
         }
     };
-    to_host::open_channel_from(target, LinkOpts::default(), async |_chan, ()| {
+    to_host::open_channel_from(target, LinkOpts::new(), async |_chan, ()| {
         ctx.started(&()).await?;
         guest::sleep_forever().await
     })
     .await
 }
 
-async fn started_twice(ctx: Context, _: ()) -> Result<()> {
+async fn started_twice(ctx: Context) -> Result<()> {
     ctx.started(&1u32).await?;
     ctx.started(&2u32).await
 }
 
 /// Cancels itself after `started`: the caller sees a `ContextCancelled` naming this actor.
-async fn cancels_itself(ctx: Context, _: ()) -> Result<()> {
+async fn cancels_itself(ctx: Context) -> Result<()> {
     ctx.started(&()).await?;
     ctx.cancel().await?;
     guest::sleep_forever().await
@@ -288,7 +285,7 @@ async fn reads_then_fails(ctx: Context, n: u64) -> Result<()> {
 }
 
 /// Panics 5 ms after `started`.
-async fn panics_after_started(ctx: Context, _: ()) -> Result<()> {
+async fn panics_after_started(ctx: Context) -> Result<()> {
     ctx.started(&()).await?;
     guest::sleep(Duration::from_millis(5)).await?;
     panic!("context panicked on purpose")
@@ -306,7 +303,7 @@ async fn host_task_panics(x: u64) -> Result<u64> {
     .await
 }
 
-async fn never_started(_ctx: Context, _: ()) -> Result<()> {
+async fn never_started(_ctx: Context) -> Result<()> {
     Ok(())
 }
 
@@ -340,7 +337,7 @@ async fn stream_counted(ctx: Context, n: u64) -> Result<u64> {
     .await
 }
 
-async fn sent_count(_: ()) -> Result<u64> {
+async fn sent_count() -> Result<u64> {
     Ok(SENT.with(|s| s.get()))
 }
 
@@ -351,7 +348,7 @@ async fn consume_slowly(ctx: Context, (n, pauses): (u64, Vec<u64>)) -> Result<u6
     ctx.open_stream(async |stream| {
         let mut got = 0u64;
         while got < n {
-            match stream.receive::<u64>().await? {
+            match stream.try_next::<u64>().await? {
                 Some(v) if v == got => got += 1,
                 Some(v) => return Err(value_error(&format!("item {v} arrived as number {got}"))),
                 None => break,
@@ -367,7 +364,7 @@ async fn consume_slowly(ctx: Context, (n, pauses): (u64, Vec<u64>)) -> Result<u6
 }
 
 /// Opens its stream, reads nothing, and fails after 200 ms.
-async fn refuse_stream(ctx: Context, _: ()) -> Result<()> {
+async fn refuse_stream(ctx: Context) -> Result<()> {
     ctx.started(&()).await?;
     ctx.open_stream(async |_stream| {
         guest::sleep(Duration::from_millis(200)).await?;
@@ -376,33 +373,60 @@ async fn refuse_stream(ctx: Context, _: ()) -> Result<()> {
     .await
 }
 
+// Typed handles on the endpoints below, declared once and used at both ends.
+const RUN_TASK_FAILS: Function<u64, ()> = Function::new(NS, "run_task_fails");
+const MOVE_ON_HOST_FOREVER: Function<u64, ()> = Function::new(NS, "move_on_host_forever");
+const HOST_FOREVER: Function<(), ()> = Function::new(NS, "host_forever");
+const RUN_TASK_ECHO: Function<u64, u64> = Function::new(NS, "run_task_echo");
+const IS_INFECTED: Function<(), bool> = Function::new(NS, "is_infected");
+const HOST_FAILS_CTX: ContextFn<u64, String> = ContextFn::new(NS, "host_fails_ctx");
+const HOST_SELF_CANCEL_CTX: ContextFn<(), ()> = ContextFn::new(NS, "host_self_cancel_ctx");
+const STREAM_FROM_HOST: ContextFn<String, (), u64> = ContextFn::new(NS, "stream_from_host");
+const ECHO_CTX: ContextFn<(), String> = ContextFn::new(NS, "echo_ctx");
+const HOST_FAILS_BEFORE_STARTED: ContextFn<(), ()> = ContextFn::new(NS, "host_fails_before_started");
+const SIGINT_CTX: ContextFn<String, ()> = ContextFn::new(NS, "sigint_ctx");
+const STARTED_TWICE: ContextFn<(), u32> = ContextFn::new(NS, "started_twice");
+const NEVER_STARTED: ContextFn<(), ()> = ContextFn::new(NS, "never_started");
+const CANCELS_ITSELF: ContextFn<(), ()> = ContextFn::new(NS, "cancels_itself");
+const COUNT_TO: ContextFn<u64, (), u64> = ContextFn::new(NS, "count_to");
+const STREAM_COUNTED: ContextFn<u64, (), u64> = ContextFn::new(NS, "stream_counted");
+const SENT_COUNT: Function<(), u64> = Function::new(NS, "sent_count");
+const CONSUME_SLOWLY: ContextFn<(u64, Vec<u64>), (), u64> = ContextFn::new(NS, "consume_slowly");
+const REFUSE_STREAM: ContextFn<(), ()> = ContextFn::new(NS, "refuse_stream");
+const FAILS_AFTER_STARTED: ContextFn<u64, ()> = ContextFn::new(NS, "fails_after_started");
+const CANCELS_AFTER_STARTED: ContextFn<u64, ()> = ContextFn::new(NS, "cancels_after_started");
+const DIES_AFTER_STARTED: ContextFn<u64, ()> = ContextFn::new(NS, "dies_after_started");
+const READS_THEN_FAILS: ContextFn<u64, ()> = ContextFn::new(NS, "reads_then_fails");
+const PANICS_AFTER_STARTED: ContextFn<(), ()> = ContextFn::new(NS, "panics_after_started");
+const HOST_TASK_PANICS: Function<u64, u64> = Function::new(NS, "host_task_panics");
+
 fn endpoints() -> Endpoints {
     Endpoints::new()
-        .function(NS, "run_task_fails", run_task_fails)
-        .function(NS, "move_on_host_forever", move_on_host_forever)
-        .function(NS, "host_forever", host_forever)
-        .function(NS, "run_task_echo", run_task_echo)
-        .function(NS, "is_infected", is_infected)
-        .context(NS, "host_fails_ctx", host_fails_ctx)
-        .context(NS, "host_self_cancel_ctx", host_self_cancel_ctx)
-        .context(NS, "stream_from_host", stream_from_host)
-        .context(NS, "echo_ctx", echo_ctx)
-        .context(NS, "host_fails_before_started", host_fails_before_started)
-        .context(NS, "sigint_ctx", sigint_ctx)
-        .context(NS, "started_twice", started_twice)
-        .context(NS, "never_started", never_started)
-        .context(NS, "cancels_itself", cancels_itself)
-        .context(NS, "count_to", count_to)
-        .context(NS, "stream_counted", stream_counted)
-        .function(NS, "sent_count", sent_count)
-        .context(NS, "consume_slowly", consume_slowly)
-        .context(NS, "refuse_stream", refuse_stream)
-        .context(NS, "fails_after_started", fails_after_started)
-        .context(NS, "cancels_after_started", cancels_after_started)
-        .context(NS, "dies_after_started", dies_after_started)
-        .context(NS, "reads_then_fails", reads_then_fails)
-        .context(NS, "panics_after_started", panics_after_started)
-        .function(NS, "host_task_panics", host_task_panics)
+        .serve(RUN_TASK_FAILS, run_task_fails)
+        .serve(MOVE_ON_HOST_FOREVER, move_on_host_forever)
+        .serve(HOST_FOREVER, host_forever)
+        .serve(RUN_TASK_ECHO, run_task_echo)
+        .serve(IS_INFECTED, is_infected)
+        .serve(HOST_FAILS_CTX, host_fails_ctx)
+        .serve(HOST_SELF_CANCEL_CTX, host_self_cancel_ctx)
+        .serve(STREAM_FROM_HOST, stream_from_host)
+        .serve(ECHO_CTX, echo_ctx)
+        .serve(HOST_FAILS_BEFORE_STARTED, host_fails_before_started)
+        .serve(SIGINT_CTX, sigint_ctx)
+        .serve(STARTED_TWICE, started_twice)
+        .serve(NEVER_STARTED, never_started)
+        .serve(CANCELS_ITSELF, cancels_itself)
+        .serve(COUNT_TO, count_to)
+        .serve(STREAM_COUNTED, stream_counted)
+        .serve(SENT_COUNT, sent_count)
+        .serve(CONSUME_SLOWLY, consume_slowly)
+        .serve(REFUSE_STREAM, refuse_stream)
+        .serve(FAILS_AFTER_STARTED, fails_after_started)
+        .serve(CANCELS_AFTER_STARTED, cancels_after_started)
+        .serve(DIES_AFTER_STARTED, dies_after_started)
+        .serve(READS_THEN_FAILS, reads_then_fails)
+        .serve(PANICS_AFTER_STARTED, panics_after_started)
+        .serve(HOST_TASK_PANICS, host_task_panics)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -435,7 +459,7 @@ fn is_ctxc(e: &Error, canceller: &str, src: &str) -> Check {
 async fn drain_u64(stream: &actor::MsgStream) -> (Vec<u64>, Result<()>) {
     let mut got = Vec::new();
     loop {
-        match stream.receive::<u64>().await {
+        match stream.try_next::<u64>().await {
             Ok(Some(v)) => got.push(v),
             Ok(None) => return (got, Ok(())),
             Err(e) => return (got, Err(e)),
@@ -448,7 +472,7 @@ async fn drain_u64(stream: &actor::MsgStream) -> (Vec<u64>, Result<()>) {
 async fn run_task_failure_is_boxed() -> Check {
     let r: Result<()> = actor::open_nursery(async |an| {
         let p = an.start_actor("aio_side", aio()).await?;
-        p.run(NS, "run_task_fails", &50u64).await
+        p.run(RUN_TASK_FAILS, &50u64).await
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
@@ -463,7 +487,7 @@ async fn move_on_after_cancels_run_task() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("aio_side", aio()).await?;
         let t1 = Instant::now();
-        let unit: () = p.run(NS, "move_on_host_forever", &200u64).await?;
+        let unit: () = p.run(MOVE_ON_HOST_FOREVER, &200u64).await?;
         Ok((unit, t1.elapsed()))
     })
     .await
@@ -481,7 +505,7 @@ async fn cancel_actor_blocked_in_run_task() -> Check {
         let graceful = guest::open_nursery(async |n| {
             let (p2, o) = (p.clone(), out.clone());
             n.start_soon(async move {
-                *o.borrow_mut() = Some(p2.run::<_, ()>(NS, "host_forever", &()).await);
+                *o.borrow_mut() = Some(p2.run(HOST_FOREVER, &()).await);
                 Ok(())
             })?;
             guest::sleep(Duration::from_millis(100)).await?;
@@ -507,7 +531,7 @@ async fn parent_deadline_cancels_the_tree() -> Check {
     let r = guest::move_on_after(Duration::from_millis(300), async {
         actor::open_nursery(async |an| {
             let p = an.start_actor("under_deadline", aio()).await?;
-            p.run::<_, ()>(NS, "host_forever", &()).await
+            p.run(HOST_FOREVER, &()).await
         })
         .await
         .and_then(|v| v.ok_or(infect::Error::Cancelled))
@@ -534,7 +558,7 @@ async fn host_failure_under(reaction: Reaction) -> Result<(Result<Result<()>>, C
         let kept = Rc::new(RefCell::new(None));
         let k2 = kept.clone();
         let opened = p
-            .open_context(NS, "host_fails_ctx", &300u64, async |ctx, first: String| {
+            .open_context(HOST_FAILS_CTX, &300u64, async |ctx, first: String| {
                 *k2.borrow_mut() = Some(ctx.clone());
                 ensure_ok(first == "up")?;
                 match reaction {
@@ -588,7 +612,7 @@ async fn cancel_actor_in_block_interrupts_it() -> Check {
         let k2 = kept.clone();
         let t0 = Instant::now();
         let opened = p
-            .open_context(NS, "host_fails_ctx", &5_000u64, async |ctx, _first: String| {
+            .open_context(HOST_FAILS_CTX, &5_000u64, async |ctx, _first: String| {
                 *k2.borrow_mut() = Some(ctx.clone());
                 // Unresolved (the callee fails only after 5 s).
                 ensure_ok(!ctx.has_outcome() && ctx.outcome::<()>().is_none())?;
@@ -612,14 +636,18 @@ async fn cancel_actor_in_block_interrupts_it() -> Check {
 
 /// Opens `func(arg)` and, inside the block, sleeps 1 s (or runs `streaming`): the outcome of
 /// `open_context`, the context handle kept past the block, and how long the block lasted.
-async fn interrupted(func: &str, arg: u64, stream_writer: bool) -> Result<(Result<()>, Context, Duration)> {
+async fn interrupted(
+    func: ContextFn<u64, ()>,
+    arg: u64,
+    stream_writer: bool,
+) -> Result<(Result<()>, Context, Duration)> {
     actor::open_nursery(async |an| {
         let p = an.start_actor("callee", aio()).await?;
         let kept = Rc::new(RefCell::new(None));
         let k2 = kept.clone();
         let mut t0 = Instant::now();
         let opened = p
-            .open_context(NS, func, &arg, async |ctx, ()| {
+            .open_context(func, &arg, async |ctx, ()| {
                 *k2.borrow_mut() = Some(ctx.clone());
                 t0 = Instant::now();
                 if stream_writer {
@@ -648,7 +676,7 @@ async fn interrupted(func: &str, arg: u64, stream_writer: bool) -> Result<(Resul
 }
 
 async fn remote_failure_interrupts_the_block() -> Check {
-    let (opened, ctx, took) = interrupted("fails_after_started", 10, false).await.map_err(dbg)?;
+    let (opened, ctx, took) = interrupted(FAILS_AFTER_STARTED, 10, false).await.map_err(dbg)?;
     let e = opened.err().ok_or("open_context returned Ok")?;
     is_remote(&e, "ValueError", "callee")?;
     ensure!(remote(&e)?.message == "callee failed after started", "{e:?}");
@@ -660,7 +688,7 @@ async fn remote_failure_interrupts_the_block() -> Check {
 }
 
 async fn child_death_interrupts_the_block() -> Check {
-    let (opened, ctx, took) = interrupted("dies_after_started", 10, false).await.map_err(dbg)?;
+    let (opened, ctx, took) = interrupted(DIES_AFTER_STARTED, 10, false).await.map_err(dbg)?;
     match opened {
         Err(Error::ActorDied { ref actor, code: None, signal: Some(9), .. }) if actor == "callee" => {}
         other => return Err(format!("expected ActorDied by SIGKILL, got {other:?}")),
@@ -671,7 +699,7 @@ async fn child_death_interrupts_the_block() -> Check {
 }
 
 async fn callee_cancel_interrupts_the_block() -> Check {
-    let (opened, ctx, took) = interrupted("cancels_after_started", 10, false).await.map_err(dbg)?;
+    let (opened, ctx, took) = interrupted(CANCELS_AFTER_STARTED, 10, false).await.map_err(dbg)?;
     is_ctxc(&opened.err().ok_or("open_context returned Ok")?, "callee", "callee")?;
     ensure!(took < Duration::from_millis(100), "the block ran {took:?}");
     ensure!(ctx.cancelled_caught() && !ctx.cancel_acked(), "{ctx:?}");
@@ -680,7 +708,7 @@ async fn callee_cancel_interrupts_the_block() -> Check {
 }
 
 async fn remote_failure_interrupts_a_stream_writer() -> Check {
-    let (opened, ctx, took) = interrupted("reads_then_fails", 3, true).await.map_err(dbg)?;
+    let (opened, ctx, took) = interrupted(READS_THEN_FAILS, 3, true).await.map_err(dbg)?;
     let e = opened.err().ok_or("open_context returned Ok")?;
     is_remote(&e, "ValueError", "callee")?;
     ensure!(remote(&e)?.message == "callee failed while streaming", "{e:?}");
@@ -697,7 +725,7 @@ async fn returned_context_state() -> Check {
         let kept = Rc::new(RefCell::new(None));
         let k2 = kept.clone();
         let sum = p
-            .open_context(NS, "count_to", &4u64, async |ctx, ()| {
+            .open_context(COUNT_TO, &4u64, async |ctx, ()| {
                 *k2.borrow_mut() = Some(ctx.clone());
                 let (got, end) = ctx.open_stream(async |stream| Ok(drain_u64(stream).await)).await?;
                 end?;
@@ -720,6 +748,40 @@ async fn returned_context_state() -> Check {
     Ok(())
 }
 
+/// A context stream read with `receive()`: each item bare, then `EndOfChannel` once the callee
+/// closed its side; `try_next()` then says `None`, and a subscriber's `receive()` also ends
+/// with `EndOfChannel`. The endpoint's own result is unaffected.
+async fn stream_receive_ends_with_end_of_channel() -> Check {
+    let r = actor::open_nursery(async |an| {
+        let p = an.start_actor("counter", aio()).await?;
+        let got = p
+            .open_context(COUNT_TO, &2, async |ctx, ()| {
+                let got = ctx
+                    .open_stream(async |stream| {
+                        let sub = stream.subscribe();
+                        let a: u64 = stream.receive().await?;
+                        let b: u64 = stream.receive().await?;
+                        let end = stream.receive::<u64>().await;
+                        let then = stream.try_next::<u64>().await;
+                        let sub_items = (sub.receive::<u64>().await?, sub.receive::<u64>().await?);
+                        let sub_end = sub.receive::<u64>().await;
+                        Ok((a, b, end, then, sub_items, sub_end))
+                    })
+                    .await?;
+                Ok((got, ctx.wait_for_result::<u64>().await?))
+            })
+            .await?;
+        p.cancel_actor().await?;
+        Ok(got)
+    })
+    .await
+    .and_then(|v| v.ok_or(Error::Cancelled));
+    let got = r.map_err(dbg)?;
+    let want = ((0, 1, Err(Error::EndOfChannel), Ok(None), (0, 1), Err(Error::EndOfChannel)), 2);
+    ensure!(got == want, "got {got:?}, want {want:?}");
+    Ok(())
+}
+
 /// A panic in a context endpoint (after `started`, interrupting the caller's block) and in an
 /// infected actor's host task: each arrives as a remote `Panic` with its message and location,
 /// and the actor serves on.
@@ -728,14 +790,14 @@ async fn panics_in_context_and_host_task_are_boxed() -> Check {
         let p = an.start_actor("panicker", aio()).await?;
         let t0 = Instant::now();
         let ctx_panic = p
-            .open_context(NS, "panics_after_started", &(), async |_ctx, ()| {
+            .open_context(PANICS_AFTER_STARTED, &(), async |_ctx, ()| {
                 guest::sleep(Duration::from_secs(1)).await?;
                 Ok(())
             })
             .await;
         let took = t0.elapsed();
-        let host_panic = p.run::<_, u64>(NS, "host_task_panics", &0u64).await;
-        let after: u64 = p.run(NS, "host_task_panics", &7u64).await?;
+        let host_panic = p.run(HOST_TASK_PANICS, &0u64).await;
+        let after: u64 = p.run(HOST_TASK_PANICS, &7u64).await?;
         Ok((ctx_panic, took, host_panic, after))
     })
     .await
@@ -769,9 +831,7 @@ async fn context_host_failure_seen_by_wait_for_result() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("ctx_side", aio()).await?;
         let opened = p
-            .open_context(NS, "host_fails_ctx", &50u64, async |ctx, _first: String| {
-                Ok(ctx.wait_for_result::<()>().await)
-            })
+            .open_context(HOST_FAILS_CTX, &50u64, async |ctx, _first: String| Ok(ctx.wait_for_result::<()>().await))
             .await;
         Ok(opened)
     })
@@ -785,7 +845,7 @@ async fn context_host_failure_seen_by_wait_for_result() -> Check {
 async fn host_self_cancel_is_boxed() -> Check {
     let r: Result<()> = actor::open_nursery(async |an| {
         let p = an.start_actor("self_canceller", aio()).await?;
-        p.open_context(NS, "host_self_cancel_ctx", &(), async |ctx, ()| ctx.wait_for_result::<()>().await).await
+        p.open_context(HOST_SELF_CANCEL_CTX, &(), async |ctx, ()| ctx.wait_for_result::<()>().await).await
     })
     .await
     .and_then(|v| v.ok_or(infect::Error::Cancelled));
@@ -804,7 +864,7 @@ async fn stream_mode(mode: &str) -> Result<(Vec<u64>, Result<()>, Result<u64>)> 
         let seen = Rc::new(RefCell::new((Vec::new(), Ok(()))));
         let s2 = seen.clone();
         let out = p
-            .open_context(NS, "stream_from_host", &mode, async |ctx, ()| {
+            .open_context(STREAM_FROM_HOST, &mode, async |ctx, ()| {
                 let (got, end) = ctx.open_stream(async |stream| Ok(drain_u64(stream).await)).await?;
                 *s2.borrow_mut() = (got, end);
                 ctx.wait_for_result::<u64>().await
@@ -828,11 +888,11 @@ async fn stream_100_values() -> Check {
 async fn stream_100_values_guest_fanout() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("streamer", aio()).await?;
-        p.open_context(NS, "stream_from_host", "subscribe", async |ctx, ()| {
+        p.open_context(STREAM_FROM_HOST, &"subscribe".to_owned(), async |ctx, ()| {
             let got = ctx
                 .open_stream(async |stream| {
                     let mut got: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
-                    while let Some((tag, v)) = stream.receive::<(u8, u64)>().await? {
+                    while let Some((tag, v)) = stream.try_next::<(u8, u64)>().await? {
                         got[usize::from(tag)].push(v);
                     }
                     Ok(got)
@@ -854,16 +914,16 @@ async fn stream_100_values_guest_fanout() -> Check {
 async fn stream_100_values_parent_fanout() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("streamer", aio()).await?;
-        p.open_context(NS, "stream_from_host", "plain", async |ctx, ()| {
+        p.open_context(STREAM_FROM_HOST, &"plain".to_owned(), async |ctx, ()| {
             ctx.open_stream(async |stream| {
                 let (a, b) = (stream.subscribe(), stream.subscribe());
                 let read = async |sub: &actor::BroadcastReceiver| {
                     let mut got = Vec::new();
-                    while let Some(v) = sub.receive::<u64>().await? {
+                    while let Some(v) = sub.try_next::<u64>().await? {
                         got.push(v);
                     }
                     // Ended for good: asking again still says end of stream.
-                    ensure_ok(sub.receive::<u64>().await?.is_none())?;
+                    ensure_ok(sub.try_next::<u64>().await?.is_none())?;
                     Ok::<_, Error>(got)
                 };
                 let (x, y) = join(read(&a), read(&b)).await;
@@ -884,13 +944,13 @@ async fn stream_100_values_parent_fanout() -> Check {
 async fn lagging_subscriber_gets_lagged() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("flooder", ActorOpts::new().enable_modules([NS])).await?;
-        p.open_context(NS, "count_to", &200u64, async |ctx, ()| {
+        p.open_context(COUNT_TO, &200u64, async |ctx, ()| {
             ctx.open_stream(async |stream| {
                 let fast = stream.subscribe_with_capacity(16);
                 let slow = stream.subscribe();
                 let fast_read = async {
                     let mut got = Vec::new();
-                    while let Some(v) = fast.receive::<u64>().await? {
+                    while let Some(v) = fast.try_next::<u64>().await? {
                         got.push(v);
                     }
                     Ok::<_, Error>(got)
@@ -900,7 +960,7 @@ async fn lagging_subscriber_gets_lagged() -> Check {
                     let mut got = Vec::new();
                     let mut lagged = Vec::new();
                     loop {
-                        match slow.receive::<u64>().await {
+                        match slow.try_next::<u64>().await {
                             Ok(Some(v)) => got.push(v),
                             Ok(None) => break,
                             Err(Error::Lagged { skipped }) => lagged.push(skipped),
@@ -970,14 +1030,14 @@ enum RootRaises {
 async fn echo_dialog(raise: RootRaises) -> Result<(u64, Option<u64>)> {
     actor::open_nursery(async |an| {
         let p = an.start_actor("echo_server", aio()).await?;
-        p.open_context(NS, "echo_ctx", &(), async |ctx, first: String| {
+        p.open_context(ECHO_CTX, &(), async |ctx, first: String| {
             ensure_ok(first == "start")?;
             let (count, after) = ctx
                 .open_stream(async |stream| {
                     let mut count = 0u64;
                     while count < 100 {
                         stream.send(&count).await?;
-                        let back = stream.receive::<u64>().await?;
+                        let back = stream.try_next::<u64>().await?;
                         ensure_ok(back == Some(count))?;
                         count += 1;
                         if count == 50 && raise == RootRaises::InStream {
@@ -988,7 +1048,7 @@ async fn echo_dialog(raise: RootRaises) -> Result<(u64, Option<u64>)> {
                         }
                     }
                     stream.send(&SENTINEL).await?;
-                    Ok((count, stream.receive::<u64>().await?))
+                    Ok((count, stream.try_next::<u64>().await?))
                 })
                 .await?;
             if raise == RootRaises::InContext {
@@ -1025,7 +1085,7 @@ async fn host_fails_before_started_nowait() -> Check {
     let r2 = ran.clone();
     let r: Result<()> = actor::open_nursery(async |an| {
         let p = an.start_actor("early_failer", aio()).await?;
-        p.open_context(NS, "host_fails_before_started", &(), async |_ctx, ()| {
+        p.open_context(HOST_FAILS_BEFORE_STARTED, &(), async |_ctx, ()| {
             *r2.borrow_mut() = true;
             Ok(())
         })
@@ -1048,7 +1108,7 @@ async fn sigint_to_an_infected_child() -> Check {
     let p2 = path.clone();
     let r: Result<()> = actor::open_nursery(async |an| {
         let p = an.start_actor("interrupted", aio()).await?;
-        p.open_context(NS, "sigint_ctx", &arg, async |ctx, ()| {
+        p.open_context(SIGINT_CTX, &arg, async |ctx, ()| {
             ensure_ok(wait_until(Duration::from_secs(5), || p2.exists()).await)?;
             signal(p.pid(), libc::SIGINT);
             ctx.wait_for_result::<()>().await
@@ -1070,10 +1130,10 @@ async fn not_infected_child_says_so() -> Check {
     let r = actor::open_nursery(async |an| {
         let plain = an.start_actor("plain", ActorOpts::new().enable_modules([NS])).await?;
         let infected = an.start_actor("infected", aio()).await?;
-        let a = plain.run::<_, u64>(NS, "run_task_echo", &5u64).await;
-        let b: u64 = infected.run(NS, "run_task_echo", &5u64).await?;
-        let x: bool = plain.run(NS, "is_infected", &()).await?;
-        let y: bool = infected.run(NS, "is_infected", &()).await?;
+        let a = plain.run(RUN_TASK_ECHO, &5u64).await;
+        let b: u64 = infected.run(RUN_TASK_ECHO, &5u64).await?;
+        let x: bool = plain.run(IS_INFECTED, &()).await?;
+        let y: bool = infected.run(IS_INFECTED, &()).await?;
         Ok((a, b, x, y))
     })
     .await
@@ -1089,7 +1149,7 @@ async fn not_infected_child_says_so() -> Check {
 
 async fn run_in_actor_infected() -> Check {
     let r: Result<()> = actor::open_nursery(async |an| {
-        an.run_in_actor(NS, "run_task_fails", &10u64, ActorOpts::new().infect_host(true)).await?;
+        an.run_in_actor(RUN_TASK_FAILS, &10u64, ActorOpts::new().infect_host(true)).await?;
         Ok(())
     })
     .await
@@ -1101,8 +1161,8 @@ async fn run_in_actor_infected() -> Check {
 async fn started_twice_is_an_error() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("twice", aio()).await?;
-        let a = p.open_context(NS, "started_twice", &(), async |_ctx, first: u32| Ok(first)).await;
-        let b = p.open_context(NS, "never_started", &(), async |_ctx, ()| Ok(())).await;
+        let a = p.open_context(STARTED_TWICE, &(), async |_ctx, first: u32| Ok(first)).await;
+        let b = p.open_context(NEVER_STARTED, &(), async |_ctx, ()| Ok(())).await;
         Ok((a, b))
     })
     .await
@@ -1120,7 +1180,7 @@ async fn callee_cancel_is_raised_at_the_caller() -> Check {
         let seen = Rc::new(RefCell::new(None));
         let s2 = seen.clone();
         let opened = p
-            .open_context(NS, "cancels_itself", &(), async |ctx, ()| {
+            .open_context(CANCELS_ITSELF, &(), async |ctx, ()| {
                 *s2.borrow_mut() = Some(ctx.wait_for_result::<()>().await);
                 Ok(())
             })
@@ -1142,9 +1202,10 @@ async fn callee_cancel_is_raised_at_the_caller() -> Check {
 async fn function_kinds_are_checked() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("kinds", aio()).await?;
-        let a = p.run::<_, u64>(NS, "count_to", &3u64).await;
-        let b = p.open_context(NS, "is_infected", &(), async |_ctx, _first: bool| Ok(())).await;
-        let still: bool = p.run(NS, "is_infected", &()).await?;
+        // The right names with the wrong kinds: handles made for the mistake.
+        let a = p.run(Function::<u64, u64>::new(NS, "count_to"), &3).await;
+        let b = p.open_context(ContextFn::<(), bool>::new(NS, "is_infected"), &(), async |_ctx, _first| Ok(())).await;
+        let still: bool = p.run(IS_INFECTED, &()).await?;
         Ok((a, b, still))
     })
     .await
@@ -1160,7 +1221,7 @@ async fn function_kinds_are_checked() -> Check {
 async fn late_receiver_gets_every_item() -> Check {
     let r: Result<Vec<u64>> = actor::open_nursery(async |an| {
         let p = an.start_actor("flooder", ActorOpts::new().enable_modules([NS])).await?;
-        p.open_context(NS, "count_to", &1500u64, async |ctx, ()| {
+        p.open_context(COUNT_TO, &1500u64, async |ctx, ()| {
             ctx.open_stream(async |stream| {
                 guest::sleep(Duration::from_millis(300)).await?;
                 let (got, end) = drain_u64(stream).await;
@@ -1202,18 +1263,18 @@ async fn backpressure_slow_consumer() -> Check {
         let p = an.start_actor("producer", aio()).await?;
         let pid = p.pid();
         let (stops, in_order, child_peak) = p
-            .open_context(NS, "stream_counted", &FLOOD, async |ctx, ()| {
+            .open_context(STREAM_COUNTED, &FLOOD, async |ctx, ()| {
                 let stops = ctx
                     .open_stream(async |stream| {
                         let mut consumed = 0u64;
                         let mut in_order = true;
                         let mut stops = Vec::new();
-                        while let Some(v) = stream.receive::<u64>().await? {
+                        while let Some(v) = stream.try_next::<u64>().await? {
                             in_order &= v == consumed;
                             consumed += 1;
                             if [1, 5_000, 500_000, 999_000].contains(&consumed) {
                                 guest::sleep(Duration::from_millis(200)).await?;
-                                let sent: u64 = p.run(NS, "sent_count", &()).await?;
+                                let sent: u64 = p.run(SENT_COUNT, &()).await?;
                                 stops.push((consumed, sent));
                             }
                         }
@@ -1246,16 +1307,16 @@ async fn backpressure_slow_consumer() -> Check {
 async fn configured_stream_window() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("small_window", aio().stream_window(16)).await?;
-        p.open_context(NS, "stream_counted", &5_000u64, async |ctx, ()| {
+        p.open_context(STREAM_COUNTED, &5_000u64, async |ctx, ()| {
             ctx.open_stream(async |stream| {
                 let mut consumed = 0u64;
                 let mut stops = Vec::new();
-                while let Some(v) = stream.receive::<u64>().await? {
+                while let Some(v) = stream.try_next::<u64>().await? {
                     ensure_ok(v == consumed)?;
                     consumed += 1;
                     if [1, 100, 4_000].contains(&consumed) {
                         guest::sleep(Duration::from_millis(100)).await?;
-                        stops.push((consumed, p.run::<_, u64>(NS, "sent_count", &()).await?));
+                        stops.push((consumed, p.run(SENT_COUNT, &()).await?));
                     }
                 }
                 Ok((consumed, stops))
@@ -1279,7 +1340,7 @@ async fn slow_context_does_not_stall_its_neighbour() -> Check {
     let r = actor::open_nursery(async |an| {
         let p = an.start_actor("two_streams", aio()).await?;
         let fast_done = guest::Event::new();
-        let slow = p.open_context(NS, "count_to", &20_000u64, async |ctx, ()| {
+        let slow = p.open_context(COUNT_TO, &20_000u64, async |ctx, ()| {
             ctx.open_stream(async |stream| {
                 fast_done.wait().await?;
                 let (got, end) = drain_u64(stream).await;
@@ -1288,7 +1349,7 @@ async fn slow_context_does_not_stall_its_neighbour() -> Check {
             })
             .await
         });
-        let fast = p.open_context(NS, "count_to", &20_000u64, async |ctx, ()| {
+        let fast = p.open_context(COUNT_TO, &20_000u64, async |ctx, ()| {
             let got = ctx
                 .open_stream(async |stream| {
                     let (got, end) = drain_u64(stream).await;
@@ -1319,7 +1380,7 @@ async fn blocked_sender_gets_the_receivers_error() -> Check {
     let r: Result<Result<()>> = actor::open_nursery(async |an| {
         let p = an.start_actor("refuser", aio()).await?;
         let out = p
-            .open_context(NS, "refuse_stream", &(), async |ctx, ()| {
+            .open_context(REFUSE_STREAM, &(), async |ctx, ()| {
                 ctx.open_stream(async |stream| {
                     for i in 0..10_000u64 {
                         stream.send(&i).await?;
@@ -1349,7 +1410,7 @@ async fn backpressure_parent_to_child() -> Check {
         let pid = p.pid();
         let sent = std::cell::Cell::new(0u64);
         let (stops, got) = p
-            .open_context(NS, "consume_slowly", &(FLOOD, pauses.clone()), async |ctx, ()| {
+            .open_context(CONSUME_SLOWLY, &(FLOOD, pauses.clone()), async |ctx, ()| {
                 let stops = ctx
                     .open_stream(async |stream| {
                         let send_all = async {
@@ -1361,7 +1422,7 @@ async fn backpressure_parent_to_child() -> Check {
                         };
                         let watch = async {
                             let mut stops = Vec::new();
-                            while let Some(k) = stream.receive::<u64>().await? {
+                            while let Some(k) = stream.try_next::<u64>().await? {
                                 guest::sleep(Duration::from_millis(150)).await?;
                                 stops.push((k, sent.get(), peak_rss_kib(pid)));
                             }
@@ -1407,16 +1468,16 @@ async fn infected_root_echo() -> Check {
 /// `open_channel_from`, no child.
 async fn role_infected_root() -> Result<()> {
     ensure_ok(actor::current_actor().is_infected())?;
-    let n = to_host::open_channel_from(echo_host, LinkOpts::default(), async |chan, first| {
+    let n = to_host::open_channel_from(echo_host, LinkOpts::new(), async |chan, first| {
         ensure_ok(first == "start")?;
         let mut n = 0u64;
         while n < 1000 {
             chan.send(n).await?;
-            ensure_ok(chan.receive().await? == Some(n))?;
+            ensure_ok(chan.try_next().await? == Some(n))?;
             n += 1;
         }
         chan.send(SENTINEL).await?;
-        ensure_ok(chan.receive().await?.is_none())?;
+        ensure_ok(chan.try_next().await?.is_none())?;
         Ok(n)
     })
     .await?;
@@ -1461,6 +1522,7 @@ async fn run_all() -> Result<(usize, usize)> {
         started_twice_is_an_error,
         callee_cancel_is_raised_at_the_caller,
         function_kinds_are_checked,
+        stream_receive_ends_with_end_of_channel,
         late_receiver_gets_every_item,
         backpressure_slow_consumer,
         slow_context_does_not_stall_its_neighbour,
@@ -1479,12 +1541,12 @@ fn main() {
     }
     let role = std::env::var("INFECTED_TEST_ROLE").unwrap_or_default();
     if role == "infected_root" {
-        let r = actor::main_with(RootOpts::new().infect_host(true), endpoints(), role_infected_root());
+        let r = actor::run_with(RootOpts::new().infect_host(true), endpoints(), role_infected_root());
         if let Err(e) = r {
             println!("error: {e}");
             std::process::exit(1);
         }
         return;
     }
-    common_proc::report(actor::main(endpoints(), run_all()));
+    common_proc::report(actor::run(endpoints(), run_all()));
 }

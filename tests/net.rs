@@ -499,7 +499,7 @@ fn guest_failure_tears_down_a_reading_host_task() {
             r?;
             Ok(())
         };
-        to_host::open_channel_from(target, to_host::LinkOpts::default(), async |_chan, ()| {
+        to_host::open_channel_from(target, to_host::LinkOpts::new(), async |_chan, ()| {
             guest::sleep(Duration::from_millis(10)).await?;
             Err::<(), _>(common::boom("ValueError", "guest gave up"))
         })

@@ -87,5 +87,5 @@ async fn run_all() -> Result<(usize, usize)> {
 }
 
 fn main() {
-    common_proc::report(actor::main(ws::endpoints(), run_all()));
+    common_proc::report(actor::run(ws::endpoints(), run_all()));
 }

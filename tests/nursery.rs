@@ -12,7 +12,7 @@ use infect::{Error, ErrorGroup, Result};
 
 fn vrun<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> (Result<T>, Instant) {
     let clock = vclock();
-    let r = GuestConfig::new(clock.clone()).run(main);
+    let r = guest::run_with(GuestConfig::new(clock.clone()), main);
     (r, clock.now())
 }
 

@@ -7,13 +7,13 @@ mod common;
 use futures::StreamExt;
 
 use common::{Log, s, secs, vclock};
-use infect::guest::{self, CancelScope, Event, GuestConfig, TrySendError};
+use infect::guest::{self, CancelScope, Event, GuestConfig, SendNowaitError};
 use infect::time::{Clock, Instant};
 use infect::{Error, Result};
 
 fn vrun<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> (Result<T>, Instant) {
     let clock = vclock();
-    let r = GuestConfig::new(clock.clone()).run(main);
+    let r = guest::run_with(GuestConfig::new(clock.clone()), main);
     (r, clock.now())
 }
 
@@ -42,7 +42,7 @@ fn a_full_channel_holds_the_sender_back_until_the_receiver_takes_a_value() {
                 loop {
                     guest::sleep(s(1)).await?;
                     most = most.max(rx.len());
-                    match rx.recv().await? {
+                    match rx.try_next().await? {
                         Some(v) => lc.push(format!("got {v} at {}s", at())),
                         None => break,
                     }
@@ -82,16 +82,16 @@ fn end_of_channel_comes_once_every_sender_is_gone_and_repeats() {
         tx.send("a").await?;
         tx2.send("b").await?;
         drop(tx);
-        assert_eq!(rx.try_recv(), Ok(Some("a")));
+        assert_eq!(rx.receive_nowait(), Ok(Some("a")));
         tx2.send("c").await?;
-        assert_eq!(rx.try_recv(), Ok(Some("b")));
+        assert_eq!(rx.receive_nowait(), Ok(Some("b")));
         // One sender is left and the buffer holds "c".
         drop(tx2);
         let mut got = Vec::new();
-        while let Some(v) = rx.recv().await? {
+        while let Some(v) = rx.try_next().await? {
             got.push(v);
         }
-        Ok((got, rx.recv().await?, rx.try_recv(), rx.is_empty()))
+        Ok((got, rx.try_next().await?, rx.receive_nowait(), rx.is_empty()))
     });
     assert_eq!(r, Ok((vec!["c"], None, Ok(None), true)));
 }
@@ -100,7 +100,7 @@ fn end_of_channel_comes_once_every_sender_is_gone_and_repeats() {
 fn try_recv_on_an_empty_open_channel_is_err() {
     let (r, _) = vrun(async {
         let (_tx, mut rx) = guest::channel::<u8>(1);
-        Ok(rx.try_recv())
+        Ok(rx.receive_nowait())
     });
     assert_eq!(r, Ok(Err(guest::Empty)));
 }
@@ -109,18 +109,18 @@ fn try_recv_on_an_empty_open_channel_is_err() {
 fn a_full_or_closed_channel_hands_the_value_back() {
     let (r, _) = vrun(async {
         let (tx, rx) = guest::channel::<String>(1);
-        tx.try_send("one".into()).unwrap();
-        let full = tx.try_send("two".into());
+        tx.send_nowait("one".into()).unwrap();
+        let full = tx.send_nowait("two".into());
         drop(rx);
-        let closed = tx.try_send("three".into());
+        let closed = tx.send_nowait("three".into());
         let send = tx.send("four".into()).await;
         Ok((full, closed, send))
     });
     assert_eq!(
         r,
         Ok((
-            Err(TrySendError::Full("two".to_string())),
-            Err(TrySendError::Closed("three".to_string())),
+            Err(SendNowaitError::Full("two".to_string())),
+            Err(SendNowaitError::Gone("three".to_string(), Error::Closed)),
             Err(Error::Closed)
         ))
     );
@@ -160,7 +160,7 @@ fn a_blocked_send_is_cancelled_and_sends_nothing() {
         let t = guest::current_time();
         drop(tx);
         let mut rest = Vec::new();
-        while let Some(v) = rx.recv().await? {
+        while let Some(v) = rx.try_next().await? {
             rest.push(v);
         }
         Ok((out, t, rest))
@@ -177,9 +177,9 @@ fn a_receive_in_a_cancelled_scope_is_cancelled_and_leaves_the_value() {
         let (scope, scope2) = (CancelScope::new(), CancelScope::new());
         scope.cancel();
         scope2.cancel();
-        let out = scope.run(rx.recv()).await?;
+        let out = scope.run(rx.try_next()).await?;
         let send_out = scope2.run(tx.send(8)).await?;
-        Ok((out, send_out, rx.len(), rx.try_recv()))
+        Ok((out, send_out, rx.len(), rx.receive_nowait()))
     });
     assert_eq!(r, Ok((None, None, 1, Ok(Some(7)))));
 }
@@ -188,7 +188,7 @@ fn a_receive_in_a_cancelled_scope_is_cancelled_and_leaves_the_value() {
 fn a_blocked_receive_is_cancelled_by_a_deadline() {
     let (r, end) = vrun(async {
         let (_tx, mut rx) = guest::channel::<u8>(1);
-        let out = guest::move_on_after(s(4), rx.recv()).await?;
+        let out = guest::move_on_after(s(4), rx.try_next()).await?;
         Ok(out)
     });
     assert_eq!(r, Ok(None));
@@ -242,4 +242,21 @@ fn an_event_wakes_every_waiter_once_and_stays_set() {
     assert_eq!(r, Ok(true));
     assert_eq!(end, secs(2));
     assert_eq!(log.take(), ["w1 at 2s", "w2 at 2s", "w3 at 2s"]);
+}
+
+/// `receive()` gives each value bare, then `EndOfChannel` once every sender is gone and the
+/// buffer is drained; `try_next()` says `None` at that point, `receive_nowait()` `Ok(None)`.
+#[test]
+fn receive_ends_with_end_of_channel_try_next_with_none() {
+    let r = guest::run(async {
+        let (tx, mut rx) = guest::channel::<u32>(4);
+        let empty = rx.receive_nowait().map_err(|_| "empty");
+        tx.send(1).await?;
+        tx.send(2).await?;
+        drop(tx);
+        let a = rx.receive().await?;
+        let b = rx.try_next().await?;
+        Ok((empty, a, b, rx.receive().await, rx.try_next().await, rx.receive_nowait().map_err(|_| "empty")))
+    });
+    assert_eq!(r, Ok((Err("empty"), 1, Some(2), Err(Error::EndOfChannel), Ok(None), Ok(None))));
 }

@@ -73,20 +73,16 @@ fn streaming_100_values_in_order_then_end_of_channel() {
     let h = host();
     let s = seen();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(
-            streamer(100, |_| Ok(()), s),
-            LinkOpts::default().capacity(4),
-            async |chan, first| {
-                assert_eq!(first, "go");
-                let mut got = Vec::new();
-                while let Some(v) = chan.receive().await? {
-                    got.push(v);
-                }
-                // End of channel is sticky.
-                assert_eq!(chan.receive().await, Ok(None));
-                Ok(got)
-            },
-        )
+        to_host::open_channel_from(streamer(100, |_| Ok(()), s), LinkOpts::new().capacity(4), async |chan, first| {
+            assert_eq!(first, "go");
+            let mut got = Vec::new();
+            while let Some(v) = chan.try_next().await? {
+                got.push(v);
+            }
+            // End of channel is sticky.
+            assert_eq!(chan.try_next().await, Ok(None));
+            Ok(got)
+        })
         .await
     });
     assert_eq!(out, Ok((0..100).collect::<Vec<_>>()));
@@ -96,32 +92,28 @@ fn streaming_100_values_in_order_then_end_of_channel() {
 fn fan_out_subscriber_and_main_consumer_both_get_all_100_and_end() {
     let h = host();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(
-            streamer(100, |_| Ok(()), seen()),
-            LinkOpts::default().capacity(8),
-            async |chan, _| {
-                let sub = chan.subscribe();
-                let mut main = Vec::new();
-                let mut fan = Vec::new();
-                let (mut main_done, mut fan_done) = (false, false);
-                // Both readers in one task, alternating: neither lags.
-                while !(main_done && fan_done) {
-                    if !main_done {
-                        match chan.receive().await? {
-                            Some(v) => main.push(v),
-                            None => main_done = true,
-                        }
-                    }
-                    if !fan_done {
-                        match sub.receive().await? {
-                            Some(v) => fan.push(v),
-                            None => fan_done = true,
-                        }
+        to_host::open_channel_from(streamer(100, |_| Ok(()), seen()), LinkOpts::new().capacity(8), async |chan, _| {
+            let sub = chan.subscribe();
+            let mut main = Vec::new();
+            let mut fan = Vec::new();
+            let (mut main_done, mut fan_done) = (false, false);
+            // Both readers in one task, alternating: neither lags.
+            while !(main_done && fan_done) {
+                if !main_done {
+                    match chan.try_next().await? {
+                        Some(v) => main.push(v),
+                        None => main_done = true,
                     }
                 }
-                Ok((main, fan))
-            },
-        )
+                if !fan_done {
+                    match sub.try_next().await? {
+                        Some(v) => fan.push(v),
+                        None => fan_done = true,
+                    }
+                }
+            }
+            Ok((main, fan))
+        })
         .await
     });
     let all: Vec<u32> = (0..100).collect();
@@ -132,24 +124,20 @@ fn fan_out_subscriber_and_main_consumer_both_get_all_100_and_end() {
 fn a_lagging_subscriber_gets_lagged_with_the_exact_count_then_catches_up_and_ends() {
     let h = host();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(
-            streamer(20, |_| Ok(()), seen()),
-            LinkOpts::default().capacity(4),
-            async |chan, _| {
-                let sub = chan.subscribe();
-                let mut main = Vec::new();
-                while let Some(v) = chan.receive().await? {
-                    main.push(v);
-                }
-                // The subscriber never read: the ring kept only the last 4 pulled values.
-                let lag = sub.receive().await;
-                let mut rest = Vec::new();
-                while let Some(v) = sub.receive().await? {
-                    rest.push(v);
-                }
-                Ok((main.len(), lag, rest))
-            },
-        )
+        to_host::open_channel_from(streamer(20, |_| Ok(()), seen()), LinkOpts::new().capacity(4), async |chan, _| {
+            let sub = chan.subscribe();
+            let mut main = Vec::new();
+            while let Some(v) = chan.try_next().await? {
+                main.push(v);
+            }
+            // The subscriber never read: the ring kept only the last 4 pulled values.
+            let lag = sub.try_next().await;
+            let mut rest = Vec::new();
+            while let Some(v) = sub.try_next().await? {
+                rest.push(v);
+            }
+            Ok((main.len(), lag, rest))
+        })
         .await
     });
     assert_eq!(out, Ok((20, Err(Error::Lagged { skipped: 16 }), vec![16, 17, 18, 19])));
@@ -163,10 +151,10 @@ fn host_fails_mid_stream_at_50_guest_gets_the_values_then_the_error() {
         let g = got.clone();
         let r = to_host::open_channel_from(
             streamer(50, |n| Err(Error::msg("ValueError", format!("failed at {n}"))), seen()),
-            LinkOpts::default(),
+            LinkOpts::new(),
             async move |chan, _| {
                 loop {
-                    match chan.receive().await? {
+                    match chan.try_next().await? {
                         Some(v) => g.borrow_mut().push(v),
                         None => return Ok(()),
                     }
@@ -191,9 +179,9 @@ fn host_exits_early_at_50_with_suppress_false_is_host_task_exited() {
         let g = got.clone();
         let r = to_host::open_channel_from(
             streamer(50, |_| Ok(()), seen()),
-            LinkOpts::default().suppress_graceful_exits(false),
+            LinkOpts::new().suppress_graceful_exits(false),
             async move |chan, _| {
-                while chan.receive().await?.is_some() {
+                while chan.try_next().await?.is_some() {
                     *g.borrow_mut() += 1;
                 }
                 Ok("drained")
@@ -209,9 +197,9 @@ fn host_exits_early_at_50_with_suppress_false_is_host_task_exited() {
 fn host_exits_early_with_suppress_true_is_a_clean_exit() {
     let h = host();
     let out = h.run_guest(async move {
-        to_host::open_channel_from(streamer(50, |_| Ok(()), seen()), LinkOpts::default(), async |chan, _| {
+        to_host::open_channel_from(streamer(50, |_| Ok(()), seen()), LinkOpts::new(), async |chan, _| {
             let mut n = 0;
-            while chan.receive().await?.is_some() {
+            while chan.try_next().await?.is_some() {
                 n += 1;
             }
             Ok(n)
@@ -229,10 +217,10 @@ fn guest_fails_at_50_host_sees_guest_cancelled_with_the_cause() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             move |c| stream_forever(c, s2),
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| {
                 loop {
-                    let v = chan.receive().await?.expect("the host streams forever");
+                    let v = chan.try_next().await?.expect("the host streams forever");
                     if v == 50 {
                         return Err::<(), _>(Error::msg("KeyError", "guest failed at 50"));
                     }
@@ -261,7 +249,7 @@ fn the_host_sees_the_guest_error_as_the_cause_of_guest_cancelled() {
         }
     };
     let out = h.run_guest(async move {
-        to_host::open_channel_from(target, LinkOpts::default(), async |_chan, ()| {
+        to_host::open_channel_from(target, LinkOpts::new(), async |_chan, ()| {
             guest::checkpoint().await?;
             Err::<(), _>(Error::msg("Boom", "guest exploded"))
         })
@@ -286,10 +274,10 @@ fn guest_breaks_at_50_host_sees_guest_task_exited_and_the_block_is_ok() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             move |c| stream_forever(c, s2),
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| {
                 loop {
-                    if chan.receive().await? == Some(50) {
+                    if chan.try_next().await? == Some(50) {
                         return Ok(50);
                     }
                 }
@@ -309,9 +297,9 @@ fn guest_exit_with_suppress_false_and_host_returning_guest_task_exited_fails_the
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             move |c| stream_forever(c, s2),
-            LinkOpts::default().suppress_graceful_exits(false),
+            LinkOpts::new().suppress_graceful_exits(false),
             async |chan, ()| {
-                chan.receive().await?;
+                chan.try_next().await?;
                 Ok(())
             },
         )
@@ -332,9 +320,9 @@ fn host_self_cancel_is_host_cancelled_at_the_guest_with_the_reason() {
         Ok(())
     };
     let out = h.run_guest(async move {
-        to_host::open_channel_from(target, LinkOpts::default(), async |chan, ()| {
-            let first = chan.receive().await?;
-            let second = chan.receive().await;
+        to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| {
+            let first = chan.try_next().await?;
+            let second = chan.try_next().await;
             Ok((first, second))
         })
         .await
@@ -360,7 +348,7 @@ fn a_third_party_cancel_is_host_cancelled_at_the_guest() {
     };
     let clock = h.clock();
     let out = h.run_guest(async move {
-        let r = to_host::open_channel_from(target, LinkOpts::default(), async |chan, ()| chan.receive().await).await;
+        let r = to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| chan.try_next().await).await;
         Ok((r, guest::current_time()))
     });
     let (r, at) = out.unwrap();
@@ -377,7 +365,7 @@ fn host_fails_before_started_is_that_error_from_the_open_call() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             |_chan: HostChannel<(), (), ()>| async { Err::<(), _>(Error::msg("ConnectionRefused", "no exchange")) },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async move |_, ()| {
                 *rb.borrow_mut() = true;
                 Ok(())
@@ -396,7 +384,7 @@ fn host_returns_before_started_is_host_task_exited_from_the_open_call() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             |_chan: HostChannel<(), (), ()>| async { Ok(()) },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |_, ()| Ok(()),
         )
         .await
@@ -422,8 +410,8 @@ fn an_outer_move_on_after_cancels_the_block_and_tears_the_host_down() {
                     }
                     Ok(())
                 },
-                LinkOpts::default(),
-                async |chan, ()| chan.receive().await,
+                LinkOpts::new(),
+                async |chan, ()| chan.try_next().await,
             ))
             .await?;
         Ok((r, scope.cancelled_caught(), guest::current_time().as_nanos()))
@@ -494,7 +482,7 @@ fn an_uncooperative_host_task_is_dropped_after_its_grace_poll() {
                 std::future::pending::<()>().await;
                 Ok(())
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |_, ()| Ok("left"),
         )
         .await
@@ -512,7 +500,7 @@ fn both_sides_failing_independently_is_a_group_of_both() {
                 chan.started_nowait(())?;
                 Err::<(), _>(Error::msg("HostError", "host side broke"))
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| {
                 // Wait until the host has failed, without receiving its error.
                 while !chan.host_done() {
@@ -541,8 +529,8 @@ fn a_guest_error_that_is_the_host_error_is_not_doubled() {
                 chan.started_nowait(())?;
                 Err::<(), _>(Error::msg("HostError", "host side broke"))
             },
-            LinkOpts::default(),
-            async |chan, ()| chan.receive().await.map(|_| ()),
+            LinkOpts::new(),
+            async |chan, ()| chan.try_next().await.map(|_| ()),
         )
         .await
     });
@@ -594,10 +582,10 @@ fn send_nowait_past_capacity_hands_the_value_back() {
                 }
                 Ok(())
             },
-            LinkOpts::default().capacity(2),
+            LinkOpts::new().capacity(2),
             async |chan, ()| {
                 let mut got = Vec::new();
-                while let Some(v) = chan.receive().await? {
+                while let Some(v) = chan.try_next().await? {
                     got.push(v);
                 }
                 Ok(got)
@@ -621,11 +609,11 @@ async fn echo(chan: HostChannel<u32, u32, &'static str>) -> Result<()> {
 fn an_echo_of_1000_values_ends_cleanly() {
     let h = host();
     let out = h.run_guest(async {
-        to_host::open_channel_from(echo, LinkOpts::default(), async |chan, first| {
+        to_host::open_channel_from(echo, LinkOpts::new(), async |chan, first| {
             assert_eq!(first, "start");
             for i in 0..1000 {
                 chan.send(i).await?;
-                assert_eq!(chan.receive().await?, Some(i));
+                assert_eq!(chan.try_next().await?, Some(i));
             }
             Ok(1000)
         })
@@ -645,9 +633,9 @@ fn wait_for_result_returns_the_host_value_after_the_stream() {
                 chan.send(1).await?;
                 Ok("final")
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| {
-                let v = chan.receive().await?;
+                let v = chan.try_next().await?;
                 let r = chan.wait_for_result().await?;
                 let again = chan.wait_for_result().await.map_err(|e| e.kind().to_string());
                 Ok((v, r, again))
@@ -666,12 +654,12 @@ fn cancel_host_task_ends_the_channel_without_an_error() {
     let out = h.run_guest(async move {
         to_host::open_channel_from(
             move |c| stream_forever(c, s2),
-            LinkOpts::default().capacity(1),
+            LinkOpts::new().capacity(1),
             async |chan, ()| {
-                let first = chan.receive().await?;
+                let first = chan.try_next().await?;
                 chan.cancel_host_task();
                 let mut rest = 0;
-                while chan.receive().await?.is_some() {
+                while chan.try_next().await?.is_some() {
                     rest += 1;
                 }
                 Ok((first, rest <= 1))
@@ -705,7 +693,7 @@ fn the_guest_send_waits_for_room_back_pressure() {
                 }
                 Ok(got)
             },
-            LinkOpts::default().capacity(1),
+            LinkOpts::new().capacity(1),
             async |chan, ()| {
                 chan.send(1).await?;
                 let t0 = guest::current_time();
@@ -760,7 +748,7 @@ const MS10: u64 = 10_000_000;
 fn a_host_failure_at_10ms_ends_a_block_sleeping_1s_at_10ms_with_that_error() {
     let slept = Rc::new(RefCell::new(None));
     let s = slept.clone();
-    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::default(), async move |_chan, ()| {
+    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::new(), async move |_chan, ()| {
         let got = guest::sleep(Duration::from_secs(1)).await;
         *s.borrow_mut() = Some((got.clone(), guest::current_time().as_nanos()));
         got?;
@@ -789,7 +777,7 @@ fn a_third_party_cancel_at_10ms_ends_a_sleeping_block_at_10ms_with_host_cancelle
             Ok(())
         })
     };
-    let (r, at) = run_pair(target, LinkOpts::default(), async |_chan, ()| {
+    let (r, at) = run_pair(target, LinkOpts::new(), async |_chan, ()| {
         guest::sleep(Duration::from_secs(1)).await?;
         Ok(())
     });
@@ -799,7 +787,7 @@ fn a_third_party_cancel_at_10ms_ends_a_sleeping_block_at_10ms_with_host_cancelle
 
 #[test]
 fn a_host_failure_ends_a_block_waiting_on_an_event_at_once() {
-    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::default(), async |_chan, ()| {
+    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::new(), async |_chan, ()| {
         // Nobody sets it: only a cancellation ends this wait (or, bounded, the 1 s deadline).
         guest::fail_after(Duration::from_secs(1), guest::Event::new().wait()).await
     });
@@ -812,7 +800,7 @@ fn a_host_failure_cancels_every_task_of_a_nursery_inside_the_block_at_once() {
     type Log = Rc<RefCell<Vec<(usize, Result<()>, u64)>>>;
     let log: Log = Rc::new(RefCell::new(Vec::new()));
     let l = log.clone();
-    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::default(), async move |_chan, ()| {
+    let (r, at) = run_pair(ends_after(10, value_error), LinkOpts::new(), async move |_chan, ()| {
         guest::open_nursery(async |n| {
             for k in 0..3 {
                 let l = l.clone();
@@ -835,7 +823,7 @@ fn a_host_failure_cancels_every_task_of_a_nursery_inside_the_block_at_once() {
 #[test]
 fn a_host_return_with_suppress_false_ends_a_sleeping_block_at_once_with_host_task_exited() {
     let (r, at) =
-        run_pair(ends_after(10, || Ok(())), LinkOpts::default().suppress_graceful_exits(false), async |_c, ()| {
+        run_pair(ends_after(10, || Ok(())), LinkOpts::new().suppress_graceful_exits(false), async |_c, ()| {
             guest::sleep(Duration::from_secs(1)).await?;
             Ok(())
         });
@@ -844,10 +832,10 @@ fn a_host_return_with_suppress_false_ends_a_sleeping_block_at_once_with_host_tas
 
 #[test]
 fn a_host_return_with_the_default_suppress_does_not_interrupt_the_block() {
-    let (r, at) = run_pair(ends_after(10, || Ok(())), LinkOpts::default(), async |chan, ()| {
+    let (r, at) = run_pair(ends_after(10, || Ok(())), LinkOpts::new(), async |chan, ()| {
         guest::sleep(Duration::from_secs(1)).await?;
         // The channel simply ended.
-        chan.receive().await
+        chan.try_next().await
     });
     assert_eq!((r, at), (Ok(None), 1_000_000_000));
 }
@@ -866,9 +854,9 @@ fn an_interrupted_block_gets_the_host_error_from_receive_before_buffered_values(
             value_error()
         })
     };
-    let (r, at) = run_pair(target, LinkOpts::default(), async move |chan, ()| {
+    let (r, at) = run_pair(target, LinkOpts::new(), async move |chan, ()| {
         let slept = guest::sleep(Duration::from_secs(1)).await;
-        let received = chan.receive().await;
+        let received = chan.try_next().await;
         let sent = chan.send(()).await;
         s.borrow_mut().push((slept, received.map(drop), sent));
         // Even a block that swallows the cancellation returns the host's error.
@@ -921,7 +909,7 @@ fn a_canceller_taken_before_the_host_task_runs_cancels_the_link_task() {
             Ok(())
         })
     };
-    let (r, at) = run_pair(target, LinkOpts::default(), async |chan, ()| chan.receive().await);
+    let (r, at) = run_pair(target, LinkOpts::new(), async |chan, ()| chan.try_next().await);
     assert_eq!((r, at), (Err(Error::HostCancelled { reason: "cancelled from outside".into() }), MS10));
     assert!(slot.borrow().is_none());
 }
@@ -948,7 +936,7 @@ fn a_canceller_taken_inside_another_host_task_still_cancels_the_link_task() {
             Ok(())
         })
     };
-    let (r, at) = run_pair(target, LinkOpts::default(), async |_chan, ()| {
+    let (r, at) = run_pair(target, LinkOpts::new(), async |_chan, ()| {
         guest::sleep(Duration::from_secs(3600)).await?;
         Ok(())
     });
@@ -996,7 +984,7 @@ async fn fan_out(
             nursery.start_soon(async move {
                 let mut mine = Vec::new();
                 let r = async {
-                    while let Some(v) = sub.receive().await? {
+                    while let Some(v) = sub.try_next().await? {
                         if Some(k) == fail && v == 3 {
                             return Err(Error::msg("SubscriberError", format!("subscriber {k} refused 3")));
                         }
@@ -1020,7 +1008,7 @@ fn fan_out_to_n_nursery_tasks_each_subscribing_every_one_gets_every_value() {
     let got: Got = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
     let (r, at) =
-        run_pair(ticker(10, seen(), |e| e), LinkOpts::default(), async move |chan, ()| fan_out(chan, 4, None, g).await);
+        run_pair(ticker(10, seen(), |e| e), LinkOpts::new(), async move |chan, ()| fan_out(chan, 4, None, g).await);
     assert_eq!((r, at), (Ok(()), 10_000_000));
     let all: Vec<u32> = (0..10).collect();
     let want: Vec<_> = (0..4).map(|k| (k, all.clone(), Ok(()))).collect();
@@ -1034,7 +1022,7 @@ fn one_failing_subscriber_task_cancels_its_siblings_and_its_error_is_grouped_wit
     let s = seen();
     // The host, torn down, fails on its own: an independent error next to the guest's.
     let on_teardown = |_: Error| Error::msg("HostCleanupError", "the host's clean-up failed");
-    let (r, at) = run_pair(ticker(10, s.clone(), on_teardown), LinkOpts::default(), async move |chan, ()| {
+    let (r, at) = run_pair(ticker(10, s.clone(), on_teardown), LinkOpts::new(), async move |chan, ()| {
         fan_out(chan, 3, Some(0), g).await
     });
     let refused = Error::msg("SubscriberError", "subscriber 0 refused 3");
@@ -1064,13 +1052,13 @@ fn handles_used_after_the_block_return_closed() {
                 chan.send_nowait(7)?;
                 Ok(())
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async |chan, ()| Ok((chan.clone(), chan.subscribe())),
         )
         .await?;
-        let got = (chan.receive().await, sub.receive().await, chan.send(1).await, chan.wait_for_result().await);
+        let got = (chan.try_next().await, sub.try_next().await, chan.send(1).await, chan.wait_for_result().await);
         // A subscriber made after the block is closed too.
-        let late = chan.subscribe().receive().await;
+        let late = chan.subscribe().try_next().await;
         Ok((got, late, chan.host_done()))
     });
     let c = Err(Error::Closed);
@@ -1089,18 +1077,18 @@ fn a_subscriber_made_after_reads_starts_at_the_first_value_no_reader_has_receive
                 Ok(())
             })
         },
-        LinkOpts::default(),
+        LinkOpts::new(),
         async |chan, ()| {
-            let first = (chan.receive().await?, chan.receive().await?);
+            let first = (chan.try_next().await?, chan.try_next().await?);
             let early = chan.subscribe();
-            let third = chan.receive().await?;
+            let third = chan.try_next().await?;
             // Made after the channel took 0, 1 and 2: it starts at 3, as `early` is at 2.
             let late = chan.subscribe();
             let (mut e, mut l) = (Vec::new(), Vec::new());
-            while let Some(v) = early.receive().await? {
+            while let Some(v) = early.try_next().await? {
                 e.push(v);
             }
-            while let Some(v) = late.receive().await? {
+            while let Some(v) = late.try_next().await? {
                 l.push(v);
             }
             Ok((first, third, e, l))
@@ -1128,7 +1116,7 @@ fn dropping_the_open_call_with_a_handle_kept_outside_still_tears_the_host_task_d
                 host::sleep(Duration::from_secs(3600)).await?;
                 Ok(())
             },
-            LinkOpts::default(),
+            LinkOpts::new(),
             async move |chan, ()| {
                 *k3.borrow_mut() = Some(chan.clone());
                 guest::sleep_forever().await
@@ -1142,8 +1130,53 @@ fn dropping_the_open_call_with_a_handle_kept_outside_still_tears_the_host_task_d
         drop(open);
         guest::sleep(Duration::from_millis(1)).await?;
         let chan = k2.borrow_mut().take().expect("the block kept a handle");
-        Ok((chan.host_done(), chan.receive().await))
+        Ok((chan.host_done(), chan.try_next().await))
     });
     assert_eq!(out, Ok((true, Err(Error::Closed))));
     assert_eq!(*log.borrow(), vec!["host task dropped"]);
+}
+
+/// `receive()` gives each value bare and, once the host returned and every value was read,
+/// `HostTaskExited` (the seed's `out = await chan.receive()` ports as one line); a subscriber's
+/// `receive()` does the same; `try_next()` and `stream()` give the `Option`-shaped end (`None`)
+/// on the same channel state, and `stream()` needs no `pin!`.
+#[test]
+fn receive_ends_with_host_task_exited_and_try_next_with_none() {
+    use futures::StreamExt;
+    let (r, _) = run_pair(
+        |chan: HostChannel<(), u32, ()>| -> BoxedHost {
+            Box::pin(async move {
+                chan.started_nowait(())?;
+                for i in 0..3 {
+                    chan.send_nowait(i)?;
+                }
+                Ok(())
+            })
+        },
+        LinkOpts::new(),
+        async |chan, ()| {
+            let sub = chan.subscribe();
+            let a = chan.receive().await?;
+            let b = chan.receive().await?;
+            let rest: Vec<Result<u32>> = chan.stream().collect().await;
+            let end = (chan.receive().await, chan.try_next().await);
+            let subbed = (sub.receive().await?, sub.try_next().await?, sub.receive().await?);
+            let sub_end = (sub.receive().await, sub.try_next().await);
+            let mut s = sub.stream();
+            let sub_stream_end = s.next().await.is_none();
+            Ok((a, b, rest, end, subbed, sub_end, sub_stream_end))
+        },
+    );
+    assert_eq!(
+        r,
+        Ok((
+            0,
+            1,
+            vec![Ok(2)],
+            (Err(Error::HostTaskExited), Ok(None)),
+            (0, Some(1), 2),
+            (Err(Error::HostTaskExited), Ok(None)),
+            true
+        ))
+    );
 }

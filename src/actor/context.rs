@@ -5,7 +5,8 @@
 //!
 //! The *caller* opened the context ([`Portal::open_context`](super::Portal::open_context)); the
 //! *callee* serves it (an endpoint registered with
-//! [`Endpoints::context`](super::Endpoints::context)). Who sends what, and when:
+//! [`Endpoints::serve`](super::Endpoints::serve) with a [`ContextFn`](super::ContextFn)).
+//! Who sends what, and when:
 //!
 //! ```text
 //! caller (open_context)                                  callee (context endpoint)
@@ -16,7 +17,7 @@
 //!  ── either side, in its ctx.open_stream(body) ─────────────────────────────────────────────
 //!  Yield{cid, item} ──────────────────────────────────▶  stream.send / stream.receive
 //!            ◀──────────────────────────────────────── Yield{cid, item}
-//!  Stop{cid} (its stream block returned) ─────────────▶  receive ends (Ok(None)) after the
+//!  Stop{cid} (its stream block returned) ─────────────▶  receive ends (EndOfChannel) after the
 //!            ◀──────────────────────────────────────── Stop{cid}  items already sent
 //!  ── the end ───────────────────────────────────────────────────────────────────────────────
 //!            ◀──────────────────────────────────────── Return{cid, r} | Error{cid}
@@ -940,10 +941,19 @@ impl MsgStream {
         Ok(())
     }
 
-    /// Receives the next item: `Ok(Some(item))`, `Ok(None)` once the peer closed its side
-    /// (`Stop`) or the context ended normally (or by a cancellation this side asked for), the
-    /// context's error otherwise, [`Error::StreamOverrun`] if this side fell too far behind.
-    pub async fn receive<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+    /// Receives the next item (tractor's `await stream.receive()`): `Ok(item)`;
+    /// [`Error::EndOfChannel`] once the peer closed its side (`Stop`) or the context ended
+    /// normally (or by a cancellation this side asked for); the context's error otherwise;
+    /// [`Error::StreamOverrun`] if this side fell too far behind. The item's type is inferred
+    /// from its use (or named: `receive::<u64>()`).
+    pub async fn receive<T: DeserializeOwned>(&self) -> Result<T> {
+        self.try_next().await?.ok_or(Error::EndOfChannel)
+    }
+
+    /// Receives the next item, `Ok(None)` at the end of the stream (tractor's
+    /// `async for msg in stream`: `while let Some(msg) = stream.try_next().await? { .. }`);
+    /// otherwise as [`receive`](Self::receive).
+    pub async fn try_next<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         let bytes = self.read(PRIMARY).await?;
         match bytes {
             Some(b) => Ok(Some(decode_payload(&b)?)),
@@ -951,9 +961,9 @@ impl MsgStream {
         }
     }
 
-    /// The items as a [`Stream`](futures::Stream) (tractor's `async for msg in stream`): it ends
-    /// at the end of the stream; an error is its last item.
-    pub fn iter<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + '_ {
+    /// The items as a [`Stream`](futures::Stream): it ends at the end of the stream; an error
+    /// is its last item.
+    pub fn stream<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + Unpin + '_ {
         item_stream(self, PRIMARY)
     }
 
@@ -1041,8 +1051,11 @@ impl MsgStream {
     }
 }
 
-fn item_stream<T: DeserializeOwned>(stream: &MsgStream, reader: u64) -> impl futures::Stream<Item = Result<T>> + '_ {
-    futures::stream::unfold(false, move |done| async move {
+fn item_stream<T: DeserializeOwned>(
+    stream: &MsgStream,
+    reader: u64,
+) -> impl futures::Stream<Item = Result<T>> + Unpin + '_ {
+    Box::pin(futures::stream::unfold(false, move |done| async move {
         if done {
             return None;
         }
@@ -1054,7 +1067,7 @@ fn item_stream<T: DeserializeOwned>(stream: &MsgStream, reader: u64) -> impl fut
                 Some((Err(e), done))
             }
         }
-    })
+    }))
 }
 
 /// A subscriber made by [`MsgStream::subscribe`]: an owned handle (it may move into another
@@ -1068,7 +1081,13 @@ pub struct BroadcastReceiver {
 impl BroadcastReceiver {
     /// Receives the next item: like [`MsgStream::receive`], plus [`Error::Lagged`] when this
     /// subscriber fell behind.
-    pub async fn receive<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+    pub async fn receive<T: DeserializeOwned>(&self) -> Result<T> {
+        self.try_next().await?.ok_or(Error::EndOfChannel)
+    }
+
+    /// Receives the next item, `Ok(None)` at the end: like [`MsgStream::try_next`], plus
+    /// [`Error::Lagged`] when this subscriber fell behind.
+    pub async fn try_next<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         let bytes = self.stream.read(self.id).await?;
         match bytes {
             Some(b) => Ok(Some(decode_payload(&b)?)),
@@ -1077,7 +1096,7 @@ impl BroadcastReceiver {
     }
 
     /// The items as a [`Stream`](futures::Stream).
-    pub fn iter<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + '_ {
+    pub fn stream<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + Unpin + '_ {
         item_stream(&self.stream, self.id)
     }
 }

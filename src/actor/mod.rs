@@ -1,7 +1,9 @@
 //! The actor tree (std): actors are processes, each running the guest runtime (or, infected,
 //! the host executor with the guest riding it), talking postcard/COBS frames over pipes.
 //!
-//! A binary registers its [`Endpoints`] and calls [`main`]. In the root process `main` runs the
+//! A binary declares typed handles on its endpoints ([`Function`], [`ContextFn`]), registers
+//! them with their handlers in [`Endpoints`] and calls [`main`] (or [`run`], which returns the
+//! root's `Result`). In the root process `main` runs the
 //! root's future; in a process spawned as an actor (the same binary re-executed, or a named
 //! program that also calls `main`) it serves the endpoints its parent enabled. Inside, a task
 //! opens an [`open_nursery`], starts actors ([`ActorNursery::start_actor`],
@@ -156,18 +158,21 @@
 //! `examples/actor_tree.rs` is a complete program; in short:
 //!
 //! ```no_run
-//! use infect::actor::{self, ActorOpts, Endpoints};
+//! use std::process::ExitCode;
+//! use infect::actor::{self, ActorOpts, Endpoints, Function};
+//!
+//! /// Declared once, used at both ends: registration and call.
+//! const DOUBLE: Function<u64, u64> = Function::new("math", "double");
 //!
 //! async fn double(x: u64) -> infect::Result<u64> {
 //!     Ok(2 * x)
 //! }
 //!
-//! fn main() -> infect::Result<()> {
-//!     let endpoints = Endpoints::new().function("math", "double", double);
-//!     actor::main(endpoints, async {
+//! fn main() -> ExitCode {
+//!     actor::main(Endpoints::new().serve(DOUBLE, double), async {
 //!         actor::open_nursery(async |an| {
 //!             let portal = an.start_actor("doubler", ActorOpts::new().enable_modules(["math"])).await?;
-//!             let four: u64 = portal.run("math", "double", &2u64).await?;
+//!             let four = portal.run(DOUBLE, &2).await?;
 //!             assert_eq!(four, 4);
 //!             portal.cancel_actor().await?;
 //!             Ok(())
@@ -195,12 +200,12 @@ use std::time::Duration;
 
 pub use crate::error::RemoteActorError;
 pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
-pub use endpoints::Endpoints;
+pub use endpoints::{ContextFn, ContextHandler, Endpoints, Function, FunctionHandler, OneShot, ServedBy};
 pub use launch::LAUNCHED_ARG;
 pub use nursery::{
     ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, Portal, RECENT_ERRORS, open_nursery,
 };
-pub use runtime::{RootOpts, main, main_with};
+pub use runtime::{RootOpts, main, main_with, run, run_with};
 
 use crate::wire::Aid;
 

@@ -16,7 +16,7 @@
 //!   bounded), reaps, and *closes* the child: every call still waiting on it ends with
 //!   [`Error::ActorDied`].
 //! - for `run_in_actor`, the **collector** runs the one call and keeps its outcome for
-//!   [`Portal::wait_for_result`]; a failure that this nursery did not cause itself starts
+//!   [`OneShot::wait_for_result`]; a failure that this nursery did not cause itself starts
 //!   one-cancels-all.
 //!
 //! The nursery's own exit, in order: the block returns (or fails, or is cancelled); if it
@@ -49,10 +49,12 @@ use crate::{Error, ErrorGroup, Result};
 use super::conn::{Conn, os_err, reactor};
 use super::context::{CallSlot, Context, MIN_WINDOW, STREAM_BUFFER};
 use super::launch::{self, Launched};
+use super::endpoints::{ContextFn, Function, OneShot};
 use super::process::{self, Proc};
 use super::{ActorInner, current_inner};
 
-/// How to start a child actor.
+/// How to start a child actor, builder-style: [`ActorOpts::new`] gives the defaults (listed
+/// there), each method sets one option (the fields are private; the runtime reads them).
 ///
 /// ```
 /// use std::time::Duration;
@@ -61,7 +63,7 @@ use super::{ActorInner, current_inner};
 ///     .enable_modules(["math", "text"])
 ///     .infect_host(true)
 ///     .cancel_timeout(Duration::from_millis(200));
-/// assert_eq!(opts.enabled(), ["math", "text"]);
+/// assert_ne!(format!("{opts:?}"), format!("{:?}", ActorOpts::new()));
 /// ```
 #[derive(Debug, Clone)]
 pub struct ActorOpts {
@@ -99,7 +101,9 @@ impl Default for ActorOpts {
 }
 
 impl ActorOpts {
-    /// No namespace enabled, not infected, this binary, 500 ms per rung of the ladder, a
+    /// The defaults: no namespace enabled, not infected, this binary, the default frame limit
+    /// ([`DEFAULT_MAX_FRAME`], 64 KiB) and stream window ([`STREAM_BUFFER`]), named after the
+    /// function (for [`ActorNursery::run_in_actor`]), 500 ms per rung of the ladder, a
     /// [`DEFAULT_START_TIMEOUT`] (10 s) handshake.
     pub fn new() -> ActorOpts {
         ActorOpts::default()
@@ -115,11 +119,6 @@ impl ActorOpts {
             }
         }
         self
-    }
-
-    /// The namespaces enabled so far.
-    pub fn enabled(&self) -> &[String] {
-        &self.enable_modules
     }
 
     /// Runs the child infected: the host executor as its loop, its actor runtime as a guest
@@ -189,14 +188,6 @@ impl ActorOpts {
     /// A message over the limit is refused at its sender before a byte is written: here,
     /// [`Portal::run`] fails with `Error::Wire(FrameTooLarge { size, max })` and the actor keeps
     /// serving; in the child, a result over the limit becomes an error for that call.
-    ///
-    /// ```
-    /// use infect::actor::ActorOpts;
-    ///
-    /// assert_eq!(ActorOpts::new().max_frame(4096).frame_limit(), 4096);
-    /// assert_eq!(ActorOpts::new().max_frame(1).frame_limit(), 256);
-    /// assert_eq!(ActorOpts::new().max_frame(1 << 20).frame_limit(), 64 * 1024);
-    /// ```
     pub fn max_frame(mut self, max: usize) -> ActorOpts {
         self.max_frame = max.clamp(MIN_FRAME, DEFAULT_MAX_FRAME);
         self
@@ -207,27 +198,9 @@ impl ActorOpts {
     /// and so the most a receiver buffers ([`STREAM_BUFFER`] by default, at least 2). Lower it
     /// for big items: a context buffers at most `window` frames of the frame limit per
     /// direction. The child learns it in a `Msg::StreamWindow` right after its `SpawnSpec`.
-    ///
-    /// ```
-    /// use infect::actor::ActorOpts;
-    ///
-    /// assert_eq!(ActorOpts::new().window(), infect::actor::STREAM_BUFFER);
-    /// assert_eq!(ActorOpts::new().stream_window(16).window(), 16);
-    /// assert_eq!(ActorOpts::new().stream_window(0).window(), 2);
-    /// ```
     pub fn stream_window(mut self, items: usize) -> ActorOpts {
         self.stream_window = items.clamp(MIN_WINDOW, u32::MAX as usize);
         self
-    }
-
-    /// The stream window these options give (see [`stream_window`](ActorOpts::stream_window)).
-    pub fn window(&self) -> usize {
-        self.stream_window
-    }
-
-    /// The frame limit these options give (see [`max_frame`](ActorOpts::max_frame)).
-    pub fn frame_limit(&self) -> usize {
-        self.max_frame
     }
 
     /// The child's name for [`ActorNursery::run_in_actor`] (default: the function's name).
@@ -256,23 +229,9 @@ impl ActorOpts {
     /// [`term_timeout`](Self::term_timeout) `SIGKILL`, is reaped, and
     /// [`ActorNursery::start_actor`] (or the [`run_in_actor`](ActorNursery::run_in_actor)
     /// call) fails with [`Error::StartTimeout`] naming it.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use infect::actor::{ActorOpts, DEFAULT_START_TIMEOUT};
-    ///
-    /// assert_eq!(ActorOpts::new().start_wait(), DEFAULT_START_TIMEOUT);
-    /// let opts = ActorOpts::new().start_timeout(Duration::from_millis(300));
-    /// assert_eq!(opts.start_wait(), Duration::from_millis(300));
-    /// ```
     pub fn start_timeout(mut self, d: Duration) -> ActorOpts {
         self.start_timeout = d;
         self
-    }
-
-    /// The handshake bound these options give (see [`start_timeout`](Self::start_timeout)).
-    pub fn start_wait(&self) -> Duration {
-        self.start_timeout
     }
 }
 
@@ -806,7 +765,19 @@ impl fmt::Debug for Portal {
 }
 
 impl Portal {
-    /// Runs function `func` of namespace `ns` in the actor with `args` and returns its result.
+    /// Runs the function `func` names in the actor with `args` and returns its result (both
+    /// typed by the handle).
+    ///
+    /// ```no_run
+    /// # use infect::actor::{ActorOpts, Function, Portal};
+    /// const ADD: Function<(u32, u32), u32> = Function::new("math", "add");
+    ///
+    /// # async fn demo(portal: &Portal) -> infect::Result<()> {
+    /// let three = portal.run(ADD, &(1, 2)).await?;
+    /// assert_eq!(three, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// A failure in the actor comes back as [`Error::RemoteActor`] (its `boxed_type` is the
     /// remote error's kind); an actor that dies meanwhile as [`Error::ActorDied`]; arguments
@@ -814,14 +785,14 @@ impl Portal {
     /// waits on nothing but its answer, so a remote failure or death ends it the moment it
     /// arrives (the same supervision as a context's block). Cancelling
     /// the caller cancels the remote call and waits (at most the cancel timeout) for it to end.
-    pub async fn run<A: Serialize + ?Sized, R: DeserializeOwned>(&self, ns: &str, func: &str, args: &A) -> Result<R> {
+    pub async fn run<A: Serialize, R: DeserializeOwned>(&self, func: Function<A, R>, args: &A) -> Result<R> {
         let args = encode_payload(args)?;
-        let value = self.child.call(ns, func, args, true).await?;
+        let value = self.child.call(func.ns(), func.name(), args, true).await?;
         Ok(decode_payload(&value)?)
     }
 
-    /// Opens a context with the actor (tractor's `Portal.open_context`): starts context
-    /// endpoint `func` of namespace `ns` with `args`, waits for its `ctx.started(first)`, and
+    /// Opens a context with the actor (tractor's `Portal.open_context`): starts the context
+    /// endpoint `func` names with `args`, waits for its `ctx.started(first)`, and
     /// runs `body(&ctx, first)`, the `async with` block, inside the context's own cancel scope.
     /// The context is a supervision scope: if the callee fails (or cancels itself, or a
     /// `ContextCancelled` arrives that `ctx.cancel()` did not ask for, or the actor dies) while
@@ -836,7 +807,11 @@ impl Portal {
     /// [`Context`] for the dialog and the rules.
     ///
     /// ```no_run
-    /// use infect::actor::{self, ActorOpts, Context, Endpoints};
+    /// use std::process::ExitCode;
+    /// use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
+    ///
+    /// /// Takes the bound, starts with a `String`, returns the bound.
+    /// const COUNTER: ContextFn<u32, String, u32> = ContextFn::new("demo", "counter");
     ///
     /// async fn counter(ctx: Context, upto: u32) -> infect::Result<u32> {
     ///     ctx.started(&"counting").await?;
@@ -850,18 +825,17 @@ impl Portal {
     ///     Ok(upto)
     /// }
     ///
-    /// fn main() -> infect::Result<()> {
-    ///     let endpoints = Endpoints::new().context("demo", "counter", counter);
-    ///     actor::main(endpoints, async {
+    /// fn main() -> ExitCode {
+    ///     actor::main(Endpoints::new().serve(COUNTER, counter), async {
     ///         actor::open_nursery(async |an| {
     ///             let p = an.start_actor("counter", ActorOpts::new().enable_modules(["demo"])).await?;
     ///             let sum = p
-    ///                 .open_context("demo", "counter", &3u32, async |ctx, first: String| {
+    ///                 .open_context(COUNTER, &3, async |ctx, first| {
     ///                     assert_eq!(first, "counting");
     ///                     let sum = ctx
     ///                         .open_stream(async |stream| {
     ///                             let mut sum = 0;
-    ///                             while let Some(i) = stream.receive::<u32>().await? {
+    ///                             while let Some(i) = stream.try_next::<u32>().await? {
     ///                                 sum += i;
     ///                             }
     ///                             Ok(sum)
@@ -880,17 +854,17 @@ impl Portal {
     ///     })
     /// }
     /// ```
-    pub async fn open_context<A, S, T>(
+    pub async fn open_context<A, S, R, T>(
         &self,
-        ns: &str,
-        func: &str,
+        func: ContextFn<A, S, R>,
         args: &A,
         body: impl AsyncFnOnce(&Context, S) -> Result<T>,
     ) -> Result<T>
     where
-        A: Serialize + ?Sized,
+        A: Serialize,
         S: DeserializeOwned,
     {
+        let (ns, func) = (func.ns(), func.name());
         let args = encode_payload(args)?;
         let (cid, slot) = self.child.begin_call(ns, func, args, FuncKind::Context).await?;
         let _forget = ForgetCall { child: &self.child, cid };
@@ -921,8 +895,9 @@ impl Portal {
     }
 
     /// The result of a [`run_in_actor`](ActorNursery::run_in_actor) actor's call, once it
-    /// arrived (the error as `Err`). [`Error::NoResult`] for a `start_actor` portal.
-    pub async fn wait_for_result<R: DeserializeOwned>(&self) -> Result<R> {
+    /// arrived (the error as `Err`). [`Error::NoResult`] for a `start_actor` portal. (Public
+    /// as [`OneShot::wait_for_result`], typed by the call's handle.)
+    pub(crate) async fn wait_for_result<R: DeserializeOwned>(&self) -> Result<R> {
         if !self.child.one_shot.get() {
             return Err(Error::NoResult { actor: self.child.name.clone() });
         }
@@ -1284,21 +1259,22 @@ impl ActorNursery {
         Ok(Portal { child })
     }
 
-    /// Starts a one-shot actor running `ns.func(args)` (tractor's `run_in_actor`): its portal's
-    /// [`wait_for_result`](Portal::wait_for_result) gives the result; the nursery waits for it
-    /// on exit and raises its error (one-cancels-all). The actor is named after `func` unless
-    /// `opts` names it, and `ns` is enabled for it.
+    /// Starts a one-shot actor running `func(args)` (tractor's `run_in_actor`): the returned
+    /// [`OneShot`]'s [`wait_for_result`](OneShot::wait_for_result) gives the result, typed by
+    /// the handle; the nursery waits for it
+    /// on exit and raises its error (one-cancels-all). The actor is named after the function unless
+    /// `opts` names it, and its namespace is enabled for it.
     ///
     /// The call is pipelined behind the handshake: this returns once the process is spawned and
     /// the request is written, without waiting for an answer, so that several one-shot actors
     /// started in a row are all under way before any of their outcomes is looked at.
-    pub async fn run_in_actor<A: Serialize + ?Sized>(
+    pub async fn run_in_actor<A: Serialize, R>(
         &self,
-        ns: &str,
-        func: &str,
+        func: Function<A, R>,
         args: &A,
         opts: ActorOpts,
-    ) -> Result<Portal> {
+    ) -> Result<OneShot<R>> {
+        let (ns, func) = (func.ns(), func.name());
         let name = opts.name.clone().unwrap_or_else(|| func.to_owned());
         let payload = encode_payload(args)?;
         let opts = opts.enable_modules([ns]);
@@ -1326,7 +1302,7 @@ impl ActorNursery {
                 .await
                 .map(drop)
         })?;
-        Ok(Portal { child })
+        Ok(OneShot::new(Portal { child }))
     }
 
     /// Cancels the nursery (tractor's `ActorNursery.cancel`, trio's `nursery.cancel_scope.cancel()`):
@@ -1340,7 +1316,7 @@ impl ActorNursery {
     /// use infect::guest;
     ///
     /// fn main() -> infect::Result<()> {
-    ///     let r = actor::main(Endpoints::new(), async {
+    ///     let r = actor::run(Endpoints::new(), async {
     ///         actor::open_nursery(async |an| {
     ///             an.start_actor("worker", ActorOpts::new()).await?;
     ///             an.cancel().await?;
@@ -1429,4 +1405,33 @@ async fn shielded(work: impl Future<Output = ()>) -> Result<()> {
         })
         .await
         .map(drop)
+}
+
+#[cfg(test)]
+mod opts_tests {
+    use super::*;
+
+    /// The documented defaults and clamps of [`ActorOpts`].
+    #[test]
+    fn actor_opts_defaults_and_clamps() {
+        let d = ActorOpts::new();
+        assert_eq!(d.enable_modules, Vec::<String>::new());
+        assert!(!d.infect_host && d.program.is_none() && d.name.is_none());
+        assert_eq!((d.max_frame, d.stream_window), (DEFAULT_MAX_FRAME, STREAM_BUFFER));
+        assert_eq!((d.cancel_timeout, d.term_timeout), (Duration::from_millis(500), Duration::from_millis(500)));
+        assert_eq!(d.start_timeout, DEFAULT_START_TIMEOUT);
+        assert_eq!(
+            ActorOpts::new().enable_modules(["a", "b"]).enable_modules(["a", "c"]).enable_modules,
+            ["a", "b", "c"]
+        );
+        assert_eq!(ActorOpts::new().max_frame(4096).max_frame, 4096);
+        assert_eq!(ActorOpts::new().max_frame(1).max_frame, 256);
+        assert_eq!(ActorOpts::new().max_frame(1 << 20).max_frame, 64 * 1024);
+        assert_eq!(ActorOpts::new().stream_window(16).stream_window, 16);
+        assert_eq!(ActorOpts::new().stream_window(0).stream_window, 2);
+        assert_eq!(
+            ActorOpts::new().start_timeout(Duration::from_millis(300)).start_timeout,
+            Duration::from_millis(300)
+        );
+    }
 }

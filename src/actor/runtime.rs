@@ -23,6 +23,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -41,8 +42,11 @@ use super::{ActorInner, Endpoints, child, launch, set_current, sys};
 /// How the root actor runs.
 ///
 /// ```
-/// let opts = infect::actor::RootOpts::new().name("supervisor").infect_host(true);
-/// assert_eq!(opts.name_str(), "supervisor");
+/// use infect::actor::{self, Endpoints, RootOpts};
+///
+/// let opts = RootOpts::new().name("supervisor");
+/// let name = actor::run_with(opts, Endpoints::new(), async { Ok(actor::current_actor().name().to_owned()) });
+/// assert_eq!(name.unwrap(), "supervisor");
 /// ```
 #[derive(Debug, Clone)]
 pub struct RootOpts {
@@ -57,7 +61,7 @@ impl Default for RootOpts {
 }
 
 impl RootOpts {
-    /// Name `"root"`, not infected.
+    /// The defaults: name `"root"`, not infected.
     pub fn new() -> RootOpts {
         RootOpts::default()
     }
@@ -66,11 +70,6 @@ impl RootOpts {
     pub fn name(mut self, name: &str) -> RootOpts {
         name.clone_into(&mut self.name);
         self
-    }
-
-    /// The name set.
-    pub fn name_str(&self) -> &str {
-        &self.name
     }
 
     /// Runs the root infected: the host executor as the loop and the root future as a guest
@@ -98,7 +97,7 @@ impl RootOpts {
 /// next awaits work normally; a guest nursery it is waiting in takes it as an error of its
 /// block (its children are cancelled, it returns `Interrupted` once they have finished). A
 /// `root` blocked in foreign futures only, which no await of infect's reaches, is cancelled
-/// instead and ends as `Interrupted`. If `root` then returns a value, `main` returns it; if
+/// instead and ends as `Interrupted`. If `root` then returns a value, `run` returns it; if
 /// it fails (the `Interrupted` propagated, or any other error), the process runs its teardown
 /// callbacks and exits with status `128 + signo` (130 for `SIGINT`) instead of returning. A
 /// second interrupt while the first has not reached an await yet changes nothing; one after a
@@ -109,7 +108,7 @@ impl RootOpts {
 /// use std::time::Duration;
 ///
 /// fn main() -> infect::Result<()> {
-///     let v = actor::main(actor::Endpoints::new(), async {
+///     let v = actor::run(actor::Endpoints::new(), async {
 ///         match guest::sleep(Duration::from_secs(3600)).await {
 ///             // Ctrl-C while we sleep: clean up (awaits work) and return a value, exit 0.
 ///             Err(Error::Interrupted { .. }) => {
@@ -131,7 +130,7 @@ impl RootOpts {
 /// use infect::{Error, guest};
 ///
 /// fn main() -> infect::Result<()> {
-///     let saved = actor::main(Endpoints::new(), async {
+///     let saved = actor::run(Endpoints::new(), async {
 ///         let r = actor::open_nursery(async |an| {
 ///             let _worker = an.start_actor("worker", ActorOpts::new()).await?;
 ///             guest::sleep_forever().await
@@ -152,19 +151,65 @@ impl RootOpts {
 /// `root` may be of any size: it is boxed here, first thing, and only the box is moved on (a
 /// future holding a 128 KiB buffer across an await would otherwise be copied through several
 /// frames of the main thread's stack).
-pub fn main<T: 'static>(endpoints: Endpoints, root: impl Future<Output = Result<T>> + 'static) -> Result<T> {
+pub fn run<T: 'static>(endpoints: Endpoints, root: impl Future<Output = Result<T>> + 'static) -> Result<T> {
     let root: RootFuture<T> = Box::pin(root);
     main_boxed(RootOpts::new(), endpoints, root)
 }
 
-/// [`main`] with options for the root (`root` is boxed at once, as there).
-pub fn main_with<T: 'static>(
+/// [`run`] with options for the root (`root` is boxed at once, as there).
+pub fn run_with<T: 'static>(
     opts: RootOpts,
     endpoints: Endpoints,
     root: impl Future<Output = Result<T>> + 'static,
 ) -> Result<T> {
     let root: RootFuture<T> = Box::pin(root);
     main_boxed(opts, endpoints, root)
+}
+
+/// Runs this process as an actor, for a program's `main`: [`run`], then the error, if any, printed
+/// to stderr as `"<program>: <error>"` (its `Display`, the program being the file name this
+/// process was started as) and [`ExitCode::FAILURE`]; [`ExitCode::SUCCESS`] if `root`
+/// returned `Ok`. As with [`run`], a child actor never returns from it, and a root that fails
+/// after an interrupt exits with `128 + signo`.
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// use infect::actor::{self, Endpoints, Function};
+///
+/// const DOUBLE: Function<u64, u64> = Function::new("math", "double");
+///
+/// async fn double(x: u64) -> infect::Result<u64> {
+///     Ok(2 * x)
+/// }
+///
+/// async fn root() -> infect::Result<()> {
+///     // start actors, call DOUBLE through their portals, ...
+///     Ok(())
+/// }
+///
+/// fn main() -> ExitCode {
+///     actor::main(Endpoints::new().serve(DOUBLE, double), root())
+/// }
+/// ```
+pub fn main(endpoints: Endpoints, root: impl Future<Output = Result<()>> + 'static) -> ExitCode {
+    exit_code(run(endpoints, root))
+}
+
+/// [`main`] with options for the root.
+pub fn main_with(opts: RootOpts, endpoints: Endpoints, root: impl Future<Output = Result<()>> + 'static) -> ExitCode {
+    exit_code(run_with(opts, endpoints, root))
+}
+
+/// Prints `"<program>: <error>"` for an error; the exit code of the outcome.
+#[inline(never)]
+fn exit_code(outcome: Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e}", sys::program_name());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The root's future, boxed at the entry.
@@ -543,7 +588,7 @@ mod tests {
         let ints = Rc::new(Interrupts::default());
         INTERRUPTS.with(|i| *i.borrow_mut() = Some(ints.clone()));
         let all = ints.clone();
-        let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async move {
+        let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
             let me = TaskRef::current().expect("in a guest task");
             assert!(me.deliver(Error::Interrupted { signal: 2 }, None));
             let scope = CancelScope::new();

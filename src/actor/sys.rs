@@ -9,7 +9,7 @@
 //!   `pthread_sigmask`, `signal`, `prctl`, `getppid`, `execve`, `_exit`, `getpid`, `write`) and touch no lock and no allocator.
 //! - `-1` becomes [`io::Error::last_os_error`]; nothing retries here.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -593,4 +593,23 @@ pub(crate) fn wait_blocking(pid: u32) -> io::Result<c_int> {
             Err(e) => return Err(e),
         }
     }
+}
+
+unsafe extern "C" {
+    /// argv[0]'s last path component, set by the C library (glibc and musl) before `main`.
+    static program_invocation_short_name: *const libc::c_char;
+}
+
+/// This program's name as it was started (argv[0]'s last path component), for error lines.
+/// (`std::env::args_os` would copy the whole argument vector, which costs a minimal binary
+/// close to a kilobyte of code.)
+pub(crate) fn program_name() -> String {
+    // SAFETY: the C library points `program_invocation_short_name` into argv[0] (or at an empty
+    // string) before `main` and never frees or moves it; it is NUL-terminated and only read.
+    let name = unsafe { program_invocation_short_name };
+    if name.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null and NUL-terminated, as above; it lives as long as the process.
+    unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
 }

@@ -469,7 +469,7 @@ async fn guest_body(chan: &GuestChan, first: Tracked, script: &Script, log: &Log
                 }
             },
             GuestOp::Receive => {
-                let r = chan.receive().await;
+                let r = chan.try_next().await;
                 read(log, 0, r, cancelled())
             }
             GuestOp::Subscribe => {
@@ -481,7 +481,7 @@ async fn guest_body(chan: &GuestChan, first: Tracked, script: &Script, log: &Log
                     subscribe(chan, &mut subs, log);
                 }
                 let k = n % subs.len();
-                let r = subs[k].receive().await;
+                let r = subs[k].try_next().await;
                 read(log, k + 1, r, cancelled())
             }
             GuestOp::Break => break,
@@ -582,11 +582,10 @@ async fn guest_main(script: Rc<Script>, log: Log) -> Result<()> {
                 let r = if script.task {
                     to_host::run_task(host_program(None, script.clone(), log.clone())).await.map(|t| t.0)
                 } else {
-                    let opts = LinkOpts {
-                        suppress_graceful_exits: script.suppress,
-                        capacity_to_host: script.cap_to_host,
-                        capacity_to_guest: script.cap_to_guest,
-                    };
+                    let opts = LinkOpts::new()
+                        .suppress_graceful_exits(script.suppress)
+                        .capacity_to_host(script.cap_to_host)
+                        .capacity_to_guest(script.cap_to_guest);
                     let (s, l) = (script.clone(), log.clone());
                     to_host::open_channel_from(
                         move |chan| host_program(Some(chan), s, l),

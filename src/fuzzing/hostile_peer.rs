@@ -218,15 +218,20 @@ fn next_item(c: &mut Cursor<'_>, credit: &RefCell<BTreeMap<Cid, u64>>) -> Item {
     Item::Bytes(frame(&msg))
 }
 
+/// The child's plain function the parent calls.
+const FZ_F: crate::actor::Function<(), ()> = crate::actor::Function::new("fz", "f");
+/// The child's context function the parent opens.
+const FZ_C: crate::actor::ContextFn<(), ()> = crate::actor::ContextFn::new("fz", "c");
+
 /// The parent's calls, by number (see the module docs).
 async fn parent_call(p: &Portal, op: u8, items: u64) -> Result<u64> {
     match op {
-        0 => p.run::<_, ()>("fz", "f", &()).await.map(|()| 0),
+        0 => p.run(FZ_F, &()).await.map(|()| 0),
         1 => {
-            p.open_context("fz", "c", &(), async |ctx, ()| {
+            p.open_context(FZ_C, &(), async |ctx, ()| {
                 ctx.open_stream(async |s| {
                     let mut n = 0;
-                    while s.receive::<u64>().await?.is_some() {
+                    while s.try_next::<u64>().await?.is_some() {
                         n += 1;
                     }
                     Ok(n)
@@ -236,7 +241,7 @@ async fn parent_call(p: &Portal, op: u8, items: u64) -> Result<u64> {
             .await
         }
         2 => {
-            p.open_context("fz", "c", &(), async |ctx, ()| {
+            p.open_context(FZ_C, &(), async |ctx, ()| {
                 ctx.open_stream(async |s| {
                     for i in 0..items {
                         s.send(&i).await?;
@@ -248,7 +253,7 @@ async fn parent_call(p: &Portal, op: u8, items: u64) -> Result<u64> {
             .await
         }
         _ => {
-            p.open_context("fz", "c", &(), async |ctx, ()| {
+            p.open_context(FZ_C, &(), async |ctx, ()| {
                 ctx.cancel().await?;
                 Ok(0)
             })

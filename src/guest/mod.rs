@@ -157,7 +157,7 @@ use core::time::Duration;
 pub use nursery::{Nursery, TaskStatus, open_nursery};
 pub use sched::{GuestRun, GuestTick, Hooks};
 pub use scope::{CancelScope, fail_after, fail_at, move_on_after, move_on_at};
-pub use sync::{Empty, Event, Receiver, Sender, TrySendError, channel};
+pub use sync::{Empty, Event, Receiver, SendNowaitError, Sender, channel};
 
 #[cfg(feature = "std")]
 pub(crate) use sched::{TaskRef, take_delivered};
@@ -171,20 +171,19 @@ use crate::timers::SleepTimer;
 use crate::trace::{Policy, Trace};
 use crate::{Error, Result};
 
-/// How to run a guest: its clock, and the optional determinism tools (a [`Trace`], a seed).
+/// How to run a guest, builder-style: its clock, and the optional determinism tools (a
+/// [`Trace`], a seed; none by default). Pass it to [`run_with`] or [`start_guest_run_with`].
 ///
 /// ```
 /// use infect::{guest::{self, GuestConfig}, time::VirtualClock, trace::{Side, Trace, TraceEvent}};
 /// use std::{rc::Rc, time::Duration};
 ///
 /// let trace = Trace::new();
-/// let out = GuestConfig::new(Rc::new(VirtualClock::new()))
-///     .trace(trace.clone())
-///     .seed(1)
-///     .run(async {
-///         guest::sleep(Duration::from_secs(90)).await?; // virtual: no real wait
-///         Ok(guest::current_time().as_nanos())
-///     });
+/// let config = GuestConfig::new(Rc::new(VirtualClock::new())).trace(trace.clone()).seed(1);
+/// let out = guest::run_with(config, async {
+///     guest::sleep(Duration::from_secs(90)).await?; // virtual: no real wait
+///     Ok(guest::current_time().as_nanos())
+/// });
 /// assert_eq!(out, Ok(90_000_000_000));
 /// let events = trace.take();
 /// assert_eq!(events.first(), Some(&TraceEvent::Spawn(Side::Guest, 0))); // the main task
@@ -223,25 +222,23 @@ impl GuestConfig {
         self.seed = Some(seed);
         self
     }
+}
 
-    /// Starts `main` as a guest riding the host behind `hooks`, on this configuration's clock;
-    /// see [`start_guest_run`] and the complete host in the [`Hooks`] docs.
-    pub fn start_guest_run<T: 'static>(
-        self,
-        main: impl Future<Output = Result<T>> + 'static,
-        hooks: impl Hooks,
-        done: impl FnOnce(Result<T>) + 'static,
-    ) -> Result<GuestRun> {
-        let setup = sched::Setup { clock: self.clock, trace: self.trace, policy: self.seed.map(Policy::seeded) };
-        Ok(sched::start(setup, main, Box::new(hooks), done))
-    }
+/// [`start_guest_run`] with `config` (its clock, trace and seed).
+pub fn start_guest_run_with<T: 'static>(
+    config: GuestConfig,
+    main: impl Future<Output = Result<T>> + 'static,
+    hooks: impl Hooks,
+    done: impl FnOnce(Result<T>) + 'static,
+) -> Result<GuestRun> {
+    let setup = sched::Setup { clock: config.clock, trace: config.trace, policy: config.seed.map(Policy::seeded) };
+    Ok(sched::start(setup, main, Box::new(hooks), done))
+}
 
-    /// Runs `main` standalone on this configuration's clock; see [`run`] (and the example on
-    /// [`GuestConfig`]).
-    #[cfg(feature = "std")]
-    pub fn run<T: 'static>(self, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
-        standalone::run(self, main)
-    }
+/// [`run`] with `config` (its clock, trace and seed).
+#[cfg(feature = "std")]
+pub fn run_with<T: 'static>(config: GuestConfig, main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
+    standalone::run(config, main)
 }
 
 #[cfg(feature = "std")]
@@ -266,7 +263,7 @@ pub fn start_guest_run<T: 'static>(
     hooks: impl Hooks,
     done: impl FnOnce(Result<T>) + 'static,
 ) -> Result<GuestRun> {
-    GuestConfig::default().start_guest_run(main, hooks, done)
+    start_guest_run_with(GuestConfig::default(), main, hooks, done)
 }
 
 /// Runs `main` to completion on this thread, parking on the reactor when idle, on the
@@ -282,7 +279,7 @@ pub fn start_guest_run<T: 'static>(
 /// ```
 #[cfg(feature = "std")]
 pub fn run<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
-    GuestConfig::default().run(main)
+    run_with(GuestConfig::default(), main)
 }
 
 /// The guest's current time (trio's `current_time`), on the run's clock; [`Instant::ZERO`]
@@ -292,7 +289,7 @@ pub fn run<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Resul
 /// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
 /// assert_eq!(guest::current_time(), Instant::ZERO); // no guest task here
-/// let t = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+/// let t = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     guest::sleep(Duration::from_millis(20)).await?;
 ///     Ok(guest::current_time())
 /// });
@@ -313,7 +310,7 @@ pub fn current_time() -> Instant {
 /// ```
 /// use infect::{Error, guest::{self, CancelScope, GuestConfig}, time::VirtualClock};
 /// use std::{rc::Rc, time::Duration};
-/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     guest::sleep(Duration::from_secs(2)).await?;
 ///     let scope = CancelScope::new();
 ///     scope.cancel();
@@ -336,7 +333,7 @@ pub async fn sleep(d: Duration) -> Result<()> {
 /// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
 /// let at = Instant::ZERO + Duration::from_secs(7);
-/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async move {
+/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
 ///     guest::sleep_until(at).await?;
 ///     Ok(guest::current_time())
 /// });
@@ -352,7 +349,7 @@ pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
 /// ```
 /// use infect::{guest::{self, GuestConfig}, time::VirtualClock};
 /// use std::{rc::Rc, time::Duration};
-/// let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async {
+/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     let out = guest::move_on_after(Duration::from_secs(3), guest::sleep_forever()).await?;
 ///     Ok((out, guest::current_time().as_nanos()))
 /// });
@@ -599,7 +596,7 @@ mod standalone {
         let clock = config.clock.clone();
         let out: Rc<RefCell<Option<Result<T>>>> = Rc::new(RefCell::new(None));
         let out2 = out.clone();
-        let run = config.start_guest_run(main, DriverHooks(driver.clone()), move |r| {
+        let run = super::start_guest_run_with(config, main, DriverHooks(driver.clone()), move |r| {
             *out2.borrow_mut() = Some(r);
         })?;
         let mut wake: Option<(Instant, GuestTick)> = None;

@@ -85,7 +85,8 @@ use crate::trace::{Policy, Side, Trace, TraceEvent};
 /// let posted = Arc::new(Mutex::new(Posted::default()));
 /// let out = Rc::new(RefCell::new(None));
 /// let o = out.clone();
-/// let run = GuestConfig::new(clock.clone()).start_guest_run(
+/// let run = guest::start_guest_run_with(
+///     GuestConfig::new(clock.clone()),
 ///     async {
 ///         guest::sleep(Duration::from_secs(4)).await?;
 ///         Ok(guest::current_time().as_nanos())
@@ -416,8 +417,8 @@ pub(crate) struct Local {
 /// }
 /// let out = Rc::new(RefCell::new(None));
 /// let o = out.clone();
-/// let run = GuestConfig::new(Rc::new(VirtualClock::new()))
-///     .start_guest_run(guest::sleep_forever(), Ignore, move |r| *o.borrow_mut() = Some(r))?;
+/// let config = GuestConfig::new(Rc::new(VirtualClock::new()));
+/// let run = guest::start_guest_run_with(config, guest::sleep_forever(), Ignore, move |r| *o.borrow_mut() = Some(r))?;
 /// assert!(!run.is_finished());
 /// drop(run); // abandoned
 /// assert_eq!(out.borrow_mut().take(), Some(Err(Error::GuestRunAbandoned)));
@@ -908,7 +909,7 @@ mod tests {
     }
 
     fn vrun<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Result<T> {
-        GuestConfig::new(Rc::new(VirtualClock::new())).run(main)
+        crate::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), main)
     }
 
     const INT: Error = Error::Interrupted { signal: 2 };

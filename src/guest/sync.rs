@@ -1,17 +1,18 @@
 //! Guest synchronisation: [`Event`] and the bounded memory [`channel`].
 //!
 //! Both are single-threaded (`Rc`) and usable from host code on the same thread too: a host
-//! task may `set` a guest event or `try_send` into a guest channel, and the woken guest task
+//! task may `set` a guest event or `send_nowait` into a guest channel, and the woken guest task
 //! runs at the guest's next tick. Their awaits are cancellation-aware when polled by a guest
 //! task and plain elsewhere. Like every guest await they check for cancellation *first*
 //! (trio's `checkpoint_if_cancelled`): inside a cancelled scope they return
 //! [`Error::Cancelled`] even when they could complete at once (a set event, a buffered value,
-//! room in the buffer). The non-waiting forms (`is_set`, `try_send`, `try_recv`) never check.
+//! room in the buffer). The non-waiting forms (`is_set`, `send_nowait`, `receive_nowait`) never check.
 //!
 //! Channel invariants: at most `capacity` values are buffered; values come out in the order
 //! they went in; once every sender is gone the receiver drains the buffer and then sees
-//! end-of-channel (`Ok(None)`); once the receiver is gone a send fails with
-//! [`Error::Closed`] and a `try_send` hands the value back.
+//! end-of-channel (`receive` fails with [`Error::EndOfChannel`], `try_next` gives `Ok(None)`);
+//! once the receiver is gone a send fails with
+//! [`Error::Closed`] and a `send_nowait` hands the value back.
 
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
@@ -109,7 +110,7 @@ struct Chan<T> {
 ///             Ok(())
 ///         })?;
 ///         let mut got = Vec::new();
-///         while let Some(v) = rx.recv().await? { got.push(v); }
+///         while let Some(v) = rx.try_next().await? { got.push(v); }
 ///         Ok(got)
 ///     })
 ///     .await
@@ -128,7 +129,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     (Sender { chan: chan.clone() }, Receiver { chan })
 }
 
-/// `try_recv` found the channel empty while senders remain.
+/// [`Receiver::receive_nowait`] found the channel empty while senders remain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the channel is empty")]
 pub struct Empty;
@@ -139,15 +140,38 @@ pub struct Sender<T> {
     chan: Rc<Chan<T>>,
 }
 
-/// Why a `try_send` did not go through; the value is handed back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TrySendError<T> {
-    /// The buffer is full.
+/// Why a `send_nowait` did not go through (a guest channel's [`Sender::send_nowait`], a linked
+/// pair's [`HostChannel::send_nowait`](crate::to_host::HostChannel::send_nowait)); the value is
+/// handed back. As an [`Error`] (`?`): [`Error::Full`], or the error of the gone side.
+///
+/// ```
+/// use infect::{Error, guest::{self, SendNowaitError}};
+///
+/// let (tx, rx) = guest::channel::<u32>(1);
+/// assert_eq!(tx.send_nowait(1), Ok(()));
+/// assert_eq!(tx.send_nowait(2), Err(SendNowaitError::Full(2)));
+/// drop(rx);
+/// assert_eq!(tx.send_nowait(3), Err(SendNowaitError::Gone(3, Error::Closed)));
+/// assert_eq!(Error::from(SendNowaitError::Full(4)), Error::Full);
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendNowaitError<T> {
+    /// The receiving side's buffer is full.
     #[error("the channel is full")]
     Full(T),
-    /// The receiver is gone.
-    #[error("the channel's receiver is gone")]
-    Closed(T),
+    /// The receiving side is gone; the error says how ([`Error::Closed`] for a guest channel's
+    /// dropped receiver, the guest side's end for a linked pair).
+    #[error("the receiving side is gone: {1}")]
+    Gone(T, Error),
+}
+
+impl<T> From<SendNowaitError<T>> for Error {
+    fn from(e: SendNowaitError<T>) -> Error {
+        match e {
+            SendNowaitError::Full(_) => Error::Full,
+            SendNowaitError::Gone(_, e) => e,
+        }
+    }
 }
 
 impl<T> Clone for Sender<T> {
@@ -175,13 +199,13 @@ impl<T> core::fmt::Debug for Sender<T> {
 
 impl<T> Sender<T> {
     /// Sends without waiting.
-    pub fn try_send(&self, value: T) -> core::result::Result<(), TrySendError<T>> {
+    pub fn send_nowait(&self, value: T) -> core::result::Result<(), SendNowaitError<T>> {
         if !self.chan.receiver.get() {
-            return Err(TrySendError::Closed(value));
+            return Err(SendNowaitError::Gone(value, Error::Closed));
         }
         let mut buf = self.chan.buf.borrow_mut();
         if buf.len() >= self.chan.capacity {
-            return Err(TrySendError::Full(value));
+            return Err(SendNowaitError::Full(value));
         }
         buf.push_back(value);
         drop(buf);
@@ -196,10 +220,10 @@ impl<T> Sender<T> {
         poll_fn(|cx| {
             check_cancel()?;
             let v = slot.take().expect("polled after completion");
-            match self.try_send(v) {
+            match self.send_nowait(v) {
                 Ok(()) => Poll::Ready(Ok(())),
-                Err(TrySendError::Closed(_)) => Poll::Ready(Err(Error::Closed)),
-                Err(TrySendError::Full(v)) => {
+                Err(SendNowaitError::Gone(_, e)) => Poll::Ready(Err(e)),
+                Err(SendNowaitError::Full(v)) => {
                     slot = Some(v);
                     self.chan.send_waiters.register(cx.waker());
                     Poll::Pending
@@ -232,7 +256,7 @@ impl<T> core::fmt::Debug for Receiver<T> {
 impl<T> Receiver<T> {
     /// Receives without waiting: `Ok(Some(v))`, `Ok(None)` at end-of-channel, `Err(Empty)`
     /// when empty but senders remain.
-    pub fn try_recv(&mut self) -> core::result::Result<Option<T>, Empty> {
+    pub fn receive_nowait(&mut self) -> core::result::Result<Option<T>, Empty> {
         let v = self.chan.buf.borrow_mut().pop_front();
         match v {
             Some(v) => {
@@ -244,15 +268,35 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Receives the next value; `Ok(None)` once every sender is gone and the buffer is empty;
-    /// [`Error::Cancelled`] in a cancelled scope (a buffered value stays in the buffer).
-    pub async fn recv(&mut self) -> Result<Option<T>> {
+    /// Receives the next value (trio's `await rx.receive()`): `Ok(v)`; [`Error::EndOfChannel`]
+    /// once every sender is gone and the buffer is empty; [`Error::Cancelled`] in a cancelled
+    /// scope (a buffered value stays in the buffer).
+    ///
+    /// ```
+    /// use infect::{Error, guest};
+    /// let r = guest::run(async {
+    ///     let (tx, mut rx) = guest::channel::<u32>(1);
+    ///     tx.send(7).await?;
+    ///     drop(tx);
+    ///     let seven = rx.receive().await?;
+    ///     Ok((seven, rx.receive().await))
+    /// });
+    /// assert_eq!(r, Ok((7, Err(Error::EndOfChannel))));
+    /// ```
+    pub async fn receive(&mut self) -> Result<T> {
+        self.try_next().await?.ok_or(Error::EndOfChannel)
+    }
+
+    /// Receives the next value, `Ok(None)` at the end of the channel (trio's `async for v in
+    /// rx`: `while let Some(v) = rx.try_next().await? { .. }`); otherwise as
+    /// [`receive`](Self::receive).
+    pub async fn try_next(&mut self) -> Result<Option<T>> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>>> {
         check_cancel()?;
-        match self.try_recv() {
+        match self.receive_nowait() {
             Ok(v) => Poll::Ready(Ok(v)),
             Err(Empty) => {
                 self.chan.recv_waiters.register(cx.waker());

@@ -79,58 +79,64 @@ use crate::host::{self, JoinHandle};
 use crate::trace::TraceEvent;
 use crate::{Error, Result};
 
-/// Options of [`open_channel_from`].
+/// Options of [`open_channel_from`], builder-style: [`LinkOpts::new`] gives the defaults, each
+/// method sets one option.
+///
+/// ```
+/// use infect::to_host::LinkOpts;
+///
+/// let opts = LinkOpts::new().suppress_graceful_exits(false).capacity(16);
+/// assert_ne!(opts, LinkOpts::new());
+/// assert_eq!(LinkOpts::new(), LinkOpts::new());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkOpts {
-    /// Absorb the graceful-exit signals (`HostTaskExited`, `GuestTaskExited`) at block exit
-    /// (default `true`, as in tractor).
-    pub suppress_graceful_exits: bool,
-    /// Values buffered guest → host before the guest's `send` waits (default 256).
-    pub capacity_to_host: usize,
-    /// Values buffered host → guest before the host's `send_nowait` says `Full` (default 256).
-    pub capacity_to_guest: usize,
+    suppress_graceful_exits: bool,
+    capacity_to_host: usize,
+    capacity_to_guest: usize,
 }
 
 impl Default for LinkOpts {
     fn default() -> Self {
-        LinkOpts { suppress_graceful_exits: true, capacity_to_host: 256, capacity_to_guest: 256 }
+        LinkOpts::new()
     }
 }
 
 impl LinkOpts {
-    /// Sets `suppress_graceful_exits`.
-    pub fn suppress_graceful_exits(mut self, yes: bool) -> Self {
+    /// The defaults: graceful exits suppressed, 256 values buffered each way.
+    pub const fn new() -> LinkOpts {
+        LinkOpts { suppress_graceful_exits: true, capacity_to_host: 256, capacity_to_guest: 256 }
+    }
+
+    /// Whether to absorb the graceful-exit signals (`HostTaskExited`, `GuestTaskExited`) at
+    /// block exit (default `true`, as in tractor).
+    pub const fn suppress_graceful_exits(mut self, yes: bool) -> Self {
         self.suppress_graceful_exits = yes;
         self
     }
 
+    /// How many values are buffered guest → host before the guest's `send` waits (default 256).
+    pub const fn capacity_to_host(mut self, n: usize) -> Self {
+        self.capacity_to_host = n;
+        self
+    }
+
+    /// How many values are buffered host → guest before the host's `send_nowait` says `Full`
+    /// (default 256).
+    pub const fn capacity_to_guest(mut self, n: usize) -> Self {
+        self.capacity_to_guest = n;
+        self
+    }
+
     /// Sets both capacities.
-    pub fn capacity(mut self, n: usize) -> Self {
+    pub const fn capacity(mut self, n: usize) -> Self {
         self.capacity_to_host = n;
         self.capacity_to_guest = n;
         self
     }
 }
 
-/// Why [`HostChannel::send_nowait`] did not send; the value is handed back either way.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SendNowaitError<T> {
-    /// The guest's buffer is full.
-    #[error("the linked channel is full")]
-    Full(T),
-    /// The guest side is gone; the error is what the host side sees.
-    #[error("the guest side is gone: {1}")]
-    Gone(T, Error),
-}
-
-impl<T> From<SendNowaitError<T>> for Error {
-    fn from(e: SendNowaitError<T>) -> Error {
-        match e {
-            SendNowaitError::Full(_) => Error::Full,
-            SendNowaitError::Gone(_, e) => e,
-        }
-    }
-}
+pub use crate::guest::SendNowaitError;
 
 fn trace(name: &'static str, number: u64) {
     host::with_trace(|t| t.record(TraceEvent::Link(name, number)));
@@ -257,14 +263,14 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
 ///
 /// let host = Host::new().unwrap();
 /// let out = host.run_guest(async {
-///     to_host::open_channel_from(doubler, LinkOpts::default(), async |chan, first| {
+///     to_host::open_channel_from(doubler, LinkOpts::new(), async |chan, first| {
 ///         assert_eq!(first, "ready");
 ///         chan.send(21).await?;
 ///         chan.receive().await
 ///     })
 ///     .await
 /// });
-/// assert_eq!(out, Ok(Some(42)));
+/// assert_eq!(out, Ok(42));
 /// ```
 pub async fn open_channel_from<In, Out, S, R, O, Fut>(
     target: impl FnOnce(HostChannel<In, Out, S>) -> Fut,
@@ -435,17 +441,26 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
         .await
     }
 
-    /// Receives the next value from the host task: `Ok(Some(v))`; `Ok(None)` (end of channel)
-    /// once the host has returned and every value sent before was received; the host's error
-    /// or [`Error::HostCancelled`] if it failed or was cancelled (at once, before any value
-    /// still buffered: the block is being cancelled); [`Error::Closed`] after the block.
-    pub async fn receive(&self) -> Result<Option<Out>> {
+    /// Receives the next value from the host task (the seed's `out = await chan.receive()`):
+    /// `Ok(v)`; [`Error::HostTaskExited`] once the host has returned (or ended by
+    /// [`cancel_host_task`](Self::cancel_host_task)) and every value sent before was received;
+    /// the host's error or [`Error::HostCancelled`] if it failed or was cancelled (at once,
+    /// before any value still buffered: the block is being cancelled); [`Error::Closed`] after
+    /// the block. [`try_next`](Self::try_next) gives `Ok(None)` at the end instead.
+    pub async fn receive(&self) -> Result<Out> {
+        self.try_next().await?.ok_or(Error::HostTaskExited)
+    }
+
+    /// Receives the next value, `Ok(None)` at the end of the channel (the seed's
+    /// `async for msg in chan`: `while let Some(msg) = chan.try_next().await? { .. }`); otherwise
+    /// as [`receive`](Self::receive).
+    pub async fn try_next(&self) -> Result<Option<Out>> {
         poll_fn(|cx| self.pair.core.poll_read(PRIMARY, cx)).await
     }
 
     /// The values from the host as a [`Stream`](futures::Stream) (ends at end of channel; an
     /// error is its last item). It holds a handle of its own, so it can move into a task.
-    pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + use<In, Out, S, R> {
+    pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + Unpin + use<In, Out, S, R> {
         reader_stream(self.pair.core.clone(), PRIMARY)
     }
 
@@ -537,7 +552,10 @@ impl<In, Out, S> Reader<Out> for Core<In, Out, S> {
     }
 }
 
-fn reader_stream<Out, C: Reader<Out> + ?Sized>(chan: Rc<C>, reader: u64) -> impl futures::Stream<Item = Result<Out>> {
+fn reader_stream<Out, C: Reader<Out> + ?Sized>(
+    chan: Rc<C>,
+    reader: u64,
+) -> impl futures::Stream<Item = Result<Out>> + Unpin {
     let mut done = false;
     futures::stream::poll_fn(move |cx| {
         if done {
@@ -574,13 +592,19 @@ impl<Out> core::fmt::Debug for BroadcastReceiver<Out> {
 impl<Out> BroadcastReceiver<Out> {
     /// Receives the next value: like [`LinkedTaskChannel::receive`], plus
     /// [`Error::Lagged`] when this subscriber fell behind.
-    pub async fn receive(&self) -> Result<Option<Out>> {
+    pub async fn receive(&self) -> Result<Out> {
+        self.try_next().await?.ok_or(Error::HostTaskExited)
+    }
+
+    /// Receives the next value, `Ok(None)` at the end of the channel: like
+    /// [`LinkedTaskChannel::try_next`], plus [`Error::Lagged`] when this subscriber fell behind.
+    pub async fn try_next(&self) -> Result<Option<Out>> {
         poll_fn(|cx| self.reader.poll_read(self.id, cx)).await
     }
 
     /// The values as a [`Stream`](futures::Stream) (it borrows the subscriber, whose drop
     /// unsubscribes).
-    pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + '_ {
+    pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + Unpin + '_ {
         reader_stream(self.reader.clone(), self.id)
     }
 }

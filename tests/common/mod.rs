@@ -200,10 +200,9 @@ impl CallbackLoop {
     pub fn start<T: 'static>(&self, main: impl Future<Output = Result<T>> + 'static) -> (GuestRun, Outcomes<T>) {
         let out = Rc::new(RefCell::new(Vec::new()));
         let o = out.clone();
-        let run = self
-            .config()
-            .start_guest_run(main, self.hooks(), move |r| o.borrow_mut().push(r))
-            .expect("start_guest_run");
+        let run =
+            infect::guest::start_guest_run_with(self.config(), main, self.hooks(), move |r| o.borrow_mut().push(r))
+                .expect("start_guest_run");
         (run, out)
     }
 
