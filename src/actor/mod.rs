@@ -165,13 +165,17 @@
 //! }
 //! ```
 
+// The module graph, one way (each module uses only those above it; a test in this file
+// checks the `use super::` lines):
 mod child;
-pub(crate) mod conn;
+mod codec;
 pub mod context;
 mod endpoints;
-mod nursery;
+mod parent;
+pub(crate) mod peer;
 mod process;
 mod runtime;
+mod signals;
 mod sys;
 
 use std::cell::RefCell;
@@ -182,9 +186,7 @@ use std::time::Duration;
 pub use crate::error::RemoteActorError;
 pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
 pub use endpoints::Endpoints;
-pub use nursery::{
-    ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, Portal, RECENT_ERRORS, open_nursery,
-};
+pub use parent::{ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, Portal, RECENT_ERRORS, open_nursery};
 pub use runtime::{RootOpts, main, main_with};
 
 use crate::wire::Aid;
@@ -204,7 +206,7 @@ pub(crate) struct ActorInner {
     /// Teardown callbacks, run last-in first-out when the actor ends.
     teardown: RefCell<Vec<Box<dyn FnOnce()>>>,
     /// The pipe to the parent (children only, once serving), for [`Actor::write_raw_to_parent`].
-    parent_conn: RefCell<Option<Rc<conn::Conn>>>,
+    parent_conn: RefCell<Option<Rc<peer::Peer>>>,
 }
 
 impl ActorInner {

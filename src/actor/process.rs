@@ -23,8 +23,7 @@ use std::rc::Rc;
 
 use crate::{Error, Result};
 
-use super::conn::os_err;
-use super::sys;
+use super::sys::{self, os_err};
 
 /// The environment variable that tells a process it is an actor child: `"rx,tx,ppid"`, the
 /// numbers of its inherited pipe ends and its parent's pid.

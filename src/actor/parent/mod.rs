@@ -1,0 +1,302 @@
+//! The parent side: [`open_nursery`], [`ActorNursery`], [`Portal`], and one supervisor per
+//! child process.
+//!
+//! A parent's record of one child ([`ChildActor`]) is four parts: the connection ([`Peer`]:
+//! transport, frames, the call table), the dialog state of the handshake and the teardown
+//! ([`ChildState`]), the error logs ([`Logs`]) and the [`Supervisor`] (the process, the ladder,
+//! the reaping); a `run_in_actor` child adds its one-shot outcome ([`OneShot`]).
+//!
+//! Per child, three internal tasks of the nursery, each in a shielded scope (they must outlive
+//! any cancellation of the block, to reap the child):
+//! - the **reader** (here) owns the connection's reading side: it decodes frames and routes
+//!   them by call id into the waiting calls' inboxes; it records a bad frame
+//!   ([`Portal::wire_errors`]: counts and a bounded window of the [`RECENT_ERRORS`] most
+//!   recent, likewise the actor's own reports) and reports the first ones back to the child; it
+//!   ends at end-of-file, or when the supervisor stops it: once the child is reaped,
+//!   end-of-file is waited for at most [`ActorOpts::cancel_timeout`] (a foreign program's
+//!   daemon may hold the child's pipe ends for as long as it lives), so the nursery's exit is
+//!   bounded by the ladder's own bounds. It never waits for a consumer (see the flow-control
+//!   rule in [`context`](super::context)).
+//! - the **supervisor** ([`supervisor`]) waits on the child's pidfd, on a teardown request, or
+//!   on end-of-file; then climbs the ladder (graceful `Cancel{None}` → `SIGTERM` → `SIGKILL`,
+//!   each rung bounded), reaps, and *closes* the connection: every call still waiting on it
+//!   ends with [`Error::ActorDied`].
+//! - for `run_in_actor`, the **collector** ([`nursery`]) runs the one call and keeps its
+//!   outcome for [`Portal::wait_for_result`]; a failure that this nursery did not cause itself
+//!   starts one-cancels-all.
+//!
+//! The nursery's own exit, in order: the block returns (or fails, or is cancelled); if it
+//! returned, wait for every `run_in_actor` outcome; then, shielded, request teardown of every
+//! child and wait until all are reaped; then the error rules: the block's error and every
+//! collector error that is not a consequence of our own cancelling come out, one bare, several
+//! as an [`ErrorGroup`](crate::ErrorGroup).
+//!
+//! Inside: `supervisor` and `portal` build on this module's [`ChildActor`]; `nursery` on all
+//! three.
+
+pub(crate) mod nursery;
+pub(crate) mod portal;
+pub(crate) mod supervisor;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::Waker;
+
+use crate::guest::{CancelScope, Event};
+use crate::sync::Waiters;
+use crate::wire::{Aid, Cid, Msg, WireError};
+use crate::{Error, Result};
+
+use super::ActorInner;
+use super::codec;
+use super::peer::{FrameReader, Incoming, Peer};
+
+pub use nursery::{ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, open_nursery};
+pub use portal::Portal;
+use supervisor::Supervisor;
+
+/// How many of the most recent errors a [`Portal`] keeps of each kind (the damaged frames
+/// received, the errors the actor reported, the messages refused as out of the dialog); older
+/// ones are only counted. The actor is also told about the first `RECENT_ERRORS` damaged frames
+/// it sent (each as one `Msg::Error`); later ones are only counted, so a flooding peer costs
+/// this process a bounded amount of memory and of writing, however long it floods.
+pub const RECENT_ERRORS: usize = 64;
+
+/// A count of errors and the [`RECENT_ERRORS`] most recent of them, oldest first.
+pub(crate) struct ErrorLog<T> {
+    total: Cell<u64>,
+    recent: RefCell<VecDeque<T>>,
+}
+
+impl<T: Clone> ErrorLog<T> {
+    fn new() -> ErrorLog<T> {
+        ErrorLog { total: Cell::new(0), recent: RefCell::new(VecDeque::new()) }
+    }
+
+    /// Records `e`; returns how many have been recorded, this one included.
+    fn push(&self, e: T) -> u64 {
+        let mut recent = self.recent.borrow_mut();
+        if recent.len() == RECENT_ERRORS {
+            recent.pop_front();
+        }
+        recent.push_back(e);
+        self.total.set(self.total.get() + 1);
+        self.total.get()
+    }
+
+    fn recent(&self) -> Vec<T> {
+        self.recent.borrow().iter().cloned().collect()
+    }
+
+    fn total(&self) -> u64 {
+        self.total.get()
+    }
+}
+
+/// What went wrong on the connection, as the parent saw it.
+pub(crate) struct Logs {
+    wire_errors: ErrorLog<WireError>,
+    peer_errors: ErrorLog<Error>,
+    /// Messages refused as out of the dialog ([`Error::UnexpectedMessage`]).
+    protocol_errors: ErrorLog<Error>,
+    /// The panic the child reported just before dying (its hook, under `panic = "abort"`).
+    panic_report: RefCell<Option<String>>,
+}
+
+/// The dialog state of the handshake and the teardown. Every change wakes `waiters` (the
+/// supervisor, `start_actor`).
+pub(crate) struct ChildState {
+    /// The child's identity, once the handshake is done.
+    aid: RefCell<Option<Aid>>,
+    /// Woken on handshake, end-of-file, teardown request and close.
+    waiters: Waiters,
+    teardown_requested: Cell<bool>,
+    /// The reader reached end-of-file (or was stopped).
+    eof: Cell<bool>,
+    /// The supervisor sent `Cancel{None}` (a `CancelAck{None}` may come).
+    cancel_sent: Cell<bool>,
+    cancel_acked: Cell<bool>,
+}
+
+/// `run_in_actor` only: the outcome of the one call.
+#[derive(Default)]
+pub(crate) struct OneShot {
+    armed: Cell<bool>,
+    result: RefCell<Option<Result<Vec<u8>>>>,
+    ready: Event,
+}
+
+/// The parent's view of one child actor (see the [module docs](self)).
+pub(crate) struct ChildActor {
+    name: String,
+    me: Rc<ActorInner>,
+    /// The connection: transport, frames, the call table, the closing error.
+    peer: Rc<Peer>,
+    /// The stream window of every context with this child.
+    window: usize,
+    state: ChildState,
+    logs: Logs,
+    sup: Supervisor,
+    one_shot: OneShot,
+}
+
+impl ChildActor {
+    /// The record of child `name` of actor `me` on `peer`, supervised by `sup`; with
+    /// `teardown` its teardown is requested already (the nursery is cancelling).
+    fn new(name: &str, me: Rc<ActorInner>, peer: Peer, sup: Supervisor, window: usize, teardown: bool) -> ChildActor {
+        ChildActor {
+            name: name.to_owned(),
+            me,
+            peer: Rc::new(peer),
+            window,
+            state: ChildState {
+                aid: RefCell::new(None),
+                waiters: Waiters::default(),
+                teardown_requested: Cell::new(teardown),
+                eof: Cell::new(false),
+                cancel_sent: Cell::new(false),
+                cancel_acked: Cell::new(false),
+            },
+            logs: Logs {
+                wire_errors: ErrorLog::new(),
+                peer_errors: ErrorLog::new(),
+                protocol_errors: ErrorLog::new(),
+                panic_report: RefCell::new(None),
+            },
+            sup,
+            one_shot: OneShot::default(),
+        }
+    }
+
+    fn wake_state(&self) {
+        self.state.waiters.wake_all();
+    }
+
+    /// Parks `w` until the dialog state changes (a park at one of infect's awaits).
+    fn register_state(&self, w: &Waker) {
+        self.state.waiters.register(w);
+    }
+
+    fn request_teardown(&self) {
+        if !self.state.teardown_requested.replace(true) {
+            self.wake_state();
+        }
+    }
+
+    /// The child is gone with `e`: every call waiting on it ends with `e`, and so does every
+    /// later one.
+    fn close(&self, e: Error) {
+        self.peer.close(e);
+        self.wake_state();
+    }
+
+    fn closed_error(&self) -> Option<Error> {
+        self.peer.closed_error()
+    }
+
+    async fn send(&self, msg: &Msg) -> Result<()> {
+        self.peer.send(msg).await
+    }
+
+    /// Routes one decoded item from the child. A message out of the dialog is refused: recorded
+    /// ([`Portal::protocol_errors`]) and reported to the child, never acted on.
+    async fn dispatch(&self, item: core::result::Result<Msg, WireError>) {
+        let st = &self.state;
+        match item {
+            Ok(Msg::Aid(aid)) if st.aid.borrow().is_none() => {
+                *st.aid.borrow_mut() = Some(aid);
+                self.wake_state();
+            }
+            Ok(m @ Msg::Aid(_)) => self.refuse(&m, "the handshake is over: an actor's identity does not change").await,
+            Ok(Msg::CancelAck { cid: None }) if st.cancel_sent.get() && !st.cancel_acked.get() => {
+                st.cancel_acked.set(true);
+                self.wake_state();
+            }
+            Ok(m @ Msg::CancelAck { cid: None }) => {
+                self.refuse(&m, "no Cancel{None} was sent to this actor, or it was already acknowledged").await
+            }
+            Ok(Msg::Error { cid: None, src, boxed_type, message, relay_path, canceller }) => {
+                if boxed_type == codec::PANIC && relay_path.is_empty() {
+                    // Its panic hook's last word (`panic = "abort"`): the death that follows
+                    // carries it.
+                    *self.logs.panic_report.borrow_mut() = Some(message.clone());
+                }
+                let e = codec::decode(src, boxed_type, message, relay_path, canceller);
+                self.logs.peer_errors.push(e);
+            }
+            Ok(
+                m @ (Msg::SpawnSpec(_)
+                | Msg::Start { .. }
+                | Msg::Cancel { .. }
+                | Msg::FrameLimit { .. }
+                | Msg::StreamWindow { .. }),
+            ) => {
+                self.refuse(&m, "a child does not send this to its parent").await;
+            }
+            Ok(msg) => {
+                let Some(cid) = msg.cid() else { return };
+                if !self.peer.opened(cid) {
+                    return self.refuse(&msg, "no call with this id was opened").await;
+                }
+                // A call that ended here already: late traffic of a call we gave up on.
+                let Some(slot) = self.peer.call(cid) else { return };
+                let name = msg.name();
+                if let Err(why) = slot.deliver(msg) {
+                    self.refuse_named(name, Some(cid), why).await;
+                }
+            }
+            Err(w) => {
+                let report = codec::encode(None, &Error::Wire(w.clone()), &self.me.aid);
+                if self.logs.wire_errors.push(w) <= RECENT_ERRORS as u64 {
+                    let _ = self.send(&report).await;
+                }
+            }
+        }
+    }
+
+    async fn refuse(&self, msg: &Msg, why: &str) {
+        self.refuse_named(msg.name(), msg.cid(), why).await;
+    }
+
+    /// Records a refused message and tells the child (the first [`RECENT_ERRORS`] times).
+    async fn refuse_named(&self, name: &str, cid: Option<Cid>, why: &str) {
+        let call = cid.map_or_else(String::new, |c| format!(" (call {c})"));
+        let e = Error::UnexpectedMessage { peer: self.name.clone(), msg: name.to_owned(), why: format!("{why}{call}") };
+        let report = codec::encode(None, &e, &self.me.aid);
+        if self.logs.protocol_errors.push(e) <= RECENT_ERRORS as u64 {
+            let _ = self.send(&report).await;
+        }
+    }
+}
+
+/// The reader task: routes the child's frames until end-of-file, or until the supervisor stops
+/// it (the child was reaped but someone else still holds its end of the pipe).
+async fn reader(child: Rc<ChildActor>) {
+    let stop: CancelScope = child.sup.reader_stop.clone();
+    let _ = stop
+        .run(async {
+            let mut reader = FrameReader::new(child.peer.max_frame());
+            loop {
+                // Only `reader_stop` can cancel this (the task is shielded).
+                match reader.next(child.peer.transport(), true).await {
+                    Err(Error::Cancelled) => return Ok(()),
+                    Ok(Incoming::Frame(item)) => child.dispatch(item).await,
+                    // End-of-file, or a read that failed (taken as the end).
+                    end => {
+                        let torn = match end {
+                            Ok(Incoming::End(torn)) => torn,
+                            _ => reader.finish(),
+                        };
+                        if let Some(w) = torn {
+                            child.logs.wire_errors.push(w);
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        })
+        .await;
+    child.state.eof.set(true);
+    child.wake_state();
+}
