@@ -17,8 +17,8 @@
 //!   daemon may hold the child's pipe ends for as long as it lives), so the nursery's exit is
 //!   bounded by the ladder's own bounds. It never waits for a consumer (see the flow-control
 //!   rule in [`context`](super::context)).
-//! - the **supervisor** ([`supervisor`]) waits on the child's pidfd, on a teardown request, or
-//!   on end-of-file; then climbs the ladder (graceful `Cancel{None}` → `SIGTERM` → `SIGKILL`,
+//! - the **supervisor** (here, on top of [`supervisor`]'s process side) waits on the child's
+//!   pidfd, on a teardown request, or on end-of-file; then climbs the ladder (graceful `Cancel{None}` → `SIGTERM` → `SIGKILL`,
 //!   each rung bounded), reaps, and *closes* the connection: every call still waiting on it
 //!   ends with [`Error::ActorDied`].
 //! - for `run_in_actor`, the **collector** ([`nursery`]) runs the one call and keeps its
@@ -31,8 +31,8 @@
 //! collector error that is not a consequence of our own cancelling come out, one bare, several
 //! as an [`ErrorGroup`](crate::ErrorGroup).
 //!
-//! Inside: `supervisor` and `portal` build on this module's [`ChildActor`]; `nursery` on all
-//! three.
+//! Inside, one way: `supervisor` (the process side, knows no dialog) → this module (the child's
+//! record and its two tasks) → `portal` (calls) → `nursery`.
 
 pub(crate) mod nursery;
 pub(crate) mod portal;
@@ -40,10 +40,12 @@ pub(crate) mod supervisor;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
-use crate::guest::{CancelScope, Event};
+use crate::guest::{self, CancelScope, Event};
 use crate::sync::Waiters;
 use crate::wire::{Aid, Cid, Msg, WireError};
 use crate::{Error, Result};
@@ -51,6 +53,7 @@ use crate::{Error, Result};
 use super::ActorInner;
 use super::codec;
 use super::peer::{FrameReader, Incoming, Peer};
+use super::process::{self, ExitWait};
 
 pub use nursery::{ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, open_nursery};
 pub use portal::Portal;
@@ -299,4 +302,145 @@ async fn reader(child: Rc<ChildActor>) {
         .await;
     child.state.eof.set(true);
     child.wake_state();
+}
+
+/// The supervisor task: waits for the child to exit or to be torn down, climbs the ladder if
+/// need be, reaps, closes.
+pub(crate) async fn supervise(child: Rc<ChildActor>) {
+    let Ok(mut exit) = child.sup.exit_wait() else { return };
+    // Until the handshake is done, the wait is bounded by the start timeout.
+    let mut woke = Woke::Handshake;
+    if child.state.aid.borrow().is_none() {
+        let first = guest::move_on_after(child.sup.start_timeout, async { Ok(watch(&child, &mut exit, true).await) });
+        woke = first.await.ok().flatten().unwrap_or(Woke::StartTimeout);
+    }
+    if woke == Woke::Handshake {
+        woke = watch(&child, &mut exit, false).await;
+    }
+    drop(exit);
+    let mut start_failed = None;
+    if woke == Woke::StartTimeout {
+        start_failed = Some(Error::StartTimeout { actor: child.name.clone(), timeout: child.sup.start_timeout });
+    }
+    // Exited within the first rung: graceful if it acknowledged the cancel, which is known once
+    // the reader has everything it wrote (below).
+    let mut exited_in_time = false;
+    if woke != Woke::Exited {
+        let mut gone = false;
+        // Rung 1: graceful (or, after end-of-file, just a bounded wait for the exit). A child
+        // that never joined the dialog (no `Aid` in time) skips it.
+        if start_failed.is_none() {
+            let graceful = guest::move_on_after(child.sup.cancel_timeout, async {
+                if !child.state.eof.get() {
+                    child.state.cancel_sent.set(true);
+                    let _ = child.send(&Msg::Cancel { cid: None }).await;
+                }
+                child.sup.exited().await
+            })
+            .await;
+            if matches!(graceful, Ok(Some(()))) {
+                gone = true;
+                exited_in_time = true;
+            }
+        }
+        // Rungs 2 and 3: SIGTERM, then SIGKILL.
+        if !gone {
+            child.sup.terminate().await;
+        }
+    }
+    let status = child.sup.reap().await;
+    // Everything the child wrote before it died is delivered before its death is: wait for the
+    // reader to reach end-of-file (immediate, since the child held the only write end). A
+    // foreign program may have handed its end to someone else (a daemon it forked): the wait is
+    // bounded by the first rung's bound, then the reader is stopped, so that the nursery's exit
+    // never waits on a process that is not ours.
+    let _ = guest::move_on_after(
+        child.sup.cancel_timeout,
+        poll_fn(|cx| {
+            if child.state.eof.get() {
+                return Poll::Ready(Ok(()));
+            }
+            guest::check_cancel()?;
+            child.register_state(cx.waker());
+            Poll::Pending
+        }),
+    )
+    .await;
+    child.sup.reader_stop.cancel();
+    if exited_in_time {
+        child.sup.graceful.set(child.state.cancel_acked.get());
+    }
+    let (code, signal) = status.map_or((None, None), process::split_status);
+    let panic = child.logs.panic_report.borrow().clone();
+    child.close(start_failed.unwrap_or(Error::ActorDied { actor: child.name.clone(), code, signal, panic }));
+    child.sup.reaped.set();
+}
+
+/// What ended a supervisor's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woke {
+    /// The child's `Aid` arrived (only while `handshake` is waited for).
+    Handshake,
+    /// The child exited on its own.
+    Exited,
+    /// Teardown was requested, or the child closed its pipe.
+    Teardown,
+    /// No `Aid` within the start timeout.
+    StartTimeout,
+}
+
+/// Waits until the child exits, is to be torn down, closes its pipe, or (if `handshake`)
+/// completes its handshake. A cancellation point only while waiting for the handshake (which
+/// the start timeout bounds).
+async fn watch(child: &ChildActor, exit: &mut ExitWait, handshake: bool) -> Woke {
+    poll_fn(|cx| {
+        if Pin::new(&mut *exit).poll(cx).is_ready() {
+            return Poll::Ready(Woke::Exited);
+        }
+        if child.state.teardown_requested.get() || child.state.eof.get() {
+            return Poll::Ready(Woke::Teardown);
+        }
+        if handshake && child.state.aid.borrow().is_some() {
+            return Poll::Ready(Woke::Handshake);
+        }
+        // While waiting for the handshake, the start timeout's scope cancels the wait.
+        if handshake && guest::check_cancel_only().is_err() {
+            return Poll::Ready(Woke::StartTimeout);
+        }
+        child.register_state(cx.waker());
+        Poll::Pending
+    })
+    .await
+}
+
+/// The stand-in supervisor of a peer adopted without a process (the hostile-peer fuzz target,
+/// an in-memory child): on a teardown request it sends `Cancel{None}` once (the graceful rung,
+/// unbounded: the peer is in this process), and at end-of-file it "reaps" the peer, closing
+/// every call with [`Error::ActorDied`] (exit code 0), as the real one does after an exit.
+#[cfg(any(test, fuzzing))]
+pub(crate) async fn stand_in(child: Rc<ChildActor>) {
+    let c = &*child;
+    let ended = |teardown: bool| {
+        poll_fn(move |cx| {
+            if c.state.eof.get() || (teardown && c.state.teardown_requested.get()) {
+                return Poll::Ready(());
+            }
+            c.register_state(cx.waker());
+            Poll::Pending
+        })
+    };
+    ended(true).await;
+    if !c.state.eof.get() {
+        c.state.cancel_sent.set(true);
+        let _ = c.send(&Msg::Cancel { cid: None }).await;
+        ended(false).await;
+    }
+    c.sup.graceful.set(c.state.cancel_acked.get());
+    c.close(Error::ActorDied {
+        actor: c.name.clone(),
+        code: Some(0),
+        signal: None,
+        panic: c.logs.panic_report.borrow().clone(),
+    });
+    c.sup.reaped.set();
 }

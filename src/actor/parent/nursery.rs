@@ -21,8 +21,9 @@ use super::super::peer::{MIN_FRAME, MIN_WINDOW, Peer};
 use super::super::process;
 use super::super::sys::os_err;
 use super::super::{ActorInner, current_inner};
-use super::supervisor::{self, Supervisor};
-use super::{ChildActor, Portal, reader};
+use super::portal::Portal;
+use super::supervisor::Supervisor;
+use super::{ChildActor, reader};
 
 /// How to start a child actor.
 ///
@@ -363,7 +364,7 @@ impl ActorNursery {
         // The reader and the supervisor are shielded: they must outlive any cancellation of the
         // nursery, so that the child is always read to the end and always reaped.
         an.n.start_soon(shielded(reader(child.clone())))?;
-        an.n.start_soon(shielded(supervisor::supervise(child.clone())))?;
+        an.n.start_soon(shielded(super::supervise(child.clone())))?;
 
         // In one write: the child applies the settings before it reads anything else.
         let limit = Msg::FrameLimit { max: opts.max_frame as u32 };
@@ -393,7 +394,7 @@ impl ActorNursery {
     /// Adopts a peer speaking over `transport` as child `name`, with no process of its own (the
     /// hostile-peer fuzz target's fake child, a child served in this process): with `aid` the
     /// handshake is taken as done (so any `Aid` it sends is a second one), without it this
-    /// waits for the peer's `Aid`. A stand-in supervisor ([`supervisor::stand_in`]) sends it
+    /// waits for the peer's `Aid`. A stand-in supervisor (`stand_in`) sends it
     /// `Cancel{None}` on teardown and "reaps" it at end-of-file, closing every call with
     /// [`Error::ActorDied`], as the real one does after a child's exit.
     #[cfg(any(test, fuzzing))]
@@ -412,7 +413,7 @@ impl ActorNursery {
         let handshake = aid.is_none();
         *child.state.aid.borrow_mut() = aid;
         self.inner.n.start_soon(shielded(reader(child.clone())))?;
-        self.inner.n.start_soon(shielded(supervisor::stand_in(child.clone())))?;
+        self.inner.n.start_soon(shielded(super::stand_in(child.clone())))?;
         if handshake {
             wait_handshake(&child).await?;
         }

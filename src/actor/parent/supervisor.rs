@@ -1,7 +1,10 @@
-//! The supervisor of one child process: the ladder (graceful `Cancel{None}` → `SIGTERM` →
-//! `SIGKILL`, each rung bounded), the reaping, and the close of the connection that follows.
+//! The process side of supervising one child: its process, the ladder's bounds, the waits for
+//! its exit, the signal rungs (`SIGTERM` → `SIGKILL`), the reaping, and how it ended. The
+//! supervisor *task*, which also speaks the dialog (the graceful `Cancel{None}` rung, the
+//! handshake bound, the close of the connection), is [`supervise`](super::supervise); it
+//! climbs only as far as needed.
 //!
-//! Invariants:
+//! Invariants (of the two together):
 //! - **Every child is reaped.** The supervisor runs shielded; whatever woke it (the child's
 //!   exit, a teardown request, end-of-file, a handshake that did not come within
 //!   [`ActorOpts::start_timeout`](super::ActorOpts::start_timeout)), it ends the process
@@ -12,22 +15,20 @@
 //! - A child that never joined the dialog (no `Aid` in time) skips the graceful rung and the
 //!   start fails with [`Error::StartTimeout`].
 //! - The waits on the process go through its pidfd (or the `SIGCHLD` fallback;
-//!   [`process::ExitWait`]), never a blocking `waitpid` in the loop.
+//!   [`ExitWait`]), never a blocking `waitpid` in the loop.
 
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::process::ExitStatus;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Duration;
 
+use crate::Result;
 use crate::guest::{self, CancelScope, Event};
-use crate::wire::Msg;
-use crate::{Error, Result};
 
 use super::super::peer::reactor;
-use super::super::process::{self, Proc};
-use super::ChildActor;
+use super::super::process::{ExitWait, Proc};
 
 /// The process side of one child: the process, the ladder's bounds, and how it ended.
 pub(crate) struct Supervisor {
@@ -67,175 +68,46 @@ impl Supervisor {
         }
     }
 
+    /// A wait for the child's exit, on this loop's reactor (a future that is ready once the
+    /// child exited; not a cancellation point of its own).
+    pub(crate) fn exit_wait(&self) -> Result<ExitWait> {
+        Ok(ExitWait::new(self.proc.clone(), reactor()?))
+    }
+
     /// Waits until the child exited (its pidfd is readable, or the `SIGCHLD` fallback says so).
     /// A cancellation point.
-    async fn exited(&self) -> Result<()> {
-        let mut exit = process::ExitWait::new(self.proc.clone(), reactor()?);
+    pub(crate) async fn exited(&self) -> Result<()> {
+        let mut exit = self.exit_wait()?;
         poll_fn(|cx| {
             guest::check_cancel()?;
             Pin::new(&mut exit).poll(cx).map(Ok)
         })
         .await
     }
-}
 
-/// The supervisor task: waits for the child to exit or to be torn down, climbs the ladder if
-/// need be, reaps, closes.
-pub(crate) async fn supervise(child: Rc<ChildActor>) {
-    let r = match reactor() {
-        Ok(r) => r,
-        Err(_) => return,
-    };
-    let mut exit = process::ExitWait::new(child.sup.proc.clone(), r);
-    // Until the handshake is done, the wait is bounded by the start timeout.
-    let mut woke = Woke::Handshake;
-    if child.state.aid.borrow().is_none() {
-        let first = guest::move_on_after(child.sup.start_timeout, async { Ok(watch(&child, &mut exit, true).await) });
-        woke = first.await.ok().flatten().unwrap_or(Woke::StartTimeout);
+    /// The ladder's last rungs: `SIGTERM` and a wait bounded by the term timeout, then
+    /// `SIGKILL` (which cannot be ignored) and a wait for the exit.
+    pub(crate) async fn terminate(&self) {
+        self.proc.borrow().signal(libc::SIGTERM);
+        if matches!(guest::move_on_after(self.term_timeout, self.exited()).await, Ok(Some(()))) {
+            return;
+        }
+        self.proc.borrow().signal(libc::SIGKILL);
+        let _ = self.exited().await;
     }
-    if woke == Woke::Handshake {
-        woke = watch(&child, &mut exit, false).await;
-    }
-    drop(exit);
-    let mut start_failed = None;
-    if woke == Woke::StartTimeout {
-        start_failed = Some(Error::StartTimeout { actor: child.name.clone(), timeout: child.sup.start_timeout });
-    }
-    // Exited within the first rung: graceful if it acknowledged the cancel, which is known once
-    // the reader has everything it wrote (below).
-    let mut exited_in_time = false;
-    if woke != Woke::Exited {
-        let mut gone = false;
-        // Rung 1: graceful (or, after end-of-file, just a bounded wait for the exit). A child
-        // that never joined the dialog (no `Aid` in time) skips it.
-        if start_failed.is_none() {
-            let graceful = guest::move_on_after(child.sup.cancel_timeout, async {
-                if !child.state.eof.get() {
-                    child.state.cancel_sent.set(true);
-                    let _ = child.send(&Msg::Cancel { cid: None }).await;
+
+    /// Reaps the child, which has exited (so this does not block; it retries for safety all
+    /// the same): its status, `None` if it could not be had.
+    pub(crate) async fn reap(&self) -> Option<ExitStatus> {
+        loop {
+            let reaped = self.proc.borrow_mut().reap();
+            match reaped {
+                Ok(Some(st)) => return Some(st),
+                Ok(None) => {
+                    let _ = guest::sleep(Duration::from_millis(1)).await;
                 }
-                child.sup.exited().await
-            })
-            .await;
-            if matches!(graceful, Ok(Some(()))) {
-                gone = true;
-                exited_in_time = true;
+                Err(_) => return None,
             }
-        }
-        // Rung 2: SIGTERM.
-        if !gone {
-            child.sup.proc.borrow().signal(libc::SIGTERM);
-            gone = matches!(guest::move_on_after(child.sup.term_timeout, child.sup.exited()).await, Ok(Some(())));
-        }
-        // Rung 3: SIGKILL, which cannot be ignored.
-        if !gone {
-            child.sup.proc.borrow().signal(libc::SIGKILL);
-            let _ = child.sup.exited().await;
         }
     }
-    // Reap. It exited, so this does not block; loop for safety all the same.
-    let status = loop {
-        let reaped = child.sup.proc.borrow_mut().reap();
-        match reaped {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) => {
-                let _ = guest::sleep(Duration::from_millis(1)).await;
-            }
-            Err(_) => break None,
-        }
-    };
-    // Everything the child wrote before it died is delivered before its death is: wait for the
-    // reader to reach end-of-file (immediate, since the child held the only write end). A
-    // foreign program may have handed its end to someone else (a daemon it forked): the wait is
-    // bounded by the first rung's bound, then the reader is stopped, so that the nursery's exit
-    // never waits on a process that is not ours.
-    let _ = guest::move_on_after(
-        child.sup.cancel_timeout,
-        poll_fn(|cx| {
-            if child.state.eof.get() {
-                return Poll::Ready(Ok(()));
-            }
-            guest::check_cancel()?;
-            child.register_state(cx.waker());
-            Poll::Pending
-        }),
-    )
-    .await;
-    child.sup.reader_stop.cancel();
-    if exited_in_time {
-        child.sup.graceful.set(child.state.cancel_acked.get());
-    }
-    let (code, signal) = status.map_or((None, None), process::split_status);
-    let panic = child.logs.panic_report.borrow().clone();
-    child.close(start_failed.unwrap_or(Error::ActorDied { actor: child.name.clone(), code, signal, panic }));
-    child.sup.reaped.set();
-}
-
-/// What ended a supervisor's wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Woke {
-    /// The child's `Aid` arrived (only while `handshake` is waited for).
-    Handshake,
-    /// The child exited on its own.
-    Exited,
-    /// Teardown was requested, or the child closed its pipe.
-    Teardown,
-    /// No `Aid` within the start timeout.
-    StartTimeout,
-}
-
-/// Waits until the child exits, is to be torn down, closes its pipe, or (if `handshake`)
-/// completes its handshake. A cancellation point only while waiting for the handshake (which
-/// the start timeout bounds).
-async fn watch(child: &ChildActor, exit: &mut process::ExitWait, handshake: bool) -> Woke {
-    poll_fn(|cx| {
-        if Pin::new(&mut *exit).poll(cx).is_ready() {
-            return Poll::Ready(Woke::Exited);
-        }
-        if child.state.teardown_requested.get() || child.state.eof.get() {
-            return Poll::Ready(Woke::Teardown);
-        }
-        if handshake && child.state.aid.borrow().is_some() {
-            return Poll::Ready(Woke::Handshake);
-        }
-        // While waiting for the handshake, the start timeout's scope cancels the wait.
-        if handshake && guest::check_cancel_only().is_err() {
-            return Poll::Ready(Woke::StartTimeout);
-        }
-        child.register_state(cx.waker());
-        Poll::Pending
-    })
-    .await
-}
-
-/// The stand-in supervisor of a peer adopted without a process (the hostile-peer fuzz target,
-/// an in-memory child): on a teardown request it sends `Cancel{None}` once (the graceful rung,
-/// unbounded: the peer is in this process), and at end-of-file it "reaps" the peer, closing
-/// every call with [`Error::ActorDied`] (exit code 0), as the real one does after an exit.
-#[cfg(any(test, fuzzing))]
-pub(crate) async fn stand_in(child: Rc<ChildActor>) {
-    let c = &*child;
-    let ended = |teardown: bool| {
-        poll_fn(move |cx| {
-            if c.state.eof.get() || (teardown && c.state.teardown_requested.get()) {
-                return Poll::Ready(());
-            }
-            c.register_state(cx.waker());
-            Poll::Pending
-        })
-    };
-    ended(true).await;
-    if !c.state.eof.get() {
-        c.state.cancel_sent.set(true);
-        let _ = c.send(&Msg::Cancel { cid: None }).await;
-        ended(false).await;
-    }
-    c.sup.graceful.set(c.state.cancel_acked.get());
-    c.close(Error::ActorDied {
-        actor: c.name.clone(),
-        code: Some(0),
-        signal: None,
-        panic: c.logs.panic_report.borrow().clone(),
-    });
-    c.sup.reaped.set();
 }
