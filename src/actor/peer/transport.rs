@@ -18,10 +18,13 @@
 //!   the child's handshake before any loop runs) and registers the waker it was polled with
 //!   whenever it returns `Pending`.
 //! - At most one task polls each direction at a time (the connection's single reader; the
-//!   holder of its write lock): each direction keeps one waker.
+//!   holder of its write lock); a pipe keeps one waker per direction, the in-memory pair a
+//!   [`Waiters`](crate::waiters) list.
 //! - Dropping a transport closes both of its directions: the peer reads end-of-file and its
 //!   writes fail with `BrokenPipe`.
 
+#[cfg(any(test, fuzzing))]
+use crate::waiters::Waiters;
 #[cfg(any(test, fuzzing))]
 use std::cell::RefCell;
 #[cfg(any(test, fuzzing))]
@@ -30,8 +33,6 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 #[cfg(any(test, fuzzing))]
 use std::rc::Rc;
-#[cfg(any(test, fuzzing))]
-use std::task::Waker;
 use std::task::{Context, Poll};
 
 use crate::reactor::Reactor;
@@ -135,117 +136,97 @@ pub(crate) const MEM_PIPE_CAPACITY: usize = 64 * 1024;
 /// One direction of an in-memory pipe.
 #[derive(Default)]
 struct MemDir {
+    state: RefCell<MemState>,
+    /// The task waiting for bytes (or end-of-file).
+    reader: Waiters,
+    /// The task waiting for room.
+    writer: Waiters,
+}
+
+#[cfg(any(test, fuzzing))]
+#[derive(Default)]
+struct MemState {
     buf: VecDeque<u8>,
     /// The writing side is gone: the reader gets end-of-file once `buf` is empty.
     writer_gone: bool,
     /// The reading side is gone: writes fail with `BrokenPipe`.
     reader_gone: bool,
-    /// The task waiting for bytes (or end-of-file).
-    reader: Option<Waker>,
-    /// The task waiting for room.
-    writer: Option<Waker>,
-}
-
-#[cfg(any(test, fuzzing))]
-impl MemDir {
-    fn wake_reader(&mut self) -> Option<Waker> {
-        self.reader.take()
-    }
-
-    fn wake_writer(&mut self) -> Option<Waker> {
-        self.writer.take()
-    }
-}
-
-#[cfg(any(test, fuzzing))]
-fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-        *slot = Some(cx.waker().clone());
-    }
-    // A wait at one of infect's awaits (the guest's rule for foreign futures).
-    crate::cx::note_park();
 }
 
 #[cfg(any(test, fuzzing))]
 /// One end of an in-memory pipe pair (see [`mem_pipe`]): reads what the other end wrote,
 /// writes what it reads. `!Send`: both ends live on one thread.
 pub(crate) struct MemTransport {
-    rx: Rc<RefCell<MemDir>>,
-    tx: Rc<RefCell<MemDir>>,
+    rx: Rc<MemDir>,
+    tx: Rc<MemDir>,
 }
 
 #[cfg(any(test, fuzzing))]
 /// Two connected in-memory ends, each direction bounded by [`MEM_PIPE_CAPACITY`] bytes.
 pub(crate) fn mem_pipe() -> (MemTransport, MemTransport) {
-    let ab = Rc::new(RefCell::new(MemDir::default()));
-    let ba = Rc::new(RefCell::new(MemDir::default()));
+    let ab = Rc::new(MemDir::default());
+    let ba = Rc::new(MemDir::default());
     (MemTransport { rx: ba.clone(), tx: ab.clone() }, MemTransport { rx: ab, tx: ba })
 }
 
 #[cfg(any(test, fuzzing))]
 impl Transport for MemTransport {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut d = self.rx.borrow_mut();
+        let mut d = self.rx.state.borrow_mut();
         if d.buf.is_empty() {
             if d.writer_gone || buf.is_empty() {
                 return Poll::Ready(Ok(0));
             }
-            park(&mut d.reader, cx);
+            drop(d);
+            self.rx.reader.register(cx.waker());
             return Poll::Pending;
         }
         let n = buf.len().min(d.buf.len());
         for (b, x) in buf.iter_mut().zip(d.buf.drain(..n)) {
             *b = x;
         }
-        let w = d.wake_writer();
         drop(d);
-        if let Some(w) = w {
-            w.wake();
-        }
+        self.rx.writer.wake_all();
         Poll::Ready(Ok(n))
     }
 
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut d = self.rx.borrow_mut();
+        let d = self.rx.state.borrow();
         if !d.buf.is_empty() || d.writer_gone {
             return Poll::Ready(Ok(()));
         }
-        park(&mut d.reader, cx);
+        drop(d);
+        self.rx.reader.register(cx.waker());
         Poll::Pending
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let mut d = self.tx.borrow_mut();
+        let mut d = self.tx.state.borrow_mut();
         if d.reader_gone {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
         let room = MEM_PIPE_CAPACITY - d.buf.len();
         if room == 0 && !buf.is_empty() {
-            park(&mut d.writer, cx);
+            drop(d);
+            self.tx.writer.register(cx.waker());
             return Poll::Pending;
         }
         let n = room.min(buf.len());
         d.buf.extend(&buf[..n]);
-        let w = d.wake_reader();
         drop(d);
-        if let Some(w) = w {
-            w.wake();
-        }
+        self.tx.reader.wake_all();
         Poll::Ready(Ok(n))
     }
 
     fn write_now(&self, bytes: &[u8]) -> io::Result<()> {
         // No task to wait for room in: the buffer takes it all.
-        let mut d = self.tx.borrow_mut();
+        let mut d = self.tx.state.borrow_mut();
         if d.reader_gone {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         d.buf.extend(bytes);
-        let w = d.wake_reader();
         drop(d);
-        if let Some(w) = w {
-            w.wake();
-        }
+        self.tx.reader.wake_all();
         Ok(())
     }
 }
@@ -253,20 +234,14 @@ impl Transport for MemTransport {
 #[cfg(any(test, fuzzing))]
 impl Drop for MemTransport {
     fn drop(&mut self) {
-        let w1 = {
-            let mut d = self.tx.borrow_mut();
-            d.writer_gone = true;
-            d.wake_reader()
-        };
-        let w2 = {
-            let mut d = self.rx.borrow_mut();
+        self.tx.state.borrow_mut().writer_gone = true;
+        self.tx.reader.wake_all();
+        {
+            let mut d = self.rx.state.borrow_mut();
             d.reader_gone = true;
             d.buf.clear();
-            d.wake_writer()
-        };
-        for w in [w1, w2].into_iter().flatten() {
-            w.wake();
         }
+        self.rx.writer.wake_all();
     }
 }
 
