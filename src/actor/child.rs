@@ -103,14 +103,13 @@ impl Serve {
 /// Serves the parent until it cancels us, goes away, or a signal ends us; returns the exit
 /// status. Sends `Aid` first. `reader` may hold what the parent sent after its `SpawnSpec`;
 /// without a signal pipe (`sigfd: None`, an actor served in its parent's process) no signal
-/// ends it.
+/// ends it. The process's panic hook is its caller's to install ([`install_panic_hook`]).
 pub(crate) async fn serve(
     actor: Rc<ActorInner>,
     conn: Rc<Peer>,
     reader: FrameReader,
     sigfd: Option<&'static OwnedFd>,
 ) -> i32 {
-    install_panic_hook();
     let s = Rc::new(Serve {
         actor: actor.clone(),
         conn,
@@ -392,7 +391,7 @@ pub(crate) fn abort_on_panic() {
 ///   keeps it, and the `ActorDied` of the abort that follows carries it.
 ///
 /// A hook of the program's own, set later without chaining to this one, turns both off.
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();

@@ -5,8 +5,9 @@
 //!    the parent is alive (the death signal was armed before `exec`);
 //! 2. route `SIGINT`/`SIGTERM` into the signal self-pipe;
 //! 3. read the `SpawnSpec` (blocking: nothing else runs yet), build the actor;
-//! 4. run the serving loop ([`child::serve`](super::child)) on the guest, or on the host with
-//!    the guest riding it if the spec says `infect_host`; reply `Aid` first thing;
+//! 4. install the actor's panic hook; run the serving loop ([`child::serve`](super::child)) on
+//!    the guest, or on the host with the guest riding it if the spec says `infect_host`; reply
+//!    `Aid` first thing;
 //! 5. exit with the serving loop's status (the teardown callbacks ran in it).
 //!
 //! For the root: route the signals, build the actor `"root"`, run the root future (boxed at
@@ -296,6 +297,7 @@ fn run_child(env: &str, endpoints: Endpoints) -> Result<i32> {
         parent_conn: Default::default(),
     });
     set_current(Some(actor.clone()));
+    child::install_panic_hook();
     let fut = async move {
         let conn = Rc::new(Peer::pipe(rx, tx, DEFAULT_MAX_FRAME)?);
         *actor.parent_conn.borrow_mut() = Some(conn.clone());
