@@ -10,19 +10,19 @@
 //!   appends its own name to the `relay_path`.
 //! - **`ContextCancelled` is the one kind decoded to its own variant** (with its canceller,
 //!   the source's name if the peer named none); every other kind decodes to
-//!   [`Error::RemoteActor`]. Each kind string the actor layer itself reads or writes is spelled
-//!   once, here ([`CONTEXT_CANCELLED`], [`PANIC`]).
+//!   [`Error::RemoteActor`]. The actor layer names the kinds it reads or writes only here
+//!   ([`CONTEXT_CANCELLED`], [`PANIC`]), and these come from [`ErrorKind`]'s one table.
 
 use crate::Error;
-use crate::error::RemoteActorError;
+use crate::error::{ErrorKind, RemoteActorError};
 use crate::wire::{Aid, Cid, Msg};
 
 /// The kind of a call cancelled at its callee ([`Error::ContextCancelled`]).
-pub(crate) const CONTEXT_CANCELLED: &str = "ContextCancelled";
+pub(crate) const CONTEXT_CANCELLED: &str = ErrorKind::ContextCancelled.as_str();
 
 /// The kind of a panic ([`Error::Panic`]): an actor's panic hook reports one as an actor-wide
 /// `Msg::Error` just before it aborts.
-pub(crate) const PANIC: &str = "Panic";
+pub(crate) const PANIC: &str = ErrorKind::Panic.as_str();
 
 /// The `Msg::Error` for `e` raised (or relayed) in actor `me`, about call `cid` (`None`: the
 /// whole connection).

@@ -182,7 +182,8 @@ fn next_item(c: &mut Cursor<'_>, credit: &RefCell<BTreeMap<Cid, u64>>) -> Item {
         8 => Msg::CancelAck { cid: c.opt_cid() },
         9 => {
             let cid = c.opt_cid();
-            let kinds = ["ValueError", "ContextCancelled", "Cancelled", "NotStarted"];
+            use crate::error::ErrorKind as K;
+            let kinds = ["ValueError", K::ContextCancelled.as_str(), K::Cancelled.as_str(), K::NotStarted.as_str()];
             let boxed_type = String::from(kinds[usize::from(c.byte() % 4)]);
             let len = usize::from(c.byte()) * 4;
             let canceller = if c.byte() & 1 == 0 { None } else { Some(String::from("fuzz-parent")) };
