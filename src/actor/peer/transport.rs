@@ -19,12 +19,12 @@
 //!   whenever it returns `Pending`.
 //! - At most one task polls each direction at a time (the connection's single reader; the
 //!   holder of its write lock); a pipe keeps one waker per direction, the in-memory pair a
-//!   [`Waiters`](crate::waiters) list.
+//!   [`Waiters`](crate::sync::Waiters) list.
 //! - Dropping a transport closes both of its directions: the peer reads end-of-file and its
 //!   writes fail with `BrokenPipe`.
 
 #[cfg(any(test, fuzzing))]
-use crate::waiters::Waiters;
+use crate::sync::Waiters;
 #[cfg(any(test, fuzzing))]
 use std::cell::RefCell;
 #[cfg(any(test, fuzzing))]
