@@ -369,3 +369,98 @@ impl FrameReader {
         self.decoder.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::pin::pin;
+    use std::rc::Rc;
+    use std::task::{Context, Poll, Waker};
+
+    use super::transport::{MEM_PIPE_CAPACITY, mem_pipe};
+    use super::{FrameReader, Incoming, Peer};
+    use crate::guest::{self, GuestConfig};
+    use crate::time::VirtualClock;
+    use crate::wire::{DEFAULT_MAX_FRAME, Msg, WireError, encode_frame};
+
+    fn ret(cid: u64, n: usize) -> Msg {
+        Msg::Return { cid, value: vec![7; n] }
+    }
+
+    /// A send dropped after part of its frame went out leaves the stream in sync: the next send
+    /// starts with a delimiter, so the reader skips the torn frame (one error, of exactly the
+    /// bytes that went out) and reads on; a full transport makes a send wait for room, nothing
+    /// lost. Over the in-memory transport, so the torn point is exact.
+    #[test]
+    fn a_torn_frame_costs_one_error_and_the_stream_reads_on() {
+        let (near, far) = mem_pipe();
+        let first = ret(1, 60_000);
+        let first_len = encode_frame(&first, DEFAULT_MAX_FRAME).expect("fits").len();
+        let torn_len = MEM_PIPE_CAPACITY - first_len;
+        let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async move {
+            let peer = Peer::new(Box::new(near), DEFAULT_MAX_FRAME);
+            let items = Rc::new(RefCell::new(Vec::new()));
+            let seen = items.clone();
+            guest::open_nursery(async |n| {
+                n.start_soon(async move {
+                    let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
+                    loop {
+                        match reader.next(&far, true).await? {
+                            Incoming::Frame(Ok(m)) => {
+                                let cid = m.cid();
+                                seen.borrow_mut().push(Ok(cid));
+                                if cid == Some(3) {
+                                    return Ok(());
+                                }
+                            }
+                            Incoming::Frame(Err(e)) => seen.borrow_mut().push(Err(e)),
+                            Incoming::End(_) => return Ok(()),
+                        }
+                    }
+                })?;
+                peer.send(&first).await?;
+                {
+                    // The rest of the pipe takes only part of this frame: the send waits for
+                    // room, and is dropped there.
+                    let second = ret(2, 10_000);
+                    let mut send = pin!(peer.send(&second));
+                    assert!(send.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+                }
+                assert!(peer.resync.get(), "the torn frame is noted");
+                peer.send(&ret(3, 10)).await
+            })
+            .await?;
+            Ok(items.take())
+        });
+        let items = r.expect("the run ends");
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert_eq!(items[0], Ok(Some(1)));
+        assert!(
+            matches!(&items[1], Err(WireError::Corrupt { size } | WireError::Undecodable { size, .. }) if *size == torn_len + 1),
+            "{:?}, torn at {torn_len}",
+            items[1]
+        );
+        assert_eq!(items[2], Ok(Some(3)));
+    }
+
+    /// Waiting for room is a cancellation point only before a frame's first byte: a send
+    /// cancelled there writes nothing.
+    #[test]
+    fn a_send_cancelled_before_its_first_byte_writes_nothing() {
+        let (near, far) = mem_pipe();
+        let r = GuestConfig::new(Rc::new(VirtualClock::new())).run(async move {
+            let peer = Peer::new(Box::new(near), DEFAULT_MAX_FRAME);
+            // Fill the pipe to the last byte.
+            let fill = vec![1u8; MEM_PIPE_CAPACITY];
+            peer.send_raw(fill).await?;
+            let scope = guest::CancelScope::new();
+            scope.cancel();
+            let cancelled = scope.run(peer.send(&ret(9, 10))).await;
+            let mut buf = vec![0u8; 2 * MEM_PIPE_CAPACITY];
+            let cx = &mut Context::from_waker(Waker::noop());
+            let Poll::Ready(Ok(n)) = super::Transport::poll_read(&far, cx, &mut buf) else { panic!("bytes") };
+            Ok((cancelled, n, peer.resync.get(), super::Transport::poll_read(&far, cx, &mut buf).is_pending()))
+        });
+        assert_eq!(r, Ok((Ok(None), MEM_PIPE_CAPACITY, false, true)));
+    }
+}
