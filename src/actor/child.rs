@@ -26,20 +26,21 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::future::poll_fn;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::future::{Future, poll_fn};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 
-use super::nursery::MIN_FRAME;
 use crate::guest::{self, CancelScope, Nursery};
-use crate::wire::{Cid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, WireError};
+use crate::sync::Waiters;
+use crate::wire::{Cid, DEFAULT_MAX_FRAME, FuncKind, Msg, WireError};
 use crate::{Error, Result};
 
-use super::conn::{Conn, reactor, readable};
-use super::context::{CallSlot, Context, MIN_WINDOW, STREAM_BUFFER};
+use super::codec;
+use super::context::{CallEntry, Context, STREAM_BUFFER};
 use super::endpoints::{CallFuture, Endpoint};
-use super::runtime::take_signals;
+use super::peer::{CallSlot, FrameReader, Incoming, MIN_FRAME, MIN_WINDOW, Peer, reactor};
+use super::signals::{readable, take_signals};
 use super::{ActorInner, PARENT_GONE_GRACE, process};
 
 /// Why the actor stops serving.
@@ -53,24 +54,14 @@ enum Ending {
     Signal(i32),
 }
 
-/// One call being served.
-pub(crate) struct CallEntry {
-    /// The call's own scope: `Cancel{cid}` (or the actor's ending) cancels it.
-    pub(crate) scope: CancelScope,
-    /// Who cancelled the call, once someone did.
-    pub(crate) canceller: RefCell<Option<String>>,
-    /// `ns.func`, for messages.
-    pub(crate) what: String,
-}
-
 struct Serve {
     actor: Rc<ActorInner>,
-    conn: Rc<Conn>,
+    /// The connection to the parent; its call table holds the inboxes of the contexts being
+    /// served (the parent's `Yield`s, `Stop`s and `Credit`s go there).
+    conn: Rc<Peer>,
     calls: RefCell<BTreeMap<Cid, Rc<CallEntry>>>,
-    /// The inboxes of the contexts being served: the parent's `Yield`s and `Stop`s go there.
-    slots: RefCell<BTreeMap<Cid, Rc<CallSlot>>>,
     /// Woken when a call ends (for the drain).
-    drained: RefCell<Option<Waker>>,
+    drained: Waiters,
     ending: Cell<Option<Ending>>,
     /// Stops the reader.
     read_scope: CancelScope,
@@ -109,23 +100,21 @@ impl Serve {
     }
 }
 
-use std::future::Future;
-
 /// Serves the parent until it cancels us, goes away, or a signal ends us; returns the exit
-/// status. Sends `Aid` first.
+/// status. Sends `Aid` first. `reader` may hold what the parent sent after its `SpawnSpec`;
+/// without a signal pipe (`sigfd: None`, an actor served in its parent's process) no signal
+/// ends it. The process's panic hook is its caller's to install ([`install_panic_hook`]).
 pub(crate) async fn serve(
     actor: Rc<ActorInner>,
-    conn: Rc<Conn>,
-    decoder: Box<FrameDecoder<DEFAULT_MAX_FRAME>>,
-    sigfd: &'static OwnedFd,
+    conn: Rc<Peer>,
+    reader: FrameReader,
+    sigfd: Option<&'static OwnedFd>,
 ) -> i32 {
-    install_panic_hook();
     let s = Rc::new(Serve {
         actor: actor.clone(),
         conn,
         calls: RefCell::new(BTreeMap::new()),
-        slots: RefCell::new(BTreeMap::new()),
-        drained: RefCell::new(None),
+        drained: Waiters::default(),
         ending: Cell::new(None),
         read_scope: CancelScope::new(),
         window: Cell::new(STREAM_BUFFER),
@@ -135,10 +124,12 @@ pub(crate) async fn serve(
     let s2 = s.clone();
     let _ = guest::open_nursery(async |n| {
         let s = s2;
-        let watcher = s.clone();
-        let nursery = n.clone();
-        s.spawn_background(n, async move { watch_signals(watcher, nursery, sigfd).await });
-        let read = s.read_scope.run(read_loop(&s, n, decoder)).await;
+        if let Some(sigfd) = sigfd {
+            let watcher = s.clone();
+            let nursery = n.clone();
+            s.spawn_background(n, async move { watch_signals(watcher, nursery, sigfd).await });
+        }
+        let read = s.read_scope.run(read_loop(&s, n, reader)).await;
         if !matches!(read, Ok(None)) && s.ending.get().is_none() {
             // The reader ended by itself: end-of-file or a broken pipe.
             s.ending.set(Some(Ending::ParentGone));
@@ -159,10 +150,9 @@ pub(crate) async fn serve(
             if s.calls.borrow().is_empty() {
                 Poll::Ready(())
             } else {
-                *s.drained.borrow_mut() = Some(cx.waker().clone());
-                // An uncancellable wait at one of infect's awaits: a cancelled scope must not
-                // take it for a foreign future and drop it.
-                crate::cx::note_park();
+                // An uncancellable wait at one of infect's awaits (`register` notes the park):
+                // a cancelled scope must not take it for a foreign future and drop it.
+                s.drained.register(cx.waker());
                 Poll::Pending
             }
         })
@@ -207,7 +197,7 @@ fn hard_exit(s: &Serve) -> ! {
 async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Result<()> {
     let r = reactor()?;
     loop {
-        readable(&r, sigfd.as_raw_fd(), true).await?;
+        readable(&r, sigfd).await?;
         for sig in take_signals(sigfd) {
             if sig != libc::SIGINT && sig != libc::SIGTERM {
                 continue;
@@ -228,39 +218,31 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Res
     }
 }
 
-async fn read_loop(s: &Rc<Serve>, n: &Nursery, mut decoder: Box<FrameDecoder<DEFAULT_MAX_FRAME>>) -> Result<()> {
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut drained = false;
+async fn read_loop(s: &Rc<Serve>, n: &Nursery, mut reader: FrameReader) -> Result<()> {
     loop {
-        while let Some(item) = decoder.next() {
-            match item {
-                Ok(msg) => {
-                    if dispatch(s, n, msg, &mut decoder).await {
-                        return Ok(());
-                    }
+        match reader.next(s.conn.transport(), true).await? {
+            Incoming::Frame(Ok(msg)) => {
+                if dispatch(s, n, msg, &mut reader).await {
+                    return Ok(());
                 }
-                Err(w) => report_wire_error(s, w).await,
+            }
+            Incoming::Frame(Err(w)) => report_wire_error(s, w).await,
+            // The parent is gone; a torn last frame is of no interest to anyone now.
+            Incoming::End(_) => {
+                s.ending.set(Some(Ending::ParentGone));
+                return Ok(());
             }
         }
-        let got = s.conn.read_some(&mut buf, true, drained).await?;
-        drained = got < buf.len();
-        if got == 0 {
-            // The parent is gone; a torn last frame is of no interest to anyone now.
-            let _ = decoder.finish();
-            s.ending.set(Some(Ending::ParentGone));
-            return Ok(());
-        }
-        decoder.push(&buf[..got]);
     }
 }
 
 async fn report_wire_error(s: &Serve, w: WireError) {
-    let msg = error_msg(None, &Error::Wire(w), &s.actor);
+    let msg = codec::encode(None, &Error::Wire(w), &s.actor.aid);
     s.send(&msg).await;
 }
 
 /// Handles one message from the parent; `true` when serving ends.
-async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, decoder: &mut FrameDecoder<DEFAULT_MAX_FRAME>) -> bool {
+async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, reader: &mut FrameReader) -> bool {
     match msg {
         Msg::Start { cid, .. } if s.calls.borrow().contains_key(&cid) => {
             refuse(s, "Start", "a call with this id is still running").await;
@@ -268,7 +250,7 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, decoder: &mut FrameDecod
         Msg::Start { cid, ns, func, args, kind } => start_call(s, n, cid, &ns, &func, &args, kind).await,
         Msg::Yield { cid, .. } | Msg::Stop { cid } | Msg::Credit { cid, .. } => {
             // Stream traffic for a context that already ended is of no interest to anyone.
-            let slot = s.slots.borrow().get(&cid).cloned();
+            let slot = s.conn.call(cid);
             let name = msg.name();
             if let Some(Err(why)) = slot.map(|slot| slot.deliver(msg)) {
                 refuse(s, name, why).await;
@@ -291,7 +273,7 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, decoder: &mut FrameDecod
         Msg::FrameLimit { max } => {
             let max = (max as usize).clamp(MIN_FRAME, DEFAULT_MAX_FRAME);
             s.conn.set_max_frame(max);
-            decoder.set_limit(max);
+            reader.set_limit(max);
         }
         // The parent's stream window for this actor: the contexts opened from now on use it.
         Msg::StreamWindow { items } => s.window.set((items as usize).max(MIN_WINDOW)),
@@ -305,7 +287,7 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, decoder: &mut FrameDecod
 /// Reports a message from the parent that is out of the dialog (it was not acted on).
 async fn refuse(s: &Serve, msg: &str, why: &str) {
     let e = Error::UnexpectedMessage { peer: s.parent_name(), msg: msg.to_owned(), why: why.to_owned() };
-    s.send(&error_msg(None, &e, &s.actor)).await;
+    s.send(&codec::encode(None, &e, &s.actor.aid)).await;
 }
 
 async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, args: &[u8], kind: FuncKind) {
@@ -334,7 +316,7 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
     let fut = match prepared {
         Ok(fut) => fut,
         Err(e) => {
-            s.send(&error_msg(Some(cid), &e, &s.actor)).await;
+            s.send(&codec::encode(Some(cid), &e, &s.actor.aid)).await;
             return;
         }
     };
@@ -343,7 +325,7 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
     // with its `Started` (or its outcome, if it ends before that).
     s.calls.borrow_mut().insert(cid, entry.clone());
     if let Some((_, slot)) = &ctx {
-        s.slots.borrow_mut().insert(cid, slot.clone());
+        s.conn.accept_call(cid, slot.clone());
     }
     let ctx = ctx.map(|(c, _)| c);
     let s2 = s.clone();
@@ -353,24 +335,14 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
         let out = entry.scope.run(crate::panic::catch(fut)).await;
         let msg = match out {
             Ok(Some(_)) if ctx.as_ref().is_some_and(|c| !c.is_started()) => {
-                error_msg(Some(cid), &Error::NotStarted { ctx: entry.what.clone() }, &s.actor)
+                codec::encode(Some(cid), &Error::NotStarted { ctx: entry.what.clone() }, &s.actor.aid)
             }
             Ok(Some(value)) => Msg::Return { cid, value },
             Ok(None) | Err(Error::Cancelled) => {
                 let canceller = entry.canceller.borrow().clone().unwrap_or_else(|| s.actor.aid.name.clone());
-                Msg::Error {
-                    cid: Some(cid),
-                    src: s.actor.aid.clone(),
-                    boxed_type: "ContextCancelled".to_owned(),
-                    message: format!(
-                        "call '{}' in actor '{}' was cancelled by actor '{canceller}'",
-                        entry.what, s.actor.aid.name
-                    ),
-                    relay_path: Vec::new(),
-                    canceller: Some(canceller),
-                }
+                codec::cancelled(cid, &entry.what, &s.actor.aid, canceller)
             }
-            Err(e) => error_msg(Some(cid), &e, &s.actor),
+            Err(e) => codec::encode(Some(cid), &e, &s.actor.aid),
         };
         // The outcome is sent whatever cancels us meanwhile.
         let ack = Msg::StartAck { cid, functype: kind };
@@ -385,14 +357,11 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
         };
         if let Err(Error::Wire(w)) = send(msg).await {
             // The result does not fit in a frame: say so instead.
-            let _ = send(error_msg(Some(cid), &Error::Wire(w), &s.actor)).await;
+            let _ = send(codec::encode(Some(cid), &Error::Wire(w), &s.actor.aid)).await;
         }
         s.calls.borrow_mut().remove(&cid);
-        s.slots.borrow_mut().remove(&cid);
-        let w = s.drained.borrow_mut().take();
-        if let Some(w) = w {
-            w.wake();
-        }
+        s.conn.forget_call(cid);
+        s.drained.wake_all();
         Ok(())
     });
     if started.is_err() {
@@ -422,7 +391,7 @@ pub(crate) fn abort_on_panic() {
 ///   keeps it, and the `ActorDied` of the abort that follows carries it.
 ///
 /// A hook of the program's own, set later without chaining to this one, turns both off.
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();
@@ -444,40 +413,10 @@ fn install_panic_hook() {
 fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
     let Some(actor) = super::current_inner() else { return };
     let Some(conn) = actor.parent_conn.try_borrow().ok().and_then(|c| c.clone()) else { return };
-    let msg = error_msg(None, &crate::panic::hook_error(info), &actor);
+    let msg = codec::encode(None, &crate::panic::hook_error(info), &actor.aid);
     let Ok(frame) = crate::wire::encode_frame_fit(&msg, conn.max_frame()) else { return };
     let mut bytes = Vec::with_capacity(frame.len() + 1);
     bytes.push(0);
     bytes.extend_from_slice(&frame);
     let _ = conn.write_raw(&bytes);
-}
-
-/// The `Msg::Error` for `e` raised (or relayed) in `actor`.
-pub(crate) fn error_msg(cid: Option<Cid>, e: &Error, actor: &ActorInner) -> Msg {
-    match e {
-        Error::RemoteActor(r) => relayed(cid, r, r.boxed_type.clone(), None, actor),
-        Error::ContextCancelled { canceller, remote } => {
-            relayed(cid, remote, "ContextCancelled".to_owned(), Some(canceller.clone()), actor)
-        }
-        e => Msg::Error {
-            cid,
-            src: actor.aid.clone(),
-            boxed_type: e.kind().to_owned(),
-            message: e.to_string(),
-            relay_path: Vec::new(),
-            canceller: None,
-        },
-    }
-}
-
-fn relayed(
-    cid: Option<Cid>,
-    r: &crate::error::RemoteActorError,
-    boxed_type: String,
-    canceller: Option<String>,
-    actor: &ActorInner,
-) -> Msg {
-    let mut relay_path = r.relay_path.clone();
-    relay_path.push(actor.aid.name.clone());
-    Msg::Error { cid, src: r.src.clone(), boxed_type, message: r.message.clone(), relay_path, canceller }
 }

@@ -95,195 +95,44 @@
 //!   ended fails with [`Error::Closed`] instead of hanging.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::task::{Context as TaskCx, Poll};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::guest::{CancelScope, check_cancel};
-use crate::sync::Waiters;
 use crate::sync::broadcast::{Broadcast, PRIMARY, Position};
 use crate::wire::{Cid, FuncKind, Msg, decode_payload, encode_payload};
 use crate::{Error, Result};
 
-use super::child::CallEntry;
-use super::conn::Conn;
-use super::nursery::{ChildActor, shielded_for};
+use super::codec;
+use super::peer::calls::CallObserver;
+use super::peer::{CallSlot, Peer};
 
 /// The default stream window: how many stream items a context's sender may have in flight
 /// (sent, not yet taken by the receiver) at a time, per direction; also the most a receiver ever
 /// buffers. Per actor with `ActorOpts::stream_window`.
 pub const STREAM_BUFFER: usize = 1024;
 
-/// The smallest stream window (a grant batch is half the window, at least one item).
-pub(crate) const MIN_WINDOW: usize = 2;
-
-/// One call's inbox: the messages the connection's reader routed to it, in order, and the
-/// call's stream credit in both directions.
-///
-/// Credit accounting (see the [module docs](self)): `received <= granted + window` for an honest
-/// peer, and `granted <= consumed`, so the inbox holds at most `window` items.
-pub(crate) struct CallSlot {
-    /// The stream window, per direction, in items.
-    window: u64,
-    inbox: RefCell<VecDeque<Msg>>,
-    pub(crate) waiters: Waiters,
-    /// `Yield`s in the inbox.
-    yields: Cell<usize>,
-    /// `Yield`s that arrived past the window this side granted (a peer that broke the credit
-    /// rule) and were not stored.
-    dropped: Cell<u64>,
-    /// `Yield`s received from the peer (stored or not).
-    received: Cell<u64>,
-    /// `Yield`s taken out of the inbox (received by a reader, or discarded by a drain).
-    consumed: Cell<u64>,
-    /// Credit returned to the peer (or being sent right now), in items.
-    granted: Cell<u64>,
-    /// How many more `Yield`s this side may send.
-    send_credit: Cell<u64>,
-    /// The call's final `Return` or `Error` is in the inbox (or was taken).
-    final_seen: Cell<bool>,
-    /// This side sent `Cancel{cid}` (a `CancelAck` may come).
-    cancel_sent: Cell<bool>,
-    /// The dialog messages the peer sent at most once: `StartAck`, `Started`, `Stop`,
-    /// `CancelAck`, each a bit ([`once_bit`]).
-    seen: Cell<u8>,
-    /// Caller: the context this inbox feeds, so that the reader can record its final outcome
-    /// and interrupt its block the moment it arrives (empty for a plain call).
-    ctx: RefCell<Weak<CtxInner>>,
+/// One call being served (the callee's side of a call): its scope, who cancelled it.
+pub(crate) struct CallEntry {
+    /// The call's own scope: `Cancel{cid}` (or the actor's ending) cancels it.
+    pub(crate) scope: CancelScope,
+    /// Who cancelled the call, once someone did.
+    pub(crate) canceller: RefCell<Option<String>>,
+    /// `ns.func`, for messages.
+    pub(crate) what: String,
 }
 
-/// The bit of a message the peer may send at most once per call (`0` for the others).
-fn once_bit(msg: &Msg) -> u8 {
-    match msg {
-        Msg::StartAck { .. } => 1,
-        Msg::Started { .. } => 2,
-        Msg::Stop { .. } => 4,
-        Msg::CancelAck { .. } => 8,
-        _ => 0,
-    }
-}
-
-impl CallSlot {
-    /// A call's inbox with a stream window of `window` items each way.
-    pub(crate) fn new(window: usize) -> CallSlot {
-        let window = window.max(MIN_WINDOW) as u64;
-        CallSlot {
-            window,
-            inbox: RefCell::new(VecDeque::new()),
-            waiters: Waiters::default(),
-            yields: Cell::new(0),
-            dropped: Cell::new(0),
-            received: Cell::new(0),
-            consumed: Cell::new(0),
-            granted: Cell::new(0),
-            send_credit: Cell::new(window),
-            final_seen: Cell::new(false),
-            cancel_sent: Cell::new(false),
-            seen: Cell::new(0),
-            ctx: RefCell::new(Weak::new()),
-        }
-    }
-
-    fn context(&self) -> Option<Context> {
-        self.ctx.borrow().upgrade().map(|inner| Context { inner })
-    }
-
-    /// The peer actor is gone (reaped) with `e`: a context this inbox feeds ends with it (and
-    /// its block is interrupted); every waiter wakes.
-    pub(crate) fn peer_gone(&self, e: &Error) {
-        if let Some(ctx) = self.context() {
-            ctx.inner.outcome.borrow_mut().get_or_insert_with(|| Err(e.clone()));
-            ctx.maybe_interrupt();
-        }
-        self.waiters.wake_all();
-    }
-
-    /// Notes that this side sent `Cancel{cid}` for the call.
-    pub(crate) fn note_cancel_sent(&self) {
-        self.cancel_sent.set(true);
-    }
-
-    /// Stores a message for the call and wakes its waiters. A `Credit` adds to this side's
-    /// send window. A message out of the call's dialog is refused (not stored): `Err(why)`, for
-    /// the caller to report. That bounds the inbox: at most `window` items and one of
-    /// each control message. A stream item past the window this side granted (or after such an
-    /// overrun) is counted, not stored; the first one is also refused.
-    pub(crate) fn deliver(&self, msg: Msg) -> core::result::Result<(), &'static str> {
-        if self.final_seen.get() {
-            return Err("the call already ended (its Return or Error arrived)");
-        }
-        let bit = once_bit(&msg);
-        if bit != 0 && self.seen.get() & bit != 0 {
-            return Err("a second one in the same call");
-        }
-        match msg {
-            Msg::Credit { n, .. } => {
-                self.send_credit.set(self.send_credit.get().saturating_add(u64::from(n)));
-                self.waiters.wake_all();
-                return Ok(());
-            }
-            Msg::CancelAck { .. } if !self.cancel_sent.get() => {
-                return Err("no Cancel was sent for this call");
-            }
-            Msg::Yield { .. } if self.seen.get() & once_bit(&Msg::Stop { cid: 0 }) != 0 => {
-                return Err("a stream item after the peer's Stop");
-            }
-            Msg::Yield { .. } => {
-                let received = self.received.get();
-                self.received.set(received + 1);
-                if received >= self.granted.get() + self.window || self.dropped.get() > 0 {
-                    self.dropped.set(self.dropped.get() + 1);
-                    self.waiters.wake_all();
-                    return if self.dropped.get() == 1 { Err("a stream item past the credit window") } else { Ok(()) };
-                }
-                self.yields.set(self.yields.get() + 1);
-            }
-            Msg::Return { .. } | Msg::Error { .. } => {
-                self.final_seen.set(true);
-                // The final outcome counts from its arrival, not from when a task reads it: an
-                // error interrupts the caller's block wherever it waits.
-                if let Some(ctx) = self.context() {
-                    ctx.set_outcome(&msg);
-                    ctx.maybe_interrupt();
-                }
-            }
-            _ => {}
-        }
-        self.seen.set(self.seen.get() | bit);
-        self.inbox.borrow_mut().push_back(msg);
-        self.waiters.wake_all();
-        Ok(())
-    }
-
-    pub(crate) fn pop(&self) -> Option<Msg> {
-        let m = self.inbox.borrow_mut().pop_front()?;
-        if matches!(m, Msg::Yield { .. }) {
-            self.yields.set(self.yields.get() - 1);
-            self.consumed.set(self.consumed.get() + 1);
-        }
-        Some(m)
-    }
-
-    /// How many messages wait in the inbox.
-    #[cfg(any(test, fuzzing))]
-    pub(crate) fn len(&self) -> usize {
-        self.inbox.borrow().len()
-    }
-
-    /// Items taken but not yet returned to the peer as credit.
-    fn owed(&self) -> u64 {
-        self.consumed.get() - self.granted.get()
-    }
-
-    /// The call's final message, if it already arrived (still in the inbox).
-    fn peek_final(&self) -> Option<Msg> {
-        self.inbox.borrow().iter().rev().find(|m| matches!(m, Msg::Return { .. } | Msg::Error { .. })).cloned()
-    }
+/// Runs `body` shielded from outside cancellation, for at most `d`.
+pub(crate) async fn shielded_for<T>(d: Duration, body: impl Future<Output = Result<T>>) -> Result<Option<T>> {
+    let scope = CancelScope::shielded();
+    scope.set_deadline(crate::guest::current_time() + d);
+    scope.run(body).await
 }
 
 /// Gives back a credit reservation (granted, or taken for a send) unless the frame went out.
@@ -307,9 +156,13 @@ impl Drop for CreditGuard<'_> {
 /// Which end of the context this process holds.
 enum Side {
     /// We opened it, through a portal to this child.
-    Caller(Rc<ChildActor>),
+    Caller {
+        peer: Rc<Peer>,
+        /// How long a cancelled context may take to drain (the actor's cancel timeout).
+        drain: Duration,
+    },
     /// We serve it for our parent.
-    Callee { conn: Rc<Conn>, entry: Rc<CallEntry> },
+    Callee { peer: Rc<Peer>, entry: Rc<CallEntry> },
 }
 
 struct CtxInner {
@@ -336,12 +189,63 @@ struct CtxInner {
     /// the connection's reader on arrival (or by the supervisor on the child's death).
     outcome: RefCell<Option<Result<Vec<u8>>>>,
     /// Caller: the scope around `open_context`'s block; the reader cancels it when an outcome
-    /// arrives that this side must raise (see [`Context::maybe_interrupt`]).
+    /// arrives that this side must raise (see `CtxInner::maybe_interrupt`).
     block: CancelScope,
     /// Caller: the block's own error, if it failed (not a cancellation).
     local_error: RefCell<Option<Error>>,
     /// The broadcast ring, from the first `subscribe` on.
     bcast: RefCell<Option<Bcast>>,
+}
+
+impl CtxInner {
+    fn is_caller(&self) -> bool {
+        matches!(self.side, Side::Caller { .. })
+    }
+
+    /// Whether `e` is a cancellation this side asked for through [`Context::cancel`]
+    /// (tractor's `_is_self_cancelled`): absorbed, not raised. A `ContextCancelled` naming this
+    /// actor that `ctx.cancel()` did not ask for (`Portal::cancel_actor`, the nursery's cancel)
+    /// is raised.
+    fn absorbs(&self, e: &Error) -> bool {
+        self.cancel_called.get() && matches!(e, Error::ContextCancelled { canceller, .. } if *canceller == self.me)
+    }
+
+    /// Records the final outcome `msg` stands for (the first one wins).
+    fn set_outcome(&self, msg: &Msg) {
+        let out = match msg {
+            Msg::Return { value, .. } => Ok(value.clone()),
+            msg => match codec::decode_msg(msg) {
+                Some(e) => Err(e),
+                None => return,
+            },
+        };
+        self.outcome.borrow_mut().get_or_insert(out);
+    }
+
+    /// Caller: cancels the block's scope if the outcome is an error this side raises (a remote
+    /// error, the child's death, a `ContextCancelled` not absorbed). A no-op once the block
+    /// left its scope.
+    fn maybe_interrupt(&self) {
+        if !self.is_caller() {
+            return;
+        }
+        let raise = matches!(self.outcome.borrow().as_ref(), Some(Err(e)) if !self.absorbs(e));
+        if raise {
+            self.block.cancel();
+        }
+    }
+}
+
+impl CallObserver for CtxInner {
+    fn final_arrived(&self, msg: &Msg) {
+        self.set_outcome(msg);
+        self.maybe_interrupt();
+    }
+
+    fn peer_gone(&self, e: &Error) {
+        self.outcome.borrow_mut().get_or_insert_with(|| Err(e.clone()));
+        self.maybe_interrupt();
+    }
 }
 
 /// One side of a context between two actors (tractor's `Context`): the caller gets it in
@@ -372,16 +276,26 @@ impl fmt::Debug for Context {
 }
 
 impl Context {
-    pub(crate) fn caller(child: Rc<ChildActor>, cid: Cid, slot: Rc<CallSlot>, what: String) -> Context {
-        let me = child.me_name().to_owned();
-        let ctx = Context::new(Side::Caller(child), cid, slot.clone(), what, me);
-        *slot.ctx.borrow_mut() = Rc::downgrade(&ctx.inner);
+    /// The caller's side of call `cid` on `peer`, opened by actor `me`; a cancelled context
+    /// drains for at most `drain`.
+    pub(crate) fn caller(
+        peer: Rc<Peer>,
+        cid: Cid,
+        slot: Rc<CallSlot>,
+        what: String,
+        me: String,
+        drain: Duration,
+    ) -> Context {
+        let ctx = Context::new(Side::Caller { peer, drain }, cid, slot.clone(), what, me);
+        let observer: Rc<dyn CallObserver> = ctx.inner.clone();
+        slot.observe(Rc::downgrade(&observer));
         ctx
     }
 
-    pub(crate) fn callee(conn: Rc<Conn>, entry: Rc<CallEntry>, cid: Cid, slot: Rc<CallSlot>, me: String) -> Context {
+    /// The callee's side of call `cid` from `peer`, served by actor `me`.
+    pub(crate) fn callee(peer: Rc<Peer>, entry: Rc<CallEntry>, cid: Cid, slot: Rc<CallSlot>, me: String) -> Context {
         let what = entry.what.clone();
-        Context::new(Side::Callee { conn, entry }, cid, slot, what, me)
+        Context::new(Side::Callee { peer, entry }, cid, slot, what, me)
     }
 
     fn new(side: Side, cid: Cid, slot: Rc<CallSlot>, what: String, me: String) -> Context {
@@ -408,7 +322,7 @@ impl Context {
 
     /// Whether this is the caller's side (the one that called `open_context`).
     pub fn is_caller(&self) -> bool {
-        matches!(self.inner.side, Side::Caller(_))
+        self.inner.is_caller()
     }
 
     /// Whether this side asked for the context's cancellation ([`cancel`](Self::cancel)).
@@ -469,7 +383,7 @@ impl Context {
     /// `open_context` returns the block's value. A `ContextCancelled` caused otherwise (by
     /// `Portal::cancel_actor`, the callee, a signal) leaves this `false` and is raised.
     pub fn cancel_acked(&self) -> bool {
-        matches!(self.inner.outcome.borrow().as_ref(), Some(Err(e)) if self.absorbs(e))
+        matches!(self.inner.outcome.borrow().as_ref(), Some(Err(e)) if self.inner.absorbs(e))
     }
 
     /// Caller: whether the remote end's failure interrupted the block (tractor's
@@ -489,7 +403,7 @@ impl Context {
     pub fn canceller(&self) -> Option<String> {
         match &self.inner.side {
             Side::Callee { entry, .. } => entry.canceller.borrow().clone(),
-            Side::Caller(_) => match self.inner.outcome.borrow().as_ref()? {
+            Side::Caller { .. } => match self.inner.outcome.borrow().as_ref()? {
                 Ok(_) => None,
                 Err(Error::ContextCancelled { canceller, .. }) if *canceller == self.inner.me => {
                     Some(canceller.clone())
@@ -504,7 +418,7 @@ impl Context {
     /// block. Exactly once ([`Error::StartedTwice`] after that), before any stream.
     pub async fn started<S: Serialize + ?Sized>(&self, value: &S) -> Result<()> {
         let i = &self.inner;
-        let Side::Callee { conn, .. } = &i.side else {
+        let Side::Callee { peer: conn, .. } = &i.side else {
             return Err(wrong_side("started", "the callee (the context endpoint)"));
         };
         if i.started.get() {
@@ -556,7 +470,7 @@ impl Context {
     pub async fn cancel(&self) -> Result<()> {
         let i = &self.inner;
         match &i.side {
-            Side::Caller(_) => {
+            Side::Caller { .. } => {
                 if i.outcome.borrow().is_some() || i.cancel_called.replace(true) {
                     return Ok(());
                 }
@@ -603,8 +517,7 @@ impl Context {
 
     async fn send_msg(&self, msg: &Msg) -> Result<()> {
         match &self.inner.side {
-            Side::Caller(child) => child.send(msg).await,
-            Side::Callee { conn, .. } => conn.send(msg).await,
+            Side::Caller { peer, .. } | Side::Callee { peer, .. } => peer.send(msg).await,
         }
     }
 
@@ -647,7 +560,7 @@ impl Context {
             }
             if let Some(out) = i.outcome.borrow().as_ref() {
                 return Poll::Ready(Err(match out {
-                    Err(e) if !self.absorbs(e) => e.clone(),
+                    Err(e) if !self.inner.absorbs(e) => e.clone(),
                     _ => Error::Closed,
                 }));
             }
@@ -655,14 +568,14 @@ impl Context {
             if i.slot.final_seen.get() {
                 return Poll::Ready(Err(match i.slot.peek_final() {
                     Some(Msg::Error { src, boxed_type, message, relay_path, canceller, .. }) => {
-                        let e = ChildActor::remote_error(src, boxed_type, message, relay_path, canceller);
-                        if self.absorbs(&e) { Error::Closed } else { e }
+                        let e = codec::decode(src, boxed_type, message, relay_path, canceller);
+                        if self.inner.absorbs(&e) { Error::Closed } else { e }
                     }
                     _ => Error::Closed,
                 }));
             }
-            if let Side::Caller(child) = &i.side
-                && let Some(e) = child.closed_error()
+            if let Side::Caller { peer, .. } = &i.side
+                && let Some(e) = peer.closed_error()
             {
                 return Poll::Ready(Err(e));
             }
@@ -677,48 +590,10 @@ impl Context {
         .await
     }
 
-    /// Whether `e` is a cancellation this side asked for through [`cancel`](Self::cancel)
-    /// (tractor's `_is_self_cancelled`): absorbed, not raised. A `ContextCancelled` naming this
-    /// actor that `ctx.cancel()` did not ask for (`Portal::cancel_actor`, the nursery's cancel)
-    /// is raised.
-    fn absorbs(&self, e: &Error) -> bool {
-        self.inner.cancel_called.get()
-            && matches!(e, Error::ContextCancelled { canceller, .. } if *canceller == self.inner.me)
-    }
-
-    /// Records the final outcome `msg` stands for (the first one wins).
-    fn set_outcome(&self, msg: &Msg) {
-        let out = match msg {
-            Msg::Return { value, .. } => Ok(value.clone()),
-            Msg::Error { src, boxed_type, message, relay_path, canceller, .. } => Err(ChildActor::remote_error(
-                src.clone(),
-                boxed_type.clone(),
-                message.clone(),
-                relay_path.clone(),
-                canceller.clone(),
-            )),
-            _ => return,
-        };
-        self.inner.outcome.borrow_mut().get_or_insert(out);
-    }
-
-    /// Caller: cancels the block's scope if the outcome is an error this side raises (a remote
-    /// error, the child's death, a `ContextCancelled` not absorbed). A no-op once the block
-    /// left its scope.
-    fn maybe_interrupt(&self) {
-        if !self.is_caller() {
-            return;
-        }
-        let raise = matches!(self.inner.outcome.borrow().as_ref(), Some(Err(e)) if !self.absorbs(e));
-        if raise {
-            self.inner.block.cancel();
-        }
-    }
-
     /// Caller: notes the child's death as the outcome if nothing else ended the context.
     fn note_closed(&self) -> bool {
-        if let Side::Caller(child) = &self.inner.side
-            && let Some(e) = child.closed_error()
+        if let Side::Caller { peer, .. } = &self.inner.side
+            && let Some(e) = peer.closed_error()
         {
             self.inner.outcome.borrow_mut().get_or_insert(Err(e));
             return true;
@@ -737,7 +612,7 @@ impl Context {
                             i.started.set(true);
                             return Poll::Ready(Ok(value));
                         }
-                        m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(&m),
+                        m @ (Msg::Return { .. } | Msg::Error { .. }) => self.inner.set_outcome(&m),
                         _ => continue,
                     }
                 }
@@ -775,7 +650,7 @@ impl Context {
                     if let Some(msg) = i.slot.pop() {
                         match msg {
                             Msg::Stop { .. } => i.peer_stopped.set(true),
-                            m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(&m),
+                            m @ (Msg::Return { .. } | Msg::Error { .. }) => self.inner.set_outcome(&m),
                             _ => {}
                         }
                         continue;
@@ -809,7 +684,7 @@ impl Context {
         match r {
             Ok(Some(v)) => match self.result_bytes().await {
                 Ok(_) => Ok(v),
-                Err(e) if self.absorbs(&e) => Ok(v),
+                Err(e) if self.inner.absorbs(&e) => Ok(v),
                 Err(Error::Cancelled) => {
                     self.cancel_and_drain().await;
                     Err(Error::Cancelled)
@@ -834,11 +709,11 @@ impl Context {
     /// Caller: cancels the remote context (if it still runs) and waits, shielded and bounded by
     /// the actor's cancel timeout, for its outcome, so that it does not outlive us.
     pub(crate) async fn cancel_and_drain(&self) {
-        let Side::Caller(child) = &self.inner.side else { return };
+        let Side::Caller { drain, .. } = &self.inner.side else { return };
         if self.inner.outcome.borrow().is_some() {
             return;
         }
-        let _ = shielded_for(child.cancel_timeout(), async {
+        let _ = shielded_for(*drain, async {
             self.cancel().await?;
             let _ = self.result_bytes().await;
             Ok(())
@@ -864,7 +739,7 @@ impl Context {
                         i.peer_stopped.set(true);
                         return Poll::Ready(Ok(None));
                     }
-                    m @ (Msg::Return { .. } | Msg::Error { .. }) => self.set_outcome(&m),
+                    m @ (Msg::Return { .. } | Msg::Error { .. }) => self.inner.set_outcome(&m),
                     _ => {}
                 }
                 continue;
@@ -875,7 +750,7 @@ impl Context {
             if let Some(out) = i.outcome.borrow().as_ref() {
                 return Poll::Ready(match out {
                     Ok(_) => Ok(None),
-                    Err(e) if self.absorbs(e) => Ok(None),
+                    Err(e) if self.inner.absorbs(e) => Ok(None),
                     Err(e) => Err(e.clone()),
                 });
             }

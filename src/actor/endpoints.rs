@@ -32,7 +32,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, Portal};
+use super::Context;
 use crate::wire::{FuncKind, decode_payload, encode_payload};
 use crate::{Error, Result};
 
@@ -336,69 +336,6 @@ where
             let fut = handler.call(ctx, args);
             Ok(Box::pin(async move { Ok(encode_payload(&fut.await?)?) }) as CallFuture)
         }))
-    }
-}
-
-/// The portal of a one-shot actor started by
-/// [`ActorNursery::run_in_actor`](super::ActorNursery::run_in_actor) with a [`Function<A, R>`]:
-/// a [`Portal`] (it derefs to one) whose [`wait_for_result`](OneShot::wait_for_result) gives
-/// the call's `R`.
-///
-/// ```no_run
-/// use std::process::ExitCode;
-/// use infect::actor::{self, ActorOpts, Endpoints, Function};
-///
-/// const ADD: Function<(i64, i64), i64> = Function::new("math", "add");
-///
-/// fn main() -> ExitCode {
-///     actor::main(Endpoints::new().serve(ADD, async |(a, b): (i64, i64)| Ok(a + b)), async {
-///         actor::open_nursery(async |an| {
-///             let once = an.run_in_actor(ADD, &(1, 2), ActorOpts::new()).await?;
-///             let three = once.wait_for_result().await?; // an i64, from the handle
-///             assert_eq!(three, 3);
-///             println!("{} answered", once.name()); // a `Portal` method, through `Deref`
-///             Ok(())
-///         })
-///         .await
-///         .map(drop)
-///     })
-/// }
-/// ```
-pub struct OneShot<R> {
-    portal: Portal,
-    result: PhantomData<fn() -> R>,
-}
-
-impl<R> fmt::Debug for OneShot<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("OneShot").field(&self.portal).finish()
-    }
-}
-
-impl<R> OneShot<R> {
-    pub(crate) fn new(portal: Portal) -> OneShot<R> {
-        OneShot { portal, result: PhantomData }
-    }
-
-    /// The untyped portal.
-    pub fn portal(&self) -> &Portal {
-        &self.portal
-    }
-}
-
-impl<R: DeserializeOwned> OneShot<R> {
-    /// The call's result, once it arrived (its error as `Err`: the remote error, or
-    /// [`Error::ActorDied`] if the actor died first). The nursery also waits for it on exit and
-    /// raises its error (one-cancels-all).
-    pub async fn wait_for_result(&self) -> Result<R> {
-        self.portal.wait_for_result().await
-    }
-}
-
-impl<R> std::ops::Deref for OneShot<R> {
-    type Target = Portal;
-    fn deref(&self) -> &Portal {
-        &self.portal
     }
 }
 

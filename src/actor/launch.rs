@@ -37,6 +37,7 @@ use std::ffi::{OsStr, OsString};
 use std::future::poll_fn;
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::rc::Rc;
 
 use crate::error::LaunchFailure;
@@ -45,8 +46,9 @@ use crate::reactor::fd::AsyncFd;
 use crate::wire::PROTOCOL_MISMATCH_EXIT;
 use crate::{Error, Result};
 
-use super::conn::{os_err, reactor};
-use super::sys;
+use super::peer::reactor;
+use super::process::{self, Proc};
+use super::sys::{self, os_err};
 
 /// The last argument a launched child gets (`launcher... program --infect-actor-stdio`): it
 /// tells [`actor::main`](super::main) to serve its parent over stdin and stdout. A program named
@@ -61,6 +63,16 @@ const MAX_LINE: usize = 512;
 pub(crate) fn show(launcher: &[OsString]) -> String {
     let words: Vec<String> = launcher.iter().map(|w| w.to_string_lossy().into_owned()).collect();
     words.join(" ")
+}
+
+/// Spawns `launcher... program LAUNCHED_ARG` for actor `name`: the launcher's process and our
+/// ends of its pipes, `(its stdout, its stdin, its stderr)` (see [`process::spawn_launched`]).
+pub(crate) fn spawn(
+    launcher: &[OsString],
+    program: &Path,
+    name: &str,
+) -> Result<(Rc<RefCell<Proc>>, OwnedFd, OwnedFd, OwnedFd)> {
+    process::spawn_launched(launcher, &show(launcher), program, OsStr::new(LAUNCHED_ARG), name)
 }
 
 /// Whether this process was started as a launched child: its last argument is

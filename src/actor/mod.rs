@@ -51,6 +51,25 @@
 //!  a bad frame from the peer ───────────────────────▶  Error{cid: None, boxed_type: the wire error}
 //! ```
 //!
+//! # Inside, one way
+//!
+//! ```text
+//! sys → process → codec → peer → launch → context → endpoints → signals → parent → child → runtime
+//! ```
+//!
+//! `sys` holds the system calls; `process` spawns a child (directly, or a launcher with the
+//! child's command line) and waits on its pidfd; `codec` is the `Msg::Error` ↔
+//! [`Error`](crate::Error) codec (every kind string the layer reads spelled once); `peer` is the
+//! connection, the same on both sides: a transport seam (a pipe pair on the reactor's
+//! `AsyncFd`s; a launcher's stdin/stdout are such a pair; an in-memory pair in the tests), the
+//! one frame reader, the frame writer and the call table; `launch` is what a launcher adds (the
+//! child's command line, a launched child's stdio taken as its pipes, the stderr forwarder and
+//! the errors of a launch that failed); [`context`] builds
+//! contexts and streams on a connection; `endpoints` is the registry; `signals` the signal
+//! self-pipe and the root's interrupt rule; `parent` the nursery, the portal and the supervisor
+//! (the ladder and the reaping); `child` the serve loop; `runtime` is [`main`]. Each module uses
+//! only those before it (a unit test reads their `use` lines and keeps it so).
+//!
 //! # Invariants
 //! - **No child outlives its nursery, no zombie.** An [`ActorNursery`] returns only after every
 //!   child process it spawned has been reaped. Each child has a supervisor task that waits on
@@ -70,6 +89,11 @@
 //!   its parent pipe as "parent gone": it cancels everything, runs its teardown callbacks and
 //!   exits, within [`PARENT_GONE_GRACE`]; if its work does not end in time it kills and reaps
 //!   its own children and exits anyway.
+//! - **One connection per parent and child, read by one reader.** Both sides speak through the
+//!   same connection type: every frame is read by its one frame reader, in the order written,
+//!   and written whole under its write lock (frames never interleave; a send is cancellable only
+//!   before its first byte). Whatever the transport, the connection and the dialog above it are
+//!   the same.
 //! - **Frames are bounded, per actor.** Every frame between a parent and a child is at most
 //!   [`ActorOpts::max_frame`] bytes (delimiter included; [`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME),
 //!   64 KiB, unless lowered, at least 256 bytes), the same limit in both directions. The
@@ -183,14 +207,18 @@
 //! }
 //! ```
 
+// The module graph, one way (each module uses only those above it; a test in this file
+// checks the `use super::` lines):
 mod child;
-pub(crate) mod conn;
+mod codec;
 pub mod context;
 mod endpoints;
 mod launch;
-mod nursery;
+mod parent;
+pub(crate) mod peer;
 mod process;
 mod runtime;
+mod signals;
 mod sys;
 
 use std::cell::RefCell;
@@ -200,10 +228,10 @@ use std::time::Duration;
 
 pub use crate::error::RemoteActorError;
 pub use context::{BroadcastReceiver, Context, MsgStream, STREAM_BUFFER};
-pub use endpoints::{ContextFn, ContextHandler, Endpoints, Function, FunctionHandler, OneShot, ServedBy};
+pub use endpoints::{ContextFn, ContextHandler, Endpoints, Function, FunctionHandler, ServedBy};
 pub use launch::LAUNCHED_ARG;
-pub use nursery::{
-    ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, Portal, RECENT_ERRORS, open_nursery,
+pub use parent::{
+    ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, OneShot, Portal, RECENT_ERRORS, open_nursery,
 };
 pub use runtime::{RootOpts, main, main_with, run, run_with};
 
@@ -224,7 +252,7 @@ pub(crate) struct ActorInner {
     /// Teardown callbacks, run last-in first-out when the actor ends.
     teardown: RefCell<Vec<Box<dyn FnOnce()>>>,
     /// The pipe to the parent (children only, once serving), for [`Actor::write_raw_to_parent`].
-    parent_conn: RefCell<Option<Rc<conn::Conn>>>,
+    parent_conn: RefCell<Option<Rc<peer::Peer>>>,
 }
 
 impl ActorInner {
@@ -386,5 +414,249 @@ pub mod testing {
     /// (report the panic to the parent, then abort), so that unwinding builds can test it.
     pub fn abort_on_panic() {
         super::child::abort_on_panic();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use super::peer::transport::mem_pipe;
+    use super::peer::{FrameReader, Peer};
+    use super::{ActorInner, Context, ContextFn, Endpoints, Function, child};
+    use crate::wire::{Aid, DEFAULT_MAX_FRAME};
+    use crate::{Error, guest};
+
+    const DOUBLE: Function<u64, u64> = Function::new("math", "double");
+    const FAIL: Function<(), ()> = Function::new("math", "fail");
+    const COUNT: ContextFn<u32, String, u32> = ContextFn::new("math", "count");
+
+    async fn double(x: u64) -> crate::Result<u64> {
+        Ok(2 * x)
+    }
+
+    async fn fail(_: ()) -> crate::Result<()> {
+        Err(Error::NotStarted { ctx: "from the child".into() })
+    }
+
+    async fn count(ctx: Context, upto: u32) -> crate::Result<u32> {
+        ctx.started(&"counting").await?;
+        ctx.open_stream(async |s| {
+            for i in 0..upto {
+                s.send(&i).await?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(upto)
+    }
+
+    /// A parent's connection against a child's serve loop in one process, over the in-memory
+    /// transport: the handshake, a call, a remote error by kind, a context with its stream,
+    /// and the graceful cancel (`Cancel{None}`, `CancelAck{None}`, the child's exit status 0),
+    /// with nothing refused or damaged on the way.
+    #[test]
+    fn a_parent_connection_drives_a_child_serve_loop_in_memory() {
+        let code = Rc::new(Cell::new(None));
+        let code2 = code.clone();
+        let r = super::run_bare_root("parent", async move {
+            let (up, down) = mem_pipe();
+            let me = super::current_inner().expect("the root");
+            let kid = Rc::new(ActorInner {
+                aid: Aid { name: "kid".into(), uuid: "kid-uuid".into(), pid: 2 },
+                infected: false,
+                parent: Some(me.aid.clone()),
+                enabled: vec!["math".into()],
+                endpoints: Endpoints::new().serve(DOUBLE, double).serve(FAIL, fail).serve(COUNT, count),
+                teardown: Default::default(),
+                parent_conn: Default::default(),
+            });
+            guest::open_nursery(async |n| {
+                let peer = Rc::new(Peer::new(Box::new(down), DEFAULT_MAX_FRAME));
+                n.start_soon(async move {
+                    code2.set(Some(child::serve(kid, peer, FrameReader::new(DEFAULT_MAX_FRAME), None).await));
+                    Ok(())
+                })?;
+                let out = super::open_nursery(async |an| {
+                    let p = an.adopt_peer("kid", None, Box::new(up), DEFAULT_MAX_FRAME).await?;
+                    assert_eq!(p.aid().map(|a| a.name), Some("kid".to_owned()));
+                    let four = p.run(DOUBLE, &2).await?;
+                    let failed = p.run(FAIL, &()).await;
+                    let kind = match failed {
+                        Err(Error::RemoteActor(r)) => (r.boxed_type.clone(), r.src.name.clone()),
+                        other => panic!("{other:?}"),
+                    };
+                    let (sum, ret) = p
+                        .open_context(COUNT, &4, async |ctx, first| {
+                            assert_eq!(first, "counting");
+                            let sum = ctx
+                                .open_stream(async |s| {
+                                    let mut sum = 0;
+                                    while let Some(i) = s.try_next::<u32>().await? {
+                                        sum += i;
+                                    }
+                                    Ok(sum)
+                                })
+                                .await?;
+                            Ok((sum, ctx.wait_for_result::<u32>().await?))
+                        })
+                        .await?;
+                    let graceful = p.cancel_actor().await?;
+                    let clean = (p.protocol_error_count(), p.wire_error_count(), p.peer_error_count());
+                    Ok((four, kind, sum, ret, graceful, clean))
+                })
+                .await?;
+                Ok(out)
+            })
+            .await
+        });
+        let got = r.expect("the tree ends cleanly").flatten();
+        assert_eq!(got, Some((4, ("NotStarted".to_owned(), "kid".to_owned()), 6, 4, true, (0, 0, 0))));
+        assert_eq!(code.get(), Some(0), "the child's exit status after the parent's cancel");
+    }
+}
+
+/// The module graph inside `actor/` is one way: every `super::` or `crate::actor::` path in a
+/// module names only modules before it in the order written at the top of this file (and in
+/// `peer/` and `parent/`). The hubs (`mod.rs` files) declare and re-export; their own items
+/// (`ActorInner`, `ChildActor`) sit between the modules they use and those that use them, which
+/// this check does not follow.
+#[cfg(test)]
+mod graph {
+    use std::path::{Path, PathBuf};
+
+    /// Each directory's modules, in their one-way order.
+    const ORDER: &[(&str, &[&str])] = &[
+        (
+            "",
+            &[
+                "sys",
+                "process",
+                "codec",
+                "peer",
+                "launch",
+                "context",
+                "endpoints",
+                "signals",
+                "parent",
+                "child",
+                "runtime",
+            ],
+        ),
+        ("peer", &["transport", "calls"]),
+        ("parent", &["supervisor", "portal", "nursery"]),
+    ];
+
+    fn order_of(dir: &[String]) -> &'static [&'static str] {
+        let key = dir.join("/");
+        ORDER.iter().find(|(d, _)| *d == key).map_or(&[], |(_, o)| o)
+    }
+
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("src/actor") {
+            let p = e.expect("an entry").path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    /// The module path of a file under `src/actor` (`parent/mod.rs` is `["parent"]`).
+    fn module_of(root: &Path, file: &Path) -> Vec<String> {
+        let rel = file.strip_prefix(root).expect("under src/actor");
+        let mut parts: Vec<String> = rel.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+        let last = parts.pop().expect("a file name");
+        if last != "mod.rs" {
+            parts.push(last.trim_end_matches(".rs").to_owned());
+        }
+        parts
+    }
+
+    /// The modules a piece of code names: `(level, name)`, `level` the depth of the directory
+    /// the named module is in. Follows `super::` chains, `crate::actor::`, and one `{a, b}`
+    /// group after them.
+    fn edges(me: &[String], code: &str) -> Vec<(usize, String)> {
+        let ident = |s: &str| s.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>();
+        let names = |tail: &str| -> Vec<String> {
+            match tail.strip_prefix('{') {
+                Some(group) => group.split('}').next().unwrap_or("").split(',').map(ident).collect(),
+                None => vec![ident(tail)],
+            }
+        };
+        let mut out = Vec::new();
+        let mut rest = code;
+        while let Some(i) = rest.find("super::") {
+            let mut tail = &rest[i..];
+            let mut ups = 0;
+            while let Some(t) = tail.strip_prefix("super::") {
+                ups += 1;
+                tail = t;
+            }
+            if ups <= me.len() {
+                out.extend(names(tail).into_iter().map(|n| (me.len() - ups, n)));
+            }
+            rest = tail;
+        }
+        let mut rest = code;
+        while let Some(i) = rest.find("crate::actor::") {
+            let tail = &rest[i + "crate::actor::".len()..];
+            out.extend(names(tail).into_iter().map(|n| (0, n)));
+            rest = tail;
+        }
+        out
+    }
+
+    /// The uses in `code` (of module `me`) against the order.
+    fn against_order(me: &[String], code: &str) -> (usize, Vec<String>) {
+        let (mut checked, mut wrong) = (0, Vec::new());
+        for (level, name) in edges(me, code) {
+            let order = order_of(&me[..level]);
+            let (Some(to), Some(from)) = (
+                order.iter().position(|m| *m == name),
+                me.get(level).and_then(|own| order.iter().position(|m| m == own)),
+            ) else {
+                continue;
+            };
+            checked += 1;
+            if to >= from {
+                wrong.push(format!("{} uses {name}", me.join("/")));
+            }
+        }
+        (checked, wrong)
+    }
+
+    #[test]
+    fn the_actor_modules_use_each_other_one_way() {
+        // The check itself: a use against the order is seen, grouped or not.
+        let calls = ["peer".to_owned(), "calls".to_owned()];
+        assert_eq!(against_order(&calls, "use super::super::{codec, context::X};").1, ["peer/calls uses context"]);
+        assert_eq!(against_order(&calls, "use super::transport::T;"), (1, vec![]));
+
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/actor");
+        let mut all = Vec::new();
+        files(&root, &mut all);
+        all.sort();
+        let (mut checked, mut wrong) = (0, Vec::new());
+        for file in &all {
+            let me = module_of(&root, file);
+            let text = std::fs::read_to_string(file).expect("readable");
+            // Test modules (at the end of a file) may reach anywhere.
+            let code: Vec<&str> = text
+                .split("#[cfg(test)]\nmod ")
+                .next()
+                .unwrap_or("")
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.starts_with("//"))
+                .collect();
+            let (n, w) = against_order(&me, &code.join(" "));
+            checked += n;
+            wrong.extend(w);
+        }
+        assert!(wrong.is_empty(), "uses against the order:\n{}", wrong.join("\n"));
+        assert!(checked >= 30, "only {checked} edges seen: is the check still reading the files?");
     }
 }

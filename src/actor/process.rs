@@ -24,9 +24,7 @@ use std::rc::Rc;
 use crate::error::LaunchFailure;
 use crate::{Error, Result};
 
-use super::conn::os_err;
-use super::launch::LAUNCHED_ARG;
-use super::sys;
+use super::sys::{self, os_err};
 
 /// The environment variable that tells a process it is an actor child: `"rx,tx,ppid"`, the
 /// numbers of its inherited pipe ends and its parent's pid.
@@ -82,13 +80,16 @@ pub(crate) fn spawn(program: &Path, name: &str) -> Result<(Rc<RefCell<Proc>>, Ow
     Ok((proc, our_rx, our_tx))
 }
 
-/// Spawns `launcher... program LAUNCHED_ARG` for actor `name`, its stdin, stdout and stderr
-/// piped to us: returns the launcher's process and our ends of its pipes, `(its stdout, its
-/// stdin, its stderr)`. The environment is ours (without [`CHILD_ENV`]); the launcher gets the
-/// same process hygiene and parent-death signal as a direct child.
+/// Spawns `launcher... program arg` for actor `name` (`shown`: the launcher as the errors
+/// quote it), its stdin, stdout and stderr piped to us: returns the launcher's process and our
+/// ends of its pipes, `(its stdout, its stdin, its stderr)`. The environment is ours (without
+/// [`CHILD_ENV`]); the launcher gets the same process hygiene and parent-death signal as a
+/// direct child.
 pub(crate) fn spawn_launched(
     launcher: &[OsString],
+    shown: &str,
     program: &Path,
+    arg: &OsStr,
     name: &str,
 ) -> Result<(Rc<RefCell<Proc>>, OwnedFd, OwnedFd, OwnedFd)> {
     let fail = |e: std::io::Error| Error::SpawnFailed {
@@ -102,10 +103,9 @@ pub(crate) fn spawn_launched(
     let child_in = sys::above_stdio(child_in).map_err(fail)?;
     let child_out = sys::above_stdio(child_out).map_err(fail)?;
     let child_err = sys::above_stdio(child_err).map_err(fail)?;
-    let shown = super::launch::show(launcher);
     let not_run = |e: std::io::Error| Error::LaunchFailed {
         actor: name.to_owned(),
-        launcher: shown.clone(),
+        launcher: shown.to_owned(),
         failure: LaunchFailure::NotRun { source: e.into() },
         code: None,
         signal: None,
@@ -115,7 +115,7 @@ pub(crate) fn spawn_launched(
     let first = launcher.first().ok_or_else(invalid)?;
     let paths = search_paths(first).ok_or_else(invalid)?;
     let mut argv = Vec::new();
-    for arg in launcher.iter().map(|a| a.as_os_str()).chain([program.as_os_str(), OsStr::new(LAUNCHED_ARG)]) {
+    for arg in launcher.iter().map(|a| a.as_os_str()).chain([program.as_os_str(), arg]) {
         argv.push(cstr(arg.as_bytes()).ok_or_else(invalid)?);
     }
     let env = environment().ok_or_else(invalid)?;

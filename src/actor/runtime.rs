@@ -11,8 +11,9 @@
 //! 3. read the `SpawnSpec` (blocking: nothing else runs yet); if it is not a `SpawnSpec` of this
 //!    build's [`PROTOCOL_VERSION`], report a `ProtocolMismatch` error to the parent and exit
 //!    with [`PROTOCOL_MISMATCH_EXIT`]; build the actor;
-//! 4. run the serving loop ([`child::serve`](super::child)) on the guest, or on the host with
-//!    the guest riding it if the spec says `infect_host`; reply `Aid` first thing;
+//! 4. install the actor's panic hook; run the serving loop ([`child::serve`](super::child)) on
+//!    the guest, or on the host with the guest riding it if the spec says `infect_host`; reply
+//!    `Aid` first thing;
 //! 5. exit with the serving loop's status (the teardown callbacks ran in it).
 //!
 //! For the root: route the signals, build the actor `"root"`, run the root future (boxed at
@@ -20,24 +21,26 @@
 //! teardown callbacks, and if the root failed after an interrupt exit with `128 + signo` (130
 //! for `SIGINT`) once everything is torn down.
 
-use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures::FutureExt;
 
 use crate::guest::{self, CancelScope, TaskRef};
 use crate::host::Host;
-use crate::wire::{
-    Aid, DEFAULT_MAX_FRAME, FrameDecoder, Msg, PROTOCOL_MISMATCH_EXIT, PROTOCOL_VERSION, encode_frame_fit,
-};
+use crate::wire::{Aid, DEFAULT_MAX_FRAME, Msg, PROTOCOL_MISMATCH_EXIT, PROTOCOL_VERSION, encode_frame_fit};
 use crate::{Error, Result};
 
-use super::conn::{Conn, os_err, reactor, readable};
+use super::codec;
+use super::peer::transport::BlockingRead;
+use super::peer::{FrameReader, Incoming, Peer, reactor};
 use super::process::CHILD_ENV;
-use super::{ActorInner, Endpoints, child, launch, set_current, sys};
+use super::signals::{Interrupts, readable, set_interrupts, signal_pipe};
+use super::sys::{self, os_err};
+use super::{ActorInner, Endpoints, child, launch, set_current};
 
 /// How the root actor runs.
 ///
@@ -236,30 +239,6 @@ fn main_boxed<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture
     run_root(opts, endpoints, root)
 }
 
-/// The signal self-pipe's read end: installed once per process, never closed (the handler may
-/// write into its pipe at any time).
-pub(crate) fn signal_pipe() -> Result<&'static OwnedFd> {
-    static PIPE: OnceLock<OwnedFd> = OnceLock::new();
-    if let Some(fd) = PIPE.get() {
-        return Ok(fd);
-    }
-    let fd = sys::install_signal_pipe(&[libc::SIGINT, libc::SIGTERM]).map_err(|e| os_err("sigaction", e))?;
-    Ok(PIPE.get_or_init(|| fd))
-}
-
-/// Reads the signal numbers waiting in the self-pipe (non-blocking), oldest first.
-pub(crate) fn take_signals(pipe: &OwnedFd) -> Vec<i32> {
-    let mut buf = [0u8; 32];
-    let mut out = Vec::new();
-    while let Ok(n) = sys::read(pipe.as_fd(), &mut buf) {
-        out.extend(buf[..n].iter().map(|&b| i32::from(b)));
-        if n < buf.len() {
-            break;
-        }
-    }
-    out
-}
-
 fn new_uuid() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -281,15 +260,15 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
     });
     set_current(Some(actor.clone()));
     let ints = Rc::new(Interrupts::default());
-    INTERRUPTS.with(|i| *i.borrow_mut() = Some(ints.clone()));
+    set_interrupts(Some(ints.clone()));
     let body = root_body(sigfd, root, ints.clone());
     let r = if opts.infect_host { Host::new().and_then(|h| h.run_guest(body)) } else { guest::run(body) };
-    INTERRUPTS.with(|i| *i.borrow_mut() = None);
+    set_interrupts(None);
     actor.run_teardown();
     set_current(None);
     // An interrupted root that fails exits as the interrupt; one that returned a value (it
     // handled the interrupt) returns it.
-    if let (Err(_), Some(sig)) = (&r, ints.signal.get()) {
+    if let (Err(_), Some(sig)) = (&r, ints.signal()) {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         std::process::exit(128 + sig);
@@ -297,130 +276,9 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
     r
 }
 
-/// What the root's signal watcher reaches on `SIGINT`/`SIGTERM` (root process only).
-///
-/// The rule (tractor's `KeyboardInterrupt` in the root task): an interrupt cancels every actor
-/// nursery open in the root, each tears its actors down and returns
-/// [`Error::Interrupted`](crate::Error::Interrupted) to the code that opened it, which may
-/// handle it like any error (clean up, return a value) outside any cancelled scope. With no
-/// actor nursery open, `Interrupted { signal }` is delivered once to the root's main task (the
-/// task running the root future; [`TaskRef::deliver`](crate::guest::TaskRef::deliver)): the
-/// next cancellation check there (the first check of every infect await) returns it, or a guest
-/// nursery waiting for its children there takes it as its block's error; a second interrupt
-/// before it was taken changes nothing, one after is delivered again. A root blocked in foreign
-/// futures only gets the delivery's fallback: its scope is cancelled and it ends as
-/// `Interrupted`. One delivered and not taken yet when the root's task opens an actor nursery
-/// goes to that nursery instead (cancelled before its block starts, it returns `Interrupted`),
-/// so that no await of its shielded teardown returns it. An interrupt that arrives after the root future returned is not delivered
-/// (it still makes a failed root exit as the interrupt); one delivered but not taken yet when
-/// the root future returns (it returned without another await) is raised at the root's exit,
-/// as trio does, so that no interrupt is lost. A root that returns a value after an interrupt
-/// returns it from [`main`]; one that fails after an interrupt (with `Interrupted` or anything
-/// else) makes the process exit with `128 + signo`.
-#[derive(Default)]
-pub(crate) struct Interrupts {
-    /// The first interrupt's signal.
-    signal: Cell<Option<i32>>,
-    /// The open actor nurseries: id, body scope, the signal that cancelled it.
-    nurseries: RefCell<Vec<(u64, CancelScope, Hit)>>,
-    next: Cell<u64>,
-    /// The task running the root future, which an interrupt with no actor nursery open is
-    /// delivered to.
-    main: RefCell<Option<TaskRef>>,
-}
-
-/// Where the signal that cancelled one actor nursery is recorded.
-type Hit = Rc<Cell<Option<i32>>>;
-
-thread_local! {
-    static INTERRUPTS: RefCell<Option<Rc<Interrupts>>> = const { RefCell::new(None) };
-}
-
-/// An actor nursery of the root, registered so that an interrupt cancels it.
-pub(crate) struct Interruptible {
-    id: u64,
-    hit: Hit,
-    all: Rc<Interrupts>,
-}
-
-impl Interruptible {
-    /// The signal that cancelled this nursery, if one did.
-    pub(crate) fn signal(&self) -> Option<i32> {
-        self.hit.get()
-    }
-}
-
-impl Drop for Interruptible {
-    fn drop(&mut self) {
-        self.all.nurseries.borrow_mut().retain(|(id, _, _)| *id != self.id);
-    }
-}
-
-/// Registers an actor nursery's body scope with the root's interrupt rule (`None` outside the
-/// root process).
-pub(crate) fn interruptible(scope: &CancelScope) -> Option<Interruptible> {
-    let all = INTERRUPTS.with(|i| i.borrow().clone())?;
-    let id = all.next.get();
-    all.next.set(id + 1);
-    let hit = Rc::new(Cell::new(None));
-    // An interrupt delivered to this task and not taken yet now falls under the nursery rule:
-    // it cancels this nursery (before its block starts), which returns it, rather than coming
-    // out of an await of the nursery's shielded teardown (which must reap every actor).
-    match guest::take_delivered() {
-        Some(Error::Interrupted { signal }) => {
-            hit.set(Some(signal));
-            scope.cancel();
-        }
-        Some(other) => {
-            if let Some(task) = TaskRef::current() {
-                task.deliver(other, None);
-            }
-        }
-        None => {}
-    }
-    all.nurseries.borrow_mut().push((id, scope.clone(), hit.clone()));
-    Some(Interruptible { id, hit, all })
-}
-
-impl Interrupts {
-    /// Takes the signals waiting in the pipe and applies the rule to each interrupt.
-    fn take(&self, sigfd: &OwnedFd, root: &CancelScope) {
-        for sig in take_signals(sigfd) {
-            if sig != libc::SIGINT && sig != libc::SIGTERM {
-                continue;
-            }
-            if self.signal.get().is_none() {
-                self.signal.set(Some(sig));
-            }
-            let open: Vec<(CancelScope, Hit)> =
-                self.nurseries.borrow().iter().map(|(_, s, h)| (s.clone(), h.clone())).collect();
-            // Once the root future has returned there is nothing left to interrupt: the signal
-            // only counts for the exit status.
-            if open.is_empty() && !root.inner.is_exited() {
-                // To the await the root's task is blocked in, once: a second interrupt before
-                // that await took the first one changes nothing. A root blocked in foreign
-                // futures only (which no check reaches) has its scope cancelled instead.
-                let main = self.main.borrow().clone();
-                match main {
-                    Some(task) => {
-                        task.deliver(Error::Interrupted { signal: sig }, Some(root));
-                    }
-                    None => root.cancel(),
-                }
-            }
-            for (scope, hit) in open {
-                if hit.get().is_none() {
-                    hit.set(Some(sig));
-                }
-                scope.cancel();
-            }
-        }
-    }
-}
-
 async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, ints: Rc<Interrupts>) -> Result<T> {
     // The root future runs in this task (the guest run's main task), inside the block below.
-    *ints.main.borrow_mut() = TaskRef::current();
+    ints.set_main(TaskRef::current());
     guest::open_nursery(async |n| {
         let scope = CancelScope::new();
         let watch = CancelScope::new();
@@ -429,7 +287,7 @@ async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, int
             w.run(async move {
                 let r = reactor()?;
                 loop {
-                    readable(&r, sigfd.as_raw_fd(), true).await?;
+                    readable(&r, sigfd).await?;
                     i.take(sigfd, &s);
                 }
             })
@@ -442,7 +300,7 @@ async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, int
         // before the watcher is cancelled.
         ints.take(sigfd, &scope);
         watch.cancel();
-        match (r, ints.signal.get()) {
+        match (r, ints.signal()) {
             (Ok(Some(v)), _) => Ok(v),
             (Ok(None), Some(signal)) => Err(Error::Interrupted { signal }),
             (Ok(None), None) => Err(Error::Cancelled),
@@ -493,30 +351,27 @@ fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
     let sigfd = signal_pipe()?;
 
     // The handshake's first half, blocking: nothing else can happen before we know who we are.
-    let mut decoder = Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::new());
-    let mut buf = vec![0u8; 16 * 1024];
+    // The connection's own reader, on a blocking read end (so it is never pending); it keeps
+    // whatever the parent sent after the spec for the serving loop.
+    let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
     let ours = protocol_spoken();
-    let spec = loop {
-        if let Some(item) = decoder.next() {
-            match item {
-                Ok(Msg::SpawnSpec(spec)) if spec.protocol == ours => break spec,
-                // The first frame decides: a parent of another build is refused, clearly.
-                other => {
-                    let (name, theirs) = match other {
-                        Ok(Msg::SpawnSpec(spec)) => (spec.name, format!("protocol {}", spec.protocol)),
-                        Ok(m) => (String::new(), format!("a {} message where a SpawnSpec belongs", m.name())),
-                        Err(e) => (String::new(), format!("a first frame this build cannot read ({e})")),
-                    };
-                    refuse_handshake(&tx, &name, ours, &theirs);
-                    return Ok(PROTOCOL_MISMATCH_EXIT);
-                }
-            }
-        }
-        match sys::read(rx.as_fd(), &mut buf) {
-            Ok(0) => return Ok(0), // the parent went away before the handshake
-            Ok(n) => decoder.push(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(os_err("read", e)),
+    let blocking = BlockingRead(rx.as_fd());
+    let next = reader.next(&blocking, false).now_or_never().expect("a blocking read is never pending");
+    let item = match next? {
+        Incoming::Frame(item) => item,
+        Incoming::End(_) => return Ok(0), // the parent went away before the handshake
+    };
+    let spec = match item {
+        Ok(Msg::SpawnSpec(spec)) if spec.protocol == ours => spec,
+        // The first frame decides: a parent of another build is refused, clearly.
+        other => {
+            let (name, theirs) = match other {
+                Ok(Msg::SpawnSpec(spec)) => (spec.name, format!("protocol {}", spec.protocol)),
+                Ok(m) => (String::new(), format!("a {} message where a SpawnSpec belongs", m.name())),
+                Err(e) => (String::new(), format!("a first frame this build cannot read ({e})")),
+            };
+            refuse_handshake(&tx, &name, ours, &theirs);
+            return Ok(PROTOCOL_MISMATCH_EXIT);
         }
     };
     let actor = Rc::new(ActorInner {
@@ -529,10 +384,11 @@ fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
         parent_conn: Default::default(),
     });
     set_current(Some(actor.clone()));
+    child::install_panic_hook();
     let fut = async move {
-        let conn = Rc::new(Conn::new(rx, tx, reactor()?, DEFAULT_MAX_FRAME)?);
+        let conn = Rc::new(Peer::pipe(rx, tx, DEFAULT_MAX_FRAME)?);
         *actor.parent_conn.borrow_mut() = Some(conn.clone());
-        let code = child::serve(actor.clone(), conn, decoder, sigfd).await;
+        let code = child::serve(actor.clone(), conn, reader, Some(sigfd)).await;
         *actor.parent_conn.borrow_mut() = None;
         Ok(code)
     };
@@ -554,7 +410,7 @@ fn refuse_handshake(tx: &OwnedFd, name: &str, ours: u32, theirs: &str) {
     let report = Msg::Error {
         cid: None,
         src: Aid { name: name.to_owned(), uuid: new_uuid(), pid: std::process::id() },
-        boxed_type: "ProtocolMismatch".to_owned(),
+        boxed_type: codec::PROTOCOL_MISMATCH.to_owned(),
         message,
         relay_path: Vec::new(),
         canceller: None,
@@ -568,39 +424,5 @@ fn refuse_handshake(tx: &OwnedFd, name: &str, ours: u32, theirs: &str) {
                 Err(_) => break,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::rc::Rc;
-
-    use super::{INTERRUPTS, Interrupts, interruptible};
-    use crate::Error;
-    use crate::guest::{self, CancelScope, GuestConfig, TaskRef};
-    use crate::time::VirtualClock;
-
-    /// An interrupt delivered to the root's task and not taken yet when it opens an actor
-    /// nursery falls under the nursery rule: the nursery's block scope is cancelled before it
-    /// starts and the nursery records the signal; nothing stays for the teardown's awaits.
-    #[test]
-    fn a_pending_interrupt_goes_to_an_actor_nursery_opened_next() {
-        let ints = Rc::new(Interrupts::default());
-        INTERRUPTS.with(|i| *i.borrow_mut() = Some(ints.clone()));
-        let all = ints.clone();
-        let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
-            let me = TaskRef::current().expect("in a guest task");
-            assert!(me.deliver(Error::Interrupted { signal: 2 }, None));
-            let scope = CancelScope::new();
-            let reg = interruptible(&scope).expect("registered");
-            let open = all.nurseries.borrow().len();
-            // The delivery was taken over: this await is not interrupted.
-            let slept = guest::sleep(std::time::Duration::from_secs(1)).await;
-            let out = (reg.signal(), scope.cancel_called(), open, slept);
-            drop(reg);
-            Ok((out, all.nurseries.borrow().len()))
-        });
-        INTERRUPTS.with(|i| *i.borrow_mut() = None);
-        assert_eq!(r, Ok(((Some(2), true, 1, Ok(())), 0)));
     }
 }

@@ -14,6 +14,13 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use crate::Error;
+
+/// Wraps an OS error with what was being done.
+pub(crate) fn os_err(op: &str, e: io::Error) -> Error {
+    Error::Os { op: op.to_owned(), source: e.into() }
+}
+
 use libc::c_int;
 
 fn cvt(ret: c_int) -> io::Result<c_int> {

@@ -1,8 +1,9 @@
 //! Fuzz target `hostile_peer`: a fake child that says whatever the input says (well-framed
 //! [`Msg`]s of every kind, their call ids aimed at the parent's open calls, and raw bytes),
 //! against a real parent ([`ActorNursery`](crate::actor::ActorNursery), [`Portal`], contexts and
-//! streams) over a pipe pair, in one process (the child is adopted with a stand-in for its
-//! process: it "exits" when it closes its end of the pipe).
+//! streams) over a real pipe pair through the connection's transport seam, in one process (the
+//! child is adopted with a stand-in for its process: it "exits" when it closes its end of the
+//! pipe).
 //!
 //! Invariants checked on every input:
 //! - the parent never panics;
@@ -42,10 +43,11 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use std::time::Duration;
 
-use crate::actor::conn::{Conn, reactor};
+use crate::actor::peer::transport::PipeTransport;
+use crate::actor::peer::{FrameReader, Incoming, Peer, reactor};
 use crate::actor::{self, Portal, RECENT_ERRORS, STREAM_BUFFER};
 use crate::guest::{self, CancelScope};
-use crate::wire::{Aid, Cid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Msg, SpawnSpec, encode_frame, encode_payload};
+use crate::wire::{Aid, Cid, DEFAULT_MAX_FRAME, FuncKind, Msg, SpawnSpec, encode_frame, encode_payload};
 use crate::{Error, Result};
 
 /// Runs one fuzz input; panics if an invariant does not hold.
@@ -180,7 +182,8 @@ fn next_item(c: &mut Cursor<'_>, credit: &RefCell<BTreeMap<Cid, u64>>) -> Item {
         8 => Msg::CancelAck { cid: c.opt_cid() },
         9 => {
             let cid = c.opt_cid();
-            let kinds = ["ValueError", "ContextCancelled", "Cancelled", "NotStarted"];
+            use crate::error::ErrorKind as K;
+            let kinds = ["ValueError", K::ContextCancelled.as_str(), K::Cancelled.as_str(), K::NotStarted.as_str()];
             let boxed_type = String::from(kinds[usize::from(c.byte() % 4)]);
             let len = usize::from(c.byte()) * 4;
             let canceller = if c.byte() & 1 == 0 { None } else { Some(String::from("fuzz-parent")) };
@@ -262,12 +265,20 @@ async fn parent_call(p: &Portal, op: u8, items: u64) -> Result<u64> {
     }
 }
 
-/// A pipe end pair for a [`Conn`] that only writes (`tx`) or only reads (`rx`): the other end
-/// is a pipe of its own that nothing uses.
-fn half_conn(rx: Option<std::os::fd::OwnedFd>, tx: Option<std::os::fd::OwnedFd>) -> Result<Conn> {
-    let os = |e: std::io::Error| Error::Os { op: "pipe".into(), source: e.into() };
+fn os(e: std::io::Error) -> Error {
+    Error::Os { op: "pipe".into(), source: e.into() }
+}
+
+/// A pipe transport over `rx`/`tx` on this loop's reactor.
+fn pipes(rx: std::os::fd::OwnedFd, tx: std::os::fd::OwnedFd) -> Result<PipeTransport> {
+    PipeTransport::new(rx, tx, &reactor()?).map_err(os)
+}
+
+/// A [`Peer`] that only writes (`tx`) or only reads (`rx`): the other end is a pipe of its own
+/// that nothing uses.
+fn half_peer(rx: Option<std::os::fd::OwnedFd>, tx: Option<std::os::fd::OwnedFd>) -> Result<Peer> {
     let (dummy_rx, dummy_tx) = crate::reactor::fd::pipe().map_err(os)?;
-    Conn::new(rx.unwrap_or(dummy_rx), tx.unwrap_or(dummy_tx), reactor()?, DEFAULT_MAX_FRAME)
+    Ok(Peer::new(Box::new(pipes(rx.unwrap_or(dummy_rx), tx.unwrap_or(dummy_tx))?), DEFAULT_MAX_FRAME))
 }
 
 /// How each of the parent's calls ended, by call number.
@@ -283,13 +294,12 @@ pub(crate) fn run_counted(data: &[u8]) -> Tally {
     let tally = Rc::new(RefCell::new(Tally::default()));
     let (outs, t) = (outcomes.clone(), tally.clone());
     let r = actor::run_bare_root("fuzz-parent", async move {
-        let os = |e: std::io::Error| Error::Os { op: "pipe".into(), source: e.into() };
         let (p_rx, c_tx) = crate::reactor::fd::pipe().map_err(os)?;
         let (c_rx, p_tx) = crate::reactor::fd::pipe().map_err(os)?;
-        let writer = half_conn(None, Some(c_tx))?;
-        let listener = half_conn(Some(c_rx), None)?;
+        let writer = half_peer(None, Some(c_tx))?;
+        let listener = half_peer(Some(c_rx), None)?;
         let body = actor::open_nursery(async |an| {
-            let p = an.adopt_peer(peer(), p_rx, p_tx, max)?;
+            let p = an.adopt_peer("hostile", Some(peer()), Box::new(pipes(p_rx, p_tx)?), max).await?;
             let credit: Rc<RefCell<BTreeMap<Cid, u64>>> = Rc::default();
             let sent: Rc<RefCell<BTreeMap<Cid, u64>>> = Rc::default();
             let listen_scope = CancelScope::new();
@@ -298,16 +308,14 @@ pub(crate) fn run_counted(data: &[u8]) -> Tally {
             // not wake it.)
             let (c2, s2, l2) = (credit.clone(), sent.clone(), listen_scope.clone());
             let listen = async move {
-                let mut decoder = alloc::boxed::Box::new(FrameDecoder::<DEFAULT_MAX_FRAME>::new());
-                let mut buf = vec![0u8; 16 * 1024];
+                let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
                 l2.run(async {
                     loop {
-                        let got = listener.read_some(&mut buf, true, false).await?;
-                        if got == 0 {
-                            return Ok(());
-                        }
-                        decoder.push(&buf[..got]);
-                        for item in decoder.by_ref() {
+                        let item = match reader.next(listener.transport(), true).await? {
+                            Incoming::End(_) => return Ok(()),
+                            Incoming::Frame(item) => item,
+                        };
+                        {
                             if let Ok(Msg::Yield { cid, .. }) = item {
                                 let mut sent = s2.borrow_mut();
                                 let n = sent.entry(cid).or_default();

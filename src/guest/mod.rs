@@ -18,12 +18,12 @@
 //!   [`to_host`](crate::to_host) links).
 //!
 //! # Entry points
-//! - [`run`]: the guest alone on this thread, on the monotonic clock; [`GuestConfig::run`]
+//! - [`run`]: the guest alone on this thread, on the monotonic clock; [`run_with`]
 //!   for another clock (a [`VirtualClock`](crate::time::VirtualClock) in tests), a trace or
 //!   a seed.
 //! - [`Host::run_guest`](crate::host::Host::run_guest): the guest riding our host, host tasks
 //!   beside it (infected mode).
-//! - [`start_guest_run`] / [`GuestConfig::start_guest_run`]: the guest riding a loop that is
+//! - [`start_guest_run`] / [`start_guest_run_with`]: the guest riding a loop that is
 //!   not ours; the [`Hooks`] docs have a complete host in thirty lines.
 //!
 //! The free functions ([`sleep`], [`checkpoint`], [`open_nursery`], ...) find the run that
@@ -269,7 +269,7 @@ pub fn start_guest_run<T: 'static>(
 /// Runs `main` to completion on this thread, parking on the reactor when idle, on the
 /// monotonic clock, and returns its outcome. The entry point for a structured-concurrency
 /// program that needs no host tasks (with them, use
-/// [`Host::run_guest`](crate::host::Host::run_guest)); [`GuestConfig::run`] takes another
+/// [`Host::run_guest`](crate::host::Host::run_guest)); [`run_with`] takes another
 /// clock, a trace or a seed. Leaves nothing behind: every task, timer and fd of the run is
 /// gone when it returns, on every way out.
 ///

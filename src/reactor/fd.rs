@@ -11,7 +11,8 @@
 //!   under them.
 //! - There is one non-blocking I/O loop, [`AsyncFd::poll_io`]: try the call; on `EAGAIN` poll
 //!   a readiness slot (registering the waker) and, once a `park` saw the descriptor ready,
-//!   try again; `EINTR` retries at once. `read`, `write`, `poll_read`, `poll_write` and the
+//!   try again; `EINTR` retries at once. A call that goes through drops the slot's registration
+//!   if it still holds one, so a readiness is never reported for bytes already taken. `read`, `write`, `poll_read`, `poll_write` and the
 //!   socket types above the reactor (`host::net`) are all that loop with another call.
 //! - The `poll_*` methods keep one readiness slot per direction inside the `AsyncFd`, so a
 //!   poll-based caller (a `futures::io::AsyncRead` implementation) needs no future of its
@@ -180,7 +181,15 @@ impl AsyncFd {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return Poll::Ready(done),
+                done => {
+                    // A registration left from an earlier wait (fired or not) is stale now that
+                    // the call went through: drop it, or the next wait would take its old
+                    // readiness for new and try a call that can only say `EAGAIN`.
+                    if wait.as_ref().is_some_and(|w| w.key.is_some()) {
+                        *wait = None;
+                    }
+                    return Poll::Ready(done);
+                }
             }
         }
     }
@@ -389,5 +398,38 @@ impl AsRawFd for AsyncFd {
 impl fmt::Debug for AsyncFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncFd").field("fd", &self.fd.as_raw_fd()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::io::Write;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use super::{AsyncFd, pipe};
+    use crate::reactor::Reactor;
+
+    /// A read that goes through after its wait fired leaves no readiness behind: the next
+    /// readability wait waits for new bytes instead of sending the caller to a read that can
+    /// only say `EAGAIN`.
+    #[test]
+    fn a_call_that_goes_through_drops_its_stale_readiness() {
+        let reactor = Reactor::new().expect("a reactor");
+        let (rx, tx) = pipe().expect("a pipe");
+        let rx = AsyncFd::new(rx, &reactor).expect("non-blocking");
+        let mut tx = File::from(tx);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut buf = [0u8; 8];
+        assert!(rx.poll_read(&mut cx, &mut buf).is_pending());
+        tx.write_all(b"a").expect("written");
+        assert_eq!(reactor.park(Some(Duration::from_secs(5))).expect("parked").woken, 1);
+        assert!(matches!(rx.poll_read(&mut cx, &mut buf), Poll::Ready(Ok(1))));
+        assert!(!reactor.has_interests(), "the fired registration is gone");
+        assert!(rx.poll_readable(&mut cx).is_pending(), "nothing new to read");
+        tx.write_all(b"b").expect("written");
+        assert_eq!(reactor.park(Some(Duration::from_secs(5))).expect("parked").woken, 1);
+        assert!(matches!(rx.poll_readable(&mut cx), Poll::Ready(Ok(()))));
     }
 }

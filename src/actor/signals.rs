@@ -1,0 +1,230 @@
+//! Signals as data: the `SIGINT`/`SIGTERM` self-pipe every actor watches, and the root's
+//! interrupt rule ([`Interrupts`]) that decides where an interrupt goes.
+//!
+//! Invariants:
+//! - The handlers only write the signal's number into a self-pipe (one byte, async-signal-safe);
+//!   the loop reads it like any descriptor, so no thread and no work runs in a handler.
+//! - The pipe is installed once per process and never closed: a handler may write into it at
+//!   any time.
+//! - Process-wide state here ([`Interrupts`]) is thread-local to the thread that called
+//!   [`main`](super::main).
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use crate::guest::{self, CancelScope, TaskRef, check_cancel};
+use crate::reactor::Reactor;
+use crate::{Error, Result};
+
+use super::sys::{self, os_err};
+
+/// Waits until the signal pipe `fd` is readable. A cancellation point.
+pub(crate) async fn readable(reactor: &Reactor, fd: &OwnedFd) -> Result<()> {
+    let mut ready = reactor.readable(fd.as_raw_fd());
+    poll_fn(move |cx| {
+        check_cancel()?;
+        Pin::new(&mut ready).poll(cx).map_err(|e| os_err("poll", e))
+    })
+    .await
+}
+
+/// The signal self-pipe's read end: installed once per process, never closed (the handler may
+/// write into its pipe at any time).
+pub(crate) fn signal_pipe() -> Result<&'static OwnedFd> {
+    static PIPE: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = PIPE.get() {
+        return Ok(fd);
+    }
+    let fd = sys::install_signal_pipe(&[libc::SIGINT, libc::SIGTERM]).map_err(|e| os_err("sigaction", e))?;
+    Ok(PIPE.get_or_init(|| fd))
+}
+
+/// Reads the signal numbers waiting in the self-pipe (non-blocking), oldest first.
+pub(crate) fn take_signals(pipe: &OwnedFd) -> Vec<i32> {
+    let mut buf = [0u8; 32];
+    let mut out = Vec::new();
+    while let Ok(n) = sys::read(pipe.as_fd(), &mut buf) {
+        out.extend(buf[..n].iter().map(|&b| i32::from(b)));
+        if n < buf.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// What the root's signal watcher reaches on `SIGINT`/`SIGTERM` (root process only).
+///
+/// The rule (tractor's `KeyboardInterrupt` in the root task): an interrupt cancels every actor
+/// nursery open in the root, each tears its actors down and returns
+/// [`Error::Interrupted`](crate::Error::Interrupted) to the code that opened it, which may
+/// handle it like any error (clean up, return a value) outside any cancelled scope. With no
+/// actor nursery open, `Interrupted { signal }` is delivered once to the root's main task (the
+/// task running the root future; [`TaskRef::deliver`](crate::guest::TaskRef::deliver)): the
+/// next cancellation check there (the first check of every infect await) returns it, or a guest
+/// nursery waiting for its children there takes it as its block's error; a second interrupt
+/// before it was taken changes nothing, one after is delivered again. A root blocked in foreign
+/// futures only gets the delivery's fallback: its scope is cancelled and it ends as
+/// `Interrupted`. One delivered and not taken yet when the root's task opens an actor nursery
+/// goes to that nursery instead (cancelled before its block starts, it returns `Interrupted`),
+/// so that no await of its shielded teardown returns it. An interrupt that arrives after the root future returned is not delivered
+/// (it still makes a failed root exit as the interrupt); one delivered but not taken yet when
+/// the root future returns (it returned without another await) is raised at the root's exit,
+/// as trio does, so that no interrupt is lost. A root that returns a value after an interrupt
+/// returns it from [`main`]; one that fails after an interrupt (with `Interrupted` or anything
+/// else) makes the process exit with `128 + signo`.
+#[derive(Default)]
+pub(crate) struct Interrupts {
+    /// The first interrupt's signal.
+    signal: Cell<Option<i32>>,
+    /// The open actor nurseries: id, body scope, the signal that cancelled it.
+    nurseries: RefCell<Vec<(u64, CancelScope, Hit)>>,
+    next: Cell<u64>,
+    /// The task running the root future, which an interrupt with no actor nursery open is
+    /// delivered to.
+    main: RefCell<Option<TaskRef>>,
+}
+
+/// Where the signal that cancelled one actor nursery is recorded.
+type Hit = Rc<Cell<Option<i32>>>;
+
+thread_local! {
+    static INTERRUPTS: RefCell<Option<Rc<Interrupts>>> = const { RefCell::new(None) };
+}
+
+/// An actor nursery of the root, registered so that an interrupt cancels it.
+pub(crate) struct Interruptible {
+    id: u64,
+    hit: Hit,
+    all: Rc<Interrupts>,
+}
+
+impl Interruptible {
+    /// The signal that cancelled this nursery, if one did.
+    pub(crate) fn signal(&self) -> Option<i32> {
+        self.hit.get()
+    }
+}
+
+impl Drop for Interruptible {
+    fn drop(&mut self) {
+        self.all.nurseries.borrow_mut().retain(|(id, _, _)| *id != self.id);
+    }
+}
+
+/// Registers an actor nursery's body scope with the root's interrupt rule (`None` outside the
+/// root process).
+pub(crate) fn interruptible(scope: &CancelScope) -> Option<Interruptible> {
+    let all = INTERRUPTS.with(|i| i.borrow().clone())?;
+    let id = all.next.get();
+    all.next.set(id + 1);
+    let hit = Rc::new(Cell::new(None));
+    // An interrupt delivered to this task and not taken yet now falls under the nursery rule:
+    // it cancels this nursery (before its block starts), which returns it, rather than coming
+    // out of an await of the nursery's shielded teardown (which must reap every actor).
+    match guest::take_delivered() {
+        Some(Error::Interrupted { signal }) => {
+            hit.set(Some(signal));
+            scope.cancel();
+        }
+        Some(other) => {
+            if let Some(task) = TaskRef::current() {
+                task.deliver(other, None);
+            }
+        }
+        None => {}
+    }
+    all.nurseries.borrow_mut().push((id, scope.clone(), hit.clone()));
+    Some(Interruptible { id, hit, all })
+}
+
+impl Interrupts {
+    /// Takes the signals waiting in the pipe and applies the rule to each interrupt.
+    pub(crate) fn take(&self, sigfd: &OwnedFd, root: &CancelScope) {
+        for sig in take_signals(sigfd) {
+            if sig != libc::SIGINT && sig != libc::SIGTERM {
+                continue;
+            }
+            if self.signal.get().is_none() {
+                self.signal.set(Some(sig));
+            }
+            let open: Vec<(CancelScope, Hit)> =
+                self.nurseries.borrow().iter().map(|(_, s, h)| (s.clone(), h.clone())).collect();
+            // Once the root future has returned there is nothing left to interrupt: the signal
+            // only counts for the exit status.
+            if open.is_empty() && !root.inner.is_exited() {
+                // To the await the root's task is blocked in, once: a second interrupt before
+                // that await took the first one changes nothing. A root blocked in foreign
+                // futures only (which no check reaches) has its scope cancelled instead.
+                let main = self.main.borrow().clone();
+                match main {
+                    Some(task) => {
+                        task.deliver(Error::Interrupted { signal: sig }, Some(root));
+                    }
+                    None => root.cancel(),
+                }
+            }
+            for (scope, hit) in open {
+                if hit.get().is_none() {
+                    hit.set(Some(sig));
+                }
+                scope.cancel();
+            }
+        }
+    }
+}
+
+/// Makes `ints` the interrupt rule of this thread's root (`None`: no root runs).
+pub(crate) fn set_interrupts(ints: Option<Rc<Interrupts>>) {
+    INTERRUPTS.with(|i| *i.borrow_mut() = ints);
+}
+
+impl Interrupts {
+    /// The first interrupt's signal, if one came.
+    pub(crate) fn signal(&self) -> Option<i32> {
+        self.signal.get()
+    }
+
+    /// Names the task running the root future (the one an interrupt with no actor nursery
+    /// open is delivered to).
+    pub(crate) fn set_main(&self, task: Option<TaskRef>) {
+        *self.main.borrow_mut() = task;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::{INTERRUPTS, Interrupts, interruptible};
+    use crate::Error;
+    use crate::guest::{self, CancelScope, GuestConfig, TaskRef};
+    use crate::time::VirtualClock;
+
+    /// An interrupt delivered to the root's task and not taken yet when it opens an actor
+    /// nursery falls under the nursery rule: the nursery's block scope is cancelled before it
+    /// starts and the nursery records the signal; nothing stays for the teardown's awaits.
+    #[test]
+    fn a_pending_interrupt_goes_to_an_actor_nursery_opened_next() {
+        let ints = Rc::new(Interrupts::default());
+        INTERRUPTS.with(|i| *i.borrow_mut() = Some(ints.clone()));
+        let all = ints.clone();
+        let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
+            let me = TaskRef::current().expect("in a guest task");
+            assert!(me.deliver(Error::Interrupted { signal: 2 }, None));
+            let scope = CancelScope::new();
+            let reg = interruptible(&scope).expect("registered");
+            let open = all.nurseries.borrow().len();
+            // The delivery was taken over: this await is not interrupted.
+            let slept = guest::sleep(std::time::Duration::from_secs(1)).await;
+            let out = (reg.signal(), scope.cancel_called(), open, slept);
+            drop(reg);
+            Ok((out, all.nurseries.borrow().len()))
+        });
+        INTERRUPTS.with(|i| *i.borrow_mut() = None);
+        assert_eq!(r, Ok(((Some(2), true, 1, Ok(())), 0)));
+    }
+}
