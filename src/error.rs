@@ -693,7 +693,7 @@ pub enum Error {
     /// (the handshake carries it: `wire::PROTOCOL_VERSION`): it refused the handshake and
     /// exited, typically an older or newer build of the program installed on the other host.
     #[error(
-        "actor '{actor}' runs a program that speaks another version of infect's actor protocol          (this parent speaks protocol {ours}): {report}; install the same build of the program          on both sides (`ActorOpts::program` names the one to run)"
+        "actor '{actor}' runs a program that speaks another version of infect's actor protocol (this parent speaks protocol {ours}): {report}; install the same build of the program on both sides (`ActorOpts::program` names the one to run)"
     )]
     ProtocolMismatch {
         /// The actor's name.
