@@ -8,7 +8,7 @@
 //!
 //! | you want | call | runs |
 //! |---|---|---|
-//! | a structured-concurrency program (nurseries, cancel scopes, deadlines), no host | [`guest::run`] (or [`GuestConfig::run`](guest::GuestConfig::run) for a virtual clock, a trace, a seed) | the guest alone on this thread, parking on the reactor when idle |
+//! | a structured-concurrency program (nurseries, cancel scopes, deadlines), no host | [`guest::run`] (or [`guest::run_with`] for a virtual clock, a trace, a seed) | the guest alone on this thread, parking on the reactor when idle |
 //! | host tasks only: futures, callbacks, timers, sockets (asyncio's role) | [`Host::block_on`](host::Host::block_on) (one future, its output) or [`Host::run`](host::Host::run) (until nothing is left) | the host executor alone |
 //! | the guest riding our host in one process, with linked host tasks ("infected" mode) | [`Host::run_guest`](host::Host::run_guest) | the host loop until the guest's main task is done; [`to_host`] links host tasks to guest tasks |
 //! | a tree of processes, each an actor (tractor's role) | `actor::main` in `fn main` | the root actor; children are started by actor nurseries (see the `actor` module docs) |
@@ -25,7 +25,7 @@
 //! use infect::{guest::{self, GuestConfig}, time::VirtualClock};
 //! use std::{rc::Rc, time::Duration};
 //!
-//! let out = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+//! let out = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 //!     let (tx, mut rx) = guest::channel::<u32>(1);
 //!     let total = guest::open_nursery(async |n| {
 //!         n.start_soon(async move {
@@ -36,7 +36,7 @@
 //!             Ok(())
 //!         })?;
 //!         let mut total = 0;
-//!         while let Some(v) = rx.recv().await? {
+//!         while let Some(v) = rx.try_next().await? {
 //!             total += v;
 //!         }
 //!         Ok(total)

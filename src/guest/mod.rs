@@ -18,12 +18,12 @@
 //!   [`to_host`](crate::to_host) links).
 //!
 //! # Entry points
-//! - [`run`]: the guest alone on this thread, on the monotonic clock; [`GuestConfig::run`]
+//! - [`run`]: the guest alone on this thread, on the monotonic clock; [`run_with`]
 //!   for another clock (a [`VirtualClock`](crate::time::VirtualClock) in tests), a trace or
 //!   a seed.
 //! - [`Host::run_guest`](crate::host::Host::run_guest): the guest riding our host, host tasks
 //!   beside it (infected mode).
-//! - [`start_guest_run`] / [`GuestConfig::start_guest_run`]: the guest riding a loop that is
+//! - [`start_guest_run`] / [`start_guest_run_with`]: the guest riding a loop that is
 //!   not ours; the [`Hooks`] docs have a complete host in thirty lines.
 //!
 //! The free functions ([`sleep`], [`checkpoint`], [`open_nursery`], ...) find the run that
@@ -269,7 +269,7 @@ pub fn start_guest_run<T: 'static>(
 /// Runs `main` to completion on this thread, parking on the reactor when idle, on the
 /// monotonic clock, and returns its outcome. The entry point for a structured-concurrency
 /// program that needs no host tasks (with them, use
-/// [`Host::run_guest`](crate::host::Host::run_guest)); [`GuestConfig::run`] takes another
+/// [`Host::run_guest`](crate::host::Host::run_guest)); [`run_with`] takes another
 /// clock, a trace or a seed. Leaves nothing behind: every task, timer and fd of the run is
 /// gone when it returns, on every way out.
 ///
@@ -289,7 +289,7 @@ pub fn run<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Resul
 /// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
 /// assert_eq!(guest::current_time(), Instant::ZERO); // no guest task here
-/// let t = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let t = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     guest::sleep(Duration::from_millis(20)).await?;
 ///     Ok(guest::current_time())
 /// });
@@ -310,7 +310,7 @@ pub fn current_time() -> Instant {
 /// ```
 /// use infect::{Error, guest::{self, CancelScope, GuestConfig}, time::VirtualClock};
 /// use std::{rc::Rc, time::Duration};
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     guest::sleep(Duration::from_secs(2)).await?;
 ///     let scope = CancelScope::new();
 ///     scope.cancel();
@@ -333,7 +333,7 @@ pub async fn sleep(d: Duration) -> Result<()> {
 /// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
 /// let at = Instant::ZERO + Duration::from_secs(7);
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
 ///     guest::sleep_until(at).await?;
 ///     Ok(guest::current_time())
 /// });
@@ -349,7 +349,7 @@ pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
 /// ```
 /// use infect::{guest::{self, GuestConfig}, time::VirtualClock};
 /// use std::{rc::Rc, time::Duration};
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     let out = guest::move_on_after(Duration::from_secs(3), guest::sleep_forever()).await?;
 ///     Ok((out, guest::current_time().as_nanos()))
 /// });
