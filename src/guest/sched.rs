@@ -396,6 +396,11 @@ pub(crate) struct Local {
     batch: RefCell<Vec<TaskKey>>,
     /// Set by the host that carries this run (for `to_host`): opaque to the guest.
     carrier: RefCell<Option<Rc<dyn core::any::Any>>>,
+    /// How many slots may hold a delivered error (`raise`): raised by [`deliver`](Local::deliver),
+    /// lowered when one is taken. Never too low (a slot freed with its delivery still waiting
+    /// leaves it one too high, which only costs the slow path), so at zero no slot holds one and
+    /// [`take_raise`](Local::take_raise), called at every cancellation check, looks at none.
+    raises: Cell<usize>,
     /// Bumped each time a scope's foreign-future watcher notes where its task blocks, so that
     /// enclosing watchers in the same poll keep the innermost note.
     pub(crate) foreign_notes: Cell<u64>,
@@ -507,6 +512,7 @@ pub(crate) fn start<T: 'static>(
         policy: setup.policy,
         batch: RefCell::new(Vec::new()),
         carrier: RefCell::new(None),
+        raises: Cell::new(0),
         foreign_notes: Cell::new(0),
     });
     shared.local.store(Rc::as_ptr(&local).cast_mut(), Ordering::Release);
@@ -573,6 +579,7 @@ impl Local {
                 return false;
             }
             slot.raise = Some(Raise { error, fallback });
+            self.raises.set(self.raises.get() + 1);
             slot.waker.clone()
         };
         waker.wake_by_ref();
@@ -581,10 +588,15 @@ impl Local {
 
     /// Takes the error delivered to the task being polled, if one waits.
     pub(crate) fn take_raise(&self) -> Option<Error> {
+        if self.raises.get() == 0 {
+            return None;
+        }
         let key = self.current.get()?;
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(key.index as usize)?.as_mut()?;
-        slot.raise.take().map(|r| r.error)
+        let raise = slot.raise.take()?;
+        self.raises.set(self.raises.get() - 1);
+        Some(raise.error)
     }
 
     /// The scope that is current for the task being polled.
@@ -606,11 +618,13 @@ impl Local {
         if let Some(Some(slot)) = self.slots.borrow_mut().get_mut(key.index as usize) {
             match &slot.blocked_in {
                 Some(a) if Rc::ptr_eq(a, scope) => {}
+                // Already noted (the common case: a task that blocks at the same await again):
+                // nothing to do. Exited scopes left in the list are skipped by `wake_cancelled`
+                // and pruned at the next push.
+                Some(a) if !a.is_exited() && slot.blocked_more.iter().any(|s| Rc::ptr_eq(s, scope)) => {}
                 Some(a) if !a.is_exited() => {
                     slot.blocked_more.retain(|s| !s.is_exited());
-                    if !slot.blocked_more.iter().any(|s| Rc::ptr_eq(s, scope)) {
-                        slot.blocked_more.push(scope.clone());
-                    }
+                    slot.blocked_more.push(scope.clone());
                 }
                 _ => slot.blocked_in = Some(scope.clone()),
             }
@@ -786,10 +800,12 @@ impl Local {
             }
         };
         let Some((mut fut, waker_arc, root, raising)) = taken else { return };
+        let number = waker_arc.number;
         if let Some(t) = &self.trace {
-            t.record(TraceEvent::Poll(Side::Guest, waker_arc.number));
+            t.record(TraceEvent::Poll(Side::Guest, number));
         }
-        let waker = Waker::from(waker_arc.clone());
+        // The one clone taken above becomes the poll's waker (no second reference count).
+        let waker = Waker::from(waker_arc);
         let mut cx = Context::from_waker(&waker);
         self.current.set(Some(key));
         let polling = Polling { local: self, prev_scope: Some(self.swap_scope(Some(root))) };
@@ -807,6 +823,7 @@ impl Local {
                     // cancellation (which the foreign-future rule enforces).
                     if raising && crate::cx::parks() == parks && slot.raise.is_some() {
                         fallback = slot.raise.take().and_then(|r| r.fallback);
+                        self.raises.set(self.raises.get() - 1);
                     }
                 }
                 if let Some(scope) = fallback {
@@ -819,7 +836,7 @@ impl Local {
                 self.free.borrow_mut().push(key.index);
                 self.live.set(self.live.get() - 1);
                 if let Some(t) = &self.trace {
-                    t.record(TraceEvent::Exit(Side::Guest, waker_arc.number));
+                    t.record(TraceEvent::Exit(Side::Guest, number));
                 }
                 drop(fut);
                 drop(slot);
