@@ -598,10 +598,9 @@ impl Readiness {
             let mut state = inner.state.borrow_mut();
             let key = state.next_key;
             state.next_key += 1;
-            state.interests.push(
-                key,
-                Interest { fd: this.fd, events: this.events, waker: Some(cx.waker().clone()), revents: 0 },
-            );
+            state
+                .interests
+                .push(key, Interest { fd: this.fd, events: this.events, waker: Some(cx.waker().clone()), revents: 0 });
             this.key = Some(key);
             return Poll::Pending;
         };
