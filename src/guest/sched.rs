@@ -1,9 +1,11 @@
 //! The guest scheduler: task slots, wakers, the tick, and the run handle.
 //!
 //! Two halves, split by thread-safety:
-//! - [`Shared`] is `Send + Sync`: the queue of woken task keys (in wake order), the
-//!   `tick_pending` flag that deduplicates tick requests, and the host's [`Hooks`]. Wakers hold
-//!   only this half, so a guest task may be woken from any thread.
+//! - [`Shared`] is `Send + Sync`: the queues of woken task keys (one for wakes from other
+//!   threads, one without atomics for wakes on the run's own thread; a tick takes the first,
+//!   then the second, each in wake order), the `tick_pending` flag that deduplicates tick
+//!   requests, and the host's [`Hooks`]. Wakers hold only this half, so a guest task may be
+//!   woken from any thread.
 //! - [`Local`] is owned by the thread that started the run: the task futures, the scopes'
 //!   timers, the current task. Only a [`GuestTick`] run on that thread reaches it.
 //!
@@ -19,7 +21,8 @@
 //!                                                          Exited (slot freed)
 //! ```
 //! 1. [`Local::spawn`]: the slot is filled and the task is queued for its first poll.
-//! 2. [`TaskWaker::wake_by_ref`]: `queued` goes false → true and the key is pushed; a second
+//! 2. [`TaskWaker::wake_by_ref`]: `queued` goes false → true and the key is pushed (onto the
+//!    owner's queue when woken on the run's thread); a second
 //!    wake before the poll is a no-op, so a task is polled at most once per batch.
 //! 3. [`Local::tick`] takes the batch that was queued when the tick began, clears `queued` and
 //!    polls with the task's root scope current.
@@ -192,10 +195,41 @@ pub(crate) struct TaskKey {
     generation: u32,
 }
 
+/// Task keys woken on the run's own thread, in wake order: a plain `Vec` (no atomics, no block
+/// allocation per 31 wakes as in the concurrent queue), touched only on the owner thread.
+struct OwnerQueue(core::cell::UnsafeCell<Vec<TaskKey>>);
+
+// SAFETY: the `Vec` is only reached through `Shared::owner_queue`, which hands it out only on the
+// thread that started the run (std: checked by `Shared::on_owner_thread`; without std the kernel
+// is single-threaded by contract, see `cx`), and no reference into it outlives the short,
+// non-reentrant call that took it (a push, an append, a clear, an emptiness check).
+unsafe impl Sync for OwnerQueue {}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    /// A byte whose address tells this thread from every other live thread: cheaper than
+    /// `thread::current().id()` and usable even while the thread's other locals are torn down
+    /// (const-initialised, no destructor).
+    static THREAD_MARK: u8 = const { 0 };
+}
+
+/// This thread's [`THREAD_MARK`] address.
+#[cfg(feature = "std")]
+fn thread_mark() -> usize {
+    THREAD_MARK.with(|m| core::ptr::from_ref(m) as usize)
+}
+
 /// The `Send + Sync` half of a guest run.
 pub(crate) struct Shared {
-    /// Woken task keys, in wake order.
+    /// Task keys woken from other threads, in wake order.
     queue: ConcurrentQueue<TaskKey>,
+    /// Task keys woken on the owner thread, in wake order. A tick takes the other threads' keys
+    /// first, then these (as the host takes its injector before its local queue): with wakes
+    /// from one thread only, the order is the wake order.
+    owner_woken: OwnerQueue,
+    /// The owner thread's [`thread_mark`].
+    #[cfg(feature = "std")]
+    owner_mark: usize,
     /// A tick has been requested and has not finished yet: wakes need not request another.
     tick_pending: AtomicBool,
     hooks: Box<dyn Hooks>,
@@ -208,6 +242,43 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Whether the caller runs on the thread that started the run.
+    fn on_owner_thread(&self) -> bool {
+        #[cfg(feature = "std")]
+        {
+            thread_mark() == self.owner_mark
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            true
+        }
+    }
+
+    /// Runs `f` on the owner-thread queue; `None` (and `f` not run) on another thread.
+    fn owner_queue<R>(&self, f: impl FnOnce(&mut Vec<TaskKey>) -> R) -> Option<R> {
+        if !self.on_owner_thread() {
+            return None;
+        }
+        // SAFETY: on the owner thread (checked above), the only thread that reaches the `Vec`;
+        // `f` is one of this module's short operations on it, which call no foreign code, so no
+        // other reference to it exists meanwhile.
+        Some(f(unsafe { &mut *self.owner_woken.0.get() }))
+    }
+
+    /// Queues a woken task's key: on the owner thread without atomics, else on the queue.
+    fn push_woken(&self, key: TaskKey) {
+        if self.owner_queue(|q| q.push(key)).is_none() {
+            // The queue is unbounded and never closed: a push cannot fail.
+            let _ = self.queue.push(key);
+        }
+    }
+
+    /// Whether any woken key waits (either queue; the owner's counts only on its thread, which
+    /// is where a tick asks).
+    fn any_woken(&self) -> bool {
+        !self.queue.is_empty() || self.owner_queue(|q| !q.is_empty()).unwrap_or(false)
+    }
+
     fn request_tick(self: &Arc<Self>) {
         // Dekker pairing with the end of `Local::tick` (see there).
         core::sync::atomic::fence(Ordering::SeqCst);
@@ -308,8 +379,7 @@ impl Wake for TaskWaker {
             if let Some(t) = &self.shared.trace {
                 t.record(TraceEvent::Wake(Side::Guest, self.number));
             }
-            // The queue is unbounded and never closed: a push cannot fail.
-            let _ = self.shared.queue.push(self.key);
+            self.shared.push_woken(self.key);
             self.shared.request_tick();
         }
     }
@@ -474,6 +544,9 @@ pub(crate) fn start<T: 'static>(
 ) -> GuestRun {
     let shared = Arc::new(Shared {
         queue: ConcurrentQueue::unbounded(),
+        owner_woken: OwnerQueue(core::cell::UnsafeCell::new(Vec::new())),
+        #[cfg(feature = "std")]
+        owner_mark: thread_mark(),
         tick_pending: AtomicBool::new(false),
         hooks,
         local: AtomicPtr::new(core::ptr::null_mut()),
@@ -718,6 +791,8 @@ impl Local {
                 Err(_) => break,
             }
         }
+        // A tick runs on the owner thread: this always takes the owner's keys.
+        self.shared.owner_queue(|q| batch.append(q));
         if let Some(p) = &self.policy {
             p.permute(&mut batch);
         }
@@ -741,7 +816,7 @@ impl Local {
         // task never waits for a tick nobody requested.
         self.shared.tick_pending.store(false, Ordering::SeqCst);
         core::sync::atomic::fence(Ordering::SeqCst);
-        if !self.shared.queue.is_empty() {
+        if self.shared.any_woken() {
             self.shared.request_tick();
         }
         self.report_deadline();
@@ -868,6 +943,7 @@ impl Local {
             drop(futs);
         }
         while self.shared.queue.pop().is_ok() {}
+        self.shared.owner_queue(Vec::clear);
         *self.timers.borrow_mut() = Timers::new();
     }
 
