@@ -37,8 +37,14 @@ impl Waiters {
     pub(crate) fn wake_all(&self) {
         // Take everything before waking: a waker may re-enter (register again) synchronously.
         let first = self.first.borrow_mut().take();
-        let rest =
-            if self.rest.borrow().is_empty() { Vec::new() } else { core::mem::take(&mut *self.rest.borrow_mut()) };
+        if self.rest.borrow().is_empty() {
+            // The common case (one waiter or none): nothing else to take.
+            if let Some(w) = first {
+                w.wake();
+            }
+            return;
+        }
+        let rest = core::mem::take(&mut *self.rest.borrow_mut());
         if let Some(w) = first {
             w.wake();
         }
