@@ -471,6 +471,11 @@ pub(crate) struct Local {
     /// leaves it one too high, which only costs the slow path), so at zero no slot holds one and
     /// [`take_raise`](Local::take_raise), called at every cancellation check, looks at none.
     raises: Cell<usize>,
+    /// The last [`note_blocked`](Local::note_blocked): that task, in that scope. The scope is
+    /// then held in the task's lists (a strong reference, so its address is not reused), and
+    /// only `note_blocked` removes one from them, updating this as it does; a freed slot's next
+    /// task has another key. So a note that matches it has nothing to do.
+    noted: Cell<Option<(TaskKey, *const ScopeInner)>>,
     /// Bumped each time a scope's foreign-future watcher notes where its task blocks, so that
     /// enclosing watchers in the same poll keep the innermost note.
     pub(crate) foreign_notes: Cell<u64>,
@@ -586,6 +591,7 @@ pub(crate) fn start<T: 'static>(
         batch: RefCell::new(Vec::new()),
         carrier: RefCell::new(None),
         raises: Cell::new(0),
+        noted: Cell::new(None),
         foreign_notes: Cell::new(0),
     });
     shared.local.store(Rc::as_ptr(&local).cast_mut(), Ordering::Release);
@@ -688,7 +694,12 @@ impl Local {
         let Some(key) = self.current.get() else { return };
         let current = self.current_scope.borrow();
         let Some(scope) = &*current else { return };
+        let note = Some((key, Rc::as_ptr(scope)));
+        if self.noted.get() == note {
+            return;
+        }
         if let Some(Some(slot)) = self.slots.borrow_mut().get_mut(key.index as usize) {
+            self.noted.set(note);
             match &slot.blocked_in {
                 Some(a) if Rc::ptr_eq(a, scope) => {}
                 // Already noted (the common case: a task that blocks at the same await again):
