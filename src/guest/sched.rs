@@ -134,6 +134,7 @@ kernel_slot! {
 }
 
 /// Runs `f` with the guest run being ticked on this thread, if any.
+#[inline]
 pub(crate) fn with_local<R>(f: impl FnOnce(&Rc<Local>) -> R) -> Option<R> {
     let ptr = CURRENT.get();
     if ptr.is_null() {
@@ -666,6 +667,7 @@ impl Local {
     }
 
     /// Takes the error delivered to the task being polled, if one waits.
+    #[inline]
     pub(crate) fn take_raise(&self) -> Option<Error> {
         if self.raises.get() == 0 {
             return None;
@@ -679,17 +681,20 @@ impl Local {
     }
 
     /// The scope that is current for the task being polled.
+    #[inline]
     pub(crate) fn current_scope(&self) -> Option<Rc<ScopeInner>> {
         self.current_scope.borrow().clone()
     }
 
     /// Makes `scope` current for the task being polled; returns the previous one.
+    #[inline]
     pub(crate) fn swap_scope(&self, scope: Option<Rc<ScopeInner>>) -> Option<Rc<ScopeInner>> {
         core::mem::replace(&mut *self.current_scope.borrow_mut(), scope)
     }
 
     /// Records that the task being polled blocks in its current scope, so that cancelling that
     /// scope wakes it (see [`TaskSlot::blocked_in`]).
+    #[inline]
     pub(crate) fn note_blocked(&self) {
         let Some(key) = self.current.get() else { return };
         let current = self.current_scope.borrow();
@@ -716,6 +721,7 @@ impl Local {
     }
 
     /// Whether the current scope of the task being polled is effectively cancelled.
+    #[inline]
     pub(crate) fn current_scope_cancelled(&self) -> bool {
         self.current_scope.borrow().as_ref().is_some_and(|s| s.effectively_cancelled())
     }

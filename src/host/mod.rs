@@ -231,6 +231,7 @@ kernel_slot! {
 }
 
 /// Runs `f` with the host whose loop is running on this thread, if any.
+#[inline]
 fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     let ptr = CURRENT.get();
     if ptr.is_null() {
@@ -1287,6 +1288,7 @@ impl<T> Future for JoinHandle<T> {
 /// assert!(host::check_cancelled().is_ok()); // outside a host task
 /// # Ok::<(), infect::Error>(())
 /// ```
+#[inline]
 pub fn check_cancelled() -> core::result::Result<(), Cancelled> {
     let requested = with_core(|core| {
         // SAFETY: non-null only while `HostTask::poll` runs, which holds the `Rc<TaskCtl>` that
