@@ -266,11 +266,16 @@ impl Shared {
         Some(f(unsafe { &mut *self.owner_woken.0.get() }))
     }
 
-    /// Queues a woken task's key: on the owner thread without atomics, else on the queue.
-    fn push_woken(&self, key: TaskKey) {
-        if self.owner_queue(|q| q.push(key)).is_none() {
+    /// Queues a woken task's key and requests a tick: on the owner thread without the queue's
+    /// atomics and without the fence (the tick that could miss the key runs on this same
+    /// thread, in program order with this wake), else on the queue with the fence.
+    fn push_woken(self: &Arc<Self>, key: TaskKey) {
+        if self.owner_queue(|q| q.push(key)).is_some() {
+            self.request_tick_unfenced();
+        } else {
             // The queue is unbounded and never closed: a push cannot fail.
             let _ = self.queue.push(key);
+            self.request_tick();
         }
     }
 
@@ -283,6 +288,12 @@ impl Shared {
     fn request_tick(self: &Arc<Self>) {
         // Dekker pairing with the end of `Local::tick` (see there).
         core::sync::atomic::fence(Ordering::SeqCst);
+        self.request_tick_unfenced();
+    }
+
+    /// [`request_tick`](Self::request_tick) for the owner thread, whose work is in program
+    /// order with the end of every tick (no other thread's fence to pair with).
+    fn request_tick_unfenced(self: &Arc<Self>) {
         if !self.tick_pending.swap(true, Ordering::SeqCst) {
             self.hooks.run_sync_soon_threadsafe(GuestTick(self.clone()));
         }
@@ -381,7 +392,6 @@ impl Wake for TaskWaker {
                 t.record(TraceEvent::Wake(Side::Guest, self.number));
             }
             self.shared.push_woken(self.key);
-            self.shared.request_tick();
         }
     }
 }
