@@ -447,6 +447,7 @@ pub async fn fail_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>
 ///
 /// An error delivered to the task ([`TaskRef::deliver`](super::sched::TaskRef::deliver)) comes
 /// first, once, whatever the scope (also in a shield): the check takes it and returns it.
+#[inline]
 pub(crate) fn check_cancel() -> Result<()> {
     check(true)
 }
@@ -458,6 +459,7 @@ pub(crate) fn check_cancel_only() -> Result<()> {
     check(false)
 }
 
+#[inline]
 fn check(take: bool) -> Result<()> {
     with_local(|local| {
         if take && let Some(e) = local.take_raise() {
