@@ -18,13 +18,14 @@
 #[path = "../tests/common_proc/sshd.rs"]
 mod sshd;
 
-use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use infect::actor::{self, ActorOpts, Context, Endpoints, LAUNCHED_ARG};
+use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints, Function, LAUNCHED_ARG};
 use infect::to_host::{self, HostChannel, LinkOpts};
 use infect::{Error, Result, host};
+
+const ECHO: Function<u64, u64> = Function::new("b", "echo");
+const ECHO_SERVER: ContextFn<(), String> = ContextFn::new("b", "echo_server");
 
 async fn echo(x: u64) -> Result<u64> {
     Ok(x)
@@ -42,10 +43,9 @@ async fn echo_server(ctx: Context, _: ()) -> Result<()> {
     to_host::open_channel_from(host_echo_server, LinkOpts::default(), async |chan, first| {
         ctx.started(first).await?;
         ctx.open_stream(async |stream| {
-            let mut msgs = pin!(stream.iter::<u64>());
-            while let Some(msg) = msgs.next().await {
-                chan.send(msg?).await?;
-                let out = chan.receive().await?.ok_or(Error::HostTaskExited)?;
+            while let Some(msg) = stream.try_next::<u64>().await? {
+                chan.send(msg).await?;
+                let out = chan.receive().await?;
                 stream.send(&out).await?;
             }
             Ok(())
@@ -74,12 +74,12 @@ async fn run_round_trip(launcher: &[String], n: usize) -> Result<Duration> {
     open(async |an| {
         let p = an.start_actor("echo", opts(launcher)).await?;
         for i in 0..100u64 {
-            let _: u64 = p.run("b", "echo", &i).await?;
+            let _: u64 = p.run(ECHO, &i).await?;
         }
         let mut times = Vec::with_capacity(n);
         for i in 0..n as u64 {
             let t0 = Instant::now();
-            let back: u64 = p.run("b", "echo", &i).await?;
+            let back: u64 = p.run(ECHO, &i).await?;
             times.push(t0.elapsed());
             assert_eq!(back, i);
         }
@@ -94,14 +94,13 @@ async fn seed_echo_round_trip(launcher: &[String], n: usize) -> Result<Duration>
     open(async |an| {
         let p = an.start_actor("host_server", opts(launcher).infect_host(true)).await?;
         let d = p
-            .open_context("b", "echo_server", &(), async |ctx, _first: String| {
+            .open_context(ECHO_SERVER, &(), async |ctx, _first: String| {
                 ctx.open_stream(async |stream| {
-                    let mut msgs = pin!(stream.iter::<u64>());
                     let mut times = Vec::with_capacity(n);
                     for i in 0..(n + 100) as u64 {
                         let t0 = Instant::now();
                         stream.send(&i).await?;
-                        let back = msgs.next().await.ok_or(Error::Closed)??;
+                        let back: u64 = stream.receive().await?;
                         assert_eq!(back, i);
                         if i >= 100 {
                             times.push(t0.elapsed());
@@ -133,8 +132,8 @@ fn main() {
     let child = std::env::var_os("INFECT_ACTOR_PIPE").is_some()
         || std::env::args().next_back().is_some_and(|a| a == LAUNCHED_ARG);
     let ssh = if child { Err(String::new()) } else { sshd::ssh() };
-    let endpoints = Endpoints::new().function("b", "echo", echo).context("b", "echo_server", echo_server);
-    let r = actor::main(endpoints, async move {
+    let endpoints = Endpoints::new().serve(ECHO, echo).serve(ECHO_SERVER, echo_server);
+    let r = actor::run(endpoints, async move {
         let sh: Vec<String> = ["sh", "-c", "exec \"$@\"", "--"].map(String::from).to_vec();
         let mut ways: Vec<(&str, Vec<String>)> = vec![("pipes", Vec::new()), ("sh launcher", sh)];
         match &ssh {

@@ -10,11 +10,17 @@
 //! with `ActorOpts::program`). It prints where the actor ran, a remote error's kind and relay
 //! path, and exits 0.
 
-use infect::actor::{self, ActorOpts, Endpoints};
+use std::process::ExitCode;
+
+use infect::actor::{self, ActorOpts, Endpoints, Function};
 use infect::{Error, Result};
 
+/// The endpoints this binary serves, declared once and used at both ends.
+const WHEREAMI: Function<(), (String, u32)> = Function::new("remote", "whereami");
+const FAIL: Function<String, ()> = Function::new("remote", "fail");
+
 /// Where this actor runs: host name and pid.
-async fn whereami(_: ()) -> Result<(String, u32)> {
+async fn whereami() -> Result<(String, u32)> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     Ok((host.trim().to_owned(), std::process::id()))
 }
@@ -23,31 +29,28 @@ async fn fail(message: String) -> Result<()> {
     Err(Error::msg("ValueError", message))
 }
 
-fn main() {
-    let endpoints = Endpoints::new().function("remote", "whereami", whereami).function("remote", "fail", fail);
-    let r = actor::main(endpoints, async {
-        let mut launcher: Vec<String> = std::env::args().skip(1).collect();
-        if launcher.is_empty() {
-            launcher = ["sh", "-c", "exec \"$@\"", "--"].map(String::from).to_vec();
-        }
-        let shown = launcher.join(" ");
-        actor::open_nursery(async |an| {
-            let opts = ActorOpts::new().enable_modules(["remote"]).launcher(launcher);
-            let far = an.start_actor("far", opts).await?;
-            let (host, pid): (String, u32) = far.run("remote", "whereami", &()).await?;
-            println!("through `{shown}`: actor 'far' runs on {host} as pid {pid} (launcher pid {})", far.pid());
-            match far.run::<_, ()>("remote", "fail", "on purpose").await {
-                Err(e) => println!("its error: {} {:?} from {}", e.kind(), e.to_string(), far.name()),
-                Ok(()) => println!("no error?"),
-            }
-            far.cancel_actor().await?;
-            Ok(())
-        })
-        .await
-        .map(drop)
-    });
-    if let Err(e) = r {
-        eprintln!("remote_actor: {e}");
-        std::process::exit(1);
+async fn root() -> Result<()> {
+    let mut launcher: Vec<String> = std::env::args().skip(1).collect();
+    if launcher.is_empty() {
+        launcher = ["sh", "-c", "exec \"$@\"", "--"].map(String::from).to_vec();
     }
+    let shown = launcher.join(" ");
+    actor::open_nursery(async |an| {
+        let opts = ActorOpts::new().enable_modules(["remote"]).launcher(launcher);
+        let far = an.start_actor("far", opts).await?;
+        let (host, pid) = far.run(WHEREAMI, &()).await?;
+        println!("through `{shown}`: actor 'far' runs on {host} as pid {pid} (launcher pid {})", far.pid());
+        match far.run(FAIL, &"on purpose".to_owned()).await {
+            Err(e) => println!("its error: {} {:?} from {}", e.kind(), e.to_string(), far.name()),
+            Ok(()) => println!("no error?"),
+        }
+        far.cancel_actor().await?;
+        Ok(())
+    })
+    .await
+    .map(drop)
+}
+
+fn main() -> ExitCode {
+    actor::main(Endpoints::new().serve(WHEREAMI, whereami).serve(FAIL, fail), root())
 }

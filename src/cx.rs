@@ -36,6 +36,7 @@ impl<T: Copy + 'static> Slot<T> {
         Slot { cell: Global(Cell::new(init)) }
     }
 
+    #[inline]
     pub(crate) fn get(&'static self) -> T {
         #[cfg(feature = "std")]
         {
@@ -47,6 +48,7 @@ impl<T: Copy + 'static> Slot<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn replace(&'static self, value: T) -> T {
         #[cfg(feature = "std")]
         {
@@ -104,11 +106,13 @@ kernel_slot! {
 
 /// Notes that one of infect's awaits parks (or checks for cancellation outside a cancelled
 /// scope): the future being polled waits somewhere infect knows about.
+#[inline]
 pub(crate) fn note_park() {
     PARKS.replace(PARKS.get().wrapping_add(1));
 }
 
 /// The park count (see [`note_park`]).
+#[inline]
 pub(crate) fn parks() -> u64 {
     PARKS.get()
 }

@@ -25,7 +25,7 @@
 //! use infect::{guest::{self, GuestConfig}, time::VirtualClock};
 //! use std::{rc::Rc, time::Duration};
 //!
-//! let out = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+//! let out = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 //!     let (tx, mut rx) = guest::channel::<u32>(1);
 //!     let total = guest::open_nursery(async |n| {
 //!         n.start_soon(async move {
@@ -36,7 +36,7 @@
 //!             Ok(())
 //!         })?;
 //!         let mut total = 0;
-//!         while let Some(v) = rx.recv().await? {
+//!         while let Some(v) = rx.try_next().await? {
 //!             total += v;
 //!         }
 //!         Ok(total)
@@ -143,7 +143,7 @@
 //!
 //! | layer | what it is |
 //! |---|---|
-//! | [`time`], [`trace`], [`wire`], `cx` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: the "current loop" slots |
+//! | [`time`], [`trace`], [`wire`], `cx`, `panic` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: the "current loop" slots, panic capture (std) |
 //! | `timers`, `sync`, `reactor` (std) | crate-private: the one timer queue and sleep slot both loops use, the one waker list and broadcast ring; `poll(2)` over a handful of fds, one wake fd and the park gate |
 //! | [`host`] · [`guest`] | the host executor (asyncio's role), built on `async-task`, generic: wakes from any thread, alarms, shutdown of what it carries; `host::net` (std): its sockets · the structured-concurrency runtime (trio's role), riding any host through [`guest::Hooks`] |
 //! | `embed` | crate-private: our host carrying a guest ([`Host::run_guest`](host::Host::run_guest), one guest per host, the typed handle `to_host` finds its host by) |

@@ -108,7 +108,7 @@ impl Sub<Instant> for Instant {
 ///     }
 /// }
 /// let clock = Rc::new(Counting::default());
-/// let r = GuestConfig::new(clock.clone()).run(async {
+/// let r = guest::run_with(GuestConfig::new(clock.clone()), async {
 ///     guest::sleep(Duration::from_secs(1)).await?;
 ///     guest::sleep(Duration::from_secs(1)).await
 /// });

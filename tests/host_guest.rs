@@ -304,6 +304,51 @@ fn a_standalone_guest_task_is_woken_from_another_thread() {
     assert_eq!(r, Ok(1));
 }
 
+/// One guest batch takes the tasks woken from other threads first, then those woken on the
+/// run's own thread, each in wake order (the host's rule for its injector and local queue): tasks
+/// 1 and 0 woken here, then task 2 woken from a thread that is joined before the tick, are polled
+/// 2, 1, 0. With wakes from one thread only the order is the wake order (every other test).
+#[test]
+fn a_guest_batch_polls_other_threads_wakes_first_then_its_own_in_wake_order() {
+    use std::cell::{Cell, RefCell};
+    let log: Rc<RefCell<Vec<usize>>> = Rc::default();
+    let wakers: Rc<RefCell<[Option<Waker>; 3]>> = Rc::default();
+    let go = Rc::new(Cell::new(false));
+    let (l, w, g) = (log.clone(), wakers.clone(), go.clone());
+    let r = guest::GuestConfig::new(Rc::new(infect::time::VirtualClock::new())).run(async move {
+        guest::open_nursery(async |n| {
+            for i in 0..3 {
+                let (l, w, g) = (l.clone(), w.clone(), g.clone());
+                n.start_soon(async move {
+                    poll_fn(|cx| {
+                        if g.get() {
+                            l.borrow_mut().push(i);
+                            Poll::Ready(())
+                        } else {
+                            w.borrow_mut()[i] = Some(cx.waker().clone());
+                            Poll::Pending
+                        }
+                    })
+                    .await;
+                    Ok(())
+                })?;
+            }
+            // One tick: the children run and park.
+            guest::checkpoint().await?;
+            assert!(w.borrow().iter().all(Option::is_some), "every child parked");
+            g.set(true);
+            let [w0, w1, w2] = std::mem::take(&mut *w.borrow_mut()).map(Option::unwrap);
+            w1.wake();
+            w0.wake();
+            std::thread::spawn(move || w2.wake()).join().unwrap();
+            Ok(())
+        })
+        .await
+    });
+    assert_eq!(r, Ok(Some(())));
+    assert_eq!(*log.borrow(), [2, 1, 0]);
+}
+
 #[test]
 fn guest_and_host_share_one_virtual_timeline() {
     let host = vhost();

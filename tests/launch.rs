@@ -19,12 +19,10 @@ mod common_proc;
 mod sshd;
 
 use std::io::BufReader;
-use std::pin::pin;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use infect::actor::{self, ActorOpts, Context, Endpoints, LAUNCHED_ARG};
+use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints, Function, LAUNCHED_ARG};
 use infect::error::LaunchFailure;
 use infect::to_host::{self, HostChannel, LinkOpts};
 use infect::wire::PROTOCOL_VERSION;
@@ -74,7 +72,7 @@ async fn die_loudly(_: ()) -> Result<()> {
 /// Runs a one-shot grandchild (on this actor's host) that fails: its error comes back through us.
 async fn grandchild_fails(message: String) -> Result<()> {
     actor::open_nursery(async |an| {
-        an.run_in_actor("t", "fail", &message, ActorOpts::new().name("grandchild")).await?;
+        an.run_in_actor(FAIL, &message, ActorOpts::new().name("grandchild")).await?;
         Ok(())
     })
     .await
@@ -110,10 +108,9 @@ async fn guest_to_host_echo_server(ctx: Context, _: ()) -> Result<()> {
     to_host::open_channel_from(host_echo_server, LinkOpts::default(), async |chan, first| {
         ctx.started(first).await?;
         ctx.open_stream(async |stream| {
-            let mut msgs = pin!(stream.iter::<u64>());
-            while let Some(msg) = msgs.next().await {
-                chan.send(msg?).await?;
-                let out = chan.receive().await?.ok_or(Error::HostTaskExited)?;
+            while let Some(msg) = stream.try_next::<u64>().await? {
+                chan.send(msg).await?;
+                let out = chan.receive().await?;
                 stream.send(&out).await?;
             }
             Ok(())
@@ -123,19 +120,31 @@ async fn guest_to_host_echo_server(ctx: Context, _: ()) -> Result<()> {
     .await
 }
 
+const ECHO: Function<u64, u64> = Function::new("t", "echo");
+const PID: Function<(), u32> = Function::new("t", "pid");
+const FAIL: Function<String, ()> = Function::new("t", "fail");
+const NOISY: Function<u64, u64> = Function::new("t", "noisy");
+const SLEEP_FOREVER: Function<(), ()> = Function::new("t", "sleep_forever");
+const BLOCK: Function<u64, ()> = Function::new("t", "block");
+const DIE_LOUDLY: Function<(), ()> = Function::new("t", "die_loudly");
+const GRANDCHILD_FAILS: Function<String, ()> = Function::new("t", "grandchild_fails");
+const INFECTED_ROUND_TRIP: Function<u64, (bool, u64)> = Function::new("t", "infected_round_trip");
+const TOUCH_THEN_SLEEP: Function<String, ()> = Function::new("t", "touch_then_sleep");
+const ECHO_SERVER: ContextFn<(), String> = ContextFn::new("t", "echo_server");
+
 fn endpoints() -> Endpoints {
     Endpoints::new()
-        .function("t", "echo", echo)
-        .function("t", "pid", pid)
-        .function("t", "fail", fail)
-        .function("t", "noisy", noisy)
-        .function("t", "sleep_forever", sleep_forever)
-        .function("t", "block", block)
-        .function("t", "die_loudly", die_loudly)
-        .function("t", "grandchild_fails", grandchild_fails)
-        .function("t", "infected_round_trip", infected_round_trip)
-        .function("t", "touch_then_sleep", touch_then_sleep)
-        .context("t", "echo_server", guest_to_host_echo_server)
+        .serve(ECHO, echo)
+        .serve(PID, pid)
+        .serve(FAIL, fail)
+        .serve(NOISY, noisy)
+        .serve(SLEEP_FOREVER, sleep_forever)
+        .serve(BLOCK, block)
+        .serve(DIE_LOUDLY, die_loudly)
+        .serve(GRANDCHILD_FAILS, grandchild_fails)
+        .serve(INFECTED_ROUND_TRIP, infected_round_trip)
+        .serve(TOUCH_THEN_SLEEP, touch_then_sleep)
+        .serve(ECHO_SERVER, guest_to_host_echo_server)
 }
 
 // ---------------------------------------------------------------- helpers
@@ -206,9 +215,9 @@ async fn nursery<T>(body: impl AsyncFnOnce(&actor::ActorNursery) -> Result<T>) -
 async fn sh_launcher_echo() -> Check {
     let (x, noisy, pids, graceful, errs) = nursery(async |an| {
         let p = an.start_actor("local", via(&SH)).await?;
-        let x: u64 = p.run("t", "echo", &41u64).await?;
-        let noisy: u64 = p.run("t", "noisy", &5u64).await?;
-        let theirs: u32 = p.run("t", "pid", &()).await?;
+        let x: u64 = p.run(ECHO, &41u64).await?;
+        let noisy: u64 = p.run(NOISY, &5u64).await?;
+        let theirs: u32 = p.run(PID, &()).await?;
         let aid = p.aid().map(|a| a.pid);
         let errs = p.wire_error_count() + p.protocol_error_count();
         let graceful = p.cancel_actor().await?;
@@ -226,7 +235,7 @@ async fn sh_launcher_echo() -> Check {
 async fn sh_launcher_infected() -> Check {
     let r = nursery(async |an| {
         let p = an.start_actor("local-infected", via(&SH).infect_host(true)).await?;
-        let out: (bool, u64) = p.run("t", "infected_round_trip", &9u64).await?;
+        let out: (bool, u64) = p.run(INFECTED_ROUND_TRIP, &9u64).await?;
         p.cancel_actor().await?;
         Ok(out)
     })
@@ -243,12 +252,12 @@ async fn killing_the_launcher_leaves_no_actor() -> Check {
     let launcher = ["sh", "-c", "\"$@\"; exit $?", "--"];
     let r = nursery(async |an| {
         let p = an.start_actor("orphan", via(&launcher)).await?;
-        let theirs: u32 = p.run("t", "pid", &()).await?;
+        let theirs: u32 = p.run(PID, &()).await?;
         if theirs == p.pid() {
             return Err(Error::msg("Assertion", "the launcher exec'd the program"));
         }
         signal(p.pid(), libc::SIGKILL);
-        let r: Result<()> = p.run("t", "sleep_forever", &()).await;
+        let r: Result<()> = p.run(SLEEP_FOREVER, &()).await;
         Ok((theirs, r))
     })
     .await;
@@ -274,10 +283,10 @@ async fn the_ladder_reaches_the_launcher() -> Check {
     let opts = via(&launcher).cancel_timeout(Duration::from_millis(200)).term_timeout(Duration::from_millis(300));
     let r = nursery(async |an| {
         let p = an.start_actor("blocked", opts).await?;
-        let theirs: u32 = p.run("t", "pid", &()).await?;
+        let theirs: u32 = p.run(PID, &()).await?;
         let blocker = p.clone();
         let graceful = guest::open_nursery(async |n| {
-            n.start_soon(async move { blocker.run::<_, ()>("t", "block", &2000u64).await.or(Ok(())) })?;
+            n.start_soon(async move { blocker.run(BLOCK, &2000u64).await.or(Ok(())) })?;
             guest::sleep(Duration::from_millis(100)).await?;
             let t0 = Instant::now();
             let graceful = p.cancel_actor().await?;
@@ -298,8 +307,7 @@ async fn the_ladder_reaches_the_launcher() -> Check {
 /// After the handshake the program writes a line to stderr and exits 3: `ActorDied` with the
 /// launcher's (here the program's own) status and that line.
 async fn launched_death_quotes_stderr() -> Check {
-    let r: Result<()> =
-        nursery(async |an| an.start_actor("loud", via(&SH)).await?.run("t", "die_loudly", &()).await).await;
+    let r: Result<()> = nursery(async |an| an.start_actor("loud", via(&SH)).await?.run(DIE_LOUDLY, &()).await).await;
     match r {
         Err(
             ref e @ Error::ActorDied { ref actor, code: Some(3), signal: None, panic: None, stderr: Some(ref line) },
@@ -395,9 +403,9 @@ async fn hung_launcher_times_out() -> Check {
 async fn ssh_echo() -> Check {
     let (x, theirs, launcher_pid, graceful) = nursery(async |an| {
         let p = an.start_actor("far", via(&ssh())).await?;
-        let x: u64 = p.run("t", "echo", &7u64).await?;
-        let theirs: u32 = p.run("t", "pid", &()).await?;
-        let noisy: u64 = p.run("t", "noisy", &8u64).await?;
+        let x: u64 = p.run(ECHO, &7u64).await?;
+        let theirs: u32 = p.run(PID, &()).await?;
+        let noisy: u64 = p.run(NOISY, &8u64).await?;
         ensure_ok(noisy == 8 && p.aid().map(|a| a.pid) == Some(theirs))?;
         ensure_ok(p.wire_error_count() + p.protocol_error_count() == 0)?;
         let graceful = p.cancel_actor().await?;
@@ -416,14 +424,13 @@ async fn ssh_seed_echo() -> Check {
     let r = nursery(async |an| {
         let p = an.start_actor("host_server", via(&ssh()).infect_host(true)).await?;
         let got = p
-            .open_context("t", "echo_server", &(), async |ctx, first: String| {
+            .open_context(ECHO_SERVER, &(), async |ctx, first: String| {
                 ensure_ok(first == "start")?;
                 ctx.open_stream(async |stream| {
                     let mut got = Vec::new();
-                    let mut msgs = pin!(stream.iter::<u64>());
                     for i in 0..200u64 {
                         stream.send(&i).await?;
-                        got.push(msgs.next().await.ok_or(Error::Closed)??);
+                        got.push(stream.receive::<u64>().await?);
                     }
                     Ok(got)
                 })
@@ -442,7 +449,7 @@ async fn ssh_seed_echo() -> Check {
 async fn ssh_infected_child() -> Check {
     let r = nursery(async |an| {
         let p = an.start_actor("far-infected", via(&ssh()).infect_host(true)).await?;
-        let out: (bool, u64) = p.run("t", "infected_round_trip", &41u64).await?;
+        let out: (bool, u64) = p.run(INFECTED_ROUND_TRIP, &41u64).await?;
         p.cancel_actor().await?;
         Ok(out)
     })
@@ -455,7 +462,7 @@ async fn ssh_infected_child() -> Check {
 /// relayed through it: its kind, source and relay path.
 async fn ssh_remote_error_relays() -> Check {
     let r: Result<()> = nursery(async |an| {
-        an.start_actor("middle", via(&ssh())).await?.run("t", "grandchild_fails", "far trouble").await
+        an.start_actor("middle", via(&ssh())).await?.run(GRANDCHILD_FAILS, &"far trouble".to_owned()).await
     })
     .await;
     let e = r.err().ok_or("no error")?;
@@ -474,7 +481,7 @@ async fn ssh_cancel_runs_remote_teardown() -> Check {
         let sleeper = p.clone();
         let arg = path.clone();
         guest::open_nursery(async |n| {
-            n.start_soon(async move { sleeper.run::<_, ()>("t", "touch_then_sleep", &arg).await.or(Ok(())) })?;
+            n.start_soon(async move { sleeper.run(TOUCH_THEN_SLEEP, &arg).await.or(Ok(())) })?;
             let made = wait_until(Duration::from_secs(5), || std::path::Path::new(&path).exists()).await;
             ensure_ok(made)?;
             p.cancel_actor().await
@@ -493,14 +500,14 @@ async fn ssh_cancel_runs_remote_teardown() -> Check {
 async fn ssh_killed_launcher_leaves_no_remote() -> Check {
     let r = nursery(async |an| {
         let p = an.start_actor("far-victim", via(&ssh())).await?;
-        let theirs: u32 = p.run("t", "pid", &()).await?;
+        let theirs: u32 = p.run(PID, &()).await?;
         for i in 0..20u64 {
-            let _: u64 = p.run("t", "echo", &i).await?;
+            let _: u64 = p.run(ECHO, &i).await?;
         }
         signal(p.pid(), libc::SIGKILL);
         let mut last = Ok(0);
         for i in 0..1000u64 {
-            last = p.run::<_, u64>("t", "echo", &i).await;
+            last = p.run(ECHO, &i).await;
             if last.is_err() {
                 break;
             }
@@ -543,14 +550,14 @@ async fn role_sshecho() -> Result<()> {
     nursery(async |an| {
         let p = an.start_actor("far-echo", via(&ssh())).await?;
         for i in 0..20u64 {
-            let _: u64 = p.run("t", "echo", &i).await?;
+            let _: u64 = p.run(ECHO, &i).await?;
         }
-        let theirs: u32 = p.run("t", "pid", &()).await?;
+        let theirs: u32 = p.run(PID, &()).await?;
         println!("pid {theirs}");
         println!("pid {}", p.pid());
         let mut i = 0u64;
         loop {
-            let back: u64 = p.run("t", "echo", &i).await?;
+            let back: u64 = p.run(ECHO, &i).await?;
             ensure_ok(back == i)?;
             i += 1;
         }
@@ -619,7 +626,7 @@ async fn ssh_protocol_mismatch() -> Check {
 /// The remote actor dies after the handshake: ssh passes its status on, and its stderr line.
 async fn ssh_remote_death_quotes_stderr() -> Check {
     let r: Result<()> =
-        nursery(async |an| an.start_actor("far-loud", via(&ssh())).await?.run("t", "die_loudly", &()).await).await;
+        nursery(async |an| an.start_actor("far-loud", via(&ssh())).await?.run(DIE_LOUDLY, &()).await).await;
     match r {
         Err(Error::ActorDied { ref actor, code: Some(3), signal: None, stderr: Some(ref line), .. })
             if actor == "far-loud" && line == "dying on purpose" => {}
@@ -687,7 +694,7 @@ fn main() {
             }
         }
     }
-    let r = actor::main(endpoints(), async move {
+    let r = actor::run(endpoints(), async move {
         if role == "sshecho" {
             return role_sshecho().await.map(|()| (0, 0));
         }

@@ -107,3 +107,37 @@ fn the_parser_sees_groups_and_paths() {
     assert_eq!(layer_of("host"), layer_of("guest"));
     assert!(layer_of("embed") > layer_of("host") && layer_of("to_host") > layer_of("embed"));
 }
+
+/// The modules a row of the crate docs' layer table names: `[`x`]` links and `x` code spans in
+/// its first cell.
+fn row_modules(row: &str) -> Vec<String> {
+    let first = row.trim_start_matches("//!").trim().trim_start_matches('|').split('|').next().unwrap_or("");
+    first.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+#[test]
+fn the_layer_table_in_the_crate_docs_is_this_table() {
+    let lib = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    let rows: Vec<Vec<String>> = lib
+        .lines()
+        .skip_while(|l| !l.starts_with("//! | layer |"))
+        .skip(2) // the header and the rule
+        .take_while(|l| l.starts_with("//! |"))
+        .map(|r| {
+            let mut m = row_modules(r);
+            m.sort();
+            m
+        })
+        .collect();
+    // `fuzzing` (test-only harnesses over every layer) is not a layer of the docs' table.
+    let expected: Vec<Vec<String>> = LAYERS
+        .iter()
+        .filter(|l| l != &&&["fuzzing"][..])
+        .map(|l| {
+            let mut m: Vec<String> = l.iter().map(|m| m.to_string()).collect();
+            m.sort();
+            m
+        })
+        .collect();
+    assert_eq!(rows, expected, "rows of the layer table in src/lib.rs, each row's modules sorted");
+}

@@ -185,6 +185,40 @@ fn ready_fds_wake_in_registration_order() {
     });
 }
 
+/// The table stays in registration order through removals: dropping a middle interest and
+/// re-registering a completed one (a new key, so the last place) wake in the order a, c, d, b.
+#[test]
+fn removals_keep_the_order_and_a_new_registration_goes_last() {
+    no_fd_leak(|| {
+        let reactor = Reactor::new().unwrap();
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..4).map(|_| fd::pipe().unwrap()).collect();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let names = ["a", "b", "c", "d", "gone"];
+        let wakers: Vec<Waker> = names.iter().map(|n| named(n, &log)).collect();
+        let mut a = reactor.readable(pipes[0].0.as_raw_fd());
+        let mut b = reactor.readable(pipes[1].0.as_raw_fd());
+        let mut gone = reactor.readable(pipes[2].0.as_raw_fd());
+        let mut c = reactor.readable(pipes[2].0.as_raw_fd());
+        for (ready, w) in [(&mut a, &wakers[0]), (&mut b, &wakers[1]), (&mut gone, &wakers[4]), (&mut c, &wakers[2])] {
+            assert!(poll_with(ready, w).is_pending());
+        }
+        drop(gone);
+        // `b` fires alone and completes; polled again it registers anew, after `d`.
+        write_byte(&pipes[1].1);
+        assert_eq!(reactor.park(Some(PATIENCE)).unwrap().woken, 1);
+        assert!(poll_with(&mut b, &wakers[1]).is_ready());
+        let mut d = reactor.readable(pipes[3].0.as_raw_fd());
+        assert!(poll_with(&mut d, &wakers[3]).is_pending());
+        assert!(poll_with(&mut b, &wakers[1]).is_pending());
+        log.lock().unwrap().clear();
+        for i in [3, 2, 0] {
+            write_byte(&pipes[i].1);
+        }
+        assert_eq!(reactor.park(Some(PATIENCE)).unwrap().woken, 4);
+        assert_eq!(*log.lock().unwrap(), ["a", "c", "d", "b"]);
+    });
+}
+
 #[test]
 fn several_waiters_on_one_fd_all_wake_in_order() {
     no_fd_leak(|| {

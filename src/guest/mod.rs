@@ -289,7 +289,7 @@ pub fn run<T: 'static>(main: impl Future<Output = Result<T>> + 'static) -> Resul
 /// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
 /// assert_eq!(guest::current_time(), Instant::ZERO); // no guest task here
-/// let t = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let t = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     guest::sleep(Duration::from_millis(20)).await?;
 ///     Ok(guest::current_time())
 /// });
@@ -310,7 +310,7 @@ pub fn current_time() -> Instant {
 /// ```
 /// use infect::{Error, guest::{self, CancelScope, GuestConfig}, time::VirtualClock};
 /// use std::{rc::Rc, time::Duration};
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     guest::sleep(Duration::from_secs(2)).await?;
 ///     let scope = CancelScope::new();
 ///     scope.cancel();
@@ -333,7 +333,7 @@ pub async fn sleep(d: Duration) -> Result<()> {
 /// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
 /// let at = Instant::ZERO + Duration::from_secs(7);
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
 ///     guest::sleep_until(at).await?;
 ///     Ok(guest::current_time())
 /// });
@@ -349,7 +349,7 @@ pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
 /// ```
 /// use infect::{guest::{self, GuestConfig}, time::VirtualClock};
 /// use std::{rc::Rc, time::Duration};
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     let out = guest::move_on_after(Duration::from_secs(3), guest::sleep_forever()).await?;
 ///     Ok((out, guest::current_time().as_nanos()))
 /// });

@@ -70,7 +70,7 @@ impl NurseryInner {
 /// ```
 /// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     guest::open_nursery(async |n| {
 ///         for secs in [1, 2, 3] {
 ///             let sibling = n.clone();

@@ -1,9 +1,11 @@
 //! The guest scheduler: task slots, wakers, the tick, and the run handle.
 //!
 //! Two halves, split by thread-safety:
-//! - [`Shared`] is `Send + Sync`: the queue of woken task keys (in wake order), the
-//!   `tick_pending` flag that deduplicates tick requests, and the host's [`Hooks`]. Wakers hold
-//!   only this half, so a guest task may be woken from any thread.
+//! - [`Shared`] is `Send + Sync`: the queues of woken task keys (one for wakes from other
+//!   threads, one without atomics for wakes on the run's own thread; a tick takes the first,
+//!   then the second, each in wake order), the `tick_pending` flag that deduplicates tick
+//!   requests, and the host's [`Hooks`]. Wakers hold only this half, so a guest task may be
+//!   woken from any thread.
 //! - [`Local`] is owned by the thread that started the run: the task futures, the scopes'
 //!   timers, the current task. Only a [`GuestTick`] run on that thread reaches it.
 //!
@@ -19,7 +21,8 @@
 //!                                                          Exited (slot freed)
 //! ```
 //! 1. [`Local::spawn`]: the slot is filled and the task is queued for its first poll.
-//! 2. [`TaskWaker::wake_by_ref`]: `queued` goes false → true and the key is pushed; a second
+//! 2. [`TaskWaker::wake_by_ref`]: `queued` goes false → true and the key is pushed (onto the
+//!    owner's queue when woken on the run's thread); a second
 //!    wake before the poll is a no-op, so a task is polled at most once per batch.
 //! 3. [`Local::tick`] takes the batch that was queued when the tick began, clears `queued` and
 //!    polls with the task's root scope current.
@@ -132,6 +135,7 @@ kernel_slot! {
 }
 
 /// Runs `f` with the guest run being ticked on this thread, if any.
+#[inline]
 pub(crate) fn with_local<R>(f: impl FnOnce(&Rc<Local>) -> R) -> Option<R> {
     let ptr = CURRENT.get();
     if ptr.is_null() {
@@ -193,10 +197,41 @@ pub(crate) struct TaskKey {
     generation: u32,
 }
 
+/// Task keys woken on the run's own thread, in wake order: a plain `Vec` (no atomics, no block
+/// allocation per 31 wakes as in the concurrent queue), touched only on the owner thread.
+struct OwnerQueue(core::cell::UnsafeCell<Vec<TaskKey>>);
+
+// SAFETY: the `Vec` is only reached through `Shared::owner_queue`, which hands it out only on the
+// thread that started the run (std: checked by `Shared::on_owner_thread`; without std the kernel
+// is single-threaded by contract, see `cx`), and no reference into it outlives the short,
+// non-reentrant call that took it (a push, an append, a clear, an emptiness check).
+unsafe impl Sync for OwnerQueue {}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    /// A byte whose address tells this thread from every other live thread: cheaper than
+    /// `thread::current().id()` and usable even while the thread's other locals are torn down
+    /// (const-initialised, no destructor).
+    static THREAD_MARK: u8 = const { 0 };
+}
+
+/// This thread's [`THREAD_MARK`] address.
+#[cfg(feature = "std")]
+fn thread_mark() -> usize {
+    THREAD_MARK.with(|m| core::ptr::from_ref(m) as usize)
+}
+
 /// The `Send + Sync` half of a guest run.
 pub(crate) struct Shared {
-    /// Woken task keys, in wake order.
+    /// Task keys woken from other threads, in wake order.
     queue: ConcurrentQueue<TaskKey>,
+    /// Task keys woken on the owner thread, in wake order. A tick takes the other threads' keys
+    /// first, then these (as the host takes its injector before its local queue): with wakes
+    /// from one thread only, the order is the wake order.
+    owner_woken: OwnerQueue,
+    /// The owner thread's [`thread_mark`].
+    #[cfg(feature = "std")]
+    owner_mark: usize,
     /// A tick has been requested and has not finished yet: wakes need not request another.
     tick_pending: AtomicBool,
     hooks: Box<dyn Hooks>,
@@ -209,9 +244,57 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Whether the caller runs on the thread that started the run.
+    fn on_owner_thread(&self) -> bool {
+        #[cfg(feature = "std")]
+        {
+            thread_mark() == self.owner_mark
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            true
+        }
+    }
+
+    /// Runs `f` on the owner-thread queue; `None` (and `f` not run) on another thread.
+    fn owner_queue<R>(&self, f: impl FnOnce(&mut Vec<TaskKey>) -> R) -> Option<R> {
+        if !self.on_owner_thread() {
+            return None;
+        }
+        // SAFETY: on the owner thread (checked above), the only thread that reaches the `Vec`;
+        // `f` is one of this module's short operations on it, which call no foreign code, so no
+        // other reference to it exists meanwhile.
+        Some(f(unsafe { &mut *self.owner_woken.0.get() }))
+    }
+
+    /// Queues a woken task's key and requests a tick: on the owner thread without the queue's
+    /// atomics and without the fence (the tick that could miss the key runs on this same
+    /// thread, in program order with this wake), else on the queue with the fence.
+    fn push_woken(self: &Arc<Self>, key: TaskKey) {
+        if self.owner_queue(|q| q.push(key)).is_some() {
+            self.request_tick_unfenced();
+        } else {
+            // The queue is unbounded and never closed: a push cannot fail.
+            let _ = self.queue.push(key);
+            self.request_tick();
+        }
+    }
+
+    /// Whether any woken key waits (either queue; the owner's counts only on its thread, which
+    /// is where a tick asks).
+    fn any_woken(&self) -> bool {
+        !self.queue.is_empty() || self.owner_queue(|q| !q.is_empty()).unwrap_or(false)
+    }
+
     fn request_tick(self: &Arc<Self>) {
         // Dekker pairing with the end of `Local::tick` (see there).
         core::sync::atomic::fence(Ordering::SeqCst);
+        self.request_tick_unfenced();
+    }
+
+    /// [`request_tick`](Self::request_tick) for the owner thread, whose work is in program
+    /// order with the end of every tick (no other thread's fence to pair with).
+    fn request_tick_unfenced(self: &Arc<Self>) {
         if !self.tick_pending.swap(true, Ordering::SeqCst) {
             self.hooks.run_sync_soon_threadsafe(GuestTick(self.clone()));
         }
@@ -309,9 +392,7 @@ impl Wake for TaskWaker {
             if let Some(t) = &self.shared.trace {
                 t.record(TraceEvent::Wake(Side::Guest, self.number));
             }
-            // The queue is unbounded and never closed: a push cannot fail.
-            let _ = self.shared.queue.push(self.key);
-            self.shared.request_tick();
+            self.shared.push_woken(self.key);
         }
     }
 }
@@ -397,6 +478,16 @@ pub(crate) struct Local {
     batch: RefCell<Vec<TaskKey>>,
     /// Set by the host that carries this run (for `to_host`): opaque to the guest.
     carrier: RefCell<Option<Rc<dyn core::any::Any>>>,
+    /// How many slots may hold a delivered error (`raise`): raised by [`deliver`](Local::deliver),
+    /// lowered when one is taken. Never too low (a slot freed with its delivery still waiting
+    /// leaves it one too high, which only costs the slow path), so at zero no slot holds one and
+    /// [`take_raise`](Local::take_raise), called at every cancellation check, looks at none.
+    raises: Cell<usize>,
+    /// The last [`note_blocked`](Local::note_blocked): that task, in that scope. The scope is
+    /// then held in the task's lists (a strong reference, so its address is not reused), and
+    /// only `note_blocked` removes one from them, updating this as it does; a freed slot's next
+    /// task has another key. So a note that matches it has nothing to do.
+    noted: Cell<Option<(TaskKey, *const ScopeInner)>>,
     /// Bumped each time a scope's foreign-future watcher notes where its task blocks, so that
     /// enclosing watchers in the same poll keep the innermost note.
     pub(crate) foreign_notes: Cell<u64>,
@@ -470,6 +561,9 @@ pub(crate) fn start<T: 'static>(
 ) -> GuestRun {
     let shared = Arc::new(Shared {
         queue: ConcurrentQueue::unbounded(),
+        owner_woken: OwnerQueue(core::cell::UnsafeCell::new(Vec::new())),
+        #[cfg(feature = "std")]
+        owner_mark: thread_mark(),
         tick_pending: AtomicBool::new(false),
         hooks,
         local: AtomicPtr::new(core::ptr::null_mut()),
@@ -508,6 +602,8 @@ pub(crate) fn start<T: 'static>(
         policy: setup.policy,
         batch: RefCell::new(Vec::new()),
         carrier: RefCell::new(None),
+        raises: Cell::new(0),
+        noted: Cell::new(None),
         foreign_notes: Cell::new(0),
     });
     shared.local.store(Rc::as_ptr(&local).cast_mut(), Ordering::Release);
@@ -574,6 +670,7 @@ impl Local {
                 return false;
             }
             slot.raise = Some(Raise { error, fallback });
+            self.raises.set(self.raises.get() + 1);
             slot.waker.clone()
         };
         waker.wake_by_ref();
@@ -581,37 +678,53 @@ impl Local {
     }
 
     /// Takes the error delivered to the task being polled, if one waits.
+    #[inline]
     pub(crate) fn take_raise(&self) -> Option<Error> {
+        if self.raises.get() == 0 {
+            return None;
+        }
         let key = self.current.get()?;
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(key.index as usize)?.as_mut()?;
-        slot.raise.take().map(|r| r.error)
+        let raise = slot.raise.take()?;
+        self.raises.set(self.raises.get() - 1);
+        Some(raise.error)
     }
 
     /// The scope that is current for the task being polled.
+    #[inline]
     pub(crate) fn current_scope(&self) -> Option<Rc<ScopeInner>> {
         self.current_scope.borrow().clone()
     }
 
     /// Makes `scope` current for the task being polled; returns the previous one.
+    #[inline]
     pub(crate) fn swap_scope(&self, scope: Option<Rc<ScopeInner>>) -> Option<Rc<ScopeInner>> {
         core::mem::replace(&mut *self.current_scope.borrow_mut(), scope)
     }
 
     /// Records that the task being polled blocks in its current scope, so that cancelling that
     /// scope wakes it (see [`TaskSlot::blocked_in`]).
+    #[inline]
     pub(crate) fn note_blocked(&self) {
         let Some(key) = self.current.get() else { return };
         let current = self.current_scope.borrow();
         let Some(scope) = &*current else { return };
+        let note = Some((key, Rc::as_ptr(scope)));
+        if self.noted.get() == note {
+            return;
+        }
         if let Some(Some(slot)) = self.slots.borrow_mut().get_mut(key.index as usize) {
+            self.noted.set(note);
             match &slot.blocked_in {
                 Some(a) if Rc::ptr_eq(a, scope) => {}
+                // Already noted (the common case: a task that blocks at the same await again):
+                // nothing to do. Exited scopes left in the list are skipped by `wake_cancelled`
+                // and pruned at the next push.
+                Some(a) if !a.is_exited() && slot.blocked_more.iter().any(|s| Rc::ptr_eq(s, scope)) => {}
                 Some(a) if !a.is_exited() => {
                     slot.blocked_more.retain(|s| !s.is_exited());
-                    if !slot.blocked_more.iter().any(|s| Rc::ptr_eq(s, scope)) {
-                        slot.blocked_more.push(scope.clone());
-                    }
+                    slot.blocked_more.push(scope.clone());
                 }
                 _ => slot.blocked_in = Some(scope.clone()),
             }
@@ -619,6 +732,7 @@ impl Local {
     }
 
     /// Whether the current scope of the task being polled is effectively cancelled.
+    #[inline]
     pub(crate) fn current_scope_cancelled(&self) -> bool {
         self.current_scope.borrow().as_ref().is_some_and(|s| s.effectively_cancelled())
     }
@@ -705,6 +819,8 @@ impl Local {
                 Err(_) => break,
             }
         }
+        // A tick runs on the owner thread: this always takes the owner's keys.
+        self.shared.owner_queue(|q| batch.append(q));
         if let Some(p) = &self.policy {
             p.permute(&mut batch);
         }
@@ -728,7 +844,7 @@ impl Local {
         // task never waits for a tick nobody requested.
         self.shared.tick_pending.store(false, Ordering::SeqCst);
         core::sync::atomic::fence(Ordering::SeqCst);
-        if !self.shared.queue.is_empty() {
+        if self.shared.any_woken() {
             self.shared.request_tick();
         }
         self.report_deadline();
@@ -787,10 +903,12 @@ impl Local {
             }
         };
         let Some((mut fut, waker_arc, root, raising)) = taken else { return };
+        let number = waker_arc.number;
         if let Some(t) = &self.trace {
-            t.record(TraceEvent::Poll(Side::Guest, waker_arc.number));
+            t.record(TraceEvent::Poll(Side::Guest, number));
         }
-        let waker = Waker::from(waker_arc.clone());
+        // The one clone taken above becomes the poll's waker (no second reference count).
+        let waker = Waker::from(waker_arc);
         let mut cx = Context::from_waker(&waker);
         self.current.set(Some(key));
         let polling = Polling { local: self, prev_scope: Some(self.swap_scope(Some(root))) };
@@ -808,6 +926,7 @@ impl Local {
                     // cancellation (which the foreign-future rule enforces).
                     if raising && crate::cx::parks() == parks && slot.raise.is_some() {
                         fallback = slot.raise.take().and_then(|r| r.fallback);
+                        self.raises.set(self.raises.get() - 1);
                     }
                 }
                 if let Some(scope) = fallback {
@@ -820,7 +939,7 @@ impl Local {
                 self.free.borrow_mut().push(key.index);
                 self.live.set(self.live.get() - 1);
                 if let Some(t) = &self.trace {
-                    t.record(TraceEvent::Exit(Side::Guest, waker_arc.number));
+                    t.record(TraceEvent::Exit(Side::Guest, number));
                 }
                 drop(fut);
                 drop(slot);
@@ -852,6 +971,7 @@ impl Local {
             drop(futs);
         }
         while self.shared.queue.pop().is_ok() {}
+        self.shared.owner_queue(Vec::clear);
         *self.timers.borrow_mut() = Timers::new();
     }
 

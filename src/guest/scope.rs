@@ -154,7 +154,7 @@ impl ScopeInner {
 /// use infect::{Error, guest::{self, CancelScope, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
 /// let secs = |s| Instant::ZERO + Duration::from_secs(s);
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
 ///     let scope = CancelScope::with_deadline(secs(10));
 ///     assert_eq!(scope.deadline(), secs(10));
 ///     let out = guest::open_nursery(async |n| {
@@ -363,7 +363,7 @@ impl<F: Future> Future for Enter<F> {
 /// ```
 /// use infect::{guest::{self, GuestConfig}, time::VirtualClock};
 /// use std::{rc::Rc, time::Duration};
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     let quick = guest::move_on_after(Duration::from_secs(5), async { Ok("in time") }).await?;
 ///     let slow = guest::move_on_after(Duration::from_secs(5), async {
 ///         guest::sleep(Duration::from_secs(60)).await?;
@@ -384,7 +384,7 @@ pub async fn move_on_after<T>(d: Duration, body: impl Future<Output = Result<T>>
 /// ```
 /// use infect::{guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     let past = guest::move_on_at(Instant::ZERO, guest::checkpoint()).await?;
 ///     let at = Instant::ZERO + Duration::from_millis(40);
 ///     let later = guest::move_on_at(at, guest::sleep_forever()).await?;
@@ -403,7 +403,7 @@ pub async fn move_on_at<T>(deadline: Instant, body: impl Future<Output = Result<
 /// ```
 /// use infect::{Error, guest::{self, GuestConfig}, time::VirtualClock};
 /// use std::{rc::Rc, time::Duration};
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
 ///     let ok = guest::fail_after(Duration::from_secs(1), async { Ok(1) }).await?;
 ///     let late = guest::fail_after(Duration::from_secs(1), guest::sleep_forever()).await;
 ///     assert!(matches!(late, Err(Error::TooSlow)));
@@ -422,7 +422,7 @@ pub async fn fail_after<T>(d: Duration, body: impl Future<Output = Result<T>>) -
 /// use infect::{Error, guest::{self, GuestConfig}, time::{Instant, VirtualClock}};
 /// use std::{rc::Rc, time::Duration};
 /// let at = Instant::ZERO + Duration::from_secs(3);
-/// let r = infect::guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
+/// let r = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
 ///     guest::fail_at(at, guest::sleep(Duration::from_secs(4))).await
 /// });
 /// assert!(matches!(r, Err(Error::TooSlow)));
@@ -447,6 +447,7 @@ pub async fn fail_at<T>(deadline: Instant, body: impl Future<Output = Result<T>>
 ///
 /// An error delivered to the task ([`TaskRef::deliver`](super::sched::TaskRef::deliver)) comes
 /// first, once, whatever the scope (also in a shield): the check takes it and returns it.
+#[inline]
 pub(crate) fn check_cancel() -> Result<()> {
     check(true)
 }
@@ -458,6 +459,7 @@ pub(crate) fn check_cancel_only() -> Result<()> {
     check(false)
 }
 
+#[inline]
 fn check(take: bool) -> Result<()> {
     with_local(|local| {
         if take && let Some(e) = local.take_raise() {

@@ -197,6 +197,9 @@ pub(crate) struct Core {
     timers: RefCell<Timers<TimerCall>>,
     /// Alarms by id: the pending `(deadline, waker)` of each (see [`Alarm`]).
     alarms: RefCell<Vec<Option<(Instant, Waker)>>>,
+    /// Whether any of `alarms` is pending: kept by every change to them, so that a turn with
+    /// nothing armed and nothing requested skips the timer work at a glance.
+    alarm_pending: Cell<bool>,
     /// What the host carries, in attachment order (see [`Carried`]).
     carried: RefCell<Vec<Rc<dyn Carried>>>,
     tasks: RefCell<BTreeMap<u64, TaskEntry>>,
@@ -228,6 +231,7 @@ kernel_slot! {
 }
 
 /// Runs `f` with the host whose loop is running on this thread, if any.
+#[inline]
 fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     let ptr = CURRENT.get();
     if ptr.is_null() {
@@ -334,6 +338,7 @@ impl HostBuilder {
                 clock,
                 timers: RefCell::new(Timers::new()),
                 alarms: RefCell::new(Vec::new()),
+                alarm_pending: Cell::new(false),
                 carried: RefCell::new(Vec::new()),
                 tasks: RefCell::new(BTreeMap::new()),
                 next_id: Cell::new(1),
@@ -758,11 +763,24 @@ impl Host {
                 *a = req;
             }
         }
+        self.core.alarm_pending.set(alarms.iter().any(Option::is_some));
     }
 
     fn fire_timers(&self) {
+        // The common turn: no timer, no alarm, no alarm request.
+        if !self.core.alarm_pending.get()
+            && self.core.shared.alarm_requests.is_empty()
+            && self.core.timers.borrow().is_empty()
+        {
+            return;
+        }
+        self.fire_due();
+    }
+
+    /// [`fire_timers`](Self::fire_timers) once something may be due.
+    fn fire_due(&self) {
         self.collect_alarms();
-        let no_alarm = self.core.alarms.borrow().iter().all(Option::is_none);
+        let no_alarm = !self.core.alarm_pending.get();
         if self.core.timers.borrow().is_empty() && no_alarm {
             return;
         }
@@ -779,12 +797,16 @@ impl Host {
             return;
         }
         let mut due = Vec::new();
-        for a in self.core.alarms.borrow_mut().iter_mut() {
-            if a.as_ref().is_some_and(|w| w.0 <= now)
-                && let Some((_, w)) = a.take()
-            {
-                due.push(w);
+        {
+            let mut alarms = self.core.alarms.borrow_mut();
+            for a in alarms.iter_mut() {
+                if a.as_ref().is_some_and(|w| w.0 <= now)
+                    && let Some((_, w)) = a.take()
+                {
+                    due.push(w);
+                }
             }
+            self.core.alarm_pending.set(alarms.iter().any(Option::is_some));
         }
         for w in due {
             self.core.shared.push(Job::Wake(w));
@@ -894,6 +916,7 @@ impl Drop for Host {
         *self.core.timers.borrow_mut() = Timers::new();
         while self.core.shared.alarm_requests.pop().is_ok() {}
         self.core.alarms.borrow_mut().clear();
+        self.core.alarm_pending.set(false);
         self.core.carried.borrow_mut().clear();
     }
 }
@@ -1265,6 +1288,7 @@ impl<T> Future for JoinHandle<T> {
 /// assert!(host::check_cancelled().is_ok()); // outside a host task
 /// # Ok::<(), infect::Error>(())
 /// ```
+#[inline]
 pub fn check_cancelled() -> core::result::Result<(), Cancelled> {
     let requested = with_core(|core| {
         // SAFETY: non-null only while `HostTask::poll` runs, which holds the `Rc<TaskCtl>` that

@@ -26,7 +26,8 @@
 //! nothing behind, and a fired interest is never reported twice.
 //!
 //! **Registration order is the wake order.** Each interest gets its key from a counter that
-//! only grows, when its future is first polled; the table is a `BTreeMap` by key. `park`
+//! only grows, when its future is first polled; the table is a `Vec` sorted by key (a new
+//! interest is pushed at the end, so it stays sorted; a lookup is a binary search). `park`
 //! builds the `pollfd` array from the table in key order, and after `poll(2)` walks the
 //! array in the same order to collect wakers, then wakes them in that order. `poll(2)`
 //! reports readiness per array slot, not in the order the kernel saw events, so nothing
@@ -84,7 +85,6 @@ pub mod fd;
 pub(crate) mod sys;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -124,14 +124,43 @@ struct Inner {
 struct State {
     /// The key of the next interest; only grows, so key order is registration order.
     next_key: u64,
-    /// Registered interests by key. Removed only by the owning [`Readiness`].
-    interests: BTreeMap<u64, Interest>,
+    /// Registered interests, sorted by key (see [`Interests`]). Removed only by the owning
+    /// [`Readiness`].
+    interests: Interests,
     /// Scratch for [`Reactor::park`], kept to reuse the allocations: the `pollfd` array
-    /// (slot 0 is the wake fd) and the interest key of each further slot.
+    /// (slot 0 is the wake fd) and the table index of each further slot's interest.
     pollfds: Vec<libc::pollfd>,
-    keys: Vec<u64>,
+    slots: Vec<usize>,
     /// Scratch for [`Reactor::park`]: the wakers to wake, in registration order.
     wakers: Vec<Waker>,
+}
+
+/// The interest table: `(key, interest)` pairs in key order. Keys only grow and each new one is
+/// pushed at the end, so the order holds without sorting; a handful of entries (a pipe, a pidfd,
+/// the signal pipe) make a binary search over a `Vec` cheaper than a tree, and registering or
+/// removing one allocates nothing once the `Vec` has grown.
+#[derive(Default)]
+struct Interests(Vec<(u64, Interest)>);
+
+impl Interests {
+    fn push(&mut self, key: u64, interest: Interest) {
+        debug_assert!(self.0.last().is_none_or(|(k, _)| *k < key), "keys only grow");
+        self.0.push((key, interest));
+    }
+
+    fn get_mut(&mut self, key: u64) -> Option<&mut Interest> {
+        let i = self.0.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        Some(&mut self.0[i].1)
+    }
+
+    fn remove(&mut self, key: u64) -> Option<Interest> {
+        let i = self.0.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// One registered wait: a descriptor, the `poll(2)` events asked for, and who to wake.
@@ -274,9 +303,9 @@ impl Reactor {
         let wake = Arc::new(WakeFd { fd: sys::eventfd()?, pending: AtomicBool::new(false) });
         let state = RefCell::new(State {
             next_key: 0,
-            interests: BTreeMap::new(),
+            interests: Interests::default(),
             pollfds: Vec::new(),
-            keys: Vec::new(),
+            slots: Vec::new(),
             wakers: Vec::new(),
         });
         Ok(Reactor { inner: Rc::new(Inner { wake, state }) })
@@ -359,12 +388,12 @@ impl Reactor {
     /// ```
     pub fn park(&self, timeout: Option<Duration>) -> io::Result<Parked> {
         let mut state = self.inner.state.borrow_mut();
-        let State { interests, pollfds, keys, wakers, .. } = &mut *state;
+        let State { interests, pollfds, slots, wakers, .. } = &mut *state;
         pollfds.clear();
-        keys.clear();
+        slots.clear();
         pollfds.push(libc::pollfd { fd: self.inner.wake.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        for (&key, interest) in interests.iter().filter(|(_, i)| i.waiting()) {
-            keys.push(key);
+        for (i, (_, interest)) in interests.0.iter().enumerate().filter(|(_, (_, i))| i.waiting()) {
+            slots.push(i);
             pollfds.push(libc::pollfd { fd: interest.fd, events: interest.events, revents: 0 });
         }
         match sys::poll(pollfds, timeout_ms(timeout)) {
@@ -374,16 +403,15 @@ impl Reactor {
             Err(e) => return Err(e),
         }
         let notified = pollfds[0].revents != 0;
-        for (slot, key) in pollfds[1..].iter().zip(keys.iter()) {
+        for (slot, &i) in pollfds[1..].iter().zip(slots.iter()) {
             if slot.revents == 0 {
                 continue;
             }
-            // Present: we have held the borrow since building the array, and only the owning
-            // `Readiness` removes an interest.
-            if let Some(interest) = interests.get_mut(key) {
-                interest.revents = slot.revents;
-                wakers.extend(interest.waker.take());
-            }
+            // The same entry: we have held the borrow since building the array, so the table
+            // has not changed (the indices walk it in key order).
+            let interest = &mut interests.0[i].1;
+            interest.revents = slot.revents;
+            wakers.extend(interest.waker.take());
         }
         let mut woken = mem::take(wakers);
         drop(state);
@@ -414,7 +442,7 @@ impl Reactor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn has_interests(&self) -> bool {
-        self.inner.state.borrow().interests.values().any(Interest::waiting)
+        self.inner.state.borrow().interests.0.iter().any(|(_, i)| i.waiting())
     }
 
     /// The reactor that this thread's loop owner [entered](Self::enter), if any.
@@ -570,17 +598,16 @@ impl Readiness {
             let mut state = inner.state.borrow_mut();
             let key = state.next_key;
             state.next_key += 1;
-            state.interests.insert(
-                key,
-                Interest { fd: this.fd, events: this.events, waker: Some(cx.waker().clone()), revents: 0 },
-            );
+            state
+                .interests
+                .push(key, Interest { fd: this.fd, events: this.events, waker: Some(cx.waker().clone()), revents: 0 });
             this.key = Some(key);
             return Poll::Pending;
         };
 
         let mut state = inner.state.borrow_mut();
         // Only we remove our interest, so it is there.
-        let Some(interest) = state.interests.get_mut(&key) else {
+        let Some(interest) = state.interests.get_mut(key) else {
             unreachable!("a registered interest is removed only by its Readiness");
         };
         if interest.waiting() {
@@ -593,7 +620,7 @@ impl Readiness {
             return Poll::Pending;
         }
         let revents = interest.revents;
-        let removed = state.interests.remove(&key);
+        let removed = state.interests.remove(key);
         drop(state);
         drop(removed);
         this.key = None;
@@ -608,7 +635,7 @@ impl Readiness {
 impl Drop for Readiness {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            let removed = self.reactor.inner.state.borrow_mut().interests.remove(&key);
+            let removed = self.reactor.inner.state.borrow_mut().interests.remove(key);
             drop(removed); // outside the borrow
         }
     }

@@ -161,6 +161,13 @@ impl<T> Broadcast<T> {
 
     /// One read by `reader`, asking `pull` for the next value when the reader is the fastest.
     pub(crate) fn read(&mut self, reader: u64, pull: impl FnOnce() -> Pull<T>) -> ReadOutcome<T> {
+        if reader == PRIMARY && self.subs.is_empty() {
+            return self.read_alone(pull);
+        }
+        self.read_general(reader, pull)
+    }
+
+    fn read_general(&mut self, reader: u64, pull: impl FnOnce() -> Pull<T>) -> ReadOutcome<T> {
         match self.position(reader) {
             Err(e) => return ReadOutcome::Done(Err(e)),
             Ok(Position::Behind) => {}
@@ -171,6 +178,29 @@ impl<T> Broadcast<T> {
             },
         }
         ReadOutcome::Done(Ok(Some(self.take(reader))))
+    }
+
+    /// [`read`](Self::read) by the primary reader with no subscriber (the common case): the same
+    /// outcome without the cursor search. Without subscribers the head never passes a cursor
+    /// that has caught up (the primary moves each value out as it reads it, and the last
+    /// `unsubscribe` trims the ring up to it), so a primary at the head reads the front value
+    /// or pulls the next one; a primary behind the head (it lagged while subscribers were
+    /// faster) takes the general path, which reports the lag.
+    fn read_alone(&mut self, pull: impl FnOnce() -> Pull<T>) -> ReadOutcome<T> {
+        if self.primary != self.head {
+            return self.read_general(PRIMARY, pull);
+        }
+        if self.primary >= self.pulled {
+            match pull() {
+                Pull::Buffered => self.pulled += 1,
+                Pull::Wait => return ReadOutcome::Wait,
+                Pull::Done(r) => return ReadOutcome::Done(r),
+            }
+        }
+        let v = self.buf.pop_front().expect("cursor within the ring");
+        self.head += 1;
+        self.primary += 1;
+        ReadOutcome::Done(Ok(Some(v)))
     }
 
     /// Drops values no reader needs, and pulled values beyond what is retained for laggards.
@@ -225,5 +255,29 @@ mod tests {
         b.unsubscribe(sub);
         assert_eq!(got(b.read(sub, || unreachable!())), Err(Error::Closed));
         assert!(b.buf.is_empty(), "nothing kept once no reader needs it");
+    }
+
+    /// The primary reader alone (the fast path): values moved out in order, a wait, the end;
+    /// and a primary that lagged while a faster subscriber was there is still told how many it
+    /// missed once that subscriber has left, then reads on from the head.
+    #[test]
+    fn the_primary_alone_reads_in_order_and_still_reports_a_lag() {
+        let mut b: Broadcast<u32> = Broadcast::new(1);
+        b.push(1);
+        b.push(2);
+        assert_eq!(got(b.read(PRIMARY, || Pull::Buffered)), Ok(Some(1)));
+        assert_eq!(got(b.read(PRIMARY, || Pull::Buffered)), Ok(Some(2)));
+        assert!(matches!(b.read(PRIMARY, || Pull::Wait), ReadOutcome::Wait));
+        let sub = b.subscribe(u32::clone);
+        for v in 3..=5 {
+            b.push(v);
+            assert_eq!(got(b.read(sub, || Pull::Buffered)), Ok(Some(v)));
+        }
+        b.unsubscribe(sub);
+        // Retains 1 pulled value: 3 and 4 are gone for the primary.
+        assert_eq!(got(b.read(PRIMARY, || unreachable!())), Err(Error::Lagged { skipped: 2 }));
+        assert_eq!(got(b.read(PRIMARY, || unreachable!())), Ok(Some(5)));
+        assert_eq!(got(b.read(PRIMARY, || Pull::Done(Ok(None)))), Ok(None));
+        assert!(b.buf.is_empty());
     }
 }

@@ -19,6 +19,7 @@ pub(crate) struct Waiters {
 impl Waiters {
     /// Parks `w` (once; a waker that will wake the same task is not added twice). Counts as a
     /// park at one of infect's awaits ([`note_park`](crate::cx::note_park)).
+    #[inline]
     pub(crate) fn register(&self, w: &Waker) {
         crate::cx::note_park();
         let mut first = self.first.borrow_mut();
@@ -34,11 +35,18 @@ impl Waiters {
         }
     }
 
+    #[inline]
     pub(crate) fn wake_all(&self) {
         // Take everything before waking: a waker may re-enter (register again) synchronously.
         let first = self.first.borrow_mut().take();
-        let rest =
-            if self.rest.borrow().is_empty() { Vec::new() } else { core::mem::take(&mut *self.rest.borrow_mut()) };
+        if self.rest.borrow().is_empty() {
+            // The common case (one waiter or none): nothing else to take.
+            if let Some(w) = first {
+                w.wake();
+            }
+            return;
+        }
+        let rest = core::mem::take(&mut *self.rest.borrow_mut());
         if let Some(w) = first {
             w.wake();
         }

@@ -62,8 +62,16 @@ pub(crate) struct Core<In, Out, S> {
     pub(crate) to_host: RefCell<VecDeque<In>>,
     pub(crate) to_guest: RefCell<Ring<Out>>,
     pub(crate) first: RefCell<Option<S>>,
+    /// The guest waiting for a value, the first value, or the host's end.
     pub(crate) guest_waiters: Waiters,
+    /// The guest waiting for room to send (woken when the host takes a value, and at the ends).
+    pub(crate) guest_room: Waiters,
+    /// The host waiting for a value, or the guest's end.
     pub(crate) host_waiters: Waiters,
+    /// The host waiting for room to send (woken when a guest reader takes a value or a
+    /// subscriber leaves, and at the ends). Apart from `host_waiters`, so that a guest's
+    /// `receive` does not wake a host task that waits in `get`.
+    pub(crate) host_room: Waiters,
     /// The pair's number in traces: the host task's id, set once it is spawned (0 before).
     /// Shared with every [`Canceller`](super::Canceller), which cancels that task by it.
     pub(crate) number: Rc<Cell<u64>>,
@@ -73,6 +81,18 @@ pub(crate) struct Core<In, Out, S> {
 }
 
 impl<In, Out, S> Core<In, Out, S> {
+    /// Wakes every guest waiter (an end, or a change every wait must re-check).
+    pub(crate) fn wake_guest(&self) {
+        self.guest_waiters.wake_all();
+        self.guest_room.wake_all();
+    }
+
+    /// Wakes every host waiter.
+    pub(crate) fn wake_host(&self) {
+        self.host_waiters.wake_all();
+        self.host_room.wake_all();
+    }
+
     pub(crate) fn new(link: Link, cap_to_guest: usize, block_scope: Option<CancelScope>) -> Core<In, Out, S> {
         Core {
             link: RefCell::new(link),
@@ -80,7 +100,9 @@ impl<In, Out, S> Core<In, Out, S> {
             to_guest: RefCell::new(Ring::new(cap_to_guest)),
             first: RefCell::new(None),
             guest_waiters: Waiters::default(),
+            guest_room: Waiters::default(),
             host_waiters: Waiters::default(),
+            host_room: Waiters::default(),
             number: Rc::new(Cell::new(0)),
             block_scope,
         }

@@ -187,7 +187,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
                 h.cancel_with(c);
             }
         }
-        self.core.host_waiters.wake_all();
+        self.core.wake_host();
         poll_fn(|cx| {
             if self.core.link.borrow().host_done() {
                 Poll::Ready(())
@@ -378,7 +378,7 @@ impl<In, Out, S, R> Drop for Abandon<In, Out, S, R> {
             if let (Some(c), Some(h)) = (teardown, pair.handle.borrow().as_ref()) {
                 h.cancel_with(c);
             }
-            pair.core.host_waiters.wake_all();
+            pair.core.wake_host();
         }
         // Normally already taken (and detached) by `finish_guest`; dropping it cancels the task.
         drop(pair.handle.borrow_mut().take());
@@ -433,7 +433,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
                 }
                 SendVerdict::Closed(e) => Poll::Ready(Err(e)),
                 SendVerdict::Full => {
-                    self.pair.core.guest_waiters.register(cx.waker());
+                    self.pair.core.guest_room.register(cx.waker());
                     Poll::Pending
                 }
             }
@@ -536,7 +536,7 @@ impl<In, Out, S> Reader<Out> for Core<In, Out, S> {
         };
         match outcome {
             ReadOutcome::Done(r) => {
-                self.host_waiters.wake_all();
+                self.host_room.wake_all();
                 Poll::Ready(r)
             }
             ReadOutcome::Wait => {
@@ -548,7 +548,7 @@ impl<In, Out, S> Reader<Out> for Core<In, Out, S> {
 
     fn unsubscribe(&self, reader: u64) {
         self.to_guest.borrow_mut().unsubscribe(reader);
-        self.host_waiters.wake_all();
+        self.host_room.wake_all();
     }
 }
 
@@ -654,7 +654,7 @@ impl<In, Out, S> HostChannel<In, Out, S> {
             match verdict {
                 RecvVerdict::Value => {
                     let v = self.core.to_host.borrow_mut().pop_front().expect("counted in flight");
-                    self.core.guest_waiters.wake_all();
+                    self.core.guest_room.wake_all();
                     Poll::Ready(Ok(v))
                 }
                 RecvVerdict::Fail(e) => Poll::Ready(Err(e)),
@@ -695,7 +695,7 @@ impl<In, Out, S> HostChannel<In, Out, S> {
                 Err(SendNowaitError::Gone(_, e)) => Poll::Ready(Err(e)),
                 Err(SendNowaitError::Full(v)) => {
                     slot = Some(v);
-                    self.core.host_waiters.register(cx.waker());
+                    self.core.host_room.register(cx.waker());
                     Poll::Pending
                 }
             }
@@ -757,7 +757,7 @@ impl<In, Out, S> EndSink for Core<In, Out, S> {
             host::with_trace(|t| t.record(TraceEvent::Link("interrupt", self.number.get())));
             scope.cancel();
         }
-        self.guest_waiters.wake_all();
+        self.wake_guest();
     }
 }
 

@@ -202,11 +202,13 @@ impl Link {
     }
 
     /// Whether the host has ended.
+    #[inline]
     pub fn host_done(&self) -> bool {
         self.host_end.is_some()
     }
 
     /// Whether the guest side has ended.
+    #[inline]
     pub fn guest_done(&self) -> bool {
         self.guest_end.is_some()
     }
@@ -261,6 +263,7 @@ impl Link {
 
     /// After transition 9: the error the host's end is for the guest, which every channel
     /// operation returns and the block's cancellation turns into.
+    #[inline]
     pub fn interruption(&self) -> Option<Error> {
         if self.interrupted { self.end_error() } else { None }
     }
@@ -272,6 +275,7 @@ impl Link {
     /// An interruption by a *return* (`suppress_graceful_exits` off) is no error here: the
     /// channel then drains and ends as after any return (the table's "receive ends"); only the
     /// block's exit is `HostTaskExited`.
+    #[inline]
     pub fn guest_op(&self) -> Result<()> {
         if self.guest_end.is_some() {
             return Err(Error::Closed);
@@ -286,6 +290,7 @@ impl Link {
     /// Whether guest channel operations skip their cancellation check: once interrupted, they
     /// report the host's end (its error, or for a return the drain and the end of channel),
     /// never the block's own cancellation, which that end caused.
+    #[inline]
     pub fn guest_skips_scope(&self) -> bool {
         self.interrupted
     }
@@ -327,6 +332,7 @@ impl Link {
 
     /// What the host side sees at a link operation: `Ok` while the guest holds the link, else
     /// the translated end of the guest.
+    #[inline]
     pub fn host_sees(&self) -> Result<()> {
         match &self.guest_end {
             None => Ok(()),
@@ -379,6 +385,7 @@ impl Link {
     }
 
     /// Guest → host send (`send`): accept, full, or the host's end.
+    #[inline]
     pub fn guest_send(&mut self) -> SendVerdict {
         // Nothing is accepted from a side that has ended (fuzzing/translate.rs): the value could
         // never be received, the host's `get` fails once the guest has ended.
@@ -399,6 +406,7 @@ impl Link {
     }
 
     /// Host `get`: a value, wait, or the guest's end.
+    #[inline]
     pub fn host_get(&mut self) -> RecvVerdict {
         // Nothing is accepted from a side that has ended (see `host_started`).
         if self.host_end.is_some() {
@@ -415,6 +423,7 @@ impl Link {
     }
 
     /// Host → guest send (`send_nowait`, `send`).
+    #[inline]
     pub fn host_send(&mut self) -> SendVerdict {
         // Nothing is accepted from a side that has ended (see `host_started`).
         if self.host_end.is_some() {
@@ -432,6 +441,7 @@ impl Link {
 
     /// Guest `receive`: after the block, [`Error::Closed`]; once interrupted, the interruption;
     /// else buffered values first, then the host's end.
+    #[inline]
     pub fn guest_recv(&mut self) -> RecvVerdict {
         if let Err(e) = self.guest_op() {
             return RecvVerdict::Fail(e);
