@@ -315,7 +315,7 @@ fn a_guest_batch_polls_other_threads_wakes_first_then_its_own_in_wake_order() {
     let wakers: Rc<RefCell<[Option<Waker>; 3]>> = Rc::default();
     let go = Rc::new(Cell::new(false));
     let (l, w, g) = (log.clone(), wakers.clone(), go.clone());
-    let r = guest::GuestConfig::new(Rc::new(infect::time::VirtualClock::new())).run(async move {
+    let r = guest::run_with(guest::GuestConfig::new(Rc::new(infect::time::VirtualClock::new())), async move {
         guest::open_nursery(async |n| {
             for i in 0..3 {
                 let (l, w, g) = (l.clone(), w.clone(), g.clone());
