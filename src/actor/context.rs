@@ -105,7 +105,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::guest::{CancelScope, check_cancel};
-use crate::sync::broadcast::{Broadcast, PRIMARY, Position};
+use crate::sync::broadcast::{Broadcast, PRIMARY, Position, stream_of};
 use crate::wire::{Cid, FuncKind, Msg, decode_payload, encode_payload};
 use crate::{Error, Result};
 
@@ -838,7 +838,7 @@ impl MsgStream {
 
     /// The items as a [`Stream`](futures::Stream): it ends at the end of the stream; an error
     /// is its last item.
-    pub fn stream<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + Unpin + '_ {
+    pub fn stream<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + Unpin {
         item_stream(self, PRIMARY)
     }
 
@@ -926,23 +926,8 @@ impl MsgStream {
     }
 }
 
-fn item_stream<T: DeserializeOwned>(
-    stream: &MsgStream,
-    reader: u64,
-) -> impl futures::Stream<Item = Result<T>> + Unpin + '_ {
-    Box::pin(futures::stream::unfold(false, move |done| async move {
-        if done {
-            return None;
-        }
-        match stream.read(reader).await {
-            Ok(Some(b)) => Some((decode_payload(&b).map_err(Error::from), false)),
-            Ok(None) => None,
-            Err(e) => {
-                let done = !matches!(e, Error::Lagged { .. });
-                Some((Err(e), done))
-            }
-        }
-    }))
+fn item_stream<T: DeserializeOwned>(stream: &MsgStream, reader: u64) -> impl futures::Stream<Item = Result<T>> + Unpin {
+    stream_of(move || stream.read(reader), |b: Vec<u8>| decode_payload(&b).map_err(Error::from))
 }
 
 /// A subscriber made by [`MsgStream::subscribe`]: an owned handle (it may move into another
@@ -971,7 +956,7 @@ impl BroadcastReceiver {
     }
 
     /// The items as a [`Stream`](futures::Stream).
-    pub fn stream<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + Unpin + '_ {
+    pub fn stream<T: DeserializeOwned>(&self) -> impl futures::Stream<Item = Result<T>> + Unpin {
         item_stream(&self.stream, self.id)
     }
 }

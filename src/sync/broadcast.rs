@@ -16,10 +16,39 @@
 //! - A value no other reader still needs is moved out to its last reader, never cloned: without
 //!   subscribers nothing is ever cloned.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::future::Future;
 
 use crate::{Error, Result};
+
+/// The one reader-to-[`Stream`](futures::Stream) adaptor of every fan-out (a linked channel and
+/// its subscribers, an actor stream and its subscribers): an item per `Ok(Some(v))` of `read`,
+/// passed through `item` (whose error is that item's and does not end the stream: an item that
+/// does not decode); the stream ends at `Ok(None)`, and after a read error other than
+/// [`Error::Lagged`] (which a reader gets once and then reads on from the head).
+pub(crate) fn stream_of<R, T, Fut>(
+    read: impl FnMut() -> Fut,
+    item: impl FnMut(R) -> Result<T>,
+) -> impl futures::Stream<Item = Result<T>> + Unpin
+where
+    Fut: Future<Output = Result<Option<R>>>,
+{
+    Box::pin(futures::stream::unfold((false, read, item), |(done, mut read, mut item)| async move {
+        if done {
+            return None;
+        }
+        match read().await {
+            Ok(Some(v)) => Some((item(v), (false, read, item))),
+            Ok(None) => None,
+            Err(e) => {
+                let done = !matches!(e, Error::Lagged { .. });
+                Some((Err(e), (done, read, item)))
+            }
+        }
+    }))
+}
 
 /// The reader id of the primary reader.
 pub(crate) const PRIMARY: u64 = 0;
@@ -279,5 +308,33 @@ mod tests {
         assert_eq!(got(b.read(PRIMARY, || unreachable!())), Ok(Some(5)));
         assert_eq!(got(b.read(PRIMARY, || Pull::Done(Ok(None)))), Ok(None));
         assert!(b.buf.is_empty());
+    }
+
+    /// The stream adaptor: an item error is that item's, a lag is reported and read past, and
+    /// any other read error is the last item.
+    #[test]
+    fn a_stream_reads_past_item_errors_and_lags_and_ends_at_any_other_error() {
+        use futures::StreamExt;
+        let reads: VecDeque<Result<Option<i32>>> = [
+            Ok(Some(1)),
+            Err(Error::Lagged { skipped: 2 }),
+            Ok(Some(-1)),
+            Ok(Some(3)),
+            Err(Error::Closed),
+            Ok(Some(4)),
+        ]
+        .into();
+        let reads = alloc::rc::Rc::new(core::cell::RefCell::new(reads));
+        let r = reads.clone();
+        let s = stream_of(
+            move || core::future::ready(r.borrow_mut().pop_front().unwrap_or(Ok(None))),
+            |v: i32| if v < 0 { Err(Error::EndOfChannel) } else { Ok(v as u32) },
+        );
+        let got = crate::guest::run(async { Ok(s.collect::<Vec<_>>().await) }).unwrap();
+        assert_eq!(
+            got,
+            [Ok(1), Err(Error::Lagged { skipped: 2 }), Err(Error::EndOfChannel), Ok(3), Err(Error::Closed)]
+        );
+        assert_eq!(reads.borrow().len(), 1, "nothing is read after the stream ended");
     }
 }

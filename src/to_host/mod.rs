@@ -556,24 +556,13 @@ fn reader_stream<Out, C: Reader<Out> + ?Sized>(
     chan: Rc<C>,
     reader: u64,
 ) -> impl futures::Stream<Item = Result<Out>> + Unpin {
-    let mut done = false;
-    futures::stream::poll_fn(move |cx| {
-        if done {
-            return Poll::Ready(None);
-        }
-        match chan.poll_read(reader, cx) {
-            Poll::Ready(Ok(Some(v))) => Poll::Ready(Some(Ok(v))),
-            Poll::Ready(Ok(None)) => {
-                done = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Err(e)) => {
-                done = !matches!(e, Error::Lagged { .. });
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    })
+    crate::sync::broadcast::stream_of(
+        move || {
+            let chan = chan.clone();
+            poll_fn(move |cx| chan.poll_read(reader, cx))
+        },
+        Ok,
+    )
 }
 
 /// A subscriber made by [`LinkedTaskChannel::subscribe`]: an owned (`'static`) handle with a
