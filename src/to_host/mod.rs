@@ -392,6 +392,43 @@ impl<In, Out, S, R> Drop for Abandon<In, Out, S, R> {
 /// value goes to one of them, like clones of a trio memory channel); a nursery task can take a
 /// clone, or a [`subscribe`](Self::subscribe)r of its own. Once the block has ended, every
 /// handle's operations return [`Error::Closed`].
+///
+/// Values come out in the order the host sent them; what ends the channel is the host's end
+/// (see [What ends a channel](self#what-ends-a-channel)). A host task streaming three ticks,
+/// 10 ms apart, on a virtual clock (instant and deterministic):
+///
+/// ```
+/// use infect::host::{self, Host};
+/// use infect::time::{Instant, VirtualClock};
+/// use infect::to_host::{self, HostChannel, LinkOpts};
+/// use infect::guest;
+/// use std::{rc::Rc, time::Duration};
+///
+/// async fn ticker(chan: HostChannel<(), u32, ()>) -> infect::Result<u32> {
+///     chan.started_nowait(())?;
+///     for i in 0..3 {
+///         host::sleep(Duration::from_millis(10)).await?;
+///         chan.send(i).await?;
+///     }
+///     Ok(3) // what `wait_for_result` returns
+/// }
+///
+/// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+/// let (ticks, sent) = host.run_guest(async {
+///     to_host::open_channel_from(ticker, LinkOpts::new(), async |chan, ()| {
+///         let mut ticks = Vec::new();
+///         while let Some(i) = chan.try_next().await? {
+///             ticks.push((i, guest::current_time()));
+///         }
+///         Ok((ticks, chan.wait_for_result().await?))
+///     })
+///     .await
+/// })?;
+/// let ms = |n| Instant::ZERO + Duration::from_millis(n);
+/// assert_eq!(ticks, [(0, ms(10)), (1, ms(20)), (2, ms(30))]);
+/// assert_eq!(sent, 3);
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub struct LinkedTaskChannel<In, Out, S, R> {
     pair: Rc<Pair<In, Out, S, R>>,
 }
@@ -413,6 +450,45 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     /// end if it has ended ([`Error::HostTaskExited`], its error, or `HostCancelled`), with
     /// [`Error::Cancelled`] in a cancelled scope, and with [`Error::Closed`] after the block;
     /// the value is dropped then.
+    ///
+    /// At most [`LinkOpts::capacity_to_host`] values wait for the host's
+    /// [`get`](HostChannel::get); a value counts until the host has taken it. With room for one
+    /// and a host that takes a value every 10 ms, each further `send` waits for the host:
+    ///
+    /// ```
+    /// use infect::host::{self, Host};
+    /// use infect::time::VirtualClock;
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    /// use infect::guest;
+    /// use std::{rc::Rc, time::Duration};
+    ///
+    /// async fn slow_reader(chan: HostChannel<u32, (), ()>) -> infect::Result<Vec<u32>> {
+    ///     chan.started_nowait(())?;
+    ///     let mut got = Vec::new();
+    ///     for _ in 0..3 {
+    ///         host::sleep(Duration::from_millis(10)).await?;
+    ///         got.push(chan.get().await?);
+    ///     }
+    ///     Ok(got)
+    /// }
+    ///
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let opts = LinkOpts::new().capacity_to_host(1);
+    /// let (sent_at_ms, got) = host.run_guest(async move {
+    ///     to_host::open_channel_from(slow_reader, opts, async |chan, ()| {
+    ///         let mut sent_at_ms = Vec::new();
+    ///         for v in 0..3 {
+    ///             chan.send(v).await?;
+    ///             sent_at_ms.push(guest::current_time().as_nanos() / 1_000_000);
+    ///         }
+    ///         Ok((sent_at_ms, chan.wait_for_result().await?))
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!(sent_at_ms, [0, 10, 20]); // the 2nd and 3rd waited for room
+    /// assert_eq!(got, [0, 1, 2]);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub async fn send(&self, value: In) -> Result<()> {
         let mut slot = Some(value);
         poll_fn(|cx| {
@@ -447,6 +523,60 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     /// the host's error or [`Error::HostCancelled`] if it failed or was cancelled (at once,
     /// before any value still buffered: the block is being cancelled); [`Error::Closed`] after
     /// the block. [`try_next`](Self::try_next) gives `Ok(None)` at the end instead.
+    ///
+    /// A host that returns: every value it sent is received, then the end.
+    ///
+    /// ```
+    /// use infect::{Error, host::Host};
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    ///
+    /// async fn two(chan: HostChannel<(), u32, ()>) -> infect::Result<()> {
+    ///     chan.started_nowait(())?;
+    ///     chan.send_nowait(1)?;
+    ///     chan.send_nowait(2)?;
+    ///     Ok(())
+    /// }
+    ///
+    /// let host = Host::new()?;
+    /// let got = host.run_guest(async {
+    ///     to_host::open_channel_from(two, LinkOpts::new(), async |chan, ()| {
+    ///         Ok([chan.receive().await, chan.receive().await, chan.receive().await])
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!(got, [Ok(1), Ok(2), Err(Error::HostTaskExited)]);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
+    ///
+    /// A host that fails: the block is interrupted wherever it waits, and `receive` reports the
+    /// failure before the value still buffered.
+    ///
+    /// ```
+    /// use infect::{Error, guest, host::{self, Host}, time::{Instant, VirtualClock}};
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    /// use std::{rc::Rc, time::Duration};
+    ///
+    /// async fn feed(chan: HostChannel<(), u32, ()>) -> infect::Result<()> {
+    ///     chan.started_nowait(())?;
+    ///     chan.send_nowait(1)?;
+    ///     host::sleep(Duration::from_millis(5)).await?;
+    ///     Err(Error::msg("FeedLost", "the feed went away"))
+    /// }
+    ///
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let out = host.run_guest(async {
+    ///     to_host::open_channel_from(feed, LinkOpts::new(), async |chan, ()| {
+    ///         // The failure cancels this sleep at once (at 5 ms, not 60 s)...
+    ///         assert_eq!(guest::sleep(Duration::from_secs(60)).await, Err(Error::Cancelled));
+    ///         assert_eq!(guest::current_time(), Instant::ZERO + Duration::from_millis(5));
+    ///         // ...and the channel reports it, not the value 1 still buffered.
+    ///         chan.receive().await
+    ///     })
+    ///     .await
+    /// });
+    /// assert_eq!(out.unwrap_err().kind(), "FeedLost");
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub async fn receive(&self) -> Result<Out> {
         self.try_next().await?.ok_or(Error::HostTaskExited)
     }
@@ -454,12 +584,64 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     /// Receives the next value, `Ok(None)` at the end of the channel (the seed's
     /// `async for msg in chan`: `while let Some(msg) = chan.try_next().await? { .. }`); otherwise
     /// as [`receive`](Self::receive).
+    ///
+    /// ```
+    /// use infect::{Error, host::Host};
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    ///
+    /// async fn words(chan: HostChannel<(), &'static str, ()>) -> infect::Result<()> {
+    ///     chan.started_nowait(())?;
+    ///     for w in ["hello", "from", "the", "host"] {
+    ///         chan.send(w).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let host = Host::new()?;
+    /// let (all, after) = host.run_guest(async {
+    ///     to_host::open_channel_from(words, LinkOpts::new(), async |chan, ()| {
+    ///         let mut all = Vec::new();
+    ///         while let Some(w) = chan.try_next().await? {
+    ///             all.push(w);
+    ///         }
+    ///         Ok((all.join(" "), chan.try_next().await))
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!(all, "hello from the host");
+    /// assert_eq!(after, Ok(None)); // the end stays the end
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub async fn try_next(&self) -> Result<Option<Out>> {
         poll_fn(|cx| self.pair.core.poll_read(PRIMARY, cx)).await
     }
 
     /// The values from the host as a [`Stream`](futures::Stream) (ends at end of channel; an
     /// error is its last item). It holds a handle of its own, so it can move into a task.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use infect::host::Host;
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    ///
+    /// async fn squares(chan: HostChannel<(), u64, ()>) -> infect::Result<()> {
+    ///     chan.started_nowait(())?;
+    ///     for i in 1..=4 {
+    ///         chan.send(i * i).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let host = Host::new()?;
+    /// let got: Vec<infect::Result<u64>> = host.run_guest(async {
+    ///     to_host::open_channel_from(squares, LinkOpts::new(), async |chan, ()| {
+    ///         Ok(chan.stream().collect().await)
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!(got, [Ok(1), Ok(4), Ok(9), Ok(16)]);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + Unpin + use<In, Out, S, R> {
         reader_stream(self.pair.core.clone(), PRIMARY)
     }
@@ -467,6 +649,37 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     /// Waits for the host task to finish and returns its value, or its translated error
     /// ([`Error::Closed`] after the block). Once the host's end has interrupted the block, it
     /// returns that end at once (the value, or the error) instead of the block's cancellation.
+    ///
+    /// ```
+    /// use infect::host::Host;
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    ///
+    /// // The host sums what the guest sends until the guest says 0.
+    /// async fn summer(chan: HostChannel<u32, (), ()>) -> infect::Result<u32> {
+    ///     chan.started_nowait(())?;
+    ///     let mut sum = 0;
+    ///     loop {
+    ///         match chan.get().await? {
+    ///             0 => return Ok(sum),
+    ///             v => sum += v,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let host = Host::new()?;
+    /// let (sum, again) = host.run_guest(async {
+    ///     to_host::open_channel_from(summer, LinkOpts::new(), async |chan, ()| {
+    ///         for v in [3, 4, 5, 0] {
+    ///             chan.send(v).await?;
+    ///         }
+    ///         Ok((chan.wait_for_result().await?, chan.wait_for_result().await))
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!(sum, 12);
+    /// assert_eq!(again, Err(infect::Error::ResultTaken)); // the value is handed out once
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub async fn wait_for_result(&self) -> Result<R> {
         if self.pair.core.link.borrow().guest_done() {
             return Err(Error::Closed);
@@ -477,6 +690,36 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
 
     /// Asks the host task to cancel. It sees `Cancelled` at its next link operation or
     /// host-aware await; the guest's `receive` then ends (end of channel) instead of failing.
+    ///
+    /// ```
+    /// use infect::{Error, host::{self, Host}, time::VirtualClock};
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    /// use std::{rc::Rc, time::Duration};
+    ///
+    /// // Counts forever, one value a second.
+    /// async fn counter(chan: HostChannel<(), u32, ()>) -> infect::Result<()> {
+    ///     chan.started_nowait(())?;
+    ///     for i in 0.. {
+    ///         chan.send(i).await?;
+    ///         host::sleep(Duration::from_secs(1)).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let (first, rest, done) = host.run_guest(async {
+    ///     to_host::open_channel_from(counter, LinkOpts::new(), async |chan, ()| {
+    ///         let first = chan.receive().await?;
+    ///         assert!(!chan.host_done());
+    ///         chan.cancel_host_task();
+    ///         // No error: the channel just ends.
+    ///         Ok((first, chan.try_next().await?, chan.host_done()))
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!((first, rest, done), (0, None, true));
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn cancel_host_task(&self) {
         let c = self.pair.core.link.borrow_mut().guest_cancels_host();
         if let Some(c) = c {
@@ -487,7 +730,8 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
         }
     }
 
-    /// Whether the host task has ended.
+    /// Whether the host task has ended (any way: returned, failed, cancelled). See the
+    /// [`cancel_host_task`](Self::cancel_host_task) example.
     pub fn host_done(&self) -> bool {
         self.pair.core.link.borrow().host_done()
     }
@@ -505,6 +749,46 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     /// and the host's error or the interruption like `receive`. Once a channel has a
     /// subscriber, the host's back-pressure follows the fastest reader. After the block, its
     /// `receive` returns [`Error::Closed`].
+    ///
+    /// ```
+    /// use infect::host::Host;
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    ///
+    /// async fn three(chan: HostChannel<(), u32, ()>) -> infect::Result<()> {
+    ///     chan.started_nowait(())?;
+    ///     for i in 0..3 {
+    ///         chan.send(i).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// async fn drain(rx: &to_host::BroadcastReceiver<u32>) -> infect::Result<Vec<u32>> {
+    ///     let mut got = Vec::new();
+    ///     while let Some(v) = rx.try_next().await? {
+    ///         got.push(v);
+    ///     }
+    ///     Ok(got)
+    /// }
+    ///
+    /// let host = Host::new()?;
+    /// let (early, late, primary) = host.run_guest(async {
+    ///     to_host::open_channel_from(three, LinkOpts::new(), async |chan, ()| {
+    ///         let early = chan.subscribe(); // before any value was received: sees 0, 1, 2
+    ///         let zero = chan.receive().await?;
+    ///         let late = chan.subscribe(); // 0 was received already: starts at 1
+    ///         let mut primary = vec![zero];
+    ///         while let Some(v) = chan.try_next().await? {
+    ///             primary.push(v);
+    ///         }
+    ///         Ok((drain(&early).await?, drain(&late).await?, primary))
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!(early, [0, 1, 2]);
+    /// assert_eq!(late, [1, 2]);
+    /// assert_eq!(primary, [0, 1, 2]);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn subscribe(&self) -> BroadcastReceiver<Out>
     where
         Out: Clone,
