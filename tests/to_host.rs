@@ -1,5 +1,5 @@
 //! The linked task pair, scenario by scenario: each asserts the exact values each side got and
-//! the exact error kind each side saw (DESIGN.md, "Translation").
+//! the exact error kind each side saw (the `to_host` module docs, "Translation").
 
 use std::cell::RefCell;
 use std::rc::Rc;

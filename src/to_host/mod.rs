@@ -36,6 +36,69 @@
 //! call then turns into the host's error. A block that swallows the cancellation and returns
 //! `Ok` still returns the host's error.
 //!
+//! A host failure, as the guest sees it (on a virtual clock: instant, and the times exact):
+//!
+//! ```
+//! use infect::{Error, guest, host::{self, Host}, time::{Instant, VirtualClock}};
+//! use infect::to_host::{self, HostChannel, LinkOpts};
+//! use std::{rc::Rc, time::Duration};
+//!
+//! async fn flaky(chan: HostChannel<(), u32, ()>) -> infect::Result<()> {
+//!     chan.started_nowait(())?;
+//!     chan.send(1).await?;
+//!     host::sleep(Duration::from_millis(30)).await?;
+//!     Err(Error::msg("ConnectionLost", "the upstream went away"))
+//! }
+//!
+//! let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+//! let (out, at) = host.run_guest(async {
+//!     let out = to_host::open_channel_from(flaky, LinkOpts::new(), async |chan, ()| {
+//!         assert_eq!(chan.receive().await?, 1);
+//!         guest::sleep_forever().await // interrupted when the host fails
+//!     })
+//!     .await;
+//!     Ok((out, guest::current_time()))
+//! })?;
+//! assert_eq!(out.unwrap_err().kind(), "ConnectionLost"); // not `Cancelled`: the cause is kept
+//! assert_eq!(at, Instant::ZERO + Duration::from_millis(30));
+//! # Ok::<(), infect::Error>(())
+//! ```
+//!
+//! # What ends a channel
+//!
+//! Host → guest ([`LinkedTaskChannel::receive`], [`try_next`](LinkedTaskChannel::try_next),
+//! [`stream`](LinkedTaskChannel::stream), a [`BroadcastReceiver`]):
+//! - the host **returned** (or ended after [`cancel_host_task`](LinkedTaskChannel::cancel_host_task)):
+//!   every value it sent is still received, then the end: `receive()` →
+//!   `Err(`[`HostTaskExited`](Error::HostTaskExited)`)`, `try_next()` → `Ok(None)` (and again
+//!   on every later call), the stream ends;
+//! - the host **failed** with `E` or was **cancelled** by itself or a third party: `Err(E)` /
+//!   `Err(`[`HostCancelled`](Error::HostCancelled)`)` at once, before any value still
+//!   buffered (those are never delivered); the stream yields it as its last item;
+//! - the **block ended**: every handle returns [`Error::Closed`].
+//!
+//! Guest → host ([`HostChannel::get`], and the host's sends): the guest's block **returned**:
+//! `Err(`[`GuestTaskExited`](Error::GuestTaskExited)`)`; it **failed** with `E` or was
+//! **cancelled**: `Err(`[`GuestCancelled`](Error::GuestCancelled)`{cause})` (`cause` is `E`,
+//! `None` for a cancellation). The host task is cancelled at the same moment, so its next
+//! operation reports that end even when values the guest sent are still buffered (those are
+//! dropped), and a host task still running after its next await is dropped.
+//!
+//! # Ordering and back-pressure
+//!
+//! - Each direction is FIFO: values arrive in the order they were sent, none lost or
+//!   duplicated while both sides run. The block starts only once the host has called
+//!   [`HostChannel::started_nowait`], with its value.
+//! - Each direction holds a bounded number of values ([`LinkOpts::capacity_to_host`],
+//!   [`LinkOpts::capacity_to_guest`], 256 by default); a value counts until the other side
+//!   has taken it. A full direction makes [`LinkedTaskChannel::send`] and
+//!   [`HostChannel::send`] wait and [`HostChannel::send_nowait`] hand the value back in
+//!   [`SendNowaitError::Full`]. With subscribers, the host's pace follows the fastest reader;
+//!   a subscriber that falls more than the capacity behind gets [`Error::Lagged`].
+//! - The host task runs on the host's executor, the block on the guest's scheduler, both on
+//!   one thread: a value sent with no await in between is not seen by the other side until
+//!   the sender awaits.
+//!
 //! # Handles
 //!
 //! [`LinkedTaskChannel`] and [`BroadcastReceiver`] are owned handles (`'static`, the channel
@@ -851,6 +914,41 @@ fn reader_stream<Out, C: Reader<Out> + ?Sized>(
 
 /// A subscriber made by [`LinkedTaskChannel::subscribe`]: an owned (`'static`) handle with a
 /// cursor of its own; dropping it unsubscribes.
+///
+/// It ends like the channel (see [What ends a channel](self#what-ends-a-channel)), plus one
+/// error of its own: a subscriber more than the channel's capacity behind the fastest reader
+/// gets [`Error::Lagged`] once, with the count it missed, then continues from the oldest value
+/// still kept.
+///
+/// ```
+/// use infect::{Error, host::Host};
+/// use infect::to_host::{self, HostChannel, LinkOpts};
+///
+/// async fn five(chan: HostChannel<(), u32, ()>) -> infect::Result<()> {
+///     chan.started_nowait(())?;
+///     for i in 0..5 {
+///         chan.send(i).await?;
+///     }
+///     Ok(())
+/// }
+///
+/// let host = Host::new()?;
+/// let (primary, slow) = host.run_guest(async {
+///     // Room for two values: the channel keeps at most two for a slow subscriber.
+///     to_host::open_channel_from(five, LinkOpts::new().capacity(2), async |chan, ()| {
+///         let slow = chan.subscribe();
+///         let mut primary = Vec::new();
+///         while let Some(v) = chan.try_next().await? {
+///             primary.push(v); // the fastest reader sets the host's pace
+///         }
+///         Ok((primary, [slow.receive().await, slow.receive().await, slow.receive().await, slow.receive().await]))
+///     })
+///     .await
+/// })?;
+/// assert_eq!(primary, [0, 1, 2, 3, 4]);
+/// assert_eq!(slow, [Err(Error::Lagged { skipped: 3 }), Ok(3), Ok(4), Err(Error::HostTaskExited)]);
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub struct BroadcastReceiver<Out> {
     reader: Rc<dyn Reader<Out>>,
     id: u64,
@@ -864,19 +962,49 @@ impl<Out> core::fmt::Debug for BroadcastReceiver<Out> {
 
 impl<Out> BroadcastReceiver<Out> {
     /// Receives the next value: like [`LinkedTaskChannel::receive`], plus
-    /// [`Error::Lagged`] when this subscriber fell behind.
+    /// [`Error::Lagged`] when this subscriber fell behind. Example on [`BroadcastReceiver`].
     pub async fn receive(&self) -> Result<Out> {
         self.try_next().await?.ok_or(Error::HostTaskExited)
     }
 
     /// Receives the next value, `Ok(None)` at the end of the channel: like
     /// [`LinkedTaskChannel::try_next`], plus [`Error::Lagged`] when this subscriber fell behind.
+    /// Example on [`LinkedTaskChannel::subscribe`].
     pub async fn try_next(&self) -> Result<Option<Out>> {
         poll_fn(|cx| self.reader.poll_read(self.id, cx)).await
     }
 
     /// The values as a [`Stream`](futures::Stream) (it borrows the subscriber, whose drop
-    /// unsubscribes).
+    /// unsubscribes). After a [`Error::Lagged`] item the stream goes on; any other error is its
+    /// last item.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use infect::host::Host;
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    ///
+    /// async fn letters(chan: HostChannel<(), char, ()>) -> infect::Result<()> {
+    ///     chan.started_nowait(())?;
+    ///     for c in ['a', 'b', 'c'] {
+    ///         chan.send(c).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let host = Host::new()?;
+    /// let (mine, theirs) = host.run_guest(async {
+    ///     to_host::open_channel_from(letters, LinkOpts::new(), async |chan, ()| {
+    ///         let sub = chan.subscribe();
+    ///         let mine: String = chan.stream().map(|c| c.unwrap()).collect().await;
+    ///         let theirs: Vec<infect::Result<char>> = sub.stream().collect().await;
+    ///         Ok((mine, theirs))
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!(mine, "abc");
+    /// assert_eq!(theirs, [Ok('a'), Ok('b'), Ok('c')]);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn stream(&self) -> impl futures::Stream<Item = Result<Out>> + Unpin + '_ {
         reader_stream(self.reader.clone(), self.id)
     }
@@ -890,6 +1018,45 @@ impl<Out> Drop for BroadcastReceiver<Out> {
 
 /// The host side of a linked pair, handed to the target function: `started_nowait`, `get`,
 /// `send_nowait`, `send`.
+///
+/// Every operation checks the host task's own cancellation first, then the guest side: once
+/// the guest's block has ended they fail with [`Error::GuestTaskExited`] (it returned) or
+/// [`Error::GuestCancelled`] (it was cancelled, or failed: `cause` is its error), and the host
+/// task is torn down. A host task that returns that error ends the pair quietly. An echo
+/// server that records what ended it:
+///
+/// ```
+/// use infect::{Error, host::Host};
+/// use infect::to_host::{self, HostChannel, LinkOpts};
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// async fn echo(chan: HostChannel<u32, u32, ()>, ended: Rc<RefCell<Option<Error>>>) -> infect::Result<()> {
+///     chan.started_nowait(())?;
+///     loop {
+///         match chan.get().await {
+///             Ok(v) => chan.send(v + 1).await?,
+///             Err(e) => {
+///                 *ended.borrow_mut() = Some(e.clone());
+///                 return Err(e);
+///             }
+///         }
+///     }
+/// }
+///
+/// let ended = Rc::new(RefCell::new(None));
+/// let e = ended.clone();
+/// let host = Host::new()?;
+/// let out = host.run_guest(async move {
+///     to_host::open_channel_from(move |chan| echo(chan, e), LinkOpts::new(), async |chan, ()| {
+///         chan.send(1).await?;
+///         chan.receive().await
+///     })
+///     .await
+/// });
+/// assert_eq!(out, Ok(2));
+/// assert_eq!(*ended.borrow(), Some(Error::GuestTaskExited)); // the block returned
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub struct HostChannel<In, Out, S> {
     core: Rc<Core<In, Out, S>>,
 }
@@ -907,7 +1074,37 @@ impl<In, Out, S> HostChannel<In, Out, S> {
         self.core.link.borrow().host_sees()
     }
 
-    /// Delivers the first value; unblocks the guest's `open_channel_from`. Once only.
+    /// Delivers the first value; unblocks the guest's `open_channel_from`. Once only: a second
+    /// call fails with [`Error::LinkStartedTwice`]. A host task that ends without calling it
+    /// makes the open call fail (with its error, or [`Error::HostTaskExited`]).
+    ///
+    /// ```
+    /// use infect::{Error, host::Host};
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    ///
+    /// async fn twice(chan: HostChannel<(), (), &'static str>) -> infect::Result<infect::Result<()>> {
+    ///     chan.started_nowait("first")?;
+    ///     Ok(chan.started_nowait("second"))
+    /// }
+    /// async fn never(_chan: HostChannel<(), (), &'static str>) -> infect::Result<()> {
+    ///     Ok(())
+    /// }
+    ///
+    /// let host = Host::new()?;
+    /// let (first, again) = host.run_guest(async {
+    ///     to_host::open_channel_from(twice, LinkOpts::new(), async |chan, first| {
+    ///         Ok((first, chan.wait_for_result().await?))
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!((first, again), ("first", Err(Error::LinkStartedTwice)));
+    ///
+    /// let r = host.run_guest(async {
+    ///     to_host::open_channel_from(never, LinkOpts::new(), async |_chan, _first| Ok(())).await
+    /// });
+    /// assert_eq!(r, Err(Error::HostTaskExited)); // the block never ran
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn started_nowait(&self, first: S) -> Result<()> {
         self.check()?;
         self.core.link.borrow_mut().host_started()?;
@@ -919,7 +1116,48 @@ impl<In, Out, S> HostChannel<In, Out, S> {
 
     /// Waits for the next value from the guest. Fails with `GuestTaskExited` /
     /// `GuestCancelled{cause}` once the guest side is gone, and with the task's own
-    /// cancellation.
+    /// cancellation. Values come in the order the guest sent them.
+    ///
+    /// A guest block that fails: the host's `get` sees the failure as the cause.
+    ///
+    /// ```
+    /// use infect::{Error, guest, host::Host, time::VirtualClock};
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    /// use std::{cell::RefCell, rc::Rc, time::Duration};
+    ///
+    /// async fn collect(chan: HostChannel<u32, (), ()>, seen: Rc<RefCell<Vec<infect::Result<u32>>>>) -> infect::Result<()> {
+    ///     chan.started_nowait(())?;
+    ///     loop {
+    ///         let r = chan.get().await;
+    ///         let end = r.is_err();
+    ///         seen.borrow_mut().push(r);
+    ///         if end {
+    ///             return Ok(());
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let seen = Rc::new(RefCell::new(Vec::new()));
+    /// let s = seen.clone();
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let out: infect::Result<()> = host.run_guest(async move {
+    ///     to_host::open_channel_from(move |chan| collect(chan, s), LinkOpts::new(), async |chan, ()| {
+    ///         chan.send(7).await?;
+    ///         chan.send(8).await?;
+    ///         guest::sleep(Duration::from_millis(1)).await?; // the host takes both meanwhile
+    ///         Err(Error::msg("BadInput", "the guest gave up"))
+    ///     })
+    ///     .await
+    /// });
+    /// assert_eq!(out.unwrap_err().kind(), "BadInput");
+    /// let seen = seen.borrow();
+    /// assert_eq!(seen[..2], [Ok(7), Ok(8)]);
+    /// match &seen[2] {
+    ///     Err(Error::GuestCancelled { cause: Some(cause) }) => assert_eq!(cause.kind(), "BadInput"),
+    ///     other => panic!("unexpected {other:?} in {seen:?}"),
+    /// }
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub async fn get(&self) -> Result<In> {
         poll_fn(|cx| {
             self.check()?;
@@ -942,6 +1180,29 @@ impl<In, Out, S> HostChannel<In, Out, S> {
 
     /// Sends to the guest without waiting. `Full(value)` when the guest's buffer is full,
     /// `Gone(value, error)` once the guest side is gone: the value is handed back either way.
+    /// At most [`LinkOpts::capacity_to_guest`] values wait for the guest's `receive`.
+    ///
+    /// ```
+    /// use infect::host::Host;
+    /// use infect::to_host::{self, HostChannel, LinkOpts, SendNowaitError};
+    ///
+    /// async fn eager(chan: HostChannel<(), u32, ()>) -> infect::Result<Vec<Result<(), SendNowaitError<u32>>>> {
+    ///     chan.started_nowait(())?;
+    ///     Ok(vec![chan.send_nowait(1), chan.send_nowait(2)])
+    /// }
+    ///
+    /// let host = Host::new()?;
+    /// let (tries, one) = host.run_guest(async {
+    ///     to_host::open_channel_from(eager, LinkOpts::new().capacity_to_guest(1), async |chan, ()| {
+    ///         let tries = chan.wait_for_result().await?;
+    ///         Ok((tries, chan.receive().await?))
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!(tries, [Ok(()), Err(SendNowaitError::Full(2))]); // 2 is handed back
+    /// assert_eq!(one, 1);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn send_nowait(&self, value: Out) -> core::result::Result<(), SendNowaitError<Out>> {
         if let Err(e) = self.check() {
             return Err(SendNowaitError::Gone(value, e));
@@ -958,7 +1219,43 @@ impl<In, Out, S> HostChannel<In, Out, S> {
         }
     }
 
-    /// Sends to the guest, waiting for room (back-pressure).
+    /// Sends to the guest, waiting for room (back-pressure): at most
+    /// [`LinkOpts::capacity_to_guest`] values wait for the guest (with subscribers, for the
+    /// fastest reader). Fails like [`get`](Self::get) once the guest side is gone.
+    ///
+    /// ```
+    /// use infect::{guest, host::{self, Host}, time::{Clock, Instant, VirtualClock}};
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    /// use std::{rc::Rc, time::Duration};
+    ///
+    /// // Returns when (in ms) each send got through.
+    /// async fn producer(chan: HostChannel<(), u32, ()>, clock: Rc<VirtualClock>) -> infect::Result<Vec<u64>> {
+    ///     chan.started_nowait(())?;
+    ///     let mut at = Vec::new();
+    ///     for i in 0..3 {
+    ///         chan.send(i).await?;
+    ///         at.push(clock.now().as_nanos() / 1_000_000);
+    ///     }
+    ///     Ok(at)
+    /// }
+    ///
+    /// let clock = Rc::new(VirtualClock::new());
+    /// let host = Host::builder().clock(clock.clone()).build()?;
+    /// let c = clock.clone();
+    /// let sent_at_ms = host.run_guest(async move {
+    ///     let opts = LinkOpts::new().capacity_to_guest(1);
+    ///     to_host::open_channel_from(move |chan| producer(chan, c), opts, async |chan, ()| {
+    ///         for want in 0..3 {
+    ///             guest::sleep(Duration::from_millis(10)).await?; // a slow consumer
+    ///             assert_eq!(chan.receive().await?, want);
+    ///         }
+    ///         chan.wait_for_result().await
+    ///     })
+    ///     .await
+    /// })?;
+    /// assert_eq!(sent_at_ms, [0, 10, 20]); // each send waited for the guest to take the last
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub async fn send(&self, value: Out) -> Result<()> {
         let mut slot = Some(value);
         poll_fn(|cx| {
@@ -978,13 +1275,48 @@ impl<In, Out, S> HostChannel<In, Out, S> {
 
     /// A handle with which any host code (a third party) can cancel this pair's host task:
     /// always the link's own task, whichever task (or none) calls this, also from the target
-    /// function before the task runs.
+    /// function before the task runs. Example on [`Canceller`].
     pub fn canceller(&self) -> Canceller {
         Canceller { task: self.core.number.clone() }
     }
 }
 
-/// Cancels a linked host task from outside the pair (a third party).
+/// Cancels a linked host task from outside the pair (a third party), made by
+/// [`HostChannel::canceller`]. The guest's block is interrupted at once with
+/// [`Error::HostCancelled`] carrying the reason (unlike the guest's own
+/// [`cancel_host_task`](LinkedTaskChannel::cancel_host_task), which just ends the channel).
+///
+/// ```
+/// use infect::{Error, guest, host::{self, Host}, time::{Instant, VirtualClock}};
+/// use infect::to_host::{self, HostChannel, LinkOpts};
+/// use std::{rc::Rc, time::Duration};
+///
+/// async fn watched(chan: HostChannel<(), (), ()>) -> infect::Result<()> {
+///     let canceller = chan.canceller();
+///     // Some other host code (here a host task) decides after 5 ms that the task must stop.
+///     host::spawn(async move {
+///         let _ = host::sleep(Duration::from_millis(5)).await;
+///         canceller.cancel("operator said stop");
+///     })
+///     .expect("on a host")
+///     .detach();
+///     chan.started_nowait(())?;
+///     host::sleep(Duration::from_secs(60)).await?;
+///     Ok(())
+/// }
+///
+/// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+/// let (out, at) = host.run_guest(async {
+///     let out = to_host::open_channel_from(watched, LinkOpts::new(), async |_chan, ()| {
+///         guest::sleep_forever().await
+///     })
+///     .await;
+///     Ok((out, guest::current_time()))
+/// })?;
+/// assert_eq!(out, Err(Error::HostCancelled { reason: "operator said stop".into() }));
+/// assert_eq!(at, Instant::ZERO + Duration::from_millis(5));
+/// # Ok::<(), infect::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Canceller {
     /// The link's host task id, shared with the pair (0 until it is spawned).
