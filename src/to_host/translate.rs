@@ -46,6 +46,34 @@
 //!    return. [`Link::block_result`] turns the block's `Err(Cancelled)` into the interruption.
 //!    `run_task` pairs ([`Link::new_started`]) have no block and never take this transition.
 //!
+//! The machine can be driven by hand (it is what `fuzzing/translate.rs` does). A host that
+//! fails while the block runs, with room for one value guest → host:
+//!
+//! ```
+//! use infect::Error;
+//! use infect::to_host::translate::{HostEnd, Link, Phase, RecvVerdict, SendVerdict};
+//!
+//! let mut link = Link::new(true, 1, 1); // (1) open
+//! assert_eq!(link.phase(), Phase::Starting);
+//! assert_eq!(link.open_outcome(), None); // the open call waits
+//! link.host_started()?; // (2) started_nowait
+//! assert_eq!(link.phase(), Phase::Linked);
+//! assert_eq!(link.guest_send(), SendVerdict::Accept);
+//! assert_eq!(link.guest_send(), SendVerdict::Full); // back-pressure: the host has not taken it
+//! assert_eq!(link.host_get(), RecvVerdict::Value);
+//! assert_eq!(link.in_flight(), (0, 0));
+//! assert_eq!(link.host_send(), SendVerdict::Accept); // one value for the guest, unread
+//!
+//! let lost = Error::msg("ConnectionLost", "gone");
+//! assert!(link.host_ended(HostEnd::Failed(lost))); // (9): cancel the block now
+//! assert_eq!(link.phase(), Phase::Interrupted);
+//! // The guest's receive reports the failure, not the value still buffered...
+//! assert!(matches!(link.guest_recv(), RecvVerdict::Fail(e) if e.kind() == "ConnectionLost"));
+//! // ...and the block's cancellation comes out as the host's error.
+//! assert_eq!(link.block_result::<()>(Err(Error::Cancelled)).unwrap_err().kind(), "ConnectionLost");
+//! # Ok::<(), infect::Error>(())
+//! ```
+//!
 //! Invariants: each side ends exactly once (a second end is ignored); nothing is accepted for
 //! a side that has ended; a value is counted in flight from the accepted send to its receive,
 //! so no value is lost or duplicated before teardown or an interruption (which leaves what is
@@ -87,6 +115,14 @@ pub enum GuestEnd {
 
 impl GuestEnd {
     /// The end a block result stands for.
+    ///
+    /// ```
+    /// use infect::Error;
+    /// use infect::to_host::translate::GuestEnd;
+    /// assert_eq!(GuestEnd::of(&Ok(1)), GuestEnd::Exited);
+    /// assert_eq!(GuestEnd::of::<()>(&Err(Error::Cancelled)), GuestEnd::Cancelled);
+    /// assert_eq!(GuestEnd::of::<()>(&Err(Error::Full)), GuestEnd::Failed(Error::Full));
+    /// ```
     pub fn of<T>(r: &Result<T>) -> GuestEnd {
         match r {
             Ok(_) => GuestEnd::Exited,
@@ -138,7 +174,40 @@ pub enum RecvVerdict {
     Fail(Error),
 }
 
-/// The translation state of one linked pair.
+/// The translation state of one linked pair: the [module docs](self) draw its transitions.
+///
+/// The guest's block returns while the host still runs (transition 5, then 6): the host is
+/// handed a cancellation, sees `GuestTaskExited`, and its returning that error is an echo,
+/// not a failure of its own.
+///
+/// ```
+/// use infect::Error;
+/// use infect::to_host::translate::{GuestEnd, HostEnd, Link, Phase, RecvVerdict};
+///
+/// let mut link = Link::new(true, 4, 4);
+/// link.host_started()?;
+/// let teardown = link.guest_ended(GuestEnd::Exited).expect("the host still runs");
+/// assert_eq!(teardown.reason, "GuestTaskExited");
+/// assert_eq!(link.phase(), Phase::TearingDown);
+/// assert_eq!(link.host_sees(), Err(Error::GuestTaskExited));
+/// assert_eq!(link.host_get(), RecvVerdict::Fail(Error::GuestTaskExited));
+/// assert!(!link.host_ended(HostEnd::Failed(Error::GuestTaskExited)));
+/// assert_eq!(link.phase(), Phase::Closed);
+/// assert_eq!(link.block_result(Ok(7)), Ok(7)); // the echo is no error
+/// assert_eq!(link.guest_recv(), RecvVerdict::Fail(Error::Closed)); // a handle used after the block
+///
+/// // Both sides fail independently: both errors come out.
+/// let mut link = Link::new(true, 4, 4);
+/// link.host_started()?;
+/// let mine = Error::msg("GuestBug", "bad");
+/// link.guest_ended(GuestEnd::Failed(mine.clone()));
+/// link.host_ended(HostEnd::Failed(Error::msg("HostBug", "worse")));
+/// match link.block_result::<()>(Err(mine)) {
+///     Err(Error::Group(g)) => assert_eq!(g.0.iter().map(|e| e.kind()).collect::<Vec<_>>(), ["GuestBug", "HostBug"]),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), infect::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Link {
     suppress_graceful_exits: bool,
