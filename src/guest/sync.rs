@@ -33,6 +33,11 @@ struct EventInner {
 
 /// A one-shot flag that tasks can wait for (trio's `Event`). Clones share the flag.
 ///
+/// Once set it stays set: [`set`](Self::set) wakes every waiter, and every later
+/// [`wait`](Self::wait) returns at once (unless its scope is cancelled: like every guest await
+/// it checks for cancellation first). Single-threaded (`Rc`): a host task on the same thread
+/// may set it too; the woken guest tasks run at the guest's next tick.
+///
 /// ```
 /// use infect::guest::{self, Event};
 /// let r = guest::run(async {
@@ -63,19 +68,76 @@ impl Event {
         Event::default()
     }
 
-    /// Sets the event and wakes every waiter. Idempotent.
+    /// Sets the event and wakes every waiter (they run in the order they began to wait).
+    /// Idempotent.
+    ///
+    /// ```
+    /// use infect::guest::{self, Event, GuestConfig};
+    /// use infect::time::{Instant, VirtualClock};
+    /// use std::{cell::RefCell, rc::Rc, time::Duration};
+    ///
+    /// let woke = Rc::new(RefCell::new(Vec::new()));
+    /// let w = woke.clone();
+    /// guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async move {
+    ///     let ev = Event::new();
+    ///     guest::open_nursery(async |n| {
+    ///         for name in ["a", "b"] {
+    ///             let (ev, w) = (ev.clone(), w.clone());
+    ///             n.start_soon(async move {
+    ///                 ev.wait().await?;
+    ///                 w.borrow_mut().push((name, guest::current_time()));
+    ///                 Ok(())
+    ///             })?;
+    ///         }
+    ///         guest::sleep(Duration::from_millis(10)).await?;
+    ///         ev.set();
+    ///         ev.set(); // no effect
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    ///     Ok(())
+    /// })?;
+    /// let at = Instant::ZERO + Duration::from_millis(10);
+    /// assert_eq!(*woke.borrow(), [("a", at), ("b", at)]);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub fn set(&self) {
         if !self.inner.set.replace(true) {
             self.inner.waiters.wake_all();
         }
     }
 
-    /// Whether the event is set.
+    /// Whether the event is set (never waits, never checks for cancellation).
+    ///
+    /// ```
+    /// use infect::guest::Event;
+    /// let ev = Event::new();
+    /// let other = ev.clone();
+    /// assert!(!ev.is_set());
+    /// other.set();
+    /// assert!(ev.is_set()); // clones share the flag
+    /// ```
     pub fn is_set(&self) -> bool {
         self.inner.set.get()
     }
 
-    /// Waits until the event is set (cancellation-aware in a guest task).
+    /// Waits until the event is set (cancellation-aware in a guest task): `Ok(())`, or
+    /// [`Error::Cancelled`] in a cancelled scope, even when the event is already set.
+    ///
+    /// ```
+    /// use infect::{Error, guest::{self, CancelScope, Event}};
+    ///
+    /// let r = guest::run(async {
+    ///     let ev = Event::new();
+    ///     ev.set();
+    ///     let scope = CancelScope::new();
+    ///     scope.cancel();
+    ///     let mut inside = None;
+    ///     scope.run(async { inside = Some(ev.wait().await); Ok(()) }).await?;
+    ///     Ok((inside, ev.wait().await))
+    /// });
+    /// assert_eq!(r, Ok((Some(Err(Error::Cancelled)), Ok(()))));
+    /// ```
     pub async fn wait(&self) -> Result<()> {
         poll_fn(|cx| {
             check_cancel()?;
@@ -98,7 +160,25 @@ struct Chan<T> {
     send_waiters: Waiters,
 }
 
-/// Creates a bounded memory channel holding up to `capacity` values (at least 1).
+/// Creates a bounded memory channel holding up to `capacity` values (at least 1): trio's
+/// `open_memory_channel`, one receiver and any number of senders.
+///
+/// - **Order:** values come out in the order they went in; none is lost or duplicated while
+///   the receiver lives.
+/// - **Back-pressure:** at most `capacity` values are buffered; a full buffer makes
+///   [`Sender::send`] wait and [`Sender::send_nowait`] hand the value back
+///   ([`SendNowaitError::Full`]).
+/// - **What ends it:** once every [`Sender`] is dropped, the receiver drains the buffer, then
+///   sees the end: [`Receiver::receive`] fails with [`Error::EndOfChannel`],
+///   [`Receiver::try_next`] gives `Ok(None)`, the stream ends. Once the [`Receiver`] is dropped
+///   (its buffered values with it), `send` fails with [`Error::Closed`] and `send_nowait`
+///   hands the value back ([`SendNowaitError::Gone`]).
+/// - **Cancellation:** the waiting forms (`send`, `receive`, `try_next`, the stream) check
+///   for cancellation first: in a cancelled scope they return [`Error::Cancelled`] even when
+///   they could complete at once, and nothing is sent or consumed. The non-waiting forms
+///   (`send_nowait`, `receive_nowait`) never check.
+/// - **Threads:** single-threaded (`Rc`); host code on the same thread may `send_nowait` into
+///   it. Outside a guest task the awaits are plain futures (no cancellation check).
 ///
 /// ```
 /// use infect::guest::{self, channel};
@@ -130,12 +210,53 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 }
 
 /// [`Receiver::receive_nowait`] found the channel empty while senders remain.
+///
+/// ```
+/// use infect::guest::{self, Empty};
+/// let (tx, mut rx) = guest::channel::<u32>(1);
+/// assert_eq!(rx.receive_nowait(), Err(Empty));
+/// drop(tx);
+/// assert_eq!(rx.receive_nowait(), Ok(None)); // no sender left: the end, not `Empty`
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the channel is empty")]
 pub struct Empty;
 
 /// The sending half of a [`channel`]. Clone it for more senders; drop every clone to end the
 /// channel.
+///
+/// Two producers, each yielding after every send: their values interleave in the order the
+/// scheduler ran them (FIFO, so the same order on every run), and the consumer's loop ends
+/// when both have finished and dropped their sender.
+///
+/// ```
+/// use infect::guest::{self, Sender};
+///
+/// async fn producer(tx: Sender<(u32, char)>, name: char) -> infect::Result<()> {
+///     for i in 0..2 {
+///         tx.send((i, name)).await?;
+///         guest::checkpoint().await?;
+///     }
+///     Ok(()) // `tx` is dropped here
+/// }
+///
+/// let got = guest::run(async {
+///     let (tx, mut rx) = guest::channel(4);
+///     let tx2 = tx.clone();
+///     guest::open_nursery(async move |n| {
+///         n.start_soon(producer(tx, 'a'))?;
+///         n.start_soon(producer(tx2, 'b'))?;
+///         let mut got = Vec::new();
+///         while let Some(v) = rx.try_next().await? {
+///             got.push(v);
+///         }
+///         Ok(got)
+///     })
+///     .await
+/// })?;
+/// assert_eq!(got, Some(vec![(0, 'a'), (0, 'b'), (1, 'a'), (1, 'b')]));
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub struct Sender<T> {
     chan: Rc<Chan<T>>,
 }
@@ -198,7 +319,9 @@ impl<T> core::fmt::Debug for Sender<T> {
 }
 
 impl<T> Sender<T> {
-    /// Sends without waiting.
+    /// Sends without waiting: `Full(value)` when the buffer is full, `Gone(value, Closed)` once
+    /// the receiver is dropped; the value is handed back either way. Never checks for
+    /// cancellation. Example on [`SendNowaitError`].
     pub fn send_nowait(&self, value: T) -> core::result::Result<(), SendNowaitError<T>> {
         if !self.chan.receiver.get() {
             return Err(SendNowaitError::Gone(value, Error::Closed));
@@ -215,6 +338,51 @@ impl<T> Sender<T> {
 
     /// Sends, waiting for room (back-pressure). [`Error::Closed`] if the receiver is gone
     /// (the value is dropped), [`Error::Cancelled`] in a cancelled scope (the value is dropped).
+    ///
+    /// With room for one value and a consumer that takes one every 10 ms, each further send
+    /// waits for the consumer (virtual time: instant, exact):
+    ///
+    /// ```
+    /// use infect::guest::{self, GuestConfig};
+    /// use infect::time::VirtualClock;
+    /// use std::{cell::RefCell, rc::Rc, time::Duration};
+    ///
+    /// let sent_at_ms = guest::run_with(GuestConfig::new(Rc::new(VirtualClock::new())), async {
+    ///     let (tx, mut rx) = guest::channel::<u32>(1);
+    ///     let sent_at_ms = Rc::new(RefCell::new(Vec::new()));
+    ///     let s = sent_at_ms.clone();
+    ///     guest::open_nursery(async move |n| {
+    ///         n.start_soon(async move {
+    ///             for v in 0..3 {
+    ///                 tx.send(v).await?;
+    ///                 s.borrow_mut().push(guest::current_time().as_nanos() / 1_000_000);
+    ///             }
+    ///             Ok(())
+    ///         })?;
+    ///         for want in 0..3 {
+    ///             guest::sleep(Duration::from_millis(10)).await?;
+    ///             assert_eq!(rx.receive().await?, want);
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    ///     Ok(sent_at_ms.take())
+    /// })?;
+    /// assert_eq!(sent_at_ms, [0, 10, 20]);
+    /// # Ok::<(), infect::Error>(())
+    /// ```
+    ///
+    /// A dropped receiver:
+    ///
+    /// ```
+    /// use infect::{Error, guest};
+    /// let r = guest::run(async {
+    ///     let (tx, rx) = guest::channel::<u32>(1);
+    ///     drop(rx);
+    ///     Ok(tx.send(1).await)
+    /// });
+    /// assert_eq!(r, Ok(Err(Error::Closed)));
+    /// ```
     pub async fn send(&self, value: T) -> Result<()> {
         let mut slot = Some(value);
         poll_fn(|cx| {
@@ -234,7 +402,27 @@ impl<T> Sender<T> {
     }
 }
 
-/// The receiving half of a [`channel`]. Also a [`Stream`](futures::Stream) of values.
+/// The receiving half of a [`channel`]. Also a [`Stream`](futures::Stream) of values (an
+/// error is its last item). Dropping it closes the channel: senders then fail with
+/// [`Error::Closed`].
+///
+/// ```
+/// use futures::StreamExt;
+/// use infect::guest;
+///
+/// let got = guest::run(async {
+///     let (tx, rx) = guest::channel::<u32>(8);
+///     for v in [3, 1, 2] {
+///         tx.send_nowait(v)?;
+///     }
+///     drop(tx);
+///     assert_eq!(rx.len(), 3);
+///     let all: Vec<infect::Result<u32>> = rx.collect().await;
+///     Ok(all)
+/// })?;
+/// assert_eq!(got, [Ok(3), Ok(1), Ok(2)]);
+/// # Ok::<(), infect::Error>(())
+/// ```
 pub struct Receiver<T> {
     chan: Rc<Chan<T>>,
 }
@@ -255,7 +443,18 @@ impl<T> core::fmt::Debug for Receiver<T> {
 
 impl<T> Receiver<T> {
     /// Receives without waiting: `Ok(Some(v))`, `Ok(None)` at end-of-channel, `Err(Empty)`
-    /// when empty but senders remain.
+    /// when empty but senders remain. Never waits, never checks for cancellation; works outside
+    /// a guest task too.
+    ///
+    /// ```
+    /// use infect::guest::{self, Empty};
+    /// let (tx, mut rx) = guest::channel::<&str>(2);
+    /// tx.send_nowait("x").unwrap();
+    /// assert_eq!(rx.receive_nowait(), Ok(Some("x")));
+    /// assert_eq!(rx.receive_nowait(), Err(Empty));
+    /// drop(tx);
+    /// assert_eq!(rx.receive_nowait(), Ok(None));
+    /// ```
     pub fn receive_nowait(&mut self) -> core::result::Result<Option<T>, Empty> {
         let v = self.chan.buf.borrow_mut().pop_front();
         match v {
@@ -290,6 +489,24 @@ impl<T> Receiver<T> {
     /// Receives the next value, `Ok(None)` at the end of the channel (trio's `async for v in
     /// rx`: `while let Some(v) = rx.try_next().await? { .. }`); otherwise as
     /// [`receive`](Self::receive).
+    ///
+    /// In a cancelled scope it returns [`Error::Cancelled`] and the buffered value stays:
+    ///
+    /// ```
+    /// use infect::{Error, guest::{self, CancelScope}};
+    /// let r = guest::run(async {
+    ///     let (tx, mut rx) = guest::channel::<u32>(1);
+    ///     tx.send(5).await?;
+    ///     let scope = CancelScope::new();
+    ///     scope.cancel();
+    ///     let mut inside = None;
+    ///     scope.run(async { inside = Some(rx.try_next().await); Ok(()) }).await?;
+    ///     assert_eq!(rx.len(), 1); // nothing consumed
+    ///     drop(tx);
+    ///     Ok((inside, rx.try_next().await?, rx.try_next().await?))
+    /// });
+    /// assert_eq!(r, Ok((Some(Err(Error::Cancelled)), Some(5), None)));
+    /// ```
     pub async fn try_next(&mut self) -> Result<Option<T>> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -305,12 +522,20 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Number of buffered values.
+    /// Number of buffered values (at most the channel's capacity). Example on [`Receiver`].
     pub fn len(&self) -> usize {
         self.chan.buf.borrow().len()
     }
 
-    /// Whether no value is buffered.
+    /// Whether no value is buffered (says nothing of whether senders remain: see
+    /// [`receive_nowait`](Self::receive_nowait)).
+    ///
+    /// ```
+    /// let (tx, rx) = infect::guest::channel::<u8>(1);
+    /// assert!(rx.is_empty());
+    /// tx.send_nowait(1).unwrap();
+    /// assert!(!rx.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
