@@ -22,6 +22,46 @@
 //! of an endpoint reach it boxed with their own kind (`HostCancelled`, `HostTaskExited`, a user
 //! error's kind).
 //!
+//! # Which entry point
+//!
+//! | the program | its `main` |
+//! |---|---|
+//! | starts actors (child processes), or is one | `fn main() -> ExitCode { actor::main(endpoints, root()) }` ([`main`]): the error, if any, printed as `"<program>: <error>"`, the exit code set |
+//! | the same, with the root's value or error in hand (it formats its own errors, or a `harness = false` test binary) | [`run`], returning `Result<T>` |
+//! | the same, the root named otherwise or infected (the root itself uses [`to_host`](crate::to_host)) | [`main_with`] / [`run_with`] with [`RootOpts`] |
+//! | one process, structured concurrency only | [`guest::run`](crate::guest::run) (or `guest::run_with`: a virtual clock, a trace, a seed) |
+//! | one process, guest tasks driving host tasks | [`Host::run_guest`](crate::host::Host::run_guest) |
+//!
+//! Call [`main`] (or [`run`]) once, first thing in the program's `main` on its main thread,
+//! before it starts threads: a child actor is this same binary re-executed (or the program
+//! [`ActorOpts::program`] names, which must do the same), and in a child `main` never returns:
+//! it serves `endpoints` until its parent cancels it or goes away, then exits the process.
+//! In the root it runs `root` and returns. Everything in this module needs it around:
+//! [`open_nursery`] outside it fails with [`Error::NoActorRuntime`](crate::Error::NoActorRuntime).
+//!
+//! A test harness or a doctest binary is no actor binary (re-executed, it would run the
+//! harness, not serve), so the examples that start actors are marked `no_run` here and run as
+//! the programs in `examples/` (`actor_tree`, `context_supervision`, `run_task`,
+//! `subscribe_fanout`, `infected_echo_server`, `error_across_boundaries`, `remote_actor`;
+//! `cargo run --example actor_tree`) and in `tests/actors.rs` (`harness = false`). What needs
+//! no child runs anywhere, a doctest included:
+//!
+//! ```
+//! use infect::actor::{self, Endpoints};
+//!
+//! let (me, root, actors) = actor::run(Endpoints::new(), async {
+//!     let me = actor::current_actor();
+//!     let live = actor::open_nursery(async |an| Ok(an.live_actors())).await?;
+//!     Ok((me.name().to_owned(), me.is_root(), live))
+//! })?;
+//! assert_eq!((me.as_str(), root, actors), ("root", true, Some(0)));
+//!
+//! // Outside `run`, there is no actor runtime.
+//! let outside = infect::guest::run(async { actor::open_nursery(async |_an| Ok(())).await });
+//! assert_eq!(outside, Err(infect::Error::NoActorRuntime));
+//! # Ok::<(), infect::Error>(())
+//! ```
+//!
 //! # The message dialog
 //!
 //! ```text
@@ -281,7 +321,32 @@ pub(crate) fn current_inner() -> Option<Rc<ActorInner>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-/// A handle to the actor this process is (tractor's `current_actor()`).
+/// A handle to the actor this process is (tractor's `current_actor()`), from
+/// [`current_actor`] or [`try_current_actor`] inside [`main`] / [`run`].
+///
+/// ```
+/// use infect::actor::{self, Endpoints, RootOpts};
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// let l = log.clone();
+/// actor::run_with(RootOpts::new().name("boss"), Endpoints::new(), async move {
+///     let me = actor::current_actor();
+///     assert_eq!(me.name(), "boss");
+///     assert!(me.is_root() && me.parent().is_none());
+///     assert!(!me.is_infected());
+///     assert_eq!(me.aid().pid, std::process::id());
+///     assert!(me.enabled_modules().is_empty()); // the root serves nothing
+///     let (a, b) = (l.clone(), l.clone());
+///     me.on_teardown(move || a.borrow_mut().push("registered first"));
+///     me.on_teardown(move || b.borrow_mut().push("registered second"));
+///     l.borrow_mut().push("root done");
+///     Ok(())
+/// })?;
+/// // Teardown callbacks run when the actor ends, newest first.
+/// assert_eq!(*log.borrow(), ["root done", "registered second", "registered first"]);
+/// # Ok::<(), infect::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Actor {
     inner: Rc<ActorInner>,

@@ -77,6 +77,28 @@ impl RootOpts {
 
     /// Runs the root infected: the host executor as the loop and the root future as a guest
     /// riding it (tractor's `run_as_asyncio_guest`), so the root may use `to_host`.
+    ///
+    /// ```
+    /// use infect::actor::{self, Endpoints, RootOpts};
+    /// use infect::{Error, host, to_host};
+    /// use std::time::Duration;
+    ///
+    /// async fn fetch() -> infect::Result<u32> {
+    ///     to_host::run_task(async {
+    ///         host::sleep(Duration::from_millis(1)).await?;
+    ///         Ok(200)
+    ///     })
+    ///     .await
+    /// }
+    ///
+    /// let infected = actor::run_with(RootOpts::new().infect_host(true), Endpoints::new(), async {
+    ///     assert!(actor::current_actor().is_infected());
+    ///     fetch().await
+    /// });
+    /// assert_eq!(infected, Ok(200));
+    /// let plain = actor::run(Endpoints::new(), fetch());
+    /// assert_eq!(plain, Err(Error::NotInfected));
+    /// ```
     pub fn infect_host(mut self, infect: bool) -> RootOpts {
         self.infect_host = infect;
         self

@@ -233,7 +233,68 @@ impl AnInner {
     }
 }
 
-/// A nursery of actors (tractor's `ActorNursery`): start actors in it; it reaps them all.
+/// A nursery of actors (tractor's `ActorNursery`), opened by [`open_nursery`]: start actors in
+/// it; it reaps them all.
+///
+/// - [`start_actor`](Self::start_actor): a long-lived actor serving the namespaces its
+///   [`ActorOpts`] enable, called through its [`Portal`] until it is cancelled
+///   ([`Portal::cancel_actor`], [`cancel`](Self::cancel), or the nursery's exit).
+/// - [`run_in_actor`](Self::run_in_actor): a one-shot actor running one call, whose result the
+///   nursery waits for on exit ([`OneShot`]).
+///
+/// No child outlives the nursery: when it returns, every child process it spawned has ended
+/// and been reaped (graceful cancel, then `SIGTERM`, then `SIGKILL`, each bounded by the
+/// [`ActorOpts`] timeouts). A failure (the block's, or a `run_in_actor` actor's) cancels the
+/// block and every actor (one-cancels-all) and comes out of [`open_nursery`].
+///
+/// A nursery's bookkeeping runs anywhere [`main`](crate::actor::main) runs, a doctest
+/// included; a name the handshake could not carry is refused before anything is spawned:
+///
+/// ```
+/// use infect::actor::{self, ActorOpts, Endpoints, MAX_ACTOR_NAME};
+/// use infect::Error;
+///
+/// let r = actor::run(Endpoints::new(), async {
+///     actor::open_nursery(async |an| {
+///         let long = "n".repeat(MAX_ACTOR_NAME + 1);
+///         let refused = an.start_actor(&long, ActorOpts::new()).await;
+///         assert!(matches!(refused, Err(Error::SpawnFailed { source: None, .. })));
+///         Ok(an.live_actors())
+///     })
+///     .await
+/// });
+/// assert_eq!(r, Ok(Some(0)));
+/// ```
+///
+/// Starting real actors (this runs as `examples/actor_tree.rs`; a doctest binary cannot be
+/// re-executed as an actor):
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// use infect::actor::{self, ActorOpts, Endpoints, Function};
+///
+/// const SQUARE: Function<u64, u64> = Function::new("math", "square");
+///
+/// fn main() -> ExitCode {
+///     let endpoints = Endpoints::new().serve(SQUARE, async |x: u64| Ok(x * x));
+///     actor::main(endpoints, async {
+///         let out = actor::open_nursery(async |an| {
+///             // A long-lived actor, called twice.
+///             let worker = an.start_actor("worker", ActorOpts::new().enable_modules(["math"])).await?;
+///             assert_eq!(worker.run(SQUARE, &3).await?, 9);
+///             assert_eq!(worker.run(SQUARE, &4).await?, 16);
+///             // A one-shot actor: its namespace is enabled for it.
+///             let once = an.run_in_actor(SQUARE, &5, ActorOpts::new()).await?;
+///             assert_eq!(an.live_actors(), 2);
+///             once.wait_for_result().await
+///         })
+///         .await?;
+///         // Both actors are reaped here (`worker` by the nursery's exit).
+///         assert_eq!(out, Some(25));
+///         Ok(())
+///     })
+/// }
+/// ```
 #[derive(Clone)]
 pub struct ActorNursery {
     inner: Rc<AnInner>,
@@ -265,6 +326,27 @@ impl fmt::Debug for ActorNursery {
 /// returns [`Error::Interrupted`] once every actor is reaped (even if the block still returned
 /// its value, so that no interrupt is lost): the caller handles it like any error, see
 /// [`main`](crate::actor::main).
+///
+/// Outside an actor runtime ([`main`](crate::actor::main) / [`run`](crate::actor::run)) it
+/// fails with [`Error::NoActorRuntime`]. The result's shape, without actors:
+///
+/// ```
+/// use infect::actor::{self, Endpoints};
+/// use infect::{Error, guest};
+///
+/// let r = actor::run(Endpoints::new(), async {
+///     let value = actor::open_nursery(async |_an| Ok("done")).await;
+///     let cancelled = actor::open_nursery(async |an| {
+///         an.cancel().await?;
+///         guest::sleep_forever().await?; // the nursery's own cancel: the block ends here
+///         Ok("never")
+///     })
+///     .await;
+///     let failed = actor::open_nursery(async |_an| Err::<(), _>(Error::msg("Oops", "the block failed"))).await;
+///     Ok((value, cancelled, failed.map_err(|e| e.kind().to_owned())))
+/// });
+/// assert_eq!(r, Ok((Ok(Some("done")), Ok(None), Err("Oops".to_owned()))));
+/// ```
 pub async fn open_nursery<T, F>(body: F) -> Result<Option<T>>
 where
     F: AsyncFnOnce(&ActorNursery) -> Result<T>,
@@ -524,7 +606,8 @@ impl ActorNursery {
         CancelScope::shielded().run(self.teardown_all()).await.map(drop)
     }
 
-    /// The number of actors started in this nursery that are not reaped yet.
+    /// The number of actors started in this nursery that are not reaped yet (see the
+    /// [`ActorNursery`] examples).
     pub fn live_actors(&self) -> usize {
         self.inner.children.borrow().iter().filter(|c| !c.sup.reaped.is_set()).count()
     }
