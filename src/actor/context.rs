@@ -255,6 +255,52 @@ impl CallObserver for CtxInner {
 /// nursery also keeps that (reaped) child's two pipe descriptors open until it is dropped.
 ///
 /// See the [module docs](self) for the dialog, the supervision and the cancellation rule.
+///
+/// Both sides, with the one cancellation that is absorbed (this side's own [`cancel`](Self::cancel))
+/// and the introspection after the block (this needs a child process, so it is `no_run` here;
+/// `examples/context_supervision.rs` runs these cases and the other two, a callee that fails
+/// and a `Portal::cancel_actor` that is raised):
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
+/// use infect::guest;
+///
+/// /// Started with "ready"; then serves until cancelled.
+/// const SERVE: ContextFn<(), String> = ContextFn::new("demo", "serve");
+///
+/// async fn serve(ctx: Context) -> infect::Result<()> {
+///     assert!(!ctx.is_caller());
+///     ctx.started(&"ready").await?;
+///     guest::sleep_forever().await // until the caller's cancel
+/// }
+///
+/// fn main() -> ExitCode {
+///     actor::main(Endpoints::new().serve(SERVE, serve), async {
+///         actor::open_nursery(async |an| {
+///             let p = an.start_actor("server", ActorOpts::new().enable_modules(["demo"])).await?;
+///             let mut kept = None;
+///             let out = p
+///                 .open_context(SERVE, &(), async |ctx, first| {
+///                     assert_eq!(first, "ready");
+///                     assert_eq!(ctx.func(), "demo.serve");
+///                     kept = Some(ctx.clone());
+///                     ctx.cancel().await?; // ends the callee; absorbed: not an error here
+///                     Ok("the block's value")
+///                 })
+///                 .await?;
+///             assert_eq!(out, "the block's value");
+///             let ctx = kept.expect("set in the block");
+///             assert!(ctx.cancel_called() && ctx.cancel_acked() && !ctx.cancelled_caught());
+///             assert!(matches!(ctx.maybe_error(), Some(infect::Error::ContextCancelled { .. })));
+///             assert_eq!(ctx.canceller().as_deref(), Some("root"));
+///             Ok(())
+///         })
+///         .await
+///         .map(drop)
+///     })
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Context {
     inner: Rc<CtxInner>,
@@ -781,6 +827,64 @@ struct Bcast {
 /// [`Context::open_stream`]'s block. Items are any serde type (postcard on the wire); each
 /// `receive` names the type it expects. Cheap to clone; a clone used after the block ended gets
 /// [`Error::Closed`].
+///
+/// Items arrive in the order they were sent; each direction has a window of items in flight
+/// ([`STREAM_BUFFER`], or `ActorOpts::stream_window`), so a slow receiver slows its sender;
+/// the stream ends (`receive` → [`Error::EndOfChannel`], `try_next` → `Ok(None)`) when the peer's
+/// stream block returns, and fails with the context's error when the peer fails.
+///
+/// A two-way stream: the caller sends words, the callee answers each with its length and
+/// ends when the caller's stream block ends (this needs a child process, so it is `no_run`
+/// here; `examples/infected_echo_server.rs` runs a stream the same way, with a host task
+/// behind the callee):
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
+///
+/// /// Answers each word with its length; returns how many it answered.
+/// const LENGTHS: ContextFn<(), (), u32> = ContextFn::new("text", "lengths");
+///
+/// async fn lengths(ctx: Context) -> infect::Result<u32> {
+///     ctx.started(&()).await?;
+///     ctx.open_stream(async |stream| {
+///         let mut n = 0;
+///         while let Some(word) = stream.try_next::<String>().await? {
+///             stream.send(&word.len()).await?;
+///             n += 1;
+///         }
+///         Ok(n) // the caller's stream block ended
+///     })
+///     .await
+/// }
+///
+/// fn main() -> ExitCode {
+///     actor::main(Endpoints::new().serve(LENGTHS, lengths), async {
+///         actor::open_nursery(async |an| {
+///             let p = an.start_actor("counter", ActorOpts::new().enable_modules(["text"])).await?;
+///             let answered = p
+///                 .open_context(LENGTHS, &(), async |ctx, ()| {
+///                     ctx.open_stream(async |stream| {
+///                         for word in ["one", "three", "seventeen"] {
+///                             stream.send(word).await?;
+///                             let len: usize = stream.receive().await?;
+///                             assert_eq!(len, word.len());
+///                         }
+///                         Ok(())
+///                     })
+///                     .await?;
+///                     ctx.wait_for_result::<u32>().await
+///                 })
+///                 .await?;
+///             assert_eq!(answered, 3);
+///             p.cancel_actor().await?;
+///             Ok(())
+///         })
+///         .await
+///         .map(drop)
+///     })
+/// }
+/// ```
 #[derive(Clone)]
 pub struct MsgStream {
     ctx: Context,
@@ -932,6 +1036,62 @@ fn item_stream<T: DeserializeOwned>(stream: &MsgStream, reader: u64) -> impl fut
 
 /// A subscriber made by [`MsgStream::subscribe`]: an owned handle (it may move into another
 /// task) that reads its own copy of the stream.
+///
+/// It starts at the oldest item no reader has received yet, gets [`Error::Lagged`] once if it
+/// falls more than the broadcast capacity behind the fastest reader (then continues), and sees
+/// the end of the stream like every reader. Two consumers of one stream (this needs a child
+/// process, so it is `no_run` here; `examples/subscribe_fanout.rs` runs it, with subscribers
+/// on both sides of the process boundary):
+///
+/// ```no_run
+/// use futures::future::join;
+/// use std::process::ExitCode;
+/// use infect::actor::{self, ActorOpts, BroadcastReceiver, Context, ContextFn, Endpoints};
+///
+/// const COUNT: ContextFn<u32, ()> = ContextFn::new("demo", "count");
+///
+/// async fn count(ctx: Context, n: u32) -> infect::Result<()> {
+///     ctx.started(&()).await?;
+///     ctx.open_stream(async |stream| {
+///         for i in 0..n {
+///             stream.send(&i).await?;
+///         }
+///         Ok(())
+///     })
+///     .await
+/// }
+///
+/// async fn all(sub: &BroadcastReceiver) -> infect::Result<Vec<u32>> {
+///     let mut got = Vec::new();
+///     while let Some(i) = sub.try_next().await? {
+///         got.push(i);
+///     }
+///     Ok(got)
+/// }
+///
+/// fn main() -> ExitCode {
+///     actor::main(Endpoints::new().serve(COUNT, count), async {
+///         actor::open_nursery(async |an| {
+///             let p = an.start_actor("counter", ActorOpts::new().enable_modules(["demo"])).await?;
+///             p.open_context(COUNT, &4, async |ctx, ()| {
+///                 ctx.open_stream(async |stream| {
+///                     let (a, b) = (stream.subscribe(), stream.subscribe());
+///                     let (a, b) = join(all(&a), all(&b)).await;
+///                     assert_eq!(a?, [0, 1, 2, 3]); // each subscriber gets every item
+///                     assert_eq!(b?, [0, 1, 2, 3]);
+///                     Ok(())
+///                 })
+///                 .await
+///             })
+///             .await?;
+///             p.cancel_actor().await?;
+///             Ok(())
+///         })
+///         .await
+///         .map(drop)
+///     })
+/// }
+/// ```
 #[derive(Debug)]
 pub struct BroadcastReceiver {
     stream: MsgStream,

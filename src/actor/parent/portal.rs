@@ -126,7 +126,63 @@ impl Drop for ForgetCall<'_> {
     }
 }
 
-/// A handle to a child actor: call its endpoints, cancel it (tractor's `Portal`).
+/// A handle to a child actor: call its endpoints, cancel it (tractor's `Portal`), returned by
+/// [`ActorNursery::start_actor`] (and, as a [`OneShot`], by
+/// [`ActorNursery::run_in_actor`]). Cheap to clone; it does not keep the actor alive: the
+/// nursery decides when it ends.
+///
+/// - [`run`](Self::run): a one-shot call of a [`Function`]; [`open_context`](Self::open_context):
+///   a context with a [`ContextFn`] (handshake, two-way stream, final outcome).
+/// - [`cancel_actor`](Self::cancel_actor): ends the actor and waits until it is reaped.
+/// - A remote failure comes back as [`Error::RemoteActor`] with the remote error's kind, a
+///   child that dies as [`Error::ActorDied`]; a call to a namespace the actor was not started
+///   with is the remote `ModuleNotExposed`.
+/// - [`name`](Self::name), [`pid`](Self::pid), [`aid`](Self::aid), and the counters of what the
+///   actor sent that was damaged or out of the dialog ([`wire_errors`](Self::wire_errors),
+///   [`peer_errors`](Self::peer_errors), [`protocol_errors`](Self::protocol_errors)).
+///
+/// It needs a child process, so this is `no_run` here; `examples/actor_tree.rs` runs the same
+/// calls (`cargo run --example actor_tree`).
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// use infect::actor::{self, ActorOpts, Endpoints, Function};
+/// use infect::Error;
+///
+/// const GREET: Function<String, String> = Function::new("hello", "greet");
+/// const FAIL: Function<(), ()> = Function::new("hello", "fail");
+///
+/// async fn greet(who: String) -> infect::Result<String> {
+///     Ok(format!("hello, {who}"))
+/// }
+///
+/// async fn fail() -> infect::Result<()> {
+///     Err(Error::msg("ValueError", "no such greeting"))
+/// }
+///
+/// fn main() -> ExitCode {
+///     actor::main(Endpoints::new().serve(GREET, greet).serve(FAIL, fail), async {
+///         actor::open_nursery(async |an| {
+///             let p = an.start_actor("greeter", ActorOpts::new().enable_modules(["hello"])).await?;
+///             assert_eq!(p.name(), "greeter");
+///             assert_eq!(p.aid().map(|a| a.pid), Some(p.pid())); // spawned directly: its own pid
+///             assert_eq!(p.run(GREET, &"world".to_owned()).await?, "hello, world");
+///             match p.run(FAIL, &()).await {
+///                 Err(Error::RemoteActor(r)) => {
+///                     assert_eq!(r.boxed_type, "ValueError");
+///                     assert_eq!(r.src.name, "greeter");
+///                 }
+///                 other => panic!("{other:?}"),
+///             }
+///             assert!(p.cancel_actor().await?); // acknowledged the cancel and exited in time
+///             assert_eq!(p.protocol_error_count(), 0);
+///             Ok(())
+///         })
+///         .await
+///         .map(drop)
+///     })
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Portal {
     pub(crate) child: Rc<ChildActor>,
@@ -272,7 +328,8 @@ impl Portal {
     /// Cancels the actor and waits until its process is reaped (tractor's `cancel_actor`),
     /// climbing the ladder if need be. `Ok(true)` if it ended gracefully (acknowledged the
     /// cancel and exited in time), `Ok(false)` if it had to be signalled or was already gone.
-    /// Not a cancellation point: the child is reaped before this returns.
+    /// Not a cancellation point: the child is reaped before this returns. Example on
+    /// [`Portal`].
     pub async fn cancel_actor(&self) -> Result<bool> {
         self.child.request_teardown();
         let reaped = self.child.sup.reaped.clone();
