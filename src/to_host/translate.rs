@@ -87,7 +87,7 @@ use alloc::vec;
 use crate::error::Cancelled;
 use crate::{Error, ErrorGroup, Result};
 
-/// How the host task ended.
+/// How the host task ended (what [`Link::host_ended`] is fed; examples on [`Link`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostEnd {
     /// It returned a value.
@@ -132,7 +132,8 @@ impl GuestEnd {
     }
 }
 
-/// The phase, derived from the facts the machine holds.
+/// The phase, derived from the facts the machine holds ([`Link::phase`]; the module docs
+/// draw the transitions, and drive them in an example).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Waiting for `started_nowait`.
@@ -150,7 +151,8 @@ pub enum Phase {
     Closed,
 }
 
-/// A send decision.
+/// A send decision ([`Link::guest_send`], [`Link::host_send`]; example in the
+/// [module docs](self)).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendVerdict {
     /// The value is accepted (and now counted in flight).
@@ -161,7 +163,7 @@ pub enum SendVerdict {
     Closed(Error),
 }
 
-/// A receive decision.
+/// A receive decision ([`Link::guest_recv`], [`Link::host_get`]; examples on [`Link`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecvVerdict {
     /// Take the next value (now no longer in flight).
