@@ -172,7 +172,34 @@ impl LinkOpts {
     }
 
     /// Whether to absorb the graceful-exit signals (`HostTaskExited`, `GuestTaskExited`) at
-    /// block exit (default `true`, as in tractor).
+    /// block exit (default `true`, as in tractor). Off, a host task that returns while the
+    /// block runs interrupts it like a failure, and the open call returns
+    /// [`Error::HostTaskExited`]:
+    ///
+    /// ```
+    /// use infect::{Error, guest, host::{self, Host}, time::VirtualClock};
+    /// use infect::to_host::{self, HostChannel, LinkOpts};
+    /// use std::{rc::Rc, time::Duration};
+    ///
+    /// async fn brief(chan: HostChannel<(), u32, ()>) -> infect::Result<()> {
+    ///     chan.started_nowait(())?;
+    ///     host::sleep(Duration::from_millis(5)).await?;
+    ///     Ok(())
+    /// }
+    ///
+    /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
+    /// let strict = host.run_guest(async {
+    ///     let opts = LinkOpts::new().suppress_graceful_exits(false);
+    ///     to_host::open_channel_from(brief, opts, async |_chan, ()| guest::sleep_forever().await).await
+    /// });
+    /// assert_eq!(strict, Err(Error::HostTaskExited));
+    /// // The default: the return only ends the channel.
+    /// let lenient = host.run_guest(async {
+    ///     to_host::open_channel_from(brief, LinkOpts::new(), async |chan, ()| chan.try_next().await).await
+    /// });
+    /// assert_eq!(lenient, Ok(None));
+    /// # Ok::<(), infect::Error>(())
+    /// ```
     pub const fn suppress_graceful_exits(mut self, yes: bool) -> Self {
         self.suppress_graceful_exits = yes;
         self
