@@ -220,7 +220,22 @@ pub fn main(endpoints: Endpoints, root: impl Future<Output = Result<()>> + 'stat
     exit_code(run(endpoints, root))
 }
 
-/// [`main`] with options for the root.
+/// [`main`] with options for the root. In a root with no children it runs anywhere, a doctest
+/// included:
+///
+/// ```
+/// use std::process::ExitCode;
+/// use infect::actor::{self, Endpoints, RootOpts};
+/// use infect::Error;
+///
+/// let ok = actor::main_with(RootOpts::new().name("tool"), Endpoints::new(), async { Ok(()) });
+/// assert_eq!(ok, ExitCode::SUCCESS);
+/// // A failing root: "<program>: the config file is missing" on stderr, and a failure status.
+/// let failed = actor::main_with(RootOpts::new(), Endpoints::new(), async {
+///     Err(Error::msg("ConfigError", "the config file is missing"))
+/// });
+/// assert_eq!(failed, ExitCode::FAILURE);
+/// ```
 pub fn main_with(opts: RootOpts, endpoints: Endpoints, root: impl Future<Output = Result<()>> + 'static) -> ExitCode {
     exit_code(run_with(opts, endpoints, root))
 }
