@@ -462,6 +462,8 @@ impl Context {
 
     /// Callee: delivers the first value; the caller's `open_context` returns it and runs its
     /// block. Exactly once ([`Error::StartedTwice`] after that), before any stream.
+    ///
+    /// Example on [`Context`] (and [`Portal::open_context`](super::Portal::open_context)).
     pub async fn started<S: Serialize + ?Sized>(&self, value: &S) -> Result<()> {
         let i = &self.inner;
         let Side::Callee { peer: conn, .. } = &i.side else {
@@ -485,6 +487,8 @@ impl Context {
     /// goes on until the peer's `Stop`. Items the peer sent before
     /// this side opened its stream are kept (up to the stream window, [`STREAM_BUFFER`] by
     /// default).
+    ///
+    /// Examples on [`MsgStream`] (both sides) and [`Context`].
     pub async fn open_stream<T>(&self, body: impl AsyncFnOnce(&MsgStream) -> Result<T>) -> Result<T> {
         let i = &self.inner;
         if !i.started.get() {
@@ -513,6 +517,8 @@ impl Context {
     /// this: it goes on until it returns (wrap it in a `CancelScope` of your own to stop it).
     /// Callee: cancels its own endpoint; the caller sees `ContextCancelled` naming this actor
     /// (raised there). Idempotent; a no-op once the context ended.
+    ///
+    /// Example on [`Context`]: the caller's cancel, absorbed.
     pub async fn cancel(&self) -> Result<()> {
         let i = &self.inner;
         match &i.side {
@@ -542,6 +548,8 @@ impl Context {
     /// `open_context` then absorbs — or [`Error::ActorDied`]). Stream items that arrive
     /// meanwhile are discarded. A cancellation point; an outcome already here is returned
     /// even inside an interrupted block.
+    ///
+    /// Example on [`MsgStream`].
     pub async fn wait_for_result<R: DeserializeOwned>(&self) -> Result<R> {
         if !self.is_caller() {
             return Err(wrong_side("wait_for_result", "the caller (inside open_context)"));
@@ -910,6 +918,8 @@ impl MsgStream {
     /// [`Error::Closed`] after the block ended or once the context is over (its error, if it
     /// failed), and with `Error::Wire(FrameTooLarge)` before anything is sent if the item is
     /// over the frame limit.
+    ///
+    /// Example on [`MsgStream`].
     pub async fn send<T: Serialize + ?Sized>(&self, item: &T) -> Result<()> {
         let i = &self.ctx.inner;
         let value = encode_payload(item)?;
@@ -924,14 +934,14 @@ impl MsgStream {
     /// [`Error::EndOfChannel`] once the peer closed its side (`Stop`) or the context ended
     /// normally (or by a cancellation this side asked for); the context's error otherwise;
     /// [`Error::StreamOverrun`] if this side fell too far behind. The item's type is inferred
-    /// from its use (or named: `receive::<u64>()`).
+    /// from its use (or named: `receive::<u64>()`). Example on [`MsgStream`].
     pub async fn receive<T: DeserializeOwned>(&self) -> Result<T> {
         self.try_next().await?.ok_or(Error::EndOfChannel)
     }
 
     /// Receives the next item, `Ok(None)` at the end of the stream (tractor's
     /// `async for msg in stream`: `while let Some(msg) = stream.try_next().await? { .. }`);
-    /// otherwise as [`receive`](Self::receive).
+    /// otherwise as [`receive`](Self::receive). Example on [`MsgStream`] (the callee's loop).
     pub async fn try_next<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         let bytes = self.read(PRIMARY).await?;
         match bytes {
@@ -951,6 +961,8 @@ impl MsgStream {
     /// other subscriber. A reader more than [`STREAM_BUFFER`] items behind the fastest gets
     /// [`Error::Lagged`] once, then continues from the oldest item kept. Every subscriber sees
     /// the end of the stream. Irreversible for the stream's lifetime.
+    ///
+    /// Example on [`BroadcastReceiver`].
     pub fn subscribe(&self) -> BroadcastReceiver {
         self.subscribe_with_capacity(STREAM_BUFFER)
     }
@@ -1106,7 +1118,7 @@ impl BroadcastReceiver {
     }
 
     /// Receives the next item, `Ok(None)` at the end: like [`MsgStream::try_next`], plus
-    /// [`Error::Lagged`] when this subscriber fell behind.
+    /// [`Error::Lagged`] when this subscriber fell behind. Example on [`BroadcastReceiver`].
     pub async fn try_next<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         let bytes = self.stream.read(self.id).await?;
         match bytes {

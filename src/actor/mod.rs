@@ -366,6 +366,8 @@ impl fmt::Debug for Actor {
 ///
 /// # Panics
 /// Outside [`main`] (no actor runtime is running on this thread); see [`try_current_actor`].
+///
+/// Example on [`Actor`].
 pub fn current_actor() -> Actor {
     try_current_actor().expect("current_actor() called outside infect::actor::main")
 }
@@ -421,6 +423,8 @@ impl Actor {
     /// cancelled or finished, before the process exits, newest first. They run however the
     /// actor ends (returned, cancelled by its parent, parent gone, `SIGINT`/`SIGTERM`), except
     /// when it is killed outright (`SIGKILL`).
+    ///
+    /// Example on [`Actor`].
     pub fn on_teardown(&self, f: impl FnOnce() + 'static) {
         self.inner.teardown.borrow_mut().push(Box::new(f));
     }

@@ -1353,6 +1353,8 @@ pub struct Canceller {
 impl Canceller {
     /// Cancels the task with `reason`; the guest side will see [`Error::HostCancelled`] (and
     /// its block is interrupted at once). Nothing happens once the task has finished.
+    ///
+    /// Example on [`Canceller`].
     pub fn cancel(&self, reason: &str) {
         let id = self.task.get();
         if id != 0 {

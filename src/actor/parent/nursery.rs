@@ -417,6 +417,8 @@ impl ActorNursery {
     /// Starts a child actor called `name` (tractor's `start_actor`) and returns its portal
     /// once the handshake is done. The actor serves the namespaces `opts` enables until it is
     /// cancelled ([`Portal::cancel_actor`], [`cancel`](Self::cancel), or the nursery's exit).
+    ///
+    /// Examples on [`ActorNursery`] (a refused name, and real actors).
     pub async fn start_actor(&self, name: &str, opts: ActorOpts) -> Result<Portal> {
         let child = self.spawn_child(name, &opts).await?;
         wait_handshake(&child).await?;
@@ -540,6 +542,8 @@ impl ActorNursery {
     /// The call is pipelined behind the handshake: this returns once the process is spawned and
     /// the request is written, without waiting for an answer, so that several one-shot actors
     /// started in a row are all under way before any of their outcomes is looked at.
+    ///
+    /// Example on [`ActorNursery`] and [`OneShot`].
     pub async fn run_in_actor<A: Serialize, R>(
         &self,
         func: Function<A, R>,
@@ -640,6 +644,8 @@ impl ActorNursery {
 /// the `SpawnSpec`, every `Aid` and every error report, which must fit the smallest frame
 /// limit (256 bytes; an error report too long for its frame has its message shortened, never
 /// its source).
+///
+/// Example on [`ActorNursery`].
 pub const MAX_ACTOR_NAME: usize = 128;
 
 /// Refuses, before anything is spawned, a name over [`MAX_ACTOR_NAME`] or a `SpawnSpec` that

@@ -354,6 +354,8 @@ impl Portal {
     }
 
     /// The actor's name.
+    ///
+    /// Example on [`Portal`].
     pub fn name(&self) -> &str {
         &self.child.name
     }
@@ -366,6 +368,8 @@ impl Portal {
     }
 
     /// The actor's identity, as it announced it in the handshake.
+    ///
+    /// Example on [`Portal`].
     pub fn aid(&self) -> Option<Aid> {
         self.child.state.aid.borrow().clone()
     }
@@ -464,6 +468,8 @@ impl<R: DeserializeOwned> OneShot<R> {
     /// The call's result, once it arrived (its error as `Err`: the remote error, or
     /// [`Error::ActorDied`] if the actor died first). The nursery also waits for it on exit and
     /// raises its error (one-cancels-all).
+    ///
+    /// Example on [`OneShot`].
     pub async fn wait_for_result(&self) -> Result<R> {
         self.portal.wait_for_result().await
     }
