@@ -9,7 +9,8 @@
 //! The pair is a supervision scope: **neither task outlives the other**. When either call
 //! returns, the host task has finished: it completed, or it was cancelled and (if it did not
 //! finish within its one cooperative poll) dropped. What each side sees in every case is
-//! decided by one pure state machine, [`translate::Link`]; its module docs draw the diagram.
+//! decided by one pure state machine (crate-private, fuzzed: `fuzz/fuzz_targets/translate.rs`),
+//! drawn under [The state machine](#the-state-machine).
 //!
 //! # Translation
 //!
@@ -63,6 +64,61 @@
 //! assert_eq!(at, Instant::ZERO + Duration::from_millis(30));
 //! # Ok::<(), infect::Error>(())
 //! ```
+//!
+//! # The state machine
+//!
+//! The executors feed one pure machine per pair the events (either side ending, the
+//! handshake, each side's sends and receives), and it decides what each side sees; it holds
+//! no values, only counts, and the channel beside it stores the values in the order the
+//! machine accounts for them.
+//!
+//! ```text
+//!            (1) open                 (2) started_nowait
+//!   ───────────────────▶ Starting ───────────────────────▶ Linked ─────────────────┐
+//!                          │   │                            │   │                 │
+//!   (3) host ends ◀────────┘   │ (4) guest gives up         │   │ (5) guest block │ (9) host ends with an
+//!   before started:            │     (cancelled/failed)     │   │     ends, or    │     error for the guest:
+//!   open call fails            ▼                            │   │     cancel_     │     the block's scope
+//!                         TearingDown ◀─────────────────────┼───┘     host_task   │     is cancelled at once
+//!                              │                            │                     ▼
+//!                              │ (6) host ends              │ (7) host ends       Interrupted
+//!                              ▼                            ▼     first, no error    │
+//!                            Closed ◀──(8) guest block ends── HostDone               │
+//!                              ▲                                                     │
+//!                              └────────────────(8) guest block ends─────────────────┘
+//! ```
+//! 1. `Link::new`: the host task is spawned; the guest waits in the open call.
+//! 2. `Link::host_started`: the first value is handed over; the guest's block runs.
+//! 3. `Link::host_ended` while `Starting`: `Link::open_outcome` turns the end into the open
+//!    call's error (`E`, `Error::HostTaskExited` or `Error::HostCancelled`).
+//! 4. `Link::guest_ended` while `Starting` (the guest was cancelled waiting).
+//! 5. `Link::guest_ended` / `Link::guest_cancels_host` while `Linked`: it returns the
+//!    `Cancelled` to deliver to the host task, whose next link operation or host-aware await
+//!    returns `Link::host_sees` (`GuestTaskExited` or `GuestCancelled{cause}`).
+//! 6. `Link::host_ended` while tearing down: the pair is closed; `Link::block_result`
+//!    decides what the block returns.
+//! 7. `Link::host_ended` while `Linked`, with an end that is no error for the guest (a return
+//!    with `suppress_graceful_exits` on, a cancellation or an echo the guest asked for with
+//!    `cancel_host_task`), or any end of a `run_task` pair: the guest drains what was sent,
+//!    then its receive sees `Link::guest_recv` → end of channel (`run_task` takes the result).
+//! 8. `Link::guest_ended` after the host: nothing left to tear down. Every guest operation
+//!    after it (a handle used after the block) is refused with `Error::Closed`.
+//! 9. `Link::host_ended` while `Linked`, with an end the guest must see as an error (a failure
+//!    `E`, a cancellation by itself or a third party, a return with `suppress_graceful_exits`
+//!    off): `host_ended` returns `true` and the executor cancels the scope around the block *at
+//!    once*, wherever it waits (a `guest::sleep`, an `Event`, a nursery: tractor's done-callback
+//!    cancelling `_trio_cs`). From then on `Link::interruption` is that error and channel
+//!    operations report the host's end instead of the block's cancellation
+//!    (`Link::guest_skips_scope`): after a failure or cancellation they return it at once
+//!    (before any value still buffered); after a return they drain and end as after any
+//!    return. `Link::block_result` turns the block's `Err(Cancelled)` into the interruption.
+//!    `run_task` pairs (`Link::new_started`) have no block and never take this transition.
+//!
+//! Invariants: each side ends exactly once (a second end is ignored); nothing is accepted for
+//! a side that has ended; a value is counted in flight from the accepted send to its receive,
+//! so no value is lost or duplicated before teardown or an interruption (which leaves what is
+//! still buffered unread: the block is being cancelled); an independent failure of each side is
+//! never masked by the other's: both come out as an `ErrorGroup`.
 //!
 //! # What ends a channel
 //!
@@ -125,7 +181,7 @@
 //! hooks) they return [`Error::NotInfected`].
 
 mod channel;
-pub mod translate;
+pub(crate) mod translate;
 
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
@@ -333,7 +389,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
 /// task fails, is cancelled by itself or a third party, or returns with
 /// `suppress_graceful_exits(false)` while the block runs, that scope is cancelled at once,
 /// wherever the block waits, and the block's cancellation comes out as the host's error. See
-/// the [module docs](self) and [`translate`] for what comes out in each case.
+/// the [module docs](self) for what comes out in each case.
 ///
 /// The channel is an owned handle: clone it (or [`subscribe`](LinkedTaskChannel::subscribe))
 /// into nursery tasks inside the block. Used after the block has ended, every handle returns

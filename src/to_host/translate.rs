@@ -4,81 +4,13 @@
 //! receives) and it decides what each side sees. It holds no values, only counts: the channel
 //! beside it stores the values in the same order the machine accounts for them.
 //!
-//! ```text
-//!            (1) open                 (2) started_nowait
-//!   ───────────────────▶ Starting ───────────────────────▶ Linked ─────────────────┐
-//!                          │   │                            │   │                 │
-//!   (3) host ends ◀────────┘   │ (4) guest gives up         │   │ (5) guest block │ (9) host ends with an
-//!   before started:            │     (cancelled/failed)     │   │     ends, or    │     error for the guest:
-//!   open call fails            ▼                            │   │     cancel_     │     the block's scope
-//!                         TearingDown ◀─────────────────────┼───┘     host_task   │     is cancelled at once
-//!                              │                            │                     ▼
-//!                              │ (6) host ends              │ (7) host ends       Interrupted
-//!                              ▼                            ▼     first, no error    │
-//!                            Closed ◀──(8) guest block ends── HostDone               │
-//!                              ▲                                                     │
-//!                              └────────────────(8) guest block ends─────────────────┘
-//! ```
-//! 1. [`Link::new`]: the host task is spawned; the guest waits in the open call.
-//! 2. [`Link::host_started`]: the first value is handed over; the guest's block runs.
-//! 3. [`Link::host_ended`] while `Starting`: [`Link::open_outcome`] turns the end into the open
-//!    call's error (`E`, [`Error::HostTaskExited`] or [`Error::HostCancelled`]).
-//! 4. [`Link::guest_ended`] while `Starting` (the guest was cancelled waiting).
-//! 5. [`Link::guest_ended`] / [`Link::guest_cancels_host`] while `Linked`: it returns the
-//!    [`Cancelled`] to deliver to the host task, whose next link operation or host-aware await
-//!    returns [`Link::host_sees`] (`GuestTaskExited` or `GuestCancelled{cause}`).
-//! 6. [`Link::host_ended`] while tearing down: the pair is closed; [`Link::block_result`]
-//!    decides what the block returns.
-//! 7. [`Link::host_ended`] while `Linked`, with an end that is no error for the guest (a return
-//!    with `suppress_graceful_exits` on, a cancellation or an echo the guest asked for with
-//!    `cancel_host_task`), or any end of a `run_task` pair: the guest drains what was sent,
-//!    then its receive sees [`Link::guest_recv`] → end of channel (`run_task` takes the result).
-//! 8. [`Link::guest_ended`] after the host: nothing left to tear down. Every guest operation
-//!    after it (a handle used after the block) is refused with [`Error::Closed`].
-//! 9. [`Link::host_ended`] while `Linked`, with an end the guest must see as an error (a failure
-//!    `E`, a cancellation by itself or a third party, a return with `suppress_graceful_exits`
-//!    off): `host_ended` returns `true` and the executor cancels the scope around the block *at
-//!    once*, wherever it waits (a `guest::sleep`, an `Event`, a nursery: tractor's done-callback
-//!    cancelling `_trio_cs`). From then on [`Link::interruption`] is that error and channel
-//!    operations report the host's end instead of the block's cancellation
-//!    ([`Link::guest_skips_scope`]): after a failure or cancellation they return it at once
-//!    (before any value still buffered); after a return they drain and end as after any
-//!    return. [`Link::block_result`] turns the block's `Err(Cancelled)` into the interruption.
-//!    `run_task` pairs ([`Link::new_started`]) have no block and never take this transition.
-//!
-//! The machine can be driven by hand (it is what `fuzzing/translate.rs` does). A host that
-//! fails while the block runs, with room for one value guest → host:
-//!
-//! ```
-//! use infect::Error;
-//! use infect::to_host::translate::{HostEnd, Link, Phase, RecvVerdict, SendVerdict};
-//!
-//! let mut link = Link::new(true, 1, 1); // (1) open
-//! assert_eq!(link.phase(), Phase::Starting);
-//! assert_eq!(link.open_outcome(), None); // the open call waits
-//! link.host_started()?; // (2) started_nowait
-//! assert_eq!(link.phase(), Phase::Linked);
-//! assert_eq!(link.guest_send(), SendVerdict::Accept);
-//! assert_eq!(link.guest_send(), SendVerdict::Full); // back-pressure: the host has not taken it
-//! assert_eq!(link.host_get(), RecvVerdict::Value);
-//! assert_eq!(link.in_flight(), (0, 0));
-//! assert_eq!(link.host_send(), SendVerdict::Accept); // one value for the guest, unread
-//!
-//! let lost = Error::msg("ConnectionLost", "gone");
-//! assert!(link.host_ended(HostEnd::Failed(lost))); // (9): cancel the block now
-//! assert_eq!(link.phase(), Phase::Interrupted);
-//! // The guest's receive reports the failure, not the value still buffered...
-//! assert!(matches!(link.guest_recv(), RecvVerdict::Fail(e) if e.kind() == "ConnectionLost"));
-//! // ...and the block's cancellation comes out as the host's error.
-//! assert_eq!(link.block_result::<()>(Err(Error::Cancelled)).unwrap_err().kind(), "ConnectionLost");
-//! # Ok::<(), infect::Error>(())
-//! ```
-//!
-//! Invariants: each side ends exactly once (a second end is ignored); nothing is accepted for
-//! a side that has ended; a value is counted in flight from the accepted send to its receive,
-//! so no value is lost or duplicated before teardown or an interruption (which leaves what is
-//! still buffered unread: the block is being cancelled); an independent failure of each side is
-//! never masked by the other's: both come out as an [`ErrorGroup`].
+//! The state diagram, its numbered transitions, its invariants and the translation table are
+//! in the [`to_host`](super) module docs (public); the unit tests below drive the machine by
+//! hand.
+
+// `phase`, `host_done` and the other queries are what the fuzz model (`fuzzing/translate.rs`)
+// and the tests read the machine by; the executors need only the verdicts.
+#![cfg_attr(not(any(test, fuzzing)), allow(dead_code))]
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -115,14 +47,6 @@ pub enum GuestEnd {
 
 impl GuestEnd {
     /// The end a block result stands for.
-    ///
-    /// ```
-    /// use infect::Error;
-    /// use infect::to_host::translate::GuestEnd;
-    /// assert_eq!(GuestEnd::of(&Ok(1)), GuestEnd::Exited);
-    /// assert_eq!(GuestEnd::of::<()>(&Err(Error::Cancelled)), GuestEnd::Cancelled);
-    /// assert_eq!(GuestEnd::of::<()>(&Err(Error::Full)), GuestEnd::Failed(Error::Full));
-    /// ```
     pub fn of<T>(r: &Result<T>) -> GuestEnd {
         match r {
             Ok(_) => GuestEnd::Exited,
@@ -176,40 +100,8 @@ pub enum RecvVerdict {
     Fail(Error),
 }
 
-/// The translation state of one linked pair: the [module docs](self) draw its transitions.
-///
-/// The guest's block returns while the host still runs (transition 5, then 6): the host is
-/// handed a cancellation, sees `GuestTaskExited`, and its returning that error is an echo,
-/// not a failure of its own.
-///
-/// ```
-/// use infect::Error;
-/// use infect::to_host::translate::{GuestEnd, HostEnd, Link, Phase, RecvVerdict};
-///
-/// let mut link = Link::new(true, 4, 4);
-/// link.host_started()?;
-/// let teardown = link.guest_ended(GuestEnd::Exited).expect("the host still runs");
-/// assert_eq!(teardown.reason, "GuestTaskExited");
-/// assert_eq!(link.phase(), Phase::TearingDown);
-/// assert_eq!(link.host_sees(), Err(Error::GuestTaskExited));
-/// assert_eq!(link.host_get(), RecvVerdict::Fail(Error::GuestTaskExited));
-/// assert!(!link.host_ended(HostEnd::Failed(Error::GuestTaskExited)));
-/// assert_eq!(link.phase(), Phase::Closed);
-/// assert_eq!(link.block_result(Ok(7)), Ok(7)); // the echo is no error
-/// assert_eq!(link.guest_recv(), RecvVerdict::Fail(Error::Closed)); // a handle used after the block
-///
-/// // Both sides fail independently: both errors come out.
-/// let mut link = Link::new(true, 4, 4);
-/// link.host_started()?;
-/// let mine = Error::msg("GuestBug", "bad");
-/// link.guest_ended(GuestEnd::Failed(mine.clone()));
-/// link.host_ended(HostEnd::Failed(Error::msg("HostBug", "worse")));
-/// match link.block_result::<()>(Err(mine)) {
-///     Err(Error::Group(g)) => assert_eq!(g.0.iter().map(|e| e.kind()).collect::<Vec<_>>(), ["GuestBug", "HostBug"]),
-///     other => panic!("{other:?}"),
-/// }
-/// # Ok::<(), infect::Error>(())
-/// ```
+/// The translation state of one linked pair: the `to_host` module docs draw its transitions;
+/// the unit tests below drive it through them.
 #[derive(Debug, Clone)]
 pub struct Link {
     suppress_graceful_exits: bool,
@@ -591,5 +483,75 @@ impl Link {
             Some(HostEnd::Failed(e)) => Err(e.clone()),
             Some(HostEnd::Cancelled { reason }) => Err(Error::HostCancelled { reason: reason.clone() }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+
+    /// A host that fails while the block runs, with room for one value guest → host
+    /// (transitions 1, 2, 9).
+    #[test]
+    fn a_host_failure_interrupts_the_block_and_is_reported_before_buffered_values() -> Result<()> {
+        let mut link = Link::new(true, 1, 1); // (1) open
+        assert_eq!(link.phase(), Phase::Starting);
+        assert_eq!(link.open_outcome(), None); // the open call waits
+        link.host_started()?; // (2) started_nowait
+        assert_eq!(link.phase(), Phase::Linked);
+        assert_eq!(link.guest_send(), SendVerdict::Accept);
+        assert_eq!(link.guest_send(), SendVerdict::Full); // back-pressure: the host has not taken it
+        assert_eq!(link.host_get(), RecvVerdict::Value);
+        assert_eq!(link.in_flight(), (0, 0));
+        assert_eq!(link.host_send(), SendVerdict::Accept); // one value for the guest, unread
+
+        let lost = Error::msg("ConnectionLost", "gone");
+        assert!(link.host_ended(HostEnd::Failed(lost))); // (9): cancel the block now
+        assert_eq!(link.phase(), Phase::Interrupted);
+        // The guest's receive reports the failure, not the value still buffered...
+        assert!(matches!(link.guest_recv(), RecvVerdict::Fail(e) if e.kind() == "ConnectionLost"));
+        // ...and the block's cancellation comes out as the host's error.
+        assert_eq!(link.block_result::<()>(Err(Error::Cancelled)).unwrap_err().kind(), "ConnectionLost");
+        Ok(())
+    }
+
+    #[test]
+    fn a_block_result_stands_for_its_end() {
+        assert_eq!(GuestEnd::of(&Ok(1)), GuestEnd::Exited);
+        assert_eq!(GuestEnd::of::<()>(&Err(Error::Cancelled)), GuestEnd::Cancelled);
+        assert_eq!(GuestEnd::of::<()>(&Err(Error::Full)), GuestEnd::Failed(Error::Full));
+    }
+
+    /// The guest's block returns while the host still runs (transition 5, then 6): the host is
+    /// handed a cancellation, sees `GuestTaskExited`, and its returning that error is an echo,
+    /// not a failure of its own; independent failures of both sides both come out.
+    #[test]
+    fn a_host_echoing_the_guests_exit_is_no_error_and_two_failures_are_a_group() -> Result<()> {
+        let mut link = Link::new(true, 4, 4);
+        link.host_started()?;
+        let teardown = link.guest_ended(GuestEnd::Exited).expect("the host still runs");
+        assert_eq!(teardown.reason, "GuestTaskExited");
+        assert_eq!(link.phase(), Phase::TearingDown);
+        assert_eq!(link.host_sees(), Err(Error::GuestTaskExited));
+        assert_eq!(link.host_get(), RecvVerdict::Fail(Error::GuestTaskExited));
+        assert!(!link.host_ended(HostEnd::Failed(Error::GuestTaskExited)));
+        assert_eq!(link.phase(), Phase::Closed);
+        assert_eq!(link.block_result(Ok(7)), Ok(7)); // the echo is no error
+        assert_eq!(link.guest_recv(), RecvVerdict::Fail(Error::Closed)); // a handle used after the block
+
+        let mut link = Link::new(true, 4, 4);
+        link.host_started()?;
+        let mine = Error::msg("GuestBug", "bad");
+        link.guest_ended(GuestEnd::Failed(mine.clone()));
+        link.host_ended(HostEnd::Failed(Error::msg("HostBug", "worse")));
+        match link.block_result::<()>(Err(mine)) {
+            Err(Error::Group(g)) => {
+                assert_eq!(g.0.iter().map(|e| e.kind()).collect::<Vec<_>>(), ["GuestBug", "HostBug"])
+            }
+            other => panic!("{other:?}"),
+        }
+        Ok(())
     }
 }
