@@ -143,7 +143,7 @@
 //!
 //! | layer | what it is |
 //! |---|---|
-//! | [`time`], [`trace`], [`wire`], `cx`, `panic` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: the "current loop" slots, panic capture (std) |
+//! | [`time`], [`trace`], [`wire`], `cx`, `panic`, `log` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: the "current loop" slots, panic capture (std), the shim to the optional `tracing` crate (nothing without the `tracing` feature) |
 //! | `timers`, `sync`, `reactor` (std) | crate-private: the one timer queue and sleep slot both loops use, the one waker list and broadcast ring; `poll(2)` over a handful of fds, one wake fd and the park gate |
 //! | [`host`] · [`guest`] | the host executor (asyncio's role), built on `async-task`, generic: wakes from any thread, alarms, shutdown of what it carries; `host::net` (std): its sockets · the structured-concurrency runtime (trio's role), riding any host through [`guest::Hooks`] |
 //! | `embed` | crate-private: our host carrying a guest ([`Host::run_guest`](host::Host::run_guest), one guest per host, the typed handle `to_host` finds its host by) |
@@ -172,6 +172,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod guest;
 pub mod host;
+mod log;
 #[cfg(feature = "std")]
 mod panic;
 #[cfg(feature = "std")]

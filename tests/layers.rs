@@ -11,7 +11,7 @@ use std::path::Path;
 /// `error` is everyone's (the crate's one error type, `crate::{Error, Result}`), so it is in no
 /// layer and not checked here.
 const LAYERS: &[&[&str]] = &[
-    &["cx", "time", "trace", "panic", "wire"],
+    &["cx", "time", "trace", "panic", "wire", "log"],
     &["timers", "sync", "reactor"],
     &["host", "guest"],
     &["embed"],

@@ -285,6 +285,7 @@ fn new_uuid() -> String {
 }
 
 fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T>) -> Result<T> {
+    crate::log::enter_span!("actor", name = opts.name.as_str());
     let sigfd = signal_pipe()?;
     let actor = Rc::new(ActorInner {
         aid: Aid { name: opts.name.clone(), uuid: new_uuid(), pid: std::process::id() },
@@ -421,6 +422,7 @@ fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
         parent_conn: Default::default(),
     });
     set_current(Some(actor.clone()));
+    crate::log::enter_span!("actor", name = spec.name.as_str());
     child::install_panic_hook();
     let fut = async move {
         let conn = Rc::new(Peer::pipe(rx, tx, DEFAULT_MAX_FRAME)?);
@@ -429,7 +431,9 @@ fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
         *actor.parent_conn.borrow_mut() = None;
         Ok(code)
     };
+    crate::log::enter_span!("serve", parent = spec.parent.name.as_str());
     let code = if spec.infect_host { Host::new()?.run_guest(fut)? } else { guest::run(fut)? };
+    crate::log::info!("actor.exit", code = code);
     set_current(None);
     Ok(code)
 }

@@ -645,6 +645,7 @@ impl Local {
             raise: None,
         });
         self.live.set(self.live.get() + 1);
+        crate::log::debug!("guest.spawn", task = number);
         if let Some(t) = &self.trace {
             t.record(TraceEvent::Spawn(Side::Guest, number));
         }
@@ -747,6 +748,7 @@ impl Local {
             }
         }
         for w in to_wake {
+            crate::log::debug!("guest.cancel", task = w.number);
             if let Some(t) = &self.trace {
                 t.record(TraceEvent::Cancel(Side::Guest, w.number));
             }
@@ -938,6 +940,7 @@ impl Local {
                 self.generations.borrow_mut()[key.index as usize] += 1;
                 self.free.borrow_mut().push(key.index);
                 self.live.set(self.live.get() - 1);
+                crate::log::debug!("guest.finish", task = number);
                 if let Some(t) = &self.trace {
                     t.record(TraceEvent::Exit(Side::Guest, number));
                 }

@@ -231,6 +231,7 @@ impl CancelScope {
         if self.inner.cancel_called.replace(true) || self.inner.exited.get() {
             return;
         }
+        crate::log::debug!("guest.scope_cancel");
         if let Some(local) = self.inner.local() {
             if let Some(k) = self.inner.timer.take() {
                 local.disarm(k);

@@ -170,6 +170,7 @@ impl TaskCtl {
             return;
         }
         *self.cancel.borrow_mut() = Some(c);
+        crate::log::debug!("host.cancel", task = self.id);
         if let Some(core) = self.core.upgrade() {
             if let Some(t) = &core.trace {
                 t.record(TraceEvent::Cancel(Side::Host, self.id));
@@ -1065,6 +1066,7 @@ where
     // `'static` and the schedule function is `Send + Sync + 'static`.
     let (runnable, task) =
         unsafe { async_task::Builder::new().metadata(id).spawn_unchecked(move |_| wrapped, schedule) };
+    crate::log::debug!("host.spawn", task = id);
     if let Some(t) = &core.trace {
         t.record(TraceEvent::Spawn(Side::Host, id));
     }
@@ -1141,6 +1143,7 @@ impl<F> Drop for HostTask<F> {
     fn drop(&mut self) {
         if let Some(core) = self.ctl.core.upgrade() {
             core.tasks.borrow_mut().remove(&self.ctl.id);
+            crate::log::debug!("host.finish", task = self.ctl.id);
             if let Some(t) = &core.trace {
                 t.record(TraceEvent::Exit(Side::Host, self.ctl.id));
             }

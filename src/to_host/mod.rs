@@ -285,6 +285,7 @@ impl LinkOpts {
 pub use crate::guest::SendNowaitError;
 
 fn trace(name: &'static str, number: u64) {
+    crate::log::debug!("link", signal = name, pair = number);
     host::with_trace(|t| t.record(TraceEvent::Link(name, number)));
 }
 
@@ -649,6 +650,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
             match verdict {
                 SendVerdict::Accept => {
                     let v = slot.take().expect("send polled after completion");
+                    crate::log::trace!("link.guest_send", pair = self.pair.core.number.get());
                     self.pair.core.to_host.borrow_mut().push_back(v);
                     self.pair.core.host_waiters.wake_all();
                     Poll::Ready(Ok(()))
@@ -966,6 +968,7 @@ impl<In, Out, S> Reader<Out> for Core<In, Out, S> {
         };
         match outcome {
             ReadOutcome::Done(r) => {
+                crate::log::trace!("link.guest_receive", pair = self.number.get(), end = !matches!(r, Ok(Some(_))));
                 self.host_room.wake_all();
                 Poll::Ready(r)
             }
@@ -1247,6 +1250,7 @@ impl<In, Out, S> HostChannel<In, Out, S> {
             let verdict = self.core.link.borrow_mut().host_get();
             match verdict {
                 RecvVerdict::Value => {
+                    crate::log::trace!("link.host_get", pair = self.core.number.get());
                     let v = self.core.to_host.borrow_mut().pop_front().expect("counted in flight");
                     self.core.guest_room.wake_all();
                     Poll::Ready(Ok(v))
@@ -1293,6 +1297,7 @@ impl<In, Out, S> HostChannel<In, Out, S> {
         let verdict = self.core.link.borrow_mut().host_send();
         match verdict {
             SendVerdict::Accept => {
+                crate::log::trace!("link.host_send", pair = self.core.number.get());
                 self.core.to_guest.borrow_mut().push(value);
                 self.core.guest_waiters.wake_all();
                 Ok(())
@@ -1441,9 +1446,11 @@ trait EndSink {
 impl<In, Out, S> EndSink for Core<In, Out, S> {
     fn ended(&self, end: HostEnd) {
         let interrupt = self.link.borrow_mut().host_ended(end);
+        crate::log::debug!("link", signal = "host_end", pair = self.number.get());
         host::with_trace(|t| t.record(TraceEvent::Link("host_end", self.number.get())));
         if interrupt && let Some(scope) = &self.block_scope {
             // Transition 9: the host's end cancels the block wherever it waits.
+            crate::log::debug!("link", signal = "interrupt", pair = self.number.get());
             host::with_trace(|t| t.record(TraceEvent::Link("interrupt", self.number.get())));
             scope.cancel();
         }

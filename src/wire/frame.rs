@@ -355,9 +355,13 @@ impl<const MAX: usize> FrameDecoder<MAX> {
         if self.discarded > 0 {
             let size = self.discarded.saturating_add(1);
             self.discarded = 0;
+            crate::log::warning!("wire.frame_error", error = ?WireError::FrameTooLarge { size, max: self.limit });
             self.ready.push_back(Err(WireError::FrameTooLarge { size, max: self.limit }));
         } else if !self.frame.is_empty() {
             let outcome = decode_frame(self.frame.as_mut_slice());
+            if let Err(_e) = &outcome {
+                crate::log::warning!("wire.frame_error", error = ?_e);
+            }
             self.frame.clear();
             self.ready.push_back(outcome);
         }

@@ -230,6 +230,7 @@ impl ChildActor {
         let st = &self.state;
         match item {
             Ok(Msg::Aid(aid)) if st.aid.borrow().is_none() => {
+                crate::log::info!("actor.handshake", actor = aid.name.as_str(), pid = aid.pid);
                 *st.aid.borrow_mut() = Some(aid);
                 self.wake_state();
             }
@@ -351,6 +352,7 @@ pub(crate) async fn supervise(child: Rc<ChildActor>) {
         if !timed_out {
             let graceful = guest::move_on_after(child.sup.cancel_timeout, async {
                 if !child.state.eof.get() {
+                    crate::log::info!("actor.cancel", actor = %child.name);
                     child.state.cancel_sent.set(true);
                     let _ = child.send(&Msg::Cancel { cid: None }).await;
                 }
@@ -368,6 +370,7 @@ pub(crate) async fn supervise(child: Rc<ChildActor>) {
         }
     }
     let status = child.sup.reap().await;
+    crate::log::info!("actor.exit", actor = %child.name, status = ?status);
     // Everything the child wrote before it died is delivered before its death is: wait for the
     // reader to reach end-of-file (immediate, since the child held the only write end). A
     // foreign program may have handed its end to someone else (a daemon it forked): the wait is

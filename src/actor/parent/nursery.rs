@@ -450,6 +450,7 @@ impl ActorNursery {
             (proc, rx, tx, Some(err))
         };
         let pid = proc.borrow().pid();
+        crate::log::info!("actor.spawn", actor = name, pid = pid);
         let peer = match Peer::pipe(rx, tx, opts.max_frame) {
             Ok(c) => c,
             Err(e) => {

@@ -88,10 +88,12 @@ impl Supervisor {
     /// The ladder's last rungs: `SIGTERM` and a wait bounded by the term timeout, then
     /// `SIGKILL` (which cannot be ignored) and a wait for the exit.
     pub(crate) async fn terminate(&self) {
+        crate::log::warning!("actor.sigterm", pid = self.pid);
         self.proc.borrow().signal(libc::SIGTERM);
         if matches!(guest::move_on_after(self.term_timeout, self.exited()).await, Ok(Some(()))) {
             return;
         }
+        crate::log::warning!("actor.sigkill", pid = self.pid);
         self.proc.borrow().signal(libc::SIGKILL);
         let _ = self.exited().await;
     }
