@@ -18,6 +18,14 @@
 //! ```
 //!
 //! It prints one line, `mean round trip rate (Hz): N`, and exits 0.
+//!
+//! To see what the runtime does meanwhile (each actor's spans, its tasks, the link's signals,
+//! the reaping), build it with the `tracing` feature: the events go to stderr, at `debug`
+//! level unless `INFECT_LOG` names another (`INFECT_LOG=trace` adds every message of the link):
+//!
+//! ```text
+//! cargo run --example infected_echo_server --features tracing
+//! ```
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -109,6 +117,19 @@ fn mean(delays: &[Duration]) -> Duration {
     delays.iter().sum::<Duration>() / delays.len() as u32
 }
 
+/// Prints the runtime's events to stderr (the `tracing` feature only; a build without it has
+/// no subscriber and no events). The child actors run this binary too, so they print theirs.
+#[cfg(feature = "tracing")]
+fn init_tracing() {
+    let level = std::env::var("INFECT_LOG").ok().and_then(|l| l.parse().ok());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level.unwrap_or(tracing::Level::DEBUG))
+        .init();
+}
+
 fn main() -> ExitCode {
+    #[cfg(feature = "tracing")]
+    init_tracing();
     actor::main(Endpoints::new().serve(GUEST_TO_HOST_ECHO_SERVER, guest_to_host_echo_server), root())
 }

@@ -143,7 +143,8 @@
 //!
 //! | layer | what it is |
 //! |---|---|
-//! | [`time`], [`trace`], [`wire`], `cx`, `panic`, `log` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: the "current loop" slots, panic capture (std), the shim to the optional `tracing` crate (nothing without the `tracing` feature) |
+//! | `log` | crate-private: the one shim to the optional `tracing` crate (events and spans; nothing at all without the `tracing` feature) |
+//! | [`time`], [`trace`], [`wire`], `cx`, `panic` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: the "current loop" slots, panic capture (std) |
 //! | `timers`, `sync`, `reactor` (std) | crate-private: the one timer queue and sleep slot both loops use, the one waker list and broadcast ring; `poll(2)` over a handful of fds, one wake fd and the park gate |
 //! | [`host`] · [`guest`] | the host executor (asyncio's role), built on `async-task`, generic: wakes from any thread, alarms, shutdown of what it carries; `host::net` (std): its sockets · the structured-concurrency runtime (trio's role), riding any host through [`guest::Hooks`] |
 //! | `embed` | crate-private: our host carrying a guest ([`Host::run_guest`](host::Host::run_guest), one guest per host, the typed handle `to_host` finds its host by) |
@@ -157,6 +158,10 @@
 //! no reactor then (a host polls its queue while it waits, and needs a clock from
 //! [`HostBuilder::clock`](host::HostBuilder::clock)), and no thread-locals, so the "current
 //! loop" slots are globals and the kernel assumes one kernel thread.
+//!
+//! The optional `tracing` feature (off by default; with or without `std`) emits `tracing`
+//! events and spans for the life of tasks, scopes, linked pairs, actors and frame errors (the
+//! README's "Seeing what the runtime does" lists them); without it none of that is compiled.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, clippy::undocumented_unsafe_blocks)]
 

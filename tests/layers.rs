@@ -11,7 +11,9 @@ use std::path::Path;
 /// `error` is everyone's (the crate's one error type, `crate::{Error, Result}`), so it is in no
 /// layer and not checked here.
 const LAYERS: &[&[&str]] = &[
-    &["cx", "time", "trace", "panic", "wire", "log"],
+    // The shim to the optional `tracing` crate: every layer may log.
+    &["log"],
+    &["cx", "time", "trace", "panic", "wire"],
     &["timers", "sync", "reactor"],
     &["host", "guest"],
     &["embed"],

@@ -115,7 +115,8 @@ fn a_linked_pair_traces_its_signals_and_each_message() {
             };
             to_host::open_channel_from(target, LinkOpts::new(), async |chan, ()| {
                 chan.send(4).await?;
-                g.borrow_mut().push(chan.receive().await?);
+                let v = chan.receive().await?;
+                g.borrow_mut().push(v);
                 chan.wait_for_result().await
             })
             .await
