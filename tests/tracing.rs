@@ -145,6 +145,46 @@ fn a_linked_pair_traces_its_signals_and_each_message() {
 }
 
 #[test]
+fn a_failing_block_cancels_its_host_task_and_the_trace_shows_the_translation() {
+    let h = Host::builder().clock(Rc::new(VirtualClock::new())).build().unwrap();
+    let host_saw = Rc::new(RefCell::new(None));
+    let hs = host_saw.clone();
+    let (out, events) = capture(move || {
+        h.run_guest(async move {
+            let target = move |chan: HostChannel<u32, u32, ()>| async move {
+                chan.started_nowait(())?;
+                let r = chan.get().await; // waits until the block's failure cancels it
+                *hs.borrow_mut() = Some(r.map_err(|e| e.kind().to_owned()));
+                Ok(())
+            };
+            to_host::open_channel_from(target, LinkOpts::new(), async |_chan, ()| -> infect::Result<()> {
+                guest::sleep(Duration::from_secs(1)).await?;
+                Err(Error::msg("Boom", "the block fails"))
+            })
+            .await
+        })
+    });
+    assert_eq!(out.map_err(|e| e.kind().to_owned()), Err("Boom".to_owned()));
+    assert_eq!(*host_saw.borrow(), Some(Err("GuestCancelled".to_owned()))); // the translated cause
+    assert_eq!(
+        events,
+        [
+            "guest.spawn task=0",
+            "host.spawn task=1",
+            "link signal=\"open\" pair=1",
+            "link signal=\"started\" pair=1",
+            // At 1 s the block fails: the guest's end, then the teardown cancels the host task.
+            "link signal=\"guest_end\" pair=1",
+            "link signal=\"teardown\" pair=1",
+            "host.cancel task=1",
+            "link signal=\"host_end\" pair=1",
+            "host.finish task=1",
+            "guest.finish task=0",
+        ]
+    );
+}
+
+#[test]
 fn a_frame_error_is_a_warning_with_its_cause() {
     let frame = encode_frame(&Msg::Cancel { cid: None }, 64).unwrap();
     let ((), events) = capture(|| {
