@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use infect::Error;
+use infect::actor::{self, Endpoints, RootOpts};
 use infect::guest::{self, GuestConfig};
 use infect::host::Host;
 use infect::time::VirtualClock;
@@ -21,9 +22,14 @@ use tracing::{Event, Metadata, Subscriber};
 
 /// Collects each event as `"<name> <field>=<value> ..."` (the message, which repeats the name,
 /// left out), in the order they happen.
+/// Spans are kept too: an event inside spans is `"<span>{<fields>}:...: <name> <fields>"`.
 #[derive(Clone, Default)]
 struct Capture {
     events: Arc<Mutex<Vec<String>>>,
+    /// Each span's `name{fields}`, by id - 1.
+    spans: Arc<Mutex<Vec<String>>>,
+    /// The entered spans, innermost last (one thread per capture).
+    stack: Arc<Mutex<Vec<u64>>>,
 }
 
 struct Fields<'a>(&'a mut String);
@@ -40,18 +46,30 @@ impl Subscriber for Capture {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.target() == "infect"
     }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let mut fields = String::new();
+        attrs.record(&mut Fields(&mut fields));
+        let mut spans = self.spans.lock().unwrap();
+        spans.push(format!("{}{{{}}}", attrs.metadata().name(), fields.trim_start()));
+        Id::from_u64(spans.len() as u64)
     }
     fn record(&self, _: &Id, _: &Record<'_>) {}
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, event: &Event<'_>) {
-        let mut line = event.metadata().name().to_owned();
+        let spans = self.spans.lock().unwrap();
+        let mut line: String =
+            self.stack.lock().unwrap().iter().map(|&i| format!("{}: ", spans[i as usize - 1])).collect();
+        line.push_str(event.metadata().name());
         event.record(&mut Fields(&mut line));
         self.events.lock().unwrap().push(line);
     }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
+    fn enter(&self, id: &Id) {
+        self.stack.lock().unwrap().push(id.into_u64());
+    }
+    fn exit(&self, id: &Id) {
+        let popped = self.stack.lock().unwrap().pop();
+        assert_eq!(popped, Some(id.into_u64()), "spans exit in the reverse order of entering");
+    }
 }
 
 /// Runs `f` with the capturing subscriber as this thread's default; the events it saw.
@@ -200,5 +218,25 @@ fn a_frame_error_is_a_warning_with_its_cause() {
     assert_eq!(
         events,
         ["wire.frame_error error=Corrupt { size: 3 }", "wire.frame_error error=FrameTooLarge { size: 21, max: 16 }",]
+    );
+}
+
+#[test]
+fn a_root_actor_runs_inside_a_span_named_after_it() {
+    let (out, events) = capture(|| actor::run_with(RootOpts::new().name("tracer"), Endpoints::new(), async { Ok(7) }));
+    assert_eq!(out.unwrap(), 7);
+    let span = "actor{name=\"tracer\"}: ";
+    assert_eq!(
+        events,
+        [
+            "guest.spawn task=0", // the root's main task
+            "guest.spawn task=1", // its signal watcher
+            "guest.scope_cancel", // the watcher's scope, once the root future is done
+            // No `guest.cancel`: the root future is done before the watcher's first poll, so no
+            // blocked task is woken; the watcher sees its cancelled scope when first polled.
+            "guest.finish task=1",
+            "guest.finish task=0",
+        ]
+        .map(|e| format!("{span}{e}"))
     );
 }
