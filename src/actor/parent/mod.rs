@@ -370,7 +370,6 @@ pub(crate) async fn supervise(child: Rc<ChildActor>) {
         }
     }
     let status = child.sup.reap().await;
-    crate::log::info!("actor.exit", actor = %child.name, status = ?status);
     // Everything the child wrote before it died is delivered before its death is: wait for the
     // reader to reach end-of-file (immediate, since the child held the only write end). A
     // foreign program may have handed its end to someone else (a daemon it forked): the wait is
@@ -397,6 +396,7 @@ pub(crate) async fn supervise(child: Rc<ChildActor>) {
         child.sup.graceful.set(child.state.cancel_acked.get());
     }
     let (code, signal) = status.map_or((None, None), process::split_status);
+    crate::log::info!("actor.exit", actor = %child.name, code = ?code, signal = ?signal);
     let panic = child.logs.panic_report.borrow().clone();
     let launched = child.launched.as_deref();
     let stderr = launched.and_then(Launched::last_line);
