@@ -25,14 +25,13 @@
 //!    status is 0 (cancelled by the parent, parent gone) or `128 + signo` (a signal).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::task::Poll;
 
 use crate::guest::{self, CancelScope, Nursery};
-use crate::sync::Waiters;
+use crate::sync::{VecMap, Waiters};
 use crate::wire::{Cid, DEFAULT_MAX_FRAME, FuncKind, Msg, WireError};
 use crate::{Error, Result};
 
@@ -59,7 +58,7 @@ struct Serve {
     /// The connection to the parent; its call table holds the inboxes of the contexts being
     /// served (the parent's `Yield`s, `Stop`s and `Credit`s go there).
     conn: Rc<Peer>,
-    calls: RefCell<BTreeMap<Cid, Rc<CallEntry>>>,
+    calls: RefCell<VecMap<Cid, Rc<CallEntry>>>,
     /// Woken when a call ends (for the drain).
     drained: Waiters,
     ending: Cell<Option<Ending>>,
@@ -113,7 +112,7 @@ pub(crate) async fn serve(
     let s = Rc::new(Serve {
         actor: actor.clone(),
         conn,
-        calls: RefCell::new(BTreeMap::new()),
+        calls: RefCell::new(VecMap::default()),
         drained: Waiters::default(),
         ending: Cell::new(None),
         read_scope: CancelScope::new(),

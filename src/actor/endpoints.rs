@@ -13,7 +13,7 @@
 //! - The registry is built once, by the binary, before [`main`](super::main); it is the same in
 //!   every actor of that binary. Which of its namespaces an actor may serve is decided per actor,
 //!   by its parent (`ActorOpts::enable_modules`).
-//! - Lookups go through `BTreeMap`s: nothing about the registry's iteration order can change
+//! - Lookups go through sorted maps (`VecMap`s): nothing about the registry's iteration order can change
 //!   behaviour.
 //! - An endpoint decodes its arguments *before* it is started: a `Start` whose arguments do
 //!   not decode is answered with an error and nothing runs.
@@ -22,7 +22,6 @@
 //!   `started(v)` and streams, then one result). A `Start` whose kind is not the endpoint's is
 //!   refused (`WrongFunctionKind`) before anything runs.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -33,6 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Context;
+use crate::sync::VecMap;
 use crate::wire::{FuncKind, decode_payload, encode_payload};
 use crate::{Error, Result};
 
@@ -357,13 +357,13 @@ where
 /// ```
 #[derive(Clone, Default)]
 pub struct Endpoints {
-    map: BTreeMap<String, BTreeMap<String, Endpoint>>,
+    map: VecMap<String, VecMap<String, Endpoint>>,
 }
 
 impl fmt::Debug for Endpoints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_map();
-        for (ns, funcs) in &self.map {
+        for (ns, funcs) in self.map.iter() {
             out.entry(ns, &funcs.keys().collect::<Vec<_>>());
         }
         out.finish()
@@ -395,7 +395,7 @@ impl Endpoints {
     /// ```
     pub fn serve<E: ServedBy<H, M>, H, M>(mut self, endpoint: E, handler: H) -> Endpoints {
         let (ns, name) = endpoint.path();
-        self.map.entry(ns.to_owned()).or_default().insert(name.to_owned(), E::erase(handler));
+        self.map.get_or_insert_with(ns.to_owned(), VecMap::default).insert(name.to_owned(), E::erase(handler));
         self
     }
 

@@ -30,7 +30,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::error::WireError;
-use super::msg::{Msg, decode_exact};
+use super::msg::{Msg, Presized, decode_exact};
 
 /// The default limit on a frame's size on the wire, delimiter included: 64 KiB.
 ///
@@ -57,7 +57,9 @@ pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 /// # Ok::<(), infect::wire::WireError>(())
 /// ```
 pub fn encode_frame(msg: &Msg, max: usize) -> Result<Vec<u8>, WireError> {
-    let frame = postcard::to_allocvec_cobs(msg)
+    let cobs = postcard::ser_flavors::Cobs::try_new(Presized::new());
+    let frame = cobs
+        .and_then(|flavor| postcard::serialize_with_flavor(msg, flavor))
         .map_err(|cause| WireError::Encode { type_name: core::any::type_name::<Msg>(), cause })?;
     if frame.len() > max {
         return Err(WireError::FrameTooLarge { size: frame.len(), max });

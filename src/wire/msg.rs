@@ -312,7 +312,57 @@ impl Msg {
 /// # Ok::<(), infect::wire::WireError>(())
 /// ```
 pub fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
-    postcard::to_allocvec(value).map_err(|cause| WireError::Encode { type_name: core::any::type_name::<T>(), cause })
+    postcard::serialize_with_flavor(value, Presized::new())
+        .map_err(|cause| WireError::Encode { type_name: core::any::type_name::<T>(), cause })
+}
+
+/// A postcard output [`Vec`] that starts with room for a small message ([`Presized::START`]
+/// bytes), so that encoding one allocates once instead of growing from empty (postcard's own
+/// `AllocVec` starts empty: two or three allocations for a small message). Indexable, so it
+/// also serves under the COBS flavor ([`encode_frame`](super::encode_frame)).
+pub(crate) struct Presized(Vec<u8>);
+
+impl Presized {
+    /// Room for a typical control message or small payload; a bigger one grows as a `Vec`.
+    const START: usize = 32;
+
+    pub(crate) fn new() -> Presized {
+        Presized(Vec::with_capacity(Self::START))
+    }
+}
+
+impl postcard::ser_flavors::Flavor for Presized {
+    type Output = Vec<u8>;
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+impl core::ops::Index<usize> for Presized {
+    type Output = u8;
+
+    fn index(&self, i: usize) -> &u8 {
+        &self.0[i]
+    }
+}
+
+impl core::ops::IndexMut<usize> for Presized {
+    fn index_mut(&mut self, i: usize) -> &mut u8 {
+        &mut self.0[i]
+    }
 }
 
 /// Deserializes payload bytes into a user value. Every byte must be used: bytes left over mean

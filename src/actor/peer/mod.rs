@@ -28,7 +28,6 @@ pub(crate) mod calls;
 pub(crate) mod transport;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
@@ -36,7 +35,7 @@ use std::task::Poll;
 
 use crate::guest::check_cancel;
 use crate::reactor::Reactor;
-use crate::sync::Waiters;
+use crate::sync::{VecMap, Waiters};
 use crate::wire::{Cid, DEFAULT_MAX_FRAME, FrameDecoder, Msg, WireError, encode_frame_fit};
 use crate::{Error, Result};
 
@@ -66,7 +65,7 @@ pub(crate) struct Peer {
     /// A frame was torn (a send dropped mid-frame): the next send starts with a delimiter.
     resync: Cell<bool>,
     /// The inboxes of the calls open on this connection, by call id.
-    calls: RefCell<BTreeMap<Cid, Rc<CallSlot>>>,
+    calls: RefCell<VecMap<Cid, Rc<CallSlot>>>,
     /// The next call id this side opens (ids below it were opened).
     next_cid: Cell<Cid>,
     /// Set once the connection is closed: what every later call gets.
@@ -82,7 +81,7 @@ impl Peer {
             busy: Cell::new(false),
             lock_waiters: Waiters::default(),
             resync: Cell::new(false),
-            calls: RefCell::new(BTreeMap::new()),
+            calls: RefCell::new(VecMap::default()),
             next_cid: Cell::new(1),
             closed: RefCell::new(None),
         }
