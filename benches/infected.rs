@@ -14,43 +14,21 @@
 //! 3. Peak resident memory of the infected child during the echo (`VmHWM` of
 //!    `/proc/<pid>/status`, read after 20,000 round trips, before it is cancelled).
 
+#[path = "../tests/common_proc/seed_echo.rs"]
+mod seed_echo;
+use seed_echo::guest_to_host_echo_server;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints};
-use infect::to_host::{self, HostChannel, LinkOpts};
+use infect::Result;
+use infect::actor::{self, ActorOpts, ContextFn, Endpoints};
 use infect::wire::{DEFAULT_MAX_FRAME, Msg, encode_frame, encode_payload};
-use infect::{Result, host};
 
 const NS: &str = "bench";
 const GUEST_TO_HOST_ECHO_SERVER: ContextFn<(), String> = ContextFn::new(NS, "guest_to_host_echo_server");
 const SAMPLES: usize = 9;
 const TRIPS: u64 = 2000;
-
-async fn host_echo_server(chan: HostChannel<u64, u64, &'static str>) -> Result<()> {
-    chan.started_nowait("start")?;
-    loop {
-        chan.send_nowait(chan.get().await?)?;
-        host::yield_now().await?;
-    }
-}
-
-async fn guest_to_host_echo_server(ctx: Context) -> Result<()> {
-    to_host::open_channel_from(host_echo_server, LinkOpts::new(), async |chan, first| {
-        ctx.started(first).await?;
-        ctx.open_stream(async |stream| {
-            while let Some(msg) = stream.try_next().await? {
-                chan.send(msg).await?;
-                let out = chan.receive().await?;
-                stream.send(&out).await?;
-            }
-            Ok(())
-        })
-        .await
-    })
-    .await
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -18,41 +18,19 @@
 #[path = "../tests/common_proc/sshd.rs"]
 mod sshd;
 
+#[path = "../tests/common_proc/seed_echo.rs"]
+mod seed_echo;
+use seed_echo::guest_to_host_echo_server;
 use std::time::{Duration, Instant};
 
-use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints, Function, LAUNCHED_ARG};
-use infect::to_host::{self, HostChannel, LinkOpts};
-use infect::{Error, Result, host};
+use infect::actor::{self, ActorOpts, ContextFn, Endpoints, Function, LAUNCHED_ARG};
+use infect::{Error, Result};
 
 const ECHO: Function<u64, u64> = Function::new("b", "echo");
 const ECHO_SERVER: ContextFn<(), String> = ContextFn::new("b", "echo_server");
 
 async fn echo(x: u64) -> Result<u64> {
     Ok(x)
-}
-
-async fn host_echo_server(chan: HostChannel<u64, u64, &'static str>) -> Result<()> {
-    chan.started_nowait("start")?;
-    loop {
-        chan.send_nowait(chan.get().await?)?;
-        host::yield_now().await?;
-    }
-}
-
-async fn echo_server(ctx: Context, _: ()) -> Result<()> {
-    to_host::open_channel_from(host_echo_server, LinkOpts::default(), async |chan, first| {
-        ctx.started(first).await?;
-        ctx.open_stream(async |stream| {
-            while let Some(msg) = stream.try_next::<u64>().await? {
-                chan.send(msg).await?;
-                let out = chan.receive().await?;
-                stream.send(&out).await?;
-            }
-            Ok(())
-        })
-        .await
-    })
-    .await
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -132,7 +110,7 @@ fn main() {
     let child = std::env::var_os("INFECT_ACTOR_PIPE").is_some()
         || std::env::args().next_back().is_some_and(|a| a == LAUNCHED_ARG);
     let ssh = if child { Err(String::new()) } else { sshd::ssh() };
-    let endpoints = Endpoints::new().serve(ECHO, echo).serve(ECHO_SERVER, echo_server);
+    let endpoints = Endpoints::new().serve(ECHO, echo).serve(ECHO_SERVER, guest_to_host_echo_server);
     let r = actor::run(endpoints, async move {
         let sh: Vec<String> = ["sh", "-c", "exec \"$@\"", "--"].map(String::from).to_vec();
         let mut ways: Vec<(&str, Vec<String>)> = vec![("pipes", Vec::new()), ("sh launcher", sh)];

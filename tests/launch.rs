@@ -18,15 +18,18 @@ mod common_proc;
 #[path = "common_proc/sshd.rs"]
 mod sshd;
 
+#[path = "common_proc/seed_echo.rs"]
+mod seed_echo;
+use seed_echo::guest_to_host_echo_server;
 use std::io::BufReader;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use infect::actor::{self, ActorOpts, Context, ContextFn, Endpoints, Function, LAUNCHED_ARG};
+use infect::actor::{self, ActorOpts, ContextFn, Endpoints, Function, LAUNCHED_ARG};
 use infect::error::LaunchFailure;
-use infect::to_host::{self, HostChannel, LinkOpts};
+use infect::to_host;
 use infect::wire::PROTOCOL_VERSION;
-use infect::{Error, Result, guest, host};
+use infect::{Error, Result, guest};
 
 use common_proc::{Case, Check, gone, read_pids, remote, signal, wait_until};
 
@@ -92,32 +95,6 @@ async fn touch_then_sleep(path: String) -> Result<()> {
         let _ = std::fs::remove_file(&path);
     });
     guest::sleep_forever().await
-}
-
-/// The seed's echo server, host side (`examples/infected_echo_server.rs`).
-async fn host_echo_server(chan: HostChannel<u64, u64, &'static str>) -> Result<()> {
-    chan.started_nowait("start")?;
-    loop {
-        chan.send_nowait(chan.get().await?)?;
-        host::yield_now().await?;
-    }
-}
-
-/// The seed's echo server, guest side: every stream item goes through the host task and back.
-async fn guest_to_host_echo_server(ctx: Context, _: ()) -> Result<()> {
-    to_host::open_channel_from(host_echo_server, LinkOpts::default(), async |chan, first| {
-        ctx.started(first).await?;
-        ctx.open_stream(async |stream| {
-            while let Some(msg) = stream.try_next::<u64>().await? {
-                chan.send(msg).await?;
-                let out = chan.receive().await?;
-                stream.send(&out).await?;
-            }
-            Ok(())
-        })
-        .await
-    })
-    .await
 }
 
 const ECHO: Function<u64, u64> = Function::new("t", "echo");
