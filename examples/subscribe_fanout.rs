@@ -98,7 +98,8 @@ async fn root() -> Result<()> {
                     Ok(())
                 })
                 .await?;
-                ctx.wait_for_result::<u32>().await
+                let sum: u32 = ctx.wait_for_result().await?;
+                Ok(sum)
             })
             .await?;
         println!("the child's own subscriber summed them to {sum}");
