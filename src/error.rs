@@ -920,6 +920,34 @@ impl Error {
         Error::User(UserError { kind, source: Arc::new(e) })
     }
 
+    /// The user error's own value, when this is an [`Error::User`] made from an `E`: the way to
+    /// match a user error by its type rather than by its kind string. (After a process
+    /// boundary a user error is a [`RemoteActorError`], which keeps the kind, not the value.)
+    ///
+    /// ```
+    /// use infect::Error;
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct FeedLost { after: u32 }
+    /// impl std::fmt::Display for FeedLost {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         write!(f, "the feed went away after {} items", self.after)
+    ///     }
+    /// }
+    /// impl std::error::Error for FeedLost {}
+    ///
+    /// let e = Error::user(FeedLost { after: 3 });
+    /// assert_eq!(e.downcast_ref::<FeedLost>(), Some(&FeedLost { after: 3 }));
+    /// assert_eq!(e.downcast_ref::<std::fmt::Error>(), None);
+    /// assert_eq!(Error::Closed.downcast_ref::<FeedLost>(), None);
+    /// ```
+    pub fn downcast_ref<E: core::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Error::User(u) => u.inner().downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
     /// A user error that is only a message, of kind `kind` (named as [`Error::user_kind`]
     /// names it).
     pub fn msg(kind: &str, message: impl Into<String>) -> Error {

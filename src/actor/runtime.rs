@@ -230,9 +230,10 @@ pub fn main(endpoints: Endpoints, root: impl Future<Output = Result<()>> + 'stat
 ///
 /// let ok = actor::main_with(RootOpts::new().name("tool"), Endpoints::new(), async { Ok(()) });
 /// assert_eq!(ok, ExitCode::SUCCESS);
-/// // A failing root: "<program>: the config file is missing" on stderr, and a failure status.
+/// // A failing root: "<program>: I/O error: the config file is missing" on stderr, and a
+/// // failure status.
 /// let failed = actor::main_with(RootOpts::new(), Endpoints::new(), async {
-///     Err(Error::msg("ConfigError", "the config file is missing"))
+///     Err(Error::from(std::io::Error::new(std::io::ErrorKind::NotFound, "the config file is missing")))
 /// });
 /// assert_eq!(failed, ExitCode::FAILURE);
 /// ```

@@ -117,16 +117,22 @@ impl core::fmt::Debug for Nursery {
 /// ```
 /// use infect::{Error, guest};
 /// use core::time::Duration;
+/// #[derive(Debug)]
+/// struct Boom;
+/// impl std::fmt::Display for Boom {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("child failed") }
+/// }
+/// impl std::error::Error for Boom {}
 /// let r: Result<u32, Error> = guest::run(async {
 ///     guest::open_nursery(async |n| {
-///         n.start_soon(async { Err(Error::msg("Boom", "child failed")) })?;
+///         n.start_soon(async { Err(Error::user(Boom)) })?;
 ///         guest::sleep_forever().await?;
 ///         Ok(7)
 ///     })
 ///     .await
 ///     .map(|v| v.unwrap_or(0))
 /// });
-/// assert_eq!(r.unwrap_err().kind(), "Boom");
+/// assert!(r.unwrap_err().downcast_ref::<Boom>().is_some()); // the child's own error
 ///
 /// // Cancelling the nursery is the normal way to stop it: not a failure.
 /// let r = guest::run(async {

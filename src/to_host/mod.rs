@@ -44,11 +44,19 @@
 //! use infect::to_host::{self, HostChannel, LinkOpts};
 //! use std::{rc::Rc, time::Duration};
 //!
+//! /// The host side's own failure: a type of the user's, matched by type below.
+//! #[derive(Debug)]
+//! struct ConnectionLost;
+//! impl std::fmt::Display for ConnectionLost {
+//!     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("the upstream went away") }
+//! }
+//! impl std::error::Error for ConnectionLost {}
+//!
 //! async fn flaky(chan: HostChannel<(), u32, ()>) -> infect::Result<()> {
 //!     chan.started_nowait(())?;
 //!     chan.send(1).await?;
 //!     host::sleep(Duration::from_millis(30)).await?;
-//!     Err(Error::msg("ConnectionLost", "the upstream went away"))
+//!     Err(Error::user(ConnectionLost))
 //! }
 //!
 //! let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
@@ -60,7 +68,8 @@
 //!     .await;
 //!     Ok((out, guest::current_time()))
 //! })?;
-//! assert_eq!(out.unwrap_err().kind(), "ConnectionLost"); // not `Cancelled`: the cause is kept
+//! // Not `Cancelled`: the cause is kept, and it is the host task's own error value.
+//! assert!(out.unwrap_err().downcast_ref::<ConnectionLost>().is_some());
 //! assert_eq!(at, Instant::ZERO + Duration::from_millis(30));
 //! # Ok::<(), infect::Error>(())
 //! ```
@@ -704,11 +713,18 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     /// use infect::to_host::{self, HostChannel, LinkOpts};
     /// use std::{rc::Rc, time::Duration};
     ///
+    /// #[derive(Debug)]
+    /// struct FeedLost;
+    /// impl std::fmt::Display for FeedLost {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("the feed went away") }
+    /// }
+    /// impl std::error::Error for FeedLost {}
+    ///
     /// async fn feed(chan: HostChannel<(), u32, ()>) -> infect::Result<()> {
     ///     chan.started_nowait(())?;
     ///     chan.send_nowait(1)?;
     ///     host::sleep(Duration::from_millis(5)).await?;
-    ///     Err(Error::msg("FeedLost", "the feed went away"))
+    ///     Err(Error::user(FeedLost))
     /// }
     ///
     /// let host = Host::builder().clock(Rc::new(VirtualClock::new())).build()?;
@@ -722,7 +738,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     ///     })
     ///     .await
     /// });
-    /// assert_eq!(out.unwrap_err().kind(), "FeedLost");
+    /// assert!(out.unwrap_err().downcast_ref::<FeedLost>().is_some());
     /// # Ok::<(), infect::Error>(())
     /// ```
     pub async fn receive(&self) -> Result<Out> {
@@ -1211,6 +1227,13 @@ impl<In, Out, S> HostChannel<In, Out, S> {
     /// use infect::to_host::{self, HostChannel, LinkOpts};
     /// use std::{cell::RefCell, rc::Rc, time::Duration};
     ///
+    /// #[derive(Debug)]
+    /// struct BadInput;
+    /// impl std::fmt::Display for BadInput {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("the guest gave up") }
+    /// }
+    /// impl std::error::Error for BadInput {}
+    ///
     /// async fn collect(chan: HostChannel<u32, (), ()>, seen: Rc<RefCell<Vec<infect::Result<u32>>>>) -> infect::Result<()> {
     ///     chan.started_nowait(())?;
     ///     loop {
@@ -1231,15 +1254,15 @@ impl<In, Out, S> HostChannel<In, Out, S> {
     ///         chan.send(7).await?;
     ///         chan.send(8).await?;
     ///         guest::sleep(Duration::from_millis(1)).await?; // the host takes both meanwhile
-    ///         Err(Error::msg("BadInput", "the guest gave up"))
+    ///         Err(Error::user(BadInput))
     ///     })
     ///     .await
     /// });
-    /// assert_eq!(out.unwrap_err().kind(), "BadInput");
+    /// assert!(out.unwrap_err().downcast_ref::<BadInput>().is_some());
     /// let seen = seen.borrow();
     /// assert_eq!(seen[..2], [Ok(7), Ok(8)]);
     /// match &seen[2] {
-    ///     Err(Error::GuestCancelled { cause: Some(cause) }) => assert_eq!(cause.kind(), "BadInput"),
+    ///     Err(Error::GuestCancelled { cause: Some(cause) }) => assert!(cause.downcast_ref::<BadInput>().is_some()),
     ///     other => panic!("unexpected {other:?} in {seen:?}"),
     /// }
     /// # Ok::<(), infect::Error>(())

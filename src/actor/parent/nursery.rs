@@ -333,6 +333,12 @@ impl fmt::Debug for ActorNursery {
 /// ```
 /// use infect::actor::{self, Endpoints};
 /// use infect::{Error, guest};
+/// #[derive(Debug)]
+/// struct Oops;
+/// impl std::fmt::Display for Oops {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("the block failed") }
+/// }
+/// impl std::error::Error for Oops {}
 ///
 /// let r = actor::run(Endpoints::new(), async {
 ///     let value = actor::open_nursery(async |_an| Ok("done")).await;
@@ -342,10 +348,10 @@ impl fmt::Debug for ActorNursery {
 ///         Ok("never")
 ///     })
 ///     .await;
-///     let failed = actor::open_nursery(async |_an| Err::<(), _>(Error::msg("Oops", "the block failed"))).await;
-///     Ok((value, cancelled, failed.map_err(|e| e.kind().to_owned())))
+///     let failed = actor::open_nursery(async |_an| Err::<(), _>(Error::user(Oops))).await;
+///     Ok((value, cancelled, failed.map_err(|e| e.downcast_ref::<Oops>().is_some())))
 /// });
-/// assert_eq!(r, Ok((Ok(Some("done")), Ok(None), Err("Oops".to_owned()))));
+/// assert_eq!(r, Ok((Ok(Some("done")), Ok(None), Err(true)))); // the block's own error, by type
 /// ```
 pub async fn open_nursery<T, F>(body: F) -> Result<Option<T>>
 where

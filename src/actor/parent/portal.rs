@@ -156,8 +156,18 @@ impl Drop for ForgetCall<'_> {
 ///     Ok(format!("hello, {who}"))
 /// }
 ///
+/// /// The endpoint's own error type: its full path is the kind the caller sees.
+/// #[derive(Debug)]
+/// struct NoSuchGreeting;
+/// impl std::fmt::Display for NoSuchGreeting {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("no such greeting")
+///     }
+/// }
+/// impl std::error::Error for NoSuchGreeting {}
+///
 /// async fn fail() -> infect::Result<()> {
-///     Err(Error::msg("ValueError", "no such greeting"))
+///     Err(Error::user(NoSuchGreeting))
 /// }
 ///
 /// fn main() -> ExitCode {
@@ -169,7 +179,7 @@ impl Drop for ForgetCall<'_> {
 ///             assert_eq!(p.run(GREET, &"world".to_owned()).await?, "hello, world");
 ///             match p.run(FAIL, &()).await {
 ///                 Err(Error::RemoteActor(r)) => {
-///                     assert_eq!(r.boxed_type, "ValueError");
+///                     assert_eq!(r.boxed_type, std::any::type_name::<NoSuchGreeting>());
 ///                     assert_eq!(r.src.name, "greeter");
 ///                 }
 ///                 other => panic!("{other:?}"),
