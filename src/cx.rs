@@ -116,3 +116,35 @@ pub(crate) fn note_park() {
 pub(crate) fn parks() -> u64 {
     PARKS.get()
 }
+
+kernel_slot! {
+    /// Whether a simulated world ([`sim`](crate::sim)) is running on this thread: the guard
+    /// rails (a real descriptor, the wall clock, a loop of its own) read it.
+    static SIMULATED: bool = false;
+}
+
+/// The prefix of a guard rail's panic inside a simulation: the world turns a panic that starts
+/// with it into `Error::OutsideSimulation` naming what the rest of the message says.
+pub(crate) const OUTSIDE_SIMULATION: &str = "infect::sim: ";
+
+/// The guard rail: inside a simulation, `what` (a real descriptor, the wall clock, a real
+/// process, a real wait) ends the run with `Error::OutsideSimulation` naming it.
+#[inline]
+#[track_caller]
+pub(crate) fn refuse_in_simulation(what: impl FnOnce() -> alloc::string::String) {
+    if in_simulation() {
+        panic!("{OUTSIDE_SIMULATION}{}", what());
+    }
+}
+
+/// Whether a simulated world runs on this thread.
+#[inline]
+pub(crate) fn in_simulation() -> bool {
+    SIMULATED.get()
+}
+
+/// Marks this thread as running a simulated world until the guard drops.
+#[cfg(feature = "std")]
+pub(crate) fn enter_simulation() -> SlotGuard<bool> {
+    SIMULATED.enter(true)
+}

@@ -260,6 +260,18 @@ mod process;
 mod runtime;
 mod signals;
 mod sys;
+pub(crate) mod world;
+
+/// What the simulated world ([`sim`](crate::sim)) uses of this layer.
+pub(crate) mod for_sim {
+    pub(crate) use super::ActorInner;
+    pub(crate) use super::RootOpts;
+    pub(crate) use super::peer::{FrameReader, Incoming, MemTransport, Peer, Transport, mem_pipe};
+    pub(crate) use super::process::{Simulated, simulated};
+    pub(crate) use super::runtime::{ActorContext, child_actor, root_body, serve_parent, spawn_spec, swap_context};
+    pub(crate) use super::signals::{Interrupts, SignalQueue, Signals};
+    pub(crate) use super::world::{Spawned, World};
+}
 
 use std::cell::RefCell;
 use std::fmt;
@@ -293,9 +305,33 @@ pub(crate) struct ActorInner {
     teardown: RefCell<Vec<Box<dyn FnOnce()>>>,
     /// The pipe to the parent (children only, once serving), for [`Actor::write_raw_to_parent`].
     parent_conn: RefCell<Option<Rc<peer::Peer>>>,
+    /// The simulated world this actor lives in ([`sim`](crate::sim)); `None` for a process.
+    world: Option<Rc<dyn world::World>>,
 }
 
 impl ActorInner {
+    /// An actor: `aid`, infected or not, its parent (`None` for the root), the namespaces it
+    /// serves, its endpoints, its world (`None`: a process).
+    pub(crate) fn new(
+        aid: Aid,
+        infected: bool,
+        parent: Option<Aid>,
+        enabled: Vec<String>,
+        endpoints: Endpoints,
+        world: Option<Rc<dyn world::World>>,
+    ) -> Rc<ActorInner> {
+        Rc::new(ActorInner {
+            aid,
+            infected,
+            parent,
+            enabled,
+            endpoints,
+            teardown: Default::default(),
+            parent_conn: Default::default(),
+            world,
+        })
+    }
+
     /// Runs the teardown callbacks, newest first. Each runs once.
     pub(crate) fn run_teardown(&self) {
         loop {
@@ -448,15 +484,8 @@ pub(crate) fn run_bare_root<T: 'static>(
     name: &str,
     root: impl std::future::Future<Output = crate::Result<T>> + 'static,
 ) -> crate::Result<T> {
-    let actor = Rc::new(ActorInner {
-        aid: Aid { name: name.to_owned(), uuid: format!("{name}-uuid"), pid: std::process::id() },
-        infected: false,
-        parent: None,
-        enabled: Vec::new(),
-        endpoints: Endpoints::new(),
-        teardown: Default::default(),
-        parent_conn: Default::default(),
-    });
+    let aid = Aid { name: name.to_owned(), uuid: format!("{name}-uuid"), pid: std::process::id() };
+    let actor = ActorInner::new(aid, false, None, Vec::new(), Endpoints::new(), None);
     set_current(Some(actor));
     // On our host rather than `guest::run`'s standalone driver, which leaks a descriptor per run
     // (issue 9, item 2): a fuzzer runs this hundreds of thousands of times in one process.
@@ -532,15 +561,14 @@ mod tests {
         let r = super::run_bare_root("parent", async move {
             let (up, down) = mem_pipe();
             let me = super::current_inner().expect("the root");
-            let kid = Rc::new(ActorInner {
-                aid: Aid { name: "kid".into(), uuid: "kid-uuid".into(), pid: 2 },
-                infected: false,
-                parent: Some(me.aid.clone()),
-                enabled: vec!["math".into()],
-                endpoints: Endpoints::new().serve(DOUBLE, double).serve(FAIL, fail).serve(COUNT, count),
-                teardown: Default::default(),
-                parent_conn: Default::default(),
-            });
+            let kid = ActorInner::new(
+                Aid { name: "kid".into(), uuid: "kid-uuid".into(), pid: 2 },
+                false,
+                Some(me.aid.clone()),
+                vec!["math".into()],
+                Endpoints::new().serve(DOUBLE, double).serve(FAIL, fail).serve(COUNT, count),
+                None,
+            );
             guest::open_nursery(async |n| {
                 let peer = Rc::new(Peer::new(Box::new(down), DEFAULT_MAX_FRAME));
                 n.start_soon(async move {

@@ -718,6 +718,12 @@ impl Host {
         }
     }
 
+    /// Whether a job is queued (a woken task, a callback): a pass of
+    /// [`run_until_stalled`](Host::run_until_stalled) would run something.
+    pub(crate) fn has_jobs(&self) -> bool {
+        !self.core.no_jobs()
+    }
+
     /// The earliest pending deadline (host timers, and the alarms of what it carries: a
     /// guest run's `wake_at`), if any. See [`run_until_stalled`](Host::run_until_stalled).
     pub fn next_deadline(&self) -> Option<Instant> {
