@@ -133,8 +133,24 @@ pub(crate) const OUTSIDE_SIMULATION: &str = "infect::sim: ";
 #[track_caller]
 pub(crate) fn refuse_in_simulation(what: impl FnOnce() -> alloc::string::String) {
     if in_simulation() {
-        panic!("{OUTSIDE_SIMULATION}{}", what());
+        let what = what();
+        // Also noted aside: a panic inside a host task is caught and becomes that task's error,
+        // and the world must still see what happened.
+        #[cfg(feature = "std")]
+        VIOLATION.with(|v| v.borrow_mut().get_or_insert_with(|| what.clone()).len());
+        panic!("{OUTSIDE_SIMULATION}{what}");
     }
+}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static VIOLATION: core::cell::RefCell<Option<alloc::string::String>> = const { core::cell::RefCell::new(None) };
+}
+
+/// The first guard rail hit on this thread since the last call, if any.
+#[cfg(feature = "std")]
+pub(crate) fn take_violation() -> Option<alloc::string::String> {
+    VIOLATION.with(|v| v.borrow_mut().take())
 }
 
 /// Whether a simulated world runs on this thread.

@@ -23,9 +23,13 @@ use super::world::WorldState;
 ///   [`max_stall`](Faults::max_stall) of virtual time, as `SIGSTOP`/`SIGCONT` would);
 /// - per write on a connection: [`split`](Faults::split) (only part of it is taken, so frames
 ///   arrive in arbitrary chunks), [`delay`](Faults::delay) (it waits up to
-///   [`max_delay`](Faults::max_delay) first), [`corrupt`](Faults::corrupt) (one bit of it is
-///   flipped), [`truncate`](Faults::truncate) (a prefix goes through, then that direction of
-///   the connection is cut, as a peer that died mid-write).
+///   [`max_delay`](Faults::max_delay) first), [`garbage`](Faults::garbage) (a damaged frame
+///   goes first, between two frames: the receiver skips and reports it, and nothing else is
+///   lost), [`corrupt`](Faults::corrupt) (one bit of it is flipped: the frame it falls in is
+///   damaged and skipped, so its message is lost, and a call that waited for that message
+///   waits on; such a run may end as [`Error::SimulationStalled`](crate::Error::SimulationStalled)),
+///   [`truncate`](Faults::truncate) (a prefix goes through, then that direction of the
+///   connection is cut, as a peer that died mid-write).
 ///
 /// ```
 /// use infect::sim::Faults;
@@ -43,6 +47,7 @@ pub struct Faults {
     split: f64,
     delay: f64,
     max_delay: Duration,
+    garbage: f64,
     corrupt: f64,
     truncate: f64,
 }
@@ -79,20 +84,22 @@ impl Faults {
             split: 0.0,
             delay: 0.0,
             max_delay: Duration::from_millis(5),
+            garbage: 0.0,
             corrupt: 0.0,
             truncate: 0.0,
         }
     }
 
-    /// Every fault at a rate that lets most runs get somewhere and many runs meet one: what a
-    /// seed sweep starts from.
+    /// Every fault that loses nothing the protocol promises to keep (all but
+    /// [`corrupt`](Faults::corrupt)), at rates that let most runs get somewhere and many runs
+    /// meet one: what a seed sweep starts from.
     pub fn all() -> Faults {
-        Faults::none().kill(0.002).interrupt(0.001).stall(0.005).split(0.2).delay(0.05).corrupt(0.002).truncate(0.001)
+        Faults::none().kill(0.002).interrupt(0.001).stall(0.005).split(0.2).delay(0.05).garbage(0.005).truncate(0.001)
     }
 
     /// Whether no fault is enabled.
     pub fn is_none(&self) -> bool {
-        [self.kill, self.interrupt, self.stall, self.split, self.delay, self.corrupt, self.truncate]
+        [self.kill, self.interrupt, self.stall, self.split, self.delay, self.garbage, self.corrupt, self.truncate]
             .iter()
             .all(|&p| p == 0.0)
     }
@@ -118,7 +125,11 @@ impl Faults {
         delay, delay_rate
     );
     rate!(
-        /// Per write: one bit of it is flipped.
+        /// Per write at a frame boundary: a damaged frame goes first.
+        garbage, garbage_rate
+    );
+    rate!(
+        /// Per write: one bit of it is flipped (the message of the frame it hits is lost).
         corrupt, corrupt_rate
     );
     rate!(
@@ -154,11 +165,21 @@ pub(crate) struct FaultyEnd {
     delayed_until: Cell<Option<Instant>>,
     /// Cut by a `truncate` fault: writes fail from now on.
     cut: Cell<bool>,
+    /// The last byte written ended a frame (or nothing was written yet): a `garbage` frame
+    /// may go here without damaging a real one.
+    at_boundary: Cell<bool>,
 }
 
 impl FaultyEnd {
     pub(crate) fn new(inner: MemTransport, world: Weak<WorldState>, label: Rc<str>) -> FaultyEnd {
-        FaultyEnd { inner, world, label, delayed_until: Cell::new(None), cut: Cell::new(false) }
+        FaultyEnd {
+            inner,
+            world,
+            label,
+            delayed_until: Cell::new(None),
+            cut: Cell::new(false),
+            at_boundary: Cell::new(true),
+        }
     }
 }
 
@@ -199,6 +220,15 @@ impl Transport for FaultyEnd {
             }
         }
         let f = world.faults();
+        if self.at_boundary.get() && world.roll(f.garbage) {
+            let len = 1 + world.below(12) as usize;
+            let mut junk: Vec<u8> = (0..len).map(|_| 1 + world.below(255) as u8).collect();
+            junk.push(0);
+            world.event(format!("fault: garbage frame of {len} bytes on {}", self.label));
+            world.hash_bytes(&junk);
+            // The in-memory pipe takes it whole (its room is checked by the real write below).
+            let _ = self.inner.write_now(&junk);
+        }
         let mut take = buf.len();
         if take > 1 && world.roll(f.split) {
             take = 1 + world.below(take as u64 - 1) as usize;
@@ -227,12 +257,14 @@ impl Transport for FaultyEnd {
             let r = self.inner.poll_write(cx, &copy);
             if let Poll::Ready(Ok(n)) = r {
                 world.hash_bytes(&copy[..n]);
+                self.at_boundary.set(n > 0 && buf[n - 1] == 0);
             }
             r
         } else {
             let r = self.inner.poll_write(cx, &buf[..take]);
             if let Poll::Ready(Ok(n)) = r {
                 world.hash_bytes(&buf[..n]);
+                self.at_boundary.set(n > 0 && buf[n - 1] == 0);
             }
             r
         }
@@ -244,6 +276,9 @@ impl Transport for FaultyEnd {
         }
         if let Some(world) = self.world.upgrade() {
             world.hash_bytes(bytes);
+        }
+        if let Some(&last) = bytes.last() {
+            self.at_boundary.set(last == 0);
         }
         self.inner.write_now(bytes)
     }

@@ -281,8 +281,10 @@ pub struct Report<T> {
     pub steps: u64,
     /// How many actors lived in the world, the root included.
     pub actors: usize,
-    /// Actors still running when the root had finished (killed then): an empty list is the
-    /// invariant "no actor outlives its nursery".
+    /// Actors still running when the run ended: an actor its nursery did not reap before the
+    /// root finished, or an orphan (its parent was killed) still running 30 s of virtual time
+    /// after that; all are killed then. An empty list is the invariant "no actor outlives its
+    /// nursery, and nothing is left running".
     pub leftovers: Vec<String>,
 }
 
@@ -341,6 +343,9 @@ pub struct SweepStats {
     pub ok: u64,
     /// Actor steps, all runs together.
     pub steps: u64,
+    /// How the runs ended: `"ok"` or the error's kind (a remote error's remote kind), and how
+    /// many ended so.
+    pub outcomes: std::collections::BTreeMap<String, u64>,
 }
 
 /// Runs `root` in the world `sim(seed)` makes for every seed of [`seeds(range)`](seeds),
@@ -361,6 +366,12 @@ pub fn sweep<T: fmt::Debug + 'static, F: Future<Output = Result<T>> + 'static>(
         stats.steps += report.steps;
         stats.with_faults += u64::from(report.faults_injected() > 0);
         stats.ok += u64::from(report.outcome.is_ok());
+        let kind = match &report.outcome {
+            Ok(_) => "ok".to_owned(),
+            Err(Error::RemoteActor(re)) => re.boxed_type.clone(),
+            Err(e) => e.kind().to_owned(),
+        };
+        *stats.outcomes.entry(kind).or_default() += 1;
         let verdict = match check(&report) {
             Ok(()) if !report.leftovers.is_empty() => Err(format!("actors left running: {:?}", report.leftovers)),
             v => v,

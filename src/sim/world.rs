@@ -594,21 +594,29 @@ impl WorldState {
     /// Runs the world until the root has finished and every actor is gone, or it stalls, or
     /// runs past `limit`. `Err` for a run that could not go on (the root's own outcome is its).
     pub(crate) fn run(&self, limit: Duration) -> std::result::Result<(), RunEnd> {
+        let _ = crate::cx::take_violation();
+        let mut root_end: Option<Instant> = None;
         loop {
             self.fire_timers();
             let all: Vec<Rc<Slot>> = self.actors.borrow().clone();
-            let root_done = all.first().is_none_or(|r| !r.live());
-            if root_done {
-                let left: Vec<Rc<Slot>> = all.iter().filter(|s| s.live()).cloned().collect();
-                if left.is_empty() {
+            let now = self.now();
+            let live = || all.iter().filter(|s| s.live()).map(|s| s.name.clone()).collect::<Vec<_>>();
+            if all.first().is_none_or(|r| !r.live()) {
+                // The root is done. Its direct children were reaped by its nurseries; an
+                // orphan (a grandchild whose parent was killed) ends on its own, within its
+                // grace and ladder bounds, as it would as a process: let it.
+                let end = *root_end.get_or_insert(now);
+                if live().is_empty() {
                     return Ok(());
                 }
-                return Err(RunEnd::Leftovers(left.iter().map(|s| s.name.clone()).collect()));
+                if now.saturating_duration_since(end) > ORPHAN_BOUND {
+                    return Err(RunEnd::Leftovers(live()));
+                }
             }
-            let now = self.now();
-            let ready: Vec<Rc<Slot>> = all.into_iter().filter(|s| self.runnable(s, now)).collect();
+            let ready: Vec<Rc<Slot>> = all.iter().filter(|s| self.runnable(s, now)).cloned().collect();
             if ready.is_empty() {
                 match self.next_deadline() {
+                    _ if root_end.is_some() && self.next_deadline().is_none() => return Err(RunEnd::Leftovers(live())),
                     Some(t) if t.saturating_duration_since(Instant::ZERO) > limit => {
                         return Err(RunEnd::Stopped(format!("it ran past its time limit of {limit:?}")));
                     }
@@ -630,6 +638,7 @@ impl WorldState {
             if let Err(payload) = r {
                 let msg = panic_message(&*payload);
                 if let Some(what) = msg.strip_prefix(super::GUARD) {
+                    let _ = crate::cx::take_violation();
                     return Err(RunEnd::Outside(format!("{what} (in actor '{}')", pick.name)));
                 }
                 self.event(format!("panic in '{}': {msg}", pick.name));
@@ -638,6 +647,9 @@ impl WorldState {
                 }
                 pick.kill_pending.set(true);
                 pick.finished.set(Some(ExitStatus::from_raw(libc::SIGABRT)));
+            }
+            if let Some(what) = crate::cx::take_violation() {
+                return Err(RunEnd::Outside(format!("{what} (in actor '{}')", pick.name)));
             }
             if let Some(thread) = self.actors.borrow().iter().find_map(|s| {
                 s.queue.lock().unwrap_or_else(|p| p.into_inner()).foreign.take().map(|t| (s.name.clone(), t))
@@ -682,6 +694,11 @@ impl WorldState {
         if names.is_empty() { "nothing".to_owned() } else { names.join(", ") }
     }
 }
+
+/// How long, after the root finished, the world lets orphans end by themselves (their parent
+/// was killed): past [`PARENT_GONE_GRACE`](crate::actor::PARENT_GONE_GRACE) and a ladder's
+/// worth of bounds. One still running then is a leftover.
+const ORPHAN_BOUND: Duration = Duration::from_secs(30);
 
 /// Why a run of the world ended early.
 pub(crate) enum RunEnd {
