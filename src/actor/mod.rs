@@ -94,19 +94,23 @@
 //! # Inside, one way
 //!
 //! ```text
-//! sys → process → codec → peer → launch → context → endpoints → signals → parent → child → runtime
+//! sys → process → codec → peer → world → launch → context → endpoints → signals → parent → child → runtime
 //! ```
 //!
 //! `sys` holds the system calls; `process` spawns a child (directly, or a launcher with the
 //! child's command line) and waits on its pidfd; `codec` is the `Msg::Error` ↔
 //! [`Error`](crate::Error) codec (every kind string the layer reads spelled once); `peer` is the
 //! connection, the same on both sides: a transport seam (a pipe pair on the reactor's
-//! `AsyncFd`s; a launcher's stdin/stdout are such a pair; an in-memory pair in the tests), the
-//! one frame reader, the frame writer and the call table; `launch` is what a launcher adds (the
+//! `AsyncFd`s; a launcher's stdin/stdout are such a pair; an in-memory pair in a simulation and
+//! the tests), the
+//! one frame reader, the frame writer and the call table; `world` is the seam to a simulated
+//! world ([`sim`](crate::sim)): an actor that lives in one asks it, not the operating system,
+//! for a child (a simulated process and an in-memory connection) and for an immediate exit,
+//! and takes its signals from it; `launch` is what a launcher adds (the
 //! child's command line, a launched child's stdio taken as its pipes, the stderr forwarder and
 //! the errors of a launch that failed); [`context`] builds
 //! contexts and streams on a connection; `endpoints` is the registry; `signals` the signal
-//! self-pipe and the root's interrupt rule; `parent` the nursery, the portal and the supervisor
+//! self-pipe (or a simulated world's signal queue) and the root's interrupt rule; `parent` the nursery, the portal and the supervisor
 //! (the ladder and the reaping); `child` the serve loop; `runtime` is [`main`]. Each module uses
 //! only those before it (a unit test reads their `use` lines and keeps it so).
 //!
@@ -632,6 +636,7 @@ mod graph {
                 "process",
                 "codec",
                 "peer",
+                "world",
                 "launch",
                 "context",
                 "endpoints",

@@ -39,6 +39,23 @@
 //! its [time limit](Sim::time_limit). What the crate cannot see is not caught:
 //! `std::time::Instant::now()` called by user code, or a thread that never wakes a task.
 //!
+//! # What differs from processes
+//! - **Identities** are the world's: pids from 1000 up (the root 1000), uids `sim<seed>-<n>`.
+//! - **One thread, one address space.** A `thread_local!` or a `static` of the program is shared
+//!   by every simulated actor (each process has its own); state an endpoint keeps there must be
+//!   keyed by the actor (its pid, [`current_actor`](crate::actor::current_actor)). Calling
+//!   `std::process::exit` ends the whole test.
+//! - **The root's exit.** A root that fails after an interrupt exits a process with `128 +
+//!   signo`; in a simulation its error is the report's outcome.
+//! - **Panics.** A panic in an endpoint is caught at its task's boundary, as in a process built
+//!   with unwinding: the call fails with kind `Panic`. One that escapes every boundary (a
+//!   panicking `Drop`, say) kills its actor as `SIGABRT` would (its parent sees
+//!   `ActorDied { signal: Some(6) }`, without the text a `panic = "abort"` process's hook
+//!   relays); one in the root tears the world down and goes on from [`Sim::run`].
+//! - **Orphans.** A child whose parent was killed gets its death signal (`SIGTERM`) and
+//!   end-of-file, as a process does, and ends within its grace period; the world lets it finish
+//!   after the root has (processes would be reparented to init meanwhile).
+//!
 //! # Example: a user's test
 //!
 //! ```
@@ -351,7 +368,8 @@ pub struct SweepStats {
 /// Runs `root` in the world `sim(seed)` makes for every seed of [`seeds(range)`](seeds),
 /// and checks each [`Report`] with `check`; at the first failure (an `Err` from `check`, or
 /// actors left running), prints the report (seed, `INFECT_SIM_SEED=…`, trace) to stderr and
-/// panics with the seed.
+/// panics with the seed. With `INFECT_SIM_CHECK=1` in the environment every seed runs twice
+/// and a seed whose two runs differ fails as [`Error::Nondeterministic`] ([`Sim::check`]).
 pub fn sweep<T: fmt::Debug + 'static, F: Future<Output = Result<T>> + 'static>(
     range: Range<u64>,
     sim: impl Fn(u64) -> Sim,
@@ -360,8 +378,16 @@ pub fn sweep<T: fmt::Debug + 'static, F: Future<Output = Result<T>> + 'static>(
     check: impl Fn(&Report<T>) -> std::result::Result<(), String>,
 ) -> SweepStats {
     let mut stats = SweepStats::default();
+    let twice = std::env::var("INFECT_SIM_CHECK").is_ok_and(|v| v.trim() == "1");
     for seed in seeds(range) {
-        let report = sim(seed).run(endpoints(), root());
+        let report = if twice {
+            match sim(seed).check(&endpoints(), &root) {
+                Ok(report) => report,
+                Err(e) => panic!("simulation seed {seed} failed: {e}; rerun it with INFECT_SIM_SEED={seed}"),
+            }
+        } else {
+            sim(seed).run(endpoints(), root())
+        };
         stats.runs += 1;
         stats.steps += report.steps;
         stats.with_faults += u64::from(report.faults_injected() > 0);

@@ -645,7 +645,6 @@ impl WorldState {
                 if pick.parent.is_none() {
                     return Err(RunEnd::Panicked(payload));
                 }
-                pick.kill_pending.set(true);
                 pick.finished.set(Some(ExitStatus::from_raw(libc::SIGABRT)));
             }
             if let Some(what) = crate::cx::take_violation() {
