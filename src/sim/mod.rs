@@ -147,13 +147,20 @@ pub struct Sim {
     faults: Faults,
     root: RootOpts,
     time_limit: Duration,
+    trace_steps: bool,
 }
 
 impl Sim {
     /// A world on `seed`, without faults, the root named `"root"`, a time limit of one hour of
     /// virtual time.
     pub fn new(seed: u64) -> Sim {
-        Sim { seed, faults: Faults::none(), root: RootOpts::new(), time_limit: Duration::from_secs(3600) }
+        Sim {
+            seed,
+            faults: Faults::none(),
+            root: RootOpts::new(),
+            time_limit: Duration::from_secs(3600),
+            trace_steps: false,
+        }
     }
 
     /// The faults to inject.
@@ -175,6 +182,19 @@ impl Sim {
         self
     }
 
+    /// Records every step (which actor ran, when) in the report's events too, not only in its
+    /// hash: the whole schedule of a seed, to read when hunting what a seed does.
+    ///
+    /// ```
+    /// use infect::sim::Sim;
+    /// let r = Sim::new(1).trace_steps(true).run(infect::actor::Endpoints::new(), async { Ok(()) });
+    /// assert!(r.events.iter().any(|e| e.ends_with("step 'root'")));
+    /// ```
+    pub fn trace_steps(mut self, on: bool) -> Sim {
+        self.trace_steps = on;
+        self
+    }
+
     /// The seed.
     pub fn seed(&self) -> u64 {
         self.seed
@@ -189,7 +209,7 @@ impl Sim {
     /// # Panics
     /// If the root panics (the world is torn down first), the panic goes on from here.
     pub fn run<T: 'static>(&self, endpoints: Endpoints, root: impl Future<Output = Result<T>> + 'static) -> Report<T> {
-        let world = WorldState::new(self.seed, self.faults.clone(), endpoints);
+        let world = WorldState::new(self.seed, self.faults.clone(), endpoints, self.trace_steps);
         let nested = crate::cx::in_simulation() || crate::actor::try_current_actor().is_some();
         let out: Rc<RefCell<Option<Result<T>>>> = Rc::new(RefCell::new(None));
         let mut leftovers = Vec::new();

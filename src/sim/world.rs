@@ -42,6 +42,7 @@ use crate::guest::{GuestConfig, GuestRun, GuestTick, Hooks};
 use crate::host::Host;
 use crate::sync::Waiters;
 use crate::time::{Clock, Instant, VirtualClock};
+use crate::trace::Policy;
 use crate::wire::{Aid, DEFAULT_MAX_FRAME, PROTOCOL_MISMATCH_EXIT, PROTOCOL_VERSION};
 use crate::{Error, Result};
 
@@ -138,7 +139,7 @@ impl Slot {
 /// The world's state, shared by its actors (through [`ActorWorld`]) and its pipe ends.
 pub(crate) struct WorldState {
     seed: u64,
-    rng: Cell<u64>,
+    rng: Policy,
     clock: Rc<VirtualClock>,
     faults: Faults,
     endpoints: Endpoints,
@@ -150,16 +151,18 @@ pub(crate) struct WorldState {
     buggify: RefCell<Vec<(&'static Location<'static>, bool)>>,
     owner: ThreadId,
     steps: Cell<u64>,
+    /// Every step is an event of the trace too ([`Sim::trace_steps`](super::Sim::trace_steps)).
+    steps_traced: bool,
     self_ref: Weak<WorldState>,
 }
 
 const FNV: u64 = 0x0100_0000_01b3;
 
 impl WorldState {
-    pub(crate) fn new(seed: u64, faults: Faults, endpoints: Endpoints) -> Rc<WorldState> {
+    pub(crate) fn new(seed: u64, faults: Faults, endpoints: Endpoints, steps_traced: bool) -> Rc<WorldState> {
         Rc::new_cyclic(|me| WorldState {
             seed,
-            rng: Cell::new(seed ^ 0x9e37_79b9_7f4a_7c15),
+            rng: Policy::seeded(seed ^ 0x9e37_79b9_7f4a_7c15),
             clock: Rc::new(VirtualClock::without_autojump()),
             faults,
             endpoints,
@@ -171,20 +174,16 @@ impl WorldState {
             buggify: RefCell::new(Vec::new()),
             owner: std::thread::current().id(),
             steps: Cell::new(0),
+            steps_traced,
             self_ref: me.clone(),
         })
     }
 
     // ------------------------------------------------------------------ draws, trace, time
 
-    /// The next draw of the world's generator (splitmix64).
+    /// The next draw of the world's generator (the kernel's seeded policy's splitmix64).
     pub(crate) fn next_u64(&self) -> u64 {
-        let s = self.rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        self.rng.set(s);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
     /// A draw in `0..n` (`n > 0`).
@@ -569,6 +568,9 @@ impl WorldState {
     fn step(&self, slot: &Rc<Slot>) {
         self.mix(self.now().as_nanos());
         self.mix(slot.id as u64);
+        if self.steps_traced {
+            self.event(format!("step '{}'", slot.name));
+        }
         if matches!(&*slot.state.borrow(), State::Booting { .. }) {
             // Its context is made in `boot` (the run starts in it).
             self.boot(slot);
@@ -636,7 +638,7 @@ impl WorldState {
             self.steps.set(self.steps.get() + 1);
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| self.step(&pick)));
             if let Err(payload) = r {
-                let msg = panic_message(&*payload);
+                let msg = crate::panic::payload_message(&*payload);
                 if let Some(what) = msg.strip_prefix(super::GUARD) {
                     let _ = crate::cx::take_violation();
                     return Err(RunEnd::Outside(format!("{what} (in actor '{}')", pick.name)));
@@ -709,16 +711,6 @@ pub(crate) enum RunEnd {
     Panicked(Box<dyn std::any::Any + Send>),
     /// The root finished with actors still running.
     Leftovers(Vec<String>),
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic".to_owned()
-    }
 }
 
 /// An actor's context swapped in while the guard lives (restored on unwind too).
