@@ -64,7 +64,10 @@
 //! Dropping the [`Host`] shuts down what it carries first, in the order it was attached (a
 //! guest run that has not finished is abandoned: every guest task is dropped and its `done` gets
 //! [`Error::GuestRunAbandoned`]), because those parts may hold links to host tasks; then it
-//! wakes and drops every task, then the timers and alarms: nothing outlives the executor.
+//! wakes and drops every task, then the timers and alarms: nothing outlives the executor. From
+//! then on its queues are closed: a job or alarm request for it (a wake, from a waker of the
+//! guest it carried that outlived it) is dropped where it is made, so nothing keeps the dead
+//! host's shared part, and its wake fd, alive.
 
 #[cfg(feature = "std")]
 pub mod net;
@@ -135,8 +138,15 @@ impl Shared {
                 _ => job,
             }
         };
-        // Unbounded and never closed: the push cannot fail.
-        let _ = self.queue.push(job);
+        // Unbounded, closed only when the host is dropped: a job for a host that is gone (a
+        // wake of something it carried, from a waker that outlived it) is dropped here, on the
+        // spot, rather than kept in a queue that nothing drains (where a wake that holds the
+        // host's own `Shared` would keep it, and its wake fd, alive for ever). Only `Send`
+        // jobs can come after the drop: every task was dropped with the host.
+        if let Err(e) = self.queue.push(job) {
+            drop(e.into_inner());
+            return;
+        }
         self.notify_if_sleeping();
     }
 
@@ -929,6 +939,12 @@ impl Drop for Host {
             let local: Vec<Job> = self.core.local.borrow_mut().drain(..).collect();
             drop(local);
         }
+        // From here on, jobs and alarm requests for this host are dropped where they are made.
+        self.core.shared.queue.close();
+        while let Ok(job) = self.core.shared.queue.pop() {
+            drop(job);
+        }
+        self.core.shared.alarm_requests.close();
         *self.core.timers.borrow_mut() = Timers::new();
         while self.core.shared.alarm_requests.pop().is_ok() {}
         self.core.alarms.borrow_mut().clear();

@@ -55,6 +55,9 @@ struct Queue {
     at: Option<(Instant, GuestTick)>,
     /// A wake came from another thread: the name of that thread.
     foreign: Option<String>,
+    /// The actor is gone: ticks asked for now (by a waker that outlived its run) are dropped,
+    /// not kept (a tick holds its run, whose hooks hold this queue).
+    closed: bool,
 }
 
 struct SimHooks {
@@ -74,15 +77,23 @@ impl Hooks for SimHooks {
         if std::thread::current().id() != self.owner && q.foreign.is_none() {
             q.foreign = Some(std::thread::current().name().unwrap_or("unnamed").to_owned());
         }
-        q.soon.push_back(tick);
+        if !q.closed {
+            q.soon.push_back(tick);
+        }
     }
 
     fn run_sync_soon_not_threadsafe(&self, tick: GuestTick) {
-        self.lock().soon.push_back(tick);
+        let mut q = self.lock();
+        if !q.closed {
+            q.soon.push_back(tick);
+        }
     }
 
     fn wake_at(&self, deadline: Instant, tick: GuestTick) {
-        self.lock().at = (deadline != Instant::NEVER).then_some((deadline, tick));
+        let mut q = self.lock();
+        if !q.closed {
+            q.at = (deadline != Instant::NEVER).then_some((deadline, tick));
+        }
     }
 }
 
@@ -451,6 +462,13 @@ impl WorldState {
             let _cx = Entered::new(slot);
             let state = slot.state.replace(State::Gone);
             drop(state);
+            // Its ticks go with it (taken out first: dropping one may ask for another).
+            let left = {
+                let mut q = slot.queue.lock().unwrap_or_else(|p| p.into_inner());
+                q.closed = true;
+                (std::mem::take(&mut q.soon), q.at.take())
+            };
+            drop(left);
         }
         // Its registry of children (the `Proc`s it still held) goes with it.
         drop(std::mem::take(&mut *slot.cx.borrow_mut()));
