@@ -148,7 +148,7 @@
 //! | `log` | crate-private: the one shim to the optional `tracing` crate (events and spans; nothing at all without the `tracing` feature) |
 //! | `cx` | crate-private: the "current loop" slots, and whether a simulation runs on this thread (the guard rails read it) |
 //! | [`time`], [`trace`], [`wire`], `panic` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: panic capture (std) |
-//! | `timers`, `sync`, `reactor` (std) | crate-private: the one timer queue and sleep slot both loops use, the one waker list and broadcast ring; `poll(2)` over a handful of fds, one wake fd and the park gate |
+//! | `timers`, `sync`, `reactor` (std) | crate-private: the one timer queue and sleep slot both loops use, the one waker list and broadcast ring; `epoll` over a handful of fds (registrations kept across waits), one wake fd and the park gate |
 //! | [`host`] · [`guest`] | the host executor (asyncio's role), built on `async-task`, generic: wakes from any thread, alarms, shutdown of what it carries; `host::net` (std): its sockets · the structured-concurrency runtime (trio's role), riding any host through [`guest::Hooks`] |
 //! | `embed` | crate-private: our host carrying a guest ([`Host::run_guest`](host::Host::run_guest), one guest per host, the typed handle `to_host` finds its host by) |
 //! | [`to_host`] | the linked task pair between the two loops |

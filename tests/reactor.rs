@@ -1,4 +1,4 @@
-//! The poll(2) reactor: readiness wakes exactly the registered wakers, in registration order;
+//! The epoll reactor: readiness wakes exactly the registered wakers, in registration order;
 //! parking, notifying, deregistering, hang-up, and an `AsyncFd` round trip.
 //!
 //! Every test that opens descriptors runs inside [`no_fd_leak`], which serializes those tests
@@ -601,5 +601,118 @@ fn enter_nests_and_restores_the_previous_reactor() {
         // Another thread has its own (empty) current reactor.
         let _entered = a.enter();
         assert!(thread::spawn(|| Reactor::current().is_none()).join().unwrap());
+    });
+}
+
+// ---- epoll: kept registrations, closed and duplicated descriptors --------------------------
+
+/// Kept registrations (an `AsyncFd`'s) are armed in epoll in one order and become ready in
+/// another; the wakers still run in the order their interests were registered.
+#[test]
+fn kept_registrations_wake_in_registration_order_not_kernel_order() {
+    no_fd_leak(|| {
+        let reactor = Reactor::new().unwrap();
+        let (rx_x, tx_x) = fd::pipe().unwrap();
+        let (rx_y, tx_y) = fd::pipe().unwrap();
+        let (x, y) = (AsyncFd::new(rx_x, &reactor).unwrap(), AsyncFd::new(rx_y, &reactor).unwrap());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (wx, wy) = (named("x", &log), named("y", &log));
+        let mut buf = [0u8; 4];
+        // First wait: x registers (and is armed) before y.
+        assert!(x.poll_read(&mut Context::from_waker(&wx), &mut buf).is_pending());
+        assert!(y.poll_read(&mut Context::from_waker(&wy), &mut buf).is_pending());
+        write_byte(&tx_x);
+        write_byte(&tx_y);
+        assert_eq!(reactor.park(Some(PATIENCE)).unwrap().woken, 2);
+        assert!(matches!(x.poll_read(&mut Context::from_waker(&wx), &mut buf), Poll::Ready(Ok(1))));
+        assert!(matches!(y.poll_read(&mut Context::from_waker(&wy), &mut buf), Poll::Ready(Ok(1))));
+        assert_eq!(*log.lock().unwrap(), ["x", "y"]);
+        log.lock().unwrap().clear();
+        // Second wait: y registers first this time, and x becomes ready first.
+        assert!(y.poll_read(&mut Context::from_waker(&wy), &mut buf).is_pending());
+        assert!(x.poll_read(&mut Context::from_waker(&wx), &mut buf).is_pending());
+        write_byte(&tx_x);
+        write_byte(&tx_y);
+        assert_eq!(reactor.park(Some(PATIENCE)).unwrap().woken, 2);
+        assert_eq!(*log.lock().unwrap(), ["y", "x"]);
+    });
+}
+
+/// An `AsyncFd` dropped while its number is registered deregisters it before the number
+/// closes: the file stays open through a duplicate and becomes readable, and a new pipe that
+/// reuses the number is not woken by it.
+#[test]
+fn a_dropped_async_fd_leaves_no_registration_behind_for_a_duplicate() {
+    no_fd_leak(|| {
+        let reactor = Reactor::new().unwrap();
+        let (rx, tx) = fd::pipe().unwrap();
+        let _dup = rx.try_clone().unwrap();
+        let number = rx.as_raw_fd();
+        let rx = AsyncFd::new(rx, &reactor).unwrap();
+        let mut buf = [0u8; 4];
+        assert!(rx.poll_read(&mut Context::from_waker(Waker::noop()), &mut buf).is_pending());
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap().woken, 0); // armed, not ready
+        drop(rx);
+        write_byte(&tx); // the old file, still open through `_dup`, is readable now
+        let (rx2, tx2) = fd::pipe().unwrap();
+        assert_eq!(rx2.as_raw_fd(), number, "the lowest free number is reused");
+        let (count, waker) = counting();
+        let mut ready = reactor.readable(rx2.as_raw_fd());
+        assert!(poll_with(&mut ready, &waker).is_pending());
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap().woken, 0, "no misfire");
+        write_byte(&tx2);
+        assert_eq!(reactor.park(Some(PATIENCE)).unwrap().woken, 1);
+        assert_eq!(wakes(&count), 1);
+    });
+}
+
+/// A bare readiness whose number is closed under it (against its contract) while a duplicate
+/// keeps the file open can leave the kernel a registration that `EPOLL_CTL_DEL` no longer
+/// reaches. It is one-shot: it fires once (for the interest on that number) and then lies
+/// disabled, so neither later parks nor a new descriptor on the same number see it again.
+#[test]
+fn a_closed_duplicated_fd_under_a_bare_readiness_fires_at_most_once() {
+    no_fd_leak(|| {
+        let reactor = Reactor::new().unwrap();
+        let (rx, tx) = fd::pipe().unwrap();
+        let dup = rx.try_clone().unwrap();
+        let number = rx.as_raw_fd();
+        let (_count, waker) = counting();
+        let mut ready = reactor.readable(number);
+        assert!(poll_with(&mut ready, &waker).is_pending());
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap().woken, 0); // armed, not ready
+        drop(rx); // the contract broken: closed while its readiness lives
+        write_byte(&tx);
+        assert_eq!(reactor.park(Some(PATIENCE)).unwrap().woken, 1, "the stale registration fires once");
+        assert!(matches!(poll_with(&mut ready, &waker), Poll::Ready(Ok(()))));
+        drop(ready);
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap(), Parked::default());
+        let (rx2, tx2) = fd::pipe().unwrap();
+        assert_eq!(rx2.as_raw_fd(), number, "the lowest free number is reused");
+        let (count, waker) = counting();
+        let mut ready = reactor.readable(rx2.as_raw_fd());
+        assert!(poll_with(&mut ready, &waker).is_pending());
+        write_byte(&tx); // more for the old file: its disabled registration stays quiet
+        assert_eq!(reactor.park(Some(Duration::ZERO)).unwrap().woken, 0, "no misfire");
+        write_byte(&tx2);
+        assert_eq!(reactor.park(Some(PATIENCE)).unwrap().woken, 1);
+        assert_eq!(wakes(&count), 1);
+        drop(dup);
+    });
+}
+
+/// A regular file cannot be watched by epoll; like `poll(2)`, the reactor reports it ready at
+/// once instead of waiting forever.
+#[test]
+fn a_regular_file_is_always_ready() {
+    no_fd_leak(|| {
+        let reactor = Reactor::new().unwrap();
+        let file = File::open(std::env::current_exe().unwrap()).unwrap(); // a regular file on disk
+        let (count, waker) = counting();
+        let mut ready = reactor.readable(file.as_raw_fd());
+        assert!(poll_with(&mut ready, &waker).is_pending());
+        assert_eq!(reactor.park(Some(PATIENCE)).unwrap().woken, 1);
+        assert_eq!(wakes(&count), 1);
+        assert!(matches!(poll_with(&mut ready, &waker), Poll::Ready(Ok(()))));
     });
 }

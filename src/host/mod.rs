@@ -47,7 +47,7 @@
 //! - **A job** is a task's poll (queued by its waker: spawn, then each wake; waking a task
 //!   that is already queued does nothing), a [`call_soon`](Host::call_soon) or
 //!   [`Remote::call_soon_threadsafe`] callback, a due `call_at` callback, or a wake.
-//! - **Parking.** A turn that ran nothing parks the thread in the reactor's `poll(2)` until
+//! - **Parking.** A turn that ran nothing parks the thread in the reactor's `epoll_wait` until
 //!   an fd a task waits on is ready, a job arrives from another thread (the reactor's wake fd;
 //!   a push from the host thread itself needs no syscall), or the next deadline. A
 //!   [`VirtualClock`](crate::time::VirtualClock) with autojump jumps to that deadline instead

@@ -96,9 +96,24 @@ pub struct AsyncFd {
     read_wait: Cell<Option<Readiness>>,
     /// The same for the writing direction.
     write_wait: Cell<Option<Readiness>>,
-    /// Declared after the slots, so that their interests are removed before the number closes.
+    /// Keeps the number's epoll registration across waits; declared after the slots and before
+    /// `fd`, so that it deregisters after their interests are gone and before the number closes.
+    owner: Owner,
+    /// Declared last, so that it closes after everything that names it.
     fd: OwnedFd,
+}
+
+/// An [`AsyncFd`]'s claim on its number in the reactor (see `FdReg` in the reactor): while it
+/// lives the registration is kept across waits; dropping it deregisters the number.
+struct Owner {
     reactor: Reactor,
+    fd: RawFd,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.reactor.disown(self.fd);
+    }
 }
 
 /// Which readiness an I/O call waits for when it would block.
@@ -123,7 +138,9 @@ impl AsyncFd {
     pub fn new(fd: OwnedFd, reactor: &Reactor) -> io::Result<AsyncFd> {
         crate::cx::refuse_in_simulation(|| format!("a real file descriptor (fd {}) on the reactor", fd.as_raw_fd()));
         set_nonblocking(&fd, true)?;
-        Ok(AsyncFd { fd, reactor: reactor.clone(), read_wait: Cell::new(None), write_wait: Cell::new(None) })
+        reactor.own(fd.as_raw_fd());
+        let owner = Owner { reactor: reactor.clone(), fd: fd.as_raw_fd() };
+        Ok(AsyncFd { fd, owner, read_wait: Cell::new(None), write_wait: Cell::new(None) })
     }
 
     /// The one non-blocking I/O loop: runs `op` on the descriptor; while it fails with
@@ -351,17 +368,17 @@ impl AsyncFd {
 
     /// A future that resolves once the reactor saw this descriptor readable.
     pub fn readable(&self) -> Readiness {
-        self.reactor.readable(self.as_raw_fd())
+        self.owner.reactor.readable(self.as_raw_fd())
     }
 
     /// A future that resolves once the reactor saw this descriptor writable.
     pub fn writable(&self) -> Readiness {
-        self.reactor.writable(self.as_raw_fd())
+        self.owner.reactor.writable(self.as_raw_fd())
     }
 
     /// The reactor driving this descriptor.
     pub fn reactor(&self) -> &Reactor {
-        &self.reactor
+        &self.owner.reactor
     }
 
     /// The descriptor's number.
@@ -380,7 +397,8 @@ impl AsyncFd {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn into_inner(self) -> OwnedFd {
-        self.fd
+        let AsyncFd { fd, .. } = self; // the rest drops here: the number is deregistered
+        fd
     }
 }
 

@@ -1,5 +1,5 @@
-//! The `poll(2)` reactor (std, Linux): fd readiness for a handful of descriptors, plus one
-//! wake fd that other threads use to interrupt a parked loop.
+//! The epoll reactor (std, Linux): fd readiness for a handful of descriptors, plus one wake fd
+//! that other threads use to interrupt a parked loop.
 //!
 //! The reactor runs nothing. Its [`Readiness`] futures only *register wakers*, so they work
 //! under any executor; whoever owns the thread's loop calls [`Reactor::park`] when it has
@@ -11,12 +11,13 @@
 //!
 //! **Who may touch what.** A [`Reactor`] is an `Rc` handle, so it and everything holding one
 //! ([`Readiness`], [`fd::AsyncFd`], [`EnterGuard`]) stay on the thread that created it. Its
-//! interest table sits in a `RefCell` that only three places borrow mutably:
-//! [`Reactor::park`], `Readiness::poll` and `Readiness::drop` (the rest only read it). No
-//! borrow is held while foreign code runs: wakers are woken *and dropped* only after it is
-//! released, so a waker that polls or drops futures synchronously (a callback loop, a test) may
-//! re-enter the reactor without a `BorrowMutError`. The only state shared across threads is
-//! the wake fd and its `pending` flag, reached through [`Notifier`] (`Send + Sync`).
+//! interest table sits in a `RefCell` that only these places borrow mutably:
+//! [`Reactor::park`], `Readiness::poll`, `Readiness::drop`, and an `AsyncFd`'s creation and
+//! drop (the rest only read it). No borrow is held while foreign code runs: wakers are woken
+//! *and dropped* only after it is released, so a waker that polls or drops futures
+//! synchronously (a callback loop, a test) may re-enter the reactor without a
+//! `BorrowMutError`. The only state shared across threads is the wake fd and its `pending`
+//! flag, reached through [`Notifier`] (`Send + Sync`).
 //!
 //! **The life of an interest.** A `Readiness` registers an interest (descriptor, direction,
 //! waker) when first polled and keeps it (updating the waker) while pending. `park` only
@@ -25,26 +26,42 @@
 //! after the mark (it then completes) or when it is dropped. So a dropped future leaves
 //! nothing behind, and a fired interest is never reported twice.
 //!
+//! **Registrations are kept across waits.** One epoll instance watches the wake fd (for good)
+//! and every descriptor that a waiting interest names. A descriptor owned by an
+//! [`fd::AsyncFd`] stays registered (level-triggered) from its first wait until the `AsyncFd`
+//! drops, which deregisters it *before* the number closes; so a read-wait-read loop costs one
+//! `epoll_wait` per wait and no `epoll_ctl` (what a `poll(2)` loop would pass again on every
+//! wait, epoll keeps in the kernel). A registration kept for a descriptor nobody waits on
+//! that fires anyway (its owner stopped reading: back-pressure) is dropped after that one
+//! park, so a level-triggered readiness nobody wants never ends parks in a loop; the next wait
+//! arms it again and, level-triggered, sees what is still there. A bare [`Reactor::readable`]
+//! on a raw number is armed `EPOLLONESHOT` and deregistered with its last interest: a
+//! registration the kernel keeps for a closed but duplicated descriptor (epoll watches the
+//! open file, not the number) fires at most once, then lies disabled. `epoll_ctl` happens
+//! only in `park` (arming what a wait wants and epoll does not watch yet, narrowing what fired
+//! for nobody) and when a number loses its last interest or its owner.
+//!
 //! **Registration order is the wake order.** Each interest gets its key from a counter that
 //! only grows, when its future is first polled; the table is a `Vec` sorted by key (a new
-//! interest is pushed at the end, so it stays sorted; a lookup is a binary search). `park`
-//! builds the `pollfd` array from the table in key order, and after `poll(2)` walks the
-//! array in the same order to collect wakers, then wakes them in that order. `poll(2)`
-//! reports readiness per array slot, not in the order the kernel saw events, so nothing
-//! about kernel timing leaks into the order: two descriptors ready at once are woken in the
-//! order their futures were first polled, on every run. Re-polling with another waker keeps
-//! the key and thus the place.
+//! interest is pushed at the end, so it stays sorted; a lookup is a binary search). After
+//! `epoll_wait`, `park` collects what fired per descriptor, then walks the *interest table*
+//! in key order to collect wakers, and wakes them in that order. The order the kernel
+//! reported events in (its ready list) is never used: two descriptors ready at once are woken
+//! in the order their futures were first polled, on every run. Re-polling with another waker
+//! keeps the key and thus the place.
 //!
-//! **Level-triggered, never early.** `poll(2)` is level-triggered, so an interest registered
-//! while its descriptor is already ready fires at the next `park`; no edge is lost. A
-//! `Readiness` completes only after a `park` that saw its descriptor ready (`POLLHUP` and
-//! `POLLERR` count as ready, so the reader then sees end-of-file or the error). Sub-millisecond
-//! timeouts are rounded *up* to whole milliseconds, so `park` never returns before its timeout
-//! because of rounding (a timer is never woken early).
+//! **Level-triggered, never early.** Registrations are level-triggered, so an interest
+//! registered while its descriptor is already ready fires at the next `park`; no edge is
+//! lost. A `Readiness` completes only after a `park` that saw its descriptor ready (`POLLHUP`
+//! and `POLLERR` count as ready, so the reader then sees end-of-file or the error). A number
+//! that epoll refuses is reported the way `poll(2)` would: a regular file (`EPERM`) as ready,
+//! a closed number (`EBADF`) as an error. Sub-millisecond timeouts are rounded *up* to whole
+//! milliseconds, so `park` never returns before its timeout because of rounding (a timer is
+//! never woken early).
 //!
 //! **The wake fd dedupe is correct across threads.** A [`Notifier`] shares the eventfd and an
 //! `AtomicBool` `pending` with the reactor. `notify` does `pending.swap(true)` and writes to
-//! the eventfd only if the flag was `false`; `park`, when `poll(2)` reports the eventfd
+//! the eventfd only if the flag was `false`; `park`, when `epoll_wait` reports the eventfd
 //! readable, first drains it (one `read` resets the counter) and *then* does
 //! `pending.swap(false)`. The invariant: *while `pending` is `true`, either a token is in the
 //! eventfd (or about to be written by the notifier that set the flag), or the reactor is
@@ -89,7 +106,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -99,7 +116,7 @@ use std::time::Duration;
 
 use libc::{c_int, c_short};
 
-/// A `poll(2)` reactor for the current thread: fd readiness plus a cross-thread wake fd.
+/// An epoll reactor for the current thread: fd readiness plus a cross-thread wake fd.
 ///
 /// Cloning is cheap and yields another handle to the same reactor. It is `!Send`: a
 /// reactor belongs to the thread whose loop parks on it; other threads get a [`Notifier`].
@@ -117,9 +134,14 @@ pub struct Reactor {
 struct Inner {
     /// Shared with every [`Notifier`]; outlives the reactor if a notifier does.
     wake: Arc<WakeFd>,
+    /// The epoll instance: the wake fd (registered once, for good) and the armed descriptors.
+    epoll: OwnedFd,
     /// Touched only by this thread, never borrowed while foreign code runs.
     state: RefCell<State>,
 }
+
+/// The `data` of the wake fd's epoll registration (a descriptor's is its number, never this).
+const WAKE_TOKEN: u64 = u64::MAX;
 
 struct State {
     /// The key of the next interest; only grows, so key order is registration order.
@@ -127,14 +149,21 @@ struct State {
     /// Registered interests, sorted by key (see [`Interests`]). Removed only by the owning
     /// [`Readiness`].
     interests: Interests,
-    /// Scratch for [`Reactor::park`], kept to reuse the allocations: the `pollfd` array
-    /// (slot 0 is the wake fd) and the table index of each further slot's interest.
-    pollfds: Vec<libc::pollfd>,
-    slots: Vec<usize>,
+    /// The descriptors that have an interest or an owner, and what is armed in epoll for them.
+    fds: FdTable,
+    /// Scratch for [`Reactor::park`], kept to reuse the allocation: what `epoll_wait` filled.
+    events: Vec<libc::epoll_event>,
     /// Scratch for [`Reactor::park`]: the wakers to wake, in registration order.
     wakers: Vec<Waker>,
+    /// Whether a number may need arming (a wait wants what epoll does not watch for yet), so
+    /// that a park in the steady state walks no table.
+    dirty: bool,
+    /// Scratch for [`Reactor::park`]: what it found per number (usually one).
+    hits: Vec<Hit>,
+    /// How many `epoll_ctl` calls this reactor made (for the tests that prove registrations
+    /// are kept across waits).
+    ctl_calls: u64,
 }
-
 /// The interest table: `(key, interest)` pairs in key order. Keys only grow and each new one is
 /// pushed at the end, so the order holds without sorting; a handful of entries (a pipe, a pidfd,
 /// the signal pipe) make a binary search over a `Vec` cheaper than a tree, and registering or
@@ -163,19 +192,219 @@ impl Interests {
     }
 }
 
-/// One registered wait: a descriptor, the `poll(2)` events asked for, and who to wake.
+/// One registered wait: a descriptor, the `poll(2)`-style events asked for, and who to wake.
 struct Interest {
     fd: RawFd,
     events: c_short,
     /// `Some` while waiting; taken by `park` when it fires.
     waker: Option<Waker>,
-    /// `0` while waiting; the `revents` `poll(2)` reported once fired.
+    /// `0` while waiting; once fired, the readiness `park` saw (`POLLNVAL` if the descriptor
+    /// could not be watched, with the error in `errno`).
     revents: c_short,
+    errno: c_int,
 }
 
 impl Interest {
     fn waiting(&self) -> bool {
         self.revents == 0
+    }
+}
+
+/// What the reactor knows of one descriptor number, in [`FdTable`].
+///
+/// An *owned* number (an [`fd::AsyncFd`] holds it) keeps its epoll registration across waits,
+/// level-triggered, until the owner drops, which deregisters it before the descriptor closes:
+/// a wait on it costs no `epoll_ctl` in the steady state. A number with interests but no owner
+/// (a bare [`Reactor::readable`] on a raw number) is armed `EPOLLONESHOT` and deregistered when
+/// its last interest goes, so a registration the kernel keeps for a closed but duplicated
+/// descriptor fires at most once and then lies disabled: it can never misfire in a loop.
+struct FdReg {
+    fd: RawFd,
+    /// How many [`fd::AsyncFd`]s own the number (0 or 1).
+    owners: u32,
+    /// How many registered interests (waiting or fired) name it.
+    interests: u32,
+    /// How many of them are waiting, per direction.
+    waiting_in: u32,
+    waiting_out: u32,
+    /// Whether epoll holds a registration for it (possibly disarmed, after a one-shot fire).
+    in_epoll: bool,
+    /// The events armed in that registration (0: none, or a one-shot that fired).
+    armed: u32,
+}
+
+impl FdReg {
+    /// The epoll events that its waiting interests want.
+    fn wanted(&self) -> u32 {
+        let mut wanted = 0;
+        if self.waiting_in > 0 {
+            wanted |= libc::EPOLLIN as u32;
+        }
+        if self.waiting_out > 0 {
+            wanted |= libc::EPOLLOUT as u32;
+        }
+        wanted
+    }
+
+    /// Whether a wait wants something that epoll does not watch for yet.
+    fn needs_arming(&self) -> bool {
+        self.wanted() & !self.armed != 0
+    }
+
+    fn count_waiting(&mut self, events: c_short, up: bool) {
+        let n = if events & libc::POLLIN != 0 { &mut self.waiting_in } else { &mut self.waiting_out };
+        if up {
+            *n += 1;
+        } else {
+            *n -= 1;
+        }
+    }
+}
+
+/// The descriptor table, in no particular order (the wake order comes from the interests' keys,
+/// never from here): a handful of entries, found by a linear scan, removed by `swap_remove`.
+#[derive(Default)]
+struct FdTable(Vec<FdReg>);
+
+impl FdTable {
+    fn find(&self, fd: RawFd) -> Option<usize> {
+        self.0.iter().position(|r| r.fd == fd)
+    }
+
+    /// The entry of `fd`, created empty if missing.
+    fn entry(&mut self, fd: RawFd) -> &mut FdReg {
+        let i = self.find(fd).unwrap_or_else(|| {
+            self.0.push(FdReg {
+                fd,
+                owners: 0,
+                interests: 0,
+                waiting_in: 0,
+                waiting_out: 0,
+                in_epoll: false,
+                armed: 0,
+            });
+            self.0.len() - 1
+        });
+        &mut self.0[i]
+    }
+}
+
+/// What one `park` found for one number: the events epoll reported, or the error that arming
+/// it met, and what its waiting interests wanted before any of them fired.
+#[derive(Clone, Copy)]
+struct Hit {
+    fd: RawFd,
+    /// Its entry in the [`FdTable`], which no park changes before it is done with its hits.
+    reg: usize,
+    events: u32,
+    errno: c_int,
+    wanted: u32,
+}
+
+// On Linux the epoll bits of readiness are the `poll(2)` bits; the conversions below rely on it.
+const _: () = assert!(
+    libc::EPOLLIN == libc::POLLIN as c_int
+        && libc::EPOLLOUT == libc::POLLOUT as c_int
+        && libc::EPOLLERR == libc::POLLERR as c_int
+        && libc::EPOLLHUP == libc::POLLHUP as c_int
+);
+
+/// `poll(2)` events (`POLLIN`/`POLLOUT`) as epoll events.
+fn epoll_events(events: c_short) -> u32 {
+    u32::from((events & (libc::POLLIN | libc::POLLOUT)).cast_unsigned())
+}
+
+/// Epoll readiness (in, out, error, hang-up) as `poll(2)` `revents`.
+fn poll_revents(events: u32) -> c_short {
+    let mask = (libc::POLLIN | libc::POLLOUT | libc::POLLERR | libc::POLLHUP).cast_unsigned();
+    (u16::try_from(events & u32::from(mask)).unwrap_or(mask)).cast_signed()
+}
+
+/// Hang-up and error: reported whatever was armed, and ready for either direction.
+const ALWAYS: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+
+/// The `data` of `fd`'s epoll registration.
+fn token(fd: RawFd) -> u64 {
+    u64::from(fd.cast_unsigned())
+}
+
+impl State {
+    /// Registers a waiting interest and returns its key.
+    fn register(&mut self, fd: RawFd, events: c_short, waker: Waker) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.interests.push(key, Interest { fd, events, waker: Some(waker), revents: 0, errno: 0 });
+        let reg = self.fds.entry(fd);
+        reg.interests += 1;
+        reg.count_waiting(events, true);
+        self.dirty |= reg.needs_arming();
+        key
+    }
+
+    /// Removes an interest (only its [`Readiness`] calls this). A number left with neither
+    /// interest nor owner is deregistered at once: its owner may close it next. A kept
+    /// registration that wants less now is narrowed lazily, if it fires for nobody.
+    #[inline]
+    fn remove(&mut self, epoll: BorrowedFd<'_>, key: u64) -> Option<Interest> {
+        let interest = self.interests.remove(key)?;
+        if let Some(i) = self.fds.find(interest.fd) {
+            let reg = &mut self.fds.0[i];
+            reg.interests -= 1;
+            if interest.waiting() {
+                reg.count_waiting(interest.events, false);
+            }
+            if reg.interests == 0 && reg.owners == 0 {
+                Self::deregister(epoll, &mut self.ctl_calls, reg);
+                self.fds.0.swap_remove(i);
+            }
+        }
+        Some(interest)
+    }
+
+    /// Deregisters `reg` from epoll if it is there. Returns whether a wait still wants it
+    /// (it must be armed again).
+    #[cold]
+    fn deregister(epoll: BorrowedFd<'_>, ctl_calls: &mut u64, reg: &mut FdReg) -> bool {
+        if reg.in_epoll {
+            *ctl_calls += 1;
+            let _ = sys::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, reg.fd, 0, 0);
+            reg.in_epoll = false;
+            reg.armed = 0;
+        }
+        reg.wanted() != 0
+    }
+
+    /// Arms every number that a waiting interest wants and epoll does not watch for yet; an
+    /// error goes to `hits`, so that its interests fire at once. Returns whether one failed.
+    #[cold]
+    fn arm(&mut self, epoll: BorrowedFd<'_>) -> bool {
+        let State { fds, ctl_calls, hits, .. } = self;
+        let mut failed = false;
+        for (i, reg) in fds.0.iter_mut().enumerate().filter(|(_, r)| r.needs_arming()) {
+            let wanted = reg.wanted();
+            let op = if reg.in_epoll { libc::EPOLL_CTL_MOD } else { libc::EPOLL_CTL_ADD };
+            let mode = if reg.owners > 0 { 0 } else { libc::EPOLLONESHOT as u32 };
+            *ctl_calls += 1;
+            match sys::epoll_ctl(epoll, op, reg.fd, wanted | mode, token(reg.fd)) {
+                Ok(()) => {
+                    reg.in_epoll = true;
+                    reg.armed = wanted;
+                }
+                // Not pollable (a regular file): `poll(2)` calls such a file always ready.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    hits.push(Hit { fd: reg.fd, reg: i, events: wanted, errno: 0, wanted });
+                    failed = true;
+                }
+                Err(e) => {
+                    let errno = e.raw_os_error().unwrap_or(libc::EBADF);
+                    hits.push(Hit { fd: reg.fd, reg: i, events: 0, errno, wanted });
+                    failed = true;
+                }
+            }
+        }
+        // Every waiting interest of a number that failed fires in this park.
+        self.dirty = false;
+        failed
     }
 }
 
@@ -195,12 +424,12 @@ impl WakeFd {
         }
     }
 
-    /// Called by `park` after `poll(2)` reported the eventfd readable. The order matters:
+    /// Called by `park` after `epoll_wait` reported the eventfd readable. The order matters:
     /// drain first, clear second (see the module docs).
     fn drain(&self) {
         let mut counter = [0u8; 8];
         // One read resets the counter to zero. Only this thread reads the eventfd, so after
-        // `poll(2)` reported it readable the read cannot find it empty (and if it did, the
+        // `epoll_wait` reported it readable the read cannot find it empty (and if it did, the
         // only cost would be this spurious wake-up).
         let _ = sys::read(self.fd.as_fd(), &mut counter);
         self.pending.swap(false, Ordering::AcqRel);
@@ -224,7 +453,7 @@ thread_local! {
 /// Parks the loop that owns `reactor` until an fd is ready, a wake arrives, or `clock` reaches
 /// `deadline`. Real I/O comes first: a clock that may autojump jumps to the deadline only when
 /// a non-blocking poll found no fd ready either (every task of every loop is blocked). Other
-/// clocks park in one `poll(2)`.
+/// clocks park in one `epoll_wait`.
 pub(crate) fn park_until(reactor: &Reactor, clock: &dyn crate::time::Clock, deadline: Option<crate::time::Instant>) {
     if deadline.is_some()
         && clock.may_autojump()
@@ -292,7 +521,8 @@ impl ParkGate {
 }
 
 impl Reactor {
-    /// A new reactor with no interests. Opens one descriptor (the wake eventfd).
+    /// A new reactor with no interests. Opens two descriptors (the wake eventfd and the epoll
+    /// instance that watches it).
     ///
     /// ```
     /// let reactor = infect::reactor::Reactor::new()?;
@@ -301,14 +531,19 @@ impl Reactor {
     /// ```
     pub fn new() -> io::Result<Reactor> {
         let wake = Arc::new(WakeFd { fd: sys::eventfd()?, pending: AtomicBool::new(false) });
+        let epoll = sys::epoll_create()?;
+        sys::epoll_ctl(epoll.as_fd(), libc::EPOLL_CTL_ADD, wake.fd.as_raw_fd(), libc::EPOLLIN as u32, WAKE_TOKEN)?;
         let state = RefCell::new(State {
             next_key: 0,
             interests: Interests::default(),
-            pollfds: Vec::new(),
-            slots: Vec::new(),
+            fds: FdTable::default(),
+            events: Vec::new(),
             wakers: Vec::new(),
+            dirty: false,
+            hits: Vec::new(),
+            ctl_calls: 0,
         });
-        Ok(Reactor { inner: Rc::new(Inner { wake, state }) })
+        Ok(Reactor { inner: Rc::new(Inner { wake, epoll, state }) })
     }
 
     /// A `Send + Sync + Clone` handle that any thread may use to make a parked `park` (or the
@@ -369,14 +604,14 @@ impl Reactor {
         Readiness::new(self, fd, libc::POLLOUT)
     }
 
-    /// Waits in `poll(2)` over every waiting interest and the wake fd, for at most `timeout`
+    /// Waits in `epoll_wait` for the waiting interests and the wake fd, for at most `timeout`
     /// (`None`: until something happens; `Some(Duration::ZERO)`: not at all). Timeouts are
     /// rounded up to whole milliseconds and capped at `i32::MAX` ms (about 24 days; the
     /// caller loops anyway).
     ///
     /// Then it marks the ready interests fired, drains the wake fd, and wakes the fired
     /// interests' wakers in registration order, after releasing its own state (so a waker
-    /// may re-enter the reactor). A signal interrupting `poll(2)` (`EINTR`) returns
+    /// may re-enter the reactor). A signal interrupting `epoll_wait` (`EINTR`) returns
     /// `Ok(Parked::default())`: the caller loops.
     ///
     /// ```
@@ -388,31 +623,79 @@ impl Reactor {
     /// ```
     pub fn park(&self, timeout: Option<Duration>) -> io::Result<Parked> {
         crate::cx::refuse_in_simulation(|| "a real wait on the reactor (a loop of its own)".into());
+        let epoll = self.inner.epoll.as_fd();
         let mut state = self.inner.state.borrow_mut();
-        let State { interests, pollfds, slots, wakers, .. } = &mut *state;
-        pollfds.clear();
-        slots.clear();
-        pollfds.push(libc::pollfd { fd: self.inner.wake.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        for (i, (_, interest)) in interests.0.iter().enumerate().filter(|(_, (_, i))| i.waiting()) {
-            slots.push(i);
-            pollfds.push(libc::pollfd { fd: interest.fd, events: interest.events, revents: 0 });
+        state.hits.clear();
+        let failed = state.dirty && state.arm(epoll);
+        let State { interests, fds, events, wakers, ctl_calls, dirty, hits, .. } = &mut *state;
+        // One slot per watched number and the wake fd: a level-triggered event that does not
+        // fit would only wait for the next park, but then every ready one fits.
+        let room = fds.0.len() + 1;
+        if events.len() < room {
+            events.resize(room, libc::epoll_event { events: 0, u64: 0 });
         }
-        match sys::poll(pollfds, timeout_ms(timeout)) {
-            Ok(0) => return Ok(Parked::default()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Parked::default()),
+        let timeout = if failed { 0 } else { timeout_ms(timeout) };
+        let n = match sys::epoll_wait(epoll, events, timeout) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),
-        }
-        let notified = pollfds[0].revents != 0;
-        for (slot, &i) in pollfds[1..].iter().zip(slots.iter()) {
-            if slot.revents == 0 {
+        };
+        let mut notified = false;
+        for event in &events[..n] {
+            let (bits, data) = (event.events, event.u64);
+            if data == WAKE_TOKEN {
+                notified = true;
                 continue;
             }
-            // The same entry: we have held the borrow since building the array, so the table
-            // has not changed (the indices walk it in key order).
-            let interest = &mut interests.0[i].1;
-            interest.revents = slot.revents;
-            wakers.extend(interest.waker.take());
+            // A number no longer in the table had its registration removed before this wait,
+            // or is a disabled one-shot: either way nothing waits for it.
+            let Some(i) = RawFd::try_from(data).ok().and_then(|fd| fds.find(fd)) else { continue };
+            let reg = &mut fds.0[i];
+            hits.push(Hit { fd: reg.fd, reg: i, events: bits, errno: 0, wanted: reg.wanted() });
+            if reg.owners == 0 {
+                reg.armed = 0; // the one-shot fired and is disabled until armed again
+            }
+        }
+        if hits.is_empty() && !notified {
+            return Ok(Parked::default());
+        }
+        // Readiness is handed out in key order, never in the kernel's order.
+        if !hits.is_empty() {
+            for (_, interest) in interests.0.iter_mut().filter(|(_, i)| i.waiting()) {
+                let Some(hit) = hits.iter().find(|h| h.fd == interest.fd) else { continue };
+                let bits = hit.events & (epoll_events(interest.events) | ALWAYS);
+                if hit.errno != 0 {
+                    interest.revents = libc::POLLNVAL;
+                    interest.errno = hit.errno;
+                } else if bits != 0 {
+                    interest.revents = poll_revents(bits);
+                } else {
+                    continue;
+                }
+                fds.0[hit.reg].count_waiting(interest.events, false);
+                wakers.extend(interest.waker.take());
+            }
+        }
+        for hit in hits.iter().filter(|h| h.errno == 0) {
+            let reg = &mut fds.0[hit.reg];
+            if reg.owners == 0 {
+                // A fired one-shot that another direction still waits on is armed again.
+                *dirty |= reg.needs_arming();
+                continue;
+            }
+            // A kept registration that fired for nobody (its owner is busy, or reads without
+            // waiting) is narrowed to what was wanted, or dropped, so that a level-triggered
+            // readiness nobody waits for cannot end every park at once. It is armed again when
+            // a wait wants it; level-triggered, it then reports what is still there.
+            if hit.wanted == 0 {
+                *dirty |= State::deregister(epoll, ctl_calls, reg);
+            } else if hit.events & !hit.wanted & !ALWAYS != 0 && reg.in_epoll {
+                *ctl_calls += 1;
+                if sys::epoll_ctl(epoll, libc::EPOLL_CTL_MOD, reg.fd, hit.wanted, token(reg.fd)).is_ok() {
+                    reg.armed = hit.wanted;
+                }
+                *dirty |= reg.needs_arming();
+            }
         }
         let mut woken = mem::take(wakers);
         drop(state);
@@ -431,6 +714,38 @@ impl Reactor {
             state.wakers = woken;
         }
         Ok(parked)
+    }
+
+    /// Records that an [`fd::AsyncFd`] owns `fd`: its registration is then kept across waits.
+    /// A one-shot registration made before (a bare readiness on the number) is dropped, to be
+    /// armed anew as a kept one.
+    fn own(&self, fd: RawFd) {
+        let mut state = self.inner.state.borrow_mut();
+        let State { fds, ctl_calls, dirty, .. } = &mut *state;
+        let reg = fds.entry(fd);
+        reg.owners += 1;
+        *dirty |= State::deregister(self.inner.epoll.as_fd(), ctl_calls, reg);
+    }
+
+    /// The owner of `fd` is about to close it: deregisters it now, while the number still
+    /// names the same file (a registration left behind for a duplicated descriptor would fire
+    /// under a number that no longer means it). Interests left on it arm it anew.
+    fn disown(&self, fd: RawFd) {
+        let mut state = self.inner.state.borrow_mut();
+        let State { fds, ctl_calls, dirty, .. } = &mut *state;
+        let Some(i) = fds.find(fd) else { return };
+        let reg = &mut fds.0[i];
+        reg.owners -= 1;
+        *dirty |= State::deregister(self.inner.epoll.as_fd(), ctl_calls, reg);
+        if reg.interests == 0 && reg.owners == 0 {
+            fds.0.swap_remove(i);
+        }
+    }
+
+    /// How many `epoll_ctl` calls this reactor made.
+    #[cfg(test)]
+    fn ctl_calls(&self) -> u64 {
+        self.inner.state.borrow().ctl_calls
     }
 
     /// Whether any interest is still waiting for readiness (registered by a live, pending
@@ -506,7 +821,7 @@ impl fmt::Debug for Reactor {
     }
 }
 
-/// Milliseconds for `poll(2)`: `-1` for "forever", sub-millisecond parts rounded up.
+/// Milliseconds for `epoll_wait`: `-1` for "forever", sub-millisecond parts rounded up.
 fn timeout_ms(timeout: Option<Duration>) -> c_int {
     match timeout {
         None => -1,
@@ -596,13 +911,7 @@ impl Readiness {
         let this = self;
         let inner = &this.reactor.inner;
         let Some(key) = this.key else {
-            let mut state = inner.state.borrow_mut();
-            let key = state.next_key;
-            state.next_key += 1;
-            state
-                .interests
-                .push(key, Interest { fd: this.fd, events: this.events, waker: Some(cx.waker().clone()), revents: 0 });
-            this.key = Some(key);
+            this.key = Some(inner.state.borrow_mut().register(this.fd, this.events, cx.waker().clone()));
             return Poll::Pending;
         };
 
@@ -620,13 +929,13 @@ impl Readiness {
             drop(old); // outside the borrow: dropping a waker may run executor code
             return Poll::Pending;
         }
-        let revents = interest.revents;
-        let removed = state.interests.remove(key);
+        let (revents, errno) = (interest.revents, interest.errno);
+        let removed = state.remove(inner.epoll.as_fd(), key);
         drop(state);
         drop(removed);
         this.key = None;
         if revents & libc::POLLNVAL != 0 {
-            Poll::Ready(Err(io::Error::from_raw_os_error(libc::EBADF)))
+            Poll::Ready(Err(io::Error::from_raw_os_error(errno)))
         } else {
             Poll::Ready(Ok(()))
         }
@@ -636,7 +945,8 @@ impl Readiness {
 impl Drop for Readiness {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            let removed = self.reactor.inner.state.borrow_mut().interests.remove(key);
+            let inner = &self.reactor.inner;
+            let removed = inner.state.borrow_mut().remove(inner.epoll.as_fd(), key);
             drop(removed); // outside the borrow
         }
     }
@@ -669,5 +979,88 @@ impl Drop for EnterGuard {
 impl fmt::Debug for EnterGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EnterGuard").field("previous", &self.previous).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use super::Reactor;
+    use super::fd::{AsyncFd, pipe};
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// An `AsyncFd`'s registration is kept across waits: a hundred read-wait-read cycles cost
+    /// one `EPOLL_CTL_ADD`, and dropping the `AsyncFd` one `EPOLL_CTL_DEL`.
+    #[test]
+    fn a_kept_registration_costs_no_epoll_ctl_per_wait() {
+        let reactor = Reactor::new().expect("a reactor");
+        let (rx, tx) = pipe().expect("a pipe");
+        let rx = AsyncFd::new(rx, &reactor).expect("non-blocking");
+        let mut tx = File::from(tx);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut buf = [0u8; 8];
+        for _ in 0..100 {
+            assert!(rx.poll_read(&mut cx, &mut buf).is_pending());
+            tx.write_all(b"a").expect("written");
+            assert_eq!(reactor.park(Some(PATIENCE)).expect("parked").woken, 1);
+            assert!(matches!(rx.poll_read(&mut cx, &mut buf), Poll::Ready(Ok(1))));
+        }
+        assert_eq!(reactor.ctl_calls(), 1);
+        drop(rx);
+        assert_eq!(reactor.ctl_calls(), 2);
+        assert!(reactor.inner.state.borrow().fds.0.is_empty());
+    }
+
+    /// A bare readiness on a raw number is armed one-shot and deregistered with its last
+    /// interest: ADD, (fire), DEL per wait.
+    #[test]
+    fn a_bare_readiness_deregisters_with_its_last_interest() {
+        let reactor = Reactor::new().expect("a reactor");
+        let (rx, tx) = pipe().expect("a pipe");
+        let mut tx = File::from(tx);
+        let mut cx = Context::from_waker(Waker::noop());
+        {
+            let mut ready = pin!(reactor.readable(rx.as_raw_fd()));
+            assert!(ready.as_mut().poll(&mut cx).is_pending());
+            tx.write_all(b"a").expect("written");
+            assert_eq!(reactor.park(Some(PATIENCE)).expect("parked").woken, 1);
+            assert!(ready.as_mut().poll(&mut cx).is_ready());
+        }
+        assert_eq!(reactor.ctl_calls(), 2);
+        assert!(reactor.inner.state.borrow().fds.0.is_empty());
+    }
+
+    /// A kept registration that fires while nobody waits on it (a consumer that stopped
+    /// reading: back-pressure) is dropped after that one park, so later parks wait instead of
+    /// returning at once; the next wait arms it again and sees the bytes still there.
+    #[test]
+    fn a_kept_registration_nobody_waits_on_is_dropped_after_one_spurious_park() {
+        let reactor = Reactor::new().expect("a reactor");
+        let (rx, tx) = pipe().expect("a pipe");
+        let rx = AsyncFd::new(rx, &reactor).expect("non-blocking");
+        let mut tx = File::from(tx);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut buf = [0u8; 8];
+        {
+            let mut read = pin!(rx.read(&mut buf));
+            assert!(read.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(reactor.park(Some(Duration::ZERO)).expect("parked").woken, 0); // armed
+        } // the wait is gone; the registration is kept
+        tx.write_all(b"a").expect("written");
+        assert_eq!(reactor.park(Some(Duration::ZERO)).expect("parked").woken, 0);
+        assert_eq!(reactor.ctl_calls(), 2, "ADD, then DEL after the spurious event");
+        assert!(!reactor.inner.state.borrow().fds.0[0].in_epoll);
+        assert_eq!(reactor.park(Some(Duration::ZERO)).expect("parked").woken, 0);
+        assert_eq!(reactor.ctl_calls(), 2, "nothing fired: nothing to do");
+        assert!(rx.poll_readable(&mut cx).is_pending());
+        assert_eq!(reactor.park(Some(PATIENCE)).expect("parked").woken, 1, "level-triggered: the byte is still there");
+        assert!(matches!(rx.poll_read(&mut cx, &mut buf), Poll::Ready(Ok(1))));
     }
 }

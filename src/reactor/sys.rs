@@ -3,9 +3,9 @@
 //!
 //! Invariants every wrapper keeps:
 //! - A descriptor argument is a [`BorrowedFd`], so it is open for the whole call; the only
-//!   exception is [`poll`], whose `pollfd` entries carry plain numbers: `poll(2)` reads no
-//!   memory through them and reports a closed one as `POLLNVAL`, so a stale number is a
-//!   logic error, never undefined behaviour.
+//!   exception is the watched number of [`epoll_ctl`]: the kernel reads no memory through it
+//!   and answers a closed one with `EBADF`, so a stale number is a logic error, never
+//!   undefined behaviour.
 //! - A buffer argument is a Rust slice and its length is passed with it, so the kernel never
 //!   touches memory outside it.
 //! - A new descriptor is wrapped in an [`OwnedFd`] immediately after the call that created
@@ -29,14 +29,34 @@ fn cvt_len(ret: isize) -> io::Result<usize> {
     usize::try_from(ret).map_err(|_| io::Error::last_os_error())
 }
 
-/// `poll(2)`: waits until an entry of `fds` is ready or `timeout_ms` passes (`-1`: forever).
-/// Returns how many entries have a non-zero `revents`.
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: c_int) -> io::Result<usize> {
-    let nfds = libc::nfds_t::try_from(fds.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `fds` is an exclusively borrowed slice of `nfds` initialised `pollfd`s; the
-    // kernel writes only their `revents` fields, inside the slice, and keeps no pointer to it
-    // after returning. The descriptor numbers in it need not be open (see the module docs).
-    let ready = cvt(unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) })?;
+/// `epoll_create1(EPOLL_CLOEXEC)`: a new, empty epoll instance.
+pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: `epoll_create1` takes no pointers; it returns a new descriptor or -1.
+    let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    Ok(owned(fd))
+}
+
+/// `epoll_ctl(epfd, op, fd, {events, data})`: `op` is `EPOLL_CTL_ADD`, `_MOD` or `_DEL` (for
+/// `_DEL` the event is ignored).
+pub(crate) fn epoll_ctl(epfd: BorrowedFd<'_>, op: c_int, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event { events, u64: data };
+    // SAFETY: `event` is a valid, initialised `epoll_event` that the kernel only reads during
+    // the call; `epfd` is open for the borrow; `fd` is a plain number (see the module docs).
+    cvt(unsafe { libc::epoll_ctl(epfd.as_raw_fd(), op, fd, &raw mut event) }).map(drop)
+}
+
+/// `epoll_wait(2)`: waits until an event is ready or `timeout_ms` passes (`-1`: forever) and
+/// fills the front of `events`. Returns how many it filled.
+pub(crate) fn epoll_wait(
+    epfd: BorrowedFd<'_>,
+    events: &mut [libc::epoll_event],
+    timeout_ms: c_int,
+) -> io::Result<usize> {
+    let max = c_int::try_from(events.len()).unwrap_or(c_int::MAX);
+    // SAFETY: `events` is an exclusively borrowed slice of at least `max` initialised
+    // `epoll_event`s; the kernel writes at most `max` of them, inside the slice, and keeps no
+    // pointer to it after returning. `epfd` is open for the borrow.
+    let ready = cvt(unsafe { libc::epoll_wait(epfd.as_raw_fd(), events.as_mut_ptr(), max, timeout_ms) })?;
     Ok(usize::try_from(ready).unwrap_or(0))
 }
 
@@ -58,7 +78,7 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Wraps a descriptor that a successful call just created.
 fn owned(fd: RawFd) -> OwnedFd {
     debug_assert!(fd >= 0, "only wrap descriptors a successful call returned");
-    // SAFETY: the callers pass only a descriptor that `eventfd`/`pipe2` returned a moment ago:
+    // SAFETY: the callers pass only a descriptor that `eventfd`/`pipe2`/`epoll_create1` returned a moment ago:
     // it is open and nothing else owns it, so the `OwnedFd` becomes its only owner.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
