@@ -150,6 +150,7 @@
 //! | `embed` | crate-private: our host carrying a guest ([`Host::run_guest`](host::Host::run_guest), one guest per host, the typed handle `to_host` finds its host by) |
 //! | [`to_host`] | the linked task pair between the two loops |
 //! | `actor` (std) | subprocess actors over pipes: nurseries, contexts, streams, supervision |
+//! | [`debug`] (std) | debug mode and what it turns on: the live tree dump, crash reports |
 //!
 //! [`error`] is every layer's: one [`Error`] type.
 //!
@@ -170,6 +171,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 pub mod actor;
 mod cx;
+#[cfg(feature = "std")]
+pub mod debug;
 mod embed;
 pub mod error;
 #[cfg(any(test, fuzzing))]

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["embed"],
     &["to_host"],
     &["actor"],
+    &["debug"],
     &["fuzzing"],
 ];
 

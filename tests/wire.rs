@@ -22,6 +22,7 @@ fn every_variant() -> Vec<Msg> {
             name: "child".into(),
             enable_modules: vec!["math".into(), "io".into()],
             infect_host: true,
+            debug_mode: true,
         }),
         Msg::Start {
             cid: 1,

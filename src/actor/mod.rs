@@ -69,7 +69,7 @@
 //!  spawn: pipes on fds named by INFECT_ACTOR_PIPE ──▶  adopts them (O_CLOEXEC), death signal armed
 //!   (or `launcher... program --infect-actor-stdio`:   takes its stdin/stdout as the pipes, see
 //!    the launcher's stdin/stdout are the pipes)        ActorOpts::launcher
-//!  SpawnSpec{protocol, parent, name, enable_modules, infect} ──▶  checks the protocol version,
+//!  SpawnSpec{protocol, parent, name, enable_modules, infect, debug} ──▶  checks the protocol version,
 //!                                                       builds its actor, picks its loop
 //!                       ◀── Error{ProtocolMismatch}, exit 76   (another build: refuses instead)
 //!  [FrameLimit{max}]  (only with ActorOpts::max_frame) ▶  both directions use `max` from here on
@@ -285,6 +285,9 @@ pub const PARENT_GONE_GRACE: Duration = Duration::from_millis(700);
 pub(crate) struct ActorInner {
     aid: Aid,
     infected: bool,
+    /// Debug mode ([`ActorOpts::debug_mode`], [`RootOpts::debug_mode`]): tree-wide, set at the
+    /// root, inherited by every child whose options do not say otherwise.
+    debug_mode: bool,
     parent: Option<Aid>,
     /// The namespaces this actor serves (empty for the root).
     enabled: Vec<String>,
@@ -319,6 +322,11 @@ pub(crate) fn set_current(actor: Option<Rc<ActorInner>>) {
 
 pub(crate) fn current_inner() -> Option<Rc<ActorInner>> {
     CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Whether the current actor runs in debug mode; `false` outside an actor runtime.
+pub(crate) fn current_debug_mode() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|a| a.debug_mode))
 }
 
 /// A handle to the actor this process is (tractor's `current_actor()`), from
@@ -451,6 +459,7 @@ pub(crate) fn run_bare_root<T: 'static>(
     let actor = Rc::new(ActorInner {
         aid: Aid { name: name.to_owned(), uuid: format!("{name}-uuid"), pid: std::process::id() },
         infected: false,
+        debug_mode: false,
         parent: None,
         enabled: Vec::new(),
         endpoints: Endpoints::new(),
@@ -535,6 +544,7 @@ mod tests {
             let kid = Rc::new(ActorInner {
                 aid: Aid { name: "kid".into(), uuid: "kid-uuid".into(), pid: 2 },
                 infected: false,
+                debug_mode: false,
                 parent: Some(me.aid.clone()),
                 enabled: vec!["math".into()],
                 endpoints: Endpoints::new().serve(DOUBLE, double).serve(FAIL, fail).serve(COUNT, count),

@@ -55,16 +55,17 @@ use super::{ActorInner, Endpoints, child, launch, set_current};
 pub struct RootOpts {
     name: String,
     infect_host: bool,
+    debug_mode: bool,
 }
 
 impl Default for RootOpts {
     fn default() -> Self {
-        RootOpts { name: "root".to_owned(), infect_host: false }
+        RootOpts { name: "root".to_owned(), infect_host: false, debug_mode: false }
     }
 }
 
 impl RootOpts {
-    /// The defaults: name `"root"`, not infected.
+    /// The defaults: name `"root"`, not infected, not in debug mode.
     pub fn new() -> RootOpts {
         RootOpts::default()
     }
@@ -101,6 +102,25 @@ impl RootOpts {
     /// ```
     pub fn infect_host(mut self, infect: bool) -> RootOpts {
         self.infect_host = infect;
+        self
+    }
+
+    /// Runs the tree in debug mode (tractor's `debug_mode=True`): tree-wide, set here at the
+    /// root and inherited by every child actor whose [`ActorOpts::debug_mode`](super::ActorOpts::debug_mode)
+    /// does not say otherwise. What it turns on is listed in the [`debug`](crate::debug) module
+    /// docs: crash reports on stderr today, `pause()` later.
+    /// [`debug::is_debug_mode`](crate::debug::is_debug_mode) tells code which mode it runs in.
+    ///
+    /// ```
+    /// use infect::actor::{self, Endpoints, RootOpts};
+    /// use infect::debug;
+    ///
+    /// let on = actor::run_with(RootOpts::new().debug_mode(true), Endpoints::new(), async { Ok(debug::is_debug_mode()) });
+    /// assert_eq!(on, Ok(true));
+    /// assert!(!debug::is_debug_mode()); // outside an actor runtime
+    /// ```
+    pub fn debug_mode(mut self, on: bool) -> RootOpts {
+        self.debug_mode = on;
         self
     }
 }
@@ -291,6 +311,7 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
     let actor = Rc::new(ActorInner {
         aid: Aid { name: opts.name.clone(), uuid: new_uuid(), pid: std::process::id() },
         infected: opts.infect_host,
+        debug_mode: opts.debug_mode,
         parent: None,
         enabled: Vec::new(),
         endpoints,
@@ -416,6 +437,7 @@ fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
     let actor = Rc::new(ActorInner {
         aid: Aid { name: spec.name.clone(), uuid: new_uuid(), pid: std::process::id() },
         infected: spec.infect_host,
+        debug_mode: spec.debug_mode,
         parent: Some(spec.parent.clone()),
         enabled: spec.enable_modules.clone(),
         endpoints,

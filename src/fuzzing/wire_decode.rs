@@ -189,6 +189,7 @@ mod tests {
                 name: text(rng),
                 enable_modules: (0..rng.below(3)).map(|_| text(rng)).collect(),
                 infect_host: rng.below(2) == 0,
+                debug_mode: rng.below(2) == 0,
             }),
             2 => Msg::Start { cid, ns: text(rng), func: text(rng), args: rng.bytes(n), kind: FuncKind::Function },
             3 => Msg::StartAck { cid, functype: FuncKind::Context },

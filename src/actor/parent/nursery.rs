@@ -44,6 +44,7 @@ use super::{ChildActor, reader};
 pub struct ActorOpts {
     enable_modules: Vec<String>,
     infect_host: bool,
+    debug_mode: Option<bool>,
     program: Option<PathBuf>,
     launcher: Vec<OsString>,
     max_frame: usize,
@@ -63,6 +64,7 @@ impl Default for ActorOpts {
         ActorOpts {
             enable_modules: Vec::new(),
             infect_host: false,
+            debug_mode: None,
             program: None,
             launcher: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
@@ -100,6 +102,16 @@ impl ActorOpts {
     /// riding it (tractor's `infect_asyncio=True`).
     pub fn infect_host(mut self, infect: bool) -> ActorOpts {
         self.infect_host = infect;
+        self
+    }
+
+    /// Runs the child in debug mode, or not (see the [`debug`](crate::debug) module docs for what
+    /// debug mode turns on: crash reports on stderr today, `pause()` later). Unset, the child
+    /// inherits its parent's mode: debug mode is tree-wide, set at the root with
+    /// [`RootOpts::debug_mode`](super::super::RootOpts::debug_mode) (tractor's rule); this
+    /// option is for the exception, a child (and so its subtree) that differs.
+    pub fn debug_mode(mut self, on: bool) -> ActorOpts {
+        self.debug_mode = Some(on);
         self
     }
 
@@ -441,6 +453,7 @@ impl ActorNursery {
             name: name.to_owned(),
             enable_modules: opts.enable_modules.clone(),
             infect_host: opts.infect_host,
+            debug_mode: opts.debug_mode.unwrap_or(an.me.debug_mode),
         };
         let spec = Msg::SpawnSpec(spec);
         check_spawnable(name, &spec, opts.max_frame)?;
