@@ -40,7 +40,7 @@ use super::context::{CallEntry, Context, STREAM_BUFFER};
 use super::endpoints::{CallFuture, Endpoint};
 use super::peer::{CallSlot, FrameReader, Incoming, MIN_FRAME, MIN_WINDOW, Peer, reactor};
 use super::signals::{readable, take_signals};
-use super::{ActorInner, PARENT_GONE_GRACE, process};
+use super::{ActorInner, PARENT_GONE_GRACE, dump, process};
 
 /// Why the actor stops serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +120,11 @@ pub(crate) async fn serve(
         background: RefCell::new(Vec::new()),
     });
     s.send(&Msg::Aid(actor.aid.clone())).await;
+    let weak = Rc::downgrade(&s);
+    dump::set_serving(Some(Box::new(move || {
+        let Some(s) = weak.upgrade() else { return Vec::new() };
+        s.calls.borrow().iter().map(|(cid, e)| (*cid, e.what.clone())).collect()
+    })));
     let s2 = s.clone();
     let _ = guest::open_nursery(async |n| {
         let s = s2;
@@ -162,6 +167,7 @@ pub(crate) async fn serve(
         Ok(())
     })
     .await;
+    dump::set_serving(None);
     actor.run_teardown();
     match s.ending.get() {
         Some(Ending::ParentCancel) => {
@@ -198,6 +204,10 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Res
     loop {
         readable(&r, sigfd).await?;
         for sig in take_signals(sigfd) {
+            if sig == libc::SIGUSR1 {
+                s.spawn_background(&n, dump::print_tree());
+                continue;
+            }
             if sig != libc::SIGINT && sig != libc::SIGTERM {
                 continue;
             }
@@ -219,7 +229,7 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Res
 
 async fn read_loop(s: &Rc<Serve>, n: &Nursery, mut reader: FrameReader) -> Result<()> {
     loop {
-        match reader.next(s.conn.transport(), true).await? {
+        match crate::cx::at(reader.next(s.conn.transport(), true)).await? {
             Incoming::Frame(Ok(msg)) => {
                 if dispatch(s, n, msg, &mut reader).await {
                     return Ok(());
@@ -276,6 +286,16 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, reader: &mut FrameReader
         }
         // The parent's stream window for this actor: the contexts opened from now on use it.
         Msg::StreamWindow { items } => s.window.set((items as usize).max(MIN_WINDOW)),
+        // The parent asks for our subtree's dump: answered by a task of its own, so that serving
+        // goes on meanwhile (its wait for our children is bounded by the request).
+        Msg::DumpRequest { id, wait_ms } => {
+            let s2 = s.clone();
+            s.spawn_background(n, async move {
+                let reply = dump::reply(id, wait_ms, s2.conn.max_frame()).await?;
+                s2.send(&reply).await;
+                Ok(())
+            });
+        }
         // The parent reports a bad frame of ours, or ends a call we do not have: nothing to do.
         Msg::Error { .. } => {}
         other => refuse(s, other.name(), "a child actor does not expect this from its parent").await,
@@ -341,7 +361,11 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
                 let canceller = entry.canceller.borrow().clone().unwrap_or_else(|| s.actor.aid.name.clone());
                 codec::cancelled(cid, &entry.what, &s.actor.aid, canceller)
             }
-            Err(e) => codec::encode(Some(cid), &e, &s.actor.aid),
+            Err(e) => {
+                // Debug mode: this hop's crash report, before the error leaves for the parent.
+                dump::report_crash(&format!("endpoint {}", entry.what), &e).await;
+                codec::encode(Some(cid), &e, &s.actor.aid)
+            }
         };
         // The outcome is sent whatever cancels us meanwhile.
         let ack = Msg::StartAck { cid, functype: kind };

@@ -252,6 +252,7 @@
 mod child;
 mod codec;
 pub mod context;
+pub(crate) mod dump;
 mod endpoints;
 mod launch;
 mod parent;
@@ -619,6 +620,7 @@ mod graph {
                 "endpoints",
                 "signals",
                 "parent",
+                "dump",
                 "child",
                 "runtime",
             ],
