@@ -42,13 +42,16 @@ fn at(l: Option<&'static Location<'static>>) -> String {
     }
 }
 
+/// Lists the calls an actor serves for its parent: id and `ns.func`.
+pub(crate) type ServingCalls = Box<dyn Fn() -> Vec<(u64, String)>>;
+
 std::thread_local! {
     /// The calls this actor serves for its parent, by id (set by the serving loop).
-    static SERVING: std::cell::RefCell<Option<Box<dyn Fn() -> Vec<(u64, String)>>>> = const { std::cell::RefCell::new(None) };
+    static SERVING: std::cell::RefCell<Option<ServingCalls>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Makes `calls` the source of the "serving" lines (`None`: not serving).
-pub(crate) fn set_serving(calls: Option<Box<dyn Fn() -> Vec<(u64, String)>>>) {
+pub(crate) fn set_serving(calls: Option<ServingCalls>) {
     SERVING.with(|s| *s.borrow_mut() = calls);
 }
 
@@ -141,8 +144,8 @@ fn children(out: &mut String, kids: &[Rc<parent::ChildActor>], answers: Option<(
     let _ = writeln!(out, "  child actors:");
     for (i, kid) in kids.iter().enumerate() {
         let _ = writeln!(out, "    {}", kid.describe());
-        match answers {
-            Some((answers, wait)) => match answers.get(i).cloned().flatten() {
+        if let Some((answers, wait)) = answers {
+            match answers.get(i).cloned().flatten() {
                 Some(text) => {
                     for line in text.lines() {
                         let _ = writeln!(out, "      {line}");
@@ -151,8 +154,7 @@ fn children(out: &mut String, kids: &[Rc<parent::ChildActor>], answers: Option<(
                 None => {
                     let _ = writeln!(out, "      (no dump: it did not answer within {})", secs(wait));
                 }
-            },
-            None => {}
+            }
         }
     }
 }

@@ -271,7 +271,7 @@ pub(crate) fn snapshot() -> Option<Vec<HostTaskState>> {
             .map(|e| HostTaskState {
                 id: e.ctl.id,
                 waits_at: e.ctl.waits_at.get(),
-                cancel: e.ctl.cancelled().map(|c| c.reason.into()),
+                cancel: e.ctl.cancelled().map(|c| c.reason),
                 running: Some(e.ctl.id) == current,
             })
             .collect()
