@@ -76,7 +76,7 @@ fn header(out: &mut String) {
             if a.infected {
                 modes.push("infected");
             }
-            if a.debug_mode {
+            if a.debug_mode.get() {
                 modes.push("debug mode");
             }
             let modes = if modes.is_empty() { String::new() } else { format!(", {}", modes.join(", ")) };
