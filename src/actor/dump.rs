@@ -366,3 +366,30 @@ pub(crate) async fn report_crash(what: &str, e: &Error) {
         eprint(&crash_report(what, e).await);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{fit, secs};
+    use std::time::Duration;
+
+    #[test]
+    fn times_are_seconds_without_trailing_zeros() {
+        assert_eq!(secs(Duration::from_secs(3)), "3s");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(secs(Duration::from_nanos(1_000)), "0.000001s");
+    }
+
+    /// A dump that does not fit a frame is cut at a line end, marked, and then fits.
+    #[test]
+    fn a_long_dump_is_cut_to_fit_its_frame() {
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(fit(text.clone(), 64 * 1024), text);
+        let cut = fit(text.clone(), 256);
+        assert!(cut.len() <= 256 - 48, "{}", cut.len());
+        assert!(cut.ends_with("  (cut: the dump did not fit a frame)\n"));
+        let kept = cut.trim_end_matches("  (cut: the dump did not fit a frame)\n");
+        assert!(text.starts_with(kept) && kept.ends_with('\n'));
+        let frame = crate::wire::encode_frame(&crate::wire::Msg::DumpReply { id: 1, text: cut }, 256);
+        assert!(frame.is_ok());
+    }
+}
