@@ -25,6 +25,9 @@ use super::parent;
 /// of what its parent waits.
 pub(crate) const DUMP_WAIT: Duration = Duration::from_secs(2);
 
+/// The longest a child waits for its own children when its parent asks for a dump.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// A time on the loop's clock: seconds, without trailing zeros (`3s`, `1.5s`, `0.000001s`).
 fn secs(d: Duration) -> String {
     let (s, ns) = (d.as_secs(), d.subsec_nanos());
@@ -313,7 +316,9 @@ pub(crate) fn fit(mut text: String, max_frame: usize) -> String {
 
 /// The reply to a parent's `DumpRequest`: this subtree, waiting `wait_ms` for the children.
 pub(crate) async fn reply(id: u64, wait_ms: u64, max_frame: usize) -> Result<Msg> {
-    let text = tree(Duration::from_millis(wait_ms)).await?;
+    // A parent's wait is its own business, but ours stays sane (a deadline must not overflow).
+    let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
+    let text = tree(wait).await?;
     Ok(Msg::DumpReply { id, text: fit(text, max_frame) })
 }
 
