@@ -318,8 +318,40 @@ pub(crate) fn fit(mut text: String, max_frame: usize) -> String {
 pub(crate) async fn reply(id: u64, wait_ms: u64, max_frame: usize) -> Result<Msg> {
     // A parent's wait is its own business, but ours stays sane (a deadline must not overflow).
     let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
-    let text = tree(wait).await?;
+    let text = match installed_tree(wait).await {
+        Some(text) => text?,
+        None => {
+            let name = super::current_inner().map_or_else(String::new, |a| a.aid.name.clone());
+            format!("actor \"{name}\" (pid {})\n  {NOT_ENABLED}\n", std::process::id())
+        }
+    };
     Ok(Msg::DumpReply { id, text: fit(text, max_frame) })
+}
+
+/// The engine behind the dump, as the runtime reaches it: only through this, once installed
+/// ([`install`]), so that a program that never enables the debug layer does not link the
+/// engine at all (its `release-min` binary does not grow).
+struct Engine {
+    tree: fn(Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>>>>,
+}
+
+static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+
+/// Enables the dump engine in this process (idempotent): `debug::enable`, `RootOpts::debug_mode`,
+/// `ActorOpts::debug_mode` and the `debug` functions call it.
+pub(crate) fn install() {
+    ENGINE.get_or_init(|| Engine { tree: |wait| Box::pin(tree(wait)) });
+}
+
+/// What a process without the engine says instead of its dump.
+const NOT_ENABLED: &str = "(no dump: this program does not enable the debug layer; see infect::debug::enable)";
+
+/// [`tree`], if the engine is installed.
+async fn installed_tree(wait: Duration) -> Option<Result<String>> {
+    match ENGINE.get() {
+        Some(engine) => Some((engine.tree)(wait).await),
+        None => None,
+    }
 }
 
 /// The marked block [`print_tree`] prints.
@@ -329,8 +361,10 @@ pub(crate) fn marked(text: &str) -> String {
 
 /// Prints this subtree's dump to stderr (on `SIGUSR1`), in one write.
 pub(crate) async fn print_tree() -> Result<()> {
-    let text = tree(DUMP_WAIT).await?;
-    eprint(&marked(&text));
+    match installed_tree(DUMP_WAIT).await {
+        Some(text) => eprint(&marked(&text?)),
+        None => eprint(&format!("infect: SIGUSR1: {NOT_ENABLED}\n")),
+    }
     Ok(())
 }
 
@@ -356,9 +390,16 @@ pub(crate) async fn crash_report(what: &str, e: &Error) -> String {
     }
     out.push_str("-------- dump --------\n");
     // Shielded: the failure may already be cancelling what is around us.
-    match guest::CancelScope::shielded().run(tree(DUMP_WAIT)).await {
-        Ok(Some(text)) => out.push_str(&text),
-        _ => out.push_str(&local()),
+    let dump = guest::CancelScope::shielded().run(async { Ok(installed_tree(DUMP_WAIT).await) }).await;
+    match dump {
+        Ok(Some(Some(Ok(text)))) => out.push_str(&text),
+        Ok(Some(None)) => {
+            let _ = writeln!(out, "{NOT_ENABLED}");
+        }
+        Ok(Some(Some(Err(e)))) | Err(e) => {
+            let _ = writeln!(out, "(no dump: {e})");
+        }
+        Ok(None) => {}
     }
     let _ = writeln!(out, "======== end of crash report: actor \"{name}\" ========");
     out
