@@ -332,8 +332,11 @@ pub(crate) async fn reply(id: u64, wait_ms: u64, max_frame: usize) -> Result<Msg
 /// ([`install`]), so that a program that never enables the debug layer does not link the
 /// engine at all (its `release-min` binary does not grow).
 struct Engine {
-    tree: fn(Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>>>>,
+    tree: fn(Duration) -> TreeFuture,
 }
+
+/// The engine's [`tree`], boxed.
+type TreeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>>>>;
 
 static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
 
