@@ -316,15 +316,16 @@ pub(crate) fn fit(mut text: String, max_frame: usize) -> String {
 
 /// The reply to a parent's `DumpRequest`: this subtree, waiting `wait_ms` for the children.
 pub(crate) async fn reply(id: u64, wait_ms: u64, max_frame: usize) -> Result<Msg> {
+    match ENGINE.get() {
+        Some(engine) => (engine.reply)(id, wait_ms, max_frame).await,
+        None => Ok(Msg::DumpReply { id, text: NOT_ENABLED_LINE.to_owned() }),
+    }
+}
+
+async fn reply_installed(id: u64, wait_ms: u64, max_frame: usize) -> Result<Msg> {
     // A parent's wait is its own business, but ours stays sane (a deadline must not overflow).
     let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
-    let text = match installed_tree(wait).await {
-        Some(text) => text?,
-        None => {
-            let name = super::current_inner().map_or_else(String::new, |a| a.aid.name.clone());
-            format!("actor \"{name}\" (pid {})\n  {NOT_ENABLED}\n", std::process::id())
-        }
-    };
+    let text = tree(wait).await?;
     Ok(Msg::DumpReply { id, text: fit(text, max_frame) })
 }
 
@@ -332,30 +333,28 @@ pub(crate) async fn reply(id: u64, wait_ms: u64, max_frame: usize) -> Result<Msg
 /// ([`install`]), so that a program that never enables the debug layer does not link the
 /// engine at all (its `release-min` binary does not grow).
 struct Engine {
-    tree: fn(Duration) -> TreeFuture,
+    tree: fn(Duration) -> Boxed<Result<String>>,
+    reply: fn(u64, u64, usize) -> Boxed<Result<Msg>>,
+    crash: fn(String, Error) -> Boxed<String>,
 }
 
-/// The engine's [`tree`], boxed.
-type TreeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>>>>;
+/// A future of the engine's, boxed.
+type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
 
 static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
 
 /// Enables the dump engine in this process (idempotent): `debug::enable`, `RootOpts::debug_mode`,
 /// `ActorOpts::debug_mode` and the `debug` functions call it.
 pub(crate) fn install() {
-    ENGINE.get_or_init(|| Engine { tree: |wait| Box::pin(tree(wait)) });
+    ENGINE.get_or_init(|| Engine {
+        tree: |wait| Box::pin(tree(wait)),
+        reply: |id, wait_ms, max_frame| Box::pin(reply_installed(id, wait_ms, max_frame)),
+        crash: |what, e| Box::pin(async move { crash_report(&what, &e).await }),
+    });
 }
 
 /// What a process without the engine says instead of its dump.
-const NOT_ENABLED: &str = "(no dump: this program does not enable the debug layer; see infect::debug::enable)";
-
-/// [`tree`], if the engine is installed.
-async fn installed_tree(wait: Duration) -> Option<Result<String>> {
-    match ENGINE.get() {
-        Some(engine) => Some((engine.tree)(wait).await),
-        None => None,
-    }
-}
+const NOT_ENABLED_LINE: &str = "(no dump: this program does not enable the debug layer; see infect::debug::enable)\n";
 
 /// The marked block [`print_tree`] prints.
 pub(crate) fn marked(text: &str) -> String {
@@ -364,9 +363,9 @@ pub(crate) fn marked(text: &str) -> String {
 
 /// Prints this subtree's dump to stderr (on `SIGUSR1`), in one write.
 pub(crate) async fn print_tree() -> Result<()> {
-    match installed_tree(DUMP_WAIT).await {
-        Some(text) => eprint(&marked(&text?)),
-        None => eprint(&format!("infect: SIGUSR1: {NOT_ENABLED}\n")),
+    match ENGINE.get() {
+        Some(engine) => eprint(&marked(&(engine.tree)(DUMP_WAIT).await?)),
+        None => eprint(NOT_ENABLED_LINE),
     }
     Ok(())
 }
@@ -393,16 +392,12 @@ pub(crate) async fn crash_report(what: &str, e: &Error) -> String {
     }
     out.push_str("-------- dump --------\n");
     // Shielded: the failure may already be cancelling what is around us.
-    let dump = guest::CancelScope::shielded().run(async { Ok(installed_tree(DUMP_WAIT).await) }).await;
-    match dump {
-        Ok(Some(Some(Ok(text)))) => out.push_str(&text),
-        Ok(Some(None)) => {
-            let _ = writeln!(out, "{NOT_ENABLED}");
-        }
-        Ok(Some(Some(Err(e)))) | Err(e) => {
+    match guest::CancelScope::shielded().run(tree(DUMP_WAIT)).await {
+        Ok(Some(text)) => out.push_str(&text),
+        Ok(None) => {}
+        Err(e) => {
             let _ = writeln!(out, "(no dump: {e})");
         }
-        Ok(None) => {}
     }
     let _ = writeln!(out, "======== end of crash report: actor \"{name}\" ========");
     out
@@ -410,9 +405,17 @@ pub(crate) async fn crash_report(what: &str, e: &Error) -> String {
 
 /// In debug mode, prints the crash report of this actor for `e` to stderr (nothing for a
 /// cancellation, which is no crash).
+///
+/// The report is the engine's: a process in debug mode without it (its program enables the
+/// debug layer only where it calls `ActorOpts::debug_mode`, not in `main`) prints the error
+/// alone, on one marked line.
 pub(crate) async fn report_crash(what: &str, e: &Error) {
-    if super::current_debug_mode() && !e.is_cancelled() {
-        eprint(&crash_report(what, e).await);
+    if !super::current_debug_mode() || e.is_cancelled() {
+        return;
+    }
+    match ENGINE.get() {
+        Some(engine) => eprint(&(engine.crash)(what.to_owned(), e.clone()).await),
+        None => eprint(&format!("======== infect crash: {what} failed: {e} ========\n{NOT_ENABLED_LINE}")),
     }
 }
 

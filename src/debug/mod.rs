@@ -25,7 +25,7 @@
 //! - the reactor's interests: each descriptor waited on, and the direction.
 //!
 //! **Enabling it.** The dump's code is linked only into a program that enables the debug layer
-//! (so that a program that does not, like the `release-min` echo server, does not grow): call
+//! (a program that does not, like the `release-min` echo server, carries only the hooks): call
 //! [`enable`] first thing in `main`, or build a
 //! [`RootOpts::debug_mode`](crate::actor::RootOpts::debug_mode) there (with `true` or `false`);
 //! every process of the program does it, the child actors included (each is the program
@@ -161,7 +161,7 @@ pub async fn print_dump() -> Result<()> {
 ///
 /// A program that does none of that does not link the dump at all: its actors answer a dump
 /// request, `SIGUSR1` and a crash report's dump with a line saying so, and its binary does not
-/// grow by the dump's code (about 53 KB of a `release-min` build).
+/// carry the dump's code (about 45 KB of a `release-min` build).
 ///
 /// ```
 /// infect::debug::enable();
