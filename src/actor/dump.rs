@@ -343,8 +343,8 @@ type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
 
 static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
 
-/// Enables the dump engine in this process (idempotent): `debug::enable`, `RootOpts::debug_mode`,
-/// `ActorOpts::debug_mode` and the `debug` functions call it.
+/// Enables the dump engine in this process (idempotent): `debug::enable`, `RootOpts::debug_mode`
+/// and the `debug` functions call it.
 pub(crate) fn install() {
     ENGINE.get_or_init(|| Engine {
         tree: |wait| Box::pin(tree(wait)),
@@ -406,9 +406,9 @@ pub(crate) async fn crash_report(what: &str, e: &Error) -> String {
 /// In debug mode, prints the crash report of this actor for `e` to stderr (nothing for a
 /// cancellation, which is no crash).
 ///
-/// The report is the engine's: a process in debug mode without it (its program enables the
-/// debug layer only where it calls `ActorOpts::debug_mode`, not in `main`) prints the error
-/// alone, on one marked line.
+/// The report is the engine's: a process in debug mode without it (its program sets debug
+/// mode only through `ActorOpts::debug_mode`, and enables the debug layer nowhere in `main`)
+/// prints the error alone, on one marked line.
 pub(crate) async fn report_crash(what: &str, e: &Error) {
     if !super::current_debug_mode() || e.is_cancelled() {
         return;

@@ -29,9 +29,10 @@
 //! [`enable`] first thing in `main`, or build a
 //! [`RootOpts::debug_mode`](crate::actor::RootOpts::debug_mode) there (with `true` or `false`);
 //! every process of the program does it, the child actors included (each is the program
-//! re-executed). [`ActorOpts::debug_mode`](crate::actor::ActorOpts::debug_mode) and the
-//! functions here enable it in the process that calls them. An actor without it answers a
-//! dump request, `SIGUSR1` and a crash report's dump with a line saying so.
+//! re-executed). The functions here enable it in the process that calls them. An actor
+//! without it answers a dump request and `SIGUSR1` with a line saying so, and in debug mode
+//! (set for it alone by [`ActorOpts::debug_mode`](crate::actor::ActorOpts::debug_mode)) prints
+//! a crash as one marked line without the dump.
 //!
 //! [`dump`] is this actor's own state, at once; [`dump_tree`] adds each child's subtree, asked
 //! over the existing pipes (each child answers from its serving loop, relaying to its own
@@ -156,8 +157,7 @@ pub async fn print_dump() -> Result<()> {
 /// `actor::main`, so that every process of the program runs it (a child actor is this same
 /// program re-executed). Then every actor answers its parent's dump requests and `SIGUSR1`.
 /// [`RootOpts::debug_mode`](crate::actor::RootOpts::debug_mode) (with `true` or `false`) does
-/// the same, [`ActorOpts::debug_mode`](crate::actor::ActorOpts::debug_mode) and the other
-/// functions here for the process that calls them.
+/// the same, the other functions here for the process that calls them.
 ///
 /// A program that does none of that does not link the dump at all: its actors answer a dump
 /// request, `SIGUSR1` and a crash report's dump with a line saying so, and its binary does not
