@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["embed"],
     &["to_host"],
     &["actor"],
-    &["sim"],
+    &["sim", "debug"],
     &["fuzzing"],
 ];
 

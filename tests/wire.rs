@@ -22,6 +22,7 @@ fn every_variant() -> Vec<Msg> {
             name: "child".into(),
             enable_modules: vec!["math".into(), "io".into()],
             infect_host: true,
+            debug_mode: true,
         }),
         Msg::Start {
             cid: 1,
@@ -58,6 +59,8 @@ fn every_variant() -> Vec<Msg> {
         },
         Msg::Cancel { cid: Some(3) },
         Msg::Cancel { cid: None },
+        Msg::DumpRequest { id: 7, wait_ms: 2000 },
+        Msg::DumpReply { id: 7, text: "actor \"child\"\n".into() },
     ]
 }
 

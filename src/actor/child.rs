@@ -39,7 +39,7 @@ use super::context::{CallEntry, Context, STREAM_BUFFER};
 use super::endpoints::{CallFuture, Endpoint};
 use super::peer::{CallSlot, FrameReader, Incoming, MIN_FRAME, MIN_WINDOW, Peer};
 use super::signals::Signals;
-use super::{ActorInner, PARENT_GONE_GRACE, process};
+use super::{ActorInner, PARENT_GONE_GRACE, dump, process};
 
 /// Why the actor stops serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,11 @@ impl Serve {
 
     fn spawn_background(self: &Rc<Self>, n: &Nursery, fut: impl Future<Output = Result<()>> + 'static) {
         let scope = CancelScope::new();
-        self.background.borrow_mut().push(scope.clone());
+        let mut background = self.background.borrow_mut();
+        // Those that ended (a dump answered, say) need no cancelling any more.
+        background.retain(|s| !s.inner.is_exited());
+        background.push(scope.clone());
+        drop(background);
         let _ = n.start_soon(async move { scope.run(fut).await.map(drop) });
     }
 
@@ -114,6 +118,11 @@ pub(crate) async fn serve(actor: Rc<ActorInner>, conn: Rc<Peer>, reader: FrameRe
         background: RefCell::new(Vec::new()),
     });
     s.send(&Msg::Aid(actor.aid.clone())).await;
+    let weak = Rc::downgrade(&s);
+    dump::set_serving(Some(Box::new(move || {
+        let Some(s) = weak.upgrade() else { return Vec::new() };
+        s.calls.borrow().iter().map(|(cid, e)| (*cid, e.what.clone())).collect()
+    })));
     let s2 = s.clone();
     let _ = guest::open_nursery(async |n| {
         let s = s2;
@@ -156,6 +165,7 @@ pub(crate) async fn serve(actor: Rc<ActorInner>, conn: Rc<Peer>, reader: FrameRe
         Ok(())
     })
     .await;
+    dump::set_serving(None);
     actor.run_teardown();
     match s.ending.get() {
         Some(Ending::ParentCancel) => {
@@ -204,6 +214,10 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, signals: Signals) -> Result<()>
     loop {
         signals.wait().await?;
         for sig in signals.take() {
+            if sig == libc::SIGUSR1 {
+                s.spawn_background(&n, dump::print_tree());
+                continue;
+            }
             if sig != libc::SIGINT && sig != libc::SIGTERM {
                 continue;
             }
@@ -225,7 +239,7 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, signals: Signals) -> Result<()>
 
 async fn read_loop(s: &Rc<Serve>, n: &Nursery, mut reader: FrameReader) -> Result<()> {
     loop {
-        match reader.next(s.conn.transport(), true).await? {
+        match crate::cx::at(reader.next(s.conn.transport(), true)).await? {
             Incoming::Frame(Ok(msg)) => {
                 if dispatch(s, n, msg, &mut reader).await {
                     return Ok(());
@@ -282,6 +296,16 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, reader: &mut FrameReader
         }
         // The parent's stream window for this actor: the contexts opened from now on use it.
         Msg::StreamWindow { items } => s.window.set((items as usize).max(MIN_WINDOW)),
+        // The parent asks for our subtree's dump: answered by a task of its own, so that serving
+        // goes on meanwhile (its wait for our children is bounded by the request).
+        Msg::DumpRequest { id, wait_ms } => {
+            let s2 = s.clone();
+            s.spawn_background(n, async move {
+                let reply = dump::reply(id, wait_ms, s2.conn.max_frame()).await?;
+                s2.send(&reply).await;
+                Ok(())
+            });
+        }
         // The parent reports a bad frame of ours, or ends a call we do not have: nothing to do.
         Msg::Error { .. } => {}
         other => refuse(s, other.name(), "a child actor does not expect this from its parent").await,
@@ -347,7 +371,11 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
                 let canceller = entry.canceller.borrow().clone().unwrap_or_else(|| s.actor.aid.name.clone());
                 codec::cancelled(cid, &entry.what, &s.actor.aid, canceller)
             }
-            Err(e) => codec::encode(Some(cid), &e, &s.actor.aid),
+            Err(e) => {
+                // Debug mode: this hop's crash report, before the error leaves for the parent.
+                dump::report_crash(&format!("endpoint {}", entry.what), &e).await;
+                codec::encode(Some(cid), &e, &s.actor.aid)
+            }
         };
         // The outcome is sent whatever cancels us meanwhile.
         let ack = Msg::StartAck { cid, functype: kind };

@@ -69,7 +69,7 @@
 //!  spawn: pipes on fds named by INFECT_ACTOR_PIPE ──▶  adopts them (O_CLOEXEC), death signal armed
 //!   (or `launcher... program --infect-actor-stdio`:   takes its stdin/stdout as the pipes, see
 //!    the launcher's stdin/stdout are the pipes)        ActorOpts::launcher
-//!  SpawnSpec{protocol, parent, name, enable_modules, infect} ──▶  checks the protocol version,
+//!  SpawnSpec{protocol, parent, name, enable_modules, infect, debug} ──▶  checks the protocol version,
 //!                                                       builds its actor, picks its loop
 //!                       ◀── Error{ProtocolMismatch}, exit 76   (another build: refuses instead)
 //!  [FrameLimit{max}]  (only with ActorOpts::max_frame) ▶  both directions use `max` from here on
@@ -256,6 +256,7 @@
 mod child;
 mod codec;
 pub mod context;
+pub(crate) mod dump;
 mod endpoints;
 mod launch;
 mod parent;
@@ -301,6 +302,10 @@ pub const PARENT_GONE_GRACE: Duration = Duration::from_millis(700);
 pub(crate) struct ActorInner {
     aid: Aid,
     infected: bool,
+    /// Debug mode ([`ActorOpts::debug_mode`], [`RootOpts::debug_mode`]): tree-wide, set at the
+    /// root, inherited by every child whose options do not say otherwise (set by the runtime
+    /// right after [`ActorInner::new`]).
+    debug_mode: std::cell::Cell<bool>,
     parent: Option<Aid>,
     /// The namespaces this actor serves (empty for the root).
     enabled: Vec<String>,
@@ -333,6 +338,7 @@ impl ActorInner {
             teardown: Default::default(),
             parent_conn: Default::default(),
             world,
+            debug_mode: Default::default(),
         })
     }
 
@@ -359,6 +365,11 @@ pub(crate) fn set_current(actor: Option<Rc<ActorInner>>) {
 
 pub(crate) fn current_inner() -> Option<Rc<ActorInner>> {
     CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Whether the current actor runs in debug mode; `false` outside an actor runtime.
+pub(crate) fn current_debug_mode() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|a| a.debug_mode.get()))
 }
 
 /// A handle to the actor this process is (tractor's `current_actor()`), from
@@ -642,6 +653,7 @@ mod graph {
                 "endpoints",
                 "signals",
                 "parent",
+                "dump",
                 "child",
                 "runtime",
             ],

@@ -40,7 +40,7 @@ use super::peer::{FrameReader, Incoming, Peer};
 use super::process::CHILD_ENV;
 use super::signals::{Interrupts, Signals, set_interrupts, signal_pipe};
 use super::sys::{self, os_err};
-use super::{ActorInner, Endpoints, child, launch, set_current};
+use super::{ActorInner, Endpoints, child, dump, launch, set_current};
 
 /// How the root actor runs.
 ///
@@ -55,16 +55,17 @@ use super::{ActorInner, Endpoints, child, launch, set_current};
 pub struct RootOpts {
     name: String,
     infect_host: bool,
+    debug_mode: bool,
 }
 
 impl Default for RootOpts {
     fn default() -> Self {
-        RootOpts { name: "root".to_owned(), infect_host: false }
+        RootOpts { name: "root".to_owned(), infect_host: false, debug_mode: false }
     }
 }
 
 impl RootOpts {
-    /// The defaults: name `"root"`, not infected.
+    /// The defaults: name `"root"`, not infected, not in debug mode.
     pub fn new() -> RootOpts {
         RootOpts::default()
     }
@@ -101,6 +102,27 @@ impl RootOpts {
     /// ```
     pub fn infect_host(mut self, infect: bool) -> RootOpts {
         self.infect_host = infect;
+        self
+    }
+
+    /// Runs the tree in debug mode (tractor's `debug_mode=True`): tree-wide, set here at the
+    /// root and inherited by every child actor whose [`ActorOpts::debug_mode`](super::ActorOpts::debug_mode)
+    /// does not say otherwise. What it turns on is listed in the [`debug`](crate::debug) module
+    /// docs: crash reports on stderr today, `pause()` later.
+    /// [`debug::is_debug_mode`](crate::debug::is_debug_mode) tells code which mode it runs in.
+    ///
+    /// ```
+    /// use infect::actor::{self, Endpoints, RootOpts};
+    /// use infect::debug;
+    ///
+    /// let on = actor::run_with(RootOpts::new().debug_mode(true), Endpoints::new(), async { Ok(debug::is_debug_mode()) });
+    /// assert_eq!(on, Ok(true));
+    /// assert!(!debug::is_debug_mode()); // outside an actor runtime
+    /// ```
+    pub fn debug_mode(mut self, on: bool) -> RootOpts {
+        // Every process of the program builds its `RootOpts` in `main`: each has the dump.
+        super::dump::install();
+        self.debug_mode = on;
         self
     }
 
@@ -294,6 +316,7 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
     let signals = Signals::Pipe(signal_pipe()?);
     let aid = Aid { name: opts.name.clone(), uuid: new_uuid(), pid: std::process::id() };
     let actor = ActorInner::new(aid, opts.infect_host, None, Vec::new(), endpoints, None);
+    actor.debug_mode.set(opts.debug_mode);
     set_current(Some(actor.clone()));
     let ints = Rc::new(Interrupts::default());
     set_interrupts(Some(ints.clone()));
@@ -326,19 +349,29 @@ pub(crate) async fn root_body<T: 'static>(
         let (s, w, i, sig) = (scope.clone(), watch.clone(), ints.clone(), signals.clone());
         n.start_soon(async move {
             w.run(async move {
-                loop {
-                    sig.wait().await?;
-                    i.take(&sig, &s);
-                }
+                // The dumps `SIGUSR1` asks for run beside the watcher, inside its scope.
+                guest::open_nursery(async |dumps| {
+                    loop {
+                        sig.wait().await?;
+                        if i.take(&sig, &s) {
+                            dumps.start_soon(dump::print_tree())?;
+                        }
+                    }
+                })
+                .await
             })
             .await
-            .map(|_: Option<()>| ())
+            .map(|_: Option<Option<()>>| ())
         })?;
         let r = scope.run(root).await;
+        if let Err(e) = &r {
+            // Debug mode: the root's own crash report, the last hop.
+            dump::report_crash("the root", e).await;
+        }
         // A signal whose byte the watcher has not read yet still counts (a Ctrl-C to the group
         // can kill a child being spawned, whose death the body may see first): drain the pipe
         // before the watcher is cancelled.
-        ints.take(&signals, &scope);
+        let _dump_asked_too_late = ints.take(&signals, &scope);
         watch.cancel();
         match (r, ints.signal()) {
             (Ok(Some(v)), _) => Ok(v),
@@ -446,7 +479,16 @@ pub(crate) fn child_actor(
     endpoints: Endpoints,
     world: Option<Rc<dyn super::world::World>>,
 ) -> Rc<ActorInner> {
-    ActorInner::new(aid, spec.infect_host, Some(spec.parent.clone()), spec.enable_modules.clone(), endpoints, world)
+    let actor = ActorInner::new(
+        aid,
+        spec.infect_host,
+        Some(spec.parent.clone()),
+        spec.enable_modules.clone(),
+        endpoints,
+        world,
+    );
+    actor.debug_mode.set(spec.debug_mode);
+    actor
 }
 
 /// A child's life once it knows who it is: serves its parent on `conn` (`reader` holds what

@@ -198,6 +198,7 @@ fn next_item(c: &mut Cursor<'_>, credit: &RefCell<BTreeMap<Cid, u64>>) -> Item {
                     name: "x".into(),
                     enable_modules: vec![],
                     infect_host: false,
+                    debug_mode: false,
                 })
             } else {
                 let cid = c.cid();

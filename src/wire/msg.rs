@@ -36,7 +36,7 @@ pub struct Aid {
 /// `ProtocolMismatch` error and exits with status [`PROTOCOL_MISMATCH_EXIT`]), so that a parent
 /// and a child from different builds (a program installed on another host, say) fail with a
 /// clear error instead of misreading each other. Raised whenever a message's encoding changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The exit status of a child that refused its handshake for a protocol mismatch (`EX_PROTOCOL`
 /// of `sysexits.h`): a parent that could not read the child's report (it speaks another
@@ -54,6 +54,7 @@ pub const PROTOCOL_MISMATCH_EXIT: i32 = 76;
 ///     name: "worker".into(),
 ///     enable_modules: vec!["math".into()],
 ///     infect_host: true,
+///     debug_mode: false,
 /// };
 /// assert!(spec.enable_modules.iter().any(|ns| ns == "math"));
 /// ```
@@ -71,6 +72,9 @@ pub struct SpawnSpec {
     pub enable_modules: Vec<String>,
     /// Whether the child runs infected: the host executor as its loop, the guest on top of it.
     pub infect_host: bool,
+    /// Whether the child runs in debug mode (crash reports; see `infect::debug`). The parent
+    /// sends its own debug mode unless the child's options set one (protocol 2).
+    pub debug_mode: bool,
 }
 
 /// The kind of a remote function (tractor's `functype`).
@@ -250,6 +254,23 @@ pub enum Msg {
         /// The window, in stream items (at least 2).
         items: u32,
     },
+    /// Sent by a parent to ask a child for the live dump of its subtree (`infect::debug`,
+    /// protocol 2). The child answers with a [`Msg::DumpReply`] of the same `id` within
+    /// `wait_ms` milliseconds (it waits at most half of that for its own children), and goes on
+    /// serving.
+    DumpRequest {
+        /// Chosen by the parent, echoed in the reply.
+        id: u64,
+        /// How long the parent waits for the reply.
+        wait_ms: u64,
+    },
+    /// A child's answer to [`Msg::DumpRequest`]: the text of its subtree's dump.
+    DumpReply {
+        /// The request's id.
+        id: u64,
+        /// The dump (deterministic text, cut to fit a frame).
+        text: String,
+    },
 }
 
 impl Msg {
@@ -276,6 +297,8 @@ impl Msg {
             Msg::FrameLimit { .. } => "FrameLimit",
             Msg::Credit { .. } => "Credit",
             Msg::StreamWindow { .. } => "StreamWindow",
+            Msg::DumpRequest { .. } => "DumpRequest",
+            Msg::DumpReply { .. } => "DumpReply",
         }
     }
 
@@ -290,7 +313,12 @@ impl Msg {
     /// ```
     pub fn cid(&self) -> Option<Cid> {
         match self {
-            Msg::Aid(_) | Msg::SpawnSpec(_) | Msg::FrameLimit { .. } | Msg::StreamWindow { .. } => None,
+            Msg::Aid(_)
+            | Msg::SpawnSpec(_)
+            | Msg::FrameLimit { .. }
+            | Msg::StreamWindow { .. }
+            | Msg::DumpRequest { .. }
+            | Msg::DumpReply { .. } => None,
             Msg::Start { cid, .. }
             | Msg::StartAck { cid, .. }
             | Msg::Started { cid, .. }
