@@ -150,7 +150,7 @@
 //! | `embed` | crate-private: our host carrying a guest ([`Host::run_guest`](host::Host::run_guest), one guest per host, the typed handle `to_host` finds its host by) |
 //! | [`to_host`] | the linked task pair between the two loops |
 //! | `actor` (std) | subprocess actors over pipes: nurseries, contexts, streams, supervision |
-//! | [`debug`] (std) | debug mode and what it turns on: the live tree dump, crash reports |
+//! | [`debug`] (std) | debug mode and what it turns on: the live tree dump, crash reports, [`pause`](debug::pause) at a prompt |
 //!
 //! [`error`] is every layer's: one [`Error`] type.
 //!

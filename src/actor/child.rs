@@ -21,6 +21,12 @@
 //!    bounded by [`PARENT_GONE_GRACE`](super::PARENT_GONE_GRACE); past it, or on a second
 //!    `SIGTERM`/`SIGINT` while ending, the actor exits at once: it kills and reaps its own
 //!    children, runs its teardown callbacks and exits.
+//!
+//! In debug mode the serve loop also passes the terminal lock's grants down (`TtyGranted`, to
+//! this actor's paused task or the child it leads to; [`tty_lock`](super::tty_lock)), and while
+//! this actor or its subtree holds the terminal it ignores `SIGINT` and its grace period does
+//! not end in a hard exit (it waits for the release).
+//!
 //! 5. Teardown callbacks run; after `Cancel{None}` the actor sends `CancelAck{None}`; the exit
 //!    status is 0 (cancelled by the parent, parent gone) or `128 + signo` (a signal).
 
@@ -40,7 +46,7 @@ use super::context::{CallEntry, Context, STREAM_BUFFER};
 use super::endpoints::{CallFuture, Endpoint};
 use super::peer::{CallSlot, FrameReader, Incoming, MIN_FRAME, MIN_WINDOW, Peer, reactor};
 use super::signals::{readable, take_signals};
-use super::{ActorInner, PARENT_GONE_GRACE, process};
+use super::{ActorInner, PARENT_GONE_GRACE, process, tty_lock};
 
 /// Why the actor stops serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +126,17 @@ pub(crate) async fn serve(
         background: RefCell::new(Vec::new()),
     });
     s.send(&Msg::Aid(actor.aid.clone())).await;
+    // The prompt's `cancel` (debug mode): every call this actor serves, as if cancelled by us.
+    let weak = Rc::downgrade(&s);
+    tty_lock::set_cancel_work(Some(Rc::new(move || {
+        if let Some(s) = weak.upgrade() {
+            let me = s.actor.aid.name.clone();
+            for entry in s.calls.borrow().values() {
+                entry.canceller.borrow_mut().get_or_insert_with(|| me.clone());
+                entry.scope.cancel();
+            }
+        }
+    })));
     let s2 = s.clone();
     let _ = guest::open_nursery(async |n| {
         let s = s2;
@@ -162,6 +179,7 @@ pub(crate) async fn serve(
         Ok(())
     })
     .await;
+    tty_lock::set_cancel_work(None);
     actor.run_teardown();
     match s.ending.get() {
         Some(Ending::ParentCancel) => {
@@ -178,6 +196,8 @@ fn arm_grace(s: &Rc<Serve>, n: &Nursery) {
     let s2 = s.clone();
     s.spawn_background(n, async move {
         guest::sleep(PARENT_GONE_GRACE).await?;
+        // Debug mode: not while a prompt of this actor or of its subtree is open.
+        tty_lock::released().await?;
         hard_exit(&s2)
     });
 }
@@ -199,6 +219,11 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Res
         readable(&r, sigfd).await?;
         for sig in take_signals(sigfd) {
             if sig != libc::SIGINT && sig != libc::SIGTERM {
+                continue;
+            }
+            // Debug mode: while this actor or its subtree holds the terminal, Ctrl-C is the
+            // prompt's, never the tree's.
+            if sig == libc::SIGINT && tty_lock::held() {
                 continue;
             }
             if s.ending.get().is_some() {
@@ -276,6 +301,8 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, reader: &mut FrameReader
         }
         // The parent's stream window for this actor: the contexts opened from now on use it.
         Msg::StreamWindow { items } => s.window.set((items as usize).max(MIN_WINDOW)),
+        // Debug mode: the terminal lock was granted to us or to someone below us.
+        Msg::TtyGranted { req } => tty_lock::flush(tty_lock::on_parent_grant(req)).await,
         // The parent reports a bad frame of ours, or ends a call we do not have: nothing to do.
         Msg::Error { .. } => {}
         other => refuse(s, other.name(), "a child actor does not expect this from its parent").await,

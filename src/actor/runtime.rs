@@ -40,7 +40,7 @@ use super::peer::{FrameReader, Incoming, Peer, reactor};
 use super::process::CHILD_ENV;
 use super::signals::{Interrupts, readable, set_interrupts, signal_pipe};
 use super::sys::{self, os_err};
-use super::{ActorInner, Endpoints, child, launch, set_current};
+use super::{ActorInner, Endpoints, child, launch, set_current, tty_lock};
 
 /// How the root actor runs.
 ///
@@ -319,6 +319,7 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
         parent_conn: Default::default(),
     });
     set_current(Some(actor.clone()));
+    tty_lock::reset(true);
     let ints = Rc::new(Interrupts::default());
     set_interrupts(Some(ints.clone()));
     let body = root_body(sigfd, root, ints.clone());
@@ -354,7 +355,14 @@ async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, int
             .await
             .map(|_: Option<()>| ())
         })?;
+        // Debug mode: the prompt's `quit` interrupts the tree as Ctrl-C would; its `cancel`
+        // (in the root) cancels the root's work.
+        let (q, qs) = (ints.clone(), scope.clone());
+        tty_lock::set_quit(Some(Rc::new(move || q.interrupt(libc::SIGINT, &qs))));
+        let cs = scope.clone();
+        tty_lock::set_cancel_work(Some(Rc::new(move || cs.cancel())));
         let r = scope.run(root).await;
+        tty_lock::reset(true);
         // A signal whose byte the watcher has not read yet still counts (a Ctrl-C to the group
         // can kill a child being spawned, whose death the body may see first): drain the pipe
         // before the watcher is cancelled.
@@ -445,6 +453,7 @@ fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
         parent_conn: Default::default(),
     });
     set_current(Some(actor.clone()));
+    tty_lock::reset(false);
     crate::log::enter_span!("actor", name = spec.name.as_str());
     child::install_panic_hook();
     let fut = async move {

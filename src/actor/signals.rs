@@ -21,6 +21,7 @@ use crate::reactor::Reactor;
 use crate::{Error, Result};
 
 use super::sys::{self, os_err};
+use super::tty_lock;
 
 /// Waits until the signal pipe `fd` is readable. A cancellation point.
 pub(crate) async fn readable(reactor: &Reactor, fd: &OwnedFd) -> Result<()> {
@@ -56,6 +57,21 @@ pub(crate) fn take_signals(pipe: &OwnedFd) -> Vec<i32> {
     out
 }
 
+/// Forgets the `SIGINT`s that wait in the signal pipe (debug mode: they came while this actor
+/// held the terminal, its thread blocked at the prompt, and belong to the prompt, never to the
+/// tree); any other signal read on the way is raised again, so that it is not lost.
+pub(crate) fn drop_pending_interrupts() {
+    let Ok(pipe) = signal_pipe() else { return };
+    for sig in take_signals(pipe) {
+        if sig != libc::SIGINT {
+            // SAFETY: `raise` takes an integer; the handler only writes into the pipe.
+            unsafe {
+                libc::raise(sig);
+            }
+        }
+    }
+}
+
 /// What the root's signal watcher reaches on `SIGINT`/`SIGTERM` (root process only).
 ///
 /// The rule (tractor's `KeyboardInterrupt` in the root task): an interrupt cancels every actor
@@ -76,6 +92,10 @@ pub(crate) fn take_signals(pipe: &OwnedFd) -> Vec<i32> {
 /// as trio does, so that no interrupt is lost. A root that returns a value after an interrupt
 /// returns it from [`main`]; one that fails after an interrupt (with `Interrupted` or anything
 /// else) makes the process exit with `128 + signo`.
+///
+/// Debug mode: while an actor of the tree holds the terminal lock, `SIGINT` is ignored (the
+/// prompt owns Ctrl-C); the prompt's `quit` applies this rule as a `SIGINT` would
+/// ([`Interrupts::interrupt`]).
 #[derive(Default)]
 pub(crate) struct Interrupts {
     /// The first interrupt's signal.
@@ -148,31 +168,41 @@ impl Interrupts {
             if sig != libc::SIGINT && sig != libc::SIGTERM {
                 continue;
             }
-            if self.signal.get().is_none() {
-                self.signal.set(Some(sig));
+            // Debug mode: while an actor of the tree holds the terminal (a prompt is open, or
+            // about to be), Ctrl-C is the prompt's, never the tree's.
+            if sig == libc::SIGINT && tty_lock::held() {
+                continue;
             }
-            let open: Vec<(CancelScope, Hit)> =
-                self.nurseries.borrow().iter().map(|(_, s, h)| (s.clone(), h.clone())).collect();
-            // Once the root future has returned there is nothing left to interrupt: the signal
-            // only counts for the exit status.
-            if open.is_empty() && !root.inner.is_exited() {
-                // To the await the root's task is blocked in, once: a second interrupt before
-                // that await took the first one changes nothing. A root blocked in foreign
-                // futures only (which no check reaches) has its scope cancelled instead.
-                let main = self.main.borrow().clone();
-                match main {
-                    Some(task) => {
-                        task.deliver(Error::Interrupted { signal: sig }, Some(root));
-                    }
-                    None => root.cancel(),
+            self.interrupt(sig, root);
+        }
+    }
+
+    /// Applies the rule to one interrupt `sig` (a signal, or the debug prompt's `quit`).
+    pub(crate) fn interrupt(&self, sig: i32, root: &CancelScope) {
+        if self.signal.get().is_none() {
+            self.signal.set(Some(sig));
+        }
+        let open: Vec<(CancelScope, Hit)> =
+            self.nurseries.borrow().iter().map(|(_, s, h)| (s.clone(), h.clone())).collect();
+        // Once the root future has returned there is nothing left to interrupt: the signal
+        // only counts for the exit status.
+        if open.is_empty() && !root.inner.is_exited() {
+            // To the await the root's task is blocked in, once: a second interrupt before
+            // that await took the first one changes nothing. A root blocked in foreign
+            // futures only (which no check reaches) has its scope cancelled instead.
+            let main = self.main.borrow().clone();
+            match main {
+                Some(task) => {
+                    task.deliver(Error::Interrupted { signal: sig }, Some(root));
                 }
+                None => root.cancel(),
             }
-            for (scope, hit) in open {
-                if hit.get().is_none() {
-                    hit.set(Some(sig));
-                }
-                scope.cancel();
+        }
+        for (scope, hit) in open {
+            if hit.get().is_none() {
+                hit.set(Some(sig));
             }
+            scope.cancel();
         }
     }
 }

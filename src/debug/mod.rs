@@ -20,6 +20,11 @@
 //! assert_eq!(debug, Ok(true));
 //! ```
 
+mod pause;
+mod tty;
+
+pub use pause::{pause, terminal_queue};
+
 use alloc::string::String;
 
 /// Whether the current actor runs in debug mode; `false` outside an actor runtime (a plain
