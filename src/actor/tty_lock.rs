@@ -45,6 +45,10 @@ use crate::{Error, Result};
 
 use super::peer::Peer;
 
+/// At most this many requests from one child may be pending here (a subtree has one per paused
+/// task): the bound on what a lying child can make its parent hold.
+pub(crate) const MAX_PENDING: usize = 256;
+
 /// Where a request came from, in this actor.
 enum From {
     /// A task of this actor.
@@ -214,6 +218,9 @@ pub(crate) fn on_child_lock(uuid: &str, peer: &Rc<Peer>, req: TtyReq) -> core::r
         if l.route(&req).is_some() {
             return Err("this terminal lock request is pending already");
         }
+        if l.routes.iter().filter(|r| matches!(&r.from, From::Child(c, _) if c == uuid)).count() >= MAX_PENDING {
+            return Err("too many terminal lock requests pending from this child");
+        }
         let mut out = Vec::new();
         l.enqueue(req, From::Child(uuid.to_owned(), peer.clone()), &mut out);
         Ok(out)
@@ -261,22 +268,20 @@ pub(crate) fn child_gone(uuid: &str) -> Vec<Out> {
 /// own end releases on its behalf ([`child_gone`], or its parent-gone ending).
 pub(crate) async fn flush(out: Vec<Out>) {
     for o in out {
-        match o {
-            Out::Up(msg) => {
-                let conn = super::current_inner().and_then(|a| a.parent_conn.borrow().clone());
-                if let Some(conn) = conn {
-                    let _ = CancelScope::shielded().run(conn.send(&msg)).await;
-                }
-            }
-            Out::Down(peer, msg) => {
-                let _ = CancelScope::shielded().run(peer.send(&msg)).await;
-            }
+        let (peer, msg) = match o {
+            Out::Up(msg) => (super::current_inner().and_then(|a| a.parent_conn.borrow().clone()), msg),
+            Out::Down(peer, msg) => (Some(peer), msg),
             Out::Quit => {
                 let f = HOOKS.with(|h| h.borrow().quit.clone());
                 if let Some(f) = f {
                     f();
                 }
+                continue;
             }
+        };
+        if let Some(peer) = peer {
+            // `send_all` as the serve loop sends a call's outcome: one shielded send, one copy.
+            let _ = CancelScope::shielded().run(peer.send_all(&[&msg])).await;
         }
     }
 }

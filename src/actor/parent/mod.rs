@@ -390,13 +390,9 @@ pub(crate) async fn supervise(child: Rc<ChildActor>) {
             // Debug mode: while the child's subtree holds the terminal (someone is paused at a
             // prompt), the ladder waits on this rung; after the release the child gets the
             // rung's bound again.
-            while !gone && child.holds_terminal() {
-                hold_back(&child).await;
-                let again = guest::move_on_after(child.sup.cancel_timeout, child.sup.exited()).await;
-                if matches!(again, Ok(Some(()))) {
-                    gone = true;
-                    exited_in_time = true;
-                }
+            if !gone && child.holds_terminal() && hold_back(&child).await {
+                gone = true;
+                exited_in_time = true;
             }
         }
         // Rungs 2 and 3: SIGTERM, then SIGKILL.
@@ -462,19 +458,27 @@ impl ChildActor {
     }
 }
 
-/// Waits until the child's subtree released the terminal, or the child exited (a park at one of
-/// infect's awaits, not a cancellation point: the supervisor runs shielded).
-async fn hold_back(child: &ChildActor) {
-    crate::log::info!("actor.hold_back", actor = %child.name);
-    let Ok(mut exit) = child.sup.exit_wait() else { return };
-    poll_fn(|cx| {
-        if Pin::new(&mut exit).poll(cx).is_ready() || !child.holds_terminal() {
-            return Poll::Ready(());
+/// The ladder's hold-back: while the child's subtree holds the terminal, waits until it released
+/// it or the child exited; after each release, waits the first rung's bound again for the exit.
+/// `true` once the child exited. Not a cancellation point (the supervisor runs shielded).
+async fn hold_back(child: &ChildActor) -> bool {
+    while child.holds_terminal() {
+        crate::log::info!("actor.hold_back", actor = %child.name);
+        let Ok(mut exit) = child.sup.exit_wait() else { return false };
+        poll_fn(|cx| {
+            if Pin::new(&mut exit).poll(cx).is_ready() || !child.holds_terminal() {
+                return Poll::Ready(());
+            }
+            tty_lock::register_change(cx.waker());
+            Poll::Pending
+        })
+        .await;
+        let again = guest::move_on_after(child.sup.cancel_timeout, child.sup.exited()).await;
+        if matches!(again, Ok(Some(()))) {
+            return true;
         }
-        tty_lock::register_change(cx.waker());
-        Poll::Pending
-    })
-    .await;
+    }
+    false
 }
 
 /// What ended a supervisor's wait.
@@ -537,6 +541,10 @@ pub(crate) async fn stand_in(child: Rc<ChildActor>) {
         ended(false).await;
     }
     c.sup.graceful.set(c.state.cancel_acked.get());
+    let uuid = c.state.aid.borrow().as_ref().map(|a| a.uuid.clone());
+    if let Some(uuid) = uuid {
+        tty_lock::flush(tty_lock::child_gone(&uuid)).await;
+    }
     c.close(Error::ActorDied {
         actor: c.name.clone(),
         code: Some(0),
