@@ -33,10 +33,12 @@ pub(crate) async fn readable(reactor: &Reactor, fd: &OwnedFd) -> Result<()> {
     .await
 }
 
+/// The signal self-pipe's read end, once installed.
+static PIPE: OnceLock<OwnedFd> = OnceLock::new();
+
 /// The signal self-pipe's read end: installed once per process, never closed (the handler may
 /// write into its pipe at any time).
 pub(crate) fn signal_pipe() -> Result<&'static OwnedFd> {
-    static PIPE: OnceLock<OwnedFd> = OnceLock::new();
     if let Some(fd) = PIPE.get() {
         return Ok(fd);
     }
@@ -57,11 +59,13 @@ pub(crate) fn take_signals(pipe: &OwnedFd) -> Vec<i32> {
     out
 }
 
-/// Forgets the `SIGINT`s that wait in the signal pipe (debug mode: they came while this actor
-/// held the terminal, its thread blocked at the prompt, and belong to the prompt, never to the
-/// tree); any other signal read on the way is raised again, so that it is not lost.
+/// Forgets the `SIGINT`s that wait in the signal pipe (debug mode: they came while this actor or
+/// its subtree held the terminal, and belong to the prompt, never to the tree: the holder calls
+/// it before it releases, each ancestor as the release passes it, since its signal watcher may
+/// not have read them yet); any other signal read on the way is raised again, not lost.
+/// Nothing if this process has no signal pipe (an actor served in its parent's process).
 pub(crate) fn drop_pending_interrupts() {
-    let Ok(pipe) = signal_pipe() else { return };
+    let Some(pipe) = PIPE.get() else { return };
     for sig in take_signals(pipe) {
         if sig != libc::SIGINT {
             // SAFETY: `raise` takes an integer; the handler only writes into the pipe.

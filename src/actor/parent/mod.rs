@@ -266,7 +266,12 @@ impl ChildActor {
                 let name = m.name();
                 let handled = match m {
                     Msg::TtyLock { req } => tty_lock::on_child_lock(&uuid, &self.peer, req),
-                    Msg::TtyRelease { req, quit } => tty_lock::on_child_release(&uuid, req, quit),
+                    Msg::TtyRelease { req, quit } => {
+                        // A SIGINT still unread came while the subtree held the terminal: the
+                        // prompt's, not ours (the signal watcher may not have run since).
+                        super::signals::drop_pending_interrupts();
+                        tty_lock::on_child_release(&uuid, req, quit)
+                    }
                     _ => unreachable!("matched above"),
                 };
                 match handled {
