@@ -109,10 +109,77 @@ kernel_slot! {
 #[inline]
 pub(crate) fn note_park() {
     PARKS.replace(PARKS.get().wrapping_add(1));
+    // The first park of a poll is the innermost await (an outer one parks after its body).
+    if PARKED_AT.get().is_none() {
+        PARKED_AT.replace(AWAIT_AT.get());
+    }
 }
 
 /// The park count (see [`note_park`]).
 #[inline]
 pub(crate) fn parks() -> u64 {
     PARKS.get()
+}
+
+kernel_slot! {
+    /// The source location of the innermost infect await being polled on this thread (set by
+    /// [`At`] around its poll), for the debug dump's "where each task waits".
+    static AWAIT_AT: Option<&'static core::panic::Location<'static>> = None;
+}
+
+kernel_slot! {
+    /// The location of the first await that parked on this thread since the slot was last
+    /// cleared ([`note_park`] copies [`AWAIT_AT`] here); a loop clears it before each task poll
+    /// and keeps it if the poll ends `Pending`.
+    static PARKED_AT: Option<&'static core::panic::Location<'static>> = None;
+}
+
+/// Clears the location of the last park; returns it (a task poll starts with it clear).
+#[inline]
+pub(crate) fn take_parked_at() -> Option<&'static core::panic::Location<'static>> {
+    PARKED_AT.replace(None)
+}
+
+/// Makes `at` the location of the infect await being polled until the guard drops (what
+/// [`At`] does around its poll, for an await that is its own named future).
+#[inline]
+pub(crate) fn enter_await(
+    at: &'static core::panic::Location<'static>,
+) -> SlotGuard<Option<&'static core::panic::Location<'static>>> {
+    AWAIT_AT.enter(Some(at))
+}
+
+/// An infect await that knows where its caller is: [`at`] wraps it.
+pub(crate) struct At<F> {
+    at: &'static core::panic::Location<'static>,
+    fut: F,
+}
+
+/// Wraps `fut`, one of infect's awaits, with its caller's source location (the public
+/// function that builds it is `#[track_caller]`): a park inside it is recorded there. One
+/// `&'static` store per poll, no allocation.
+#[track_caller]
+#[inline]
+pub(crate) fn at<F: core::future::Future>(fut: F) -> At<F> {
+    At { at: core::panic::Location::caller(), fut }
+}
+
+/// [`at`] with the location given (a caller's, taken further up).
+#[inline]
+pub(crate) fn at_location<F: core::future::Future>(at: &'static core::panic::Location<'static>, fut: F) -> At<F> {
+    At { at, fut }
+}
+
+impl<F: core::future::Future> core::future::Future for At<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: core::pin::Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> core::task::Poll<F::Output> {
+        // SAFETY: `fut` is structurally pinned: never moved out of `self`, and `At` has no Drop
+        // impl; `at` is a plain reference.
+        let this = unsafe { self.get_unchecked_mut() };
+        let _at = enter_await(this.at);
+        // SAFETY: see above.
+        unsafe { core::pin::Pin::new_unchecked(&mut this.fut) }.poll(cx)
+    }
 }

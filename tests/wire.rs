@@ -59,6 +59,8 @@ fn every_variant() -> Vec<Msg> {
         },
         Msg::Cancel { cid: Some(3) },
         Msg::Cancel { cid: None },
+        Msg::DumpRequest { id: 7, wait_ms: 2000 },
+        Msg::DumpReply { id: 7, text: "actor \"child\"\n".into() },
         Msg::TtyLock { req: TtyReq { who: aid("child"), n: 0 } },
         Msg::TtyGranted { req: TtyReq { who: aid("child"), n: 1 } },
         Msg::TtyRelease { req: TtyReq { who: aid("child"), n: 1 }, quit: true },

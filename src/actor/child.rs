@@ -46,7 +46,7 @@ use super::context::{CallEntry, Context, STREAM_BUFFER};
 use super::endpoints::{CallFuture, Endpoint};
 use super::peer::{CallSlot, FrameReader, Incoming, MIN_FRAME, MIN_WINDOW, Peer, reactor};
 use super::signals::{readable, take_signals};
-use super::{ActorInner, PARENT_GONE_GRACE, process, tty_lock};
+use super::{ActorInner, PARENT_GONE_GRACE, dump, process, tty_lock};
 
 /// Why the actor stops serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +137,11 @@ pub(crate) async fn serve(
             }
         }
     })));
+    let weak = Rc::downgrade(&s);
+    dump::set_serving(Some(Box::new(move || {
+        let Some(s) = weak.upgrade() else { return Vec::new() };
+        s.calls.borrow().iter().map(|(cid, e)| (*cid, e.what.clone())).collect()
+    })));
     let s2 = s.clone();
     let _ = guest::open_nursery(async |n| {
         let s = s2;
@@ -180,6 +185,7 @@ pub(crate) async fn serve(
     })
     .await;
     tty_lock::set_cancel_work(None);
+    dump::set_serving(None);
     actor.run_teardown();
     match s.ending.get() {
         Some(Ending::ParentCancel) => {
@@ -218,6 +224,10 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Res
     loop {
         readable(&r, sigfd).await?;
         for sig in take_signals(sigfd) {
+            if sig == libc::SIGUSR1 {
+                s.spawn_background(&n, dump::print_tree());
+                continue;
+            }
             if sig != libc::SIGINT && sig != libc::SIGTERM {
                 continue;
             }
@@ -244,7 +254,7 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Res
 
 async fn read_loop(s: &Rc<Serve>, n: &Nursery, mut reader: FrameReader) -> Result<()> {
     loop {
-        match reader.next(s.conn.transport(), true).await? {
+        match crate::cx::at(reader.next(s.conn.transport(), true)).await? {
             Incoming::Frame(Ok(msg)) => {
                 if dispatch(s, n, msg, &mut reader).await {
                     return Ok(());
@@ -303,6 +313,16 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, reader: &mut FrameReader
         Msg::StreamWindow { items } => s.window.set((items as usize).max(MIN_WINDOW)),
         // Debug mode: the terminal lock was granted to us or to someone below us.
         Msg::TtyGranted { req } => tty_lock::flush(tty_lock::on_parent_grant(req)).await,
+        // The parent asks for our subtree's dump: answered by a task of its own, so that serving
+        // goes on meanwhile (its wait for our children is bounded by the request).
+        Msg::DumpRequest { id, wait_ms } => {
+            let s2 = s.clone();
+            s.spawn_background(n, async move {
+                let reply = dump::reply(id, wait_ms, s2.conn.max_frame()).await?;
+                s2.send(&reply).await;
+                Ok(())
+            });
+        }
         // The parent reports a bad frame of ours, or ends a call we do not have: nothing to do.
         Msg::Error { .. } => {}
         other => refuse(s, other.name(), "a child actor does not expect this from its parent").await,
@@ -368,7 +388,11 @@ async fn start_call(s: &Rc<Serve>, n: &Nursery, cid: Cid, ns: &str, func: &str, 
                 let canceller = entry.canceller.borrow().clone().unwrap_or_else(|| s.actor.aid.name.clone());
                 codec::cancelled(cid, &entry.what, &s.actor.aid, canceller)
             }
-            Err(e) => codec::encode(Some(cid), &e, &s.actor.aid),
+            Err(e) => {
+                // Debug mode: this hop's crash report, before the error leaves for the parent.
+                dump::report_crash(&format!("endpoint {}", entry.what), &e).await;
+                codec::encode(Some(cid), &e, &s.actor.aid)
+            }
         };
         // The outcome is sent whatever cancels us meanwhile.
         let ack = Msg::StartAck { cid, functype: kind };

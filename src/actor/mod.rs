@@ -260,6 +260,7 @@
 mod child;
 mod codec;
 pub mod context;
+pub(crate) mod dump;
 mod endpoints;
 mod launch;
 mod parent;
@@ -629,6 +630,7 @@ mod graph {
                 "endpoints",
                 "signals",
                 "parent",
+                "dump",
                 "child",
                 "runtime",
             ],

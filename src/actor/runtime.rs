@@ -40,7 +40,7 @@ use super::peer::{FrameReader, Incoming, Peer, reactor};
 use super::process::CHILD_ENV;
 use super::signals::{Interrupts, readable, set_interrupts, signal_pipe};
 use super::sys::{self, os_err};
-use super::{ActorInner, Endpoints, child, launch, set_current, tty_lock};
+use super::{ActorInner, Endpoints, child, dump, launch, set_current, tty_lock};
 
 /// How the root actor runs.
 ///
@@ -347,13 +347,19 @@ async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, int
         n.start_soon(async move {
             w.run(async move {
                 let r = reactor()?;
-                loop {
-                    readable(&r, sigfd).await?;
-                    i.take(sigfd, &s);
-                }
+                // The dumps `SIGUSR1` asks for run beside the watcher, inside its scope.
+                guest::open_nursery(async |dumps| {
+                    loop {
+                        readable(&r, sigfd).await?;
+                        if i.take(sigfd, &s) {
+                            dumps.start_soon(dump::print_tree())?;
+                        }
+                    }
+                })
+                .await
             })
             .await
-            .map(|_: Option<()>| ())
+            .map(|_: Option<Option<()>>| ())
         })?;
         // Debug mode: the prompt's `quit` interrupts the tree as Ctrl-C would; its `cancel`
         // (in the root) cancels the root's work.
@@ -362,6 +368,10 @@ async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, int
         let cs = scope.clone();
         tty_lock::set_cancel_work(Some(Rc::new(move || cs.cancel())));
         let r = scope.run(root).await;
+        if let Err(e) = &r {
+            // Debug mode: the root's own crash report, the last hop.
+            dump::report_crash("the root", e).await;
+        }
         tty_lock::reset(true);
         // A signal whose byte the watcher has not read yet still counts (a Ctrl-C to the group
         // can kill a child being spawned, whose death the body may see first): drain the pipe

@@ -24,13 +24,16 @@ use super::sys::{self, os_err};
 use super::tty_lock;
 
 /// Waits until the signal pipe `fd` is readable. A cancellation point.
-pub(crate) async fn readable(reactor: &Reactor, fd: &OwnedFd) -> Result<()> {
-    let mut ready = reactor.readable(fd.as_raw_fd());
-    poll_fn(move |cx| {
-        check_cancel()?;
-        Pin::new(&mut ready).poll(cx).map_err(|e| os_err("poll", e))
+#[track_caller]
+pub(crate) fn readable(reactor: &Reactor, fd: &OwnedFd) -> impl Future<Output = Result<()>> {
+    crate::cx::at(async move {
+        let mut ready = reactor.readable(fd.as_raw_fd());
+        poll_fn(move |cx| {
+            check_cancel()?;
+            Pin::new(&mut ready).poll(cx).map_err(|e| os_err("poll", e))
+        })
+        .await
     })
-    .await
 }
 
 /// The signal self-pipe's read end, once installed.
@@ -42,7 +45,8 @@ pub(crate) fn signal_pipe() -> Result<&'static OwnedFd> {
     if let Some(fd) = PIPE.get() {
         return Ok(fd);
     }
-    let fd = sys::install_signal_pipe(&[libc::SIGINT, libc::SIGTERM]).map_err(|e| os_err("sigaction", e))?;
+    let fd =
+        sys::install_signal_pipe(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1]).map_err(|e| os_err("sigaction", e))?;
     Ok(PIPE.get_or_init(|| fd))
 }
 
@@ -166,9 +170,14 @@ pub(crate) fn interruptible(scope: &CancelScope) -> Option<Interruptible> {
 }
 
 impl Interrupts {
-    /// Takes the signals waiting in the pipe and applies the rule to each interrupt.
-    pub(crate) fn take(&self, sigfd: &OwnedFd, root: &CancelScope) {
+    /// Takes the signals waiting in the pipe and applies the rule to each interrupt; `true` if a
+    /// `SIGUSR1` (print the tree dump) was among them.
+    pub(crate) fn take(&self, sigfd: &OwnedFd, root: &CancelScope) -> bool {
+        let mut dump = false;
         for sig in take_signals(sigfd) {
+            if sig == libc::SIGUSR1 {
+                dump = true;
+            }
             if sig != libc::SIGINT && sig != libc::SIGTERM {
                 continue;
             }
@@ -179,6 +188,7 @@ impl Interrupts {
             }
             self.interrupt(sig, root);
         }
+        dump
     }
 
     /// Applies the rule to one interrupt `sig` (a signal, or the debug prompt's `quit`).

@@ -154,6 +154,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
+pub(crate) use nursery::open_nursery_at;
 pub use nursery::{Nursery, TaskStatus, open_nursery};
 pub use sched::{GuestRun, GuestTick, Hooks};
 pub use scope::{CancelScope, fail_after, fail_at, move_on_after, move_on_at};
@@ -165,6 +166,55 @@ pub(crate) use sched::{current_carrier, with_local};
 pub(crate) use scope::check_cancel;
 #[cfg(feature = "std")]
 pub(crate) use scope::check_cancel_only;
+
+/// A guest task as the debug dump shows it (see [`snapshot`]).
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) struct TaskState {
+    /// Its spawn number in the run, from 0 (the main task).
+    pub(crate) number: u64,
+    pub(crate) main: bool,
+    /// It is the task being polled (the one taking the snapshot).
+    pub(crate) running: bool,
+    /// The id of the scope it was started in (its nursery's; 0: the run's root scope).
+    pub(crate) scope: u64,
+    /// Where it last parked: the caller of the infect await it waits in, if known.
+    pub(crate) waits_at: Option<&'static core::panic::Location<'static>>,
+    /// An error was delivered to it and no await has taken it yet.
+    pub(crate) error_waiting: bool,
+}
+
+/// A live cancel scope as the debug dump shows it.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) struct ScopeState {
+    /// From 1, in entry order; its parent's id (0: the run's root scope).
+    pub(crate) id: u64,
+    pub(crate) parent: u64,
+    /// The spawn number of the task that entered it.
+    pub(crate) owner: u64,
+    pub(crate) deadline: Instant,
+    pub(crate) shield: bool,
+    pub(crate) cancel_called: bool,
+    pub(crate) by_deadline: bool,
+    pub(crate) effectively_cancelled: bool,
+    /// The scope of a nursery opened there.
+    pub(crate) nursery_at: Option<&'static core::panic::Location<'static>>,
+}
+
+/// A guest run's state for the debug dump.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) struct GuestState {
+    pub(crate) now: Instant,
+    /// In spawn order.
+    pub(crate) tasks: alloc::vec::Vec<TaskState>,
+    /// The scopes entered and not exited yet, in entry order.
+    pub(crate) scopes: alloc::vec::Vec<ScopeState>,
+}
+
+/// The state of the guest run being ticked on this thread; `None` outside a guest task.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) fn snapshot() -> Option<GuestState> {
+    with_local(|l| l.snapshot())
+}
 
 use crate::time::{Clock, Instant};
 use crate::timers::SleepTimer;
@@ -322,8 +372,9 @@ pub fn current_time() -> Instant {
 /// assert_eq!(r, Ok(2_000_000_000));
 /// # let _ = Error::Cancelled;
 /// ```
-pub async fn sleep(d: Duration) -> Result<()> {
-    sleep_until(current_time() + d).await
+#[track_caller]
+pub fn sleep(d: Duration) -> impl Future<Output = Result<()>> {
+    crate::cx::at(async move { Sleep(SleepTimer::at(current_time() + d)).await })
 }
 
 /// Sleeps until the guest clock reads `deadline` (cancellation-aware; a checkpoint, see
@@ -339,8 +390,9 @@ pub async fn sleep(d: Duration) -> Result<()> {
 /// });
 /// assert_eq!(r, Ok(at));
 /// ```
+#[track_caller]
 pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
-    Sleep(SleepTimer::at(deadline))
+    crate::cx::at(Sleep(SleepTimer::at(deadline)))
 }
 
 /// Sleeps until cancelled (trio's `sleep_forever`); always returns `Err(Cancelled)` (so `?`
@@ -355,9 +407,12 @@ pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
 /// });
 /// assert_eq!(r, Ok((None, 3_000_000_000)));
 /// ```
-pub async fn sleep_forever() -> Result<()> {
-    sleep_until(Instant::NEVER).await?;
-    Err(Error::Cancelled)
+#[track_caller]
+pub fn sleep_forever() -> impl Future<Output = Result<()>> {
+    crate::cx::at(async move {
+        Sleep(SleepTimer::at(Instant::NEVER)).await?;
+        Err(Error::Cancelled)
+    })
 }
 
 /// The guest's sleep: the one timer slot ([`SleepTimer`]) behind the guest's cancellation check.
@@ -455,20 +510,23 @@ pub async fn checkpoint() -> Result<()> {
 /// });
 /// assert_eq!(r, Ok(None));
 /// ```
-pub async fn cancellable<F: Future>(fut: F) -> Result<F::Output> {
-    check_cancel()?;
-    let mut fut = core::pin::pin!(fut);
-    poll_fn(|cx| {
+#[track_caller]
+pub fn cancellable<F: Future>(fut: F) -> impl Future<Output = Result<F::Output>> {
+    crate::cx::at(async move {
         check_cancel()?;
-        let r = fut.as_mut().poll(cx).map(Ok);
-        if r.is_pending() {
-            // This await delivers the cancellation itself (the check above noted the scope, so
-            // its cancellation wakes the task): enclosing scopes must not drop it.
-            crate::cx::note_park();
-        }
-        r
+        let mut fut = core::pin::pin!(fut);
+        poll_fn(|cx| {
+            check_cancel()?;
+            let r = fut.as_mut().poll(cx).map(Ok);
+            if r.is_pending() {
+                // This await delivers the cancellation itself (the check above noted the scope, so
+                // its cancellation wakes the task): enclosing scopes must not drop it.
+                crate::cx::note_park();
+            }
+            r
+        })
+        .await
     })
-    .await
 }
 
 /// Building blocks for futures that are not infect's, after `trio.lowlevel`.

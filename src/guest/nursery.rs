@@ -151,12 +151,23 @@ impl core::fmt::Debug for Nursery {
 /// });
 /// assert_eq!(r, Ok(None));
 /// ```
-pub async fn open_nursery<T, F>(body: F) -> Result<Option<T>>
+#[track_caller]
+pub fn open_nursery<T, F>(body: F) -> impl Future<Output = Result<Option<T>>>
+where
+    F: AsyncFnOnce(&Nursery) -> Result<T>,
+{
+    let at = core::panic::Location::caller();
+    crate::cx::at_location(at, open_nursery_at(body, at))
+}
+
+/// [`open_nursery`] for a caller that took its own caller's location (`actor::open_nursery`).
+pub(crate) async fn open_nursery_at<T, F>(body: F, at: &'static core::panic::Location<'static>) -> Result<Option<T>>
 where
     F: AsyncFnOnce(&Nursery) -> Result<T>,
 {
     let local = with_local(Rc::downgrade).ok_or(Error::OutsideGuest)?;
     let scope = CancelScope::new();
+    scope.inner.nursery_at.set(Some(at));
     let n = Nursery {
         inner: Rc::new(NurseryInner {
             scope: scope.clone(),
@@ -264,68 +275,71 @@ impl Nursery {
     /// });
     /// assert_eq!(r, Ok(Some(8080)));
     /// ```
-    pub async fn start<V: 'static, F>(&self, task: F) -> Result<V>
+    #[track_caller]
+    pub fn start<V: 'static, F>(&self, task: F) -> impl Future<Output = Result<V>>
     where
         F: AsyncFnOnce(TaskStatus<V>) -> Result<()> + 'static,
     {
-        let local = self.local()?;
-        let cell = Rc::new(StartCell { state: RefCell::new(StartState::Waiting), waiter: RefCell::new(None) });
-        let status = TaskStatus { cell: cell.clone() };
-        let child_scope = CancelScope::new();
-        let inner = self.inner.clone();
-        let cs = child_scope.clone();
-        let cell2 = cell.clone();
-        self.inner.live.set(self.inner.live.get() + 1);
-        local.spawn(
-            async move {
-                let r = cs.enter(Enforced::new(task(status))).await;
-                let started = matches!(*cell2.state.borrow(), StartState::Started(_) | StartState::Taken);
-                if started {
-                    inner.child_done(r);
-                } else {
-                    let e = match r {
-                        Ok(()) => Error::StartedNotCalled,
-                        Err(e) => e,
-                    };
-                    *cell2.state.borrow_mut() = StartState::Failed(e);
-                    if let Some(w) = cell2.waiter.borrow_mut().take() {
-                        w.wake();
-                    }
-                    inner.child_done(Ok(()));
-                }
-            },
-            self.inner.scope.inner.clone(),
-        );
-        // An error delivered to this task while it waits: the child is cancelled as for a
-        // cancellation, and the error comes out of `start` once the child has reported.
-        let mut raised = None;
-        poll_fn(|cx| {
-            let mut st = cell.state.borrow_mut();
-            match core::mem::replace(&mut *st, StartState::Taken) {
-                StartState::Started(_) | StartState::Failed(_) if raised.is_some() => {
-                    Poll::Ready(Err(raised.take().expect("a raised error")))
-                }
-                StartState::Started(v) => Poll::Ready(Ok(v)),
-                StartState::Failed(e) => Poll::Ready(Err(e)),
-                other => {
-                    *st = other;
-                    drop(st);
-                    match super::scope::check_cancel() {
-                        Ok(()) => {}
-                        Err(e) => {
-                            if !e.is_cancelled() {
-                                raised = Some(e);
-                            }
-                            child_scope.cancel();
+        crate::cx::at(async move {
+            let local = self.local()?;
+            let cell = Rc::new(StartCell { state: RefCell::new(StartState::Waiting), waiter: RefCell::new(None) });
+            let status = TaskStatus { cell: cell.clone() };
+            let child_scope = CancelScope::new();
+            let inner = self.inner.clone();
+            let cs = child_scope.clone();
+            let cell2 = cell.clone();
+            self.inner.live.set(self.inner.live.get() + 1);
+            local.spawn(
+                async move {
+                    let r = cs.enter(Enforced::new(task(status))).await;
+                    let started = matches!(*cell2.state.borrow(), StartState::Started(_) | StartState::Taken);
+                    if started {
+                        inner.child_done(r);
+                    } else {
+                        let e = match r {
+                            Ok(()) => Error::StartedNotCalled,
+                            Err(e) => e,
+                        };
+                        *cell2.state.borrow_mut() = StartState::Failed(e);
+                        if let Some(w) = cell2.waiter.borrow_mut().take() {
+                            w.wake();
                         }
+                        inner.child_done(Ok(()));
                     }
-                    *cell.waiter.borrow_mut() = Some(cx.waker().clone());
-                    crate::cx::note_park();
-                    Poll::Pending
+                },
+                self.inner.scope.inner.clone(),
+            );
+            // An error delivered to this task while it waits: the child is cancelled as for a
+            // cancellation, and the error comes out of `start` once the child has reported.
+            let mut raised = None;
+            poll_fn(|cx| {
+                let mut st = cell.state.borrow_mut();
+                match core::mem::replace(&mut *st, StartState::Taken) {
+                    StartState::Started(_) | StartState::Failed(_) if raised.is_some() => {
+                        Poll::Ready(Err(raised.take().expect("a raised error")))
+                    }
+                    StartState::Started(v) => Poll::Ready(Ok(v)),
+                    StartState::Failed(e) => Poll::Ready(Err(e)),
+                    other => {
+                        *st = other;
+                        drop(st);
+                        match super::scope::check_cancel() {
+                            Ok(()) => {}
+                            Err(e) => {
+                                if !e.is_cancelled() {
+                                    raised = Some(e);
+                                }
+                                child_scope.cancel();
+                            }
+                        }
+                        *cell.waiter.borrow_mut() = Some(cx.waker().clone());
+                        crate::cx::note_park();
+                        Poll::Pending
+                    }
                 }
-            }
+            })
+            .await
         })
-        .await
     }
 
     /// Cancels the nursery: its block and every child. Not a failure: the nursery catches its

@@ -414,6 +414,9 @@ struct TaskSlot {
     blocked_more: Vec<Rc<ScopeInner>>,
     /// An error delivered to the task ([`Local::deliver`]) that no await has taken yet.
     raise: Option<Raise>,
+    /// Where the task last parked: the caller of the infect await it waits in (see
+    /// [`crate::cx::at`]), for the debug dump.
+    waits_at: Option<&'static core::panic::Location<'static>>,
 }
 
 /// An error delivered to a task, waiting for the task's next cancellation check.
@@ -491,6 +494,10 @@ pub(crate) struct Local {
     /// Bumped each time a scope's foreign-future watcher notes where its task blocks, so that
     /// enclosing watchers in the same poll keep the innermost note.
     pub(crate) foreign_notes: Cell<u64>,
+    /// Every scope entered in this run (weakly, pruned as they exit), for the debug dump; and
+    /// the last scope id given out (the run's root scope is 0).
+    scopes: RefCell<Vec<alloc::rc::Weak<ScopeInner>>>,
+    scope_ids: Cell<u64>,
 }
 
 /// The handle to a guest run. Keep it until `done` has been called: dropping it earlier
@@ -605,6 +612,8 @@ pub(crate) fn start<T: 'static>(
         raises: Cell::new(0),
         noted: Cell::new(None),
         foreign_notes: Cell::new(0),
+        scopes: RefCell::new(Vec::new()),
+        scope_ids: Cell::new(0),
     });
     shared.local.store(Rc::as_ptr(&local).cast_mut(), Ordering::Release);
     let root = local.root_scope.clone();
@@ -643,6 +652,7 @@ impl Local {
             blocked_in: None,
             blocked_more: Vec::new(),
             raise: None,
+            waits_at: None,
         });
         self.live.set(self.live.get() + 1);
         crate::log::debug!("guest.spawn", task = number);
@@ -656,6 +666,58 @@ impl Local {
     /// The task being polled, if any.
     pub(crate) fn current_task(&self) -> Option<TaskKey> {
         self.current.get()
+    }
+
+    /// Registers a scope entered by the task being polled: its id (from 1, in entry order) and
+    /// its owner's task number. Prunes the exited ones first once the list has doubled, so it
+    /// stays proportional to the scopes alive.
+    pub(crate) fn register_scope(&self, scope: &Rc<ScopeInner>) -> (u64, u64) {
+        let id = self.scope_ids.get() + 1;
+        self.scope_ids.set(id);
+        let mut scopes = self.scopes.borrow_mut();
+        if scopes.len() >= 16 && scopes.len() == scopes.capacity() {
+            scopes.retain(|s| s.upgrade().is_some_and(|s| !s.is_exited()));
+        }
+        scopes.push(Rc::downgrade(scope));
+        let owner = self.current.get().and_then(|k| self.number_of(k)).unwrap_or(0);
+        (id, owner)
+    }
+
+    /// The spawn number of a live task (the task being polled included: its slot stays).
+    fn number_of(&self, key: TaskKey) -> Option<u64> {
+        let slots = self.slots.borrow();
+        slots.get(key.index as usize)?.as_ref().map(|s| s.waker.number)
+    }
+
+    /// The run's state for the debug dump: its tasks in spawn order, its live scopes in entry
+    /// order.
+    pub(crate) fn snapshot(&self) -> super::GuestState {
+        let current = self.current.get().and_then(|k| self.number_of(k));
+        let main = self.main.get().and_then(|k| self.number_of(k));
+        let mut tasks: Vec<super::TaskState> = self
+            .slots
+            .borrow()
+            .iter()
+            .flatten()
+            .map(|s| super::TaskState {
+                number: s.waker.number,
+                main: Some(s.waker.number) == main,
+                running: Some(s.waker.number) == current,
+                scope: s.root_scope.id(),
+                waits_at: s.waits_at,
+                error_waiting: s.raise.is_some(),
+            })
+            .collect();
+        tasks.sort_by_key(|t| t.number);
+        let scopes = self
+            .scopes
+            .borrow()
+            .iter()
+            .filter_map(alloc::rc::Weak::upgrade)
+            .filter(|s| !s.is_exited())
+            .map(|s| s.state())
+            .collect();
+        super::GuestState { now: self.clock.now(), tasks, scopes }
     }
 
     /// Delivers `error` to the task `key`, once (see [`TaskRef::deliver`]): `false` (and nothing
@@ -915,6 +977,7 @@ impl Local {
         self.current.set(Some(key));
         let polling = Polling { local: self, prev_scope: Some(self.swap_scope(Some(root))) };
         let parks = crate::cx::parks();
+        crate::cx::take_parked_at();
         let r = fut.as_mut().poll(&mut cx);
         drop(polling);
         match r {
@@ -922,6 +985,7 @@ impl Local {
                 let mut fallback = None;
                 if let Some(slot) = self.slots.borrow_mut()[key.index as usize].as_mut() {
                     slot.fut = Some(fut);
+                    slot.waits_at = crate::cx::take_parked_at();
                     // An error waited for this poll, which neither took it nor parked at any of
                     // infect's awaits: the task is blocked in foreign futures only, where no
                     // check will ever take it. The delivery falls back to its scope's

@@ -52,6 +52,11 @@ pub(crate) struct ScopeInner {
     local: RefCell<Weak<Local>>,
     entered: Cell<bool>,
     exited: Cell<bool>,
+    /// For the debug dump: the id and owner task the run gave the scope on entry (0 before,
+    /// and for a run's root scope), and where its nursery was opened if it is a nursery's.
+    id: Cell<u64>,
+    owner: Cell<u64>,
+    pub(super) nursery_at: Cell<Option<&'static core::panic::Location<'static>>>,
 }
 
 impl ScopeInner {
@@ -67,6 +72,29 @@ impl ScopeInner {
             local: RefCell::new(Weak::new()),
             entered: Cell::new(false),
             exited: Cell::new(false),
+            id: Cell::new(0),
+            owner: Cell::new(0),
+            nursery_at: Cell::new(None),
+        }
+    }
+
+    /// The id the run gave the scope when it was entered (0: the run's root scope).
+    pub(crate) fn id(&self) -> u64 {
+        self.id.get()
+    }
+
+    /// The scope's state for the debug dump.
+    pub(crate) fn state(&self) -> super::ScopeState {
+        super::ScopeState {
+            id: self.id.get(),
+            parent: self.parent.get().map_or(0, |p| p.id.get()),
+            owner: self.owner.get(),
+            deadline: self.deadline.get(),
+            shield: self.shield.get(),
+            cancel_called: self.cancel_called.get(),
+            by_deadline: self.by_deadline.get(),
+            effectively_cancelled: self.effectively_cancelled(),
+            nursery_at: self.nursery_at.get(),
         }
     }
 
@@ -336,6 +364,9 @@ impl<F: Future> Future for Enter<F> {
                 let _ = scope.parent.set(parent);
             }
             *scope.local.borrow_mut() = Rc::downgrade(&local);
+            let (id, owner) = local.register_scope(scope);
+            scope.id.set(id);
+            scope.owner.set(owner);
             scope.rearm();
         }
         let prev = local.swap_scope(Some(scope.clone()));

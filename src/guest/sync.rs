@@ -17,7 +17,7 @@
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
-use core::future::poll_fn;
+use core::future::{Future, poll_fn};
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
@@ -138,16 +138,19 @@ impl Event {
     /// });
     /// assert_eq!(r, Ok((Some(Err(Error::Cancelled)), Ok(()))));
     /// ```
-    pub async fn wait(&self) -> Result<()> {
-        poll_fn(|cx| {
-            check_cancel()?;
-            if self.inner.set.get() {
-                return Poll::Ready(Ok(()));
-            }
-            self.inner.waiters.register(cx.waker());
-            Poll::Pending
+    #[track_caller]
+    pub fn wait(&self) -> impl Future<Output = Result<()>> {
+        crate::cx::at(async move {
+            poll_fn(|cx| {
+                check_cancel()?;
+                if self.inner.set.get() {
+                    return Poll::Ready(Ok(()));
+                }
+                self.inner.waiters.register(cx.waker());
+                Poll::Pending
+            })
+            .await
         })
-        .await
     }
 }
 
@@ -383,22 +386,25 @@ impl<T> Sender<T> {
     /// });
     /// assert_eq!(r, Ok(Err(Error::Closed)));
     /// ```
-    pub async fn send(&self, value: T) -> Result<()> {
-        let mut slot = Some(value);
-        poll_fn(|cx| {
-            check_cancel()?;
-            let v = slot.take().expect("polled after completion");
-            match self.send_nowait(v) {
-                Ok(()) => Poll::Ready(Ok(())),
-                Err(SendNowaitError::Gone(_, e)) => Poll::Ready(Err(e)),
-                Err(SendNowaitError::Full(v)) => {
-                    slot = Some(v);
-                    self.chan.send_waiters.register(cx.waker());
-                    Poll::Pending
+    #[track_caller]
+    pub fn send(&self, value: T) -> impl Future<Output = Result<()>> {
+        crate::cx::at(async move {
+            let mut slot = Some(value);
+            poll_fn(|cx| {
+                check_cancel()?;
+                let v = slot.take().expect("polled after completion");
+                match self.send_nowait(v) {
+                    Ok(()) => Poll::Ready(Ok(())),
+                    Err(SendNowaitError::Gone(_, e)) => Poll::Ready(Err(e)),
+                    Err(SendNowaitError::Full(v)) => {
+                        slot = Some(v);
+                        self.chan.send_waiters.register(cx.waker());
+                        Poll::Pending
+                    }
                 }
-            }
+            })
+            .await
         })
-        .await
     }
 }
 
@@ -482,8 +488,9 @@ impl<T> Receiver<T> {
     /// });
     /// assert_eq!(r, Ok((7, Err(Error::EndOfChannel))));
     /// ```
-    pub async fn receive(&mut self) -> Result<T> {
-        self.try_next().await?.ok_or(Error::EndOfChannel)
+    #[track_caller]
+    pub fn receive(&mut self) -> impl Future<Output = Result<T>> {
+        crate::cx::at(async move { poll_fn(|cx| self.poll_recv(cx)).await?.ok_or(Error::EndOfChannel) })
     }
 
     /// Receives the next value, `Ok(None)` at the end of the channel (trio's `async for v in
@@ -507,8 +514,9 @@ impl<T> Receiver<T> {
     /// });
     /// assert_eq!(r, Ok((Some(Err(Error::Cancelled)), Some(5), None)));
     /// ```
-    pub async fn try_next(&mut self) -> Result<Option<T>> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+    #[track_caller]
+    pub fn try_next(&mut self) -> impl Future<Output = Result<Option<T>>> {
+        crate::cx::at(async move { poll_fn(|cx| self.poll_recv(cx)).await })
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>>> {

@@ -154,6 +154,8 @@ type TimerCall = Box<dyn FnOnce()>;
 
 struct TaskCtl {
     id: u64,
+    /// Where the task last parked (the caller of the infect await it waits in), for the dump.
+    waits_at: Cell<Option<&'static core::panic::Location<'static>>>,
     /// Fast path of `cancel.is_some()`, read at every host-aware await.
     requested: Cell<bool>,
     cancel: RefCell<Option<Cancelled>>,
@@ -242,6 +244,38 @@ fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     // loop, or the shutdown in `Drop`) runs on this thread; the guard restores it before that
     // borrow ends.
     Some(f(unsafe { &*ptr }))
+}
+
+/// A host task as the debug dump shows it.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) struct HostTaskState {
+    /// Its id on its host (spawn order, from 1).
+    pub(crate) id: u64,
+    /// Where it last parked, if at one of infect's awaits.
+    pub(crate) waits_at: Option<&'static core::panic::Location<'static>>,
+    /// Its cancellation was requested, with this reason.
+    pub(crate) cancel: Option<alloc::string::String>,
+    /// It is the task being polled.
+    pub(crate) running: bool,
+}
+
+/// The live tasks of the host whose loop runs on this thread, in id order; `None` when no
+/// host loop runs here.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) fn snapshot() -> Option<Vec<HostTaskState>> {
+    with_core(|core| {
+        let current = core.current.borrow().as_ref().map(|c| c.id);
+        core.tasks
+            .borrow()
+            .values()
+            .map(|e| HostTaskState {
+                id: e.ctl.id,
+                waits_at: e.ctl.waits_at.get(),
+                cancel: e.ctl.cancelled().map(|c| c.reason.into()),
+                running: Some(e.ctl.id) == current,
+            })
+            .collect()
+    })
 }
 
 /// Spawns a task on the host whose loop runs on this thread.
@@ -1054,8 +1088,13 @@ where
 {
     let id = core.next_id.get();
     core.next_id.set(id + 1);
-    let ctl =
-        Rc::new(TaskCtl { id, requested: Cell::new(false), cancel: RefCell::new(None), core: Rc::downgrade(core) });
+    let ctl = Rc::new(TaskCtl {
+        id,
+        waits_at: Cell::new(None),
+        requested: Cell::new(false),
+        cancel: RefCell::new(None),
+        core: Rc::downgrade(core),
+    });
     let shared = core.shared.clone();
     let schedule = move |r: Runnable<u64>| shared.push(Job::Task(r));
     let wrapped = HostTask { fut, ctl: ctl.clone() };
@@ -1103,7 +1142,10 @@ impl<F: Future> Future for HostTask<F> {
             // Restores the current task on every way out, unwinding included: a panicking task
             // must not stay "current" for the awaits that run after the panic was caught.
             let _current = CurrentTask::enter(&core, &this.ctl);
-            fut.poll(cx)
+            crate::cx::take_parked_at();
+            let r = fut.poll(cx);
+            this.ctl.waits_at.set(crate::cx::take_parked_at());
+            r
         };
         match r {
             Poll::Ready(v) => Poll::Ready(Ok(v)),
@@ -1384,8 +1426,9 @@ pub fn cancel_current(reason: &str) {
 /// assert_eq!(host.now().as_nanos(), 6_000_000_000);
 /// # Ok::<(), infect::Error>(())
 /// ```
+#[track_caller]
 pub fn sleep(d: Duration) -> Sleep {
-    Sleep(SleepTimer::after(d))
+    Sleep(SleepTimer::after(d), core::panic::Location::caller())
 }
 
 /// Sleeps until the clock of the host that polls it reads `deadline` (host-aware); a deadline
@@ -1402,8 +1445,9 @@ pub fn sleep(d: Duration) -> Sleep {
 /// assert_eq!(host.now(), at);
 /// # Ok::<(), infect::Error>(())
 /// ```
+#[track_caller]
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep(SleepTimer::at(deadline))
+    Sleep(SleepTimer::at(deadline), core::panic::Location::caller())
 }
 
 /// Yields to the other host jobs once (asyncio's `sleep(0)`), host-aware: the task is queued
@@ -1439,7 +1483,7 @@ pub async fn yield_now() -> core::result::Result<(), Cancelled> {
 /// dropped sleep keeps no loop running.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
-pub struct Sleep(SleepTimer);
+pub struct Sleep(SleepTimer, &'static core::panic::Location<'static>);
 
 impl Future for Sleep {
     type Output = core::result::Result<(), Cancelled>;
@@ -1449,6 +1493,7 @@ impl Future for Sleep {
             self.disarm();
             return Poll::Ready(Err(c));
         }
+        let _at = crate::cx::enter_await(self.1);
         match with_core(|core| self.0.poll(core, cx.waker(), false)) {
             None => Poll::Ready(Err(Cancelled::new("host::sleep polled outside a host loop"))),
             Some(Poll::Ready(())) => Poll::Ready(Ok(())),

@@ -445,6 +445,14 @@ impl Reactor {
         self.inner.state.borrow().interests.0.iter().any(|(_, i)| i.waiting())
     }
 
+    /// The interests still waiting, in registration order: each descriptor and whether it
+    /// waits to read (`true`) or to write (for the debug dump).
+    pub(crate) fn waiting_interests(&self) -> Vec<(RawFd, bool)> {
+        let state = self.inner.state.borrow();
+        let waiting = state.interests.0.iter().filter(|(_, i)| i.waiting());
+        waiting.map(|(_, i)| (i.fd, i.events & libc::POLLIN != 0)).collect()
+    }
+
     /// The reactor that this thread's loop owner [entered](Self::enter), if any.
     ///
     /// ```

@@ -298,6 +298,69 @@ fn trace(name: &'static str, number: u64) {
     host::with_trace(|t| t.record(TraceEvent::Link(name, number)));
 }
 
+/// A linked pair's translation state, as the debug dump shows it.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) struct LinkState {
+    /// The pair's number: its host task's id.
+    pub(crate) number: u64,
+    /// `open_channel_from` (a block and a channel) rather than `run_task`.
+    pub(crate) channel: bool,
+    pub(crate) phase: translate::Phase,
+    /// Values in flight, guest → host and host → guest.
+    pub(crate) in_flight: (usize, usize),
+    /// How the host task ended, if it did.
+    pub(crate) host_end: Option<translate::HostEnd>,
+}
+
+/// A pair's state, whatever its types (the registry below holds them type-erased).
+trait LinkView {
+    fn view(&self) -> LinkState;
+}
+
+impl<In, Out, S> LinkView for Core<In, Out, S> {
+    fn view(&self) -> LinkState {
+        let link = self.link.borrow();
+        LinkState {
+            number: self.number.get(),
+            channel: self.block_scope.is_some(),
+            phase: link.phase(),
+            in_flight: link.in_flight(),
+            host_end: link.host_end().cloned(),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    /// The pairs opened on this thread (weakly; pruned as the list doubles), for the dump.
+    static LINKS: RefCell<alloc::vec::Vec<alloc::rc::Weak<dyn LinkView>>> = const { RefCell::new(alloc::vec::Vec::new()) };
+}
+
+/// Registers a new pair for the debug dump (nothing without `std`).
+fn register<In: 'static, Out: 'static, S: 'static>(core: &Rc<Core<In, Out, S>>) {
+    #[cfg(feature = "std")]
+    LINKS.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.len() >= 16 && l.len() == l.capacity() {
+            l.retain(|w| w.strong_count() > 0);
+        }
+        let view: Rc<dyn LinkView> = core.clone();
+        l.push(Rc::downgrade(&view));
+    });
+    #[cfg(not(feature = "std"))]
+    let _ = core;
+}
+
+/// The pairs open on this thread, in the order they were opened (closed ones left out).
+#[cfg(feature = "std")]
+pub(crate) fn snapshot() -> alloc::vec::Vec<LinkState> {
+    LINKS.with(|l| {
+        let l = l.borrow();
+        let views = l.iter().filter_map(alloc::rc::Weak::upgrade).map(|v| v.view());
+        views.filter(|v| v.phase != translate::Phase::Closed).collect()
+    })
+}
+
 /// The guest half's handle to the host task, shared by the channel.
 struct Pair<In, Out, S, R> {
     core: Rc<Core<In, Out, S>>,
@@ -328,6 +391,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
             HostSide { fut, guard: EndGuard { core: core.clone(), result: result.clone(), seen: None, done: false } };
         let handle = host.spawn(side).ok_or(Error::NotInfected)?;
         core.number.set(handle.id());
+        register(&core);
         trace("open", handle.id());
         Ok(Pair { core, result, handle: RefCell::new(Some(handle)), result_taken: Cell::new(false) })
     }
@@ -428,11 +492,12 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
 /// });
 /// assert_eq!(out, Ok(42));
 /// ```
-pub async fn open_channel_from<In, Out, S, R, O, Fut>(
+#[track_caller]
+pub fn open_channel_from<In, Out, S, R, O, Fut>(
     target: impl FnOnce(HostChannel<In, Out, S>) -> Fut,
     opts: LinkOpts,
     body: impl AsyncFnOnce(&LinkedTaskChannel<In, Out, S, R>, S) -> Result<O>,
-) -> Result<O>
+) -> impl Future<Output = Result<O>>
 where
     In: 'static,
     Out: 'static,
@@ -440,51 +505,53 @@ where
     R: 'static,
     Fut: Future<Output = Result<R>> + 'static,
 {
-    let link = Link::new(opts.suppress_graceful_exits, opts.capacity_to_host, opts.capacity_to_guest);
-    let scope = CancelScope::new();
-    let pair = Rc::new(Pair::spawn(link, opts.capacity_to_guest, Some(scope.clone()), target)?);
-    let _abandon = Abandon(pair.clone());
-    let chan = LinkedTaskChannel { pair };
-    let started = poll_fn(|cx| {
-        let outcome = chan.pair.core.link.borrow().open_outcome();
-        match outcome {
-            Some(Ok(())) => Poll::Ready(Ok(chan.pair.core.first.borrow_mut().take())),
-            Some(Err(e)) => Poll::Ready(Err(e)),
-            None => {
-                check_cancel()?;
-                chan.pair.core.guest_waiters.register(cx.waker());
-                Poll::Pending
+    crate::cx::at(async move {
+        let link = Link::new(opts.suppress_graceful_exits, opts.capacity_to_host, opts.capacity_to_guest);
+        let scope = CancelScope::new();
+        let pair = Rc::new(Pair::spawn(link, opts.capacity_to_guest, Some(scope.clone()), target)?);
+        let _abandon = Abandon(pair.clone());
+        let chan = LinkedTaskChannel { pair };
+        let started = poll_fn(|cx| {
+            let outcome = chan.pair.core.link.borrow().open_outcome();
+            match outcome {
+                Some(Ok(())) => Poll::Ready(Ok(chan.pair.core.first.borrow_mut().take())),
+                Some(Err(e)) => Poll::Ready(Err(e)),
+                None => {
+                    check_cancel()?;
+                    chan.pair.core.guest_waiters.register(cx.waker());
+                    Poll::Pending
+                }
             }
-        }
+        })
+        .await;
+        let first = match started {
+            Ok(Some(first)) => first,
+            Ok(None) => {
+                // started_nowait was called, but its value was already taken: impossible by
+                // construction; fail loudly rather than hang.
+                chan.pair.finish_guest(GuestEnd::Failed(Error::HostTaskExited)).await;
+                return Err(Error::HostTaskExited);
+            }
+            Err(e) => {
+                let end = if e.is_cancelled() { GuestEnd::Cancelled } else { GuestEnd::Exited };
+                chan.pair.finish_guest(end).await;
+                // The same rule as at block exit: a host failure of its own (say, after the open call
+                // was cancelled) is not masked by the cancellation. Returning `Err(e)` here lost it
+                // (found by fuzzing/cancel_translation.rs, seed `bug_open_cancelled_masks_host_failure`).
+                let out = chan.pair.core.link.borrow().block_result(Err(e));
+                return out;
+            }
+        };
+        // The pair's scope catches only its own cancellation (the host's end interrupted the
+        // block); `block_result` then turns it into the host's error.
+        let r = match scope.run(body(&chan, first)).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(Error::Cancelled),
+            Err(e) => Err(e),
+        };
+        chan.pair.finish_guest(GuestEnd::of(&r)).await;
+        chan.pair.core.link.borrow().block_result(r)
     })
-    .await;
-    let first = match started {
-        Ok(Some(first)) => first,
-        Ok(None) => {
-            // started_nowait was called, but its value was already taken: impossible by
-            // construction; fail loudly rather than hang.
-            chan.pair.finish_guest(GuestEnd::Failed(Error::HostTaskExited)).await;
-            return Err(Error::HostTaskExited);
-        }
-        Err(e) => {
-            let end = if e.is_cancelled() { GuestEnd::Cancelled } else { GuestEnd::Exited };
-            chan.pair.finish_guest(end).await;
-            // The same rule as at block exit: a host failure of its own (say, after the open call
-            // was cancelled) is not masked by the cancellation. Returning `Err(e)` here lost it
-            // (found by fuzzing/cancel_translation.rs, seed `bug_open_cancelled_masks_host_failure`).
-            let out = chan.pair.core.link.borrow().block_result(Err(e));
-            return out;
-        }
-    };
-    // The pair's scope catches only its own cancellation (the host's end interrupted the
-    // block); `block_result` then turns it into the host's error.
-    let r = match scope.run(body(&chan, first)).await {
-        Ok(Some(v)) => Ok(v),
-        Ok(None) => Err(Error::Cancelled),
-        Err(e) => Err(e),
-    };
-    chan.pair.finish_guest(GuestEnd::of(&r)).await;
-    chan.pair.core.link.borrow().block_result(r)
 }
 
 /// Runs `task` as a host task and returns its value or its translated error
@@ -507,18 +574,21 @@ where
 /// });
 /// assert_eq!(page.as_deref(), Ok("<html>sup</html>"));
 /// ```
-pub async fn run_task<R: 'static>(task: impl Future<Output = Result<R>> + 'static) -> Result<R> {
-    let pair: Pair<(), (), (), R> = Pair::spawn(Link::new_started(), 1, None, |_chan| task)?;
-    match pair.wait_host_done(false).await {
-        Ok(()) => {
-            pair.finish_guest(GuestEnd::Exited).await;
-            pair.take_result()
+#[track_caller]
+pub fn run_task<R: 'static>(task: impl Future<Output = Result<R>> + 'static) -> impl Future<Output = Result<R>> {
+    crate::cx::at(async move {
+        let pair: Pair<(), (), (), R> = Pair::spawn(Link::new_started(), 1, None, |_chan| task)?;
+        match pair.wait_host_done(false).await {
+            Ok(()) => {
+                pair.finish_guest(GuestEnd::Exited).await;
+                pair.take_result()
+            }
+            Err(e) => {
+                pair.finish_guest(GuestEnd::Cancelled).await;
+                pair.core.link.borrow().block_result::<R>(Err(e))
+            }
         }
-        Err(e) => {
-            pair.finish_guest(GuestEnd::Cancelled).await;
-            pair.core.link.borrow().block_result::<R>(Err(e))
-        }
-    }
+    })
 }
 
 /// Tears the host task down if `open_channel_from` is dropped before its block ended (the last

@@ -254,6 +254,23 @@ pub enum Msg {
         /// The window, in stream items (at least 2).
         items: u32,
     },
+    /// Sent by a parent to ask a child for the live dump of its subtree (`infect::debug`,
+    /// protocol 2). The child answers with a [`Msg::DumpReply`] of the same `id` within
+    /// `wait_ms` milliseconds (it waits at most half of that for its own children), and goes on
+    /// serving.
+    DumpRequest {
+        /// Chosen by the parent, echoed in the reply.
+        id: u64,
+        /// How long the parent waits for the reply.
+        wait_ms: u64,
+    },
+    /// A child's answer to [`Msg::DumpRequest`]: the text of its subtree's dump.
+    DumpReply {
+        /// The request's id.
+        id: u64,
+        /// The dump (deterministic text, cut to fit a frame).
+        text: String,
+    },
     /// Debug mode (protocol 3), sent by a child to its parent: `req` (an actor of the child's
     /// subtree, the child itself included, that called `debug::pause()`) asks for the tree's
     /// terminal lock. Each actor on the way records which child it came from and relays it up;
@@ -322,6 +339,8 @@ impl Msg {
             Msg::FrameLimit { .. } => "FrameLimit",
             Msg::Credit { .. } => "Credit",
             Msg::StreamWindow { .. } => "StreamWindow",
+            Msg::DumpRequest { .. } => "DumpRequest",
+            Msg::DumpReply { .. } => "DumpReply",
             Msg::TtyLock { .. } => "TtyLock",
             Msg::TtyGranted { .. } => "TtyGranted",
             Msg::TtyRelease { .. } => "TtyRelease",
@@ -343,9 +362,9 @@ impl Msg {
             | Msg::SpawnSpec(_)
             | Msg::FrameLimit { .. }
             | Msg::StreamWindow { .. }
-            | Msg::TtyLock { .. }
-            | Msg::TtyGranted { .. }
-            | Msg::TtyRelease { .. } => None,
+            | Msg::DumpRequest { .. }
+            | Msg::DumpReply { .. } => None,
+            Msg::TtyLock { .. } | Msg::TtyGranted { .. } | Msg::TtyRelease { .. } => None,
             Msg::Start { cid, .. }
             | Msg::StartAck { cid, .. }
             | Msg::Started { cid, .. }

@@ -152,6 +152,32 @@ pub(crate) struct ChildActor {
     one_shot: OneShotOutcome,
     /// Started through a launcher: its stderr's forwarder state.
     launched: Option<Rc<Launched>>,
+    /// The child's answers to our `DumpRequest`s, by request id, and who waits for them.
+    dumps: RefCell<Vec<(u64, String)>>,
+    dump_waiters: Waiters,
+}
+
+thread_local! {
+    /// This actor's child records (weakly, in spawn order; pruned as the list doubles), for the
+    /// debug dump.
+    static LIVE: RefCell<Vec<std::rc::Weak<ChildActor>>> = const { RefCell::new(Vec::new()) };
+    static DUMP_IDS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Lists `child` among this actor's children for the debug dump.
+pub(crate) fn register_child(child: &Rc<ChildActor>) {
+    LIVE.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.len() >= 16 && l.len() == l.capacity() {
+            l.retain(|w| w.strong_count() > 0);
+        }
+        l.push(Rc::downgrade(child));
+    });
+}
+
+/// This actor's children that are still supervised (not reaped yet), in spawn order.
+pub(crate) fn live_children() -> Vec<Rc<ChildActor>> {
+    LIVE.with(|l| l.borrow().iter().filter_map(std::rc::Weak::upgrade).filter(|c| !c.sup.reaped.is_set()).collect())
 }
 
 impl ChildActor {
@@ -189,7 +215,60 @@ impl ChildActor {
             sup,
             one_shot: OneShotOutcome::default(),
             launched,
+            dumps: RefCell::new(Vec::new()),
+            dump_waiters: Waiters::default(),
         }
+    }
+
+    /// The child's line in the debug dump: name, pid, open calls, where its dialog is.
+    pub(crate) fn describe(&self) -> String {
+        let st = &self.state;
+        let calls = self.peer.open_calls();
+        let phase = if self.closed_error().is_some() {
+            "gone"
+        } else if st.aid.borrow().is_none() {
+            "starting (no handshake yet)"
+        } else if st.teardown_requested.get() {
+            "being torn down"
+        } else {
+            "serving"
+        };
+        let calls = match calls.len() {
+            0 => "no open calls".to_owned(),
+            _ => format!("open calls {}", calls.iter().map(|c| format!("#{c}")).collect::<Vec<_>>().join(", ")),
+        };
+        format!("\"{}\" (pid {}): {phase}, {calls}", self.name, self.sup.pid)
+    }
+
+    /// Asks the child for its subtree's dump (it waits at most `wait_ms` for its own children)
+    /// and waits for the answer (a cancellation point: the caller bounds the wait); `None` if
+    /// the child is gone or cannot be asked.
+    pub(crate) async fn request_dump(&self, wait_ms: u64) -> Result<Option<String>> {
+        if self.closed_error().is_some() || self.state.aid.borrow().is_none() {
+            return Ok(None);
+        }
+        let id = DUMP_IDS.with(|i| {
+            i.set(i.get() + 1);
+            i.get()
+        });
+        if self.send(&Msg::DumpRequest { id, wait_ms }).await.is_err() {
+            return Ok(None);
+        }
+        poll_fn(|cx| {
+            guest::check_cancel()?;
+            let mut dumps = self.dumps.borrow_mut();
+            if let Some(i) = dumps.iter().position(|(d, _)| *d == id) {
+                return Poll::Ready(Ok(Some(dumps.remove(i).1)));
+            }
+            if self.closed_error().is_some() {
+                return Poll::Ready(Ok(None));
+            }
+            // Woken by the answer and by the close (`wake_state`).
+            self.dump_waiters.register(cx.waker());
+            self.state.waiters.register(cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     fn wake_state(&self) {
@@ -279,8 +358,18 @@ impl ChildActor {
                     Err(why) => self.refuse_named(name, None, why).await,
                 }
             }
+            Ok(Msg::DumpReply { id, text }) => {
+                let mut dumps = self.dumps.borrow_mut();
+                // Only answers someone may wait for: a bounded list.
+                if dumps.len() < RECENT_ERRORS {
+                    dumps.push((id, text));
+                }
+                drop(dumps);
+                self.dump_waiters.wake_all();
+            }
             Ok(
                 m @ (Msg::SpawnSpec(_)
+                | Msg::DumpRequest { .. }
                 | Msg::Start { .. }
                 | Msg::Cancel { .. }
                 | Msg::FrameLimit { .. }
@@ -334,7 +423,7 @@ async fn reader(child: Rc<ChildActor>) {
             let mut reader = FrameReader::new(child.peer.max_frame());
             loop {
                 // Only `reader_stop` can cancel this (the task is shielded).
-                match reader.next(child.peer.transport(), true).await {
+                match crate::cx::at(reader.next(child.peer.transport(), true)).await {
                     Err(Error::Cancelled) => return Ok(()),
                     Ok(Incoming::Frame(item)) => child.dispatch(item).await,
                     // End-of-file, or a read that failed (taken as the end).
@@ -363,11 +452,13 @@ pub(crate) async fn supervise(child: Rc<ChildActor>) {
     // Until the handshake is done, the wait is bounded by the start timeout.
     let mut woke = Woke::Handshake;
     if child.state.aid.borrow().is_none() {
-        let first = guest::move_on_after(child.sup.start_timeout, async { Ok(watch(&child, &mut exit, true).await) });
+        let first = guest::move_on_after(child.sup.start_timeout, async {
+            Ok(crate::cx::at(watch(&child, &mut exit, true)).await)
+        });
         woke = first.await.ok().flatten().unwrap_or(Woke::StartTimeout);
     }
     if woke == Woke::Handshake {
-        woke = watch(&child, &mut exit, false).await;
+        woke = crate::cx::at(watch(&child, &mut exit, false)).await;
     }
     drop(exit);
     let timed_out = woke == Woke::StartTimeout;

@@ -365,67 +365,79 @@ impl fmt::Debug for ActorNursery {
 /// });
 /// assert_eq!(r, Ok((Ok(Some("done")), Ok(None), Err(true)))); // the block's own error, by type
 /// ```
-pub async fn open_nursery<T, F>(body: F) -> Result<Option<T>>
+#[track_caller]
+pub fn open_nursery<T, F>(body: F) -> impl Future<Output = Result<Option<T>>>
+where
+    F: AsyncFnOnce(&ActorNursery) -> Result<T>,
+{
+    let at = std::panic::Location::caller();
+    crate::cx::at_location(at, open_nursery_at(body, at))
+}
+
+async fn open_nursery_at<T, F>(body: F, at: &'static std::panic::Location<'static>) -> Result<Option<T>>
 where
     F: AsyncFnOnce(&ActorNursery) -> Result<T>,
 {
     let me = current_inner().ok_or(Error::NoActorRuntime)?;
-    guest::open_nursery(async |n| {
-        let an = ActorNursery {
-            inner: Rc::new(AnInner {
-                me,
-                n: n.clone(),
-                children: RefCell::new(Vec::new()),
-                errors: RefCell::new(Vec::new()),
-                body_scope: CancelScope::new(),
-                cancelling: Cell::new(false),
-            }),
-        };
-        let scope = an.inner.body_scope.clone();
-        // In the root, an interrupt cancels this block (see `actor::main`).
-        let interrupt = super::super::signals::interruptible(&scope);
-        let r = scope
-            .run(async {
-                let v = body(&an).await?;
-                an.wait_one_shots().await?;
-                Ok(v)
-            })
-            .await;
-        if r.as_ref().is_err_and(|e| !e.is_cancelled()) {
-            an.inner.cancelling.set(true);
-        }
-        // Tear everything down, whatever cancels us meanwhile.
-        let _ = CancelScope::shielded().run(an.teardown_all()).await;
-        let interrupted = interrupt.and_then(|i| i.signal());
-        let mut errors = std::mem::take(&mut *an.inner.errors.borrow_mut());
-        let value = match r {
-            Ok(Some(v)) => Some(v),
-            Ok(None) => None,
-            Err(Error::Cancelled) if !errors.is_empty() => None, // a consequence of the errors
-            Err(e) => {
-                // The block re-raising a child's error (say, from `wait_for_result`) is the
-                // same error: it counts once.
-                if !errors.iter().any(|x| x.is_same(&e)) {
-                    errors.insert(0, e);
-                }
-                None
+    guest::open_nursery_at(
+        async |n| {
+            let an = ActorNursery {
+                inner: Rc::new(AnInner {
+                    me,
+                    n: n.clone(),
+                    children: RefCell::new(Vec::new()),
+                    errors: RefCell::new(Vec::new()),
+                    body_scope: CancelScope::new(),
+                    cancelling: Cell::new(false),
+                }),
+            };
+            let scope = an.inner.body_scope.clone();
+            // In the root, an interrupt cancels this block (see `actor::main`).
+            let interrupt = super::super::signals::interruptible(&scope);
+            let r = scope
+                .run(async {
+                    let v = body(&an).await?;
+                    an.wait_one_shots().await?;
+                    Ok(v)
+                })
+                .await;
+            if r.as_ref().is_err_and(|e| !e.is_cancelled()) {
+                an.inner.cancelling.set(true);
             }
-        };
-        if let Some(signal) = interrupted {
-            // Delivered here even if the block still returned a value (trio raises a
-            // `KeyboardInterrupt` at the nursery's exit too), so that no interrupt is lost.
-            // Whatever the actors said as they went (a Ctrl-C reaches them too) is a
-            // consequence of it.
-            return Err(Error::Interrupted { signal });
-        }
-        match (value, errors.len()) {
-            (Some(v), 0) => Ok(Some(v)),
-            // Only our own `cancel()` cancels the block without an error or an interrupt.
-            (None, 0) => Ok(None),
-            (_, 1) => Err(errors.pop().expect("one error")),
-            _ => Err(Error::Group(ErrorGroup(errors))),
-        }
-    })
+            // Tear everything down, whatever cancels us meanwhile.
+            let _ = CancelScope::shielded().run(an.teardown_all()).await;
+            let interrupted = interrupt.and_then(|i| i.signal());
+            let mut errors = std::mem::take(&mut *an.inner.errors.borrow_mut());
+            let value = match r {
+                Ok(Some(v)) => Some(v),
+                Ok(None) => None,
+                Err(Error::Cancelled) if !errors.is_empty() => None, // a consequence of the errors
+                Err(e) => {
+                    // The block re-raising a child's error (say, from `wait_for_result`) is the
+                    // same error: it counts once.
+                    if !errors.iter().any(|x| x.is_same(&e)) {
+                        errors.insert(0, e);
+                    }
+                    None
+                }
+            };
+            if let Some(signal) = interrupted {
+                // Delivered here even if the block still returned a value (trio raises a
+                // `KeyboardInterrupt` at the nursery's exit too), so that no interrupt is lost.
+                // Whatever the actors said as they went (a Ctrl-C reaches them too) is a
+                // consequence of it.
+                return Err(Error::Interrupted { signal });
+            }
+            match (value, errors.len()) {
+                (Some(v), 0) => Ok(Some(v)),
+                // Only our own `cancel()` cancels the block without an error or an interrupt.
+                (None, 0) => Ok(None),
+                (_, 1) => Err(errors.pop().expect("one error")),
+                _ => Err(Error::Group(ErrorGroup(errors))),
+            }
+        },
+        at,
+    )
     .await
     // The guest nursery is never cancelled on its own (its scope is not ours to cancel).
     .map(Option::flatten)
@@ -521,6 +533,7 @@ impl ActorNursery {
         let teardown = an.cancelling.get();
         let child = Rc::new(ChildActor::new(name, an.me.clone(), peer, sup, opts.stream_window, teardown, launched));
         an.children.borrow_mut().push(child.clone());
+        super::register_child(&child);
         child
     }
 

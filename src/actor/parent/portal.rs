@@ -229,10 +229,17 @@ impl Portal {
     /// waits on nothing but its answer, so a remote failure or death ends it the moment it
     /// arrives (the same supervision as a context's block). Cancelling
     /// the caller cancels the remote call and waits (at most the cancel timeout) for it to end.
-    pub async fn run<A: Serialize, R: DeserializeOwned>(&self, func: Function<A, R>, args: &A) -> Result<R> {
-        let args = encode_payload(args)?;
-        let value = self.child.call(func.ns(), func.name(), args, true).await?;
-        Ok(decode_payload(&value)?)
+    #[track_caller]
+    pub fn run<A: Serialize, R: DeserializeOwned>(
+        &self,
+        func: Function<A, R>,
+        args: &A,
+    ) -> impl Future<Output = Result<R>> {
+        crate::cx::at(async move {
+            let args = encode_payload(args)?;
+            let value = self.child.call(func.ns(), func.name(), args, true).await?;
+            Ok(decode_payload(&value)?)
+        })
     }
 
     /// Opens a context with the actor (tractor's `Portal.open_context`): starts the context
@@ -340,11 +347,14 @@ impl Portal {
     /// cancel and exited in time), `Ok(false)` if it had to be signalled or was already gone.
     /// Not a cancellation point: the child is reaped before this returns. Example on
     /// [`Portal`].
-    pub async fn cancel_actor(&self) -> Result<bool> {
-        self.child.request_teardown();
-        let reaped = self.child.sup.reaped.clone();
-        CancelScope::shielded().run(reaped.wait()).await?;
-        Ok(self.child.sup.graceful.get())
+    #[track_caller]
+    pub fn cancel_actor(&self) -> impl Future<Output = Result<bool>> {
+        crate::cx::at(async move {
+            self.child.request_teardown();
+            let reaped = self.child.sup.reaped.clone();
+            CancelScope::shielded().run(reaped.wait()).await?;
+            Ok(self.child.sup.graceful.get())
+        })
     }
 
     /// The result of a [`run_in_actor`](ActorNursery::run_in_actor) actor's call, once it
@@ -480,8 +490,9 @@ impl<R: DeserializeOwned> OneShot<R> {
     /// raises its error (one-cancels-all).
     ///
     /// Example on [`OneShot`].
-    pub async fn wait_for_result(&self) -> Result<R> {
-        self.portal.wait_for_result().await
+    #[track_caller]
+    pub fn wait_for_result(&self) -> impl Future<Output = Result<R>> {
+        crate::cx::at(async move { self.portal.wait_for_result().await })
     }
 }
 

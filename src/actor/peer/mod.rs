@@ -134,6 +134,13 @@ impl Peer {
         self.calls.borrow_mut().remove(&cid);
     }
 
+    /// The ids of the calls open on this connection, in id order (for the debug dump).
+    pub(crate) fn open_calls(&self) -> Vec<Cid> {
+        let mut ids: Vec<Cid> = self.calls.borrow().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The most messages any open call holds (the fuzz target's memory check).
     #[cfg(any(test, fuzzing))]
     pub(crate) fn largest_inbox(&self) -> usize {
