@@ -122,6 +122,12 @@ pub(crate) fn parks() -> u64 {
 }
 
 kernel_slot! {
+    /// Whether a simulated world ([`sim`](crate::sim)) is running on this thread: the guard
+    /// rails (a real descriptor, the wall clock, a loop of its own) read it.
+    static SIMULATED: bool = false;
+}
+
+kernel_slot! {
     /// The source location of the innermost infect await being polled on this thread (set by
     /// [`At`] around its poll), for the debug dump's "where each task waits".
     static AWAIT_AT: Option<&'static core::panic::Location<'static>> = None;
@@ -182,4 +188,46 @@ impl<F: core::future::Future> core::future::Future for At<F> {
         // SAFETY: see above.
         unsafe { core::pin::Pin::new_unchecked(&mut this.fut) }.poll(cx)
     }
+}
+
+/// The prefix of a guard rail's panic inside a simulation: the world turns a panic that starts
+/// with it into `Error::OutsideSimulation` naming what the rest of the message says.
+pub(crate) const OUTSIDE_SIMULATION: &str = "infect::sim: ";
+
+/// The guard rail: inside a simulation, `what` (a real descriptor, the wall clock, a real
+/// process, a real wait) ends the run with `Error::OutsideSimulation` naming it.
+#[inline]
+#[track_caller]
+pub(crate) fn refuse_in_simulation(what: impl FnOnce() -> alloc::string::String) {
+    if in_simulation() {
+        let what = what();
+        // Also noted aside: a panic inside a host task is caught and becomes that task's error,
+        // and the world must still see what happened.
+        #[cfg(feature = "std")]
+        VIOLATION.with(|v| v.borrow_mut().get_or_insert_with(|| what.clone()).len());
+        panic!("{OUTSIDE_SIMULATION}{what}");
+    }
+}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static VIOLATION: core::cell::RefCell<Option<alloc::string::String>> = const { core::cell::RefCell::new(None) };
+}
+
+/// The first guard rail hit on this thread since the last call, if any.
+#[cfg(feature = "std")]
+pub(crate) fn take_violation() -> Option<alloc::string::String> {
+    VIOLATION.with(|v| v.borrow_mut().take())
+}
+
+/// Whether a simulated world runs on this thread.
+#[inline]
+pub(crate) fn in_simulation() -> bool {
+    SIMULATED.get()
+}
+
+/// Marks this thread as running a simulated world until the guard drops.
+#[cfg(feature = "std")]
+pub(crate) fn enter_simulation() -> SlotGuard<bool> {
+    SIMULATED.enter(true)
 }

@@ -138,7 +138,7 @@ impl Host {
         if let Some(seed) = self.next_seed() {
             config = config.seed(seed);
         }
-        let hooks = HostHooks { remote: self.remote(), alarm: embedded.alarm.clone() };
+        let hooks = HostHooks { remote: self.remote_handle(), alarm: embedded.alarm.clone() };
         // Weak: the run (held by the slot) holds this callback until it is called.
         let slot: Weak<Embedded> = Rc::downgrade(&embedded);
         let run = crate::guest::start_guest_run_with(config, main, hooks, move |r| {

@@ -19,6 +19,7 @@
 //! | `to_host` (linked task pairs) | [`HostCancelled`](Error::HostCancelled), [`HostTaskExited`](Error::HostTaskExited), [`GuestCancelled`](Error::GuestCancelled), [`GuestTaskExited`](Error::GuestTaskExited), [`NotInfected`](Error::NotInfected), [`LinkStartedTwice`](Error::LinkStartedTwice), [`ResultTaken`](Error::ResultTaken) |
 //! | `wire` (frames, payloads) | [`Wire`](Error::Wire) |
 //! | `actor` (processes, calls, contexts) | [`RemoteActor`](Error::RemoteActor), [`ContextCancelled`](Error::ContextCancelled), [`ModuleNotExposed`](Error::ModuleNotExposed), [`UnknownFunction`](Error::UnknownFunction), [`WrongFunctionKind`](Error::WrongFunctionKind), [`ActorDied`](Error::ActorDied), [`Panic`](Error::Panic), [`SpawnFailed`](Error::SpawnFailed), [`StartTimeout`](Error::StartTimeout), [`LaunchFailed`](Error::LaunchFailed), [`ProtocolMismatch`](Error::ProtocolMismatch), [`BadActorEnv`](Error::BadActorEnv), [`Interrupted`](Error::Interrupted), [`NoActorRuntime`](Error::NoActorRuntime), [`StartedTwice`](Error::StartedTwice), [`NotStarted`](Error::NotStarted), [`StreamAlreadyOpen`](Error::StreamAlreadyOpen), [`StreamOverrun`](Error::StreamOverrun), [`WrongContextSide`](Error::WrongContextSide), [`UnexpectedMessage`](Error::UnexpectedMessage), [`NoResult`](Error::NoResult), [`Os`](Error::Os) |
+//! | `sim` (simulated worlds) | [`OutsideSimulation`](Error::OutsideSimulation), [`SimulationStalled`](Error::SimulationStalled), [`Nondeterministic`](Error::Nondeterministic) |
 //! | `debug` (debug mode) | [`NotDebugMode`](Error::NotDebugMode), [`NoTerminal`](Error::NoTerminal) |
 //!
 //! The enum is flat rather than one nested enum per layer: `?` carries errors across every
@@ -711,6 +712,49 @@ pub enum Error {
         /// The actor's name.
         actor: String,
     },
+    /// Code running inside a [simulation](crate::sim) reached for something outside it: a real
+    /// file descriptor, a thread, the wall clock, a real process, or a loop of its own. `what`
+    /// names the call.
+    #[error(
+        "{what} reaches outside the simulation: inside infect::sim, actors talk over in-memory pipes on the virtual clock; use the simulated world's own means (guest and host tasks, child actors, the virtual clock)"
+    )]
+    OutsideSimulation {
+        /// What was attempted, and by which actor.
+        what: String,
+    },
+    /// A [simulation](crate::sim) could not finish: nothing can run and no timer is pending but
+    /// the root has not finished (something waits on an event from outside the simulated
+    /// world), or it ran past its time limit.
+    #[error("the simulation with seed {seed} stopped at {at:?} of virtual time: {why}; still running: {running}")]
+    SimulationStalled {
+        /// The seed of the run.
+        seed: u64,
+        /// The virtual time it stopped at.
+        at: core::time::Duration,
+        /// Why it stopped.
+        why: String,
+        /// The actors still running.
+        running: String,
+    },
+    /// A [simulation](crate::sim) run twice with the same seed ([`Sim::check`](crate::sim::Sim::check))
+    /// took two different courses: something in the program is not determined by the seed.
+    #[error(
+        "the simulation with seed {seed} is not deterministic: two runs gave trace hashes {first:#018x} and {second:#018x}; first difference at event {at}: {left:?} vs {right:?}"
+    )]
+    Nondeterministic {
+        /// The seed of the runs.
+        seed: u64,
+        /// The first run's trace hash.
+        first: u64,
+        /// The second run's trace hash.
+        second: u64,
+        /// The index of the first event that differs.
+        at: usize,
+        /// That event in the first run (empty: the trace had ended).
+        left: String,
+        /// That event in the second run.
+        right: String,
+    },
     /// [`debug::pause`](crate::debug::pause) was called in an actor that is not in debug mode
     /// (or outside an actor runtime): the pause is refused, nothing else happens.
     #[error(
@@ -1053,6 +1097,9 @@ impl Error {
             Error::StreamOverrun { .. } => ErrorKind::StreamOverrun,
             Error::LaunchFailed { .. } => ErrorKind::LaunchFailed,
             Error::ProtocolMismatch { .. } => ErrorKind::ProtocolMismatch,
+            Error::OutsideSimulation { .. } => ErrorKind::OutsideSimulation,
+            Error::SimulationStalled { .. } => ErrorKind::SimulationStalled,
+            Error::Nondeterministic { .. } => ErrorKind::Nondeterministic,
             Error::NotDebugMode => ErrorKind::NotDebugMode,
             Error::NoTerminal { .. } => ErrorKind::NoTerminal,
         })
@@ -1333,6 +1380,12 @@ error_kinds! {
     LaunchFailed,
     /// [`Error::ProtocolMismatch`].
     ProtocolMismatch,
+    /// [`Error::OutsideSimulation`].
+    OutsideSimulation,
+    /// [`Error::SimulationStalled`].
+    SimulationStalled,
+    /// [`Error::Nondeterministic`].
+    Nondeterministic,
     /// [`Error::NotDebugMode`].
     NotDebugMode,
     /// [`Error::NoTerminal`].
@@ -1482,6 +1535,15 @@ mod tests {
                 "LaunchFailed",
             ),
             (Error::ProtocolMismatch { actor: s("a"), ours: 1, report: s("r") }, "ProtocolMismatch"),
+            (Error::OutsideSimulation { what: s("w") }, "OutsideSimulation"),
+            (
+                Error::SimulationStalled { seed: 1, at: core::time::Duration::ZERO, why: s("w"), running: s("r") },
+                "SimulationStalled",
+            ),
+            (
+                Error::Nondeterministic { seed: 1, first: 1, second: 2, at: 0, left: s("a"), right: s("b") },
+                "Nondeterministic",
+            ),
             (Error::NotDebugMode, "NotDebugMode"),
             (Error::NoTerminal { source: IoError::from_raw_os_error(6) }, "NoTerminal"),
         ]
@@ -1499,7 +1561,7 @@ mod tests {
         // One row per kind, each kind once, in declaration order.
         let kinds: Vec<ErrorKind> = table.iter().map(|(e, _)| e.crate_kind().unwrap()).collect();
         assert_eq!(kinds, ErrorKind::ALL);
-        assert_eq!(ErrorKind::ALL.len(), 54);
+        assert_eq!(ErrorKind::ALL.len(), 57);
     }
 
     #[test]

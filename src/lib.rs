@@ -118,6 +118,8 @@
 //!   one-process form of tractor's infected asyncio. One guest per host at a time; `to_host`
 //!   works only inside it (elsewhere it returns [`Error::NotInfected`]).
 //! - `actor::main` when the program is a tree of processes (each child may itself be infected).
+//! - [`sim::Sim::run`] to run that same tree in one thread from a seed, with faults: the
+//!   deterministic test of an actor program.
 //!
 //! # The promises every entry point keeps
 //! - **One thread, deterministic.** Both loops run on the thread that calls the entry point;
@@ -144,13 +146,14 @@
 //! | layer | what it is |
 //! |---|---|
 //! | `log` | crate-private: the one shim to the optional `tracing` crate (events and spans; nothing at all without the `tracing` feature) |
-//! | [`time`], [`trace`], [`wire`], `cx`, `panic` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: the "current loop" slots, panic capture (std) |
+//! | `cx` | crate-private: the "current loop" slots, and whether a simulation runs on this thread (the guard rails read it) |
+//! | [`time`], [`trace`], [`wire`], `panic` | the [`Clock`](time::Clock) trait, monotonic and virtual (autojump) clocks; the event trace; the postcard + COBS framed IPC protocol; crate-private: panic capture (std) |
 //! | `timers`, `sync`, `reactor` (std) | crate-private: the one timer queue and sleep slot both loops use, the one waker list and broadcast ring; `poll(2)` over a handful of fds, one wake fd and the park gate |
 //! | [`host`] · [`guest`] | the host executor (asyncio's role), built on `async-task`, generic: wakes from any thread, alarms, shutdown of what it carries; `host::net` (std): its sockets · the structured-concurrency runtime (trio's role), riding any host through [`guest::Hooks`] |
 //! | `embed` | crate-private: our host carrying a guest ([`Host::run_guest`](host::Host::run_guest), one guest per host, the typed handle `to_host` finds its host by) |
 //! | [`to_host`] | the linked task pair between the two loops |
 //! | `actor` (std) | subprocess actors over pipes: nurseries, contexts, streams, supervision |
-//! | [`debug`] (std) | debug mode and what it turns on: the live tree dump, crash reports, [`pause`](debug::pause) at a prompt |
+//! | [`sim`] (std) · [`debug`] (std) | the whole actor tree in one thread, deterministic from a seed, with faults · debug mode and what it turns on: the live tree dump, crash reports, [`pause`](debug::pause) at a prompt |
 //!
 //! [`error`] is every layer's: one [`Error`] type.
 //!
@@ -185,6 +188,8 @@ mod log;
 mod panic;
 #[cfg(feature = "std")]
 pub mod reactor;
+#[cfg(feature = "std")]
+pub mod sim;
 mod sync;
 pub mod time;
 mod timers;

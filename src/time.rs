@@ -230,6 +230,9 @@ pub struct MonotonicClock {
 impl MonotonicClock {
     /// A monotonic clock whose origin is now.
     pub fn new() -> MonotonicClock {
+        crate::cx::refuse_in_simulation(|| {
+            "the wall clock (a MonotonicClock, the default clock of Host::new and guest::run)".into()
+        });
         MonotonicClock { origin: std::time::Instant::now() }
     }
 }
@@ -244,6 +247,7 @@ impl Default for MonotonicClock {
 #[cfg(feature = "std")]
 impl Clock for MonotonicClock {
     fn now(&self) -> Instant {
+        crate::cx::refuse_in_simulation(|| "the wall clock (MonotonicClock::now)".into());
         Instant(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 }

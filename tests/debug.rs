@@ -198,7 +198,7 @@ async fn a_tree_dump_relays_the_child_and_the_grandchild() -> Check {
           guest (now T, 4 tasks):
             task 0 (main): waits at src/actor/child.rs
               nursery (scope 1) opened at src/actor/child.rs, 3 children
-                task 1: waits at src/actor/child.rs
+                task 1: waits at src/actor/signals.rs
                 task 2: waits at {F}:{park}:5
                 task 3: running (taking this dump)
           reactor interests:
@@ -207,7 +207,7 @@ async fn a_tree_dump_relays_the_child_and_the_grandchild() -> Check {
     guest (now T, 6 tasks):
       task 0 (main): waits at src/actor/child.rs
         nursery (scope 1) opened at src/actor/child.rs, 3 children
-          task 1: waits at src/actor/child.rs
+          task 1: waits at src/actor/signals.rs
           task 2: waits at {F}:{chain}:13
             nursery (scope 5) opened at {F}:{open}:5, 2 children
               task 3: waits at src/actor/parent/mod.rs
@@ -320,7 +320,7 @@ actor "child" (pid P)
   guest (now T, 4 tasks):
     task 0 (main): waits at src/actor/child.rs
       nursery (scope 1) opened at src/actor/child.rs, 3 children
-        task 1: waits at src/actor/child.rs
+        task 1: waits at src/actor/signals.rs
         task 3: waits at {F}:{park}:5
         task 4: running (taking this dump)
   reactor interests:
@@ -378,7 +378,7 @@ actor "grandchild" (pid P, debug mode)
   guest (now T, 3 tasks):
     task 0 (main): waits at src/actor/child.rs
       nursery (scope 1) opened at src/actor/child.rs, 2 children
-        task 1: waits at src/actor/child.rs
+        task 1: waits at src/actor/signals.rs
         task 2: running (taking this dump)
           scope 5, shielded
   reactor interests:
@@ -394,7 +394,7 @@ actor "child" (pid P, debug mode)
   guest (now T, 3 tasks):
     task 0 (main): waits at src/actor/child.rs
       nursery (scope 1) opened at src/actor/child.rs, 2 children
-        task 1: waits at src/actor/child.rs
+        task 1: waits at src/actor/signals.rs
         task 2: running (taking this dump)
           scope 14, shielded
   reactor interests:
@@ -410,7 +410,7 @@ actor "root" (pid P, root, debug mode)
     task 0 (main): running (taking this dump)
       nursery (scope 1) opened at src/actor/runtime.rs, 1 children
         scope 14, shielded
-        task 1: waits at src/actor/runtime.rs
+        task 1: waits at src/actor/signals.rs
           nursery (scope 6) opened at src/actor/runtime.rs, 0 children
   reactor interests:
     fd N readable

@@ -13,13 +13,14 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     // The shim to the optional `tracing` crate: every layer may log.
     &["log"],
-    &["cx", "time", "trace", "panic", "wire"],
+    &["cx"],
+    &["time", "trace", "panic", "wire"],
     &["timers", "sync", "reactor"],
     &["host", "guest"],
     &["embed"],
     &["to_host"],
     &["actor"],
-    &["debug"],
+    &["sim", "debug"],
     &["fuzzing"],
 ];
 

@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use infect::actor::{self, ActorOpts, Endpoints, Function, Portal};
+use infect::actor::{self, ActorOpts, Endpoints, Function};
 use infect::{Result, debug, guest};
 
 /// Starts a grandchild and waits in it: the middle of the tree.
@@ -43,13 +43,11 @@ async fn pid(_: ()) -> Result<u32> {
     Ok(std::process::id())
 }
 
-/// Waits until the dump shows the grandchild serving (the tree is up), then returns the dump.
-async fn tree_dump(_child: &Portal) -> Result<String> {
+/// Waits until the dump shows the grandchild serving its call (the tree is up), then returns
+/// the dump.
+async fn tree_dump() -> Result<String> {
     loop {
         let text = debug::dump_tree().await?;
-        if std::env::var_os("DT_DEBUG").is_some() {
-            eprintln!("{text}");
-        }
         if text.contains("tree.park") {
             return Ok(text);
         }
@@ -65,7 +63,7 @@ async fn root() -> Result<()> {
         guest::open_nursery(async |n| {
             let c = child.clone();
             n.start_soon(async move { c.run(CHAIN, &()).await })?;
-            print!("{}", tree_dump(&child).await?);
+            print!("{}", tree_dump().await?);
             if hold {
                 println!("holding the tree: kill -USR1 <pid> prints a subtree's dump, Ctrl-C ends");
                 guest::sleep_forever().await?;

@@ -32,7 +32,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -44,8 +43,8 @@ use crate::{Error, Result};
 use super::codec;
 use super::context::{CallEntry, Context, STREAM_BUFFER};
 use super::endpoints::{CallFuture, Endpoint};
-use super::peer::{CallSlot, FrameReader, Incoming, MIN_FRAME, MIN_WINDOW, Peer, reactor};
-use super::signals::{readable, take_signals};
+use super::peer::{CallSlot, FrameReader, Incoming, MIN_FRAME, MIN_WINDOW, Peer};
+use super::signals::Signals;
 use super::{ActorInner, PARENT_GONE_GRACE, dump, process, tty_lock};
 
 /// Why the actor stops serving.
@@ -109,12 +108,7 @@ impl Serve {
 /// status. Sends `Aid` first. `reader` may hold what the parent sent after its `SpawnSpec`;
 /// without a signal pipe (`sigfd: None`, an actor served in its parent's process) no signal
 /// ends it. The process's panic hook is its caller's to install ([`install_panic_hook`]).
-pub(crate) async fn serve(
-    actor: Rc<ActorInner>,
-    conn: Rc<Peer>,
-    reader: FrameReader,
-    sigfd: Option<&'static OwnedFd>,
-) -> i32 {
+pub(crate) async fn serve(actor: Rc<ActorInner>, conn: Rc<Peer>, reader: FrameReader, signals: Option<Signals>) -> i32 {
     let s = Rc::new(Serve {
         actor: actor.clone(),
         conn,
@@ -145,10 +139,10 @@ pub(crate) async fn serve(
     let s2 = s.clone();
     let _ = guest::open_nursery(async |n| {
         let s = s2;
-        if let Some(sigfd) = sigfd {
+        if let Some(signals) = signals {
             let watcher = s.clone();
             let nursery = n.clone();
-            s.spawn_background(n, async move { watch_signals(watcher, nursery, sigfd).await });
+            s.spawn_background(n, async move { watch_signals(watcher, nursery, signals).await });
         }
         let read = s.read_scope.run(read_loop(&s, n, reader)).await;
         if !matches!(read, Ok(None)) && s.ending.get().is_none() {
@@ -204,26 +198,38 @@ fn arm_grace(s: &Rc<Serve>, n: &Nursery) {
         guest::sleep(PARENT_GONE_GRACE).await?;
         // Debug mode: not while a prompt of this actor or of its subtree is open.
         tty_lock::released().await?;
-        hard_exit(&s2)
+        hard_exit(&s2).await
     });
 }
 
-/// Exits now: kill and reap our children, run the teardown callbacks, exit.
-fn hard_exit(s: &Serve) -> ! {
+/// Exits now: kill and reap our children, run the teardown callbacks, exit. In a process this
+/// never returns; in a simulated world the world drops the actor's run once this step ends, so
+/// it waits for that.
+async fn hard_exit(s: &Serve) -> Result<()> {
     process::kill_all_children();
     s.actor.run_teardown();
     let code = match s.ending.get() {
         Some(Ending::Signal(sig)) => 128 + sig,
         _ => 0,
     };
-    std::process::exit(code)
+    match &s.actor.world {
+        Some(world) => {
+            world.exit_now(code);
+            // Uncancellable: nothing of this actor runs after this step.
+            poll_fn(|cx| {
+                s.drained.register(cx.waker());
+                Poll::<Result<()>>::Pending
+            })
+            .await
+        }
+        None => std::process::exit(code),
+    }
 }
 
-async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Result<()> {
-    let r = reactor()?;
+async fn watch_signals(s: Rc<Serve>, n: Nursery, signals: Signals) -> Result<()> {
     loop {
-        readable(&r, sigfd).await?;
-        for sig in take_signals(sigfd) {
+        signals.wait().await?;
+        for sig in signals.take() {
             if sig == libc::SIGUSR1 {
                 s.spawn_background(&n, dump::print_tree());
                 continue;
@@ -239,7 +245,7 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, sigfd: &'static OwnedFd) -> Res
             if s.ending.get().is_some() {
                 // Asked again while ending: no more patience.
                 if sig == libc::SIGTERM || matches!(s.ending.get(), Some(Ending::Signal(_))) {
-                    hard_exit(&s);
+                    return hard_exit(&s).await;
                 }
                 continue;
             }

@@ -609,28 +609,7 @@ impl Context {
         let i = &self.inner;
         poll_fn(|cx| {
             check_cancel()?;
-            if closed.get() || i.stop_sent.get() {
-                return Poll::Ready(Err(Error::Closed));
-            }
-            if let Some(out) = i.outcome.borrow().as_ref() {
-                return Poll::Ready(Err(match out {
-                    Err(e) if !self.inner.absorbs(e) => e.clone(),
-                    _ => Error::Closed,
-                }));
-            }
-            // The call's end arrived but no reader took it yet: it ends the sending too.
-            if i.slot.final_seen.get() {
-                return Poll::Ready(Err(match i.slot.peek_final() {
-                    Some(Msg::Error { src, boxed_type, message, relay_path, canceller, .. }) => {
-                        let e = codec::decode(src, boxed_type, message, relay_path, canceller);
-                        if self.inner.absorbs(&e) { Error::Closed } else { e }
-                    }
-                    _ => Error::Closed,
-                }));
-            }
-            if let Side::Caller { peer, .. } = &i.side
-                && let Some(e) = peer.closed_error()
-            {
+            if let Some(e) = self.send_end(closed) {
                 return Poll::Ready(Err(e));
             }
             let credit = i.slot.send_credit.get();
@@ -640,6 +619,61 @@ impl Context {
             }
             i.slot.waiters.register(cx.waker());
             Poll::Pending
+        })
+        .await
+    }
+
+    /// Why this side can send no more, if it cannot: the stream block ended (`closed`) or this
+    /// side stopped (`Closed`), the context's error (`Closed` for a normal end), or, for the
+    /// caller, the connection's closing error (the child's death).
+    fn send_end(&self, closed: &Cell<bool>) -> Option<Error> {
+        let i = &self.inner;
+        if closed.get() || i.stop_sent.get() {
+            return Some(Error::Closed);
+        }
+        if let Some(out) = i.outcome.borrow().as_ref() {
+            return Some(match out {
+                Err(e) if !self.inner.absorbs(e) => e.clone(),
+                _ => Error::Closed,
+            });
+        }
+        // The call's end arrived but no reader took it yet: it ends the sending too.
+        if i.slot.final_seen.get() {
+            return Some(match i.slot.peek_final() {
+                Some(Msg::Error { src, boxed_type, message, relay_path, canceller, .. }) => {
+                    let e = codec::decode(src, boxed_type, message, relay_path, canceller);
+                    if self.inner.absorbs(&e) { Error::Closed } else { e }
+                }
+                _ => Error::Closed,
+            });
+        }
+        if let Side::Caller { peer, .. } = &i.side
+            && let Some(e) = peer.closed_error()
+        {
+            return Some(e);
+        }
+        None
+    }
+
+    /// The pipe broke under a send of the caller: the child is gone, and how it ended is on its
+    /// way (its supervisor reaps it and closes the connection with [`Error::ActorDied`], within
+    /// the ladder's bounds). Waits for that end and returns it, so that the send fails with the
+    /// child's death rather than a bare `Closed`. A cancellation point.
+    async fn end_after_broken_pipe(&self, closed: &Cell<bool>) -> Error {
+        if !matches!(self.inner.side, Side::Caller { .. }) {
+            return Error::Closed;
+        }
+        poll_fn(|cx| {
+            if let Err(e) = check_cancel() {
+                return Poll::Ready(e);
+            }
+            match self.send_end(closed) {
+                Some(e) => Poll::Ready(e),
+                None => {
+                    self.inner.slot.waiters.register(cx.waker());
+                    Poll::Pending
+                }
+            }
         })
         .await
     }
@@ -925,9 +959,14 @@ impl MsgStream {
         let value = encode_payload(item)?;
         self.ctx.take_send_credit(&self.closed).await?;
         let mut guard = CreditGuard { cell: &i.slot.send_credit, n: 1, grant: false, sent: false };
-        self.ctx.send_msg(&Msg::Yield { cid: i.cid, value }).await?;
-        guard.sent = true;
-        Ok(())
+        match self.ctx.send_msg(&Msg::Yield { cid: i.cid, value }).await {
+            Ok(()) => {
+                guard.sent = true;
+                Ok(())
+            }
+            Err(Error::Closed) => Err(self.ctx.end_after_broken_pipe(&self.closed).await),
+            Err(e) => Err(e),
+        }
     }
 
     /// Receives the next item (tractor's `await stream.receive()`): `Ok(item)`;

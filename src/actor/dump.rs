@@ -42,13 +42,16 @@ fn at(l: Option<&'static Location<'static>>) -> String {
     }
 }
 
+/// Lists the calls an actor serves for its parent: id and `ns.func`.
+pub(crate) type ServingCalls = Box<dyn Fn() -> Vec<(u64, String)>>;
+
 std::thread_local! {
     /// The calls this actor serves for its parent, by id (set by the serving loop).
-    static SERVING: std::cell::RefCell<Option<Box<dyn Fn() -> Vec<(u64, String)>>>> = const { std::cell::RefCell::new(None) };
+    static SERVING: std::cell::RefCell<Option<ServingCalls>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Makes `calls` the source of the "serving" lines (`None`: not serving).
-pub(crate) fn set_serving(calls: Option<Box<dyn Fn() -> Vec<(u64, String)>>>) {
+pub(crate) fn set_serving(calls: Option<ServingCalls>) {
     SERVING.with(|s| *s.borrow_mut() = calls);
 }
 
@@ -73,7 +76,7 @@ fn header(out: &mut String) {
             if a.infected {
                 modes.push("infected");
             }
-            if a.debug_mode {
+            if a.debug_mode.get() {
                 modes.push("debug mode");
             }
             let modes = if modes.is_empty() { String::new() } else { format!(", {}", modes.join(", ")) };
@@ -141,8 +144,8 @@ fn children(out: &mut String, kids: &[Rc<parent::ChildActor>], answers: Option<(
     let _ = writeln!(out, "  child actors:");
     for (i, kid) in kids.iter().enumerate() {
         let _ = writeln!(out, "    {}", kid.describe());
-        match answers {
-            Some((answers, wait)) => match answers.get(i).cloned().flatten() {
+        if let Some((answers, wait)) = answers {
+            match answers.get(i).cloned().flatten() {
                 Some(text) => {
                     for line in text.lines() {
                         let _ = writeln!(out, "      {line}");
@@ -151,8 +154,7 @@ fn children(out: &mut String, kids: &[Rc<parent::ChildActor>], answers: Option<(
                 None => {
                     let _ = writeln!(out, "      (no dump: it did not answer within {})", secs(wait));
                 }
-            },
-            None => {}
+            }
         }
     }
 }
@@ -362,5 +364,32 @@ pub(crate) async fn crash_report(what: &str, e: &Error) -> String {
 pub(crate) async fn report_crash(what: &str, e: &Error) {
     if super::current_debug_mode() && !e.is_cancelled() {
         eprint(&crash_report(what, e).await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fit, secs};
+    use std::time::Duration;
+
+    #[test]
+    fn times_are_seconds_without_trailing_zeros() {
+        assert_eq!(secs(Duration::from_secs(3)), "3s");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(secs(Duration::from_nanos(1_000)), "0.000001s");
+    }
+
+    /// A dump that does not fit a frame is cut at a line end, marked, and then fits.
+    #[test]
+    fn a_long_dump_is_cut_to_fit_its_frame() {
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(fit(text.clone(), 64 * 1024), text);
+        let cut = fit(text.clone(), 256);
+        assert!(cut.len() <= 256 - 48, "{}", cut.len());
+        assert!(cut.ends_with("  (cut: the dump did not fit a frame)\n"));
+        let kept = cut.trim_end_matches("  (cut: the dump did not fit a frame)\n");
+        assert!(text.starts_with(kept) && kept.ends_with('\n'));
+        let frame = crate::wire::encode_frame(&crate::wire::Msg::DumpReply { id: 1, text: cut }, 256);
+        assert!(frame.is_ok());
     }
 }

@@ -99,19 +99,23 @@
 //! # Inside, one way
 //!
 //! ```text
-//! sys → process → codec → peer → tty_lock → launch → context → endpoints → signals → parent → child → runtime
+//! sys → process → codec → peer → world → tty_lock → launch → context → endpoints → signals → parent → child → runtime
 //! ```
 //!
 //! `sys` holds the system calls; `process` spawns a child (directly, or a launcher with the
 //! child's command line) and waits on its pidfd; `codec` is the `Msg::Error` ↔
 //! [`Error`](crate::Error) codec (every kind string the layer reads spelled once); `peer` is the
 //! connection, the same on both sides: a transport seam (a pipe pair on the reactor's
-//! `AsyncFd`s; a launcher's stdin/stdout are such a pair; an in-memory pair in the tests), the
-//! one frame reader, the frame writer and the call table; `launch` is what a launcher adds (the
+//! `AsyncFd`s; a launcher's stdin/stdout are such a pair; an in-memory pair in a simulation and
+//! the tests), the
+//! one frame reader, the frame writer and the call table; `world` is the seam to a simulated
+//! world ([`sim`](crate::sim)): an actor that lives in one asks it, not the operating system,
+//! for a child (a simulated process and an in-memory connection) and for an immediate exit,
+//! and takes its signals from it; `launch` is what a launcher adds (the
 //! child's command line, a launched child's stdio taken as its pipes, the stderr forwarder and
 //! the errors of a launch that failed); [`context`] builds
 //! contexts and streams on a connection; `endpoints` is the registry; `signals` the signal
-//! self-pipe and the root's interrupt rule; `parent` the nursery, the portal and the supervisor
+//! self-pipe (or a simulated world's signal queue) and the root's interrupt rule; `parent` the nursery, the portal and the supervisor
 //! (the ladder and the reaping); `child` the serve loop; `runtime` is [`main`]; `tty_lock` is
 //! the tree's terminal lock of debug mode (the root's FIFO queue, relayed through the parent
 //! chain; [`debug::pause`](crate::debug::pause) takes it, the parent side relays it and holds
@@ -270,6 +274,18 @@ mod runtime;
 pub(crate) mod signals;
 mod sys;
 pub(crate) mod tty_lock;
+pub(crate) mod world;
+
+/// What the simulated world ([`sim`](crate::sim)) uses of this layer.
+pub(crate) mod for_sim {
+    pub(crate) use super::ActorInner;
+    pub(crate) use super::RootOpts;
+    pub(crate) use super::peer::{FrameReader, Incoming, MemTransport, Peer, Transport, mem_pipe};
+    pub(crate) use super::process::{Simulated, simulated};
+    pub(crate) use super::runtime::{ActorContext, child_actor, root_body, serve_parent, spawn_spec, swap_context};
+    pub(crate) use super::signals::{Interrupts, SignalQueue, Signals};
+    pub(crate) use super::world::{Spawned, World};
+}
 
 use std::cell::RefCell;
 use std::fmt;
@@ -296,8 +312,9 @@ pub(crate) struct ActorInner {
     aid: Aid,
     infected: bool,
     /// Debug mode ([`ActorOpts::debug_mode`], [`RootOpts::debug_mode`]): tree-wide, set at the
-    /// root, inherited by every child whose options do not say otherwise.
-    debug_mode: bool,
+    /// root, inherited by every child whose options do not say otherwise (set by the runtime
+    /// right after [`ActorInner::new`]).
+    debug_mode: std::cell::Cell<bool>,
     parent: Option<Aid>,
     /// The namespaces this actor serves (empty for the root).
     enabled: Vec<String>,
@@ -306,9 +323,34 @@ pub(crate) struct ActorInner {
     teardown: RefCell<Vec<Box<dyn FnOnce()>>>,
     /// The pipe to the parent (children only, once serving), for [`Actor::write_raw_to_parent`].
     parent_conn: RefCell<Option<Rc<peer::Peer>>>,
+    /// The simulated world this actor lives in ([`sim`](crate::sim)); `None` for a process.
+    world: Option<Rc<dyn world::World>>,
 }
 
 impl ActorInner {
+    /// An actor: `aid`, infected or not, its parent (`None` for the root), the namespaces it
+    /// serves, its endpoints, its world (`None`: a process).
+    pub(crate) fn new(
+        aid: Aid,
+        infected: bool,
+        parent: Option<Aid>,
+        enabled: Vec<String>,
+        endpoints: Endpoints,
+        world: Option<Rc<dyn world::World>>,
+    ) -> Rc<ActorInner> {
+        Rc::new(ActorInner {
+            aid,
+            infected,
+            parent,
+            enabled,
+            endpoints,
+            teardown: Default::default(),
+            parent_conn: Default::default(),
+            world,
+            debug_mode: Default::default(),
+        })
+    }
+
     /// Runs the teardown callbacks, newest first. Each runs once.
     pub(crate) fn run_teardown(&self) {
         loop {
@@ -336,7 +378,7 @@ pub(crate) fn current_inner() -> Option<Rc<ActorInner>> {
 
 /// Whether the current actor runs in debug mode; `false` outside an actor runtime.
 pub(crate) fn current_debug_mode() -> bool {
-    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|a| a.debug_mode))
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|a| a.debug_mode.get()))
 }
 
 /// A handle to the actor this process is (tractor's `current_actor()`), from
@@ -466,16 +508,8 @@ pub(crate) fn run_bare_root<T: 'static>(
     name: &str,
     root: impl std::future::Future<Output = crate::Result<T>> + 'static,
 ) -> crate::Result<T> {
-    let actor = Rc::new(ActorInner {
-        aid: Aid { name: name.to_owned(), uuid: format!("{name}-uuid"), pid: std::process::id() },
-        infected: false,
-        debug_mode: false,
-        parent: None,
-        enabled: Vec::new(),
-        endpoints: Endpoints::new(),
-        teardown: Default::default(),
-        parent_conn: Default::default(),
-    });
+    let aid = Aid { name: name.to_owned(), uuid: format!("{name}-uuid"), pid: std::process::id() };
+    let actor = ActorInner::new(aid, false, None, Vec::new(), Endpoints::new(), None);
     set_current(Some(actor));
     // On our host rather than `guest::run`'s standalone driver, which leaks a descriptor per run
     // (issue 9, item 2): a fuzzer runs this hundreds of thousands of times in one process.
@@ -551,16 +585,14 @@ mod tests {
         let r = super::run_bare_root("parent", async move {
             let (up, down) = mem_pipe();
             let me = super::current_inner().expect("the root");
-            let kid = Rc::new(ActorInner {
-                aid: Aid { name: "kid".into(), uuid: "kid-uuid".into(), pid: 2 },
-                infected: false,
-                debug_mode: false,
-                parent: Some(me.aid.clone()),
-                enabled: vec!["math".into()],
-                endpoints: Endpoints::new().serve(DOUBLE, double).serve(FAIL, fail).serve(COUNT, count),
-                teardown: Default::default(),
-                parent_conn: Default::default(),
-            });
+            let kid = ActorInner::new(
+                Aid { name: "kid".into(), uuid: "kid-uuid".into(), pid: 2 },
+                false,
+                Some(me.aid.clone()),
+                vec!["math".into()],
+                Endpoints::new().serve(DOUBLE, double).serve(FAIL, fail).serve(COUNT, count),
+                None,
+            );
             guest::open_nursery(async |n| {
                 let peer = Rc::new(Peer::new(Box::new(down), DEFAULT_MAX_FRAME));
                 n.start_soon(async move {
@@ -624,6 +656,7 @@ mod graph {
                 "process",
                 "codec",
                 "peer",
+                "world",
                 "tty_lock",
                 "launch",
                 "context",

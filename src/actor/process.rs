@@ -36,6 +36,21 @@ pub(crate) struct Proc {
     /// `None` where `pidfd_open` is missing (`ENOSYS`): the `SIGCHLD` fallback is used.
     pidfd: Option<OwnedFd>,
     status: Option<ExitStatus>,
+    /// A simulated process ([`sim`](crate::sim)): signals, waits and reaping go to it.
+    sim: Option<Rc<dyn Simulated>>,
+}
+
+/// A process of a simulated world (see [`sim`](crate::sim)): what a pidfd and the kernel do for
+/// a real one.
+pub(crate) trait Simulated {
+    /// Delivers `sig` (as `pidfd_send_signal` would).
+    fn signal(&self, sig: i32);
+    /// Its exit status once it has exited; otherwise registers `cx`'s waker for the exit.
+    fn poll_exit(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<ExitStatus>;
+    /// Its exit status, if it has exited.
+    fn status(&self) -> Option<ExitStatus>;
+    /// The `Proc` was dropped unreaped (the last resort, or its owner was killed).
+    fn dropped(&self);
 }
 
 thread_local! {
@@ -186,9 +201,25 @@ fn track(pid: u32) -> std::io::Result<Rc<RefCell<Proc>>> {
             return Err(e);
         }
     };
-    let proc = Rc::new(RefCell::new(Proc { pid, pidfd, status: None }));
+    let proc = Rc::new(RefCell::new(Proc { pid, pidfd, status: None, sim: None }));
     LIVE.with(|l| l.borrow_mut().push((pid, proc.clone())));
     Ok(proc)
+}
+
+/// A simulated process `pid`, listed in the registry like a spawned one.
+pub(crate) fn simulated(pid: u32, sim: Rc<dyn Simulated>) -> Rc<RefCell<Proc>> {
+    let proc = Rc::new(RefCell::new(Proc { pid, pidfd: None, status: None, sim: Some(sim) }));
+    LIVE.with(|l| l.borrow_mut().push((pid, proc.clone())));
+    proc
+}
+
+/// The registry of live processes, one per actor: a simulated world keeps each actor's own list
+/// and swaps it in while that actor runs.
+pub(crate) type Live = Vec<(u32, Rc<RefCell<Proc>>)>;
+
+/// Swaps this thread's registry with `other`.
+pub(crate) fn swap_live(other: &mut Live) {
+    LIVE.with(|l| std::mem::swap(&mut *l.borrow_mut(), other));
 }
 
 impl Proc {
@@ -196,7 +227,7 @@ impl Proc {
     /// parent over a pipe pair in one process): already "reaped", nothing to signal or wait for.
     #[cfg(any(test, fuzzing))]
     pub(crate) fn detached() -> Result<Proc> {
-        Ok(Proc { pid: 0, pidfd: None, status: Some(ExitStatus::from_raw(0)) })
+        Ok(Proc { pid: 0, pidfd: None, status: Some(ExitStatus::from_raw(0)), sim: None })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -207,6 +238,12 @@ impl Proc {
     /// (someone else may have reaped the process behind our back and its pid been reused).
     /// Without a pidfd, by pid: the process is unreaped (by us), so its pid is still its own.
     pub(crate) fn signal(&self, sig: i32) {
+        if let Some(sim) = &self.sim {
+            if self.status.is_none() {
+                sim.signal(sig);
+            }
+            return;
+        }
         if self.status.is_none() {
             let _ = match &self.pidfd {
                 Some(fd) => sys::pidfd_send_signal(fd.as_fd(), sig),
@@ -220,6 +257,9 @@ impl Proc {
     fn exited_now(&self) -> Option<bool> {
         if self.status.is_some() {
             return Some(true);
+        }
+        if let Some(sim) = &self.sim {
+            return Some(sim.status().is_some());
         }
         match &self.pidfd {
             Some(_) => None,
@@ -239,7 +279,14 @@ impl Proc {
 
     /// Reaps the process if it has exited (`WNOHANG`): its status, once reaped.
     pub(crate) fn reap(&mut self) -> Result<Option<ExitStatus>> {
-        if self.status.is_none() {
+        if let (None, Some(sim)) = (self.status, &self.sim) {
+            self.status = sim.status();
+            if self.status.is_some() {
+                let pid = self.pid();
+                let _ = LIVE.try_with(|l| l.borrow_mut().retain(|(p, _)| *p != pid));
+            }
+        }
+        if self.status.is_none() && self.sim.is_none() {
             let raw = match &self.pidfd {
                 Some(fd) => sys::wait_pidfd(fd.as_fd(), true).map_err(|e| os_err("waitid", e))?,
                 None => sys::reap_nohang(self.pid).map_err(|e| os_err("waitpid", e))?,
@@ -255,6 +302,13 @@ impl Proc {
     }
 
     fn kill_and_wait(&mut self) {
+        if let Some(sim) = &self.sim {
+            if self.status.is_none() {
+                sim.dropped();
+                self.status = sim.status();
+            }
+            return;
+        }
         if self.status.is_none() {
             self.signal(libc::SIGKILL);
             let raw = match &self.pidfd {
@@ -308,13 +362,19 @@ fn sigchld_pipe() -> std::io::Result<()> {
 /// misses its child's exit (the pipe is level-triggered, the check follows each drain).
 pub(crate) struct ExitWait {
     proc: Rc<RefCell<Proc>>,
-    reactor: crate::reactor::Reactor,
+    /// `None` for a simulated process, which needs none.
+    reactor: Option<crate::reactor::Reactor>,
     ready: Option<crate::reactor::Readiness>,
 }
 
 impl ExitWait {
-    pub(crate) fn new(proc: Rc<RefCell<Proc>>, reactor: crate::reactor::Reactor) -> ExitWait {
-        ExitWait { proc, reactor, ready: None }
+    /// A wait for `proc`'s exit; a real process needs the loop's reactor.
+    pub(crate) fn new(proc: Rc<RefCell<Proc>>) -> Result<ExitWait> {
+        let reactor = match proc.borrow().sim {
+            Some(_) => None,
+            None => Some(crate::reactor::Reactor::current().ok_or(Error::NoActorRuntime)?),
+        };
+        Ok(ExitWait { proc, reactor, ready: None })
     }
 }
 
@@ -323,13 +383,17 @@ impl std::future::Future for ExitWait {
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         let this = &mut *self;
+        if let Some(sim) = this.proc.borrow().sim.clone() {
+            return sim.poll_exit(cx).map(drop);
+        }
+        let Some(reactor) = this.reactor.clone() else { return std::task::Poll::Ready(()) };
         loop {
             let exited = this.proc.borrow().exited_now();
             if exited == Some(true) {
                 return std::task::Poll::Ready(());
             }
             let fd = this.proc.borrow().exit_fd();
-            let ready = this.ready.get_or_insert_with(|| this.reactor.readable(fd));
+            let ready = this.ready.get_or_insert_with(|| reactor.readable(fd));
             match std::pin::Pin::new(ready).poll(cx) {
                 std::task::Poll::Pending => return std::task::Poll::Pending,
                 // The pidfd is readable (or failed): it exited.

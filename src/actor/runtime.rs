@@ -31,14 +31,14 @@ use futures::FutureExt;
 
 use crate::guest::{self, CancelScope, TaskRef};
 use crate::host::Host;
-use crate::wire::{Aid, DEFAULT_MAX_FRAME, Msg, PROTOCOL_MISMATCH_EXIT, PROTOCOL_VERSION, encode_frame_fit};
+use crate::wire::{Aid, DEFAULT_MAX_FRAME, Msg, PROTOCOL_MISMATCH_EXIT, PROTOCOL_VERSION, SpawnSpec, encode_frame_fit};
 use crate::{Error, Result};
 
 use super::codec;
 use super::peer::transport::BlockingRead;
-use super::peer::{FrameReader, Incoming, Peer, reactor};
+use super::peer::{FrameReader, Incoming, Peer};
 use super::process::CHILD_ENV;
-use super::signals::{Interrupts, readable, set_interrupts, signal_pipe};
+use super::signals::{Interrupts, Signals, set_interrupts, signal_pipe};
 use super::sys::{self, os_err};
 use super::{ActorInner, Endpoints, child, dump, launch, set_current, tty_lock};
 
@@ -122,6 +122,10 @@ impl RootOpts {
     pub fn debug_mode(mut self, on: bool) -> RootOpts {
         self.debug_mode = on;
         self
+    }
+
+    pub(crate) fn parts(&self) -> (&str, bool) {
+        (&self.name, self.infect_host)
     }
 }
 
@@ -307,22 +311,15 @@ fn new_uuid() -> String {
 
 fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T>) -> Result<T> {
     crate::log::enter_span!("actor", name = opts.name.as_str());
-    let sigfd = signal_pipe()?;
-    let actor = Rc::new(ActorInner {
-        aid: Aid { name: opts.name.clone(), uuid: new_uuid(), pid: std::process::id() },
-        infected: opts.infect_host,
-        debug_mode: opts.debug_mode,
-        parent: None,
-        enabled: Vec::new(),
-        endpoints,
-        teardown: Default::default(),
-        parent_conn: Default::default(),
-    });
+    let signals = Signals::Pipe(signal_pipe()?);
+    let aid = Aid { name: opts.name.clone(), uuid: new_uuid(), pid: std::process::id() };
+    let actor = ActorInner::new(aid, opts.infect_host, None, Vec::new(), endpoints, None);
+    actor.debug_mode.set(opts.debug_mode);
     set_current(Some(actor.clone()));
     tty_lock::reset(true);
     let ints = Rc::new(Interrupts::default());
     set_interrupts(Some(ints.clone()));
-    let body = root_body(sigfd, root, ints.clone());
+    let body = root_body(signals, root, ints.clone());
     let r = if opts.infect_host { Host::new().and_then(|h| h.run_guest(body)) } else { guest::run(body) };
     set_interrupts(None);
     actor.run_teardown();
@@ -337,21 +334,25 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
     r
 }
 
-async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, ints: Rc<Interrupts>) -> Result<T> {
+/// The root's main task: `root` under the interrupt rule `ints`, fed by `signals`.
+pub(crate) async fn root_body<T: 'static>(
+    signals: Signals,
+    root: impl Future<Output = Result<T>>,
+    ints: Rc<Interrupts>,
+) -> Result<T> {
     // The root future runs in this task (the guest run's main task), inside the block below.
     ints.set_main(TaskRef::current());
     guest::open_nursery(async |n| {
         let scope = CancelScope::new();
         let watch = CancelScope::new();
-        let (s, w, i) = (scope.clone(), watch.clone(), ints.clone());
+        let (s, w, i, sig) = (scope.clone(), watch.clone(), ints.clone(), signals.clone());
         n.start_soon(async move {
             w.run(async move {
-                let r = reactor()?;
                 // The dumps `SIGUSR1` asks for run beside the watcher, inside its scope.
                 guest::open_nursery(async |dumps| {
                     loop {
-                        readable(&r, sigfd).await?;
-                        if i.take(sigfd, &s) {
+                        sig.wait().await?;
+                        if i.take(&sig, &s) {
                             dumps.start_soon(dump::print_tree())?;
                         }
                     }
@@ -376,7 +377,7 @@ async fn root_body<T: 'static>(sigfd: &'static OwnedFd, root: RootFuture<T>, int
         // A signal whose byte the watcher has not read yet still counts (a Ctrl-C to the group
         // can kill a child being spawned, whose death the body may see first): drain the pipe
         // before the watcher is cancelled.
-        ints.take(sigfd, &scope);
+        let _dump_asked_too_late = ints.take(&signals, &scope);
         watch.cancel();
         match (r, ints.signal()) {
             (Ok(Some(v)), _) => Ok(v),
@@ -439,45 +440,76 @@ fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
         Incoming::Frame(item) => item,
         Incoming::End(_) => return Ok(0), // the parent went away before the handshake
     };
-    let spec = match item {
-        Ok(Msg::SpawnSpec(spec)) if spec.protocol == ours => spec,
+    let spec = match spawn_spec(item, ours) {
+        Ok(spec) => spec,
         // The first frame decides: a parent of another build is refused, clearly.
-        other => {
-            let (name, theirs) = match other {
-                Ok(Msg::SpawnSpec(spec)) => (spec.name, format!("protocol {}", spec.protocol)),
-                Ok(m) => (String::new(), format!("a {} message where a SpawnSpec belongs", m.name())),
-                Err(e) => (String::new(), format!("a first frame this build cannot read ({e})")),
-            };
+        Err((name, theirs)) => {
             refuse_handshake(&tx, &name, ours, &theirs);
             return Ok(PROTOCOL_MISMATCH_EXIT);
         }
     };
-    let actor = Rc::new(ActorInner {
-        aid: Aid { name: spec.name.clone(), uuid: new_uuid(), pid: std::process::id() },
-        infected: spec.infect_host,
-        debug_mode: spec.debug_mode,
-        parent: Some(spec.parent.clone()),
-        enabled: spec.enable_modules.clone(),
-        endpoints,
-        teardown: Default::default(),
-        parent_conn: Default::default(),
-    });
+    let aid = Aid { name: spec.name.clone(), uuid: new_uuid(), pid: std::process::id() };
+    let actor = child_actor(&spec, aid, endpoints, None);
     set_current(Some(actor.clone()));
     tty_lock::reset(false);
     crate::log::enter_span!("actor", name = spec.name.as_str());
     child::install_panic_hook();
     let fut = async move {
         let conn = Rc::new(Peer::pipe(rx, tx, DEFAULT_MAX_FRAME)?);
-        *actor.parent_conn.borrow_mut() = Some(conn.clone());
-        let code = child::serve(actor.clone(), conn, reader, Some(sigfd)).await;
-        *actor.parent_conn.borrow_mut() = None;
-        Ok(code)
+        Ok(serve_parent(actor, conn, reader, Some(Signals::Pipe(sigfd))).await)
     };
     crate::log::enter_span!("serve", parent = spec.parent.name.as_str());
     let code = if spec.infect_host { Host::new()?.run_guest(fut)? } else { guest::run(fut)? };
     crate::log::info!("actor.exit", code = code);
     set_current(None);
     Ok(code)
+}
+
+/// The child's first frame, which must be a `SpawnSpec` of protocol `ours`; otherwise the
+/// name it gave (if any) and what came instead, for the refusal.
+pub(crate) fn spawn_spec(
+    item: std::result::Result<Msg, crate::wire::WireError>,
+    ours: u32,
+) -> std::result::Result<SpawnSpec, (String, String)> {
+    match item {
+        Ok(Msg::SpawnSpec(spec)) if spec.protocol == ours => Ok(spec),
+        Ok(Msg::SpawnSpec(spec)) => Err((spec.name, format!("protocol {}", spec.protocol))),
+        Ok(m) => Err((String::new(), format!("a {} message where a SpawnSpec belongs", m.name()))),
+        Err(e) => Err((String::new(), format!("a first frame this build cannot read ({e})"))),
+    }
+}
+
+/// The child actor `spec` describes, identified as `aid`, serving `endpoints`, in `world`.
+pub(crate) fn child_actor(
+    spec: &SpawnSpec,
+    aid: Aid,
+    endpoints: Endpoints,
+    world: Option<Rc<dyn super::world::World>>,
+) -> Rc<ActorInner> {
+    let actor = ActorInner::new(
+        aid,
+        spec.infect_host,
+        Some(spec.parent.clone()),
+        spec.enable_modules.clone(),
+        endpoints,
+        world,
+    );
+    actor.debug_mode.set(spec.debug_mode);
+    actor
+}
+
+/// A child's life once it knows who it is: serves its parent on `conn` (`reader` holds what
+/// came after the `SpawnSpec`) until the end; returns its exit status.
+pub(crate) async fn serve_parent(
+    actor: Rc<ActorInner>,
+    conn: Rc<Peer>,
+    reader: FrameReader,
+    signals: Option<Signals>,
+) -> i32 {
+    *actor.parent_conn.borrow_mut() = Some(conn.clone());
+    let code = child::serve(actor.clone(), conn, reader, signals).await;
+    *actor.parent_conn.borrow_mut() = None;
+    code
 }
 
 /// Refuses the handshake: tells the parent (one `Msg::Error` of kind `ProtocolMismatch`,
@@ -508,4 +540,26 @@ fn refuse_handshake(tx: &OwnedFd, name: &str, ours: u32, theirs: &str) {
             }
         }
     }
+}
+
+/// What makes an actor "the current one" on this thread: the actor, its registry of live child
+/// processes, and (the root only) its interrupt rule. A process has one, set once by [`main`];
+/// a simulated world ([`sim`](crate::sim)) keeps one per actor and swaps it in around each of
+/// that actor's steps ([`swap_context`]).
+#[derive(Default)]
+pub(crate) struct ActorContext {
+    pub(crate) actor: Option<Rc<ActorInner>>,
+    live: super::process::Live,
+    pub(crate) interrupts: Option<Rc<Interrupts>>,
+}
+
+/// Swaps this thread's actor context with `cx` (call it again to swap back).
+pub(crate) fn swap_context(cx: &mut ActorContext) {
+    let actor = cx.actor.take();
+    cx.actor = super::current_inner();
+    super::set_current(actor);
+    super::process::swap_live(&mut cx.live);
+    let ints = cx.interrupts.take();
+    cx.interrupts = super::signals::current_interrupts();
+    set_interrupts(ints);
 }

@@ -15,13 +15,66 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::OnceLock;
+use std::task::Poll;
 
 use crate::guest::{self, CancelScope, TaskRef, check_cancel};
 use crate::reactor::Reactor;
+use crate::sync::Waiters;
 use crate::{Error, Result};
 
 use super::sys::{self, os_err};
 use super::tty_lock;
+
+/// Where an actor's `SIGINT`/`SIGTERM` come from: the process's self-pipe, or, in a
+/// simulation ([`sim`](crate::sim)), a queue the simulated world raises them into.
+#[derive(Clone)]
+pub(crate) enum Signals {
+    Pipe(&'static OwnedFd),
+    Queue(Rc<SignalQueue>),
+}
+
+/// The signals raised into a simulated actor, oldest first, and the task waiting for them.
+#[derive(Default)]
+pub(crate) struct SignalQueue {
+    raised: RefCell<Vec<i32>>,
+    waiter: Waiters,
+}
+
+impl SignalQueue {
+    /// Raises `sig` (as a handler writing its number into the self-pipe would).
+    pub(crate) fn raise(&self, sig: i32) {
+        self.raised.borrow_mut().push(sig);
+        self.waiter.wake_all();
+    }
+}
+
+impl Signals {
+    /// Waits until a signal may be waiting. A cancellation point.
+    pub(crate) async fn wait(&self) -> Result<()> {
+        match self {
+            Signals::Pipe(fd) => readable(&super::peer::reactor()?, fd).await,
+            Signals::Queue(q) => {
+                poll_fn(|cx| {
+                    check_cancel()?;
+                    if q.raised.borrow().is_empty() {
+                        q.waiter.register(cx.waker());
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(()))
+                })
+                .await
+            }
+        }
+    }
+
+    /// The signals waiting (without waiting), oldest first.
+    pub(crate) fn take(&self) -> Vec<i32> {
+        match self {
+            Signals::Pipe(fd) => take_signals(fd),
+            Signals::Queue(q) => std::mem::take(&mut *q.raised.borrow_mut()),
+        }
+    }
+}
 
 /// Waits until the signal pipe `fd` is readable. A cancellation point.
 #[track_caller]
@@ -170,11 +223,11 @@ pub(crate) fn interruptible(scope: &CancelScope) -> Option<Interruptible> {
 }
 
 impl Interrupts {
-    /// Takes the signals waiting in the pipe and applies the rule to each interrupt; `true` if a
-    /// `SIGUSR1` (print the tree dump) was among them.
-    pub(crate) fn take(&self, sigfd: &OwnedFd, root: &CancelScope) -> bool {
+    /// Takes the signals waiting and applies the rule to each interrupt; `true` if a `SIGUSR1`
+    /// (print the tree dump) was among them.
+    pub(crate) fn take(&self, signals: &Signals, root: &CancelScope) -> bool {
         let mut dump = false;
-        for sig in take_signals(sigfd) {
+        for sig in signals.take() {
             if sig == libc::SIGUSR1 {
                 dump = true;
             }
@@ -219,6 +272,11 @@ impl Interrupts {
             scope.cancel();
         }
     }
+}
+
+/// The interrupt rule of this thread's root, if one runs.
+pub(crate) fn current_interrupts() -> Option<Rc<Interrupts>> {
+    INTERRUPTS.with(|i| i.borrow().clone())
 }
 
 /// Makes `ints` the interrupt rule of this thread's root (`None`: no root runs).

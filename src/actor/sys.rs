@@ -205,6 +205,7 @@ pub(crate) struct SpawnArgs<'a> {
 /// `errno` through a `O_CLOEXEC` pipe (end of file means the `exec` succeeded); the failed
 /// child is reaped before we return the error. Returns the child's pid.
 pub(crate) fn spawn(args: &SpawnArgs<'_>) -> io::Result<u32> {
+    crate::cx::refuse_in_simulation(|| format!("a real process ({:?})", args.argv.first()));
     if args.paths.is_empty() || args.argv.is_empty() || !args.fds.all_above_stdio() {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }

@@ -73,6 +73,7 @@ enum Then {
 ///   (`let _ = debug::pause().await;`) to make it a no-op there.
 /// - [`Error::NoTerminal`] when the process has no controlling terminal (`/dev/tty` does not
 ///   open): nothing is paused, no lock is taken.
+/// - [`Error::OutsideSimulation`] inside a [simulated world](crate::sim), which has no terminal.
 /// - A cancellation while waiting for the lock (the request is withdrawn), and the outcomes of
 ///   `cancel` and `quit` above.
 ///
@@ -122,6 +123,10 @@ pub fn terminal_queue() -> Vec<String> {
 async fn pause_at(at: &'static Location<'static>) -> Result<()> {
     if !super::is_debug_mode() {
         return Err(Error::NotDebugMode);
+    }
+    if crate::cx::in_simulation() {
+        // A simulated world has no terminal of its own, and must not block on the real one.
+        return Err(Error::OutsideSimulation { what: "debug::pause() (a prompt on the real terminal)".into() });
     }
     let tty = Tty::open()?;
     let side = if TaskRef::current().is_some() { Side::Guest } else { Side::Host };

@@ -181,7 +181,7 @@ mod tests {
         let n = rng.below(40);
         let text = |rng: &mut Rng| String::from(["", "a", "math", "worker-1", "ünïcode"][rng.below(5)]);
         let aid = |rng: &mut Rng| Aid { name: text(rng), uuid: text(rng), pid: rng.next() as u32 };
-        match rng.below(13) {
+        match rng.below(15) {
             0 => Msg::Aid(aid(rng)),
             1 => Msg::SpawnSpec(SpawnSpec {
                 protocol: rng.below(3) as u32,
@@ -208,6 +208,8 @@ mod tests {
             },
             10 => Msg::Cancel { cid: None },
             11 => Msg::Cancel { cid: Some(cid) },
+            12 => Msg::DumpRequest { id: cid, wait_ms: rng.next() },
+            13 => Msg::DumpReply { id: cid, text: text(rng) },
             _ => Msg::CancelAck { cid: None },
         }
     }

@@ -154,6 +154,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
+#[cfg(feature = "std")]
 pub(crate) use nursery::open_nursery_at;
 pub use nursery::{Nursery, TaskStatus, open_nursery};
 pub use sched::{GuestRun, GuestTick, Hooks};

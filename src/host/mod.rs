@@ -271,7 +271,7 @@ pub(crate) fn snapshot() -> Option<Vec<HostTaskState>> {
             .map(|e| HostTaskState {
                 id: e.ctl.id,
                 waits_at: e.ctl.waits_at.get(),
-                cancel: e.ctl.cancelled().map(|c| c.reason.into()),
+                cancel: e.ctl.cancelled().map(|c| c.reason),
                 running: Some(e.ctl.id) == current,
             })
             .collect()
@@ -527,7 +527,7 @@ impl Host {
     /// # Ok::<(), infect::Error>(())
     /// ```
     pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) {
-        self.remote().call_soon_threadsafe(f);
+        self.remote_handle().call_soon_threadsafe(f);
     }
 
     /// Runs `f` when the host clock reaches `deadline` (asyncio's `call_at`). The returned
@@ -593,8 +593,16 @@ impl Host {
         armed
     }
 
-    /// A `Send + Sync` handle for other threads (see [`Remote`]).
+    /// A `Send + Sync` handle for other threads (see [`Remote`]). Inside a
+    /// [simulation](crate::sim) there are no other threads: asking for one ends the run with
+    /// [`Error::OutsideSimulation`].
     pub fn remote(&self) -> Remote {
+        crate::cx::refuse_in_simulation(|| "a Remote (a handle for other threads) of a host".into());
+        self.remote_handle()
+    }
+
+    /// [`remote`](Host::remote) for the crate's own cross-thread wakes (a carried guest's).
+    pub(crate) fn remote_handle(&self) -> Remote {
         Remote { shared: self.core.shared.clone() }
     }
 
@@ -750,6 +758,13 @@ impl Host {
             }
             total += n;
         }
+    }
+
+    /// Whether a job is queued (a woken task, a callback): a pass of
+    /// [`run_until_stalled`](Host::run_until_stalled) would run something.
+    #[cfg(feature = "std")]
+    pub(crate) fn has_jobs(&self) -> bool {
+        !self.core.no_jobs()
     }
 
     /// The earliest pending deadline (host timers, and the alarms of what it carries: a

@@ -121,6 +121,7 @@ impl AsyncFd {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn new(fd: OwnedFd, reactor: &Reactor) -> io::Result<AsyncFd> {
+        crate::cx::refuse_in_simulation(|| format!("a real file descriptor (fd {}) on the reactor", fd.as_raw_fd()));
         set_nonblocking(&fd, true)?;
         Ok(AsyncFd { fd, reactor: reactor.clone(), read_wait: Cell::new(None), write_wait: Cell::new(None) })
     }

@@ -387,6 +387,7 @@ impl Reactor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn park(&self, timeout: Option<Duration>) -> io::Result<Parked> {
+        crate::cx::refuse_in_simulation(|| "a real wait on the reactor (a loop of its own)".into());
         let mut state = self.inner.state.borrow_mut();
         let State { interests, pollfds, slots, wakers, .. } = &mut *state;
         pollfds.clear();

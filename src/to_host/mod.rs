@@ -313,6 +313,7 @@ pub(crate) struct LinkState {
 }
 
 /// A pair's state, whatever its types (the registry below holds them type-erased).
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 trait LinkView {
     fn view(&self) -> LinkState;
 }

@@ -32,6 +32,12 @@
 //!    as [`Truncated`](WireError::Truncated)` { bytes }` (or `FrameTooLarge` if it had already
 //!    outgrown the limit).
 //!
+//! What framing does not do: frames carry **no checksum**, so bytes damaged in transit are
+//! caught only when they break COBS or postcard. A damaged frame that still decodes arrives as
+//! another message or another value; one that does not is skipped and reported (5), and its
+//! message is lost: a call that waited for it goes on waiting. Pipes do not damage bytes, so
+//! this is the contract for a buggy or hostile peer; `sim`'s `corrupt` fault shows both cases.
+//!
 //! # Messages and payloads
 //!
 //! [`Msg`] mirrors tractor's message types; its documentation draws the dialog (who sends what,

@@ -465,30 +465,49 @@ impl ActorNursery {
             name: name.to_owned(),
             enable_modules: opts.enable_modules.clone(),
             infect_host: opts.infect_host,
-            debug_mode: opts.debug_mode.unwrap_or(an.me.debug_mode),
+            debug_mode: opts.debug_mode.unwrap_or(an.me.debug_mode.get()),
         };
         let spec = Msg::SpawnSpec(spec);
         check_spawnable(name, &spec, opts.max_frame)?;
-        let program = match &opts.program {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().map_err(|e| os_err("current_exe", e))?,
-        };
-        let (proc, rx, tx, stderr) = if opts.launcher.is_empty() {
-            let (proc, rx, tx) = process::spawn(&program, name)?;
-            (proc, rx, tx, None)
-        } else {
-            let (proc, rx, tx, err) = launch::spawn(&opts.launcher, &program, name)?;
-            (proc, rx, tx, Some(err))
+        let (proc, peer, stderr) = match &an.me.world {
+            Some(world) => {
+                // A simulated world runs one program, its own way.
+                let what = match (&opts.program, opts.launcher.is_empty()) {
+                    (Some(p), _) => Some(format!("ActorOpts::program ({}) for actor '{name}'", p.display())),
+                    (None, false) => {
+                        Some(format!("ActorOpts::launcher ({}) for actor '{name}'", launch::show(&opts.launcher)))
+                    }
+                    (None, true) => None,
+                };
+                if let Some(what) = what {
+                    return Err(Error::OutsideSimulation { what });
+                }
+                let (proc, transport) = world.spawn(name)?;
+                (proc, Peer::new(transport, opts.max_frame), None)
+            }
+            None => {
+                let program = match &opts.program {
+                    Some(p) => p.clone(),
+                    None => std::env::current_exe().map_err(|e| os_err("current_exe", e))?,
+                };
+                let (proc, rx, tx, stderr) = if opts.launcher.is_empty() {
+                    let (proc, rx, tx) = process::spawn(&program, name)?;
+                    (proc, rx, tx, None)
+                } else {
+                    let (proc, rx, tx, err) = launch::spawn(&opts.launcher, &program, name)?;
+                    (proc, rx, tx, Some(err))
+                };
+                match Peer::pipe(rx, tx, opts.max_frame) {
+                    Ok(c) => (proc, c, stderr),
+                    Err(e) => {
+                        drop(proc); // kills and reaps
+                        return Err(e);
+                    }
+                }
+            }
         };
         let pid = proc.borrow().pid();
         crate::log::info!("actor.spawn", actor = name, pid = pid);
-        let peer = match Peer::pipe(rx, tx, opts.max_frame) {
-            Ok(c) => c,
-            Err(e) => {
-                drop(proc); // kills and reaps
-                return Err(e);
-            }
-        };
         let sup = Supervisor::new(proc, pid, opts.cancel_timeout, opts.term_timeout, opts.start_timeout);
         let launched = stderr.as_ref().map(|_| Rc::new(Launched::new(launch::show(&opts.launcher))));
         let child = self.new_child(name, peer, sup, opts, launched.clone());

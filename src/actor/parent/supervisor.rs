@@ -27,7 +27,6 @@ use std::time::Duration;
 use crate::Result;
 use crate::guest::{self, CancelScope, Event};
 
-use super::super::peer::reactor;
 use super::super::process::{ExitWait, Proc};
 
 /// The process side of one child: the process, the ladder's bounds, and how it ended.
@@ -71,7 +70,7 @@ impl Supervisor {
     /// A wait for the child's exit, on this loop's reactor (a future that is ready once the
     /// child exited; not a cancellation point of its own).
     pub(crate) fn exit_wait(&self) -> Result<ExitWait> {
-        Ok(ExitWait::new(self.proc.clone(), reactor()?))
+        ExitWait::new(self.proc.clone())
     }
 
     /// Waits until the child exited (its pidfd is readable, or the `SIGCHLD` fallback says so).

@@ -40,7 +40,7 @@ use crate::wire::{Cid, DEFAULT_MAX_FRAME, FrameDecoder, Msg, WireError, encode_f
 use crate::{Error, Result};
 
 pub(crate) use calls::{CallSlot, MIN_WINDOW};
-pub(crate) use transport::Transport;
+pub(crate) use transport::{MemTransport, Transport, mem_pipe};
 
 use super::sys::os_err;
 

@@ -9,9 +9,9 @@
 //!   non-blocking I/O loop). What a spawned child and its parent use; a launcher's
 //!   stdin/stdout is the same thing on other descriptors.
 //! - `MemTransport`: an in-memory pipe pair (`mem_pipe`) with a bounded buffer per
-//!   direction, for a whole actor tree in one process (a parent connection against a child
-//!   serve loop today, in the tests; a simulation next). Built for the tests only, until
-//!   a simulation needs it (the fuzz target keeps a real pipe pair).
+//!   direction, for a whole actor tree in one process: the simulated world of
+//!   [`sim`](crate::sim) (which wraps it to inject faults), and the tests (the fuzz target
+//!   keeps a real pipe pair).
 //!
 //! Invariants:
 //! - A transport never blocks the thread in `poll_*` (except `BlockingRead`, used once, for
@@ -23,15 +23,11 @@
 //! - Dropping a transport closes both of its directions: the peer reads end-of-file and its
 //!   writes fail with `BrokenPipe`.
 
-#[cfg(test)]
 use crate::sync::Waiters;
-#[cfg(test)]
 use std::cell::RefCell;
-#[cfg(test)]
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-#[cfg(test)]
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
@@ -128,11 +124,9 @@ impl Transport for BlockingRead<'_> {
     }
 }
 
-#[cfg(test)]
 /// How many bytes an in-memory direction holds before a write waits (a Linux pipe's default).
 pub(crate) const MEM_PIPE_CAPACITY: usize = 64 * 1024;
 
-#[cfg(test)]
 /// One direction of an in-memory pipe.
 #[derive(Default)]
 struct MemDir {
@@ -143,7 +137,6 @@ struct MemDir {
     writer: Waiters,
 }
 
-#[cfg(test)]
 #[derive(Default)]
 struct MemState {
     buf: VecDeque<u8>,
@@ -153,7 +146,6 @@ struct MemState {
     reader_gone: bool,
 }
 
-#[cfg(test)]
 /// One end of an in-memory pipe pair (see [`mem_pipe`]): reads what the other end wrote,
 /// writes what it reads. `!Send`: both ends live on one thread.
 pub(crate) struct MemTransport {
@@ -161,7 +153,6 @@ pub(crate) struct MemTransport {
     tx: Rc<MemDir>,
 }
 
-#[cfg(test)]
 /// Two connected in-memory ends, each direction bounded by [`MEM_PIPE_CAPACITY`] bytes.
 pub(crate) fn mem_pipe() -> (MemTransport, MemTransport) {
     let ab = Rc::new(MemDir::default());
@@ -169,7 +160,15 @@ pub(crate) fn mem_pipe() -> (MemTransport, MemTransport) {
     (MemTransport { rx: ba.clone(), tx: ab.clone() }, MemTransport { rx: ab, tx: ba })
 }
 
-#[cfg(test)]
+impl MemTransport {
+    /// Closes the writing direction only (a peer that hung up mid-stream): the other end reads
+    /// what is buffered, then end-of-file.
+    pub(crate) fn shutdown_write(&self) {
+        self.tx.state.borrow_mut().writer_gone = true;
+        self.tx.reader.wake_all();
+    }
+}
+
 impl Transport for MemTransport {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut d = self.rx.state.borrow_mut();
@@ -231,7 +230,6 @@ impl Transport for MemTransport {
     }
 }
 
-#[cfg(test)]
 impl Drop for MemTransport {
     fn drop(&mut self) {
         self.tx.state.borrow_mut().writer_gone = true;
