@@ -455,6 +455,32 @@ async fn no_crash_report_outside_debug_mode() -> Check {
     Ok(())
 }
 
+/// A program that does not enable the debug layer in `main`: its child answers the root's dump
+/// request with a line saying so (the root itself has it: it called `dump_tree`).
+async fn a_child_without_the_debug_layer_says_so() -> Check {
+    let mut root = common_proc::sub_root("DEBUG_TEST_ROLE", "noenable").map_err(|e| e.to_string())?;
+    let mut out = root.stdout.take().ok_or("no stdout")?;
+    let status = exit_of(&mut root).await?;
+    let mut text = String::new();
+    out.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let expected = "\"child\" (pid P): serving, no open calls
+  actor \"child\" (pid P)
+    (no dump: this program does not enable the debug layer; see infect::debug::enable)
+";
+    ensure!(status.success() && normalize(&text) == expected, "{status:?}: {text}");
+    Ok(())
+}
+
+async fn role_noenable() -> Result<()> {
+    actor::open_nursery(async |an| {
+        an.start_actor("child", t()).await?;
+        print!("{}", block(&debug::dump_tree().await?, "\"child\" (pid"));
+        an.cancel().await
+    })
+    .await
+    .map(drop)
+}
+
 // ---------------------------------------------------------------- helpers
 
 fn nonblocking(fd: &impl AsRawFd) -> Check {
@@ -495,11 +521,18 @@ async fn run_all() -> Result<(usize, usize)> {
         sigusr1_makes_a_child_print_its_dump,
         crash_reports_one_per_hop,
         no_crash_report_outside_debug_mode,
+        a_child_without_the_debug_layer_says_so,
     ];
     Ok(common_proc::run_cases(all, Duration::from_secs(30)).await)
 }
 
 fn main() -> std::process::ExitCode {
+    if std::env::var("DEBUG_TEST_ROLE").is_ok_and(|r| r == "noenable") {
+        // A program that never enables the debug layer in `main`: its children do not have it.
+        return actor::main(endpoints(), role_noenable());
+    }
+    // Every process of this program (the children are re-executions) runs the dump.
+    debug::enable();
     match std::env::var("DEBUG_TEST_ROLE").unwrap_or_default().as_str() {
         "inherit" => actor::main_with(RootOpts::new().debug_mode(true), endpoints(), role_inherit()),
         "usr1" => actor::main(endpoints(), role_usr1()),

@@ -80,6 +80,8 @@ async fn root() -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // First thing: every actor of the tree (each a re-execution of this program) answers.
+    debug::enable();
     let endpoints = Endpoints::new().serve(CHAIN, chain).serve(PARK, park).serve(PID, pid);
     actor::main(endpoints, root())
 }

@@ -94,7 +94,11 @@ impl Serve {
 
     fn spawn_background(self: &Rc<Self>, n: &Nursery, fut: impl Future<Output = Result<()>> + 'static) {
         let scope = CancelScope::new();
-        self.background.borrow_mut().push(scope.clone());
+        let mut background = self.background.borrow_mut();
+        // Those that ended (a dump answered, say) need no cancelling any more.
+        background.retain(|s| !s.inner.is_exited());
+        background.push(scope.clone());
+        drop(background);
         let _ = n.start_soon(async move { scope.run(fut).await.map(drop) });
     }
 

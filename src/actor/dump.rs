@@ -25,6 +25,9 @@ use super::parent;
 /// of what its parent waits.
 pub(crate) const DUMP_WAIT: Duration = Duration::from_secs(2);
 
+/// The longest a child waits for its own children when its parent asks for a dump.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// A time on the loop's clock: seconds, without trailing zeros (`3s`, `1.5s`, `0.000001s`).
 fn secs(d: Duration) -> String {
     let (s, ns) = (d.as_secs(), d.subsec_nanos());
@@ -313,8 +316,45 @@ pub(crate) fn fit(mut text: String, max_frame: usize) -> String {
 
 /// The reply to a parent's `DumpRequest`: this subtree, waiting `wait_ms` for the children.
 pub(crate) async fn reply(id: u64, wait_ms: u64, max_frame: usize) -> Result<Msg> {
-    let text = tree(Duration::from_millis(wait_ms)).await?;
+    // A parent's wait is its own business, but ours stays sane (a deadline must not overflow).
+    let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
+    let text = match installed_tree(wait).await {
+        Some(text) => text?,
+        None => {
+            let name = super::current_inner().map_or_else(String::new, |a| a.aid.name.clone());
+            format!("actor \"{name}\" (pid {})\n  {NOT_ENABLED}\n", std::process::id())
+        }
+    };
     Ok(Msg::DumpReply { id, text: fit(text, max_frame) })
+}
+
+/// The engine behind the dump, as the runtime reaches it: only through this, once installed
+/// ([`install`]), so that a program that never enables the debug layer does not link the
+/// engine at all (its `release-min` binary does not grow).
+struct Engine {
+    tree: fn(Duration) -> TreeFuture,
+}
+
+/// The engine's [`tree`], boxed.
+type TreeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>>>>;
+
+static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+
+/// Enables the dump engine in this process (idempotent): `debug::enable`, `RootOpts::debug_mode`,
+/// `ActorOpts::debug_mode` and the `debug` functions call it.
+pub(crate) fn install() {
+    ENGINE.get_or_init(|| Engine { tree: |wait| Box::pin(tree(wait)) });
+}
+
+/// What a process without the engine says instead of its dump.
+const NOT_ENABLED: &str = "(no dump: this program does not enable the debug layer; see infect::debug::enable)";
+
+/// [`tree`], if the engine is installed.
+async fn installed_tree(wait: Duration) -> Option<Result<String>> {
+    match ENGINE.get() {
+        Some(engine) => Some((engine.tree)(wait).await),
+        None => None,
+    }
 }
 
 /// The marked block [`print_tree`] prints.
@@ -324,8 +364,10 @@ pub(crate) fn marked(text: &str) -> String {
 
 /// Prints this subtree's dump to stderr (on `SIGUSR1`), in one write.
 pub(crate) async fn print_tree() -> Result<()> {
-    let text = tree(DUMP_WAIT).await?;
-    eprint(&marked(&text));
+    match installed_tree(DUMP_WAIT).await {
+        Some(text) => eprint(&marked(&text?)),
+        None => eprint(&format!("infect: SIGUSR1: {NOT_ENABLED}\n")),
+    }
     Ok(())
 }
 
@@ -351,9 +393,16 @@ pub(crate) async fn crash_report(what: &str, e: &Error) -> String {
     }
     out.push_str("-------- dump --------\n");
     // Shielded: the failure may already be cancelling what is around us.
-    match guest::CancelScope::shielded().run(tree(DUMP_WAIT)).await {
-        Ok(Some(text)) => out.push_str(&text),
-        _ => out.push_str(&local()),
+    let dump = guest::CancelScope::shielded().run(async { Ok(installed_tree(DUMP_WAIT).await) }).await;
+    match dump {
+        Ok(Some(Some(Ok(text)))) => out.push_str(&text),
+        Ok(Some(None)) => {
+            let _ = writeln!(out, "{NOT_ENABLED}");
+        }
+        Ok(Some(Some(Err(e)))) | Err(e) => {
+            let _ = writeln!(out, "(no dump: {e})");
+        }
+        Ok(None) => {}
     }
     let _ = writeln!(out, "======== end of crash report: actor \"{name}\" ========");
     out

@@ -120,6 +120,8 @@ impl RootOpts {
     /// assert!(!debug::is_debug_mode()); // outside an actor runtime
     /// ```
     pub fn debug_mode(mut self, on: bool) -> RootOpts {
+        // Every process of the program builds its `RootOpts` in `main`: each has the dump.
+        super::dump::install();
         self.debug_mode = on;
         self
     }

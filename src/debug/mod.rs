@@ -24,6 +24,15 @@
 //!   host side's end;
 //! - the reactor's interests: each descriptor waited on, and the direction.
 //!
+//! **Enabling it.** The dump's code is linked only into a program that enables the debug layer
+//! (so that a program that does not, like the `release-min` echo server, does not grow): call
+//! [`enable`] first thing in `main`, or build a
+//! [`RootOpts::debug_mode`](crate::actor::RootOpts::debug_mode) there (with `true` or `false`);
+//! every process of the program does it, the child actors included (each is the program
+//! re-executed). [`ActorOpts::debug_mode`](crate::actor::ActorOpts::debug_mode) and the
+//! functions here enable it in the process that calls them. An actor without it answers a
+//! dump request, `SIGUSR1` and a crash report's dump with a line saying so.
+//!
 //! [`dump`] is this actor's own state, at once; [`dump_tree`] adds each child's subtree, asked
 //! over the existing pipes (each child answers from its serving loop, relaying to its own
 //! children): it waits at most 2 s for the answers (each level below half of its parent's
@@ -128,6 +137,7 @@ pub fn is_debug_mode() -> bool {
 /// Outside an actor runtime the first line is `no actor (pid N)` and the rest is the loops of
 /// this thread.
 pub fn dump() -> String {
+    crate::actor::dump::install();
     crate::actor::dump::local()
 }
 
@@ -136,11 +146,32 @@ pub fn dump() -> String {
 /// a child that does not answer in time is shown as such. `Err(Cancelled)` only if the
 /// caller's scope is cancelled meanwhile.
 pub async fn dump_tree() -> Result<String> {
+    crate::actor::dump::install();
     crate::actor::dump::tree(crate::actor::dump::DUMP_WAIT).await
 }
 
 /// Prints [`dump_tree`] to stderr in one write, between two marker lines
 /// (`======== infect dump ========` and `======== end of dump ========`): what `SIGUSR1` does.
 pub async fn print_dump() -> Result<()> {
+    crate::actor::dump::install();
     crate::actor::dump::print_tree().await
+}
+
+/// Enables the debug layer in this process: call it first thing in `main`, before
+/// `actor::main`, so that every process of the program runs it (a child actor is this same
+/// program re-executed). Then every actor answers its parent's dump requests and `SIGUSR1`.
+/// [`RootOpts::debug_mode`](crate::actor::RootOpts::debug_mode) (with `true` or `false`) does
+/// the same, [`ActorOpts::debug_mode`](crate::actor::ActorOpts::debug_mode) and the other
+/// functions here for the process that calls them.
+///
+/// A program that does none of that does not link the dump at all: its actors answer a dump
+/// request, `SIGUSR1` and a crash report's dump with a line saying so, and its binary does not
+/// grow by the dump's code (about 53 KB of a `release-min` build).
+///
+/// ```
+/// infect::debug::enable();
+/// assert!(infect::debug::dump().starts_with("no actor"));
+/// ```
+pub fn enable() {
+    crate::actor::dump::install();
 }

@@ -111,6 +111,7 @@ impl ActorOpts {
     /// [`RootOpts::debug_mode`](super::super::RootOpts::debug_mode) (tractor's rule); this
     /// option is for the exception, a child (and so its subtree) that differs.
     pub fn debug_mode(mut self, on: bool) -> ActorOpts {
+        super::super::dump::install();
         self.debug_mode = Some(on);
         self
     }
