@@ -20,6 +20,7 @@
 //! | `wire` (frames, payloads) | [`Wire`](Error::Wire) |
 //! | `actor` (processes, calls, contexts) | [`RemoteActor`](Error::RemoteActor), [`ContextCancelled`](Error::ContextCancelled), [`ModuleNotExposed`](Error::ModuleNotExposed), [`UnknownFunction`](Error::UnknownFunction), [`WrongFunctionKind`](Error::WrongFunctionKind), [`ActorDied`](Error::ActorDied), [`Panic`](Error::Panic), [`SpawnFailed`](Error::SpawnFailed), [`StartTimeout`](Error::StartTimeout), [`LaunchFailed`](Error::LaunchFailed), [`ProtocolMismatch`](Error::ProtocolMismatch), [`BadActorEnv`](Error::BadActorEnv), [`Interrupted`](Error::Interrupted), [`NoActorRuntime`](Error::NoActorRuntime), [`StartedTwice`](Error::StartedTwice), [`NotStarted`](Error::NotStarted), [`StreamAlreadyOpen`](Error::StreamAlreadyOpen), [`StreamOverrun`](Error::StreamOverrun), [`WrongContextSide`](Error::WrongContextSide), [`UnexpectedMessage`](Error::UnexpectedMessage), [`NoResult`](Error::NoResult), [`Os`](Error::Os) |
 //! | `sim` (simulated worlds) | [`OutsideSimulation`](Error::OutsideSimulation), [`SimulationStalled`](Error::SimulationStalled), [`Nondeterministic`](Error::Nondeterministic) |
+//! | `debug` (debug mode) | [`NotDebugMode`](Error::NotDebugMode), [`NoTerminal`](Error::NoTerminal) |
 //!
 //! The enum is flat rather than one nested enum per layer: `?` carries errors across every
 //! layer anyway, and a flat enum keeps each match one pattern deep (`Err(Error::Cancelled)`,
@@ -754,6 +755,23 @@ pub enum Error {
         /// That event in the second run.
         right: String,
     },
+    /// [`debug::pause`](crate::debug::pause) was called in an actor that is not in debug mode
+    /// (or outside an actor runtime): the pause is refused, nothing else happens.
+    #[error(
+        "pause() needs debug mode: run the root with `RootOpts::debug_mode(true)` (every child \
+         inherits it) or start this actor with `ActorOpts::debug_mode(true)`"
+    )]
+    NotDebugMode,
+    /// [`debug::pause`](crate::debug::pause) could not open the controlling terminal
+    /// (`/dev/tty`) to show its prompt: the program runs without one (a daemon, a CI job,
+    /// `setsid`), so nothing was paused and no lock was taken.
+    #[error(
+        "pause() needs a controlling terminal for its prompt, and opening /dev/tty failed: {source}; run the program from a terminal"
+    )]
+    NoTerminal {
+        /// The error of `open("/dev/tty")`.
+        source: IoError,
+    },
 }
 
 /// What went wrong when an actor started through a launcher ended before its handshake
@@ -1082,6 +1100,8 @@ impl Error {
             Error::OutsideSimulation { .. } => ErrorKind::OutsideSimulation,
             Error::SimulationStalled { .. } => ErrorKind::SimulationStalled,
             Error::Nondeterministic { .. } => ErrorKind::Nondeterministic,
+            Error::NotDebugMode => ErrorKind::NotDebugMode,
+            Error::NoTerminal { .. } => ErrorKind::NoTerminal,
         })
     }
 
@@ -1366,6 +1386,10 @@ error_kinds! {
     SimulationStalled,
     /// [`Error::Nondeterministic`].
     Nondeterministic,
+    /// [`Error::NotDebugMode`].
+    NotDebugMode,
+    /// [`Error::NoTerminal`].
+    NoTerminal,
 }
 
 impl fmt::Display for ErrorKind {
@@ -1520,6 +1544,8 @@ mod tests {
                 Error::Nondeterministic { seed: 1, first: 1, second: 2, at: 0, left: s("a"), right: s("b") },
                 "Nondeterministic",
             ),
+            (Error::NotDebugMode, "NotDebugMode"),
+            (Error::NoTerminal { source: IoError::from_raw_os_error(6) }, "NoTerminal"),
         ]
     }
 
@@ -1535,7 +1561,7 @@ mod tests {
         // One row per kind, each kind once, in declaration order.
         let kinds: Vec<ErrorKind> = table.iter().map(|(e, _)| e.crate_kind().unwrap()).collect();
         assert_eq!(kinds, ErrorKind::ALL);
-        assert_eq!(ErrorKind::ALL.len(), 55);
+        assert_eq!(ErrorKind::ALL.len(), 57);
     }
 
     #[test]

@@ -153,7 +153,7 @@
 //! | `embed` | crate-private: our host carrying a guest ([`Host::run_guest`](host::Host::run_guest), one guest per host, the typed handle `to_host` finds its host by) |
 //! | [`to_host`] | the linked task pair between the two loops |
 //! | `actor` (std) | subprocess actors over pipes: nurseries, contexts, streams, supervision |
-//! | [`sim`] (std) · [`debug`] (std) | the whole actor tree in one thread, deterministic from a seed, with faults · debug mode and what it turns on: the live tree dump, crash reports |
+//! | [`sim`] (std) · [`debug`] (std) | the whole actor tree in one thread, deterministic from a seed, with faults · debug mode and what it turns on: the live tree dump, crash reports, [`pause`](debug::pause) at a prompt |
 //!
 //! [`error`] is every layer's: one [`Error`] type.
 //!

@@ -5,7 +5,7 @@ use infect::wire::{
     Aid, DEFAULT_MAX_FRAME, FrameDecoder, FuncKind, Malformed, Msg, SpawnSpec, WireError, decode_payload, encode_frame,
     encode_payload,
 };
-use infect::wire::{CUT_MARKER, encode_frame_fit};
+use infect::wire::{CUT_MARKER, TtyReq, encode_frame_fit};
 use serde::{Deserialize, Serialize};
 
 fn aid(name: &str) -> Aid {
@@ -61,6 +61,9 @@ fn every_variant() -> Vec<Msg> {
         Msg::Cancel { cid: None },
         Msg::DumpRequest { id: 7, wait_ms: 2000 },
         Msg::DumpReply { id: 7, text: "actor \"child\"\n".into() },
+        Msg::TtyLock { req: TtyReq { who: aid("child"), n: 0 } },
+        Msg::TtyGranted { req: TtyReq { who: aid("child"), n: 1 } },
+        Msg::TtyRelease { req: TtyReq { who: aid("child"), n: 1 }, quit: true },
     ]
 }
 

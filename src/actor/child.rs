@@ -21,6 +21,12 @@
 //!    bounded by [`PARENT_GONE_GRACE`](super::PARENT_GONE_GRACE); past it, or on a second
 //!    `SIGTERM`/`SIGINT` while ending, the actor exits at once: it kills and reaps its own
 //!    children, runs its teardown callbacks and exits.
+//!
+//! In debug mode the serve loop also passes the terminal lock's grants down (`TtyGranted`, to
+//! this actor's paused task or the child it leads to; [`tty_lock`](super::tty_lock)), and while
+//! this actor or its subtree holds the terminal it ignores `SIGINT` and its grace period does
+//! not end in a hard exit (it waits for the release).
+//!
 //! 5. Teardown callbacks run; after `Cancel{None}` the actor sends `CancelAck{None}`; the exit
 //!    status is 0 (cancelled by the parent, parent gone) or `128 + signo` (a signal).
 
@@ -39,7 +45,7 @@ use super::context::{CallEntry, Context, STREAM_BUFFER};
 use super::endpoints::{CallFuture, Endpoint};
 use super::peer::{CallSlot, FrameReader, Incoming, MIN_FRAME, MIN_WINDOW, Peer};
 use super::signals::Signals;
-use super::{ActorInner, PARENT_GONE_GRACE, dump, process};
+use super::{ActorInner, PARENT_GONE_GRACE, dump, process, tty_lock};
 
 /// Why the actor stops serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +124,17 @@ pub(crate) async fn serve(actor: Rc<ActorInner>, conn: Rc<Peer>, reader: FrameRe
         background: RefCell::new(Vec::new()),
     });
     s.send(&Msg::Aid(actor.aid.clone())).await;
+    // The prompt's `cancel` (debug mode): every call this actor serves, as if cancelled by us.
+    let weak = Rc::downgrade(&s);
+    tty_lock::set_cancel_work(Some(Rc::new(move || {
+        if let Some(s) = weak.upgrade() {
+            let me = s.actor.aid.name.clone();
+            for entry in s.calls.borrow().values() {
+                entry.canceller.borrow_mut().get_or_insert_with(|| me.clone());
+                entry.scope.cancel();
+            }
+        }
+    })));
     let weak = Rc::downgrade(&s);
     dump::set_serving(Some(Box::new(move || {
         let Some(s) = weak.upgrade() else { return Vec::new() };
@@ -165,6 +182,7 @@ pub(crate) async fn serve(actor: Rc<ActorInner>, conn: Rc<Peer>, reader: FrameRe
         Ok(())
     })
     .await;
+    tty_lock::set_cancel_work(None);
     dump::set_serving(None);
     actor.run_teardown();
     match s.ending.get() {
@@ -182,6 +200,8 @@ fn arm_grace(s: &Rc<Serve>, n: &Nursery) {
     let s2 = s.clone();
     s.spawn_background(n, async move {
         guest::sleep(PARENT_GONE_GRACE).await?;
+        // Debug mode: not while a prompt of this actor or of its subtree is open.
+        tty_lock::released().await?;
         hard_exit(&s2).await
     });
 }
@@ -219,6 +239,11 @@ async fn watch_signals(s: Rc<Serve>, n: Nursery, signals: Signals) -> Result<()>
                 continue;
             }
             if sig != libc::SIGINT && sig != libc::SIGTERM {
+                continue;
+            }
+            // Debug mode: while this actor or its subtree holds the terminal, Ctrl-C is the
+            // prompt's, never the tree's.
+            if sig == libc::SIGINT && tty_lock::held() {
                 continue;
             }
             if s.ending.get().is_some() {
@@ -296,6 +321,8 @@ async fn dispatch(s: &Rc<Serve>, n: &Nursery, msg: Msg, reader: &mut FrameReader
         }
         // The parent's stream window for this actor: the contexts opened from now on use it.
         Msg::StreamWindow { items } => s.window.set((items as usize).max(MIN_WINDOW)),
+        // Debug mode: the terminal lock was granted to us or to someone below us.
+        Msg::TtyGranted { req } => tty_lock::flush(tty_lock::on_parent_grant(req)).await,
         // The parent asks for our subtree's dump: answered by a task of its own, so that serving
         // goes on meanwhile (its wait for our children is bounded by the request).
         Msg::DumpRequest { id, wait_ms } => {

@@ -89,12 +89,17 @@
 //!                                                       runs its teardown callbacks,
 //!                       ◀── CancelAck{None}              and exits 0
 //!  a bad frame from the peer ───────────────────────▶  Error{cid: None, boxed_type: the wire error}
+//!  (debug mode: the terminal lock of `debug::pause`, relayed up to the root and back down)
+//!                       ◀── TtyLock{req}                  req (this child or one below it) asks
+//!  TtyGranted{req} (when the root's queue says so) ─▶  passed down to whoever asked
+//!                       ◀── TtyRelease{req, quit}         released (or withdrawn); the parent
+//!                                                       relays it up, the root grants the next
 //! ```
 //!
 //! # Inside, one way
 //!
 //! ```text
-//! sys → process → codec → peer → world → launch → context → endpoints → signals → parent → child → runtime
+//! sys → process → codec → peer → world → tty_lock → launch → context → endpoints → signals → parent → child → runtime
 //! ```
 //!
 //! `sys` holds the system calls; `process` spawns a child (directly, or a launcher with the
@@ -111,7 +116,10 @@
 //! the errors of a launch that failed); [`context`] builds
 //! contexts and streams on a connection; `endpoints` is the registry; `signals` the signal
 //! self-pipe (or a simulated world's signal queue) and the root's interrupt rule; `parent` the nursery, the portal and the supervisor
-//! (the ladder and the reaping); `child` the serve loop; `runtime` is [`main`]. Each module uses
+//! (the ladder and the reaping); `child` the serve loop; `runtime` is [`main`]; `tty_lock` is
+//! the tree's terminal lock of debug mode (the root's FIFO queue, relayed through the parent
+//! chain; [`debug::pause`](crate::debug::pause) takes it, the parent side relays it and holds
+//! back its ladder meanwhile). Each module uses
 //! only those before it (a unit test reads their `use` lines and keeps it so).
 //!
 //! # Invariants
@@ -263,8 +271,9 @@ mod parent;
 pub(crate) mod peer;
 mod process;
 mod runtime;
-mod signals;
+pub(crate) mod signals;
 mod sys;
+pub(crate) mod tty_lock;
 pub(crate) mod world;
 
 /// What the simulated world ([`sim`](crate::sim)) uses of this layer.
@@ -648,6 +657,7 @@ mod graph {
                 "codec",
                 "peer",
                 "world",
+                "tty_lock",
                 "launch",
                 "context",
                 "endpoints",

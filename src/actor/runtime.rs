@@ -40,7 +40,7 @@ use super::peer::{FrameReader, Incoming, Peer};
 use super::process::CHILD_ENV;
 use super::signals::{Interrupts, Signals, set_interrupts, signal_pipe};
 use super::sys::{self, os_err};
-use super::{ActorInner, Endpoints, child, dump, launch, set_current};
+use super::{ActorInner, Endpoints, child, dump, launch, set_current, tty_lock};
 
 /// How the root actor runs.
 ///
@@ -318,6 +318,7 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
     let actor = ActorInner::new(aid, opts.infect_host, None, Vec::new(), endpoints, None);
     actor.debug_mode.set(opts.debug_mode);
     set_current(Some(actor.clone()));
+    tty_lock::reset(true);
     let ints = Rc::new(Interrupts::default());
     set_interrupts(Some(ints.clone()));
     let body = root_body(signals, root, ints.clone());
@@ -363,11 +364,18 @@ pub(crate) async fn root_body<T: 'static>(
             .await
             .map(|_: Option<Option<()>>| ())
         })?;
+        // Debug mode: the prompt's `quit` interrupts the tree as Ctrl-C would; its `cancel`
+        // (in the root) cancels the root's work.
+        let (q, qs) = (ints.clone(), scope.clone());
+        tty_lock::set_quit(Some(Rc::new(move || q.interrupt(libc::SIGINT, &qs))));
+        let cs = scope.clone();
+        tty_lock::set_cancel_work(Some(Rc::new(move || cs.cancel())));
         let r = scope.run(root).await;
         if let Err(e) = &r {
             // Debug mode: the root's own crash report, the last hop.
             dump::report_crash("the root", e).await;
         }
+        tty_lock::reset(true);
         // A signal whose byte the watcher has not read yet still counts (a Ctrl-C to the group
         // can kill a child being spawned, whose death the body may see first): drain the pipe
         // before the watcher is cancelled.
@@ -445,6 +453,7 @@ fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
     let aid = Aid { name: spec.name.clone(), uuid: new_uuid(), pid: std::process::id() };
     let actor = child_actor(&spec, aid, endpoints, None);
     set_current(Some(actor.clone()));
+    tty_lock::reset(false);
     crate::log::enter_span!("actor", name = spec.name.as_str());
     child::install_panic_hook();
     let fut = async move {

@@ -23,6 +23,7 @@ use crate::sync::Waiters;
 use crate::{Error, Result};
 
 use super::sys::{self, os_err};
+use super::tty_lock;
 
 /// Where an actor's `SIGINT`/`SIGTERM` come from: the process's self-pipe, or, in a
 /// simulation ([`sim`](crate::sim)), a queue the simulated world raises them into.
@@ -88,10 +89,12 @@ pub(crate) fn readable(reactor: &Reactor, fd: &OwnedFd) -> impl Future<Output = 
     })
 }
 
+/// The signal self-pipe's read end, once installed.
+static PIPE: OnceLock<OwnedFd> = OnceLock::new();
+
 /// The signal self-pipe's read end: installed once per process, never closed (the handler may
 /// write into its pipe at any time).
 pub(crate) fn signal_pipe() -> Result<&'static OwnedFd> {
-    static PIPE: OnceLock<OwnedFd> = OnceLock::new();
     if let Some(fd) = PIPE.get() {
         return Ok(fd);
     }
@@ -111,6 +114,23 @@ pub(crate) fn take_signals(pipe: &OwnedFd) -> Vec<i32> {
         }
     }
     out
+}
+
+/// Forgets the `SIGINT`s that wait in the signal pipe (debug mode: they came while this actor or
+/// its subtree held the terminal, and belong to the prompt, never to the tree: the holder calls
+/// it before it releases, each ancestor as the release passes it, since its signal watcher may
+/// not have read them yet); any other signal read on the way is raised again, not lost.
+/// Nothing if this process has no signal pipe (an actor served in its parent's process).
+pub(crate) fn drop_pending_interrupts() {
+    let Some(pipe) = PIPE.get() else { return };
+    for sig in take_signals(pipe) {
+        if sig != libc::SIGINT {
+            // SAFETY: `raise` takes an integer; the handler only writes into the pipe.
+            unsafe {
+                libc::raise(sig);
+            }
+        }
+    }
 }
 
 /// What the root's signal watcher reaches on `SIGINT`/`SIGTERM` (root process only).
@@ -133,6 +153,10 @@ pub(crate) fn take_signals(pipe: &OwnedFd) -> Vec<i32> {
 /// as trio does, so that no interrupt is lost. A root that returns a value after an interrupt
 /// returns it from [`main`]; one that fails after an interrupt (with `Interrupted` or anything
 /// else) makes the process exit with `128 + signo`.
+///
+/// Debug mode: while an actor of the tree holds the terminal lock, `SIGINT` is ignored (the
+/// prompt owns Ctrl-C); the prompt's `quit` applies this rule as a `SIGINT` would
+/// ([`Interrupts::interrupt`]).
 #[derive(Default)]
 pub(crate) struct Interrupts {
     /// The first interrupt's signal.
@@ -210,33 +234,43 @@ impl Interrupts {
             if sig != libc::SIGINT && sig != libc::SIGTERM {
                 continue;
             }
-            if self.signal.get().is_none() {
-                self.signal.set(Some(sig));
+            // Debug mode: while an actor of the tree holds the terminal (a prompt is open, or
+            // about to be), Ctrl-C is the prompt's, never the tree's.
+            if sig == libc::SIGINT && tty_lock::held() {
+                continue;
             }
-            let open: Vec<(CancelScope, Hit)> =
-                self.nurseries.borrow().iter().map(|(_, s, h)| (s.clone(), h.clone())).collect();
-            // Once the root future has returned there is nothing left to interrupt: the signal
-            // only counts for the exit status.
-            if open.is_empty() && !root.inner.is_exited() {
-                // To the await the root's task is blocked in, once: a second interrupt before
-                // that await took the first one changes nothing. A root blocked in foreign
-                // futures only (which no check reaches) has its scope cancelled instead.
-                let main = self.main.borrow().clone();
-                match main {
-                    Some(task) => {
-                        task.deliver(Error::Interrupted { signal: sig }, Some(root));
-                    }
-                    None => root.cancel(),
-                }
-            }
-            for (scope, hit) in open {
-                if hit.get().is_none() {
-                    hit.set(Some(sig));
-                }
-                scope.cancel();
-            }
+            self.interrupt(sig, root);
         }
         dump
+    }
+
+    /// Applies the rule to one interrupt `sig` (a signal, or the debug prompt's `quit`).
+    pub(crate) fn interrupt(&self, sig: i32, root: &CancelScope) {
+        if self.signal.get().is_none() {
+            self.signal.set(Some(sig));
+        }
+        let open: Vec<(CancelScope, Hit)> =
+            self.nurseries.borrow().iter().map(|(_, s, h)| (s.clone(), h.clone())).collect();
+        // Once the root future has returned there is nothing left to interrupt: the signal
+        // only counts for the exit status.
+        if open.is_empty() && !root.inner.is_exited() {
+            // To the await the root's task is blocked in, once: a second interrupt before
+            // that await took the first one changes nothing. A root blocked in foreign
+            // futures only (which no check reaches) has its scope cancelled instead.
+            let main = self.main.borrow().clone();
+            match main {
+                Some(task) => {
+                    task.deliver(Error::Interrupted { signal: sig }, Some(root));
+                }
+                None => root.cancel(),
+            }
+        }
+        for (scope, hit) in open {
+            if hit.get().is_none() {
+                hit.set(Some(sig));
+            }
+            scope.cancel();
+        }
     }
 }
 

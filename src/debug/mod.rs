@@ -1,10 +1,13 @@
-//! Seeing inside a running actor tree (std): debug mode, the live tree dump, crash reports.
+//! Seeing inside a running actor tree (std): debug mode, the live tree dump, crash reports,
+//! and [`pause`].
 //!
 //! **Debug mode** is tree-wide (tractor's `debug_mode=True`): set it at the root with
 //! [`RootOpts::debug_mode`](crate::actor::RootOpts::debug_mode); every child actor inherits its
 //! parent's mode unless its [`ActorOpts::debug_mode`](crate::actor::ActorOpts::debug_mode) says
 //! otherwise. [`is_debug_mode`] tells code which mode the current actor runs in. Debug mode
-//! turns on **crash reports** (below) and, later, `pause()`. The dump works in every mode.
+//! turns on **crash reports** (below) and [`pause`] (a prompt on the terminal, under a tree-wide
+//! lock the root owns; outside debug mode it fails with
+//! [`Error::NotDebugMode`](crate::Error::NotDebugMode)). The dump works in every mode.
 //!
 //! **The live dump** is the state of an actor as deterministic text (no addresses, no
 //! wall-clock: tasks by spawn number, scopes by entry number, children in spawn order, times on
@@ -116,6 +119,11 @@
 //! `examples/debugging/dump_tree.rs` runs a root, a child and a grandchild and prints the
 //! tree's dump; `examples/debugging/crash_report.rs` shows the crash reports of a failure two
 //! hops down.
+
+mod pause;
+mod tty;
+
+pub use pause::{pause, terminal_queue};
 
 use alloc::string::String;
 

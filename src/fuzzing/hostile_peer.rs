@@ -26,7 +26,7 @@
 //! | 0 | raw bytes: a length `% 64`, then the bytes | 8 | `CancelAck{cid?}` |
 //! | 1 | a second `Aid` | 9 | `Error{cid?, kind, message}` |
 //! | 2 | `StartAck{cid}` | 10 | `Cancel{cid?}` |
-//! | 3 | `Started{cid, ()}` | 11 | `SpawnSpec` or `Start` |
+//! | 3 | `Started{cid, ()}` | 11 | `SpawnSpec`, `Start`, `TtyLock`, `TtyRelease` or `TtyGranted` (`% 5`) |
 //! | 4 | `Yield{cid, u64}` | 12 | `FrameLimit{max}` |
 //! | 5 | `8 * n` `Yield`s for one cid | 13 | `Credit{cid, 64 * n}` |
 //! | 6 | `Stop{cid}` | 14 | a pause: the parent reads and runs |
@@ -47,7 +47,7 @@ use crate::actor::peer::transport::PipeTransport;
 use crate::actor::peer::{FrameReader, Incoming, Peer, reactor};
 use crate::actor::{self, Portal, RECENT_ERRORS, STREAM_BUFFER};
 use crate::guest::{self, CancelScope};
-use crate::wire::{Aid, Cid, DEFAULT_MAX_FRAME, FuncKind, Msg, SpawnSpec, encode_frame, encode_payload};
+use crate::wire::{Aid, Cid, DEFAULT_MAX_FRAME, FuncKind, Msg, SpawnSpec, TtyReq, encode_frame, encode_payload};
 use crate::{Error, Result};
 
 /// Runs one fuzz input; panics if an invariant does not hold.
@@ -191,7 +191,16 @@ fn next_item(c: &mut Cursor<'_>, credit: &RefCell<BTreeMap<Cid, u64>>) -> Item {
         }
         10 => Msg::Cancel { cid: c.opt_cid() },
         11 => {
-            if c.byte() & 1 == 0 {
+            let pick = c.byte() % 5;
+            if pick >= 2 {
+                let req = TtyReq { who: peer(), n: u64::from(c.byte()) };
+                return Item::Bytes(frame(&match pick {
+                    2 => Msg::TtyLock { req },
+                    3 => Msg::TtyRelease { req, quit: false },
+                    _ => Msg::TtyGranted { req },
+                }));
+            }
+            if pick == 0 {
                 Msg::SpawnSpec(SpawnSpec {
                     protocol: crate::wire::PROTOCOL_VERSION,
                     parent: peer(),

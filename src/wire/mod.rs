@@ -83,5 +83,6 @@ mod msg;
 pub use error::{Malformed, WireError};
 pub use frame::{CUT_MARKER, DEFAULT_MAX_FRAME, FrameDecoder, encode_frame, encode_frame_fit};
 pub use msg::{
-    Aid, Cid, FuncKind, Msg, PROTOCOL_MISMATCH_EXIT, PROTOCOL_VERSION, SpawnSpec, decode_payload, encode_payload,
+    Aid, Cid, FuncKind, Msg, PROTOCOL_MISMATCH_EXIT, PROTOCOL_VERSION, SpawnSpec, TtyReq, decode_payload,
+    encode_payload,
 };

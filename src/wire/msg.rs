@@ -36,7 +36,7 @@ pub struct Aid {
 /// `ProtocolMismatch` error and exits with status [`PROTOCOL_MISMATCH_EXIT`]), so that a parent
 /// and a child from different builds (a program installed on another host, say) fail with a
 /// clear error instead of misreading each other. Raised whenever a message's encoding changes.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The exit status of a child that refused its handshake for a protocol mismatch (`EX_PROTOCOL`
 /// of `sysexits.h`): a parent that could not read the child's report (it speaks another
@@ -271,6 +271,48 @@ pub enum Msg {
         /// The dump (deterministic text, cut to fit a frame).
         text: String,
     },
+    /// Debug mode (protocol 3), sent by a child to its parent: `req` (an actor of the child's
+    /// subtree, the child itself included, that called `debug::pause()`) asks for the tree's
+    /// terminal lock. Each actor on the way records which child it came from and relays it up;
+    /// the root queues it (FIFO, one holder) and answers [`Msg::TtyGranted`] down the same path.
+    TtyLock {
+        /// The request.
+        req: TtyReq,
+    },
+    /// Debug mode, sent by a parent to the child a [`Msg::TtyLock`] came from: the lock is
+    /// `req`'s now (relayed down to the actor that asked). Until the matching
+    /// [`Msg::TtyRelease`] passes, every actor on the path knows that its child's subtree holds
+    /// the terminal: it holds back its reaping ladder and its `SIGINT` handling.
+    TtyGranted {
+        /// The request granted.
+        req: TtyReq,
+    },
+    /// Debug mode, sent by a child to its parent (relayed up to the root): `req` releases the
+    /// lock, or withdraws its request if it was not granted yet. With `quit` (the prompt's
+    /// `quit` command) the root then cancels the whole tree, as a `SIGINT` in the root would.
+    TtyRelease {
+        /// The request released.
+        req: TtyReq,
+        /// Cancel the whole tree.
+        quit: bool,
+    },
+}
+
+/// One request for the tree's terminal lock ([`Msg::TtyLock`]): the actor that paused and the
+/// request's number there (an actor may have several tasks paused in turn).
+///
+/// ```
+/// use infect::wire::{Aid, TtyReq};
+///
+/// let req = TtyReq { who: Aid { name: "worker".into(), uuid: "w".into(), pid: 7 }, n: 0 };
+/// assert_eq!(req.who.name, "worker");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtyReq {
+    /// The actor whose task called `pause()`.
+    pub who: Aid,
+    /// The request's number in that actor (its first is 0).
+    pub n: u64,
 }
 
 impl Msg {
@@ -299,6 +341,9 @@ impl Msg {
             Msg::StreamWindow { .. } => "StreamWindow",
             Msg::DumpRequest { .. } => "DumpRequest",
             Msg::DumpReply { .. } => "DumpReply",
+            Msg::TtyLock { .. } => "TtyLock",
+            Msg::TtyGranted { .. } => "TtyGranted",
+            Msg::TtyRelease { .. } => "TtyRelease",
         }
     }
 
@@ -319,6 +364,7 @@ impl Msg {
             | Msg::StreamWindow { .. }
             | Msg::DumpRequest { .. }
             | Msg::DumpReply { .. } => None,
+            Msg::TtyLock { .. } | Msg::TtyGranted { .. } | Msg::TtyRelease { .. } => None,
             Msg::Start { cid, .. }
             | Msg::StartAck { cid, .. }
             | Msg::Started { cid, .. }

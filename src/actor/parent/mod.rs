@@ -21,7 +21,12 @@
 //! - the **supervisor** (here, on top of [`supervisor`]'s process side) waits on the child's
 //!   pidfd, on a teardown request, or on end-of-file; then climbs the ladder (graceful `Cancel{None}` → `SIGTERM` → `SIGKILL`,
 //!   each rung bounded), reaps, and *closes* the connection: every call still waiting on it
-//!   ends with [`Error::ActorDied`].
+//!   ends with [`Error::ActorDied`]. In debug mode, while the child's subtree holds the tree's
+//!   terminal lock (an actor below is paused at a prompt), it stays on the graceful rung and
+//!   climbs on (with the rung's bound again) only after the release; once the child is reaped,
+//!   whatever it held or asked of the lock is released on its behalf.
+//!   The reader relays the child's `TtyLock`/`TtyRelease` towards the root (see
+//!   [`tty_lock`](super::tty_lock)).
 //! - for `run_in_actor`, the **collector** ([`nursery`]) runs the one call and keeps its
 //!   outcome for [`OneShot::wait_for_result`]; a failure that this nursery did not cause itself
 //!   starts one-cancels-all.
@@ -56,6 +61,7 @@ use super::codec;
 use super::launch::{self, Launched};
 use super::peer::{FrameReader, Incoming, Peer};
 use super::process::{self, ExitWait};
+use super::tty_lock;
 
 pub use nursery::{ActorNursery, ActorOpts, DEFAULT_START_TIMEOUT, MAX_ACTOR_NAME, open_nursery};
 pub use portal::{OneShot, Portal};
@@ -330,6 +336,28 @@ impl ChildActor {
                 let e = codec::decode(src, boxed_type, message, relay_path, canceller);
                 self.logs.peer_errors.push(e);
             }
+            // Debug mode: the terminal lock's dialog, relayed towards the root.
+            Ok(m @ (Msg::TtyLock { .. } | Msg::TtyRelease { .. })) => {
+                let uuid = st.aid.borrow().as_ref().map(|a| a.uuid.clone());
+                let Some(uuid) = uuid else {
+                    return self.refuse(&m, "the handshake is not done").await;
+                };
+                let name = m.name();
+                let handled = match m {
+                    Msg::TtyLock { req } => tty_lock::on_child_lock(&uuid, &self.peer, req),
+                    Msg::TtyRelease { req, quit } => {
+                        // A SIGINT still unread came while the subtree held the terminal: the
+                        // prompt's, not ours (the signal watcher may not have run since).
+                        super::signals::drop_pending_interrupts();
+                        tty_lock::on_child_release(&uuid, req, quit)
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                match handled {
+                    Ok(out) => tty_lock::flush(out).await,
+                    Err(why) => self.refuse_named(name, None, why).await,
+                }
+            }
             Ok(Msg::DumpReply { id, text }) => {
                 let mut dumps = self.dumps.borrow_mut();
                 // Only answers someone may wait for: a bounded list.
@@ -345,7 +373,8 @@ impl ChildActor {
                 | Msg::Start { .. }
                 | Msg::Cancel { .. }
                 | Msg::FrameLimit { .. }
-                | Msg::StreamWindow { .. }),
+                | Msg::StreamWindow { .. }
+                | Msg::TtyGranted { .. }),
             ) => {
                 self.refuse(&m, "a child does not send this to its parent").await;
             }
@@ -454,6 +483,13 @@ pub(crate) async fn supervise(child: Rc<ChildActor>) {
                 gone = true;
                 exited_in_time = true;
             }
+            // Debug mode: while the child's subtree holds the terminal (someone is paused at a
+            // prompt), the ladder waits on this rung; after the release the child gets the
+            // rung's bound again.
+            if !gone && child.holds_terminal() && hold_back(&child).await {
+                gone = true;
+                exited_in_time = true;
+            }
         }
         // Rungs 2 and 3: SIGTERM, then SIGKILL.
         if !gone {
@@ -461,6 +497,11 @@ pub(crate) async fn supervise(child: Rc<ChildActor>) {
         }
     }
     let status = child.sup.reap().await;
+    // Whatever it held or asked of the terminal lock is released on its behalf.
+    let uuid = child.state.aid.borrow().as_ref().map(|a| a.uuid.clone());
+    if let Some(uuid) = uuid {
+        tty_lock::flush(tty_lock::child_gone(&uuid)).await;
+    }
     // Everything the child wrote before it died is delivered before its death is: wait for the
     // reader to reach end-of-file (immediate, since the child held the only write end). A
     // foreign program may have handed its end to someone else (a daemon it forked): the wait is
@@ -504,6 +545,36 @@ pub(crate) async fn supervise(child: Rc<ChildActor>) {
     let died = Error::ActorDied { actor: child.name.clone(), code, signal, panic, stderr };
     child.close(early.unwrap_or(died));
     child.sup.reaped.set();
+}
+
+impl ChildActor {
+    /// Whether this child's subtree holds the tree's terminal lock (debug mode).
+    fn holds_terminal(&self) -> bool {
+        self.state.aid.borrow().as_ref().is_some_and(|a| tty_lock::held_below(&a.uuid))
+    }
+}
+
+/// The ladder's hold-back: while the child's subtree holds the terminal, waits until it released
+/// it or the child exited; after each release, waits the first rung's bound again for the exit.
+/// `true` once the child exited. Not a cancellation point (the supervisor runs shielded).
+async fn hold_back(child: &ChildActor) -> bool {
+    while child.holds_terminal() {
+        crate::log::info!("actor.hold_back", actor = %child.name);
+        let Ok(mut exit) = child.sup.exit_wait() else { return false };
+        poll_fn(|cx| {
+            if Pin::new(&mut exit).poll(cx).is_ready() || !child.holds_terminal() {
+                return Poll::Ready(());
+            }
+            tty_lock::register_change(cx.waker());
+            Poll::Pending
+        })
+        .await;
+        let again = guest::move_on_after(child.sup.cancel_timeout, child.sup.exited()).await;
+        if matches!(again, Ok(Some(()))) {
+            return true;
+        }
+    }
+    false
 }
 
 /// What ended a supervisor's wait.
@@ -566,6 +637,10 @@ pub(crate) async fn stand_in(child: Rc<ChildActor>) {
         ended(false).await;
     }
     c.sup.graceful.set(c.state.cancel_acked.get());
+    let uuid = c.state.aid.borrow().as_ref().map(|a| a.uuid.clone());
+    if let Some(uuid) = uuid {
+        tty_lock::flush(tty_lock::child_gone(&uuid)).await;
+    }
     c.close(Error::ActorDied {
         actor: c.name.clone(),
         code: Some(0),
