@@ -492,6 +492,19 @@ mod tests {
 
     use super::*;
 
+    /// The host side's own failure, as a user error of its type.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the connection is gone")]
+    struct ConnectionLost;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the guest body failed")]
+    struct GuestBug;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the host task failed worse")]
+    struct HostBug;
+
     /// A host that fails while the block runs, with room for one value guest → host
     /// (transitions 1, 2, 9).
     #[test]
@@ -507,13 +520,14 @@ mod tests {
         assert_eq!(link.in_flight(), (0, 0));
         assert_eq!(link.host_send(), SendVerdict::Accept); // one value for the guest, unread
 
-        let lost = Error::msg("ConnectionLost", "gone");
+        let lost = Error::user(ConnectionLost);
         assert!(link.host_ended(HostEnd::Failed(lost))); // (9): cancel the block now
         assert_eq!(link.phase(), Phase::Interrupted);
         // The guest's receive reports the failure, not the value still buffered...
-        assert!(matches!(link.guest_recv(), RecvVerdict::Fail(e) if e.kind() == "ConnectionLost"));
+        assert!(matches!(link.guest_recv(), RecvVerdict::Fail(e) if e.downcast_ref::<ConnectionLost>().is_some()));
         // ...and the block's cancellation comes out as the host's error.
-        assert_eq!(link.block_result::<()>(Err(Error::Cancelled)).unwrap_err().kind(), "ConnectionLost");
+        let out = link.block_result::<()>(Err(Error::Cancelled)).unwrap_err();
+        assert!(out.downcast_ref::<ConnectionLost>().is_some(), "{out:?}");
         Ok(())
     }
 
@@ -543,12 +557,13 @@ mod tests {
 
         let mut link = Link::new(true, 4, 4);
         link.host_started()?;
-        let mine = Error::msg("GuestBug", "bad");
+        let mine = Error::user(GuestBug);
         link.guest_ended(GuestEnd::Failed(mine.clone()));
-        link.host_ended(HostEnd::Failed(Error::msg("HostBug", "worse")));
+        link.host_ended(HostEnd::Failed(Error::user(HostBug)));
         match link.block_result::<()>(Err(mine)) {
             Err(Error::Group(g)) => {
-                assert_eq!(g.0.iter().map(|e| e.kind()).collect::<Vec<_>>(), ["GuestBug", "HostBug"])
+                assert_eq!(g.0.len(), 2);
+                assert!(g.0[0].downcast_ref::<GuestBug>().is_some() && g.0[1].downcast_ref::<HostBug>().is_some())
             }
             other => panic!("{other:?}"),
         }
