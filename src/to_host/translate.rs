@@ -488,8 +488,6 @@ impl Link {
 
 #[cfg(test)]
 mod tests {
-    use alloc::vec::Vec;
-
     use super::*;
 
     /// The host side's own failure, as a user error of its type.
