@@ -26,7 +26,7 @@ use infect::wire::{
 use infect::{Error, Result};
 
 use common_proc::{
-    Case, Check, children_of, ensure_ok, gone, open_fds, read_pids, remote, rss_kib, signal, us, wait_until,
+    Case, Check, children_of, ensure_ok, gone, no_pidfd, open_fds, read_pids, remote, rss_kib, signal, us, wait_until,
 };
 
 // ---------------------------------------------------------------- endpoints (namespace "t")
@@ -928,11 +928,6 @@ async fn root_blocked_in_a_foreign_future_is_cancelled_by_the_interrupt() -> Che
     let (status, rest) = interrupt_sub_root("foreign").await?;
     ensure!(status.code() == Some(130) && rest.is_empty(), "sub-root {status:?}, said {rest:?}");
     Ok(())
-}
-
-/// Whether this run forces the pidfd-less fallback (the test-only switch).
-fn no_pidfd() -> bool {
-    std::env::var("INFECT_TEST_NO_PIDFD").is_ok_and(|v| v == "1")
 }
 
 /// The exit-detection path in use is the one the environment asks for.
@@ -1891,13 +1886,7 @@ fn main() -> std::process::ExitCode {
                 // Orphaned grandchildren of a killed sub-root come to us, so that we can reap
                 // them and check they are gone.
                 actor::testing::set_child_subreaper().map_err(Error::user)?;
-                if no_pidfd() {
-                    // The fallback's SIGCHLD pipe is opened by the first spawn: before the cases,
-                    // which check that their descriptors are unchanged.
-                    actor::open_nursery(async |an| an.start_actor("warm-up", t()).await?.cancel_actor().await)
-                        .await
-                        .and_then(|v| v.ok_or(infect::Error::Cancelled))?;
-                }
+                common_proc::warm_up_pidfd_fallback(t()).await?;
                 run_all().await
             }
         }

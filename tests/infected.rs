@@ -1548,5 +1548,8 @@ fn main() {
         }
         return;
     }
-    common_proc::report(actor::run(endpoints(), run_all()));
+    common_proc::report(actor::run(endpoints(), async {
+        common_proc::warm_up_pidfd_fallback(aio()).await?;
+        run_all().await
+    }));
 }

@@ -165,6 +165,25 @@ pub fn read_pids(out: &mut impl BufRead, n: usize) -> Vec<u32> {
     pids
 }
 
+/// Whether this run forces the pidfd-less exit detection (the test-only switch
+/// `INFECT_TEST_NO_PIDFD=1`).
+pub fn no_pidfd() -> bool {
+    std::env::var("INFECT_TEST_NO_PIDFD").is_ok_and(|v| v == "1")
+}
+
+/// Where the pidfd-less fallback is forced, starts and cancels one actor with `opts`: the first
+/// spawn opens the fallback's `SIGCHLD` self-pipe (kept for the process), which must happen
+/// before the cases, as they check that their descriptors are unchanged. Elsewhere nothing.
+pub async fn warm_up_pidfd_fallback(opts: infect::actor::ActorOpts) -> Result<()> {
+    if no_pidfd() {
+        actor::open_nursery(async |an| an.start_actor("warm-up", opts).await?.cancel_actor().await)
+            .await
+            .and_then(|v| v.ok_or(Error::Cancelled))?;
+        ensure_ok(actor::testing::pidfd_fallback_in_use())?;
+    }
+    Ok(())
+}
+
 /// Runs the cases whose names contain one of the command-line filters (all without filters),
 /// each within `limit`, printing `ok`/`FAIL` lines; after each, checks that no child process
 /// is left and the open descriptors are the same as before. Returns `(passed, failed)`.
