@@ -37,6 +37,7 @@ const SUM: ContextFn<u64, u64, u64> = ContextFn::new(NS, "sum");
 const ECHO: ContextFn<(), String> = ContextFn::new(NS, "echo");
 const CLAIM: Function<(), String> = Function::new(NS, "claim");
 const PANIC: Function<(), ()> = Function::new(NS, "panic");
+const DEBUG_MODE: Function<(), (bool, String)> = Function::new(NS, "debug_mode");
 
 /// A user error, matched by its type's path on the other side.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +121,12 @@ async fn claim() -> Result<String> {
     Ok(w.to_owned())
 }
 
+/// Whether this actor runs in debug mode, and what `debug::pause` says here.
+async fn debug_mode() -> Result<(bool, String)> {
+    let pause = infect::debug::pause().await.err().map_or("resumed".to_owned(), |e| e.kind().to_owned());
+    Ok((infect::debug::is_debug_mode(), pause))
+}
+
 fn endpoints() -> Endpoints {
     Endpoints::new()
         .serve(DOUBLE, double)
@@ -131,6 +138,7 @@ fn endpoints() -> Endpoints {
         .serve(ECHO, seed_echo::guest_to_host_echo_server)
         .serve(CLAIM, claim)
         .serve(PANIC, panics)
+        .serve(DEBUG_MODE, debug_mode)
 }
 
 fn opts() -> ActorOpts {
@@ -659,6 +667,45 @@ fn an_infected_root() -> Check {
     Ok(())
 }
 
+/// `RootOpts::debug_mode` turns on debug mode in a simulated tree as in processes: the root
+/// has it, a child inherits it unless its `ActorOpts` say otherwise; `debug::pause` there has
+/// no terminal to take and fails with `OutsideSimulation`. The dump is each actor's own (the
+/// simulated actors share a thread): the root lists its two children, each child's subtree,
+/// asked over its connection, lists none of its own; and the text is the seed's.
+fn debug_mode_is_tree_wide() -> Check {
+    type Seen = ((bool, String), (bool, String));
+    let run = |debug: bool| {
+        Sim::new(4).root(RootOpts::new().debug_mode(debug)).run(endpoints(), async {
+            let me = infect::debug::is_debug_mode();
+            tree(async |an| {
+                let inherits = an.start_actor("inherits", opts()).await?;
+                let opted_out = an.start_actor("opted_out", opts().debug_mode(false)).await?;
+                let dump = infect::debug::dump_tree().await?;
+                let seen: Seen = (inherits.run(DEBUG_MODE, &()).await?, opted_out.run(DEBUG_MODE, &()).await?);
+                Ok((me, seen, dump))
+            })
+            .await
+        })
+    };
+    let not_debug = || (false, "NotDebugMode".to_owned());
+    let (on, off) = (run(true), run(false));
+    let Ok((true, seen, dump)) = &on.outcome else { return Err(format!("{on}")) };
+    ensure!(*seen == ((true, "OutsideSimulation".to_owned()), not_debug()), "{seen:?}");
+    let Ok((false, seen, _)) = &off.outcome else { return Err(format!("{off}")) };
+    ensure!(*seen == (not_debug(), not_debug()), "{seen:?}");
+    ensure!(on.leftovers.is_empty() && off.leftovers.is_empty(), "{on}\n{off}");
+    for (kid, mode) in [("inherits\" (pid 1001", ", debug mode"), ("opted_out\" (pid 1002", "")] {
+        let lines = format!(
+            "    \"{kid}): serving, no open calls\n      actor \"{kid}{mode})\n        serving \"root\": no calls\n"
+        );
+        ensure!(dump.contains(&lines), "no {lines:?} in\n{dump}");
+    }
+    ensure!(dump.matches("child actors:").count() == 1, "{dump}");
+    let again = run(true);
+    ensure!(matches!(&again.outcome, Ok((_, _, d)) if d == dump) && again.hash == on.hash, "{again}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // The planted endpoint panic and the guard rails' panics are expected: keep them out of the
     // output (the actor's own hook, which a child installs, chains to this one).
@@ -716,6 +763,7 @@ fn main() -> ExitCode {
         ("a_stream_to_a_killed_child_fails_with_its_death", a_stream_to_a_killed_child_fails_with_its_death),
         ("killed_infected_actors_leak_no_descriptor", killed_infected_actors_leak_no_descriptor),
         ("an_infected_root", an_infected_root),
+        ("debug_mode_is_tree_wide", debug_mode_is_tree_wide),
     ];
     for (name, case) in cases {
         if wanted(name) {

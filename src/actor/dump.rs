@@ -53,6 +53,12 @@ std::thread_local! {
     static SERVING: std::cell::RefCell<Option<ServingCalls>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Swaps this thread's source of the "serving" lines with `other` (a simulated world keeps one
+/// per actor).
+pub(crate) fn swap_serving(other: &mut Option<ServingCalls>) {
+    SERVING.with(|s| std::mem::swap(&mut *s.borrow_mut(), other));
+}
+
 /// Makes `calls` the source of the "serving" lines (`None`: not serving).
 pub(crate) fn set_serving(calls: Option<ServingCalls>) {
     SERVING.with(|s| *s.borrow_mut() = calls);

@@ -351,6 +351,11 @@ impl ActorInner {
         })
     }
 
+    /// Sets debug mode (the root's from its `RootOpts`, a child's from its `SpawnSpec`).
+    pub(crate) fn set_debug_mode(&self, on: bool) {
+        self.debug_mode.set(on);
+    }
+
     /// Runs the teardown callbacks, newest first. Each runs once.
     pub(crate) fn run_teardown(&self) {
         loop {

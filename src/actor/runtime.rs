@@ -108,7 +108,7 @@ impl RootOpts {
     /// Runs the tree in debug mode (tractor's `debug_mode=True`): tree-wide, set here at the
     /// root and inherited by every child actor whose [`ActorOpts::debug_mode`](super::ActorOpts::debug_mode)
     /// does not say otherwise. What it turns on is listed in the [`debug`](crate::debug) module
-    /// docs: crash reports on stderr today, `pause()` later.
+    /// docs: crash reports on stderr and [`debug::pause`](crate::debug::pause).
     /// [`debug::is_debug_mode`](crate::debug::is_debug_mode) tells code which mode it runs in.
     ///
     /// ```
@@ -126,8 +126,9 @@ impl RootOpts {
         self
     }
 
-    pub(crate) fn parts(&self) -> (&str, bool) {
-        (&self.name, self.infect_host)
+    /// `(name, infect_host, debug_mode)`, for a simulated root.
+    pub(crate) fn parts(&self) -> (&str, bool, bool) {
+        (&self.name, self.infect_host, self.debug_mode)
     }
 }
 
@@ -316,7 +317,7 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
     let signals = Signals::Pipe(signal_pipe()?);
     let aid = Aid { name: opts.name.clone(), uuid: new_uuid(), pid: std::process::id() };
     let actor = ActorInner::new(aid, opts.infect_host, None, Vec::new(), endpoints, None);
-    actor.debug_mode.set(opts.debug_mode);
+    actor.set_debug_mode(opts.debug_mode);
     set_current(Some(actor.clone()));
     tty_lock::reset(true);
     let ints = Rc::new(Interrupts::default());
@@ -496,7 +497,7 @@ pub(crate) fn child_actor(
         endpoints,
         world,
     );
-    actor.debug_mode.set(spec.debug_mode);
+    actor.set_debug_mode(spec.debug_mode);
     actor
 }
 
@@ -545,14 +546,19 @@ fn refuse_handshake(tx: &OwnedFd, name: &str, ours: u32, theirs: &str) {
 }
 
 /// What makes an actor "the current one" on this thread: the actor, its registry of live child
-/// processes, and (the root only) its interrupt rule. A process has one, set once by [`main`];
-/// a simulated world ([`sim`](crate::sim)) keeps one per actor and swaps it in around each of
-/// that actor's steps ([`swap_context`]).
+/// processes, (the root only) its interrupt rule, and what the debug dump lists of it (its
+/// child records, the calls it serves, its linked pairs). A process has one, set once by
+/// [`main`]; a simulated world ([`sim`](crate::sim)) keeps one per actor and swaps it in around
+/// each of that actor's steps ([`swap_context`]). The terminal lock of `debug::pause` stays
+/// per thread: in a simulation `pause` fails before it takes the lock.
 #[derive(Default)]
 pub(crate) struct ActorContext {
     pub(crate) actor: Option<Rc<ActorInner>>,
     live: super::process::Live,
     pub(crate) interrupts: Option<Rc<Interrupts>>,
+    children: super::parent::LiveChildren,
+    serving: Option<dump::ServingCalls>,
+    links: crate::to_host::LinkRegistry,
 }
 
 /// Swaps this thread's actor context with `cx` (call it again to swap back).
@@ -561,6 +567,9 @@ pub(crate) fn swap_context(cx: &mut ActorContext) {
     cx.actor = super::current_inner();
     super::set_current(actor);
     super::process::swap_live(&mut cx.live);
+    super::parent::swap_live_children(&mut cx.children);
+    dump::swap_serving(&mut cx.serving);
+    crate::to_host::swap_links(&mut cx.links);
     let ints = cx.interrupts.take();
     cx.interrupts = super::signals::current_interrupts();
     set_interrupts(ints);

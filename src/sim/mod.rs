@@ -52,6 +52,10 @@
 //!   panicking `Drop`, say) kills its actor as `SIGABRT` would (its parent sees
 //!   `ActorDied { signal: Some(6) }`, without the text a `panic = "abort"` process's hook
 //!   relays); one in the root tears the world down and goes on from [`Sim::run`].
+//! - **Debug mode** ([`RootOpts::debug_mode`](crate::actor::RootOpts::debug_mode)) is
+//!   tree-wide as in processes (children inherit it unless their `ActorOpts` say otherwise),
+//!   with crash reports and the dump; [`debug::pause`](crate::debug::pause) has no terminal to
+//!   take and fails with [`Error::OutsideSimulation`].
 //! - **Orphans.** A child whose parent was killed gets its death signal (`SIGTERM`) and
 //!   end-of-file, as a process does, and ends within its grace period; the world lets it finish
 //!   after the root has (processes would be reparented to init meanwhile).
@@ -220,8 +224,8 @@ impl Sim {
         } else {
             let _sim = crate::cx::enter_simulation();
             let _world = WorldGuard::enter(&world);
-            let (name, infected) = self.root.parts();
-            match world.start_root(name, infected, root, out.clone()) {
+            let (name, infected, debug_mode) = self.root.parts();
+            match world.start_root(name, infected, debug_mode, root, out.clone()) {
                 Err(e) => failure = Some(e),
                 Ok(()) => match world.run(self.time_limit) {
                     Ok(()) => {}

@@ -321,12 +321,14 @@ impl WorldState {
         &self,
         name: &str,
         infected: bool,
+        debug_mode: bool,
         root: impl Future<Output = Result<T>> + 'static,
         out: Rc<RefCell<Option<Result<T>>>>,
     ) -> Result<()> {
         let slot = self.new_slot(name, None, State::Gone);
         let world: Rc<dyn World> = Rc::new(ActorWorld { world: self.self_ref.clone(), me: slot.id });
         let actor = ActorInner::new(self.aid(&slot), infected, None, Vec::new(), self.endpoints.clone(), Some(world));
+        actor.set_debug_mode(debug_mode);
         let ints = Rc::new(Interrupts::default());
         {
             let mut cx = slot.cx.borrow_mut();

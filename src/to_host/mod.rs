@@ -337,6 +337,18 @@ std::thread_local! {
     static LINKS: RefCell<alloc::vec::Vec<alloc::rc::Weak<dyn LinkView>>> = const { RefCell::new(alloc::vec::Vec::new()) };
 }
 
+/// The pairs a thread's [`snapshot`] lists (a simulated world keeps one per actor:
+/// [`swap_links`]).
+#[cfg(feature = "std")]
+#[derive(Default)]
+pub(crate) struct LinkRegistry(alloc::vec::Vec<alloc::rc::Weak<dyn LinkView>>);
+
+/// Swaps this thread's pairs with `other`.
+#[cfg(feature = "std")]
+pub(crate) fn swap_links(other: &mut LinkRegistry) {
+    LINKS.with(|l| core::mem::swap(&mut *l.borrow_mut(), &mut other.0));
+}
+
 /// Registers a new pair for the debug dump (nothing without `std`).
 fn register<In: 'static, Out: 'static, S: 'static>(core: &Rc<Core<In, Out, S>>) {
     #[cfg(feature = "std")]

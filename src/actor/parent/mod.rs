@@ -155,13 +155,24 @@ pub(crate) struct ChildActor {
     /// The child's answers to our `DumpRequest`s, by request id, and who waits for them.
     dumps: RefCell<Vec<(u64, String)>>,
     dump_waiters: Waiters,
+    /// The id of our last `DumpRequest` to this child (ids are per connection, so that a
+    /// simulated world's runs do not depend on what ran before them on the thread).
+    dump_ids: Cell<u64>,
 }
 
 thread_local! {
     /// This actor's child records (weakly, in spawn order; pruned as the list doubles), for the
     /// debug dump.
     static LIVE: RefCell<Vec<std::rc::Weak<ChildActor>>> = const { RefCell::new(Vec::new()) };
-    static DUMP_IDS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// This actor's child records as [`live_children`] reads them (a simulated world keeps one per
+/// actor: [`swap_live_children`]).
+pub(crate) type LiveChildren = Vec<std::rc::Weak<ChildActor>>;
+
+/// Swaps this thread's child records with `other`.
+pub(crate) fn swap_live_children(other: &mut LiveChildren) {
+    LIVE.with(|l| std::mem::swap(&mut *l.borrow_mut(), other));
 }
 
 /// Lists `child` among this actor's children for the debug dump.
@@ -217,6 +228,7 @@ impl ChildActor {
             launched,
             dumps: RefCell::new(Vec::new()),
             dump_waiters: Waiters::default(),
+            dump_ids: Cell::new(0),
         }
     }
 
@@ -247,10 +259,8 @@ impl ChildActor {
         if self.closed_error().is_some() || self.state.aid.borrow().is_none() {
             return Ok(None);
         }
-        let id = DUMP_IDS.with(|i| {
-            i.set(i.get() + 1);
-            i.get()
-        });
+        let id = self.dump_ids.get() + 1;
+        self.dump_ids.set(id);
         if self.send(&Msg::DumpRequest { id, wait_ms }).await.is_err() {
             return Ok(None);
         }
