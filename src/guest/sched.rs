@@ -408,15 +408,45 @@ struct TaskSlot {
     /// The scopes the task is blocked in: the innermost scope current at each
     /// cancellation-aware await that returned `Pending`, kept until that scope exits. A task
     /// can wait in several scopes at once (branches of a `join` inside one task), so cancelling
-    /// any of them must wake it. The first lives inline; `blocked_more` (empty, so no
-    /// allocation, in the common case) holds the others.
+    /// any of them must wake it. The first lives inline; [`Rare::blocked_more`] holds the
+    /// others.
     blocked_in: Option<Rc<ScopeInner>>,
-    blocked_more: Vec<Rc<ScopeInner>>,
-    /// An error delivered to the task ([`Local::deliver`]) that no await has taken yet.
-    raise: Option<Raise>,
     /// Where the task last parked: the caller of the infect await it waits in (see
     /// [`crate::cx::at`]), for the debug dump.
     waits_at: Option<&'static core::panic::Location<'static>>,
+    /// What few tasks ever need, out of line so that a slot stays small (56 bytes: the slot
+    /// table is the largest part of a task's heap): `None` until first needed.
+    rare: Option<Box<Rare>>,
+}
+
+impl TaskSlot {
+    /// Whether a delivered error waits for this task.
+    fn raise_waiting(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| r.raise.is_some())
+    }
+
+    /// Takes the delivered error waiting for this task, if any.
+    fn take_raise(&mut self) -> Option<Raise> {
+        self.rare.as_mut().and_then(|r| r.raise.take())
+    }
+
+    /// The scopes the task blocks in beyond `blocked_in` (empty, without allocating, for most).
+    fn blocked_more(&self) -> &[Rc<ScopeInner>] {
+        self.rare.as_ref().map_or(&[], |r| &r.blocked_more)
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+/// The rarely used part of a [`TaskSlot`].
+#[derive(Default)]
+struct Rare {
+    /// The scopes the task blocks in beyond the slot's `blocked_in` (a `join` inside one task).
+    blocked_more: Vec<Rc<ScopeInner>>,
+    /// An error delivered to the task ([`Local::deliver`]) that no await has taken yet.
+    raise: Option<Raise>,
 }
 
 /// An error delivered to a task, waiting for the task's next cancellation check.
@@ -650,9 +680,8 @@ impl Local {
             waker: waker.clone(),
             root_scope,
             blocked_in: None,
-            blocked_more: Vec::new(),
-            raise: None,
             waits_at: None,
+            rare: None,
         });
         self.live.set(self.live.get() + 1);
         crate::log::debug!("guest.spawn", task = number);
@@ -705,7 +734,7 @@ impl Local {
                 running: Some(s.waker.number) == current,
                 scope: s.root_scope.id(),
                 waits_at: s.waits_at,
-                error_waiting: s.raise.is_some(),
+                error_waiting: s.raise_waiting(),
             })
             .collect();
         tasks.sort_by_key(|t| t.number);
@@ -729,10 +758,10 @@ impl Local {
             }
             let mut slots = self.slots.borrow_mut();
             let Some(Some(slot)) = slots.get_mut(key.index as usize) else { return false };
-            if slot.raise.is_some() {
+            if slot.raise_waiting() {
                 return false;
             }
-            slot.raise = Some(Raise { error, fallback });
+            slot.rare_mut().raise = Some(Raise { error, fallback });
             self.raises.set(self.raises.get() + 1);
             slot.waker.clone()
         };
@@ -749,7 +778,7 @@ impl Local {
         let key = self.current.get()?;
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(key.index as usize)?.as_mut()?;
-        let raise = slot.raise.take()?;
+        let raise = slot.take_raise()?;
         self.raises.set(self.raises.get() - 1);
         Some(raise.error)
     }
@@ -784,10 +813,11 @@ impl Local {
                 // Already noted (the common case: a task that blocks at the same await again):
                 // nothing to do. Exited scopes left in the list are skipped by `wake_cancelled`
                 // and pruned at the next push.
-                Some(a) if !a.is_exited() && slot.blocked_more.iter().any(|s| Rc::ptr_eq(s, scope)) => {}
+                Some(a) if !a.is_exited() && slot.blocked_more().iter().any(|s| Rc::ptr_eq(s, scope)) => {}
                 Some(a) if !a.is_exited() => {
-                    slot.blocked_more.retain(|s| !s.is_exited());
-                    slot.blocked_more.push(scope.clone());
+                    let more = &mut slot.rare_mut().blocked_more;
+                    more.retain(|s| !s.is_exited());
+                    more.push(scope.clone());
                 }
                 _ => slot.blocked_in = Some(scope.clone()),
             }
@@ -805,7 +835,7 @@ impl Local {
         let mut to_wake = Vec::new();
         for slot in self.slots.borrow().iter().flatten() {
             let cancelled = |s: &Rc<ScopeInner>| !s.is_exited() && s.effectively_cancelled();
-            if slot.blocked_in.as_ref().is_some_and(cancelled) || slot.blocked_more.iter().any(cancelled) {
+            if slot.blocked_in.as_ref().is_some_and(cancelled) || slot.blocked_more().iter().any(cancelled) {
                 to_wake.push(slot.waker.clone());
             }
         }
@@ -960,7 +990,7 @@ impl Local {
             match slots[key.index as usize].as_mut() {
                 Some(slot) => {
                     slot.waker.queued.store(false, Ordering::Release);
-                    let raising = slot.raise.is_some();
+                    let raising = slot.raise_waiting();
                     slot.fut.take().map(|f| (f, slot.waker.clone(), slot.root_scope.clone(), raising))
                 }
                 None => None,
@@ -990,8 +1020,8 @@ impl Local {
                     // infect's awaits: the task is blocked in foreign futures only, where no
                     // check will ever take it. The delivery falls back to its scope's
                     // cancellation (which the foreign-future rule enforces).
-                    if raising && crate::cx::parks() == parks && slot.raise.is_some() {
-                        fallback = slot.raise.take().and_then(|r| r.fallback);
+                    if raising && crate::cx::parks() == parks && slot.raise_waiting() {
+                        fallback = slot.take_raise().and_then(|r| r.fallback);
                         self.raises.set(self.raises.get() - 1);
                     }
                 }
