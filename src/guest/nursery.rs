@@ -265,7 +265,7 @@ impl Nursery {
         if self.inner.closed.get() {
             return Err(Error::NurseryClosed);
         }
-        self.inner.local.upgrade().ok_or(Error::NurseryClosed)
+        self.inner.local.upgrade().ok_or_else(|| Error::NurseryClosed)
     }
 
     /// Starts `task` as a child. Its error, if any, cancels the nursery and comes out of

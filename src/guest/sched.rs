@@ -769,6 +769,15 @@ impl Local {
         true
     }
 
+    /// Whether no task of the run has a delivered error waiting (then [`take_raise`] takes
+    /// nothing).
+    ///
+    /// [`take_raise`]: Local::take_raise
+    #[inline]
+    pub(crate) fn no_raise_waiting(&self) -> bool {
+        self.raises.get() == 0
+    }
+
     /// Takes the error delivered to the task being polled, if one waits.
     #[inline]
     pub(crate) fn take_raise(&self) -> Option<Error> {
@@ -907,14 +916,18 @@ impl Local {
         self.fire_timers();
         let mut batch = core::mem::take(&mut *self.batch.borrow_mut());
         batch.clear();
-        for _ in 0..self.shared.queue.len() {
-            match self.shared.queue.pop() {
-                Ok(k) => batch.push(k),
-                Err(_) => break,
+        // `is_empty` first: other threads' queue is empty on most ticks, and its `len` costs more.
+        if !self.shared.queue.is_empty() {
+            for _ in 0..self.shared.queue.len() {
+                match self.shared.queue.pop() {
+                    Ok(k) => batch.push(k),
+                    Err(_) => break,
+                }
             }
         }
-        // A tick runs on the owner thread: this always takes the owner's keys.
-        self.shared.owner_queue(|q| batch.append(q));
+        // A tick runs on the owner thread: this always takes the owner's keys (by swapping
+        // buffers when there is nothing else in the batch).
+        self.shared.owner_queue(|q| if batch.is_empty() { core::mem::swap(&mut batch, q) } else { batch.append(q) });
         if let Some(p) = &self.policy {
             p.permute(&mut batch);
         }

@@ -144,7 +144,7 @@ impl<T> Broadcast<T> {
     /// behind the head (its cursor then moves to the head), else [`Position`].
     pub(crate) fn position(&mut self, reader: u64) -> Result<Position> {
         let (head, pulled) = (self.head, self.pulled);
-        let cursor = self.cursor(reader).ok_or(Error::Closed)?;
+        let cursor = self.cursor(reader).ok_or_else(|| Error::Closed)?;
         let c = *cursor;
         if c < head {
             *cursor = head;
