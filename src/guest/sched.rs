@@ -528,6 +528,9 @@ pub(crate) struct Local {
     /// the last scope id given out (the run's root scope is 0).
     scopes: RefCell<Vec<alloc::rc::Weak<ScopeInner>>>,
     scope_ids: Cell<u64>,
+    /// The waker of the task being polled when every task was dropped inside that poll (the run
+    /// abandoned from a task): kept until the poll has ended, since the poll borrows it.
+    kept_waker: RefCell<Option<Arc<TaskWaker>>>,
 }
 
 /// The handle to a guest run. Keep it until `done` has been called: dropping it earlier
@@ -644,6 +647,7 @@ pub(crate) fn start<T: 'static>(
         foreign_notes: Cell::new(0),
         scopes: RefCell::new(Vec::new()),
         scope_ids: Cell::new(0),
+        kept_waker: RefCell::new(None),
     });
     shared.local.store(Rc::as_ptr(&local).cast_mut(), Ordering::Release);
     let root = local.root_scope.clone();
@@ -1004,18 +1008,24 @@ impl Local {
                 Some(slot) => {
                     slot.waker.queued.store(false, Ordering::Release);
                     let raising = slot.raise_waiting();
-                    slot.fut.take().map(|f| (f, slot.waker.clone(), slot.root_scope.clone(), raising))
+                    let waker = Arc::as_ptr(&slot.waker);
+                    slot.fut.take().map(|f| (f, waker, slot.root_scope.clone(), raising))
                 }
                 None => None,
             }
         };
-        let Some((mut fut, waker_arc, root, raising)) = taken else { return };
-        let number = waker_arc.number;
+        let Some((mut fut, waker_ptr, root, raising)) = taken else { return };
+        // SAFETY: `waker_ptr` is the slot's `Arc<TaskWaker>`, which the slot keeps until the poll
+        // has ended: only `drop_all_tasks` can empty the slot meanwhile (the run abandoned from
+        // inside the poll), and it moves that Arc to `kept_waker`, released below after the
+        // poll. The `Waker` built on it owns no reference count of its own: it is never dropped
+        // (ManuallyDrop) nor woken by value (a poll only sees `&Waker`; a clone takes a count).
+        let waker = core::mem::ManuallyDrop::new(Waker::from(unsafe { Arc::from_raw(waker_ptr) }));
+        // SAFETY: as above, the Arc is alive.
+        let number = unsafe { &*waker_ptr }.number;
         if let Some(t) = &self.trace {
             t.record(TraceEvent::Poll(Side::Guest, number));
         }
-        // The one clone taken above becomes the poll's waker (no second reference count).
-        let waker = Waker::from(waker_arc);
         let mut cx = Context::from_waker(&waker);
         self.current.set(Some(key));
         let polling = Polling { local: self, prev_scope: Some(self.swap_scope(Some(root))) };
@@ -1023,6 +1033,10 @@ impl Local {
         crate::cx::take_parked_at();
         let r = fut.as_mut().poll(&mut cx);
         drop(polling);
+        if self.kept_waker.borrow().is_some() {
+            // The run was abandoned during the poll: the waker it borrowed can go now.
+            drop(self.kept_waker.borrow_mut().take());
+        }
         match r {
             Poll::Pending => {
                 let mut fallback = None;
@@ -1072,8 +1086,22 @@ impl Local {
     }
 
     fn drop_all_tasks(&self) {
+        // The task being polled, if this runs inside its poll: its waker must outlive the poll.
+        let polled = self.current.get().map(|k| k.index as usize);
         loop {
-            let futs: Vec<TaskSlot> = self.slots.borrow_mut().iter_mut().filter_map(Option::take).collect();
+            let futs: Vec<TaskSlot> = self
+                .slots
+                .borrow_mut()
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let s = s.take()?;
+                    if Some(i) == polled {
+                        *self.kept_waker.borrow_mut() = Some(s.waker.clone());
+                    }
+                    Some(s)
+                })
+                .collect();
             if futs.is_empty() {
                 break;
             }
@@ -1314,5 +1342,57 @@ mod tests {
             Ok(task.deliver(INT, None))
         });
         assert_eq!(r, Ok(false));
+    }
+    /// A task that abandons its own run during its poll (drops the run handle) still holds a
+    /// valid waker for the rest of that poll: it can clone and wake it; `done` hears of the
+    /// abandon once, and the task's future is dropped after its poll.
+    #[test]
+    fn a_run_abandoned_inside_a_task_poll_keeps_that_polls_waker() {
+        use crate::guest::{GuestRun, GuestTick, Hooks};
+        use std::sync::{Arc, Mutex};
+        struct Queue(Arc<Mutex<Vec<GuestTick>>>);
+        impl Hooks for Queue {
+            fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
+                self.0.lock().unwrap().push(tick);
+            }
+            fn wake_at(&self, _: Instant, _: GuestTick) {}
+        }
+        struct Noisy(Rc<RefCell<Vec<&'static str>>>);
+        impl Drop for Noisy {
+            fn drop(&mut self) {
+                self.0.borrow_mut().push("future dropped");
+            }
+        }
+        let ticks = Arc::new(Mutex::new(Vec::new()));
+        let handle: Rc<RefCell<Option<GuestRun>>> = Rc::default();
+        let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+        let (h, l, noisy) = (handle.clone(), log.clone(), Noisy(log.clone()));
+        let main = core::future::poll_fn(move |cx| {
+            let _keep = &noisy;
+            drop(h.borrow_mut().take());
+            l.borrow_mut().push("abandoned");
+            let w = cx.waker().clone();
+            w.wake_by_ref();
+            drop(w);
+            cx.waker().wake_by_ref();
+            l.borrow_mut().push("woke");
+            core::task::Poll::<Result<()>>::Pending
+        });
+        let l = log.clone();
+        let config = GuestConfig::new(Rc::new(VirtualClock::new()));
+        let run = guest::start_guest_run_with(config, main, Queue(ticks.clone()), move |r| {
+            assert_eq!(r, Err(Error::GuestRunAbandoned));
+            l.borrow_mut().push("done");
+        })
+        .unwrap();
+        *handle.borrow_mut() = Some(run);
+        loop {
+            let batch: Vec<GuestTick> = core::mem::take(&mut *ticks.lock().unwrap());
+            if batch.is_empty() {
+                break;
+            }
+            batch.into_iter().for_each(GuestTick::run);
+        }
+        assert_eq!(*log.borrow(), ["done", "abandoned", "woke", "future dropped"]);
     }
 }

@@ -232,6 +232,27 @@ impl<T> Broadcast<T> {
         ReadOutcome::Done(Ok(Some(v)))
     }
 
+    /// The common case of [`read`](Self::read) by the primary reader with no subscriber, without
+    /// building a [`ReadOutcome`]: the next value if one is there or `release` (the source, asked
+    /// only when the reader is at the frontier) releases the next buffered one; `None` and
+    /// nothing changed otherwise (`read` then says what holds).
+    #[inline]
+    pub(crate) fn take_alone(&mut self, release: impl FnOnce() -> bool) -> Option<T> {
+        if !self.subs.is_empty() || self.primary != self.head {
+            return None;
+        }
+        if self.primary >= self.pulled {
+            if !release() {
+                return None;
+            }
+            self.pulled += 1;
+        }
+        let v = self.buf.pop_front().expect("cursor within the ring");
+        self.head += 1;
+        self.primary += 1;
+        Some(v)
+    }
+
     /// Drops values no reader needs, and pulled values beyond what is retained for laggards.
     fn trim(&mut self) {
         let min = self.subs.iter().map(|&(_, c)| c).fold(self.primary.min(self.pulled), u64::min);

@@ -455,6 +455,18 @@ impl Link {
         }
     }
 
+    /// [`guest_recv`](Self::guest_recv) when it releases a value (the common case, answered
+    /// without building a verdict): `true` and the value is released; `false` and nothing
+    /// changed (`guest_recv` then says what else holds).
+    #[inline]
+    pub fn guest_recv_value(&mut self) -> bool {
+        if self.guest_op_clear() && self.to_guest > 0 {
+            self.to_guest -= 1;
+            return true;
+        }
+        false
+    }
+
     /// Whether a receive would not wait (a value is buffered or the host has ended).
     pub fn guest_recv_ready(&self) -> bool {
         self.to_guest > 0 || self.host_end.is_some()
