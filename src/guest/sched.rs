@@ -197,15 +197,59 @@ pub(crate) struct TaskKey {
     generation: u32,
 }
 
-/// Task keys woken on the run's own thread, in wake order: a plain `Vec` (no atomics, no block
-/// allocation per 31 wakes as in the concurrent queue), touched only on the owner thread.
-struct OwnerQueue(core::cell::UnsafeCell<Vec<TaskKey>>);
+/// A plain `Vec` (no atomics, no block allocation per 31 pushes as in the concurrent queue) in a
+/// `Sync` value, touched only on the thread that made it (a run's owner thread): what that
+/// thread queues for itself (woken task keys, the standalone driver's ticks).
+pub(super) struct OwnerVec<T> {
+    v: core::cell::UnsafeCell<Vec<T>>,
+    /// The owner thread's [`thread_mark`].
+    #[cfg(feature = "std")]
+    mark: usize,
+}
 
-// SAFETY: the `Vec` is only reached through `Shared::owner_queue`, which hands it out only on the
-// thread that started the run (std: checked by `Shared::on_owner_thread`; without std the kernel
-// is single-threaded by contract, see `cx`), and no reference into it outlives the short,
-// non-reentrant call that took it (a push, an append, a clear, an emptiness check).
-unsafe impl Sync for OwnerQueue {}
+// SAFETY: the `Vec` is only reached through `OwnerVec::with`, which hands it out only on the
+// thread that made it (std: checked by `is_owner`; without std the kernel is single-threaded by
+// contract, see `cx`), and no reference into it outlives the short, non-reentrant call that took
+// it (a push, an append, a swap, a clear, an emptiness check: `with`'s contract). The values
+// are moved to that thread only: `T: Send`.
+unsafe impl<T: Send> Sync for OwnerVec<T> {}
+
+impl<T> OwnerVec<T> {
+    /// An empty `Vec` owned by the calling thread.
+    pub(super) fn new() -> OwnerVec<T> {
+        OwnerVec {
+            v: core::cell::UnsafeCell::new(Vec::new()),
+            #[cfg(feature = "std")]
+            mark: thread_mark(),
+        }
+    }
+
+    /// Whether the caller runs on the owner thread.
+    #[inline]
+    pub(super) fn is_owner(&self) -> bool {
+        #[cfg(feature = "std")]
+        {
+            thread_mark() == self.mark
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            true
+        }
+    }
+
+    /// Runs `f` on the `Vec` on the owner thread; `None` (and `f` not run) on another. `f` must
+    /// be a short operation on the `Vec` that runs no other code (no drop of a `T` either: take
+    /// values out and drop them after `with` returns), so that it cannot re-enter.
+    #[inline]
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut Vec<T>) -> R) -> Option<R> {
+        if !self.is_owner() {
+            return None;
+        }
+        // SAFETY: on the owner thread (checked above), the only thread that reaches the `Vec`;
+        // `f` does not re-enter (the contract above), so no other reference to it exists.
+        Some(f(unsafe { &mut *self.v.get() }))
+    }
+}
 
 #[cfg(feature = "std")]
 std::thread_local! {
@@ -228,10 +272,7 @@ pub(crate) struct Shared {
     /// Task keys woken on the owner thread, in wake order. A tick takes the other threads' keys
     /// first, then these (as the host takes its injector before its local queue): with wakes
     /// from one thread only, the order is the wake order.
-    owner_woken: OwnerQueue,
-    /// The owner thread's [`thread_mark`].
-    #[cfg(feature = "std")]
-    owner_mark: usize,
+    owner_woken: OwnerVec<TaskKey>,
     /// A tick has been requested and has not finished yet: wakes need not request another.
     tick_pending: AtomicBool,
     hooks: Box<dyn Hooks>,
@@ -244,27 +285,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Whether the caller runs on the thread that started the run.
-    fn on_owner_thread(&self) -> bool {
-        #[cfg(feature = "std")]
-        {
-            thread_mark() == self.owner_mark
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            true
-        }
-    }
-
     /// Runs `f` on the owner-thread queue; `None` (and `f` not run) on another thread.
+    #[inline]
     fn owner_queue<R>(&self, f: impl FnOnce(&mut Vec<TaskKey>) -> R) -> Option<R> {
-        if !self.on_owner_thread() {
-            return None;
-        }
-        // SAFETY: on the owner thread (checked above), the only thread that reaches the `Vec`;
-        // `f` is one of this module's short operations on it, which call no foreign code, so no
-        // other reference to it exists meanwhile.
-        Some(f(unsafe { &mut *self.owner_woken.0.get() }))
+        self.owner_woken.with(f)
     }
 
     /// Queues a woken task's key and requests a tick: on the owner thread without the queue's
@@ -601,9 +625,7 @@ pub(crate) fn start<T: 'static>(
 ) -> GuestRun {
     let shared = Arc::new(Shared {
         queue: ConcurrentQueue::unbounded(),
-        owner_woken: OwnerQueue(core::cell::UnsafeCell::new(Vec::new())),
-        #[cfg(feature = "std")]
-        owner_mark: thread_mark(),
+        owner_woken: OwnerVec::new(),
         tick_pending: AtomicBool::new(false),
         hooks,
         local: AtomicPtr::new(core::ptr::null_mut()),
