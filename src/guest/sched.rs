@@ -934,7 +934,10 @@ impl Local {
         // and goes on must not find the scheduler "running" forever (every later tick would
         // only reschedule itself).
         let running = ClearOnDrop(&self.running);
-        self.shared.tick_pending.store(true, Ordering::SeqCst);
+        // Usually already set (by the request that scheduled this tick): then no store.
+        if !self.shared.tick_pending.load(Ordering::Relaxed) {
+            self.shared.tick_pending.store(true, Ordering::SeqCst);
+        }
         let _cx = CURRENT.enter(Rc::as_ptr(self));
         if let Some(t) = &self.trace {
             t.record(TraceEvent::GuestTick);
@@ -975,7 +978,9 @@ impl Local {
         // A waker on another thread pushes its key, then (fence) swaps `tick_pending`; we clear
         // `tick_pending`, then (fence) look at the queue: one of us sees the other, so a woken
         // task never waits for a tick nobody requested.
-        self.shared.tick_pending.store(false, Ordering::SeqCst);
+        // The fence orders the clear before the look (fence to fence with the waker's side), so
+        // the clear itself needs no ordering of its own (a plain store on x86, not an exchange).
+        self.shared.tick_pending.store(false, Ordering::Relaxed);
         core::sync::atomic::fence(Ordering::SeqCst);
         if self.shared.any_woken() {
             self.shared.request_tick();
