@@ -259,6 +259,23 @@ std::thread_local! {
     static THREAD_MARK: u8 = const { 0 };
 }
 
+/// This thread's id, cached: `thread::current()` takes (and drops) a reference count each time.
+/// Ids are never reused, so unlike [`thread_mark`] it tells this thread from every thread ever.
+#[cfg(feature = "std")]
+fn current_thread_id() -> std::thread::ThreadId {
+    std::thread_local! {
+        static ID: Cell<Option<std::thread::ThreadId>> = const { Cell::new(None) };
+    }
+    ID.with(|c| match c.get() {
+        Some(id) => id,
+        None => {
+            let id = std::thread::current().id();
+            c.set(Some(id));
+            id
+        }
+    })
+}
+
 /// This thread's [`THREAD_MARK`] address.
 #[cfg(feature = "std")]
 fn thread_mark() -> usize {
@@ -347,7 +364,7 @@ impl GuestTick {
     #[cfg(feature = "std")]
     pub fn run(self) {
         assert!(
-            std::thread::current().id() == self.0.owner,
+            current_thread_id() == self.0.owner,
             "GuestTick::run called on a thread other than the one that started the guest run"
         );
         // SAFETY: we just checked that this is the owner thread.

@@ -833,7 +833,7 @@ impl Host {
         self.core.alarm_pending.set(alarms.iter().any(Option::is_some));
     }
 
-    #[inline]
+    #[inline(always)]
     fn fire_timers(&self) {
         // The common turn: no timer, no alarm, no alarm request.
         if !self.core.alarm_pending.get()
