@@ -17,6 +17,8 @@ pub(crate) struct Waiters {
     /// The waiters after the first, in registration order; `many` says whether there are any.
     rest: RefCell<Vec<Waker>>,
     many: Cell<bool>,
+    /// Whether any waker is parked (in `first` or `rest`).
+    any: Cell<bool>,
 }
 
 impl Waiters {
@@ -25,6 +27,7 @@ impl Waiters {
     #[inline]
     pub(crate) fn register(&self, w: &Waker) {
         crate::cx::note_park();
+        self.any.set(true);
         match self.first.take() {
             None => self.first.set(Some(w.clone())),
             Some(f) if f.will_wake(w) => self.first.set(Some(f)),
@@ -39,8 +42,17 @@ impl Waiters {
         }
     }
 
-    #[inline]
+    /// Wakes every parked waker (none: a glance at one flag, inlined at every call site).
+    #[inline(always)]
     pub(crate) fn wake_all(&self) {
+        if self.any.get() {
+            self.wake_parked();
+        }
+    }
+
+    /// [`wake_all`](Self::wake_all) with at least one waker parked.
+    fn wake_parked(&self) {
+        self.any.set(false);
         // Take everything before waking: a waker may re-enter (register again) synchronously.
         let first = self.first.take();
         if !self.many.get() {
