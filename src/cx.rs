@@ -175,7 +175,7 @@ pub(crate) fn take_parked_at() -> Loc {
 /// [`At`] does around its poll, for an await that is its own named future).
 #[inline]
 pub(crate) fn enter_await(at: &'static core::panic::Location<'static>) -> AwaitGuard {
-    AwaitGuard(PARKS.modify(|p| core::mem::replace(&mut p.await_at, Some(at))))
+    AwaitGuard(PARKS.modify(|p| p.await_at.replace(at)))
 }
 
 /// Restores the await location that was current before [`enter_await`] when dropped.

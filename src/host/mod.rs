@@ -1,12 +1,13 @@
 //! The host executor: asyncio's role, built on `async-task`.
 //!
 //! # Who touches what
-//! - `Shared` is the only part another thread may touch: the job queue (a `ConcurrentQueue`,
-//!   which is also the local run queue, so run order is wake order), the reactor's park gate
-//!   (the `sleeping` flag and its [`Notifier`](crate::reactor::Notifier)), and the alarm
-//!   requests. Task wakers, [`Remote::call_soon_threadsafe`] and the crate's wakes-from-any-thread
-//!   push jobs there; a push wakes the reactor only when the loop is parked (or about to park),
-//!   so a same-thread wake costs no syscall.
+//! - `Shared` is the only part another thread may touch: the injector (a `ConcurrentQueue` of
+//!   jobs queued from other threads, or before the loop ran), the reactor's park gate (the
+//!   `sleeping` flag and its [`Notifier`](crate::reactor::Notifier)), and the alarm requests.
+//!   Task wakers, [`Remote::call_soon_threadsafe`] and the crate's wakes-from-any-thread push
+//!   jobs there; a push from inside the loop on the host thread goes to the core's local FIFO
+//!   instead (no atomics), and a push wakes the reactor only when the loop is parked (or about
+//!   to park), so a same-thread wake costs no syscall.
 //! - `Core` (task table, timers, alarms, current task, what the host carries) is owned by the
 //!   host thread. It is reached through the owning [`Host`] or, while the loop runs, through the
 //!   thread's current-host slot.
