@@ -61,6 +61,25 @@ impl<T: Copy + 'static> Slot<T> {
     }
 
     /// Sets the slot until the guard drops, which restores the previous value (nesting works).
+    /// Reads, changes and writes the value back in one access; returns what `f` returns.
+    #[inline]
+    pub(crate) fn modify<R>(&'static self, f: impl FnOnce(&mut T) -> R) -> R {
+        let run = |c: &Cell<T>| {
+            let mut v = c.get();
+            let r = f(&mut v);
+            c.set(v);
+            r
+        };
+        #[cfg(feature = "std")]
+        {
+            self.key.with(run)
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            run(&self.cell.0)
+        }
+    }
+
     pub(crate) fn enter(&'static self, value: T) -> SlotGuard<T> {
         let prev = self.replace(value);
         SlotGuard { slot: self, prev }
@@ -96,29 +115,48 @@ macro_rules! kernel_slot {
 }
 pub(crate) use kernel_slot;
 
-kernel_slot! {
+/// A source location of an infect await (for the debug dump).
+type Loc = Option<&'static core::panic::Location<'static>>;
+
+/// The thread's park bookkeeping, in one slot so that each update is one thread-local access.
+#[derive(Clone, Copy)]
+pub(crate) struct Parks {
     /// How many times one of infect's own awaits has parked (or passed a cancellation check
     /// outside a cancelled scope) on this thread. Only differences matter: a cancelled scope
     /// compares it around a poll of its body to tell "waits at infect's awaits" (trio's path:
     /// deliver `Err(Cancelled)` there) from "blocked in foreign futures only" (drop the body).
-    static PARKS: u64 = 0;
+    count: u64,
+    /// The source location of the innermost infect await being polled on this thread (set by
+    /// [`At`] around its poll), for the debug dump's "where each task waits".
+    await_at: Loc,
+    /// The location of the first await that parked on this thread since it was last cleared
+    /// ([`note_park`] copies `await_at` here); a loop clears it before each task poll and keeps
+    /// it if the poll ends `Pending`.
+    parked_at: Loc,
+}
+
+kernel_slot! {
+    /// This thread's [`Parks`].
+    static PARKS: Parks = Parks { count: 0, await_at: None, parked_at: None };
 }
 
 /// Notes that one of infect's awaits parks (or checks for cancellation outside a cancelled
 /// scope): the future being polled waits somewhere infect knows about.
 #[inline]
 pub(crate) fn note_park() {
-    PARKS.replace(PARKS.get().wrapping_add(1));
-    // The first park of a poll is the innermost await (an outer one parks after its body).
-    if PARKED_AT.get().is_none() {
-        PARKED_AT.replace(AWAIT_AT.get());
-    }
+    PARKS.modify(|p| {
+        p.count = p.count.wrapping_add(1);
+        // The first park of a poll is the innermost await (an outer one parks after its body).
+        if p.parked_at.is_none() {
+            p.parked_at = p.await_at;
+        }
+    });
 }
 
 /// The park count (see [`note_park`]).
 #[inline]
 pub(crate) fn parks() -> u64 {
-    PARKS.get()
+    PARKS.get().count
 }
 
 kernel_slot! {
@@ -127,32 +165,28 @@ kernel_slot! {
     static SIMULATED: bool = false;
 }
 
-kernel_slot! {
-    /// The source location of the innermost infect await being polled on this thread (set by
-    /// [`At`] around its poll), for the debug dump's "where each task waits".
-    static AWAIT_AT: Option<&'static core::panic::Location<'static>> = None;
-}
-
-kernel_slot! {
-    /// The location of the first await that parked on this thread since the slot was last
-    /// cleared ([`note_park`] copies [`AWAIT_AT`] here); a loop clears it before each task poll
-    /// and keeps it if the poll ends `Pending`.
-    static PARKED_AT: Option<&'static core::panic::Location<'static>> = None;
-}
-
 /// Clears the location of the last park; returns it (a task poll starts with it clear).
 #[inline]
-pub(crate) fn take_parked_at() -> Option<&'static core::panic::Location<'static>> {
-    PARKED_AT.replace(None)
+pub(crate) fn take_parked_at() -> Loc {
+    PARKS.modify(|p| p.parked_at.take())
 }
 
 /// Makes `at` the location of the infect await being polled until the guard drops (what
 /// [`At`] does around its poll, for an await that is its own named future).
 #[inline]
-pub(crate) fn enter_await(
-    at: &'static core::panic::Location<'static>,
-) -> SlotGuard<Option<&'static core::panic::Location<'static>>> {
-    AWAIT_AT.enter(Some(at))
+pub(crate) fn enter_await(at: &'static core::panic::Location<'static>) -> AwaitGuard {
+    AwaitGuard(PARKS.modify(|p| p.await_at.replace(at)))
+}
+
+/// Restores the await location that was current before [`enter_await`] when dropped.
+pub(crate) struct AwaitGuard(Loc);
+
+impl Drop for AwaitGuard {
+    #[inline]
+    fn drop(&mut self) {
+        let prev = self.0;
+        PARKS.modify(|p| p.await_at = prev);
+    }
 }
 
 /// An infect await that knows where its caller is: [`at`] wraps it.

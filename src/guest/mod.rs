@@ -604,7 +604,10 @@ mod standalone {
     use core::cell::RefCell;
 
     struct Driver {
+        /// Ticks scheduled from other threads.
         ticks: ConcurrentQueue<GuestTick>,
+        /// Ticks scheduled on the run's own thread (the common case): no atomics.
+        local_ticks: sched::OwnerVec<GuestTick>,
         timer: ConcurrentQueue<(Instant, GuestTick)>,
         /// A tick request wakes the reactor only while the loop is parked (or about to park).
         gate: ParkGate,
@@ -617,7 +620,12 @@ mod standalone {
 
     impl Hooks for DriverHooks {
         fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
-            let _ = self.0.ticks.push(tick);
+            // On the run's own thread the loop is not parked (it runs this): nothing to notify.
+            let mut tick = Some(tick);
+            if self.0.local_ticks.with(|v| v.push(tick.take().expect("not pushed yet"))).is_some() {
+                return;
+            }
+            let _ = self.0.ticks.push(tick.take().expect("not pushed yet"));
             self.0.gate.notify_if(|| std::thread::current().id() != self.0.owner);
         }
 
@@ -632,6 +640,7 @@ mod standalone {
         fn drop(&mut self) {
             while self.0.timer.pop().is_ok() {}
             while self.0.ticks.pop().is_ok() {}
+            drop(self.0.local_ticks.with(core::mem::take));
         }
     }
 
@@ -643,6 +652,7 @@ mod standalone {
         let _enter = reactor.enter();
         let driver = Arc::new(Driver {
             ticks: ConcurrentQueue::unbounded(),
+            local_ticks: sched::OwnerVec::new(),
             timer: ConcurrentQueue::unbounded(),
             gate: ParkGate::new(reactor.notifier()),
             owner: std::thread::current().id(),
@@ -659,6 +669,7 @@ mod standalone {
             *out2.borrow_mut() = Some(r);
         })?;
         let mut wake: Option<(Instant, GuestTick)> = None;
+        let mut local: Vec<GuestTick> = Vec::new();
         loop {
             if let Some(r) = out.borrow_mut().take() {
                 drop(run);
@@ -667,13 +678,17 @@ mod standalone {
             while let Ok((d, t)) = driver.timer.pop() {
                 wake = (d != Instant::NEVER).then_some((d, t));
             }
-            let n = driver.ticks.len();
-            if n > 0 {
+            // Every tick of a run is the same tick, so the two queues' order does not matter.
+            let n = if driver.ticks.is_empty() { 0 } else { driver.ticks.len() };
+            // The owner's ticks, by swapping buffers (two of them take turns: no allocation).
+            driver.local_ticks.with(|v| core::mem::swap(v, &mut local));
+            if n > 0 || !local.is_empty() {
                 for _ in 0..n {
                     if let Ok(t) = driver.ticks.pop() {
                         t.run();
                     }
                 }
+                local.drain(..).for_each(GuestTick::run);
                 continue;
             }
             let deadline = wake.as_ref().map(|w| w.0);
@@ -684,7 +699,11 @@ mod standalone {
                 continue;
             }
             driver.gate.park(
-                || !(driver.ticks.is_empty() && driver.timer.is_empty()),
+                || {
+                    !(driver.ticks.is_empty()
+                        && driver.timer.is_empty()
+                        && driver.local_ticks.with(|v| v.is_empty()).unwrap_or(true))
+                },
                 || crate::reactor::park_until(&reactor, &*clock, deadline),
             );
         }

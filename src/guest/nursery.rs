@@ -64,6 +64,32 @@ impl NurseryInner {
     }
 }
 
+/// A child task started with [`Nursery::start_soon`]: its body, then the nursery told.
+///
+/// A plain future rather than an `async` block, which would keep the body twice over (as the
+/// block's captured variable and as the awaited future), doubling the heap of every child.
+struct Child<F> {
+    /// Dropped as soon as it is done, before the nursery hears of it.
+    body: Option<Enforced<F>>,
+    inner: Rc<NurseryInner>,
+}
+
+impl<F: Future<Output = Result<()>>> Future for Child<F> {
+    type Output = ();
+
+    fn poll(self: core::pin::Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> Poll<()> {
+        // SAFETY: `body` is structurally pinned: never moved out, only dropped in place (by
+        // assigning `None`), which the pinning contract allows; `inner` is not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let Some(body) = this.body.as_mut() else { return Poll::Ready(()) };
+        // SAFETY: see above.
+        let r = core::task::ready!(unsafe { core::pin::Pin::new_unchecked(body) }.poll(cx));
+        this.body = None;
+        this.inner.child_done(r);
+        Poll::Ready(())
+    }
+}
+
 /// A handle to an open nursery ([`open_nursery`]): start child tasks in it, or cancel it.
 /// Cheap to clone; a child may keep a clone to start siblings.
 ///
@@ -239,7 +265,7 @@ impl Nursery {
         if self.inner.closed.get() {
             return Err(Error::NurseryClosed);
         }
-        self.inner.local.upgrade().ok_or(Error::NurseryClosed)
+        self.inner.local.upgrade().ok_or_else(|| Error::NurseryClosed)
     }
 
     /// Starts `task` as a child. Its error, if any, cancels the nursery and comes out of
@@ -248,15 +274,9 @@ impl Nursery {
         let local = self.local()?;
         self.inner.live.set(self.inner.live.get() + 1);
         let inner = self.inner.clone();
-        local.spawn(
-            async move {
-                // A child blocked in a foreign future when the nursery is cancelled is dropped
-                // there (the guest's rule for foreign futures): the nursery still ends.
-                let r = Enforced::new(task).await;
-                inner.child_done(r);
-            },
-            self.inner.scope.inner.clone(),
-        );
+        // A child blocked in a foreign future when the nursery is cancelled is dropped there
+        // (the guest's rule for foreign futures): the nursery still ends.
+        local.spawn(Child { body: Some(Enforced::new(task)), inner }, self.inner.scope.inner.clone());
         Ok(())
     }
 

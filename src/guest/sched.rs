@@ -197,15 +197,59 @@ pub(crate) struct TaskKey {
     generation: u32,
 }
 
-/// Task keys woken on the run's own thread, in wake order: a plain `Vec` (no atomics, no block
-/// allocation per 31 wakes as in the concurrent queue), touched only on the owner thread.
-struct OwnerQueue(core::cell::UnsafeCell<Vec<TaskKey>>);
+/// A plain `Vec` (no atomics, no block allocation per 31 pushes as in the concurrent queue) in a
+/// `Sync` value, touched only on the thread that made it (a run's owner thread): what that
+/// thread queues for itself (woken task keys, the standalone driver's ticks).
+pub(super) struct OwnerVec<T> {
+    v: core::cell::UnsafeCell<Vec<T>>,
+    /// The owner thread's [`thread_mark`].
+    #[cfg(feature = "std")]
+    mark: usize,
+}
 
-// SAFETY: the `Vec` is only reached through `Shared::owner_queue`, which hands it out only on the
-// thread that started the run (std: checked by `Shared::on_owner_thread`; without std the kernel
-// is single-threaded by contract, see `cx`), and no reference into it outlives the short,
-// non-reentrant call that took it (a push, an append, a clear, an emptiness check).
-unsafe impl Sync for OwnerQueue {}
+// SAFETY: the `Vec` is only reached through `OwnerVec::with`, which hands it out only on the
+// thread that made it (std: checked by `is_owner`; without std the kernel is single-threaded by
+// contract, see `cx`), and no reference into it outlives the short, non-reentrant call that took
+// it (a push, an append, a swap, a clear, an emptiness check: `with`'s contract). The values
+// are moved to that thread only: `T: Send`.
+unsafe impl<T: Send> Sync for OwnerVec<T> {}
+
+impl<T> OwnerVec<T> {
+    /// An empty `Vec` owned by the calling thread.
+    pub(super) fn new() -> OwnerVec<T> {
+        OwnerVec {
+            v: core::cell::UnsafeCell::new(Vec::new()),
+            #[cfg(feature = "std")]
+            mark: thread_mark(),
+        }
+    }
+
+    /// Whether the caller runs on the owner thread.
+    #[inline]
+    pub(super) fn is_owner(&self) -> bool {
+        #[cfg(feature = "std")]
+        {
+            thread_mark() == self.mark
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            true
+        }
+    }
+
+    /// Runs `f` on the `Vec` on the owner thread; `None` (and `f` not run) on another. `f` must
+    /// be a short operation on the `Vec` that runs no other code (no drop of a `T` either: take
+    /// values out and drop them after `with` returns), so that it cannot re-enter.
+    #[inline]
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut Vec<T>) -> R) -> Option<R> {
+        if !self.is_owner() {
+            return None;
+        }
+        // SAFETY: on the owner thread (checked above), the only thread that reaches the `Vec`;
+        // `f` does not re-enter (the contract above), so no other reference to it exists.
+        Some(f(unsafe { &mut *self.v.get() }))
+    }
+}
 
 #[cfg(feature = "std")]
 std::thread_local! {
@@ -213,6 +257,23 @@ std::thread_local! {
     /// `thread::current().id()` and usable even while the thread's other locals are torn down
     /// (const-initialised, no destructor).
     static THREAD_MARK: u8 = const { 0 };
+}
+
+/// This thread's id, cached: `thread::current()` takes (and drops) a reference count each time.
+/// Ids are never reused, so unlike [`thread_mark`] it tells this thread from every thread ever.
+#[cfg(feature = "std")]
+fn current_thread_id() -> std::thread::ThreadId {
+    std::thread_local! {
+        static ID: Cell<Option<std::thread::ThreadId>> = const { Cell::new(None) };
+    }
+    ID.with(|c| match c.get() {
+        Some(id) => id,
+        None => {
+            let id = std::thread::current().id();
+            c.set(Some(id));
+            id
+        }
+    })
 }
 
 /// This thread's [`THREAD_MARK`] address.
@@ -228,10 +289,7 @@ pub(crate) struct Shared {
     /// Task keys woken on the owner thread, in wake order. A tick takes the other threads' keys
     /// first, then these (as the host takes its injector before its local queue): with wakes
     /// from one thread only, the order is the wake order.
-    owner_woken: OwnerQueue,
-    /// The owner thread's [`thread_mark`].
-    #[cfg(feature = "std")]
-    owner_mark: usize,
+    owner_woken: OwnerVec<TaskKey>,
     /// A tick has been requested and has not finished yet: wakes need not request another.
     tick_pending: AtomicBool,
     hooks: Box<dyn Hooks>,
@@ -244,27 +302,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Whether the caller runs on the thread that started the run.
-    fn on_owner_thread(&self) -> bool {
-        #[cfg(feature = "std")]
-        {
-            thread_mark() == self.owner_mark
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            true
-        }
-    }
-
     /// Runs `f` on the owner-thread queue; `None` (and `f` not run) on another thread.
+    #[inline]
     fn owner_queue<R>(&self, f: impl FnOnce(&mut Vec<TaskKey>) -> R) -> Option<R> {
-        if !self.on_owner_thread() {
-            return None;
-        }
-        // SAFETY: on the owner thread (checked above), the only thread that reaches the `Vec`;
-        // `f` is one of this module's short operations on it, which call no foreign code, so no
-        // other reference to it exists meanwhile.
-        Some(f(unsafe { &mut *self.owner_woken.0.get() }))
+        self.owner_woken.with(f)
     }
 
     /// Queues a woken task's key and requests a tick: on the owner thread without the queue's
@@ -323,7 +364,7 @@ impl GuestTick {
     #[cfg(feature = "std")]
     pub fn run(self) {
         assert!(
-            std::thread::current().id() == self.0.owner,
+            current_thread_id() == self.0.owner,
             "GuestTick::run called on a thread other than the one that started the guest run"
         );
         // SAFETY: we just checked that this is the owner thread.
@@ -408,15 +449,45 @@ struct TaskSlot {
     /// The scopes the task is blocked in: the innermost scope current at each
     /// cancellation-aware await that returned `Pending`, kept until that scope exits. A task
     /// can wait in several scopes at once (branches of a `join` inside one task), so cancelling
-    /// any of them must wake it. The first lives inline; `blocked_more` (empty, so no
-    /// allocation, in the common case) holds the others.
+    /// any of them must wake it. The first lives inline; [`Rare::blocked_more`] holds the
+    /// others.
     blocked_in: Option<Rc<ScopeInner>>,
-    blocked_more: Vec<Rc<ScopeInner>>,
-    /// An error delivered to the task ([`Local::deliver`]) that no await has taken yet.
-    raise: Option<Raise>,
     /// Where the task last parked: the caller of the infect await it waits in (see
     /// [`crate::cx::at`]), for the debug dump.
     waits_at: Option<&'static core::panic::Location<'static>>,
+    /// What few tasks ever need, out of line so that a slot stays small (56 bytes: the slot
+    /// table is the largest part of a task's heap): `None` until first needed.
+    rare: Option<Box<Rare>>,
+}
+
+impl TaskSlot {
+    /// Whether a delivered error waits for this task.
+    fn raise_waiting(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| r.raise.is_some())
+    }
+
+    /// Takes the delivered error waiting for this task, if any.
+    fn take_raise(&mut self) -> Option<Raise> {
+        self.rare.as_mut().and_then(|r| r.raise.take())
+    }
+
+    /// The scopes the task blocks in beyond `blocked_in` (empty, without allocating, for most).
+    fn blocked_more(&self) -> &[Rc<ScopeInner>] {
+        self.rare.as_ref().map_or(&[], |r| &r.blocked_more)
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+/// The rarely used part of a [`TaskSlot`].
+#[derive(Default)]
+struct Rare {
+    /// The scopes the task blocks in beyond the slot's `blocked_in` (a `join` inside one task).
+    blocked_more: Vec<Rc<ScopeInner>>,
+    /// An error delivered to the task ([`Local::deliver`]) that no await has taken yet.
+    raise: Option<Raise>,
 }
 
 /// An error delivered to a task, waiting for the task's next cancellation check.
@@ -498,6 +569,9 @@ pub(crate) struct Local {
     /// the last scope id given out (the run's root scope is 0).
     scopes: RefCell<Vec<alloc::rc::Weak<ScopeInner>>>,
     scope_ids: Cell<u64>,
+    /// The waker of the task being polled when every task was dropped inside that poll (the run
+    /// abandoned from a task): kept until the poll has ended, since the poll borrows it.
+    kept_waker: RefCell<Option<Arc<TaskWaker>>>,
 }
 
 /// The handle to a guest run. Keep it until `done` has been called: dropping it earlier
@@ -568,9 +642,7 @@ pub(crate) fn start<T: 'static>(
 ) -> GuestRun {
     let shared = Arc::new(Shared {
         queue: ConcurrentQueue::unbounded(),
-        owner_woken: OwnerQueue(core::cell::UnsafeCell::new(Vec::new())),
-        #[cfg(feature = "std")]
-        owner_mark: thread_mark(),
+        owner_woken: OwnerVec::new(),
         tick_pending: AtomicBool::new(false),
         hooks,
         local: AtomicPtr::new(core::ptr::null_mut()),
@@ -614,6 +686,7 @@ pub(crate) fn start<T: 'static>(
         foreign_notes: Cell::new(0),
         scopes: RefCell::new(Vec::new()),
         scope_ids: Cell::new(0),
+        kept_waker: RefCell::new(None),
     });
     shared.local.store(Rc::as_ptr(&local).cast_mut(), Ordering::Release);
     let root = local.root_scope.clone();
@@ -650,9 +723,8 @@ impl Local {
             waker: waker.clone(),
             root_scope,
             blocked_in: None,
-            blocked_more: Vec::new(),
-            raise: None,
             waits_at: None,
+            rare: None,
         });
         self.live.set(self.live.get() + 1);
         crate::log::debug!("guest.spawn", task = number);
@@ -705,7 +777,7 @@ impl Local {
                 running: Some(s.waker.number) == current,
                 scope: s.root_scope.id(),
                 waits_at: s.waits_at,
-                error_waiting: s.raise.is_some(),
+                error_waiting: s.raise_waiting(),
             })
             .collect();
         tasks.sort_by_key(|t| t.number);
@@ -729,15 +801,24 @@ impl Local {
             }
             let mut slots = self.slots.borrow_mut();
             let Some(Some(slot)) = slots.get_mut(key.index as usize) else { return false };
-            if slot.raise.is_some() {
+            if slot.raise_waiting() {
                 return false;
             }
-            slot.raise = Some(Raise { error, fallback });
+            slot.rare_mut().raise = Some(Raise { error, fallback });
             self.raises.set(self.raises.get() + 1);
             slot.waker.clone()
         };
         waker.wake_by_ref();
         true
+    }
+
+    /// Whether no task of the run has a delivered error waiting (then [`take_raise`] takes
+    /// nothing).
+    ///
+    /// [`take_raise`]: Local::take_raise
+    #[inline]
+    pub(crate) fn no_raise_waiting(&self) -> bool {
+        self.raises.get() == 0
     }
 
     /// Takes the error delivered to the task being polled, if one waits.
@@ -749,7 +830,7 @@ impl Local {
         let key = self.current.get()?;
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(key.index as usize)?.as_mut()?;
-        let raise = slot.raise.take()?;
+        let raise = slot.take_raise()?;
         self.raises.set(self.raises.get() - 1);
         Some(raise.error)
     }
@@ -784,10 +865,11 @@ impl Local {
                 // Already noted (the common case: a task that blocks at the same await again):
                 // nothing to do. Exited scopes left in the list are skipped by `wake_cancelled`
                 // and pruned at the next push.
-                Some(a) if !a.is_exited() && slot.blocked_more.iter().any(|s| Rc::ptr_eq(s, scope)) => {}
+                Some(a) if !a.is_exited() && slot.blocked_more().iter().any(|s| Rc::ptr_eq(s, scope)) => {}
                 Some(a) if !a.is_exited() => {
-                    slot.blocked_more.retain(|s| !s.is_exited());
-                    slot.blocked_more.push(scope.clone());
+                    let more = &mut slot.rare_mut().blocked_more;
+                    more.retain(|s| !s.is_exited());
+                    more.push(scope.clone());
                 }
                 _ => slot.blocked_in = Some(scope.clone()),
             }
@@ -805,7 +887,7 @@ impl Local {
         let mut to_wake = Vec::new();
         for slot in self.slots.borrow().iter().flatten() {
             let cancelled = |s: &Rc<ScopeInner>| !s.is_exited() && s.effectively_cancelled();
-            if slot.blocked_in.as_ref().is_some_and(cancelled) || slot.blocked_more.iter().any(cancelled) {
+            if slot.blocked_in.as_ref().is_some_and(cancelled) || slot.blocked_more().iter().any(cancelled) {
                 to_wake.push(slot.waker.clone());
             }
         }
@@ -869,7 +951,10 @@ impl Local {
         // and goes on must not find the scheduler "running" forever (every later tick would
         // only reschedule itself).
         let running = ClearOnDrop(&self.running);
-        self.shared.tick_pending.store(true, Ordering::SeqCst);
+        // Usually already set (by the request that scheduled this tick): then no store.
+        if !self.shared.tick_pending.load(Ordering::Relaxed) {
+            self.shared.tick_pending.store(true, Ordering::SeqCst);
+        }
         let _cx = CURRENT.enter(Rc::as_ptr(self));
         if let Some(t) = &self.trace {
             t.record(TraceEvent::GuestTick);
@@ -877,14 +962,18 @@ impl Local {
         self.fire_timers();
         let mut batch = core::mem::take(&mut *self.batch.borrow_mut());
         batch.clear();
-        for _ in 0..self.shared.queue.len() {
-            match self.shared.queue.pop() {
-                Ok(k) => batch.push(k),
-                Err(_) => break,
+        // `is_empty` first: other threads' queue is empty on most ticks, and its `len` costs more.
+        if !self.shared.queue.is_empty() {
+            for _ in 0..self.shared.queue.len() {
+                match self.shared.queue.pop() {
+                    Ok(k) => batch.push(k),
+                    Err(_) => break,
+                }
             }
         }
-        // A tick runs on the owner thread: this always takes the owner's keys.
-        self.shared.owner_queue(|q| batch.append(q));
+        // A tick runs on the owner thread: this always takes the owner's keys (by swapping
+        // buffers when there is nothing else in the batch).
+        self.shared.owner_queue(|q| if batch.is_empty() { core::mem::swap(&mut batch, q) } else { batch.append(q) });
         if let Some(p) = &self.policy {
             p.permute(&mut batch);
         }
@@ -906,7 +995,9 @@ impl Local {
         // A waker on another thread pushes its key, then (fence) swaps `tick_pending`; we clear
         // `tick_pending`, then (fence) look at the queue: one of us sees the other, so a woken
         // task never waits for a tick nobody requested.
-        self.shared.tick_pending.store(false, Ordering::SeqCst);
+        // The fence orders the clear before the look (fence to fence with the waker's side), so
+        // the clear itself needs no ordering of its own (a plain store on x86, not an exchange).
+        self.shared.tick_pending.store(false, Ordering::Relaxed);
         core::sync::atomic::fence(Ordering::SeqCst);
         if self.shared.any_woken() {
             self.shared.request_tick();
@@ -960,19 +1051,25 @@ impl Local {
             match slots[key.index as usize].as_mut() {
                 Some(slot) => {
                     slot.waker.queued.store(false, Ordering::Release);
-                    let raising = slot.raise.is_some();
-                    slot.fut.take().map(|f| (f, slot.waker.clone(), slot.root_scope.clone(), raising))
+                    let raising = slot.raise_waiting();
+                    let waker = Arc::as_ptr(&slot.waker);
+                    slot.fut.take().map(|f| (f, waker, slot.root_scope.clone(), raising))
                 }
                 None => None,
             }
         };
-        let Some((mut fut, waker_arc, root, raising)) = taken else { return };
-        let number = waker_arc.number;
+        let Some((mut fut, waker_ptr, root, raising)) = taken else { return };
+        // SAFETY: `waker_ptr` is the slot's `Arc<TaskWaker>`, which the slot keeps until the poll
+        // has ended: only `drop_all_tasks` can empty the slot meanwhile (the run abandoned from
+        // inside the poll), and it moves that Arc to `kept_waker`, released below after the
+        // poll. The `Waker` built on it owns no reference count of its own: it is never dropped
+        // (ManuallyDrop) nor woken by value (a poll only sees `&Waker`; a clone takes a count).
+        let waker = core::mem::ManuallyDrop::new(Waker::from(unsafe { Arc::from_raw(waker_ptr) }));
+        // SAFETY: as above, the Arc is alive.
+        let number = unsafe { &*waker_ptr }.number;
         if let Some(t) = &self.trace {
             t.record(TraceEvent::Poll(Side::Guest, number));
         }
-        // The one clone taken above becomes the poll's waker (no second reference count).
-        let waker = Waker::from(waker_arc);
         let mut cx = Context::from_waker(&waker);
         self.current.set(Some(key));
         let polling = Polling { local: self, prev_scope: Some(self.swap_scope(Some(root))) };
@@ -980,6 +1077,10 @@ impl Local {
         crate::cx::take_parked_at();
         let r = fut.as_mut().poll(&mut cx);
         drop(polling);
+        if self.kept_waker.borrow().is_some() {
+            // The run was abandoned during the poll: the waker it borrowed can go now.
+            drop(self.kept_waker.borrow_mut().take());
+        }
         match r {
             Poll::Pending => {
                 let mut fallback = None;
@@ -990,8 +1091,8 @@ impl Local {
                     // infect's awaits: the task is blocked in foreign futures only, where no
                     // check will ever take it. The delivery falls back to its scope's
                     // cancellation (which the foreign-future rule enforces).
-                    if raising && crate::cx::parks() == parks && slot.raise.is_some() {
-                        fallback = slot.raise.take().and_then(|r| r.fallback);
+                    if raising && crate::cx::parks() == parks && slot.raise_waiting() {
+                        fallback = slot.take_raise().and_then(|r| r.fallback);
                         self.raises.set(self.raises.get() - 1);
                     }
                 }
@@ -1029,8 +1130,22 @@ impl Local {
     }
 
     fn drop_all_tasks(&self) {
+        // The task being polled, if this runs inside its poll: its waker must outlive the poll.
+        let polled = self.current.get().map(|k| k.index as usize);
         loop {
-            let futs: Vec<TaskSlot> = self.slots.borrow_mut().iter_mut().filter_map(Option::take).collect();
+            let futs: Vec<TaskSlot> = self
+                .slots
+                .borrow_mut()
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let s = s.take()?;
+                    if Some(i) == polled {
+                        *self.kept_waker.borrow_mut() = Some(s.waker.clone());
+                    }
+                    Some(s)
+                })
+                .collect();
             if futs.is_empty() {
                 break;
             }
@@ -1271,5 +1386,57 @@ mod tests {
             Ok(task.deliver(INT, None))
         });
         assert_eq!(r, Ok(false));
+    }
+    /// A task that abandons its own run during its poll (drops the run handle) still holds a
+    /// valid waker for the rest of that poll: it can clone and wake it; `done` hears of the
+    /// abandon once, and the task's future is dropped after its poll.
+    #[test]
+    fn a_run_abandoned_inside_a_task_poll_keeps_that_polls_waker() {
+        use crate::guest::{GuestRun, GuestTick, Hooks};
+        use std::sync::{Arc, Mutex};
+        struct Queue(Arc<Mutex<Vec<GuestTick>>>);
+        impl Hooks for Queue {
+            fn run_sync_soon_threadsafe(&self, tick: GuestTick) {
+                self.0.lock().unwrap().push(tick);
+            }
+            fn wake_at(&self, _: Instant, _: GuestTick) {}
+        }
+        struct Noisy(Rc<RefCell<Vec<&'static str>>>);
+        impl Drop for Noisy {
+            fn drop(&mut self) {
+                self.0.borrow_mut().push("future dropped");
+            }
+        }
+        let ticks = Arc::new(Mutex::new(Vec::new()));
+        let handle: Rc<RefCell<Option<GuestRun>>> = Rc::default();
+        let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+        let (h, l, noisy) = (handle.clone(), log.clone(), Noisy(log.clone()));
+        let main = core::future::poll_fn(move |cx| {
+            let _keep = &noisy;
+            drop(h.borrow_mut().take());
+            l.borrow_mut().push("abandoned");
+            let w = cx.waker().clone();
+            w.wake_by_ref();
+            drop(w);
+            cx.waker().wake_by_ref();
+            l.borrow_mut().push("woke");
+            core::task::Poll::<Result<()>>::Pending
+        });
+        let l = log.clone();
+        let config = GuestConfig::new(Rc::new(VirtualClock::new()));
+        let run = guest::start_guest_run_with(config, main, Queue(ticks.clone()), move |r| {
+            assert_eq!(r, Err(Error::GuestRunAbandoned));
+            l.borrow_mut().push("done");
+        })
+        .unwrap();
+        *handle.borrow_mut() = Some(run);
+        loop {
+            let batch: Vec<GuestTick> = core::mem::take(&mut *ticks.lock().unwrap());
+            if batch.is_empty() {
+                break;
+            }
+            batch.into_iter().for_each(GuestTick::run);
+        }
+        assert_eq!(*log.borrow(), ["done", "abandoned", "woke", "future dropped"]);
     }
 }

@@ -493,6 +493,25 @@ pub(crate) fn check_cancel_only() -> Result<()> {
 
 #[inline]
 fn check(take: bool) -> Result<()> {
+    // The common case without building (and moving) a `Result` the size of an `Error`: no
+    // delivered error waits, and the scope is not cancelled.
+    let clear = with_local(|local| {
+        let clear = local.no_raise_waiting() && !local.current_scope_cancelled();
+        if clear {
+            local.note_blocked();
+        }
+        clear
+    });
+    if clear != Some(false) {
+        return Ok(());
+    }
+    check_slow(take)
+}
+
+/// [`check`] once a delivered error may wait or the scope is cancelled (out of line).
+#[cold]
+#[inline(never)]
+fn check_slow(take: bool) -> Result<()> {
     with_local(|local| {
         if take && let Some(e) = local.take_raise() {
             return Err(e);

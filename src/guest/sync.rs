@@ -490,7 +490,7 @@ impl<T> Receiver<T> {
     /// ```
     #[track_caller]
     pub fn receive(&mut self) -> impl Future<Output = Result<T>> {
-        crate::cx::at(async move { poll_fn(|cx| self.poll_recv(cx)).await?.ok_or(Error::EndOfChannel) })
+        crate::cx::at(async move { poll_fn(|cx| self.poll_recv(cx)).await?.ok_or_else(|| Error::EndOfChannel) })
     }
 
     /// Receives the next value, `Ok(None)` at the end of the channel (trio's `async for v in

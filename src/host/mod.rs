@@ -1,12 +1,13 @@
 //! The host executor: asyncio's role, built on `async-task`.
 //!
 //! # Who touches what
-//! - `Shared` is the only part another thread may touch: the job queue (a `ConcurrentQueue`,
-//!   which is also the local run queue, so run order is wake order), the reactor's park gate
-//!   (the `sleeping` flag and its [`Notifier`](crate::reactor::Notifier)), and the alarm
-//!   requests. Task wakers, [`Remote::call_soon_threadsafe`] and the crate's wakes-from-any-thread
-//!   push jobs there; a push wakes the reactor only when the loop is parked (or about to park),
-//!   so a same-thread wake costs no syscall.
+//! - `Shared` is the only part another thread may touch: the injector (a `ConcurrentQueue` of
+//!   jobs queued from other threads, or before the loop ran), the reactor's park gate (the
+//!   `sleeping` flag and its [`Notifier`](crate::reactor::Notifier)), and the alarm requests.
+//!   Task wakers, [`Remote::call_soon_threadsafe`] and the crate's wakes-from-any-thread push
+//!   jobs there; a push from inside the loop on the host thread goes to the core's local FIFO
+//!   instead (no atomics), and a push wakes the reactor only when the loop is parked (or about
+//!   to park), so a same-thread wake costs no syscall.
 //! - `Core` (task table, timers, alarms, current task, what the host carries) is owned by the
 //!   host thread. It is reached through the owning [`Host`] or, while the loop runs, through the
 //!   thread's current-host slot.
@@ -194,6 +195,7 @@ impl TaskCtl {
         }
     }
 
+    #[inline]
     fn cancelled(&self) -> Option<Cancelled> {
         if self.requested.get() { self.cancel.borrow().clone() } else { None }
     }
@@ -217,10 +219,9 @@ pub(crate) struct Core {
     carried: RefCell<Vec<Rc<dyn Carried>>>,
     tasks: RefCell<BTreeMap<u64, TaskEntry>>,
     next_id: Cell<u64>,
-    current: RefCell<Option<Rc<TaskCtl>>>,
-    /// The current task's `requested` flag (null outside a task): the fast path of
-    /// `check_cancelled`, valid while `current` holds that task's `TaskCtl`.
-    current_requested: Cell<*const Cell<bool>>,
+    /// The task being polled (null outside a task): set by `CurrentTask` while `HostTask::poll`
+    /// runs, which holds the `Rc<TaskCtl>` it points to for that whole time.
+    current: Cell<*const TaskCtl>,
     trace: Option<Trace>,
     policy: Option<Policy>,
     closed: Cell<bool>,
@@ -233,6 +234,14 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// The task being polled, if any.
+    #[inline]
+    fn current_ctl(&self) -> Option<&TaskCtl> {
+        // SAFETY: non-null only while `HostTask::poll` runs, which holds the `Rc<TaskCtl>` it
+        // points to (see `Core::current`); the reference does not outlive that poll's callee.
+        unsafe { self.current.get().as_ref() }
+    }
+
     fn no_jobs(&self) -> bool {
         self.shared.queue.is_empty() && self.local.borrow().is_empty()
     }
@@ -274,7 +283,7 @@ pub(crate) struct HostTaskState {
 #[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) fn snapshot() -> Option<Vec<HostTaskState>> {
     with_core(|core| {
-        let current = core.current.borrow().as_ref().map(|c| c.id);
+        let current = core.current_ctl().map(|c| c.id);
         core.tasks
             .borrow()
             .values()
@@ -387,8 +396,7 @@ impl HostBuilder {
                 carried: RefCell::new(Vec::new()),
                 tasks: RefCell::new(BTreeMap::new()),
                 next_id: Cell::new(1),
-                current: RefCell::new(None),
-                current_requested: Cell::new(core::ptr::null()),
+                current: Cell::new(core::ptr::null()),
                 trace: self.trace,
                 policy: self.seed.map(Policy::seeded),
                 closed: Cell::new(false),
@@ -826,6 +834,7 @@ impl Host {
         self.core.alarm_pending.set(alarms.iter().any(Option::is_some));
     }
 
+    #[inline(always)]
     fn fire_timers(&self) {
         // The common turn: no timer, no alarm, no alarm request.
         if !self.core.alarm_pending.get()
@@ -876,7 +885,8 @@ impl Host {
     /// Runs the jobs queued when the turn began: the injector's (older: queued from other
     /// threads or before the loop ran), then the local FIFO's.
     fn run_batch(&self) -> usize {
-        let n = self.core.shared.queue.len();
+        // `is_empty` first: the injector is empty on most turns, and its `len` costs more.
+        let n = if self.core.shared.queue.is_empty() { 0 } else { self.core.shared.queue.len() };
         if n == 0 && self.core.local.borrow().is_empty() {
             return 0;
         }
@@ -1193,22 +1203,21 @@ impl<F: Future> Future for HostTask<F> {
 /// the task that was current before.
 struct CurrentTask<'a> {
     core: &'a Core,
-    prev: Option<Rc<TaskCtl>>,
-    prev_flag: *const Cell<bool>,
+    prev: *const TaskCtl,
 }
 
 impl<'a> CurrentTask<'a> {
-    fn enter(core: &'a Core, ctl: &Rc<TaskCtl>) -> CurrentTask<'a> {
-        let prev = core.current.replace(Some(ctl.clone()));
-        let prev_flag = core.current_requested.replace(&ctl.requested);
-        CurrentTask { core, prev, prev_flag }
+    #[inline]
+    fn enter(core: &'a Core, ctl: &TaskCtl) -> CurrentTask<'a> {
+        let prev = core.current.replace(ctl);
+        CurrentTask { core, prev }
     }
 }
 
 impl Drop for CurrentTask<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.core.current_requested.set(self.prev_flag);
-        *self.core.current.borrow_mut() = self.prev.take();
+        self.core.current.set(self.prev);
     }
 }
 
@@ -1366,19 +1375,28 @@ impl<T> Future for JoinHandle<T> {
 /// ```
 #[inline]
 pub fn check_cancelled() -> core::result::Result<(), Cancelled> {
-    let requested = with_core(|core| {
-        // SAFETY: non-null only while `HostTask::poll` runs, which holds the `Rc<TaskCtl>` that
-        // owns the flag (see `Core::current_requested`).
-        unsafe { core.current_requested.get().as_ref() }.is_some_and(Cell::get)
-    });
-    if requested != Some(true) {
-        return Ok(());
+    let ptr = CURRENT.get();
+    // SAFETY: as in `with_core`: a non-null CURRENT is this thread's running host.
+    match unsafe { ptr.as_ref() }.and_then(Core::current_ctl) {
+        Some(ctl) if ctl.requested.get() => requested_cancel(ctl),
+        _ => Ok(()),
     }
-    with_core(|core| match core.current.borrow().as_ref() {
-        Some(ctl) => ctl.cancelled().map_or(Ok(()), Err),
-        None => Ok(()),
-    })
-    .unwrap_or(Ok(()))
+}
+
+/// Whether the cancellation of the host task being polled was requested (then
+/// [`check_cancelled`] returns it); `false` outside a host task.
+#[inline]
+pub(crate) fn cancel_requested() -> bool {
+    let ptr = CURRENT.get();
+    // SAFETY: as in `with_core`: a non-null CURRENT is this thread's running host.
+    unsafe { ptr.as_ref() }.and_then(Core::current_ctl).is_some_and(|c| c.requested.get())
+}
+
+/// [`check_cancelled`] once the task's cancellation was requested (the rare path, out of line).
+#[cold]
+#[inline(never)]
+fn requested_cancel(ctl: &TaskCtl) -> core::result::Result<(), Cancelled> {
+    ctl.cancelled().map_or(Ok(()), Err)
 }
 
 /// Runs `f` with the trace of the host running on this thread, if it has one.
@@ -1402,7 +1420,7 @@ pub(crate) fn cancel_task(id: u64, reason: &str) {
 /// `run_task` host by it).
 #[cfg(any(test, fuzzing))]
 pub(crate) fn current_task_id() -> Option<u64> {
-    with_core(|core| core.current.borrow().as_ref().map(|c| c.id)).flatten()
+    with_core(|core| core.current_ctl().map(|c| c.id)).flatten()
 }
 
 /// Spawns a host task on the host running on this thread (asyncio's `create_task`), so code
@@ -1431,7 +1449,17 @@ where
 /// host-aware await on, it sees `Err(Cancelled{reason})`. Nothing outside a host task
 /// (example at [`check_cancelled`]).
 pub fn cancel_current(reason: &str) {
-    let ctl = with_core(|core| core.current.borrow().clone()).flatten();
+    let ctl = with_core(|core| {
+        core.current_ctl().map(|c| {
+            // SAFETY: `current` points into the `Rc<TaskCtl>` the polled `HostTask` holds (see
+            // `Core::current`); a new strong count keeps it for the cancel below.
+            unsafe {
+                Rc::increment_strong_count(c);
+                Rc::from_raw(c)
+            }
+        })
+    })
+    .flatten();
     if let Some(ctl) = ctl {
         ctl.request_cancel(reason);
     }

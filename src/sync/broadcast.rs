@@ -144,7 +144,7 @@ impl<T> Broadcast<T> {
     /// behind the head (its cursor then moves to the head), else [`Position`].
     pub(crate) fn position(&mut self, reader: u64) -> Result<Position> {
         let (head, pulled) = (self.head, self.pulled);
-        let cursor = self.cursor(reader).ok_or(Error::Closed)?;
+        let cursor = self.cursor(reader).ok_or_else(|| Error::Closed)?;
         let c = *cursor;
         if c < head {
             *cursor = head;
@@ -230,6 +230,27 @@ impl<T> Broadcast<T> {
         self.head += 1;
         self.primary += 1;
         ReadOutcome::Done(Ok(Some(v)))
+    }
+
+    /// The common case of [`read`](Self::read) by the primary reader with no subscriber, without
+    /// building a [`ReadOutcome`]: the next value if one is there or `release` (the source, asked
+    /// only when the reader is at the frontier) releases the next buffered one; `None` and
+    /// nothing changed otherwise (`read` then says what holds).
+    #[inline]
+    pub(crate) fn take_alone(&mut self, release: impl FnOnce() -> bool) -> Option<T> {
+        if !self.subs.is_empty() || self.primary != self.head {
+            return None;
+        }
+        if self.primary >= self.pulled {
+            if !release() {
+                return None;
+            }
+            self.pulled += 1;
+        }
+        let v = self.buf.pop_front().expect("cursor within the ring");
+        self.head += 1;
+        self.primary += 1;
+        Some(v)
     }
 
     /// Drops values no reader needs, and pulled values beyond what is retained for laggards.

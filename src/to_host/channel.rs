@@ -45,6 +45,13 @@ impl<T> Ring<T> {
         self.0.unsubscribe(id);
     }
 
+    /// The primary reader's read when a value is there (see [`Broadcast::take_alone`]); `None`
+    /// and nothing changed otherwise.
+    #[inline]
+    pub(crate) fn take_primary(&mut self, link: &mut Link) -> Option<T> {
+        self.0.take_alone(|| link.guest_recv_value())
+    }
+
     /// One read by `reader`, consulting the machine when it needs a new value or the end.
     pub(crate) fn read(&mut self, reader: u64, link: &mut Link) -> ReadOutcome<T> {
         self.0.read(reader, || match link.guest_recv() {

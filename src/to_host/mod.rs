@@ -466,7 +466,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> Pair<In, Out, S, R> {
         if self.result_taken.replace(true) {
             return Err(Error::ResultTaken);
         }
-        self.result.borrow_mut().take().ok_or(Error::HostTaskExited)
+        self.result.borrow_mut().take().ok_or_else(|| Error::HostTaskExited)
     }
 }
 
@@ -825,7 +825,7 @@ impl<In: 'static, Out: 'static, S: 'static, R: 'static> LinkedTaskChannel<In, Ou
     /// # Ok::<(), infect::Error>(())
     /// ```
     pub async fn receive(&self) -> Result<Out> {
-        self.try_next().await?.ok_or(Error::HostTaskExited)
+        self.try_next().await?.ok_or_else(|| Error::HostTaskExited)
     }
 
     /// Receives the next value, `Ok(None)` at the end of the channel (the seed's
@@ -1061,6 +1061,18 @@ impl<In, Out, S> Reader<Out> for Core<In, Out, S> {
                 check_cancel()?;
             }
         }
+        if reader == PRIMARY {
+            // The common case first, without an `Error`-sized outcome to move around.
+            let v = {
+                let mut link = self.link.borrow_mut();
+                self.to_guest.borrow_mut().take_primary(&mut link)
+            };
+            if let Some(v) = v {
+                crate::log::trace!("link.guest_receive", pair = self.number.get(), end = false);
+                self.host_room.wake_all();
+                return Poll::Ready(Ok(Some(v)));
+            }
+        }
         let outcome = {
             let mut link = self.link.borrow_mut();
             self.to_guest.borrow_mut().read(reader, &mut link)
@@ -1149,7 +1161,7 @@ impl<Out> BroadcastReceiver<Out> {
     /// Receives the next value: like [`LinkedTaskChannel::receive`], plus
     /// [`Error::Lagged`] when this subscriber fell behind. Example on [`BroadcastReceiver`].
     pub async fn receive(&self) -> Result<Out> {
-        self.try_next().await?.ok_or(Error::HostTaskExited)
+        self.try_next().await?.ok_or_else(|| Error::HostTaskExited)
     }
 
     /// Receives the next value, `Ok(None)` at the end of the channel: like
@@ -1254,7 +1266,19 @@ impl<In, Out, S> core::fmt::Debug for HostChannel<In, Out, S> {
 
 impl<In, Out, S> HostChannel<In, Out, S> {
     /// Checks the host task's own cancellation, then the guest side.
+    #[inline]
     fn check(&self) -> Result<()> {
+        // The common case without building (and moving) a `Result` the size of an `Error`.
+        if !host::cancel_requested() && self.core.link.borrow().host_sees_nothing() {
+            return Ok(());
+        }
+        self.check_slow()
+    }
+
+    /// [`check`](Self::check) once something may have ended (out of line).
+    #[cold]
+    #[inline(never)]
+    fn check_slow(&self) -> Result<()> {
         host::check_cancelled()?;
         self.core.link.borrow().host_sees()
     }

@@ -240,6 +240,23 @@ impl Link {
     /// block's exit is `HostTaskExited`.
     #[inline]
     pub fn guest_op(&self) -> Result<()> {
+        if self.guest_op_clear() {
+            return Ok(());
+        }
+        self.guest_op_ended()
+    }
+
+    /// The common case of [`guest_op`](Self::guest_op) (neither side ended, nothing
+    /// interrupted), without building a `Result` the size of an `Error`.
+    #[inline]
+    fn guest_op_clear(&self) -> bool {
+        self.guest_end.is_none() && !self.interrupted
+    }
+
+    /// [`guest_op`](Self::guest_op) once something ended (out of line).
+    #[cold]
+    #[inline(never)]
+    fn guest_op_ended(&self) -> Result<()> {
         if self.guest_end.is_some() {
             return Err(Error::Closed);
         }
@@ -297,6 +314,22 @@ impl Link {
     /// the translated end of the guest.
     #[inline]
     pub fn host_sees(&self) -> Result<()> {
+        if self.guest_end.is_none() {
+            return Ok(());
+        }
+        self.host_sees_end()
+    }
+
+    /// Whether [`host_sees`](Self::host_sees) is `Ok` (the guest holds the link).
+    #[inline]
+    pub fn host_sees_nothing(&self) -> bool {
+        self.guest_end.is_none()
+    }
+
+    /// [`host_sees`](Self::host_sees) once the guest side ended (out of line).
+    #[cold]
+    #[inline(never)]
+    fn host_sees_end(&self) -> Result<()> {
         match &self.guest_end {
             None => Ok(()),
             Some(GuestEnd::Exited) => Err(Error::GuestTaskExited),
@@ -420,6 +453,18 @@ impl Link {
                 Err(e) => RecvVerdict::Fail(e),
             },
         }
+    }
+
+    /// [`guest_recv`](Self::guest_recv) when it releases a value (the common case, answered
+    /// without building a verdict): `true` and the value is released; `false` and nothing
+    /// changed (`guest_recv` then says what else holds).
+    #[inline]
+    pub fn guest_recv_value(&mut self) -> bool {
+        if self.guest_op_clear() && self.to_guest > 0 {
+            self.to_guest -= 1;
+            return true;
+        }
+        false
     }
 
     /// Whether a receive would not wait (a value is buffered or the host has ended).
