@@ -349,9 +349,11 @@ type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
 
 static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
 
-/// Enables the dump engine in this process (idempotent): `debug::enable`, `RootOpts::debug_mode`
-/// and the `debug` functions call it.
+/// Enables the dump engine and the terminal lock's relay ([`tty_lock::install`](super::tty_lock::install))
+/// in this process (idempotent): `debug::enable`, `RootOpts::debug_mode` and the `debug`
+/// functions call it.
 pub(crate) fn install() {
+    super::tty_lock::install();
     ENGINE.get_or_init(|| Engine {
         tree: |wait| Box::pin(tree(wait)),
         reply: |id, wait_ms, max_frame| Box::pin(reply_installed(id, wait_ms, max_frame)),

@@ -328,17 +328,32 @@ pub(crate) struct ActorInner {
 }
 
 impl ActorInner {
-    /// An actor: `aid`, infected or not, its parent (`None` for the root), the namespaces it
-    /// serves, its endpoints, its world (`None`: a process).
+    /// An actor of a process: `aid`, infected or not, its parent (`None` for the root), the
+    /// namespaces it serves, its endpoints.
     pub(crate) fn new(
         aid: Aid,
         infected: bool,
         parent: Option<Aid>,
         enabled: Vec<String>,
         endpoints: Endpoints,
-        world: Option<Rc<dyn world::World>>,
     ) -> Rc<ActorInner> {
-        Rc::new(ActorInner {
+        Rc::new(ActorInner::unshared(aid, infected, parent, enabled, endpoints))
+    }
+
+    /// [`ActorInner::new`] before it is shared: a simulated world gives it its world
+    /// ([`ActorInner::in_world`]) first.
+    ///
+    /// The world is not a parameter of `new` on purpose: a `None` there leaves the vtable half
+    /// of the `Option<Rc<dyn World>>` undefined, and LLVM fills it with the one vtable it knows
+    /// (the simulated world's), which then links the whole simulation into every binary.
+    pub(crate) fn unshared(
+        aid: Aid,
+        infected: bool,
+        parent: Option<Aid>,
+        enabled: Vec<String>,
+        endpoints: Endpoints,
+    ) -> ActorInner {
+        ActorInner {
             aid,
             infected,
             parent,
@@ -346,9 +361,15 @@ impl ActorInner {
             endpoints,
             teardown: Default::default(),
             parent_conn: Default::default(),
-            world,
+            world: None,
             debug_mode: Default::default(),
-        })
+        }
+    }
+
+    /// This actor living in the simulated `world` (see [`ActorInner::unshared`]).
+    pub(crate) fn in_world(mut self, world: Rc<dyn world::World>) -> Rc<ActorInner> {
+        self.world = Some(world);
+        Rc::new(self)
     }
 
     /// Sets debug mode (the root's from its `RootOpts`, a child's from its `SpawnSpec`).
@@ -514,7 +535,7 @@ pub(crate) fn run_bare_root<T: 'static>(
     root: impl std::future::Future<Output = crate::Result<T>> + 'static,
 ) -> crate::Result<T> {
     let aid = Aid { name: name.to_owned(), uuid: format!("{name}-uuid"), pid: std::process::id() };
-    let actor = ActorInner::new(aid, false, None, Vec::new(), Endpoints::new(), None);
+    let actor = ActorInner::new(aid, false, None, Vec::new(), Endpoints::new());
     set_current(Some(actor));
     // On our host rather than `guest::run`'s standalone driver, which leaks a descriptor per run
     // (issue 9, item 2): a fuzzer runs this hundreds of thousands of times in one process.
@@ -596,7 +617,6 @@ mod tests {
                 Some(me.aid.clone()),
                 vec!["math".into()],
                 Endpoints::new().serve(DOUBLE, double).serve(FAIL, fail).serve(COUNT, count),
-                None,
             );
             guest::open_nursery(async |n| {
                 let peer = Rc::new(Peer::new(Box::new(down), DEFAULT_MAX_FRAME));

@@ -316,7 +316,7 @@ fn run_root<T: 'static>(opts: RootOpts, endpoints: Endpoints, root: RootFuture<T
     crate::log::enter_span!("actor", name = opts.name.as_str());
     let signals = Signals::Pipe(signal_pipe()?);
     let aid = Aid { name: opts.name.clone(), uuid: new_uuid(), pid: std::process::id() };
-    let actor = ActorInner::new(aid, opts.infect_host, None, Vec::new(), endpoints, None);
+    let actor = ActorInner::new(aid, opts.infect_host, None, Vec::new(), endpoints);
     actor.set_debug_mode(opts.debug_mode);
     set_current(Some(actor.clone()));
     tty_lock::reset(true);
@@ -452,7 +452,7 @@ fn run_child(rx: OwnedFd, tx: OwnedFd, endpoints: Endpoints) -> Result<i32> {
         }
     };
     let aid = Aid { name: spec.name.clone(), uuid: new_uuid(), pid: std::process::id() };
-    let actor = child_actor(&spec, aid, endpoints, None);
+    let actor = Rc::new(child_actor(&spec, aid, endpoints));
     set_current(Some(actor.clone()));
     tty_lock::reset(false);
     crate::log::enter_span!("actor", name = spec.name.as_str());
@@ -482,21 +482,11 @@ pub(crate) fn spawn_spec(
     }
 }
 
-/// The child actor `spec` describes, identified as `aid`, serving `endpoints`, in `world`.
-pub(crate) fn child_actor(
-    spec: &SpawnSpec,
-    aid: Aid,
-    endpoints: Endpoints,
-    world: Option<Rc<dyn super::world::World>>,
-) -> Rc<ActorInner> {
-    let actor = ActorInner::new(
-        aid,
-        spec.infect_host,
-        Some(spec.parent.clone()),
-        spec.enable_modules.clone(),
-        endpoints,
-        world,
-    );
+/// The child actor `spec` describes, identified as `aid`, serving `endpoints` (unshared: a
+/// simulated world gives it its world first, see [`ActorInner::unshared`]).
+pub(crate) fn child_actor(spec: &SpawnSpec, aid: Aid, endpoints: Endpoints) -> ActorInner {
+    let actor =
+        ActorInner::unshared(aid, spec.infect_host, Some(spec.parent.clone()), spec.enable_modules.clone(), endpoints);
     actor.set_debug_mode(spec.debug_mode);
     actor
 }

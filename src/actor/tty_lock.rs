@@ -29,6 +29,10 @@
 //! - **Late grants are dropped.** A request withdrawn while its grant was on its way down (the
 //!   waiting task was cancelled) is not known any more when the grant arrives: the grant is
 //!   ignored, and the release that withdrew it frees the lock at the root.
+//! - **Linked on use.** The handlers of the lock's state machine are reached only through
+//!   [`install`] (called by the debug layer's install, `ActorOpts::debug_mode` and [`acquire`]),
+//!   so a program that never enables the debug layer does not link them; a process without
+//!   them grants a child's request at once (see [`on_child_lock`]).
 //! - State is thread-local to the actor's thread; the handlers here only change it and return
 //!   the messages to send ([`Out`]), which the async callers send ([`flush`]), shielded.
 
@@ -212,8 +216,7 @@ pub(crate) async fn released() -> Result<()> {
     .await
 }
 
-/// A `TtyLock` from the child `uuid` on `peer`; `Err(why)` if it is out of the dialog.
-pub(crate) fn on_child_lock(uuid: &str, peer: &Rc<Peer>, req: TtyReq) -> core::result::Result<Vec<Out>, &'static str> {
+fn child_lock_relayed(uuid: &str, peer: &Rc<Peer>, req: TtyReq) -> Handled {
     with_lock(|l| {
         if l.route(&req).is_some() {
             return Err("this terminal lock request is pending already");
@@ -227,8 +230,7 @@ pub(crate) fn on_child_lock(uuid: &str, peer: &Rc<Peer>, req: TtyReq) -> core::r
     })
 }
 
-/// A `TtyRelease` from the child `uuid`; `Err(why)` if no such request came from it.
-pub(crate) fn on_child_release(uuid: &str, req: TtyReq, quit: bool) -> core::result::Result<Vec<Out>, &'static str> {
+fn child_release_relayed(uuid: &str, req: TtyReq, quit: bool) -> Handled {
     with_lock(|l| {
         let i = l.routes.iter().position(|r| same(&r.req, &req) && matches!(&r.from, From::Child(c, _) if c == uuid));
         let Some(i) = i else { return Err("no terminal lock request of this child is pending") };
@@ -239,9 +241,7 @@ pub(crate) fn on_child_release(uuid: &str, req: TtyReq, quit: bool) -> core::res
     })
 }
 
-/// A `TtyGranted` from the parent: passed on down, or to the local task; ignored if the request
-/// is not known any more (it was withdrawn meanwhile).
-pub(crate) fn on_parent_grant(req: TtyReq) -> Vec<Out> {
+fn parent_grant_relayed(req: TtyReq) -> Vec<Out> {
     with_lock(|l| {
         let mut out = Vec::new();
         if l.route(&req).is_some_and(|r| !r.granted) {
@@ -251,8 +251,7 @@ pub(crate) fn on_parent_grant(req: TtyReq) -> Vec<Out> {
     })
 }
 
-/// The child `uuid` is gone: every request that came through it is released on its behalf.
-pub(crate) fn child_gone(uuid: &str) -> Vec<Out> {
+fn child_gone_relayed(uuid: &str) -> Vec<Out> {
     with_lock(|l| {
         let mut out = Vec::new();
         while let Some(i) = l.routes.iter().position(|r| matches!(&r.from, From::Child(c, _) if c == uuid)) {
@@ -261,6 +260,68 @@ pub(crate) fn child_gone(uuid: &str) -> Vec<Out> {
         }
         out
     })
+}
+
+/// What a handler of a child's message returns: the messages to send, or `Err(why)` if the
+/// message is out of the dialog.
+pub(crate) type Handled = core::result::Result<Vec<Out>, &'static str>;
+
+/// The relay's handlers, as the runtime reaches them: only through this, once installed
+/// ([`install`]), so that a program that never enables the debug layer does not link the lock's
+/// state machine (the dump engine's rule, see `dump::install`).
+struct Relay {
+    child_lock: fn(&str, &Rc<Peer>, TtyReq) -> Handled,
+    child_release: fn(&str, TtyReq, bool) -> Handled,
+    parent_grant: fn(TtyReq) -> Vec<Out>,
+    child_gone: fn(&str) -> Vec<Out>,
+}
+
+static RELAY: std::sync::OnceLock<Relay> = std::sync::OnceLock::new();
+
+/// Enables the relay in this process (idempotent): the debug layer's `install`,
+/// `ActorOpts::debug_mode` and [`acquire`] call it.
+pub(crate) fn install() {
+    RELAY.get_or_init(|| Relay {
+        child_lock: child_lock_relayed,
+        child_release: child_release_relayed,
+        parent_grant: parent_grant_relayed,
+        child_gone: child_gone_relayed,
+    });
+}
+
+/// A `TtyLock` from the child `uuid` on `peer`; `Err(why)` if it is out of the dialog.
+///
+/// A process without the relay (its program enables the debug layer nowhere in `main`, and
+/// debug mode reached it through a parent's `ActorOpts::debug_mode`) grants every request at
+/// once: its children's prompts are not serialised with each other nor with the rest of the
+/// tree, and it does not hold back its reaping ladder for them.
+pub(crate) fn on_child_lock(uuid: &str, peer: &Rc<Peer>, req: TtyReq) -> Handled {
+    match RELAY.get() {
+        Some(relay) => (relay.child_lock)(uuid, peer, req),
+        None => Ok(vec![Out::Down(peer.clone(), Msg::TtyGranted { req })]),
+    }
+}
+
+/// A `TtyRelease` from the child `uuid`; `Err(why)` if no such request came from it. Without
+/// the relay (see [`on_child_lock`]) there is nothing to release, and `quit` interrupts the tree
+/// only if this actor is the root.
+pub(crate) fn on_child_release(uuid: &str, req: TtyReq, quit: bool) -> Handled {
+    match RELAY.get() {
+        Some(relay) => (relay.child_release)(uuid, req, quit),
+        None => Ok(if quit { vec![Out::Quit] } else { Vec::new() }),
+    }
+}
+
+/// A `TtyGranted` from the parent: passed on down, or to the local task; ignored if the request
+/// is not known any more (it was withdrawn meanwhile), and always without the relay (nothing
+/// here asked).
+pub(crate) fn on_parent_grant(req: TtyReq) -> Vec<Out> {
+    RELAY.get().map_or_else(Vec::new, |relay| (relay.parent_grant)(req))
+}
+
+/// The child `uuid` is gone: every request that came through it is released on its behalf.
+pub(crate) fn child_gone(uuid: &str) -> Vec<Out> {
+    RELAY.get().map_or_else(Vec::new, |relay| (relay.child_gone)(uuid))
 }
 
 /// Sends what a handler returned, shielded (a lock message must not be lost to a cancellation);
@@ -333,6 +394,7 @@ impl Drop for Request {
 /// A cancellation point, on both sides: in a guest task its scope's cancellation, in a host
 /// task the task's cancellation ends the wait, and the request is withdrawn first.
 pub(crate) async fn acquire() -> Result<Request> {
+    install();
     let me = super::current_inner().ok_or(Error::NoActorRuntime)?;
     let (req, out) = with_lock(|l| {
         let req = TtyReq { who: me.aid.clone(), n: l.next };
@@ -367,7 +429,9 @@ pub(crate) async fn acquire() -> Result<Request> {
 mod tests {
     use std::rc::Rc;
 
-    use super::{Out, child_gone, held, held_below, on_child_lock, on_child_release, on_parent_grant, queue, reset};
+    use super::{
+        Out, child_gone, held, held_below, install, on_child_lock, on_child_release, on_parent_grant, queue, reset,
+    };
     use crate::actor::peer::Peer;
     use crate::actor::peer::transport::mem_pipe;
     use crate::wire::{Aid, DEFAULT_MAX_FRAME, Msg, TtyReq};
@@ -403,6 +467,7 @@ mod tests {
     /// are released on its behalf; what a child did not ask is refused.
     #[test]
     fn the_root_queues_in_order_and_grants_one_at_a_time() {
+        install();
         reset(true);
         let (a, b) = (peer(), peer());
         assert_eq!(sent(on_child_lock("A", &a, req("x", 0)).unwrap()), ["down:TtyGranted(x#0)"]);
@@ -431,6 +496,7 @@ mod tests {
     /// dropped.
     #[test]
     fn an_intermediate_actor_relays_and_knows_its_subtree_holds() {
+        install();
         reset(false);
         let c = peer();
         assert_eq!(sent(on_child_lock("C", &c, req("leaf", 0)).unwrap()), ["up:TtyLock(leaf#0)"]);

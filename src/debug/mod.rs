@@ -35,7 +35,11 @@
 //! re-executed). The functions here enable it in the process that calls them. An actor
 //! without it answers a dump request and `SIGUSR1` with a line saying so, and in debug mode
 //! (set for it alone by [`ActorOpts::debug_mode`](crate::actor::ActorOpts::debug_mode)) prints
-//! a crash as one marked line without the dump.
+//! a crash as one marked line without the dump. The relay of [`pause`]'s terminal lock goes
+//! with it: it runs in a process that enables the debug layer, sets an `ActorOpts::debug_mode`
+//! or pauses; an actor without it grants its children's requests at once (their prompts are
+//! then not serialised with each other or with the rest of the tree, and it does not hold back
+//! its reaping for them).
 //!
 //! [`dump`] is this actor's own state, at once; [`dump_tree`] adds each child's subtree, asked
 //! over the existing pipes (each child answers from its serving loop, relaying to its own

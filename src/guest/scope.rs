@@ -568,23 +568,32 @@ impl<T, F: Future<Output = Result<T>>> Future for Enforced<F> {
         if r.is_ready() || crate::cx::parks() != before {
             return r;
         }
-        let cancelled = with_local(|local| {
-            if local.current_scope_cancelled() {
-                true
-            } else {
-                // Only the innermost watcher notes where the task blocks: its scope is the one
-                // whose cancellation (or an enclosing one's, up to a shield) must wake the task.
-                if Some(local.foreign_notes.get()) == notes {
-                    local.note_blocked();
-                    local.foreign_notes.set(local.foreign_notes.get().wrapping_add(1));
-                }
-                false
-            }
-        });
-        if cancelled == Some(true) {
+        if blocked_in_foreign_futures(notes) {
             this.body = None;
             return Poll::Ready(Err(Error::Cancelled));
         }
         Poll::Pending
     }
+}
+
+/// [`Enforced`]'s cold half, once per build instead of once per body type: its body is pending
+/// without having parked at one of infect's awaits (it waits in foreign futures only). `true`
+/// if the current scope is cancelled (the body is to be dropped); otherwise, if this is the
+/// innermost watcher (`notes` is still the run's count), notes where the task blocks.
+#[inline(never)]
+fn blocked_in_foreign_futures(notes: Option<u64>) -> bool {
+    let cancelled = with_local(|local| {
+        if local.current_scope_cancelled() {
+            true
+        } else {
+            // Only the innermost watcher notes where the task blocks: its scope is the one
+            // whose cancellation (or an enclosing one's, up to a shield) must wake the task.
+            if Some(local.foreign_notes.get()) == notes {
+                local.note_blocked();
+                local.foreign_notes.set(local.foreign_notes.get().wrapping_add(1));
+            }
+            false
+        }
+    });
+    cancelled == Some(true)
 }

@@ -327,7 +327,8 @@ impl WorldState {
     ) -> Result<()> {
         let slot = self.new_slot(name, None, State::Gone);
         let world: Rc<dyn World> = Rc::new(ActorWorld { world: self.self_ref.clone(), me: slot.id });
-        let actor = ActorInner::new(self.aid(&slot), infected, None, Vec::new(), self.endpoints.clone(), Some(world));
+        let actor =
+            ActorInner::unshared(self.aid(&slot), infected, None, Vec::new(), self.endpoints.clone()).in_world(world);
         actor.set_debug_mode(debug_mode);
         let ints = Rc::new(Interrupts::default());
         {
@@ -417,7 +418,7 @@ impl WorldState {
             }
         };
         let world: Rc<dyn World> = Rc::new(ActorWorld { world: self.self_ref.clone(), me: slot.id });
-        let actor = child_actor(&spec, self.aid(slot), self.endpoints.clone(), Some(world));
+        let actor = child_actor(&spec, self.aid(slot), self.endpoints.clone()).in_world(world);
         slot.cx.borrow_mut().actor = Some(actor.clone());
         let conn = Rc::new(Peer::new(end, DEFAULT_MAX_FRAME));
         let signals = Signals::Queue(slot.signals.clone());

@@ -111,6 +111,9 @@ impl ActorOpts {
     /// [`RootOpts::debug_mode`](super::super::RootOpts::debug_mode) (tractor's rule); this
     /// option is for the exception, a child (and so its subtree) that differs.
     pub fn debug_mode(mut self, on: bool) -> ActorOpts {
+        // The process that sets it relays its children's terminal lock (its own children's
+        // processes do only if their program enables the debug layer, see `debug::enable`).
+        super::super::tty_lock::install();
         self.debug_mode = Some(on);
         self
     }
