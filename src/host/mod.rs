@@ -1208,8 +1208,9 @@ struct CurrentTask<'a> {
 
 impl<'a> CurrentTask<'a> {
     #[inline]
-    fn enter(core: &'a Core, ctl: &TaskCtl) -> CurrentTask<'a> {
-        let prev = core.current.replace(ctl);
+    fn enter(core: &'a Core, ctl: &Rc<TaskCtl>) -> CurrentTask<'a> {
+        // `Rc::as_ptr`: a pointer that may reach the count (`cancel_current` takes one).
+        let prev = core.current.replace(Rc::as_ptr(ctl));
         CurrentTask { core, prev }
     }
 }
@@ -1450,13 +1451,14 @@ where
 /// (example at [`check_cancelled`]).
 pub fn cancel_current(reason: &str) {
     let ctl = with_core(|core| {
-        core.current_ctl().map(|c| {
-            // SAFETY: `current` points into the `Rc<TaskCtl>` the polled `HostTask` holds (see
-            // `Core::current`); a new strong count keeps it for the cancel below.
-            unsafe {
-                Rc::increment_strong_count(c);
-                Rc::from_raw(c)
-            }
+        let c = core.current.get();
+        // SAFETY: a non-null `current` is `Rc::as_ptr` of the `Rc<TaskCtl>` the polled
+        // `HostTask` holds (see `Core::current`), so it may reach the count; a new strong count
+        // keeps it for the cancel below. (The raw pointer, not a `&TaskCtl` made from it: a
+        // reference's provenance does not cover the count.)
+        (!c.is_null()).then(|| unsafe {
+            Rc::increment_strong_count(c);
+            Rc::from_raw(c)
         })
     })
     .flatten();
