@@ -968,9 +968,9 @@ impl Error {
     /// use infect::Error;
     /// use infect::error::ErrorKind;
     ///
-    /// let e = Error::msg("ValueError", "bad value");
+    /// let e = Error::user_kind("ValueError", std::io::Error::other("bad value"));
     /// assert_eq!(e.kind(), "ValueError");
-    /// let clash = Error::msg("StartedTwice", "my own error");
+    /// let clash = Error::user_kind("StartedTwice", std::io::Error::other("my own error"));
     /// assert_eq!(clash.kind(), "user:StartedTwice");
     /// assert_eq!(ErrorKind::StartedTwice.as_str(), "StartedTwice");
     /// ```
